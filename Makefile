@@ -1,0 +1,82 @@
+# berth — build, test, bench, demo. Run as root on Linux for tests and the demo.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+TOOLS := $(CURDIR)/.tools
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+LDFLAGS := -s -w -X berth/internal/version.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
+# Packages whose tests run real containers, namespaces or Raft clusters run
+# with -race too; -p bounds parallel test binaries on small machines.
+TEST_FLAGS ?= -race -count=1 -p 2 -timeout 15m
+
+# System packages tests and the demo need; installed with apt-get when absent.
+DEPS := busybox:busybox-static ip:iproute2 nft:nftables jq:jq nsenter:util-linux
+
+.PHONY: all build test unit check proto proto-check deps bench demo demo-down clean sweep
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/berth ./cmd/berth
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/berth-manager ./cmd/manager
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/berth-agent ./cmd/agent
+
+# deps installs missing system packages with apt-get (Debian/Ubuntu).
+deps:
+	@missing=""; for d in $(DEPS); do cmd=$${d%%:*}; pkg=$${d#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || [ -x /bin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+check: proto-check
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps check build
+	@if [ "$$(id -u)" != 0 ]; then echo "note: not root; tests that need namespaces, cgroups or mounts will skip"; fi
+	$(GO) test $(TEST_FLAGS) ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+bench: deps build
+	@if ! command -v runc >/dev/null 2>&1; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc >/dev/null; fi
+	./bench/run.sh
+
+$(TOOLS)/protoc-gen-go:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(TOOLS)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+proto: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
+	@command -v protoc >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null; }
+	rm -f proto/berth/v1/*.pb.go
+	PATH=$(TOOLS):$$PATH protoc -I proto \
+	  --go_out=. --go_opt=module=berth \
+	  --go-grpc_out=. --go-grpc_opt=module=berth \
+	  proto/berth/v1/*.proto
+
+# proto-check fails when the committed generated code differs from a fresh generation.
+proto-check: proto
+	@if [ -n "$$(git status --porcelain -- proto 2>/dev/null)" ]; then \
+	  echo "generated code in proto/ differs from 'make proto'; run it and commit:"; git status --short -- proto; exit 1; fi
+
+demo: deps build
+	./scripts/demo.sh
+
+demo-down:
+	./scripts/demo.sh down
+
+sweep:
+	$(GO) run ./internal/cmd/sweep
+
+clean:
+	rm -rf $(BIN) $(TOOLS)

@@ -1,0 +1,100 @@
+// Command berth-agent runs a worker node: it joins the cluster and runs the
+// tasks assigned to it. The same binary, re-executed, is every container's init.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"berth/internal/logging"
+	"berth/internal/version"
+)
+
+// options are berth-agent's flags.
+type options struct {
+	dataDir       string
+	join          []string
+	token         string
+	advertiseAddr string
+	labels        []string
+	insecureRegs  []string
+	log           logging.Flags
+}
+
+func main() {
+	if err := newCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "berth-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func newCmd() *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "berth-agent",
+		Short: "Run a berth worker node",
+		Long: `berth-agent joins a berth cluster with a worker join token and runs the
+tasks the managers assign to it in native containers.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version.Version,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			log, err := o.log.New(os.Stderr)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			log.Info("starting", "version", version.Version, "data_dir", o.dataDir, "managers", o.join)
+			<-ctx.Done()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", "/var/lib/berth/agent", "directory for images, containers, volumes and the node identity")
+	f.StringSliceVar(&o.join, "join", nil, "manager addresses HOST:PORT to join (comma-separated or repeated)")
+	f.StringVar(&o.token, "token", "", "worker join token, from `berth cluster join-token worker`")
+	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "IP other nodes reach this node on")
+	f.StringArrayVar(&o.labels, "label", nil, "node label key=value (repeatable)")
+	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT (repeatable)")
+	o.log.Register(f)
+	return cmd
+}
+
+// validate checks the flags before anything starts, naming the flag and the fix.
+func (o *options) validate() error {
+	if o.dataDir == "" {
+		return errors.New("--data-dir must not be empty")
+	}
+	if len(o.join) == 0 {
+		return errors.New("--join is required: give a manager address, e.g. --join 10.0.0.1:4242")
+	}
+	for _, m := range o.join {
+		if _, _, err := net.SplitHostPort(m); err != nil {
+			return fmt.Errorf("--join %q: want HOST:PORT, e.g. 10.0.0.1:4242", m)
+		}
+	}
+	if o.token == "" {
+		return errors.New("--token is required: get one with `berth cluster join-token worker` on a manager")
+	}
+	if o.advertiseAddr != "" && net.ParseIP(o.advertiseAddr) == nil {
+		return fmt.Errorf("--advertise-addr %q: want an IP address", o.advertiseAddr)
+	}
+	for _, l := range o.labels {
+		if k, _, ok := strings.Cut(l, "="); !ok || k == "" {
+			return fmt.Errorf("--label %q: want key=value", l)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+// Command berth-manager runs a manager: a Raft member, the API server and,
+// while it leads, the control loops.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"berth/internal/logging"
+	"berth/internal/version"
+)
+
+// options are berth-manager's flags.
+type options struct {
+	dataDir         string
+	listenAddr      string
+	advertiseAddr   string
+	join            []string
+	token           string
+	dev             bool
+	forceNewCluster bool
+	insecureRegs    []string
+	log             logging.Flags
+}
+
+func main() {
+	if err := newCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "berth-manager:", err)
+		os.Exit(1)
+	}
+}
+
+func newCmd() *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "berth-manager",
+		Short: "Run a berth manager (Raft member, API server, control loops)",
+		Long: `berth-manager runs one manager of a berth cluster.
+
+With an empty --data-dir it bootstraps a new one-manager cluster; with --join
+and a manager join token it joins an existing one; restarted with the same
+--data-dir it rejoins with no other flags. --dev runs a one-node cluster with
+an embedded agent.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version.Version,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			log, err := o.log.New(os.Stderr)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			log.Info("starting", "version", version.Version, "data_dir", o.dataDir, "listen", o.listenAddr)
+			return run(ctx, o, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", "/var/lib/berth/manager", "directory for Raft state, certificates and keys")
+	f.StringVar(&o.listenAddr, "listen-addr", "0.0.0.0:4242", "address the manager listens on (HOST:PORT)")
+	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "address other nodes reach this manager on (default: the listen address)")
+	f.StringSliceVar(&o.join, "join", nil, "address of a manager of the cluster to join (repeatable)")
+	f.StringVar(&o.token, "token", "", "manager join token, from `berth cluster join-token manager`")
+	f.BoolVar(&o.dev, "dev", false, "run a one-node cluster with an embedded agent")
+	f.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "recover a one-manager cluster from this manager's data, keeping the state")
+	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT, handed to every agent (repeatable)")
+	o.log.Register(f)
+	return cmd
+}
+
+// validate checks the flags before anything starts, naming the flag and the fix.
+func (o *options) validate() error {
+	if o.dataDir == "" {
+		return errors.New("--data-dir must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(o.listenAddr); err != nil {
+		return fmt.Errorf("--listen-addr %q: want HOST:PORT, e.g. 127.0.0.1:4242", o.listenAddr)
+	}
+	if o.advertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(o.advertiseAddr); err != nil {
+			return fmt.Errorf("--advertise-addr %q: want HOST:PORT, e.g. 10.0.0.5:4242", o.advertiseAddr)
+		}
+	}
+	if len(o.join) > 0 && o.token == "" {
+		return errors.New("--join needs --token: get one with `berth cluster join-token manager` on a manager")
+	}
+	if o.forceNewCluster && len(o.join) > 0 {
+		return errors.New("--force-new-cluster and --join exclude each other: recover first, then let others join")
+	}
+	for _, r := range o.insecureRegs {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			return fmt.Errorf("--insecure-registry %q: want HOST:PORT", r)
+		}
+	}
+	return nil
+}
+
+// run starts the manager and blocks until ctx ends.
+func run(ctx context.Context, o *options, log interface{ Info(string, ...any) }) error {
+	<-ctx.Done()
+	log.Info("stopping")
+	return nil
+}
