@@ -1651,9 +1651,7 @@ type Cluster struct {
 	JoinTokens *JoinTokens            `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
 	RootCa     *RootCA                `protobuf:"bytes,5,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
 	// gossip_key encrypts memberlist traffic.
-	GossipKey []byte `protobuf:"bytes,6,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
-	// encryption_key for secrets at rest, held by managers.
-	EncryptionKey []byte `protobuf:"bytes,7,opt,name=encryption_key,json=encryptionKey,proto3" json:"encryption_key,omitempty"`
+	GossipKey     []byte `protobuf:"bytes,6,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1730,13 +1728,6 @@ func (x *Cluster) GetGossipKey() []byte {
 	return nil
 }
 
-func (x *Cluster) GetEncryptionKey() []byte {
-	if x != nil {
-		return x.EncryptionKey
-	}
-	return nil
-}
-
 // JoinTokens admit new nodes.
 type JoinTokens struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1794,7 +1785,8 @@ func (x *JoinTokens) GetManager() string {
 type RootCA struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	CaCert []byte                 `protobuf:"bytes,1,opt,name=ca_cert,json=caCert,proto3" json:"ca_cert,omitempty"`
-	// ca_key is encrypted with a key only managers hold.
+	// ca_key is encrypted (AES-GCM) with the cluster key, which managers keep
+	// in their data dirs and never write to the replicated state.
 	CaKey []byte `protobuf:"bytes,2,opt,name=ca_key,json=caKey,proto3" json:"ca_key,omitempty"`
 	// ca_cert_hash pins the CA in join tokens.
 	CaCertHash    string `protobuf:"bytes,3,opt,name=ca_cert_hash,json=caCertHash,proto3" json:"ca_cert_hash,omitempty"`
@@ -2076,7 +2068,7 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12(\n" +
 	"\x04spec\x18\x03 \x01(\v2\x14.berth.v1.SecretSpecR\x04spec\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\tR\x06digest\"\x90\x02\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\"\xef\x01\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12)\n" +
@@ -2085,8 +2077,7 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"joinTokens\x12)\n" +
 	"\aroot_ca\x18\x05 \x01(\v2\x10.berth.v1.RootCAR\x06rootCa\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12%\n" +
-	"\x0eencryption_key\x18\a \x01(\fR\rencryptionKey\">\n" +
+	"gossip_key\x18\x06 \x01(\fR\tgossipKeyJ\x04\b\a\x10\b\">\n" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
