@@ -10,6 +10,7 @@ import (
 // have, directly or indirectly. Prefixes match whole path elements.
 var forbidden = map[string][]string{
 	"berth/proto":         {"berth/"},
+	"berth/ca":            {"berth/"},
 	"berth/store":         {"berth/manager", "berth/deploy", "berth/scheduler", "berth/agent"},
 	"berth/manager":       {"berth/agent"},
 	"berth/scheduler":     {"berth/store", "google.golang.org/grpc"},
