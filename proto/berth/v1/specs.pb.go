@@ -22,6 +22,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ServiceMode says how many tasks a service runs.
+type ServiceMode int32
+
+const (
+	// SERVICE_MODE_REPLICATED runs a fixed number of tasks.
+	ServiceMode_SERVICE_MODE_REPLICATED ServiceMode = 0
+	// SERVICE_MODE_GLOBAL runs one task on every eligible node.
+	ServiceMode_SERVICE_MODE_GLOBAL ServiceMode = 1
+)
+
+// Enum value maps for ServiceMode.
+var (
+	ServiceMode_name = map[int32]string{
+		0: "SERVICE_MODE_REPLICATED",
+		1: "SERVICE_MODE_GLOBAL",
+	}
+	ServiceMode_value = map[string]int32{
+		"SERVICE_MODE_REPLICATED": 0,
+		"SERVICE_MODE_GLOBAL":     1,
+	}
+)
+
+func (x ServiceMode) Enum() *ServiceMode {
+	p := new(ServiceMode)
+	*p = x
+	return p
+}
+
+func (x ServiceMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ServiceMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_berth_v1_specs_proto_enumTypes[0].Descriptor()
+}
+
+func (ServiceMode) Type() protoreflect.EnumType {
+	return &file_berth_v1_specs_proto_enumTypes[0]
+}
+
+func (x ServiceMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ServiceMode.Descriptor instead.
+func (ServiceMode) EnumDescriptor() ([]byte, []int) {
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{0}
+}
+
 type Mount_Type int32
 
 const (
@@ -55,11 +104,11 @@ func (x Mount_Type) String() string {
 }
 
 func (Mount_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[0].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[1].Descriptor()
 }
 
 func (Mount_Type) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[0]
+	return &file_berth_v1_specs_proto_enumTypes[1]
 }
 
 func (x Mount_Type) Number() protoreflect.EnumNumber {
@@ -68,7 +117,7 @@ func (x Mount_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mount_Type.Descriptor instead.
 func (Mount_Type) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4, 0}
 }
 
 type RestartPolicy_Condition int32
@@ -104,11 +153,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[1].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[2].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[1]
+	return &file_berth_v1_specs_proto_enumTypes[2]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -117,7 +166,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type Placement_Strategy int32
@@ -150,11 +199,11 @@ func (x Placement_Strategy) String() string {
 }
 
 func (Placement_Strategy) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[2].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[3].Descriptor()
 }
 
 func (Placement_Strategy) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[2]
+	return &file_berth_v1_specs_proto_enumTypes[3]
 }
 
 func (x Placement_Strategy) Number() protoreflect.EnumNumber {
@@ -163,7 +212,7 @@ func (x Placement_Strategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Placement_Strategy.Descriptor instead.
 func (Placement_Strategy) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9, 0}
 }
 
 type UpdateConfig_FailureAction int32
@@ -199,11 +248,11 @@ func (x UpdateConfig_FailureAction) String() string {
 }
 
 func (UpdateConfig_FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[3].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[4].Descriptor()
 }
 
 func (UpdateConfig_FailureAction) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[3]
+	return &file_berth_v1_specs_proto_enumTypes[4]
 }
 
 func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
@@ -212,7 +261,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type UpdateConfig_Order int32
@@ -245,11 +294,11 @@ func (x UpdateConfig_Order) String() string {
 }
 
 func (UpdateConfig_Order) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[4].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[5].Descriptor()
 }
 
 func (UpdateConfig_Order) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[4]
+	return &file_berth_v1_specs_proto_enumTypes[5]
 }
 
 func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
@@ -258,7 +307,7 @@ func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_Order.Descriptor instead.
 func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11, 1}
 }
 
 type EndpointSpec_Mode int32
@@ -291,11 +340,11 @@ func (x EndpointSpec_Mode) String() string {
 }
 
 func (EndpointSpec_Mode) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[5].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[6].Descriptor()
 }
 
 func (EndpointSpec_Mode) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[5]
+	return &file_berth_v1_specs_proto_enumTypes[6]
 }
 
 func (x EndpointSpec_Mode) Number() protoreflect.EnumNumber {
@@ -304,7 +353,7 @@ func (x EndpointSpec_Mode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointSpec_Mode.Descriptor instead.
 func (EndpointSpec_Mode) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type PortConfig_Protocol int32
@@ -337,11 +386,11 @@ func (x PortConfig_Protocol) String() string {
 }
 
 func (PortConfig_Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[6].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[7].Descriptor()
 }
 
 func (PortConfig_Protocol) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[6]
+	return &file_berth_v1_specs_proto_enumTypes[7]
 }
 
 func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
@@ -350,7 +399,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -383,11 +432,11 @@ func (x PortConfig_PublishMode) String() string {
 }
 
 func (PortConfig_PublishMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[7].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[8].Descriptor()
 }
 
 func (PortConfig_PublishMode) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[7]
+	return &file_berth_v1_specs_proto_enumTypes[8]
 }
 
 func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
@@ -396,7 +445,7 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 1}
 }
 
 type NodeSpec_Role int32
@@ -429,11 +478,11 @@ func (x NodeSpec_Role) String() string {
 }
 
 func (NodeSpec_Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[8].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[9].Descriptor()
 }
 
 func (NodeSpec_Role) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[8]
+	return &file_berth_v1_specs_proto_enumTypes[9]
 }
 
 func (x NodeSpec_Role) Number() protoreflect.EnumNumber {
@@ -442,7 +491,7 @@ func (x NodeSpec_Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Role.Descriptor instead.
 func (NodeSpec_Role) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18, 0}
 }
 
 type NodeSpec_Availability int32
@@ -478,11 +527,11 @@ func (x NodeSpec_Availability) String() string {
 }
 
 func (NodeSpec_Availability) Descriptor() protoreflect.EnumDescriptor {
-	return file_berth_v1_specs_proto_enumTypes[9].Descriptor()
+	return file_berth_v1_specs_proto_enumTypes[10].Descriptor()
 }
 
 func (NodeSpec_Availability) Type() protoreflect.EnumType {
-	return &file_berth_v1_specs_proto_enumTypes[9]
+	return &file_berth_v1_specs_proto_enumTypes[10]
 }
 
 func (x NodeSpec_Availability) Number() protoreflect.EnumNumber {
@@ -491,7 +540,7 @@ func (x NodeSpec_Availability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Availability.Descriptor instead.
 func (NodeSpec_Availability) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18, 1}
 }
 
 // Annotations name an object and carry free-form labels.
@@ -552,11 +601,10 @@ type ServiceSpec struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Annotations *Annotations           `protobuf:"bytes,1,opt,name=annotations,proto3" json:"annotations,omitempty"`
 	Task        *TaskSpec              `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
-	// Types that are valid to be assigned to Mode:
-	//
-	//	*ServiceSpec_Replicated
-	//	*ServiceSpec_Global
-	Mode          isServiceSpec_Mode   `protobuf_oneof:"mode"`
+	Mode        ServiceMode            `protobuf:"varint,3,opt,name=mode,proto3,enum=berth.v1.ServiceMode" json:"mode,omitempty"`
+	// replicas is the task count of a replicated service (default 1). Setting
+	// it on a global service is an error, so presence is tracked.
+	Replicas      *int64               `protobuf:"varint,4,opt,name=replicas,proto3,oneof" json:"replicas,omitempty"`
 	Update        *UpdateConfig        `protobuf:"bytes,5,opt,name=update,proto3" json:"update,omitempty"`
 	Rollback      *UpdateConfig        `protobuf:"bytes,6,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	Endpoint      *EndpointSpec        `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
@@ -609,29 +657,18 @@ func (x *ServiceSpec) GetTask() *TaskSpec {
 	return nil
 }
 
-func (x *ServiceSpec) GetMode() isServiceSpec_Mode {
+func (x *ServiceSpec) GetMode() ServiceMode {
 	if x != nil {
 		return x.Mode
 	}
-	return nil
+	return ServiceMode_SERVICE_MODE_REPLICATED
 }
 
-func (x *ServiceSpec) GetReplicated() *ReplicatedService {
-	if x != nil {
-		if x, ok := x.Mode.(*ServiceSpec_Replicated); ok {
-			return x.Replicated
-		}
+func (x *ServiceSpec) GetReplicas() int64 {
+	if x != nil && x.Replicas != nil {
+		return *x.Replicas
 	}
-	return nil
-}
-
-func (x *ServiceSpec) GetGlobal() *GlobalService {
-	if x != nil {
-		if x, ok := x.Mode.(*ServiceSpec_Global); ok {
-			return x.Global
-		}
-	}
-	return nil
+	return 0
 }
 
 func (x *ServiceSpec) GetUpdate() *UpdateConfig {
@@ -662,104 +699,6 @@ func (x *ServiceSpec) GetNetworks() []*NetworkAttachment {
 	return nil
 }
 
-type isServiceSpec_Mode interface {
-	isServiceSpec_Mode()
-}
-
-type ServiceSpec_Replicated struct {
-	Replicated *ReplicatedService `protobuf:"bytes,3,opt,name=replicated,proto3,oneof"`
-}
-
-type ServiceSpec_Global struct {
-	Global *GlobalService `protobuf:"bytes,4,opt,name=global,proto3,oneof"`
-}
-
-func (*ServiceSpec_Replicated) isServiceSpec_Mode() {}
-
-func (*ServiceSpec_Global) isServiceSpec_Mode() {}
-
-// ReplicatedService runs a fixed number of tasks.
-type ReplicatedService struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Replicas      uint64                 `protobuf:"varint,1,opt,name=replicas,proto3" json:"replicas,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ReplicatedService) Reset() {
-	*x = ReplicatedService{}
-	mi := &file_berth_v1_specs_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ReplicatedService) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ReplicatedService) ProtoMessage() {}
-
-func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
-func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *ReplicatedService) GetReplicas() uint64 {
-	if x != nil {
-		return x.Replicas
-	}
-	return 0
-}
-
-// GlobalService runs one task on every eligible node.
-type GlobalService struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *GlobalService) Reset() {
-	*x = GlobalService{}
-	mi := &file_berth_v1_specs_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GlobalService) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GlobalService) ProtoMessage() {}
-
-func (x *GlobalService) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
-func (*GlobalService) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{3}
-}
-
 // TaskSpec is what each task of a service runs.
 type TaskSpec struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -775,7 +714,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	mi := &file_berth_v1_specs_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +726,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	mi := &file_berth_v1_specs_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +739,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -866,7 +805,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[5]
+	mi := &file_berth_v1_specs_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +817,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[5]
+	mi := &file_berth_v1_specs_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +830,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -1015,7 +954,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_berth_v1_specs_proto_msgTypes[6]
+	mi := &file_berth_v1_specs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +966,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[6]
+	mi := &file_berth_v1_specs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +979,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Mount) GetType() Mount_Type {
@@ -1093,7 +1032,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_berth_v1_specs_proto_msgTypes[7]
+	mi := &file_berth_v1_specs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1044,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[7]
+	mi := &file_berth_v1_specs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1057,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HealthCheck) GetTest() []string {
@@ -1167,7 +1106,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_berth_v1_specs_proto_msgTypes[8]
+	mi := &file_berth_v1_specs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1118,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[8]
+	mi := &file_berth_v1_specs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1131,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Resources) GetLimits() *ResourceSet {
@@ -1222,7 +1161,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_berth_v1_specs_proto_msgTypes[9]
+	mi := &file_berth_v1_specs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1173,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[9]
+	mi := &file_berth_v1_specs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1186,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResourceSet) GetNanoCpus() int64 {
@@ -1285,7 +1224,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_berth_v1_specs_proto_msgTypes[10]
+	mi := &file_berth_v1_specs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1236,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[10]
+	mi := &file_berth_v1_specs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1249,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1356,7 +1295,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_berth_v1_specs_proto_msgTypes[11]
+	mi := &file_berth_v1_specs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1307,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[11]
+	mi := &file_berth_v1_specs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1320,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1423,7 +1362,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_berth_v1_specs_proto_msgTypes[12]
+	mi := &file_berth_v1_specs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1374,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[12]
+	mi := &file_berth_v1_specs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1387,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlacementPreference) GetSpreadDescriptor() string {
@@ -1476,7 +1415,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_berth_v1_specs_proto_msgTypes[13]
+	mi := &file_berth_v1_specs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1427,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[13]
+	mi := &file_berth_v1_specs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1440,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -1557,7 +1496,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[14]
+	mi := &file_berth_v1_specs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1508,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[14]
+	mi := &file_berth_v1_specs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1521,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EndpointSpec) GetMode() EndpointSpec_Mode {
@@ -1613,7 +1552,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_berth_v1_specs_proto_msgTypes[15]
+	mi := &file_berth_v1_specs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1564,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[15]
+	mi := &file_berth_v1_specs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1577,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1688,7 +1627,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_berth_v1_specs_proto_msgTypes[16]
+	mi := &file_berth_v1_specs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1639,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[16]
+	mi := &file_berth_v1_specs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1652,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NetworkAttachment) GetTarget() string {
@@ -1746,7 +1685,7 @@ type SecretReference struct {
 
 func (x *SecretReference) Reset() {
 	*x = SecretReference{}
-	mi := &file_berth_v1_specs_proto_msgTypes[17]
+	mi := &file_berth_v1_specs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1697,7 @@ func (x *SecretReference) String() string {
 func (*SecretReference) ProtoMessage() {}
 
 func (x *SecretReference) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[17]
+	mi := &file_berth_v1_specs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1710,7 @@ func (x *SecretReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretReference.ProtoReflect.Descriptor instead.
 func (*SecretReference) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SecretReference) GetSecretId() string {
@@ -1832,7 +1771,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +1783,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +1796,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -1907,7 +1846,7 @@ type SecretSpec struct {
 
 func (x *SecretSpec) Reset() {
 	*x = SecretSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +1858,7 @@ func (x *SecretSpec) String() string {
 func (*SecretSpec) ProtoMessage() {}
 
 func (x *SecretSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +1871,7 @@ func (x *SecretSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSpec.ProtoReflect.Descriptor instead.
 func (*SecretSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SecretSpec) GetAnnotations() *Annotations {
@@ -1961,7 +1900,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[20]
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +1912,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[20]
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +1925,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeSpec) GetAnnotations() *Annotations {
@@ -2029,7 +1968,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[21]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +1980,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[21]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +1993,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClusterSpec) GetAnnotations() *Annotations {
@@ -2109,22 +2048,17 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\x06labels\x18\x02 \x03(\v2!.berth.v1.Annotations.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x98\x03\n" +
 	"\vServiceSpec\x127\n" +
 	"\vannotations\x18\x01 \x01(\v2\x15.berth.v1.AnnotationsR\vannotations\x12&\n" +
-	"\x04task\x18\x02 \x01(\v2\x12.berth.v1.TaskSpecR\x04task\x12=\n" +
-	"\n" +
-	"replicated\x18\x03 \x01(\v2\x1b.berth.v1.ReplicatedServiceH\x00R\n" +
-	"replicated\x121\n" +
-	"\x06global\x18\x04 \x01(\v2\x17.berth.v1.GlobalServiceH\x00R\x06global\x12.\n" +
+	"\x04task\x18\x02 \x01(\v2\x12.berth.v1.TaskSpecR\x04task\x12)\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x15.berth.v1.ServiceModeR\x04mode\x12\x1f\n" +
+	"\breplicas\x18\x04 \x01(\x03H\x00R\breplicas\x88\x01\x01\x12.\n" +
 	"\x06update\x18\x05 \x01(\v2\x16.berth.v1.UpdateConfigR\x06update\x122\n" +
 	"\brollback\x18\x06 \x01(\v2\x16.berth.v1.UpdateConfigR\brollback\x122\n" +
 	"\bendpoint\x18\a \x01(\v2\x16.berth.v1.EndpointSpecR\bendpoint\x127\n" +
-	"\bnetworks\x18\b \x03(\v2\x1b.berth.v1.NetworkAttachmentR\bnetworksB\x06\n" +
-	"\x04mode\"/\n" +
-	"\x11ReplicatedService\x12\x1a\n" +
-	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x0f\n" +
-	"\rGlobalService\"\xfd\x01\n" +
+	"\bnetworks\x18\b \x03(\v2\x1b.berth.v1.NetworkAttachmentR\bnetworksB\v\n" +
+	"\t_replicas\"\xfd\x01\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.berth.v1.ContainerSpecR\tcontainer\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.berth.v1.ResourcesR\tresources\x121\n" +
@@ -2271,7 +2205,10 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\vcert_expiry\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"certExpiry\x12/\n" +
 	"\x13insecure_registries\x18\x05 \x03(\tR\x12insecureRegistries\x12!\n" +
-	"\faddress_pool\x18\x06 \x01(\tR\vaddressPoolB\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
+	"\faddress_pool\x18\x06 \x01(\tR\vaddressPool*C\n" +
+	"\vServiceMode\x12\x1b\n" +
+	"\x17SERVICE_MODE_REPLICATED\x10\x00\x12\x17\n" +
+	"\x13SERVICE_MODE_GLOBAL\x10\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_specs_proto_rawDescOnce sync.Once
@@ -2285,96 +2222,94 @@ func file_berth_v1_specs_proto_rawDescGZIP() []byte {
 	return file_berth_v1_specs_proto_rawDescData
 }
 
-var file_berth_v1_specs_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_berth_v1_specs_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_berth_v1_specs_proto_goTypes = []any{
-	(Mount_Type)(0),                 // 0: berth.v1.Mount.Type
-	(RestartPolicy_Condition)(0),    // 1: berth.v1.RestartPolicy.Condition
-	(Placement_Strategy)(0),         // 2: berth.v1.Placement.Strategy
-	(UpdateConfig_FailureAction)(0), // 3: berth.v1.UpdateConfig.FailureAction
-	(UpdateConfig_Order)(0),         // 4: berth.v1.UpdateConfig.Order
-	(EndpointSpec_Mode)(0),          // 5: berth.v1.EndpointSpec.Mode
-	(PortConfig_Protocol)(0),        // 6: berth.v1.PortConfig.Protocol
-	(PortConfig_PublishMode)(0),     // 7: berth.v1.PortConfig.PublishMode
-	(NodeSpec_Role)(0),              // 8: berth.v1.NodeSpec.Role
-	(NodeSpec_Availability)(0),      // 9: berth.v1.NodeSpec.Availability
-	(*Annotations)(nil),             // 10: berth.v1.Annotations
-	(*ServiceSpec)(nil),             // 11: berth.v1.ServiceSpec
-	(*ReplicatedService)(nil),       // 12: berth.v1.ReplicatedService
-	(*GlobalService)(nil),           // 13: berth.v1.GlobalService
-	(*TaskSpec)(nil),                // 14: berth.v1.TaskSpec
-	(*ContainerSpec)(nil),           // 15: berth.v1.ContainerSpec
-	(*Mount)(nil),                   // 16: berth.v1.Mount
-	(*HealthCheck)(nil),             // 17: berth.v1.HealthCheck
-	(*Resources)(nil),               // 18: berth.v1.Resources
-	(*ResourceSet)(nil),             // 19: berth.v1.ResourceSet
-	(*RestartPolicy)(nil),           // 20: berth.v1.RestartPolicy
-	(*Placement)(nil),               // 21: berth.v1.Placement
-	(*PlacementPreference)(nil),     // 22: berth.v1.PlacementPreference
-	(*UpdateConfig)(nil),            // 23: berth.v1.UpdateConfig
-	(*EndpointSpec)(nil),            // 24: berth.v1.EndpointSpec
-	(*PortConfig)(nil),              // 25: berth.v1.PortConfig
-	(*NetworkAttachment)(nil),       // 26: berth.v1.NetworkAttachment
-	(*SecretReference)(nil),         // 27: berth.v1.SecretReference
-	(*NetworkSpec)(nil),             // 28: berth.v1.NetworkSpec
-	(*SecretSpec)(nil),              // 29: berth.v1.SecretSpec
-	(*NodeSpec)(nil),                // 30: berth.v1.NodeSpec
-	(*ClusterSpec)(nil),             // 31: berth.v1.ClusterSpec
-	nil,                             // 32: berth.v1.Annotations.LabelsEntry
-	nil,                             // 33: berth.v1.ContainerSpec.LabelsEntry
-	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
+	(ServiceMode)(0),                // 0: berth.v1.ServiceMode
+	(Mount_Type)(0),                 // 1: berth.v1.Mount.Type
+	(RestartPolicy_Condition)(0),    // 2: berth.v1.RestartPolicy.Condition
+	(Placement_Strategy)(0),         // 3: berth.v1.Placement.Strategy
+	(UpdateConfig_FailureAction)(0), // 4: berth.v1.UpdateConfig.FailureAction
+	(UpdateConfig_Order)(0),         // 5: berth.v1.UpdateConfig.Order
+	(EndpointSpec_Mode)(0),          // 6: berth.v1.EndpointSpec.Mode
+	(PortConfig_Protocol)(0),        // 7: berth.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),     // 8: berth.v1.PortConfig.PublishMode
+	(NodeSpec_Role)(0),              // 9: berth.v1.NodeSpec.Role
+	(NodeSpec_Availability)(0),      // 10: berth.v1.NodeSpec.Availability
+	(*Annotations)(nil),             // 11: berth.v1.Annotations
+	(*ServiceSpec)(nil),             // 12: berth.v1.ServiceSpec
+	(*TaskSpec)(nil),                // 13: berth.v1.TaskSpec
+	(*ContainerSpec)(nil),           // 14: berth.v1.ContainerSpec
+	(*Mount)(nil),                   // 15: berth.v1.Mount
+	(*HealthCheck)(nil),             // 16: berth.v1.HealthCheck
+	(*Resources)(nil),               // 17: berth.v1.Resources
+	(*ResourceSet)(nil),             // 18: berth.v1.ResourceSet
+	(*RestartPolicy)(nil),           // 19: berth.v1.RestartPolicy
+	(*Placement)(nil),               // 20: berth.v1.Placement
+	(*PlacementPreference)(nil),     // 21: berth.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 22: berth.v1.UpdateConfig
+	(*EndpointSpec)(nil),            // 23: berth.v1.EndpointSpec
+	(*PortConfig)(nil),              // 24: berth.v1.PortConfig
+	(*NetworkAttachment)(nil),       // 25: berth.v1.NetworkAttachment
+	(*SecretReference)(nil),         // 26: berth.v1.SecretReference
+	(*NetworkSpec)(nil),             // 27: berth.v1.NetworkSpec
+	(*SecretSpec)(nil),              // 28: berth.v1.SecretSpec
+	(*NodeSpec)(nil),                // 29: berth.v1.NodeSpec
+	(*ClusterSpec)(nil),             // 30: berth.v1.ClusterSpec
+	nil,                             // 31: berth.v1.Annotations.LabelsEntry
+	nil,                             // 32: berth.v1.ContainerSpec.LabelsEntry
+	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
 }
 var file_berth_v1_specs_proto_depIdxs = []int32{
-	32, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
-	10, // 1: berth.v1.ServiceSpec.annotations:type_name -> berth.v1.Annotations
-	14, // 2: berth.v1.ServiceSpec.task:type_name -> berth.v1.TaskSpec
-	12, // 3: berth.v1.ServiceSpec.replicated:type_name -> berth.v1.ReplicatedService
-	13, // 4: berth.v1.ServiceSpec.global:type_name -> berth.v1.GlobalService
-	23, // 5: berth.v1.ServiceSpec.update:type_name -> berth.v1.UpdateConfig
-	23, // 6: berth.v1.ServiceSpec.rollback:type_name -> berth.v1.UpdateConfig
-	24, // 7: berth.v1.ServiceSpec.endpoint:type_name -> berth.v1.EndpointSpec
-	26, // 8: berth.v1.ServiceSpec.networks:type_name -> berth.v1.NetworkAttachment
-	15, // 9: berth.v1.TaskSpec.container:type_name -> berth.v1.ContainerSpec
-	18, // 10: berth.v1.TaskSpec.resources:type_name -> berth.v1.Resources
-	20, // 11: berth.v1.TaskSpec.restart:type_name -> berth.v1.RestartPolicy
-	21, // 12: berth.v1.TaskSpec.placement:type_name -> berth.v1.Placement
-	16, // 13: berth.v1.ContainerSpec.mounts:type_name -> berth.v1.Mount
-	34, // 14: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	17, // 15: berth.v1.ContainerSpec.healthcheck:type_name -> berth.v1.HealthCheck
-	27, // 16: berth.v1.ContainerSpec.secrets:type_name -> berth.v1.SecretReference
-	33, // 17: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
-	0,  // 18: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
-	34, // 19: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	34, // 20: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	34, // 21: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	19, // 22: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
-	19, // 23: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
-	1,  // 24: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
-	34, // 25: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	34, // 26: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	22, // 27: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
-	2,  // 28: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
-	34, // 29: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	3,  // 30: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
-	34, // 31: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	4,  // 32: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
-	5,  // 33: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
-	25, // 34: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
-	6,  // 35: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
-	7,  // 36: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
-	10, // 37: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
-	10, // 38: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
-	10, // 39: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
-	8,  // 40: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
-	9,  // 41: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
-	10, // 42: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
-	34, // 43: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
-	34, // 44: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	31, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
+	11, // 1: berth.v1.ServiceSpec.annotations:type_name -> berth.v1.Annotations
+	13, // 2: berth.v1.ServiceSpec.task:type_name -> berth.v1.TaskSpec
+	0,  // 3: berth.v1.ServiceSpec.mode:type_name -> berth.v1.ServiceMode
+	22, // 4: berth.v1.ServiceSpec.update:type_name -> berth.v1.UpdateConfig
+	22, // 5: berth.v1.ServiceSpec.rollback:type_name -> berth.v1.UpdateConfig
+	23, // 6: berth.v1.ServiceSpec.endpoint:type_name -> berth.v1.EndpointSpec
+	25, // 7: berth.v1.ServiceSpec.networks:type_name -> berth.v1.NetworkAttachment
+	14, // 8: berth.v1.TaskSpec.container:type_name -> berth.v1.ContainerSpec
+	17, // 9: berth.v1.TaskSpec.resources:type_name -> berth.v1.Resources
+	19, // 10: berth.v1.TaskSpec.restart:type_name -> berth.v1.RestartPolicy
+	20, // 11: berth.v1.TaskSpec.placement:type_name -> berth.v1.Placement
+	15, // 12: berth.v1.ContainerSpec.mounts:type_name -> berth.v1.Mount
+	33, // 13: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	16, // 14: berth.v1.ContainerSpec.healthcheck:type_name -> berth.v1.HealthCheck
+	26, // 15: berth.v1.ContainerSpec.secrets:type_name -> berth.v1.SecretReference
+	32, // 16: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
+	1,  // 17: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
+	33, // 18: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	33, // 19: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	33, // 20: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	18, // 21: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
+	18, // 22: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
+	2,  // 23: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
+	33, // 24: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	33, // 25: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	21, // 26: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
+	3,  // 27: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
+	33, // 28: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	4,  // 29: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
+	33, // 30: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	5,  // 31: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
+	6,  // 32: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
+	24, // 33: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
+	7,  // 34: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
+	8,  // 35: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
+	11, // 36: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 37: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 38: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
+	9,  // 39: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
+	10, // 40: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
+	11, // 41: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
+	33, // 42: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
+	33, // 43: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_specs_proto_init() }
@@ -2382,17 +2317,14 @@ func file_berth_v1_specs_proto_init() {
 	if File_berth_v1_specs_proto != nil {
 		return
 	}
-	file_berth_v1_specs_proto_msgTypes[1].OneofWrappers = []any{
-		(*ServiceSpec_Replicated)(nil),
-		(*ServiceSpec_Global)(nil),
-	}
+	file_berth_v1_specs_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_specs_proto_rawDesc), len(file_berth_v1_specs_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   24,
+			NumEnums:      11,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

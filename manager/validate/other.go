@@ -1,0 +1,114 @@
+package validate
+
+import (
+	"fmt"
+	"net/netip"
+
+	pb "berth/proto/berth/v1"
+)
+
+// MaxSecretSize is the largest secret accepted, as Docker's 500 KiB.
+const MaxSecretSize = 500 * 1024
+
+// NetworkSpec checks a network spec.
+func NetworkSpec(s *pb.NetworkSpec) error {
+	if err := Name("name", s.GetAnnotations().GetName()); err != nil {
+		return err
+	}
+	if d := s.GetDriver(); d != "" && d != "overlay" {
+		return fieldErr("driver", fmt.Sprintf("unknown driver %q", d), "use overlay")
+	}
+	if sub := s.GetSubnet(); sub != "" {
+		p, err := netip.ParsePrefix(sub)
+		if err != nil || !p.Addr().Is4() {
+			return fieldErr("subnet", fmt.Sprintf("%q is not an IPv4 CIDR", sub), "use a subnet such as 10.20.0.0/24")
+		}
+		if p.Bits() > 29 {
+			return fieldErr("subnet", fmt.Sprintf("%s is too small", sub), "use a /29 or larger")
+		}
+		if p.Masked() != p {
+			return fieldErr("subnet", fmt.Sprintf("%s has host bits set", sub), "use %s", p.Masked())
+		}
+	}
+	return nil
+}
+
+// SecretSpec checks a secret spec.
+func SecretSpec(s *pb.SecretSpec) error {
+	if err := Name("name", s.GetAnnotations().GetName()); err != nil {
+		return err
+	}
+	if len(s.GetData()) == 0 {
+		return fieldErr("data", "secret is empty", "give the secret's content")
+	}
+	if len(s.GetData()) > MaxSecretSize {
+		return fieldErr("data", fmt.Sprintf("%d bytes is larger than %d", len(s.GetData()), MaxSecretSize), "keep secrets under 500 KiB")
+	}
+	return nil
+}
+
+// NodeSpec checks what a user sets on a node.
+func NodeSpec(s *pb.NodeSpec) error {
+	if _, ok := pb.NodeSpec_Availability_name[int32(s.GetAvailability())]; !ok {
+		return fieldErr("availability", fmt.Sprintf("unknown availability %d", s.GetAvailability()), "use active, pause or drain")
+	}
+	if _, ok := pb.NodeSpec_Role_name[int32(s.GetDesiredRole())]; !ok {
+		return fieldErr("role", fmt.Sprintf("unknown role %d", s.GetDesiredRole()), "use worker or manager")
+	}
+	for k := range s.GetAnnotations().GetLabels() {
+		if k == "" {
+			return fieldErr("labels", "empty label key", "use key=value")
+		}
+	}
+	return nil
+}
+
+// ClusterSpec checks cluster settings.
+func ClusterSpec(s *pb.ClusterSpec) error {
+	if err := duration("heartbeat_period", s.GetHeartbeatPeriod()); err != nil {
+		return err
+	}
+	if err := duration("cert_expiry", s.GetCertExpiry()); err != nil {
+		return err
+	}
+	if s.GetTaskHistoryLimit() < 0 {
+		return fieldErr("task_history_limit", "negative", "use 0 or more")
+	}
+	if pool := s.GetAddressPool(); pool != "" {
+		if p, err := netip.ParsePrefix(pool); err != nil || !p.Addr().Is4() {
+			return fieldErr("address_pool", fmt.Sprintf("%q is not an IPv4 CIDR", pool), "use a pool such as 10.0.0.0/8")
+		}
+	}
+	return nil
+}
+
+// PortConflict reports a published port of spec that another service
+// (not serviceID itself) already publishes.
+func PortConflict(serviceID string, spec *pb.ServiceSpec, others []*pb.Service) error {
+	type key struct {
+		port  uint32
+		proto pb.PortConfig_Protocol
+	}
+	used := map[key]string{}
+	for _, o := range others {
+		if o.GetId() == serviceID {
+			continue
+		}
+		for _, p := range o.GetSpec().GetEndpoint().GetPorts() {
+			if p.GetPublishedPort() != 0 {
+				used[key{p.GetPublishedPort(), p.GetProtocol()}] = o.GetSpec().GetAnnotations().GetName()
+			}
+		}
+		for _, p := range o.GetEndpoint().GetPorts() { // ports the allocator picked
+			if p.GetPublishedPort() != 0 {
+				used[key{p.GetPublishedPort(), p.GetProtocol()}] = o.GetSpec().GetAnnotations().GetName()
+			}
+		}
+	}
+	for i, p := range spec.GetEndpoint().GetPorts() {
+		if owner, ok := used[key{p.GetPublishedPort(), p.GetProtocol()}]; ok && p.GetPublishedPort() != 0 {
+			return fieldErr(fmt.Sprintf("ports[%d].published", i), fmt.Sprintf("port %d is already published by service %q", p.GetPublishedPort(), owner), "pick another port, or leave it 0 to get a free one")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,290 @@
+package validate
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "berth/proto/berth/v1"
+	"berth/scheduler"
+)
+
+// MaxReplicas bounds a replicated service, so a typo cannot flood the cluster.
+const MaxReplicas = 100000
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// Name checks an object name (service, network, secret, node).
+func Name(field, n string) error {
+	if n == "" {
+		return fieldErr(field, "name is empty", "give a name such as web")
+	}
+	if !nameRE.MatchString(n) {
+		return fieldErr(field, fmt.Sprintf("name %q is not valid", n), "use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit")
+	}
+	return nil
+}
+
+// ServiceSpec checks a service spec on its own.
+func ServiceSpec(s *pb.ServiceSpec) error {
+	if s == nil {
+		return fieldErr("spec", "missing", "send a service spec")
+	}
+	if err := Name("name", s.GetAnnotations().GetName()); err != nil {
+		return err
+	}
+	if err := mode(s); err != nil {
+		return err
+	}
+	if err := TaskSpec(s.GetTask()); err != nil {
+		return err
+	}
+	if err := updateConfig("update_config", s.GetUpdate()); err != nil {
+		return err
+	}
+	if err := updateConfig("rollback_config", s.GetRollback()); err != nil {
+		return err
+	}
+	if err := endpoint(s.GetEndpoint()); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for i, n := range s.GetNetworks() {
+		if n.GetTarget() == "" {
+			return fieldErr(fmt.Sprintf("networks[%d]", i), "network is empty", "name a network created with `berth network create`")
+		}
+		if seen[n.GetTarget()] {
+			return fieldErr(fmt.Sprintf("networks[%d]", i), fmt.Sprintf("network %q is listed twice", n.GetTarget()), "list each network once")
+		}
+		seen[n.GetTarget()] = true
+	}
+	return nil
+}
+
+func mode(s *pb.ServiceSpec) error {
+	switch s.GetMode() {
+	case pb.ServiceMode_SERVICE_MODE_REPLICATED:
+		if r := s.GetReplicas(); r < 0 || r > MaxReplicas {
+			return fieldErr("replicas", fmt.Sprintf("%d is out of range", r), "use 0 to %d", MaxReplicas)
+		}
+	case pb.ServiceMode_SERVICE_MODE_GLOBAL:
+		if s.Replicas != nil {
+			return fieldErr("replicas", "a global service runs one task per eligible node", "drop --replicas, or use --mode replicated")
+		}
+	default:
+		return fieldErr("mode", fmt.Sprintf("unknown mode %d", s.GetMode()), "use replicated or global")
+	}
+	return nil
+}
+
+// TaskSpec checks what each task runs.
+func TaskSpec(t *pb.TaskSpec) error {
+	c := t.GetContainer()
+	if c.GetImage() == "" {
+		return fieldErr("image", "image is empty", "give an image reference such as busybox:latest")
+	}
+	if _, err := name.ParseReference(c.GetImage()); err != nil {
+		return fieldErr("image", fmt.Sprintf("%q is not an image reference (%v)", c.GetImage(), err), "use NAME[:TAG] or NAME@sha256:DIGEST")
+	}
+	for i, e := range c.GetEnv() {
+		if k, _, _ := strings.Cut(e, "="); k == "" || strings.ContainsAny(k, " \t\n") {
+			return fieldErr(fmt.Sprintf("env[%d]", i), fmt.Sprintf("%q has no variable name", e), "use KEY=VALUE")
+		}
+	}
+	if w := c.GetWorkdir(); w != "" && !path.IsAbs(w) {
+		return fieldErr("workdir", fmt.Sprintf("%q is not absolute", w), "use a path starting with /")
+	}
+	if sig := c.GetStopSignal(); sig != "" && !knownSignal(sig) {
+		return fieldErr("stop_signal", fmt.Sprintf("unknown signal %q", sig), "use a name such as SIGTERM or SIGINT")
+	}
+	if err := duration("stop_grace_period", c.GetStopGracePeriod()); err != nil {
+		return err
+	}
+	if err := mounts(c.GetMounts()); err != nil {
+		return err
+	}
+	if err := health(c.GetHealthcheck()); err != nil {
+		return err
+	}
+	for i, s := range c.GetSecrets() {
+		if s.GetSecretName() == "" && s.GetSecretId() == "" {
+			return fieldErr(fmt.Sprintf("secrets[%d]", i), "no secret named", "name a secret created with `berth secret create`")
+		}
+		if f := s.GetFileName(); strings.Contains(f, "/") && !strings.HasPrefix(f, "/run/secrets/") {
+			return fieldErr(fmt.Sprintf("secrets[%d].target", i), fmt.Sprintf("%q is outside /run/secrets", f), "use a file name")
+		}
+	}
+	if err := resources(t.GetResources()); err != nil {
+		return err
+	}
+	if err := restart(t.GetRestart()); err != nil {
+		return err
+	}
+	return placement(t.GetPlacement())
+}
+
+func mounts(ms []*pb.Mount) error {
+	targets := map[string]bool{}
+	for i, m := range ms {
+		f := fmt.Sprintf("mounts[%d]", i)
+		if !path.IsAbs(m.GetTarget()) {
+			return fieldErr(f+".target", fmt.Sprintf("%q is not an absolute path", m.GetTarget()), "use a path inside the container starting with /")
+		}
+		if targets[path.Clean(m.GetTarget())] {
+			return fieldErr(f+".target", fmt.Sprintf("%q is mounted twice", m.GetTarget()), "mount each target once")
+		}
+		targets[path.Clean(m.GetTarget())] = true
+		switch m.GetType() {
+		case pb.Mount_TYPE_BIND:
+			if !path.IsAbs(m.GetSource()) {
+				return fieldErr(f+".source", fmt.Sprintf("bind source %q is not an absolute host path", m.GetSource()), "use type=volume for a named volume")
+			}
+		case pb.Mount_TYPE_VOLUME:
+			if err := Name(f+".source", m.GetSource()); err != nil {
+				return err
+			}
+		case pb.Mount_TYPE_TMPFS:
+			if m.GetSource() != "" {
+				return fieldErr(f+".source", "a tmpfs mount has no source", "drop source")
+			}
+			if m.GetTmpfsSizeBytes() < 0 {
+				return fieldErr(f+".tmpfs_size", "negative size", "use a positive size such as 64M")
+			}
+		}
+	}
+	return nil
+}
+
+func health(h *pb.HealthCheck) error {
+	if h == nil {
+		return nil
+	}
+	if len(h.GetTest()) > 0 {
+		switch h.GetTest()[0] {
+		case "NONE":
+		case "CMD", "CMD-SHELL":
+			if len(h.GetTest()) < 2 {
+				return fieldErr("healthcheck.test", "no command", "give a command after %s", h.GetTest()[0])
+			}
+		default:
+			return fieldErr("healthcheck.test", fmt.Sprintf("%q must start with CMD, CMD-SHELL or NONE", h.GetTest()[0]), "e.g. CMD-SHELL \"wget -q -O- localhost/health\"")
+		}
+	}
+	for _, d := range []struct {
+		f string
+		d *durationpb.Duration
+	}{{"healthcheck.interval", h.GetInterval()}, {"healthcheck.timeout", h.GetTimeout()}, {"healthcheck.start_period", h.GetStartPeriod()}} {
+		if err := duration(d.f, d.d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func resources(r *pb.Resources) error {
+	for _, set := range []struct {
+		f string
+		s *pb.ResourceSet
+	}{{"limits", r.GetLimits()}, {"reservations", r.GetReservations()}} {
+		if set.s.GetNanoCpus() < 0 || set.s.GetMemoryBytes() < 0 || set.s.GetPids() < 0 {
+			return fieldErr("resources."+set.f, "negative amount", "use 0 for none or a positive amount")
+		}
+	}
+	l, res := r.GetLimits(), r.GetReservations()
+	if l.GetMemoryBytes() > 0 && res.GetMemoryBytes() > l.GetMemoryBytes() {
+		return fieldErr("resources.reservations.memory", "reservation exceeds the limit", "reserve at most the memory limit")
+	}
+	if l.GetNanoCpus() > 0 && res.GetNanoCpus() > l.GetNanoCpus() {
+		return fieldErr("resources.reservations.cpus", "reservation exceeds the limit", "reserve at most the CPU limit")
+	}
+	if m := l.GetMemoryBytes(); m > 0 && m < 6<<20 {
+		return fieldErr("resources.limits.memory", fmt.Sprintf("%d bytes is too small to start a container", m), "use at least 6M")
+	}
+	return nil
+}
+
+func restart(r *pb.RestartPolicy) error {
+	if err := duration("restart_policy.delay", r.GetDelay()); err != nil {
+		return err
+	}
+	return duration("restart_policy.window", r.GetWindow())
+}
+
+func placement(p *pb.Placement) error {
+	if _, err := scheduler.ParseConstraints(p.GetConstraints()); err != nil {
+		return fieldErr("placement.constraints", err.Error(), "see `berth service create --help`")
+	}
+	for i, pref := range p.GetPreferences() {
+		if d := pref.GetSpreadDescriptor(); !strings.HasPrefix(d, "node.labels.") && d != "node.id" && d != "node.hostname" {
+			return fieldErr(fmt.Sprintf("placement.preferences[%d]", i), fmt.Sprintf("cannot spread over %q", d), "use spread=node.labels.NAME")
+		}
+	}
+	return nil
+}
+
+func updateConfig(field string, u *pb.UpdateConfig) error {
+	if u == nil {
+		return nil
+	}
+	if err := duration(field+".delay", u.GetDelay()); err != nil {
+		return err
+	}
+	if err := duration(field+".monitor", u.GetMonitor()); err != nil {
+		return err
+	}
+	if r := u.GetMaxFailureRatio(); r < 0 || r > 1 {
+		return fieldErr(field+".max_failure_ratio", fmt.Sprintf("%g is not a ratio", r), "use a value from 0 to 1")
+	}
+	return nil
+}
+
+func endpoint(e *pb.EndpointSpec) error {
+	type key struct {
+		port  uint32
+		proto pb.PortConfig_Protocol
+	}
+	seen := map[key]bool{}
+	for i, p := range e.GetPorts() {
+		f := fmt.Sprintf("ports[%d]", i)
+		if p.GetTargetPort() == 0 || p.GetTargetPort() > 65535 {
+			return fieldErr(f+".target", fmt.Sprintf("%d is not a port", p.GetTargetPort()), "use 1-65535")
+		}
+		if p.GetPublishedPort() > 65535 {
+			return fieldErr(f+".published", fmt.Sprintf("%d is not a port", p.GetPublishedPort()), "use 1-65535, or 0 to pick one")
+		}
+		if p.GetPublishedPort() != 0 {
+			k := key{p.GetPublishedPort(), p.GetProtocol()}
+			if seen[k] {
+				return fieldErr(f+".published", fmt.Sprintf("port %d is published twice", p.GetPublishedPort()), "publish each port once")
+			}
+			seen[k] = true
+		}
+		if e.GetMode() == pb.EndpointSpec_MODE_DNSRR && p.GetPublishMode() == pb.PortConfig_PUBLISH_MODE_INGRESS {
+			return fieldErr(f+".mode", "ingress ports need a virtual IP", "use --endpoint-mode vip, or publish with mode=host")
+		}
+	}
+	return nil
+}
+
+func duration(field string, d *durationpb.Duration) error {
+	if d == nil {
+		return nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return fieldErr(field, err.Error(), "use a duration such as 10s")
+	}
+	if d.AsDuration() < 0 {
+		return fieldErr(field, fmt.Sprintf("%s is negative", d.AsDuration()), "use a duration of 0 or more, such as 10s")
+	}
+	return nil
+}
+
+var signals = map[string]bool{"HUP": true, "INT": true, "QUIT": true, "KILL": true, "USR1": true, "USR2": true, "TERM": true, "STOP": true, "WINCH": true, "PWR": true}
+
+func knownSignal(s string) bool {
+	return signals[strings.TrimPrefix(strings.ToUpper(s), "SIG")]
+}

@@ -1,0 +1,133 @@
+package validate
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "berth/proto/berth/v1"
+)
+
+func validService() *pb.ServiceSpec {
+	return &pb.ServiceSpec{
+		Annotations: &pb.Annotations{Name: "web"},
+		Replicas:    proto.Int64(3),
+		Task: &pb.TaskSpec{
+			Container: &pb.ContainerSpec{Image: "127.0.0.1:5000/app:v1", Env: []string{"A=1"}},
+			Placement: &pb.Placement{Constraints: []string{"node.labels.zone==a"}},
+		},
+		Endpoint: &pb.EndpointSpec{Ports: []*pb.PortConfig{{TargetPort: 8080, PublishedPort: 80}}},
+	}
+}
+
+func TestServiceSpec(t *testing.T) {
+	if err := ServiceSpec(validService()); err != nil {
+		t.Fatalf("valid spec refused: %v", err)
+	}
+	for _, tc := range []struct {
+		name      string
+		mutate    func(*pb.ServiceSpec)
+		wantField string
+		wantText  string
+	}{
+		{"empty image", func(s *pb.ServiceSpec) { s.Task.Container.Image = "" }, "image", "busybox:latest"},
+		{"bad image", func(s *pb.ServiceSpec) { s.Task.Container.Image = "UPPER/Case::x" }, "image", "not an image reference"},
+		{"negative replicas", func(s *pb.ServiceSpec) { s.Replicas = proto.Int64(-1) }, "replicas", "out of range"},
+		{"replicas with global", func(s *pb.ServiceSpec) { s.Mode = pb.ServiceMode_SERVICE_MODE_GLOBAL }, "replicas", "global"},
+		{"bad name", func(s *pb.ServiceSpec) { s.Annotations.Name = "-web" }, "name", "not valid"},
+		{"no name", func(s *pb.ServiceSpec) { s.Annotations.Name = "" }, "name", "empty"},
+		{"negative grace", func(s *pb.ServiceSpec) {
+			s.Task.Container.StopGracePeriod = durationpb.New(-time.Second)
+		}, "stop_grace_period", "negative"},
+		{"invalid duration", func(s *pb.ServiceSpec) {
+			s.Task.Restart = &pb.RestartPolicy{Delay: &durationpb.Duration{Seconds: 1, Nanos: -5}}
+		}, "restart_policy.delay", "10s"},
+		{"bad constraint", func(s *pb.ServiceSpec) { s.Task.Placement.Constraints = []string{"zone=a"} }, "placement.constraints", "KEY==VALUE"},
+		{"env without key", func(s *pb.ServiceSpec) { s.Task.Container.Env = []string{"=x"} }, "env[0]", "KEY=VALUE"},
+		{"port twice", func(s *pb.ServiceSpec) {
+			s.Endpoint.Ports = append(s.Endpoint.Ports, &pb.PortConfig{TargetPort: 81, PublishedPort: 80})
+		}, "ports[1].published", "twice"},
+		{"target port 0", func(s *pb.ServiceSpec) { s.Endpoint.Ports[0].TargetPort = 0 }, "ports[0].target", "1-65535"},
+		{"relative mount", func(s *pb.ServiceSpec) {
+			s.Task.Container.Mounts = []*pb.Mount{{Type: pb.Mount_TYPE_VOLUME, Source: "data", Target: "data"}}
+		}, "mounts[0].target", "absolute"},
+		{"reservation over limit", func(s *pb.ServiceSpec) {
+			s.Task.Resources = &pb.Resources{Limits: &pb.ResourceSet{MemoryBytes: 64 << 20}, Reservations: &pb.ResourceSet{MemoryBytes: 128 << 20}}
+		}, "resources.reservations.memory", "exceeds"},
+		{"unknown signal", func(s *pb.ServiceSpec) { s.Task.Container.StopSignal = "SIGFOO" }, "stop_signal", "SIGTERM"},
+		{"dnsrr with ingress", func(s *pb.ServiceSpec) { s.Endpoint.Mode = pb.EndpointSpec_MODE_DNSRR }, "ports[0].mode", "vip"},
+		{"network twice", func(s *pb.ServiceSpec) {
+			s.Networks = []*pb.NetworkAttachment{{Target: "n"}, {Target: "n"}}
+		}, "networks[1]", "twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := validService()
+			tc.mutate(s)
+			err := ServiceSpec(s)
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("got %v, want a *FieldError", err)
+			}
+			if fe.Field != tc.wantField || !strings.Contains(err.Error(), tc.wantText) {
+				t.Fatalf("got %q (field %s), want field %s mentioning %q", err, fe.Field, tc.wantField, tc.wantText)
+			}
+		})
+	}
+}
+
+func TestGlobalWithoutReplicasIsValid(t *testing.T) {
+	s := validService()
+	s.Mode, s.Replicas = pb.ServiceMode_SERVICE_MODE_GLOBAL, nil
+	if err := ServiceSpec(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPortConflict(t *testing.T) {
+	other := &pb.Service{Id: "s2", Spec: &pb.ServiceSpec{Annotations: &pb.Annotations{Name: "api"},
+		Endpoint: &pb.EndpointSpec{Ports: []*pb.PortConfig{{TargetPort: 1, PublishedPort: 80}}}}}
+	err := PortConflict("s1", validService(), []*pb.Service{other})
+	if err == nil || !strings.Contains(err.Error(), `already published by service "api"`) {
+		t.Fatalf("got %v", err)
+	}
+	if err := PortConflict("s2", validService(), []*pb.Service{other}); err != nil {
+		t.Fatalf("a service conflicts with itself: %v", err)
+	}
+}
+
+func TestOtherSpecs(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{NetworkSpec(&pb.NetworkSpec{Annotations: &pb.Annotations{Name: "n"}, Subnet: "10.0.0.1/24"}), "host bits"},
+		{NetworkSpec(&pb.NetworkSpec{Annotations: &pb.Annotations{Name: "n"}, Driver: "bridge"}), "unknown driver"},
+		{SecretSpec(&pb.SecretSpec{Annotations: &pb.Annotations{Name: "s"}}), "empty"},
+		{SecretSpec(&pb.SecretSpec{Annotations: &pb.Annotations{Name: "s"}, Data: make([]byte, MaxSecretSize+1)}), "500 KiB"},
+		{NodeSpec(&pb.NodeSpec{Availability: 7}), "active, pause or drain"},
+		{ClusterSpec(&pb.ClusterSpec{AddressPool: "nope"}), "IPv4 CIDR"},
+	} {
+		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
+			t.Errorf("got %v, want %q", tc.err, tc.want)
+		}
+	}
+	if err := NetworkSpec(&pb.NetworkSpec{Annotations: &pb.Annotations{Name: "n"}, Subnet: "10.0.0.0/24"}); err != nil {
+		t.Error(err)
+	}
+}
+
+func FuzzServiceSpec(f *testing.F) {
+	b, _ := proto.Marshal(validService())
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var s pb.ServiceSpec
+		if proto.Unmarshal(data, &s) != nil {
+			return
+		}
+		_ = ServiceSpec(&s) // must not panic
+	})
+}
