@@ -1,0 +1,438 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	pb "berth/proto/berth/v1"
+)
+
+func newServiceCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{Use: "service", Short: "Manage services"}
+	cmd.AddCommand(newServiceCreateCmd(g), newServiceLsCmd(g), newServiceInspectCmd(g),
+		newServiceUpdateCmd(g), newServiceScaleCmd(g), newServiceRmCmd(g), newServicePsCmd(g))
+	return cmd
+}
+
+// serviceLists are the repeatable options of create.
+type serviceLists struct {
+	name, mode                       string
+	env, labels, constraints, prefs  []string
+	publish, mounts, networks, sects []string
+	containerLabels                  []string
+	entrypoint                       string
+	detach                           bool
+}
+
+func newServiceCreateCmd(g *globalOpts) *cobra.Command {
+	var f serviceFlags
+	var l serviceLists
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create a service",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := l.spec(args)
+			if err != nil {
+				return err
+			}
+			if err := f.apply(cmd.Flags(), spec, true); err != nil {
+				return err
+			}
+			var svc *pb.Service
+			err = g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+				resp, err := c.CreateService(ctx, &pb.CreateServiceRequest{Spec: spec})
+				svc = resp.GetService()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), svc.GetId())
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.SetInterspersed(false)
+	f.register(fs)
+	fs.StringVar(&l.name, "name", "", "service name")
+	fs.StringVar(&l.mode, "mode", "replicated", "replicated or global")
+	fs.StringArrayVarP(&l.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	fs.StringArrayVarP(&l.labels, "label", "l", nil, "service label key=value (repeatable)")
+	fs.StringArrayVar(&l.containerLabels, "container-label", nil, "container label key=value (repeatable)")
+	fs.StringArrayVar(&l.constraints, "constraint", nil, "placement constraint, e.g. node.labels.zone==a (repeatable)")
+	fs.StringArrayVar(&l.prefs, "placement-pref", nil, "placement preference, e.g. spread=node.labels.zone (repeatable)")
+	fs.StringArrayVarP(&l.publish, "publish", "p", nil, "publish a port PUBLISHED:TARGET[/udp] (repeatable)")
+	fs.StringArrayVar(&l.mounts, "mount", nil, "mount type=volume|bind|tmpfs,source=S,target=T[,readonly] (repeatable)")
+	fs.StringArrayVar(&l.networks, "network", nil, "network to attach (repeatable)")
+	fs.StringArrayVar(&l.sects, "secret", nil, "secret to expose at /run/secrets/NAME (repeatable)")
+	fs.StringVar(&l.entrypoint, "entrypoint", "", "replace the image's entrypoint (split on spaces)")
+	fs.BoolVarP(&l.detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
+	return cmd
+}
+
+// spec builds a service spec from create's positional args and lists.
+func (l *serviceLists) spec(args []string) (*pb.ServiceSpec, error) {
+	mode, err := modeFlag(l.mode)
+	if err != nil {
+		return nil, err
+	}
+	labels, err := parseLabels("label", l.labels)
+	if err != nil {
+		return nil, err
+	}
+	clabels, err := parseLabels("container-label", l.containerLabels)
+	if err != nil {
+		return nil, err
+	}
+	c := &pb.ContainerSpec{Image: args[0], Args: args[1:], Env: l.env, Labels: clabels}
+	if l.entrypoint != "" {
+		c.Command = strings.Fields(l.entrypoint)
+	}
+	s := &pb.ServiceSpec{
+		Annotations: &pb.Annotations{Name: l.name, Labels: labels},
+		Mode:        mode,
+		Task:        &pb.TaskSpec{Container: c, Placement: &pb.Placement{Constraints: l.constraints}},
+		Endpoint:    &pb.EndpointSpec{},
+	}
+	if s.Annotations.Name == "" {
+		s.Annotations.Name = defaultName(args[0])
+	}
+	for _, p := range l.prefs {
+		d, ok := strings.CutPrefix(p, "spread=")
+		if !ok {
+			return nil, fmt.Errorf("--placement-pref %q: want spread=node.labels.NAME", p)
+		}
+		s.Task.Placement.Preferences = append(s.Task.Placement.Preferences, &pb.PlacementPreference{SpreadDescriptor: d})
+	}
+	for _, p := range l.publish {
+		pc, err := parsePort(p)
+		if err != nil {
+			return nil, err
+		}
+		s.Endpoint.Ports = append(s.Endpoint.Ports, pc)
+	}
+	for _, m := range l.mounts {
+		mc, err := parseMount(m)
+		if err != nil {
+			return nil, err
+		}
+		c.Mounts = append(c.Mounts, mc)
+	}
+	for _, n := range l.networks {
+		s.Networks = append(s.Networks, &pb.NetworkAttachment{Target: n})
+	}
+	for _, sec := range l.sects {
+		c.Secrets = append(c.Secrets, &pb.SecretReference{SecretName: sec, FileName: sec, Mode: 0o444})
+	}
+	return s, nil
+}
+
+// defaultName derives a service name from an image, as "app" from "reg:5000/team/app:v1".
+func defaultName(image string) string {
+	n := image
+	if i := strings.LastIndex(n, "/"); i >= 0 {
+		n = n[i+1:]
+	}
+	n, _, _ = strings.Cut(n, "@")
+	n, _, _ = strings.Cut(n, ":")
+	return n
+}
+
+func newServiceLsCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List services", Args: cobra.NoArgs}
+	format := addFormatFlag(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkFormat(*format); err != nil {
+			return err
+		}
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			svcs, err := c.ListServices(ctx, &pb.ListServicesRequest{})
+			if err != nil {
+				return err
+			}
+			if *format == "json" {
+				return printJSON(cmd.OutOrStdout(), svcs.GetServices())
+			}
+			tasks, err := c.ListTasks(ctx, &pb.ListTasksRequest{})
+			if err != nil {
+				return err
+			}
+			return printServices(cmd, svcs.GetServices(), tasks.GetTasks())
+		})
+	}
+	return cmd
+}
+
+func printServices(cmd *cobra.Command, svcs []*pb.Service, tasks []*pb.Task) error {
+	running := map[string]int{}
+	for _, t := range tasks {
+		if t.GetStatus().GetState() == pb.TaskState_TASK_STATE_RUNNING && t.GetDesiredState() == pb.TaskState_TASK_STATE_RUNNING {
+			running[t.GetServiceId()]++
+		}
+	}
+	sort.Slice(svcs, func(i, j int) bool {
+		return svcs[i].GetSpec().GetAnnotations().GetName() < svcs[j].GetSpec().GetAnnotations().GetName()
+	})
+	rows := [][]string{{"ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"}}
+	for _, s := range svcs {
+		mode, replicas := "replicated", fmt.Sprintf("%d/%d", running[s.GetId()], s.GetSpec().GetReplicas())
+		if s.GetSpec().GetMode() == pb.ServiceMode_SERVICE_MODE_GLOBAL {
+			mode, replicas = "global", strconv.Itoa(running[s.GetId()])
+		}
+		var ports []string
+		for _, p := range s.GetSpec().GetEndpoint().GetPorts() {
+			ports = append(ports, fmt.Sprintf("*:%d->%d/%s", p.GetPublishedPort(), p.GetTargetPort(), lowerEnum(p.GetProtocol().String(), "PROTOCOL_")))
+		}
+		rows = append(rows, []string{shortID(s.GetId()), s.GetSpec().GetAnnotations().GetName(), mode, replicas,
+			s.GetSpec().GetTask().GetContainer().GetImage(), strings.Join(ports, ",")})
+	}
+	return table(cmd.OutOrStdout(), rows)
+}
+
+func newServiceInspectCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{Use: "inspect SERVICE [SERVICE...]", Short: "Show services in detail (JSON)", Args: cobra.MinimumNArgs(1)}
+	format := addFormatFlag(cmd, "json")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *format != "json" {
+			return fmt.Errorf("--format %q: inspect prints json", *format)
+		}
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			var out []*pb.Service
+			for _, a := range args {
+				r, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: a})
+				if err != nil {
+					return err
+				}
+				out = append(out, r.GetService())
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		})
+	}
+	return cmd
+}
+
+func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
+	var f serviceFlags
+	var image, args string
+	var envAdd, envRm, lblAdd, lblRm, conAdd, conRm, pubAdd, pubRm []string
+	var force, rollback bool
+	cmd := &cobra.Command{Use: "update [OPTIONS] SERVICE", Short: "Change a service's spec (a rolling update)", Args: cobra.ExactArgs(1)}
+	fs := cmd.Flags()
+	f.register(fs)
+	fs.StringVar(&image, "image", "", "new image")
+	fs.StringVar(&args, "args", "", "new command arguments (split on spaces)")
+	fs.StringArrayVar(&envAdd, "env-add", nil, "add or change an environment variable")
+	fs.StringArrayVar(&envRm, "env-rm", nil, "remove an environment variable")
+	fs.StringArrayVar(&lblAdd, "label-add", nil, "add or change a service label")
+	fs.StringArrayVar(&lblRm, "label-rm", nil, "remove a service label")
+	fs.StringArrayVar(&conAdd, "constraint-add", nil, "add a placement constraint")
+	fs.StringArrayVar(&conRm, "constraint-rm", nil, "remove a placement constraint")
+	fs.StringArrayVar(&pubAdd, "publish-add", nil, "publish a port")
+	fs.StringArrayVar(&pubRm, "publish-rm", nil, "unpublish a target port")
+	fs.BoolVar(&force, "force", false, "redeploy every task even if nothing changed")
+	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec")
+	cmd.RunE = func(cmd *cobra.Command, a []string) error {
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			cur, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: a[0]})
+			if err != nil {
+				return err
+			}
+			svc := cur.GetService()
+			spec := proto.Clone(svc.GetSpec()).(*pb.ServiceSpec)
+			if !rollback {
+				if err := f.apply(fs, spec, false); err != nil {
+					return err
+				}
+				ct := ensureContainer(spec)
+				if image != "" {
+					ct.Image = image
+				}
+				if fs.Changed("args") {
+					ct.Args = strings.Fields(args)
+				}
+				ct.Env = editList(ct.Env, envAdd, envRm, true)
+				if spec.Annotations.Labels, err = editMap(spec.Annotations.Labels, lblAdd, lblRm, "label"); err != nil {
+					return err
+				}
+				p := ensurePlacement(spec.Task)
+				p.Constraints = editList(p.Constraints, conAdd, conRm, false)
+				if err := editPorts(spec, pubAdd, pubRm); err != nil {
+					return err
+				}
+				if force {
+					spec.Task.ForceUpdate++
+				}
+			}
+			_, err = c.UpdateService(ctx, &pb.UpdateServiceRequest{ServiceId: svc.GetId(), ServiceVersion: svc.GetMeta().GetVersion(), Spec: spec, Rollback: rollback})
+			if err == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), svc.GetSpec().GetAnnotations().GetName())
+			}
+			return err
+		})
+	}
+	return cmd
+}
+
+func editPorts(spec *pb.ServiceSpec, add, rm []string) error {
+	if spec.Endpoint == nil {
+		spec.Endpoint = &pb.EndpointSpec{}
+	}
+	drop := map[uint32]bool{}
+	for _, r := range rm {
+		p, err := parsePort(r)
+		if err != nil {
+			return err
+		}
+		drop[p.GetTargetPort()] = true
+	}
+	var kept []*pb.PortConfig
+	for _, p := range spec.Endpoint.Ports {
+		if !drop[p.GetTargetPort()] {
+			kept = append(kept, p)
+		}
+	}
+	for _, a := range add {
+		p, err := parsePort(a)
+		if err != nil {
+			return err
+		}
+		kept = append(kept, p)
+	}
+	spec.Endpoint.Ports = kept
+	return nil
+}
+
+func newServiceScaleCmd(g *globalOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "scale SERVICE=REPLICAS [SERVICE=REPLICAS...]",
+		Short: "Change the replica count of services",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			want := map[string]int64{}
+			var order []string
+			for _, a := range args {
+				name, n, ok := strings.Cut(a, "=")
+				r, err := strconv.ParseInt(n, 10, 64)
+				if !ok || err != nil || name == "" {
+					return fmt.Errorf("%q: want SERVICE=REPLICAS, e.g. web=3", a)
+				}
+				want[name] = r
+				order = append(order, name)
+			}
+			return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+				for _, name := range order {
+					cur, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: name})
+					if err != nil {
+						return err
+					}
+					svc := cur.GetService()
+					if svc.GetSpec().GetMode() == pb.ServiceMode_SERVICE_MODE_GLOBAL {
+						return fmt.Errorf("%s is a global service: it runs one task per node and cannot be scaled", name)
+					}
+					spec := proto.Clone(svc.GetSpec()).(*pb.ServiceSpec)
+					spec.Replicas = proto.Int64(want[name])
+					if _, err := c.UpdateService(ctx, &pb.UpdateServiceRequest{ServiceId: svc.GetId(), ServiceVersion: svc.GetMeta().GetVersion(), Spec: spec}); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s scaled to %d\n", name, want[name])
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func newServiceRmCmd(g *globalOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm SERVICE [SERVICE...]",
+		Aliases: []string{"remove"},
+		Short:   "Remove services",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+				for _, a := range args {
+					if _, err := c.RemoveService(ctx, &pb.RemoveServiceRequest{ServiceId: a}); err != nil {
+						return err
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), a)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func newServicePsCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{Use: "ps SERVICE", Short: "List a service's tasks, with history", Args: cobra.ExactArgs(1)}
+	format := addFormatFlag(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkFormat(*format); err != nil {
+			return err
+		}
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			svc, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: args[0]})
+			if err != nil {
+				return err
+			}
+			tasks, err := c.ListTasks(ctx, &pb.ListTasksRequest{ServiceIds: []string{svc.GetService().GetId()}})
+			if err != nil {
+				return err
+			}
+			if *format == "json" {
+				return printJSON(cmd.OutOrStdout(), tasks.GetTasks())
+			}
+			nodes, err := c.ListNodes(ctx, &pb.ListNodesRequest{})
+			if err != nil {
+				return err
+			}
+			return printTasks(cmd, svc.GetService(), tasks.GetTasks(), nodes.GetNodes(), time.Now())
+		})
+	}
+	return cmd
+}
+
+func printTasks(cmd *cobra.Command, svc *pb.Service, tasks []*pb.Task, nodes []*pb.Node, now time.Time) error {
+	hostnames := map[string]string{}
+	for _, n := range nodes {
+		hostnames[n.GetId()] = n.GetDescription().GetHostname()
+	}
+	sort.Slice(tasks, func(i, j int) bool {
+		a, b := tasks[i], tasks[j]
+		if a.GetSlot() != b.GetSlot() {
+			return a.GetSlot() < b.GetSlot()
+		}
+		if a.GetSlot() == 0 && a.GetNodeId() != b.GetNodeId() {
+			return a.GetNodeId() < b.GetNodeId()
+		}
+		return a.GetMeta().GetCreatedAt().AsTime().After(b.GetMeta().GetCreatedAt().AsTime())
+	})
+	rows := [][]string{{"ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"}}
+	name := svc.GetSpec().GetAnnotations().GetName()
+	prev := ""
+	for _, t := range tasks {
+		tname := fmt.Sprintf("%s.%d", name, t.GetSlot())
+		if t.GetSlot() == 0 {
+			tname = name + "." + shortID(t.GetNodeId())
+		}
+		shown := tname
+		if tname == prev {
+			shown = ` \_ ` + tname
+		}
+		prev = tname
+		state := lowerEnum(t.GetStatus().GetState().String(), "TASK_STATE_")
+		if ts := t.GetStatus().GetTimestamp(); ts != nil {
+			state += " " + ago(ts.AsTime(), now)
+		}
+		rows = append(rows, []string{shortID(t.GetId()), shown, t.GetSpec().GetContainer().GetImage(), hostnames[t.GetNodeId()],
+			lowerEnum(t.GetDesiredState().String(), "TASK_STATE_"), state, t.GetStatus().GetErr()})
+	}
+	return table(cmd.OutOrStdout(), rows)
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	pb "berth/proto/berth/v1"
+)
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"64M": 64 << 20, "1g": 1 << 30, "512": 512, "1.5K": 1536, "": 0, "10MB": 10 << 20} {
+		if got, err := parseBytes("limit-memory", in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if _, err := parseBytes("limit-memory", "lots"); err == nil || !strings.Contains(err.Error(), "--limit-memory") {
+		t.Errorf("bad size: %v", err)
+	}
+}
+
+func TestParsePort(t *testing.T) {
+	for in, want := range map[string]*pb.PortConfig{
+		"8080:80":                        {PublishedPort: 8080, TargetPort: 80},
+		"53:53/udp":                      {PublishedPort: 53, TargetPort: 53, Protocol: pb.PortConfig_PROTOCOL_UDP},
+		"80":                             {TargetPort: 80},
+		"published=1,target=2,mode=host": {PublishedPort: 1, TargetPort: 2, PublishMode: pb.PortConfig_PUBLISH_MODE_HOST},
+	} {
+		got, err := parsePort(in)
+		if err != nil || got.String() != want.String() {
+			t.Errorf("parsePort(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"a:b", "80/sctp", "target=x", "foo=1"} {
+		if _, err := parsePort(bad); err == nil {
+			t.Errorf("parsePort(%q) accepted", bad)
+		}
+	}
+}
+
+func TestCreateBuildsSpec(t *testing.T) {
+	cmd := newServiceCreateCmd(&globalOpts{})
+	args := []string{"--name", "web", "--replicas", "3", "-e", "A=1", "-p", "8080:80", "--limit-memory", "64M",
+		"--constraint", "node.role==worker", "--mount", "type=tmpfs,target=/cache", "--restart-condition", "on-failure",
+		"--update-failure-action", "rollback", "reg/app:v1", "serve", "--port", "80"}
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	var l serviceLists
+	l.name, _ = cmd.Flags().GetString("name")
+	l.mode, _ = cmd.Flags().GetString("mode")
+	l.env, _ = cmd.Flags().GetStringArray("env")
+	l.publish, _ = cmd.Flags().GetStringArray("publish")
+	l.constraints, _ = cmd.Flags().GetStringArray("constraint")
+	l.mounts, _ = cmd.Flags().GetStringArray("mount")
+	spec, err := l.spec(cmd.Flags().Args())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f serviceFlags
+	f.replicas, _ = cmd.Flags().GetInt64("replicas")
+	f.limitMem, _ = cmd.Flags().GetString("limit-memory")
+	f.restartCond, _ = cmd.Flags().GetString("restart-condition")
+	f.updFailure, _ = cmd.Flags().GetString("update-failure-action")
+	f.updOrder, f.rbFailure, f.rbOrder, f.endpointMode = "stop-first", "pause", "stop-first", "vip"
+	if err := f.apply(cmd.Flags(), spec, true); err != nil {
+		t.Fatal(err)
+	}
+	c := spec.GetTask().GetContainer()
+	switch {
+	case spec.GetAnnotations().GetName() != "web", spec.GetReplicas() != 3:
+		t.Errorf("name/replicas: %v", spec)
+	case c.GetImage() != "reg/app:v1" || strings.Join(c.GetArgs(), " ") != "serve --port 80":
+		t.Errorf("image/args: %v %v", c.GetImage(), c.GetArgs())
+	case spec.GetTask().GetResources().GetLimits().GetMemoryBytes() != 64<<20:
+		t.Errorf("memory: %v", spec.GetTask().GetResources())
+	case spec.GetTask().GetRestart().GetCondition() != pb.RestartPolicy_CONDITION_ON_FAILURE:
+		t.Errorf("restart: %v", spec.GetTask().GetRestart())
+	case spec.GetUpdate().GetFailureAction() != pb.UpdateConfig_FAILURE_ACTION_ROLLBACK:
+		t.Errorf("update: %v", spec.GetUpdate())
+	case len(c.GetMounts()) != 1 || c.GetMounts()[0].GetType() != pb.Mount_TYPE_TMPFS:
+		t.Errorf("mounts: %v", c.GetMounts())
+	case spec.GetEndpoint().GetPorts()[0].GetPublishedPort() != 8080:
+		t.Errorf("ports: %v", spec.GetEndpoint())
+	}
+}
+
+func TestDefaultName(t *testing.T) {
+	for in, want := range map[string]string{"busybox": "busybox", "127.0.0.1:5000/team/app:v1": "app", "app@sha256:abc": "app"} {
+		if got := defaultName(in); got != want {
+			t.Errorf("defaultName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
