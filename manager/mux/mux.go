@@ -1,0 +1,203 @@
+// Package mux serves a manager's two protocols on one TLS port, told apart
+// by ALPN: gRPC ("h2") for the API and "berth-raft" for Raft's own stream
+// transport. One port per manager, as swarm's 2377, and one certificate.
+package mux
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/credentials"
+
+	"berth/ca"
+)
+
+// ProtoRaft is the ALPN protocol of Raft connections.
+const ProtoRaft = "berth-raft"
+
+// handshakeTimeout bounds a TLS handshake of an accepted connection.
+const handshakeTimeout = 10 * time.Second
+
+// Mux accepts TLS connections on one listener and hands them to the gRPC
+// server (through GRPCListener) or to Raft (through RaftLayer).
+type Mux struct {
+	ln    net.Listener
+	creds *ca.Credentials
+	log   *slog.Logger
+	grpc  *chanListener
+	raft  *chanListener
+	wg    sync.WaitGroup
+}
+
+// New wraps ln; call Serve to start accepting.
+func New(ln net.Listener, creds *ca.Credentials, log *slog.Logger) *Mux {
+	return &Mux{
+		ln: ln, creds: creds, log: log,
+		grpc: newChanListener(ln.Addr()),
+		raft: newChanListener(ln.Addr()),
+	}
+}
+
+// Serve accepts connections until ctx ends or the listener fails, then
+// closes both protocol listeners and waits for pending handshakes.
+func (m *Mux) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { m.ln.Close() })
+	defer stop()
+	defer m.grpc.Close()
+	defer m.raft.Close()
+	defer m.wg.Wait()
+	cfg := m.creds.ServerConfig()
+	base := cfg.GetConfigForClient
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		c, err := base(hello)
+		if err == nil {
+			c.NextProtos = []string{"h2", ProtoRaft}
+		}
+		return c, err
+	}
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("accept on %s: %w", m.ln.Addr(), err)
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.route(ctx, tls.Server(conn, cfg))
+		}()
+	}
+}
+
+func (m *Mux) route(ctx context.Context, tc *tls.Conn) {
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		m.log.Debug("tls handshake failed", "remote", tc.RemoteAddr(), "err", err)
+		tc.Close()
+		return
+	}
+	st := tc.ConnectionState()
+	switch st.NegotiatedProtocol {
+	case ProtoRaft:
+		if !isManager(st) {
+			m.log.Warn("refused a raft connection from a non-manager", "remote", tc.RemoteAddr())
+			tc.Close()
+			return
+		}
+		m.raft.deliver(ctx, tc)
+	default:
+		m.grpc.deliver(ctx, tc)
+	}
+}
+
+func isManager(st tls.ConnectionState) bool {
+	if len(st.PeerCertificates) == 0 {
+		return false
+	}
+	id, err := ca.IdentityOf(st.PeerCertificates[0])
+	return err == nil && id.Role == ca.RoleManager
+}
+
+// GRPCListener yields handshaken gRPC connections; serve it with a
+// grpc.Server created with grpc.Creds(mux.Handshaken()).
+func (m *Mux) GRPCListener() net.Listener { return m.grpc }
+
+// RaftLayer is Raft's stream layer: inbound connections come from the mux,
+// outbound ones dial other managers with this manager's certificate.
+func (m *Mux) RaftLayer() raft.StreamLayer { return &raftLayer{chanListener: m.raft, creds: m.creds} }
+
+type raftLayer struct {
+	*chanListener
+	creds *ca.Credentials
+}
+
+// Dial opens a Raft connection to another manager over mutual TLS.
+func (r *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	cfg := r.creds.ClientConfig()
+	cfg.NextProtos = []string{ProtoRaft}
+	d := &net.Dialer{Timeout: timeout}
+	conn, err := tls.DialWithDialer(d, "tcp", string(addr), cfg)
+	if err != nil {
+		return nil, err
+	}
+	if conn.ConnectionState().NegotiatedProtocol != ProtoRaft {
+		conn.Close()
+		return nil, fmt.Errorf("raft dial %s: peer does not speak %s", addr, ProtoRaft)
+	}
+	return conn, nil
+}
+
+// chanListener is a net.Listener fed by the mux.
+type chanListener struct {
+	addr   net.Addr
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(ctx context.Context, c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.closed:
+		c.Close()
+	case <-ctx.Done():
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// Handshaken returns gRPC server credentials for connections the mux has
+// already taken through TLS: they pass through and report their TLS state,
+// so handlers can read the peer's verified identity.
+func Handshaken() credentials.TransportCredentials { return handshaken{} }
+
+type handshaken struct{}
+
+func (handshaken) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("mux credentials are for servers only")
+}
+
+func (handshaken) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return nil, nil, errors.New("connection did not come through the TLS mux")
+	}
+	return c, credentials.TLSInfo{State: tc.ConnectionState(), CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+}
+
+func (handshaken) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.3"}
+}
+
+func (h handshaken) Clone() credentials.TransportCredentials { return h }
+
+func (handshaken) OverrideServerName(string) error { return nil }
