@@ -1,0 +1,323 @@
+package cgroups
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRoot is where the cgroup filesystems are mounted.
+const DefaultRoot = "/sys/fs/cgroup"
+
+// Version is the layout of a cgroup hierarchy: 1 or 2.
+type Version int
+
+// The two layouts.
+const (
+	V1 Version = 1
+	V2 Version = 2
+)
+
+// v1Controllers are the v1 hierarchies a container is placed in.
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices"}
+
+// Resources are the limits of one group. Zero means "no limit".
+type Resources struct {
+	MemoryBytes int64  // hard memory limit; swap is limited to the same
+	CPUQuota    int64  // microseconds of CPU per CPUPeriod
+	CPUPeriod   uint64 // microseconds; 100000 when zero and CPUQuota is set
+	CPUShares   uint64 // relative weight as Docker's --cpu-shares (2..262144)
+	PidsLimit   int64  // maximum number of tasks
+}
+
+// Stats is the usage read back from a group.
+type Stats struct {
+	CPUUsage         time.Duration // total CPU time consumed
+	MemoryBytes      uint64        // current usage
+	MemoryPeakBytes  uint64        // high-water mark, when the kernel reports it
+	MemoryLimitBytes uint64        // 0 when unlimited
+	Pids             uint64        // current number of tasks
+	PidsLimit        uint64        // 0 when unlimited
+	OOMKills         uint64        // processes the OOM killer killed in the group
+}
+
+// ErrControllerMissing reports that a limit needs a controller the host
+// does not offer in this hierarchy.
+var ErrControllerMissing = errors.New("cgroup controller not available")
+
+// Hierarchy is a mounted cgroup tree: a v2 mount point or the directory
+// holding the v1 per-controller mounts.
+type Hierarchy struct {
+	Version Version
+	Root    string
+}
+
+// Detect reports the layout of the cgroup filesystem at root: v2 when root
+// itself is a cgroup2 mount, v1 otherwise (hybrid hosts count as v1).
+func Detect(root string) (*Hierarchy, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		return nil, fmt.Errorf("detect cgroup version at %s: %w", root, err)
+	}
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return &Hierarchy{Version: V2, Root: root}, nil
+	}
+	if _, err := os.Stat(filepath.Join(root, "memory")); err != nil {
+		return nil, fmt.Errorf("detect cgroup version at %s: neither cgroup2 nor v1 memory hierarchy: %w", root, err)
+	}
+	return &Hierarchy{Version: V1, Root: root}, nil
+}
+
+// Group is one cgroup. It is plain data so that it can be saved on disk and
+// loaded again by a restarted agent.
+type Group struct {
+	Version Version `json:"version"`
+	// Paths maps a v1 controller to its directory; on v2 the single
+	// directory is under the key "".
+	Paths map[string]string `json:"paths"`
+}
+
+// Create makes the group parent/name. An absolute parent is taken from the
+// hierarchy's root; a relative one is placed under the cgroup of the calling
+// process (per controller on v1), so that a nested agent stays inside its
+// own limits.
+func (h *Hierarchy) Create(parent, name string) (*Group, error) {
+	g := &Group{Version: h.Version, Paths: map[string]string{}}
+	if h.Version == V2 {
+		dir, err := h.dir("", parent, name)
+		if err != nil {
+			return nil, err
+		}
+		g.Paths[""] = dir
+	} else {
+		for _, c := range v1Controllers {
+			dir, err := h.dir(c, parent, name)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := os.Stat(filepath.Join(h.Root, c)); err != nil {
+				continue
+			}
+			g.Paths[c] = dir
+		}
+	}
+	for _, d := range g.sortedPaths() {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			_ = g.Remove()
+			return nil, fmt.Errorf("create cgroup %s: %w", d, err)
+		}
+	}
+	if h.Version == V1 {
+		if err := g.allowDevices(); err != nil {
+			_ = g.Remove()
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// dir resolves the directory of parent/name for controller c ("" on v2).
+func (h *Hierarchy) dir(c, parent, name string) (string, error) {
+	base := filepath.Join(h.Root, c)
+	if !filepath.IsAbs(parent) {
+		own, err := ownCgroup(c)
+		if err != nil {
+			return "", err
+		}
+		base = filepath.Join(base, own)
+	}
+	return filepath.Join(base, parent, name), nil
+}
+
+// ownCgroup returns the calling process's cgroup path for controller c
+// ("" for the v2 entry) from /proc/self/cgroup.
+func ownCgroup(c string) (string, error) {
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", fmt.Errorf("read own cgroup: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, ctrl := range strings.Split(parts[1], ",") {
+			if ctrl == c {
+				return parts[2], nil
+			}
+		}
+	}
+	return "/", nil
+}
+
+// sortedPaths returns the group's directories in a fixed order.
+func (g *Group) sortedPaths() []string {
+	var out []string
+	for _, c := range append([]string{""}, v1Controllers...) {
+		if d, ok := g.Paths[c]; ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// ProcsFiles lists the cgroup.procs files a process writes "0" into to join
+// the group itself.
+func (g *Group) ProcsFiles() []string {
+	var out []string
+	for _, d := range g.sortedPaths() {
+		out = append(out, filepath.Join(d, "cgroup.procs"))
+	}
+	return out
+}
+
+// Join moves process pid (0: the caller) into the group.
+func (g *Group) Join(pid int) error {
+	for _, f := range g.ProcsFiles() {
+		if err := os.WriteFile(f, []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("join cgroup %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// Set writes the limits r into the group.
+func (g *Group) Set(r Resources) error {
+	if g.Version == V2 {
+		return g.setV2(r)
+	}
+	return g.setV1(r)
+}
+
+// Stats reads the group's usage.
+func (g *Group) Stats() (Stats, error) {
+	if g.Version == V2 {
+		return g.statsV2()
+	}
+	return g.statsV1()
+}
+
+// Pids lists the processes in the group.
+func (g *Group) Pids() ([]int, error) {
+	for _, d := range g.sortedPaths() {
+		data, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("list cgroup %s: %w", d, err)
+		}
+		var pids []int
+		for _, f := range strings.Fields(string(data)) {
+			if p, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, p)
+			}
+		}
+		return pids, nil
+	}
+	return nil, nil
+}
+
+// Kill sends SIGKILL to every process in the group until it is empty or
+// the attempts run out.
+func (g *Group) Kill() error {
+	for i := 0; i < 100; i++ {
+		pids, err := g.Pids()
+		if err != nil || len(pids) == 0 {
+			return err
+		}
+		for _, p := range pids {
+			_ = unix.Kill(p, unix.SIGKILL)
+		}
+		time.Sleep(time.Duration(i+1) * time.Millisecond)
+	}
+	return fmt.Errorf("kill cgroup %v: processes remain", g.sortedPaths())
+}
+
+// Remove deletes the group's directories. It retries briefly while the
+// kernel finishes tearing down exited tasks.
+func (g *Group) Remove() error {
+	var errs []error
+	for _, d := range g.sortedPaths() {
+		if err := rmdir(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func rmdir(d string) error {
+	var err error
+	for i := 0; i < 50; i++ {
+		err = unix.Rmdir(d)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		time.Sleep(time.Duration(i+1) * time.Millisecond)
+	}
+	return fmt.Errorf("remove cgroup %s: %w", d, err)
+}
+
+// Exists reports whether the group's first directory is still there.
+func (g *Group) Exists() bool {
+	for _, d := range g.sortedPaths() {
+		_, err := os.Stat(d)
+		return err == nil
+	}
+	return false
+}
+
+func writeFile(dir, name, value string) error {
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0); err != nil {
+		return fmt.Errorf("write %s=%q: %w", filepath.Join(dir, name), value, err)
+	}
+	return nil
+}
+
+func readUint(dir, name string) (uint64, error) {
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(string(data))
+	if s == "max" {
+		return 0, nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// readKeyed reads a "key value" per line file (memory.stat, cpu.stat,
+// memory.events, memory.oom_control).
+func readKeyed(dir, name string) (map[string]uint64, error) {
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return nil, err
+	}
+	return parseKeyed(data), nil
+}
+
+func parseKeyed(data []byte) map[string]uint64 {
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		if v, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+			out[f[0]] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,180 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// controllersFor lists the v2 controllers limits r need.
+func controllersFor(r Resources) []string {
+	var out []string
+	if r.MemoryBytes > 0 {
+		out = append(out, "memory")
+	}
+	if r.CPUQuota > 0 || r.CPUShares > 0 {
+		out = append(out, "cpu")
+	}
+	if r.PidsLimit > 0 {
+		out = append(out, "pids")
+	}
+	return out
+}
+
+// SharesToWeight converts Docker's cpu.shares (2..262144, default 1024)
+// to a v2 cpu.weight (1..10000, default 100), as runc does.
+func SharesToWeight(shares uint64) uint64 {
+	if shares == 0 {
+		return 0
+	}
+	if shares < 2 {
+		shares = 2
+	}
+	if shares > 262144 {
+		shares = 262144
+	}
+	return 1 + ((shares-2)*9999)/262142
+}
+
+// CPUMax renders the v2 cpu.max value for r.
+func CPUMax(r Resources) string {
+	if r.CPUQuota <= 0 {
+		return "max " + strconv.FormatUint(period(r), 10)
+	}
+	return strconv.FormatInt(r.CPUQuota, 10) + " " + strconv.FormatUint(period(r), 10)
+}
+
+func (g *Group) setV2(r Resources) error {
+	d := g.Paths[""]
+	if err := enableControllers(d, controllersFor(r)); err != nil {
+		return err
+	}
+	if r.MemoryBytes > 0 {
+		v := strconv.FormatInt(r.MemoryBytes, 10)
+		if err := writeFile(d, "memory.max", v); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(d, "memory.swap.max")); err == nil {
+			if err := writeFile(d, "memory.swap.max", "0"); err != nil {
+				return err
+			}
+		}
+	}
+	if r.CPUQuota > 0 {
+		if err := writeFile(d, "cpu.max", CPUMax(r)); err != nil {
+			return err
+		}
+	}
+	if r.CPUShares > 0 {
+		if err := writeFile(d, "cpu.weight", strconv.FormatUint(SharesToWeight(r.CPUShares), 10)); err != nil {
+			return err
+		}
+	}
+	if r.PidsLimit > 0 {
+		if err := writeFile(d, "pids.max", strconv.FormatInt(r.PidsLimit, 10)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// enableControllers turns ctrls on in the subtree_control of every
+// ancestor of dir up to the hierarchy root, checking first that each is
+// offered.
+func enableControllers(dir string, ctrls []string) error {
+	if len(ctrls) == 0 {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	offered, err := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
+	if err != nil {
+		return fmt.Errorf("cgroup v2 controllers of %s: %w", parent, err)
+	}
+	have := strings.Fields(string(offered))
+	for _, c := range ctrls {
+		if !contains(have, c) {
+			return fmt.Errorf("cgroup v2 controller %q in %s (offered: %q): %w", c, parent, strings.TrimSpace(string(offered)), ErrControllerMissing)
+		}
+	}
+	// Enable top-down: a controller must be on in the grandparent before
+	// the parent can pass it on.
+	var chain []string
+	for p := parent; ; p = filepath.Dir(p) {
+		if _, err := os.Stat(filepath.Join(p, "cgroup.subtree_control")); err != nil {
+			break
+		}
+		chain = append([]string{p}, chain...)
+		if _, err := os.Stat(filepath.Join(p, "cgroup.type")); err != nil {
+			break // the root has no cgroup.type
+		}
+	}
+	for _, p := range chain {
+		cur, _ := os.ReadFile(filepath.Join(p, "cgroup.subtree_control"))
+		var add []string
+		for _, c := range ctrls {
+			if !contains(strings.Fields(string(cur)), c) {
+				add = append(add, "+"+c)
+			}
+		}
+		if len(add) > 0 {
+			if err := writeFile(p, "cgroup.subtree_control", strings.Join(add, " ")); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Group) statsV2() (Stats, error) {
+	var s Stats
+	d := g.Paths[""]
+	cpu, err := readKeyed(d, "cpu.stat")
+	if err != nil {
+		return s, fmt.Errorf("cgroup v2 stats: %w", err)
+	}
+	s.CPUUsage = time.Duration(cpu["usage_usec"]) * time.Microsecond
+	var errs []error
+	if v, err := readUint(d, "memory.current"); err == nil {
+		s.MemoryBytes = v
+		s.MemoryPeakBytes, _ = readUint(d, "memory.peak")
+		s.MemoryLimitBytes, _ = readUint(d, "memory.max")
+		ev, err := readKeyed(d, "memory.events")
+		errs = append(errs, err)
+		s.OOMKills = ev["oom_kill"]
+	} else if !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if v, err := readUint(d, "pids.current"); err == nil {
+		s.Pids = v
+		s.PidsLimit, _ = readUint(d, "pids.max")
+	} else if !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	} else {
+		s.Pids = uint64(countProcs(d))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("cgroup v2 stats: %w", err)
+	}
+	return s, nil
+}
+
+func countProcs(d string) int {
+	data, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+	if err != nil {
+		return 0
+	}
+	return len(strings.Fields(string(data)))
+}

@@ -1,0 +1,234 @@
+package runtime
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	goruntime "runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// IsInit reports whether this process was started as a container init.
+// A main() using this package calls it first thing.
+func IsInit() bool {
+	return len(os.Args) > 0 && os.Args[0] == initArg0
+}
+
+// RunInit runs the container init: it prepares the container from the
+// config sent by the agent, starts the user process and stays as PID 1,
+// forwarding signals, reaping zombies and serving exec requests. It never
+// returns; it exits with the user process's status.
+func RunInit() {
+	// Every container process is forked from this thread, which alone
+	// carries the dropped capabilities and no_new_privs.
+	goruntime.LockOSThread()
+	goruntime.GOMAXPROCS(1)
+	debug.SetGCPercent(25)
+	os.Exit(runInit())
+}
+
+func runInit() int {
+	// Handlers first: PID 1 ignores signals it has no handler for, and Go's
+	// default for SIGTERM would end the init rather than forward it.
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs, append(forwarded, unix.SIGCHLD)...)
+	sync := os.NewFile(fdSync, "sync")
+	var cfg initConfig
+	if err := json.NewDecoder(sync).Decode(&cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "berth-init: read config: %v\n", err)
+		return 125
+	}
+	in, err := prepare(&cfg, sigs)
+	reply := initReply{}
+	if err != nil {
+		reply.Error, reply.Kind = err.Error(), errorKind(err)
+	} else {
+		reply.Pid = in.userPid
+	}
+	if werr := json.NewEncoder(sync).Encode(reply); werr != nil && err == nil {
+		// The agent is gone before it learnt of us: carry on, it adopts.
+		fmt.Fprintf(os.Stderr, "berth-init: report start: %v\n", werr)
+	}
+	sync.Close()
+	if err != nil {
+		return 125
+	}
+	return in.loop()
+}
+
+// prepare builds the container around the init and starts the user
+// process. Everything that can fail for a user-visible reason fails here.
+func prepare(cfg *initConfig, sigs chan os.Signal) (*initState, error) {
+	s := &cfg.Spec
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("prctl dumpable: %w", err)
+	}
+	if err := setupRootfs(cfg); err != nil {
+		return nil, err
+	}
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return nil, fmt.Errorf("set hostname %q: %w", s.Hostname, err)
+		}
+	}
+	if !s.HostNetwork {
+		if err := loopbackUp(); err != nil {
+			return nil, err
+		}
+	}
+	in := &initState{
+		dir:     os.NewFile(fdStateDir, "state"),
+		spec:    s,
+		sigs:    sigs,
+		execs:   map[int]*execConn{},
+		execReq: make(chan *execConn),
+		execCtl: make(chan execSignal),
+	}
+	if err := in.startLogging(); err != nil {
+		return nil, err
+	}
+	if err := limitProcess(s.Rlimits); err != nil {
+		return nil, err
+	}
+	p, err := in.spawn(processSpec{Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, TTY: s.TTY}, in.stdio)
+	for _, f := range in.stdio {
+		f.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	in.userPid = p
+	in.serveExec(os.NewFile(fdExec, "exec"))
+	return in, nil
+}
+
+// limitProcess sets rlimits, no_new_privs and the capability set; all are
+// inherited by the processes the init forks from its locked thread.
+func limitProcess(limits []Rlimit) error {
+	for _, l := range limits {
+		res, _ := rlimitByName(l.Type)
+		if err := syscall.Setrlimit(res, &syscall.Rlimit{Cur: l.Soft, Max: l.Hard}); err != nil {
+			return fmt.Errorf("rlimit %s=%d:%d: %w", l.Type, l.Soft, l.Hard, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	return dropCapabilities(DefaultCapabilities)
+}
+
+// loopbackUp brings lo up in the container's new network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
+}
+
+// processSpec is a process to start inside the container.
+type processSpec struct {
+	Args      []string
+	Env       []string
+	Cwd, User string
+	TTY       bool
+}
+
+// spawn starts p with stdio files (one pty slave, or stdin, stdout,
+// stderr) and returns its pid in the container.
+func (in *initState) spawn(p processSpec, stdio []*os.File) (int, error) {
+	u, err := lookupUser(p.User)
+	if err != nil {
+		return 0, err
+	}
+	env := containerEnv(in.spec, p.Env, u, p.TTY)
+	path, err := lookPath(p.Args[0], env)
+	if err != nil {
+		return 0, err
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return 0, fmt.Errorf("working directory %s: %w", cwd, diskError(err))
+	}
+	files := stdio
+	if len(stdio) == 1 {
+		files = []*os.File{stdio[0], stdio[0], stdio[0]}
+	}
+	unix.Umask(0o022)
+	proc, err := os.StartProcess(path, p.Args, &os.ProcAttr{
+		Dir: cwd, Env: env, Files: files,
+		Sys: &syscall.SysProcAttr{
+			Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups},
+			Setsid:     true,
+			Setctty:    p.TTY,
+		},
+	})
+	if err != nil {
+		return 0, startError(p.Args[0], err)
+	}
+	pid := proc.Pid
+	_ = proc.Release() // the init reaps with wait4 itself
+	return pid, nil
+}
+
+func startError(cmd string, err error) error {
+	switch {
+	case strings.Contains(err.Error(), "permission denied"):
+		return fmt.Errorf("run %s: %w (%v)", cmd, ErrPermissionDenied, err)
+	case strings.Contains(err.Error(), "no such file"):
+		return fmt.Errorf("%w: run %s: %v (a missing interpreter or library?)", ErrCommandNotFound, cmd, err)
+	}
+	return fmt.Errorf("run %s: %w", cmd, diskError(err))
+}
+
+// containerEnv is the user's environment with Docker's defaults: PATH,
+// HOSTNAME, HOME and, with a terminal, TERM.
+func containerEnv(s *Spec, extra []string, u execUser, tty bool) []string {
+	env := append(append([]string{}, s.Env...), extra...)
+	has := func(k string) bool {
+		for _, e := range env {
+			if strings.HasPrefix(e, k+"=") {
+				return true
+			}
+		}
+		return false
+	}
+	host, _ := os.Hostname()
+	defaults := [][2]string{{"PATH", DefaultPath}, {"HOSTNAME", host}, {"HOME", u.Home}}
+	if tty {
+		defaults = append(defaults, [2]string{"TERM", "xterm"})
+	}
+	for _, d := range defaults {
+		if !has(d[0]) {
+			env = append(env, d[0]+"="+d[1])
+		}
+	}
+	return env
+}
+
+// forwarded are the signals the init passes on to the user process.
+var forwarded = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGTERM,
+	unix.SIGWINCH, unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
+	unix.SIGPWR,
+}

@@ -1,0 +1,150 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// initState is the init's view of its container while it runs.
+type initState struct {
+	spec    *Spec
+	dir     *os.File   // state directory on the host
+	stdio   []*os.File // the user process's ends of the log pipe or pty
+	logDone chan struct{}
+	sigs    chan os.Signal
+	userPid int
+	user    *ExitStatus
+	execs   map[int]*execConn
+	execReq chan *execConn
+	execCtl chan execSignal
+}
+
+// execConn is one exec request in flight.
+type execConn struct {
+	conn  *net.UnixConn
+	req   execRequest
+	files []*os.File
+	pid   int
+}
+
+// execSignal asks the main loop to signal an exec'd process.
+type execSignal struct {
+	pid int
+	sig unix.Signal
+}
+
+// startLogging connects the user process's output to the rotated log,
+// through a pipe or, with a TTY, a pseudo-terminal.
+func (in *initState) startLogging() error {
+	max, files := in.spec.LogMaxBytes, in.spec.LogMaxFiles
+	if max <= 0 {
+		max = DefaultLogMaxBytes
+	}
+	if files <= 0 {
+		files = DefaultLogMaxFiles
+	}
+	rot, err := newRotator(int(in.dir.Fd()), max, files)
+	if err != nil {
+		return diskError(err)
+	}
+	var src *os.File
+	if in.spec.TTY {
+		m, s, err := openPty("/dev/ptmx")
+		if err != nil {
+			return err
+		}
+		src, in.stdio = m, []*os.File{s}
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fmt.Errorf("log pipe: %w", err)
+		}
+		null, err := os.Open("/dev/null")
+		if err != nil {
+			return fmt.Errorf("open /dev/null: %w", err)
+		}
+		src, in.stdio = r, []*os.File{null, w, w}
+	}
+	in.logDone = make(chan struct{})
+	go copyLog(rot, src, in.logDone)
+	return nil
+}
+
+// loop is PID 1's life: forward signals, reap children, start exec'd
+// processes, until the user process exits.
+func (in *initState) loop() int {
+	for in.user == nil {
+		select {
+		case sig := <-in.sigs:
+			if sig == unix.SIGCHLD {
+				in.reap(unix.WNOHANG)
+			} else {
+				_ = unix.Kill(in.userPid, sig.(unix.Signal))
+			}
+		case ec := <-in.execReq:
+			in.startExec(ec)
+		case es := <-in.execCtl:
+			if _, ok := in.execs[es.pid]; ok {
+				_ = unix.Kill(es.pid, es.sig)
+			}
+		}
+	}
+	return in.finish()
+}
+
+// reap collects exited children; flags is WNOHANG or 0 (block until none
+// is left).
+func (in *initState) reap(flags int) {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, flags, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return
+		}
+		st := statusOf(syscall.WaitStatus(ws))
+		if pid == in.userPid {
+			in.user = &st
+		}
+		if ec, ok := in.execs[pid]; ok {
+			delete(in.execs, pid)
+			code := st.Code
+			_ = json.NewEncoder(ec.conn).Encode(execMessage{Exit: &code})
+			ec.conn.Close()
+		}
+	}
+}
+
+// finish ends the container once the user process has exited: kill what
+// is left in the PID namespace, drain the log and record the exit status.
+func (in *initState) finish() int {
+	_ = unix.Kill(-1, unix.SIGKILL)
+	in.reap(0)
+	select {
+	case <-in.logDone:
+	case <-time.After(5 * time.Second): // a writer escaped the namespace's death
+	}
+	data, _ := json.Marshal(in.user)
+	dir := int(in.dir.Fd())
+	fd, err := unix.Openat(dir, exitFile+".tmp", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		_, err = unix.Write(fd, data)
+		unix.Close(fd)
+	}
+	if err == nil {
+		err = unix.Renameat(dir, exitFile+".tmp", dir, exitFile)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth-init: record exit status: %v\n", err)
+	}
+	return in.user.Code & 0xff
+}

@@ -1,0 +1,306 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// maskedPaths are hidden as Docker hides them: files under /dev/null,
+// directories under an empty read-only tmpfs.
+var maskedPaths = []string{
+	"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+	"/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+// readonlyPaths are remounted read-only as Docker does.
+var readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+
+// device is a node created in the container's /dev.
+type device struct {
+	name         string
+	major, minor uint32
+}
+
+var defaultDeviceNodes = []device{
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+}
+
+// setupRootfs builds the container's filesystem tree under the rootfs and
+// pivots into it. It runs in the init, inside the new mount namespace.
+func setupRootfs(cfg *initConfig) error {
+	root := cfg.Spec.Rootfs
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind rootfs %s: %w", root, err)
+	}
+	if err := mountSpecial(cfg); err != nil {
+		return err
+	}
+	if err := makeDevices(root, cfg.UserNS); err != nil {
+		return err
+	}
+	for _, m := range cfg.Mounts {
+		if err := mountUser(root, m); err != nil {
+			return err
+		}
+	}
+	if err := pivotRoot(root); err != nil {
+		return err
+	}
+	return lockDown(cfg.Spec.ReadonlyRootfs)
+}
+
+// mountSpecial mounts /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue and /sys.
+func mountSpecial(cfg *initConfig) error {
+	const common = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	sysFlags := uintptr(common | unix.MS_RDONLY)
+	mounts := []struct {
+		target, fstype string
+		flags          uintptr
+		data           string
+	}{
+		{"/proc", "proc", common, ""},
+		{"/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k"},
+		{"/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"},
+		{"/dev/shm", "tmpfs", common, "mode=1777,size=65536k"},
+		{"/dev/mqueue", "mqueue", common, ""},
+		{"/sys", "sysfs", sysFlags, ""},
+	}
+	if !cfg.UserNS {
+		mounts[2].data += ",gid=5"
+	}
+	for _, m := range mounts {
+		dst, err := mkTarget(cfg.Spec.Rootfs, m.target, true)
+		if err != nil {
+			return err
+		}
+		if m.fstype == "sysfs" && cfg.UserNS && cfg.Spec.HostNetwork {
+			// sysfs needs a network namespace owned by our user namespace.
+			if err := bindReadonly("/sys", dst); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := unix.Mount(m.fstype, dst, m.fstype, m.flags, m.data); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	return nil
+}
+
+// makeDevices creates the usual nodes and links in the container's /dev.
+// In a user namespace mknod is not allowed, so the host's nodes are bound.
+func makeDevices(root string, userNS bool) error {
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	for _, d := range defaultDeviceNodes {
+		dst := filepath.Join(root, "dev", d.name)
+		if userNS {
+			if err := os.WriteFile(dst, nil, 0o666); err != nil {
+				return fmt.Errorf("create /dev/%s: %w", d.name, err)
+			}
+			if err := unix.Mount("/dev/"+d.name, dst, "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind /dev/%s: %w", d.name, err)
+			}
+			continue
+		}
+		if err := unix.Mknod(dst, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+			return fmt.Errorf("mknod /dev/%s: %w", d.name, err)
+		}
+	}
+	links := [][2]string{
+		{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"/proc/kcore", "core"},
+	}
+	for _, l := range links {
+		if err := os.Symlink(l[0], filepath.Join(root, "dev", l[1])); err != nil {
+			return fmt.Errorf("link /dev/%s: %w", l[1], err)
+		}
+	}
+	return nil
+}
+
+// mountUser places one bind, volume or tmpfs mount; volume sources have
+// already been resolved to host directories.
+func mountUser(root string, m Mount) error {
+	if m.Type == MountTmpfs {
+		dst, err := mkTarget(root, m.Target, true)
+		if err != nil {
+			return err
+		}
+		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+		if m.ReadOnly {
+			flags |= unix.MS_RDONLY
+		}
+		if err := unix.Mount("tmpfs", dst, "tmpfs", flags, strings.Join(m.Options, ",")); err != nil {
+			return fmt.Errorf("mount tmpfs on %s: %w", m.Target, err)
+		}
+		return nil
+	}
+	st, err := os.Stat(m.Source)
+	if err != nil {
+		return fmt.Errorf("%s mount source %s: %w", m.Type, m.Source, err)
+	}
+	dst, err := mkTarget(root, m.Target, st.IsDir())
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(m.Source, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", m.Source, m.Target, err)
+	}
+	if m.ReadOnly {
+		return remountReadonly(dst)
+	}
+	return nil
+}
+
+// mkTarget resolves target inside root without escaping it through
+// symlinks and creates it as a directory or an empty file.
+func mkTarget(root, target string, dir bool) (string, error) {
+	dst, err := secureJoin(root, target)
+	if err != nil {
+		return "", fmt.Errorf("mount target %s: %w", target, err)
+	}
+	if dir {
+		err = os.MkdirAll(dst, 0o755)
+	} else if err = os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
+		var f *os.File
+		if f, err = os.OpenFile(dst, os.O_CREATE|os.O_RDONLY, 0o644); err == nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("create mount target %s in rootfs: %w", target, err)
+	}
+	return dst, nil
+}
+
+// secureJoin joins unsafe to root, resolving symlinks as if root were /,
+// so that the result never leaves root.
+func secureJoin(root, unsafe string) (string, error) {
+	var resolved string
+	rest := filepath.Clean("/" + unsafe)
+	for links := 0; rest != "" && rest != "/"; {
+		rest = strings.TrimPrefix(rest, "/")
+		part, tail, _ := strings.Cut(rest, "/")
+		rest = tail
+		if part == "" || part == "." {
+			continue
+		}
+		if part == ".." {
+			resolved = filepath.Dir("/" + resolved)
+			continue
+		}
+		next := filepath.Join(resolved, part)
+		fi, err := os.Lstat(filepath.Join(root, next))
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			resolved = next
+			continue
+		}
+		if links++; links > 40 {
+			return "", fmt.Errorf("too many symlinks in %s", unsafe)
+		}
+		dest, err := os.Readlink(filepath.Join(root, next))
+		if err != nil {
+			return "", err
+		}
+		if filepath.IsAbs(dest) {
+			resolved = ""
+		}
+		rest = dest + "/" + rest
+	}
+	return filepath.Join(root, filepath.Clean("/"+resolved)), nil
+}
+
+// pivotRoot makes root the new / and detaches the old root, as runc does
+// (pivot_root(".", ".") needs no directory for the old root).
+func pivotRoot(root string) error {
+	oldRoot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open old root: %w", err)
+	}
+	defer unix.Close(oldRoot)
+	if err := unix.Chdir(root); err != nil {
+		return fmt.Errorf("chdir rootfs %s: %w", root, err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root %s: %w", root, err)
+	}
+	if err := unix.Fchdir(oldRoot); err != nil {
+		return fmt.Errorf("chdir old root: %w", err)
+	}
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make old root slave: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// lockDown masks and write-protects /proc and /sys paths and, when asked,
+// makes the rootfs read-only. It runs after pivot_root.
+func lockDown(readonlyRootfs bool) error {
+	for _, p := range maskedPaths {
+		if err := mask(p); err != nil {
+			return err
+		}
+	}
+	for _, p := range readonlyPaths {
+		if err := bindReadonly(p, p); err != nil && !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+	}
+	if readonlyRootfs {
+		if err := remountReadonly("/"); err != nil {
+			return fmt.Errorf("read-only rootfs: %w", err)
+		}
+	}
+	return nil
+}
+
+func mask(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil // nothing to hide
+	}
+	if fi.IsDir() {
+		err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "size=0")
+	} else {
+		err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+	}
+	if err != nil {
+		return fmt.Errorf("mask %s: %w", p, err)
+	}
+	return nil
+}
+
+func bindReadonly(src, dst string) error {
+	if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s read-only: %w", dst, err)
+	}
+	return remountReadonly(dst)
+}
+
+// remountReadonly makes the mount at p read-only, keeping the flags the
+// kernel locks (nosuid, nodev, noexec) so that it also works in a user
+// namespace.
+func remountReadonly(p string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", p, err)
+	}
+	keep := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if err := unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|keep, ""); err != nil {
+		return fmt.Errorf("remount %s read-only: %w", p, err)
+	}
+	return nil
+}

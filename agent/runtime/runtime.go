@@ -1,0 +1,192 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"berth/agent/runtime/cgroups"
+)
+
+// Config configures a Runtime.
+type Config struct {
+	// DataDir holds containers/<id>/ (state, logs, exec socket) and
+	// volumes/<name>/.
+	DataDir string
+	// CgroupParent is the parent group of all containers: absolute from
+	// the hierarchy root, or relative to the agent's own cgroup. "/berth"
+	// when empty.
+	CgroupParent string
+	// CgroupRoot is where cgroups are mounted; /sys/fs/cgroup when empty.
+	CgroupRoot string
+	// InitPath is the binary re-executed as the container init; the running
+	// executable when empty. Its main() must call IsInit/RunInit.
+	InitPath string
+	// UserNSBase is the host uid/gid that root maps to in containers with
+	// Spec.UserNS (65536 ids are mapped); 100000 when zero.
+	UserNSBase uint32
+	Logger     *slog.Logger
+}
+
+// Runtime runs the containers of one node.
+type Runtime struct {
+	cfg Config
+	cg  *cgroups.Hierarchy
+	log *slog.Logger
+
+	mu         sync.Mutex
+	containers map[string]*Container
+	closed     bool
+}
+
+// New checks the host (cgroup layout, data directory) and returns a
+// Runtime. Running containers from an earlier agent are picked up by Adopt.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("runtime: Config.DataDir is required")
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "/berth"
+	}
+	if cfg.CgroupRoot == "" {
+		cfg.CgroupRoot = cgroups.DefaultRoot
+	}
+	if cfg.UserNSBase == 0 {
+		cfg.UserNSBase = 100000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.InitPath == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("runtime: find own executable for the init: %w", err)
+		}
+		cfg.InitPath = exe
+	}
+	h, err := cgroups.Detect(cfg.CgroupRoot)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	for _, d := range []string{"containers", "volumes"} {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o711); err != nil {
+			return nil, fmt.Errorf("runtime: create data dir: %w", diskError(err))
+		}
+	}
+	return &Runtime{cfg: cfg, cg: h, log: cfg.Logger, containers: map[string]*Container{}}, nil
+}
+
+// CgroupVersion reports the cgroup layout the runtime uses (1 or 2).
+func (r *Runtime) CgroupVersion() int { return int(r.cg.Version) }
+
+func (r *Runtime) containerDir(id string) string {
+	return filepath.Join(r.cfg.DataDir, "containers", id)
+}
+
+// VolumeDir is the host directory holding the named volume's data.
+func (r *Runtime) VolumeDir(name string) string {
+	return filepath.Join(r.cfg.DataDir, "volumes", name, "_data")
+}
+
+// Get returns the container with id.
+func (r *Runtime) Get(id string) (*Container, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return c, nil
+}
+
+// List returns the known containers, running and exited, sorted by ID.
+func (r *Runtime) List() []*Container {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Container, 0, len(r.containers))
+	for _, c := range r.containers {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// Close detaches the runtime from its containers without stopping them,
+// as an agent exiting for an upgrade does; another Runtime on the same
+// DataDir adopts them.
+func (r *Runtime) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+}
+
+func (r *Runtime) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+// Adopt loads every container recorded under DataDir that this runtime
+// does not know yet: running ones are reattached (not restarted), those
+// that ended while no agent watched get their exit status recorded.
+func (r *Runtime) Adopt(ctx context.Context) ([]*Container, error) {
+	base := filepath.Join(r.cfg.DataDir, "containers")
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return nil, fmt.Errorf("adopt: %w", err)
+	}
+	var out []*Container
+	var errs []error
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		if _, err := r.Get(e.Name()); err == nil {
+			continue
+		}
+		c, err := r.adopt(e.Name())
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, errors.Join(errs...)
+}
+
+func (r *Runtime) adopt(id string) (*Container, error) {
+	dir := r.containerDir(id)
+	rec, err := loadRecord(dir)
+	if err != nil {
+		// A container half-made when the agent died: nothing runs there.
+		r.log.Warn("removing container without state", "container", id, "err", err)
+		return nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	c := newContainer(r, rec)
+	r.mu.Lock()
+	r.containers[id] = c
+	r.mu.Unlock()
+	if rec.Exit != nil {
+		close(c.done)
+		return c, nil
+	}
+	if err := c.attach(); err != nil {
+		r.log.Info("container ended while no agent watched", "container", id, "reason", err)
+		go c.finalize(nil)
+		return c, nil
+	}
+	r.log.Info("adopted running container", "container", id, "pid", rec.Pid)
+	go c.watch()
+	return c, nil
+}
+
+func (r *Runtime) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.containers, id)
+}

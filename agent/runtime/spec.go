@@ -1,0 +1,165 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+)
+
+// MountType is the kind of a container mount.
+type MountType string
+
+// The mount types.
+const (
+	MountBind   MountType = "bind"   // Source is a host path
+	MountVolume MountType = "volume" // Source is a volume name; kept across containers
+	MountTmpfs  MountType = "tmpfs"  // Source is ignored; Options may hold size=, mode=
+)
+
+// Mount is one filesystem placed in the container.
+type Mount struct {
+	Type     MountType `json:"type"`
+	Source   string    `json:"source,omitempty"`
+	Target   string    `json:"target"`
+	ReadOnly bool      `json:"readOnly,omitempty"`
+	Options  []string  `json:"options,omitempty"` // tmpfs data options, e.g. "size=64m"
+}
+
+// Resources are the cgroup limits of a container. Zero means unlimited.
+type Resources struct {
+	MemoryBytes int64  `json:"memoryBytes,omitempty"`
+	NanoCPUs    int64  `json:"nanoCPUs,omitempty"` // 1e9 = one CPU; sets a CFS quota
+	CPUShares   uint64 `json:"cpuShares,omitempty"`
+	PidsLimit   int64  `json:"pidsLimit,omitempty"`
+}
+
+// Rlimit is one resource limit (setrlimit) for the container's processes.
+type Rlimit struct {
+	Type string `json:"type"` // e.g. "RLIMIT_NOFILE" or "nofile"
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
+}
+
+// Spec is everything needed to run one container.
+type Spec struct {
+	ID             string         `json:"id"`
+	Rootfs         string         `json:"rootfs"` // a prepared directory or mounted overlay
+	ReadonlyRootfs bool           `json:"readonlyRootfs,omitempty"`
+	Args           []string       `json:"args"`
+	Env            []string       `json:"env,omitempty"`
+	Cwd            string         `json:"cwd,omitempty"`
+	User           string         `json:"user,omitempty"` // uid[:gid] or name[:group] from the image
+	Hostname       string         `json:"hostname,omitempty"`
+	Mounts         []Mount        `json:"mounts,omitempty"`
+	Resources      Resources      `json:"resources,omitempty"`
+	Rlimits        []Rlimit       `json:"rlimits,omitempty"`
+	StopSignal     syscall.Signal `json:"stopSignal,omitempty"` // SIGTERM when zero
+	StopGrace      time.Duration  `json:"stopGrace,omitempty"`  // 10s when zero
+	HostNetwork    bool           `json:"hostNetwork,omitempty"`
+	UserNS         bool           `json:"userNS,omitempty"` // map root to Config.UserNSBase
+	TTY            bool           `json:"tty,omitempty"`
+	LogMaxBytes    int64          `json:"logMaxBytes,omitempty"` // 10 MiB when zero
+	LogMaxFiles    int            `json:"logMaxFiles,omitempty"` // 3 when zero (current + 2 rotated)
+}
+
+// Defaults applied when a Spec leaves a field zero.
+const (
+	DefaultStopGrace   = 10 * time.Second
+	DefaultLogMaxBytes = 10 << 20
+	DefaultLogMaxFiles = 3
+	DefaultPath        = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+
+// ErrInvalidSpec wraps every validation failure of a Spec.
+var ErrInvalidSpec = errors.New("invalid container spec")
+
+// Validate reports the first field of s a user must fix.
+func (s *Spec) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidSpec, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case !idPattern.MatchString(s.ID):
+		return bad("id %q: use 1-128 letters, digits, '_', '.' or '-'", s.ID)
+	case !filepath.IsAbs(s.Rootfs):
+		return bad("rootfs %q: must be an absolute path", s.Rootfs)
+	case len(s.Args) == 0 || s.Args[0] == "":
+		return bad("args: a command to run is required")
+	case s.Cwd != "" && !filepath.IsAbs(s.Cwd):
+		return bad("cwd %q: must be an absolute path", s.Cwd)
+	case s.Resources.MemoryBytes < 0 || s.Resources.NanoCPUs < 0 || s.Resources.PidsLimit < 0:
+		return bad("resources: limits must not be negative")
+	case s.Resources.MemoryBytes > 0 && s.Resources.MemoryBytes < 4<<20:
+		return bad("resources.memoryBytes %d: the minimum is 4 MiB", s.Resources.MemoryBytes)
+	}
+	for i, m := range s.Mounts {
+		if err := m.validate(); err != nil {
+			return bad("mounts[%d]: %v", i, err)
+		}
+	}
+	for _, r := range s.Rlimits {
+		if _, ok := rlimitByName(r.Type); !ok {
+			return bad("rlimits: unknown type %q", r.Type)
+		}
+	}
+	return nil
+}
+
+var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+func (m *Mount) validate() error {
+	if !filepath.IsAbs(m.Target) || filepath.Clean(m.Target) == "/" {
+		return fmt.Errorf("target %q: must be an absolute path other than /", m.Target)
+	}
+	switch m.Type {
+	case MountBind:
+		if !filepath.IsAbs(m.Source) {
+			return fmt.Errorf("bind source %q: must be an absolute host path", m.Source)
+		}
+	case MountVolume:
+		if !volumeName.MatchString(m.Source) {
+			return fmt.Errorf("volume name %q: use letters, digits, '_', '.' or '-'", m.Source)
+		}
+	case MountTmpfs:
+	default:
+		return fmt.Errorf("type %q: use bind, volume or tmpfs", m.Type)
+	}
+	return nil
+}
+
+func (s *Spec) stopSignal() syscall.Signal {
+	if s.StopSignal == 0 {
+		return syscall.SIGTERM
+	}
+	return s.StopSignal
+}
+
+func (s *Spec) stopGrace() time.Duration {
+	if s.StopGrace <= 0 {
+		return DefaultStopGrace
+	}
+	return s.StopGrace
+}
+
+// ExitStatus is how a container ended.
+type ExitStatus struct {
+	Code       int       `json:"code"`             // exit code, 128+signal when killed
+	Signal     int       `json:"signal,omitempty"` // the signal that killed the process
+	OOMKilled  bool      `json:"oomKilled,omitempty"`
+	Reason     string    `json:"reason"` // "Completed", "Error", "OOMKilled", "Killed", "Lost"
+	FinishedAt time.Time `json:"finishedAt"`
+}
+
+// Exit reasons.
+const (
+	ReasonCompleted = "Completed" // exit code 0
+	ReasonError     = "Error"     // non-zero exit code
+	ReasonKilled    = "Killed"    // ended by a signal
+	ReasonOOMKilled = "OOMKilled" // the kernel's OOM killer ended it
+	ReasonLost      = "Lost"      // the status could not be recovered after a restart
+)

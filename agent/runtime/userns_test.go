@@ -1,0 +1,32 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestUserNamespace(t *testing.T) {
+	e := newEnv(t)
+	// Container root is host uid 100000: it must be able to reach the init
+	// binary and the rootfs, and own the paths it writes.
+	must(t, os.Chmod(e.dir, 0o711))
+	self, err := os.Executable()
+	must(t, err)
+	data, err := os.ReadFile(self)
+	must(t, err)
+	initBin := filepath.Join(e.dir, "berth-init-bin")
+	must(t, os.WriteFile(initBin, data, 0o755))
+	rt, err := New(Config{DataDir: filepath.Join(e.dir, "data"), CgroupParent: e.parent, InitPath: initBin})
+	must(t, err)
+	e.rt = rt
+	for _, d := range []string{"tmp", "dev", "proc", "sys"} {
+		must(t, os.Chown(filepath.Join(e.rootfs, d), 100000, 100000))
+	}
+	s := e.spec("userns", "sh", "-c", `id -u; cat /proc/self/uid_map | tr -s ' '; echo hi > /tmp/x && echo tmp-ok; grep CapEff /proc/self/status`)
+	s.UserNS = true
+	out := e.output(t, s)
+	if out != "0\n 0 100000 65536\ntmp-ok\nCapEff:\t00000000a80425fb\n" {
+		t.Fatalf("output: %q", out)
+	}
+}
