@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"berth/agent/runtime"
 	"berth/internal/logging"
 	"berth/internal/version"
 )
@@ -29,6 +30,11 @@ type options struct {
 }
 
 func main() {
+	// The same binary is every container's init: when re-executed as one,
+	// it must do nothing else.
+	if runtime.IsInit() {
+		runtime.RunInit()
+	}
 	if err := newCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-agent:", err)
 		os.Exit(1)
@@ -69,6 +75,7 @@ tasks the managers assign to it in native containers.`,
 	f.StringArrayVar(&o.labels, "label", nil, "node label key=value (repeatable)")
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT (repeatable)")
 	o.log.Register(f)
+	cmd.AddCommand(newRunCmd())
 	return cmd
 }
 

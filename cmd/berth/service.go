@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"berth/internal/flagparse"
 	pb "berth/proto/berth/v1"
 )
 
@@ -84,11 +85,11 @@ func (l *serviceLists) spec(args []string) (*pb.ServiceSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	labels, err := parseLabels("label", l.labels)
+	labels, err := flagparse.Labels("label", l.labels)
 	if err != nil {
 		return nil, err
 	}
-	clabels, err := parseLabels("container-label", l.containerLabels)
+	clabels, err := flagparse.Labels("container-label", l.containerLabels)
 	if err != nil {
 		return nil, err
 	}
@@ -113,14 +114,14 @@ func (l *serviceLists) spec(args []string) (*pb.ServiceSpec, error) {
 		s.Task.Placement.Preferences = append(s.Task.Placement.Preferences, &pb.PlacementPreference{SpreadDescriptor: d})
 	}
 	for _, p := range l.publish {
-		pc, err := parsePort(p)
+		pc, err := flagparse.Port(p)
 		if err != nil {
 			return nil, err
 		}
 		s.Endpoint.Ports = append(s.Endpoint.Ports, pc)
 	}
 	for _, m := range l.mounts {
-		mc, err := parseMount(m)
+		mc, err := flagparse.Mount(m)
 		if err != nil {
 			return nil, err
 		}
@@ -287,7 +288,7 @@ func editPorts(spec *pb.ServiceSpec, add, rm []string) error {
 	}
 	drop := map[uint32]bool{}
 	for _, r := range rm {
-		p, err := parsePort(r)
+		p, err := flagparse.Port(r)
 		if err != nil {
 			return err
 		}
@@ -300,7 +301,7 @@ func editPorts(spec *pb.ServiceSpec, add, rm []string) error {
 		}
 	}
 	for _, a := range add {
-		p, err := parsePort(a)
+		p, err := flagparse.Port(a)
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/proto"
 
+	"berth/internal/flagparse"
 	pb "berth/proto/berth/v1"
 )
 
@@ -142,10 +143,10 @@ func (f *serviceFlags) applyResources(fs *pflag.FlagSet, t *pb.TaskSpec) error {
 		dst       *int64
 		parse     func(string, string) (int64, error)
 	}{
-		{"limit-cpu", f.limitCPU, &r.Limits.NanoCpus, parseCPUs},
-		{"limit-memory", f.limitMem, &r.Limits.MemoryBytes, parseBytes},
-		{"reserve-cpu", f.reserveCPU, &r.Reservations.NanoCpus, parseCPUs},
-		{"reserve-memory", f.resMem, &r.Reservations.MemoryBytes, parseBytes},
+		{"limit-cpu", f.limitCPU, &r.Limits.NanoCpus, flagparse.CPUs},
+		{"limit-memory", f.limitMem, &r.Limits.MemoryBytes, flagparse.Bytes},
+		{"reserve-cpu", f.reserveCPU, &r.Reservations.NanoCpus, flagparse.CPUs},
+		{"reserve-memory", f.resMem, &r.Reservations.MemoryBytes, flagparse.Bytes},
 	} {
 		if fs.Changed(x.flag) {
 			if *x.dst, err = x.parse(x.flag, x.val); err != nil {
@@ -277,7 +278,7 @@ func editList(list, add, rm []string, byKey bool) []string {
 }
 
 func editMap(m map[string]string, add, rm []string, flag string) (map[string]string, error) {
-	adds, err := parseLabels(flag+"-add", add)
+	adds, err := flagparse.Labels(flag+"-add", add)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ var forbidden = map[string][]string{
 	"berth/ca":            {"berth/"},
 	"berth/store":         {"berth/manager", "berth/deploy", "berth/scheduler", "berth/agent"},
 	"berth/manager":       {"berth/agent"},
-	"berth/scheduler":     {"berth/store", "google.golang.org/grpc"},
+	"berth/scheduler":     {"berth/store"},
 	"berth/deploy":        {"berth/agent", "berth/overlay"},
 	"berth/agent":         {"berth/manager", "berth/store", "berth/deploy", "berth/scheduler"},
 	"berth/agent/runtime": {"google.golang.org/grpc", "berth/proto"},
@@ -22,7 +22,15 @@ var forbidden = map[string][]string{
 	"berth/discovery":     {"berth/deploy", "berth/scheduler"},
 }
 
+// forbiddenDirect are imports a package must not make itself; they may come
+// in indirectly (the scheduler uses proto's types, whose package also holds
+// the generated gRPC stubs, but it must not speak gRPC).
+var forbiddenDirect = map[string][]string{
+	"berth/scheduler": {"google.golang.org/grpc", "time"},
+}
+
 // testOnly packages are for tests (and the demo tooling under internal/cmd).
+// "testing" is checked among direct imports only: hashicorp/raft imports it.
 var testOnly = []string{"berth/internal/await", "berth/internal/testimage", "berth/internal/testhost", "testing"}
 
 func TestDependencyDirections(t *testing.T) {
@@ -46,8 +54,30 @@ func TestDependencyDirections(t *testing.T) {
 	}
 }
 
+func TestDirectImports(t *testing.T) {
+	imports := listPackages(t, "{{.ImportPath}} {{join .Imports \" \"}}")
+	for owner, banned := range forbiddenDirect {
+		for pkg, imps := range imports {
+			if !under(pkg, owner) {
+				continue
+			}
+			for _, imp := range imps {
+				for _, b := range banned {
+					if under(imp, b) {
+						t.Errorf("%s imports %s itself: DESIGN.md forbids it", pkg, imp)
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestProductionCodeAvoidsTestHelpers(t *testing.T) {
+	direct := listPackages(t, "{{.ImportPath}} {{join .Imports \" \"}}")
 	for pkg, imports := range listDeps(t) {
+		if !contains(direct[pkg], "testing") {
+			imports = without(imports, "testing")
+		}
 		if under(pkg, "berth/internal/cmd") || isTestHelper(pkg) {
 			continue
 		}
@@ -79,7 +109,14 @@ func under(pkg, p string) bool {
 // listDeps returns every non-test package of the module with its transitive imports.
 func listDeps(t *testing.T) map[string][]string {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "berth/...").Output()
+	return listPackages(t, `{{.ImportPath}} {{join .Deps " "}}`)
+}
+
+// listPackages runs go list with format over the module's packages and
+// splits each line into a package and its fields.
+func listPackages(t *testing.T, format string) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", format, "berth/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
@@ -91,4 +128,23 @@ func listDeps(t *testing.T) map[string][]string {
 		}
 	}
 	return deps
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func without(list []string, s string) []string {
+	var out []string
+	for _, e := range list {
+		if e != s {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@
 package logging
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,10 +18,11 @@ type Flags struct {
 	Level  string
 }
 
-// Register adds --log-format and --log-level to fs.
+// Register adds --log-format and --log-level to fs; values already in f
+// are the defaults (text and info when empty).
 func (f *Flags) Register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Format, "log-format", "text", "log format: text or json")
-	fs.StringVar(&f.Level, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.Format, "log-format", cmp.Or(f.Format, "text"), "log format: text or json")
+	fs.StringVar(&f.Level, "log-level", cmp.Or(f.Level, "info"), "log level: debug, info, warn or error")
 }
 
 // New builds a logger writing to w, or says which flag is wrong and how to fix it.

@@ -27,7 +27,13 @@ type Fixture struct {
 // Start starts a registry and pushes busybox:latest, app:v1 and app:v2 to
 // it. The caller must Close the fixture. log may be nil.
 func Start(ctx context.Context, log *slog.Logger) (*Fixture, error) {
-	r, err := StartRegistry(ctx, log)
+	return StartAt(ctx, "127.0.0.1:0", log)
+}
+
+// StartAt is Start with the registry on addr, e.g. a test bridge's address
+// that hosts in network namespaces can reach.
+func StartAt(ctx context.Context, addr string, log *slog.Logger) (*Fixture, error) {
+	r, err := StartRegistryAt(ctx, addr, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"berth/agent/image"
+	"berth/agent/runtime"
+	pb "berth/proto/berth/v1"
+)
+
+func TestRuntimeSpecFollowsDockerRules(t *testing.T) {
+	img := image.RunConfig{Entrypoint: []string{"/app"}, Cmd: []string{"--port", "80"}, Env: []string{"PATH=/bin", "A=img"}, WorkingDir: "/srv", User: "app", StopSignal: "SIGINT"}
+	for _, tc := range []struct {
+		name string
+		c    *pb.ContainerSpec
+		want string
+	}{
+		{"image defaults", &pb.ContainerSpec{}, "/app --port 80"},
+		{"args replace cmd", &pb.ContainerSpec{Args: []string{"-v"}}, "/app -v"},
+		{"command replaces entrypoint and cmd", &pb.ContainerSpec{Command: []string{"sh", "-c"}}, "sh -c"},
+		{"command and args", &pb.ContainerSpec{Command: []string{"echo"}, Args: []string{"hi"}}, "echo hi"},
+	} {
+		s, err := RuntimeSpec("c1", "/rootfs", img, tc.c, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := strings.Join(s.Args, " "); got != tc.want {
+			t.Errorf("%s: args %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	s, err := RuntimeSpec("0123456789abcdef", "/rootfs", img, &pb.ContainerSpec{
+		Env: []string{"A=spec", "B=2"}, StopGracePeriod: durationpb.New(3 * time.Second),
+		Mounts: []*pb.Mount{{Type: pb.Mount_TYPE_TMPFS, Target: "/cache", TmpfsSizeBytes: 1 << 20}},
+	}, &pb.ResourceSet{MemoryBytes: 64 << 20, Pids: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.Env, ",") != "PATH=/bin,A=spec,B=2" || s.Cwd != "/srv" || s.User != "app" || s.Hostname != "0123456789ab" {
+		t.Errorf("env/cwd/user/hostname: %q %q %q %q", s.Env, s.Cwd, s.User, s.Hostname)
+	}
+	if s.StopSignal != unix.SIGINT || s.StopGrace != 3*time.Second || s.Resources.MemoryBytes != 64<<20 || s.Resources.PidsLimit != 50 {
+		t.Errorf("stop/resources: %v %v %+v", s.StopSignal, s.StopGrace, s.Resources)
+	}
+	if len(s.Mounts) != 1 || s.Mounts[0].Type != runtime.MountTmpfs || s.Mounts[0].Options[0] != "size=1048576" {
+		t.Errorf("mounts: %+v", s.Mounts)
+	}
+	if _, err := RuntimeSpec("c1", "/rootfs", image.RunConfig{}, &pb.ContainerSpec{}, nil); err == nil {
+		t.Error("a spec with nothing to run was accepted")
+	}
+	if _, err := RuntimeSpec("c1", "/rootfs", img, &pb.ContainerSpec{StopSignal: "SIGNOPE"}, nil); err == nil {
+		t.Error("unknown stop signal accepted")
+	}
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"berth/internal/testimage"
+)
+
+// buildAgent builds berth-agent as a user gets it.
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "berth-agent")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestRunLikeDockerRun runs real containers through `berth-agent run`.
+func TestRunLikeDockerRun(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("berth-agent run needs root (namespaces, cgroups, mounts)")
+	}
+	fx := testimage.Serve(t)
+	bin := buildAgent(t)
+	data := t.TempDir()
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(bin, append([]string{"run", "--data-dir", data, "--rm"}, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+	}
+
+	out, errOut, code := run("--image", fx.Busybox.Tag, "--hostname", "box", "--", "sh", "-c", "echo hello from $(hostname); exit 3")
+	if code != 3 || !strings.Contains(out, "hello from box") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "pulling") {
+		t.Errorf("no pull progress on stderr: %q", errOut)
+	}
+
+	out, errOut, code = run("--image", fx.Busybox.ByDigest, "--memory", "32M", "--", "cat", "/proc/1/cmdline")
+	if code != 0 || !strings.Contains(out, "berth-init") {
+		t.Fatalf("by digest: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	_, errOut, code = run("--image", fx.Busybox.Tag, "-q", "--", "nosuchcmd")
+	if code != 127 || !strings.Contains(errOut, `"nosuchcmd" is not in the image`) {
+		t.Fatalf("missing command: exit %d, stderr %q", code, errOut)
+	}
+
+	_, errOut, code = run("--image", fx.Registry.Addr()+"/nope:latest")
+	if code != 125 || !strings.Contains(errOut, "not found in registry") {
+		t.Fatalf("unknown image: exit %d, stderr %q", code, errOut)
+	}
+
+	for _, dir := range []string{"runtime/containers", "images/containers"} {
+		entries, _ := os.ReadDir(filepath.Join(data, dir))
+		if len(entries) != 0 {
+			t.Errorf("--rm left %d entries in %s", len(entries), dir)
+		}
+	}
+}

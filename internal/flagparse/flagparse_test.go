@@ -1,0 +1,38 @@
+package flagparse
+
+import (
+	"strings"
+	"testing"
+
+	pb "berth/proto/berth/v1"
+)
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"64M": 64 << 20, "1g": 1 << 30, "512": 512, "1.5K": 1536, "": 0, "10MB": 10 << 20} {
+		if got, err := Bytes("limit-memory", in); err != nil || got != want {
+			t.Errorf("Bytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if _, err := Bytes("limit-memory", "lots"); err == nil || !strings.Contains(err.Error(), "--limit-memory") {
+		t.Errorf("bad size: %v", err)
+	}
+}
+
+func TestParsePort(t *testing.T) {
+	for in, want := range map[string]*pb.PortConfig{
+		"8080:80":                        {PublishedPort: 8080, TargetPort: 80},
+		"53:53/udp":                      {PublishedPort: 53, TargetPort: 53, Protocol: pb.PortConfig_PROTOCOL_UDP},
+		"80":                             {TargetPort: 80},
+		"published=1,target=2,mode=host": {PublishedPort: 1, TargetPort: 2, PublishMode: pb.PortConfig_PUBLISH_MODE_HOST},
+	} {
+		got, err := Port(in)
+		if err != nil || got.String() != want.String() {
+			t.Errorf("Port(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"a:b", "80/sctp", "target=x", "foo=1"} {
+		if _, err := Port(bad); err == nil {
+			t.Errorf("Port(%q) accepted", bad)
+		}
+	}
+}
