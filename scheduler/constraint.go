@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	pb "berth/proto/berth/v1"
 )
 
 // Constraint is one parsed placement constraint, e.g. node.labels.zone!=b.
@@ -23,6 +25,8 @@ func (c Constraint) String() string {
 	}
 	return c.Key + op + c.Value
 }
+
+const labelPrefix = "node.labels."
 
 var (
 	constraintRE = regexp.MustCompile(`^\s*([a-zA-Z0-9_.\-]+)\s*(==|!=)\s*(\S.*?)\s*$`)
@@ -59,4 +63,57 @@ func ParseConstraints(ss []string) ([]Constraint, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// Matches reports whether node n satisfies c. Values compare without regard
+// to case, as Docker's do; a node without the label fails == and passes !=;
+// node.platform.arch treats amd64/x86_64 and arm64/aarch64 as one.
+func (c Constraint) Matches(n *pb.Node) bool {
+	return c.match(newNodeInfo(n))
+}
+
+// MatchesAll reports whether node n satisfies every constraint in cs; the
+// global orchestrator uses it to decide which nodes get a task.
+func MatchesAll(cs []Constraint, n *pb.Node) bool {
+	ni := newNodeInfo(n)
+	for _, c := range cs {
+		if !c.match(ni) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c Constraint) match(n *nodeInfo) bool {
+	var have string
+	switch c.Key {
+	case "node.id":
+		have = n.id
+	case "node.hostname":
+		have = n.hostname
+	case "node.role":
+		have = n.role
+	case "node.platform.os":
+		have = n.os
+	case "node.platform.arch":
+		return normalArch(n.arch) == normalArch(c.Value) == c.Equal
+	default:
+		v, ok := n.labels[c.Key[len(labelPrefix):]]
+		if !ok {
+			return !c.Equal
+		}
+		have = v
+	}
+	return strings.EqualFold(have, c.Value) == c.Equal
+}
+
+// normalArch folds the common spellings of an architecture into Go's names.
+func normalArch(a string) string {
+	switch a = strings.ToLower(a); a {
+	case "x86_64", "x86-64":
+		return "amd64"
+	case "aarch64":
+		return "arm64"
+	}
+	return a
 }

@@ -33,3 +33,20 @@ func TestParseConstraint(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseConstraint: whatever parses renders back to the same constraint.
+func FuzzParseConstraint(f *testing.F) {
+	for _, s := range []string{"node.role==manager", " node.labels.Zone != b ", "node.id==a==b", "node.platform.os!=linux", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseConstraint(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseConstraint(c.String())
+		if err != nil || again != c {
+			t.Fatalf("%q parsed to %+v, which renders %q and parses to %+v, %v", s, c, c.String(), again, err)
+		}
+	})
+}
