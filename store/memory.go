@@ -1,0 +1,211 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	berthv1 "berth/proto/berth/v1"
+)
+
+// Proposer replicates a batch of changes. The Raft backend implements it:
+// Propose returns once the batch is committed and applied to this store
+// (through Apply) and reports the log index and Apply's verdict. It returns
+// an error wrapping ErrNotLeader when this member cannot commit, and one
+// wrapping ErrOutcomeUnknown when the batch may or may not have applied.
+//
+// Unlike swarmkit's ProposeValue(ctx, storeAction, commitCb), there is no
+// commit callback: every member, the leader included, applies the entry
+// from the log, so the object versions are the log index on every replica.
+type Proposer interface {
+	Propose(ctx context.Context, batch *berthv1.StoreBatch) (index uint64, err error)
+}
+
+// Defaults for Options.
+const (
+	DefaultChangelogSize    = 10000
+	DefaultMaxBatchActions  = 200
+	DefaultMaxBatchBytes    = 1 << 20
+	defaultWatcherQueueSize = DefaultChangelogSize
+)
+
+// Option configures a MemoryStore.
+type Option func(*MemoryStore)
+
+// WithClock sets the clock that stamps created_at/updated_at.
+func WithClock(now func() time.Time) Option { return func(s *MemoryStore) { s.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *MemoryStore) { s.log = l } }
+
+// WithChangelogSize sets how many recent change events the store keeps for
+// Watch to replay (at least 1).
+func WithChangelogSize(n int) Option {
+	return func(s *MemoryStore) { s.changes.max = max(n, 1) }
+}
+
+// WithMaxBatch bounds one entry written by Batch: at most actions object
+// changes and about bytes encoded bytes.
+func WithMaxBatch(actions, bytes int) Option {
+	return func(s *MemoryStore) { s.maxActions, s.maxBytes = max(actions, 1), max(bytes, 1) }
+}
+
+// MemoryStore is the cluster state in memory. Safe for concurrent use.
+type MemoryStore struct {
+	db       atomic.Pointer[memdb.MemDB]
+	proposer Proposer
+	now      func() time.Time
+	log      *slog.Logger
+
+	applyMu sync.Mutex // orders Apply, Restore and their changelog publishing
+
+	appliedMu sync.Mutex
+	applied   chan struct{} // closed when the index moves; nil when nobody waits
+	changes   changelog
+
+	maxActions, maxBytes int
+}
+
+// New returns an empty store. With a nil proposer writes apply locally and
+// the store index counts them; otherwise writes go through the proposer.
+func New(p Proposer, opts ...Option) *MemoryStore {
+	s := &MemoryStore{
+		proposer:   p,
+		now:        time.Now,
+		log:        slog.New(slog.DiscardHandler),
+		changes:    changelog{max: DefaultChangelogSize, watchers: map[*Watcher]struct{}{}},
+		maxActions: DefaultMaxBatchActions,
+		maxBytes:   DefaultMaxBatchBytes,
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.db.Store(newDB())
+	return s
+}
+
+func newDB() *memdb.MemDB {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		panic(fmt.Sprintf("store schema is invalid: %v", err)) // a programming error
+	}
+	return db
+}
+
+// Index returns the store index: that of the last applied change.
+func (s *MemoryStore) Index() uint64 { return readIndex(s.db.Load().Txn(false)) }
+
+// View runs cb over a consistent read-only view of the store.
+func (s *MemoryStore) View(cb func(ReadTx)) {
+	cb(&readTx{txn: s.db.Load().Txn(false)})
+}
+
+// Update runs cb in a transaction and commits its writes as one atomic
+// batch (one Raft entry). It returns once the batch is committed and
+// applied here, or with cb's error (nothing is written), or with the
+// proposer's or Apply's error. cb may run while other writers wait: keep it
+// short and do not call Update from inside it.
+func (s *MemoryStore) Update(ctx context.Context, cb func(Tx) error) error {
+	tx := newWriteTx(s.db.Load(), s.now)
+	err := cb(tx)
+	tx.abort()
+	if err != nil {
+		return err
+	}
+	if len(tx.ops) == 0 {
+		return nil
+	}
+	_, err = s.commit(ctx, tx.batch())
+	return err
+}
+
+// Commit proposes a batch as it is (for a leader applying a batch a
+// follower forwarded). It returns the index the batch applied at.
+func (s *MemoryStore) Commit(ctx context.Context, b *berthv1.StoreBatch) (uint64, error) {
+	return s.commit(ctx, b)
+}
+
+func (s *MemoryStore) commit(ctx context.Context, b *berthv1.StoreBatch) (uint64, error) {
+	if len(b.GetActions()) == 0 {
+		return s.Index(), nil
+	}
+	if s.proposer != nil {
+		return s.proposer.Propose(ctx, b)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	// Locally the store never keeps the caller's objects.
+	b = proto.Clone(b).(*berthv1.StoreBatch)
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	index := s.Index() + 1
+	return index, s.applyLocked(index, b)
+}
+
+// Batch runs cb, which calls b.Update many times; the writes go out in
+// entries of bounded size (see WithMaxBatch). Each b.Update is atomic, but
+// consecutive calls may land in different entries. When cb or a flush
+// fails, entries already flushed stay written and the rest is dropped.
+func (s *MemoryStore) Batch(ctx context.Context, cb func(*Batch) error) error {
+	b := &Batch{s: s, ctx: ctx, tx: newWriteTx(s.db.Load(), s.now)}
+	err := cb(b)
+	if err == nil && b.err == nil {
+		return b.flush()
+	}
+	b.tx.abort()
+	if err != nil {
+		return err
+	}
+	return b.err
+}
+
+// Batch collects many small writes; see MemoryStore.Batch.
+type Batch struct {
+	s   *MemoryStore
+	ctx context.Context // the Batch call's context, used only during it
+	tx  *writeTx
+	err error
+}
+
+// Update runs cb atomically within the batch: when cb fails its writes are
+// dropped and its error returned; the batch goes on. After a failed flush
+// every Update returns that error.
+func (b *Batch) Update(cb func(Tx) error) error {
+	if b.err != nil {
+		return b.err
+	}
+	mark := len(b.tx.ops)
+	if err := cb(b.tx); err != nil {
+		b.tx.rollback(mark)
+		return err
+	}
+	if len(b.tx.ops) >= b.s.maxActions || b.tx.bytes >= b.s.maxBytes {
+		if err := b.flush(); err != nil {
+			b.err = err
+			return err
+		}
+		b.tx = newWriteTx(b.s.db.Load(), b.s.now)
+	}
+	return nil
+}
+
+// flush commits the pending writes as one entry.
+func (b *Batch) flush() error {
+	b.tx.abort()
+	if len(b.tx.ops) == 0 {
+		return nil
+	}
+	_, err := b.s.commit(b.ctx, b.tx.batch())
+	b.tx.ops = nil
+	if err != nil {
+		return fmt.Errorf("batch: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package store
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	berthv1 "berth/proto/berth/v1"
+)
+
+// object is what every stored message has: an ID and a Meta.
+type object interface {
+	proto.Message
+	GetId() string
+	GetMeta() *berthv1.Meta
+}
+
+// table describes one kind of object: its memdb table, how to set its Meta,
+// how to wrap it into a StoreAction, and its unique name when it has one.
+type table struct {
+	name       string
+	setMeta    func(object, *berthv1.Meta)
+	wrap       func(berthv1.StoreAction_Kind, object) *berthv1.StoreAction
+	uniqueName func(object) string // nil: names need not be unique
+	indexes    map[string]func(object) (string, bool)
+}
+
+// Table names, as used by memdb and in error messages.
+const (
+	tableNode    = "node"
+	tableService = "service"
+	tableTask    = "task"
+	tableNetwork = "network"
+	tableSecret  = "secret"
+	tableCluster = "cluster"
+	tableIndex   = "index"
+)
+
+// Index names beyond "id".
+const (
+	indexID          = "id"
+	indexName        = "name"
+	indexHostname    = "hostname"
+	indexRole        = "role"
+	indexService     = "service"
+	indexNode        = "node"
+	indexDesired     = "desired"
+	indexSlot        = "slot"
+	indexServiceNode = "service_node"
+)
+
+func lowerName(s string) (string, bool) { return strings.ToLower(s), s != "" }
+
+func nameOf(a *berthv1.Annotations) string { return a.GetName() }
+
+var (
+	nodes = &table{
+		name:    tableNode,
+		setMeta: func(o object, m *berthv1.Meta) { o.(*berthv1.Node).Meta = m },
+		wrap: func(k berthv1.StoreAction_Kind, o object) *berthv1.StoreAction {
+			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Node{Node: o.(*berthv1.Node)}}
+		},
+		indexes: map[string]func(object) (string, bool){
+			indexName: func(o object) (string, bool) {
+				n := o.(*berthv1.Node)
+				if name := nameOf(n.GetSpec().GetAnnotations()); name != "" {
+					return lowerName(name)
+				}
+				return lowerName(n.GetDescription().GetHostname())
+			},
+			indexHostname: func(o object) (string, bool) {
+				return lowerName(o.(*berthv1.Node).GetDescription().GetHostname())
+			},
+			indexRole: func(o object) (string, bool) {
+				return o.(*berthv1.Node).GetRole().String(), true
+			},
+		},
+	}
+	services = &table{
+		name:       tableService,
+		setMeta:    func(o object, m *berthv1.Meta) { o.(*berthv1.Service).Meta = m },
+		uniqueName: func(o object) string { return nameOf(o.(*berthv1.Service).GetSpec().GetAnnotations()) },
+		wrap: func(k berthv1.StoreAction_Kind, o object) *berthv1.StoreAction {
+			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Service{Service: o.(*berthv1.Service)}}
+		},
+	}
+	tasks = &table{
+		name:    tableTask,
+		setMeta: func(o object, m *berthv1.Meta) { o.(*berthv1.Task).Meta = m },
+		wrap: func(k berthv1.StoreAction_Kind, o object) *berthv1.StoreAction {
+			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Task{Task: o.(*berthv1.Task)}}
+		},
+		indexes: map[string]func(object) (string, bool){
+			indexService: func(o object) (string, bool) { return o.(*berthv1.Task).GetServiceId(), true },
+			indexNode:    func(o object) (string, bool) { return o.(*berthv1.Task).GetNodeId(), true },
+			indexDesired: func(o object) (string, bool) { return desiredKey(o.(*berthv1.Task).GetDesiredState()), true },
+			indexSlot: func(o object) (string, bool) {
+				t := o.(*berthv1.Task)
+				return slotKey(t.GetServiceId(), t.GetSlot()), true
+			},
+			indexServiceNode: func(o object) (string, bool) {
+				t := o.(*berthv1.Task)
+				return pairKey(t.GetServiceId(), t.GetNodeId()), true
+			},
+		},
+	}
+	networks = &table{
+		name:       tableNetwork,
+		setMeta:    func(o object, m *berthv1.Meta) { o.(*berthv1.Network).Meta = m },
+		uniqueName: func(o object) string { return nameOf(o.(*berthv1.Network).GetSpec().GetAnnotations()) },
+		wrap: func(k berthv1.StoreAction_Kind, o object) *berthv1.StoreAction {
+			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Network{Network: o.(*berthv1.Network)}}
+		},
+	}
+	secrets = &table{
+		name:       tableSecret,
+		setMeta:    func(o object, m *berthv1.Meta) { o.(*berthv1.Secret).Meta = m },
+		uniqueName: func(o object) string { return nameOf(o.(*berthv1.Secret).GetSpec().GetAnnotations()) },
+		wrap: func(k berthv1.StoreAction_Kind, o object) *berthv1.StoreAction {
+			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Secret{Secret: o.(*berthv1.Secret)}}
+		},
+	}
+	clusters = &table{
+		name:       tableCluster,
+		setMeta:    func(o object, m *berthv1.Meta) { o.(*berthv1.Cluster).Meta = m },
+		uniqueName: func(o object) string { return nameOf(o.(*berthv1.Cluster).GetSpec().GetAnnotations()) },
+		wrap: func(k berthv1.StoreAction_Kind, o object) *berthv1.StoreAction {
+			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Cluster{Cluster: o.(*berthv1.Cluster)}}
+		},
+	}
+	allTables = []*table{nodes, services, tasks, networks, secrets, clusters}
+)
+
+func desiredKey(s berthv1.TaskState) string { return strconv.Itoa(int(s)) }
+
+func slotKey(serviceID string, slot uint64) string {
+	return serviceID + "\x00" + strconv.FormatUint(slot, 10)
+}
+
+func pairKey(a, b string) string { return a + "\x00" + b }
+
+// unwrap returns the table and object an action targets.
+func unwrap(a *berthv1.StoreAction) (*table, object, error) {
+	switch t := a.GetTarget().(type) {
+	case *berthv1.StoreAction_Node:
+		return nodes, t.Node, nil
+	case *berthv1.StoreAction_Service:
+		return services, t.Service, nil
+	case *berthv1.StoreAction_Task:
+		return tasks, t.Task, nil
+	case *berthv1.StoreAction_Network:
+		return networks, t.Network, nil
+	case *berthv1.StoreAction_Secret:
+		return secrets, t.Secret, nil
+	case *berthv1.StoreAction_Cluster:
+		return clusters, t.Cluster, nil
+	}
+	return nil, nil, fmt.Errorf("store action %v has no target: %w", a.GetKind(), ErrInvalidObject)
+}
+
+// tableOf returns the table an object belongs to.
+func tableOf(o proto.Message) *table {
+	switch o.(type) {
+	case *berthv1.Node:
+		return nodes
+	case *berthv1.Service:
+		return services
+	case *berthv1.Task:
+		return tasks
+	case *berthv1.Network:
+		return networks
+	case *berthv1.Secret:
+		return secrets
+	case *berthv1.Cluster:
+		return clusters
+	}
+	return nil
+}

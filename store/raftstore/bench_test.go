@@ -1,0 +1,137 @@
+package raftstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	berthv1 "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// Benchmarks of a 3-manager cluster on loopback with real disks. Run:
+//
+//	go test -run '^$' -bench . -benchtime 3s ./store/raftstore
+//
+// Metrics: creates/s and updates/s are committed (applied on the leader);
+// p50-ms/p99-ms the latency of one write; failover-ms the time from killing
+// the leader to the next successful write.
+
+// latencies collects write latencies from many goroutines.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
+
+func (l *latencies) report(b *testing.B) {
+	slices.Sort(l.d)
+	if len(l.d) == 0 {
+		return
+	}
+	q := func(p float64) float64 { return float64(l.d[int(p*float64(len(l.d)-1))]) / 1e6 }
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+}
+
+func BenchmarkCreate(b *testing.B) {
+	c := newCluster(b, 3, nil)
+	s := c.nodes[c.leader()].Store()
+	var lat latencies
+	var seq atomic.Uint64
+	b.SetParallelism(16) // concurrent clients, as many API calls would be
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprint("t", seq.Add(1))
+			t0 := time.Now()
+			if err := s.Update(context.Background(), createTask(id, 1)); err != nil {
+				b.Error(err)
+				return
+			}
+			lat.add(time.Since(t0))
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "creates/s")
+	lat.report(b)
+}
+
+func BenchmarkBatchedTaskUpdates(b *testing.B) {
+	const perEntry = 100
+	c := newCluster(b, 3, nil)
+	s := c.nodes[c.leader()].Store()
+	ctx := context.Background()
+	err := s.Update(ctx, func(tx store.Tx) error {
+		for i := range perEntry {
+			if err := tx.CreateTask(&berthv1.Task{Id: fmt.Sprint("t", i), ServiceId: "svc"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lat latencies
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		t0 := time.Now()
+		err := s.Update(ctx, func(tx store.Tx) error {
+			ts, _ := tx.FindTasks(store.ByServiceID("svc"))
+			for _, t := range ts {
+				u := proto.Clone(t).(*berthv1.Task)
+				u.Status = &berthv1.TaskStatus{State: berthv1.TaskState_TASK_STATE_RUNNING, Message: fmt.Sprint("round ", i)}
+				if err := tx.UpdateTask(u); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat.add(time.Since(t0))
+	}
+	b.ReportMetric(float64(b.N*perEntry)/time.Since(start).Seconds(), "updates/s")
+	lat.report(b)
+}
+
+func BenchmarkFailover(b *testing.B) {
+	var total time.Duration
+	for range b.N {
+		b.StopTimer()
+		c := newCluster(b, 3, nil)
+		if err := c.update(context.Background(), createTask("warm", 1)); err != nil {
+			b.Fatal(err)
+		}
+		l := c.leader()
+		b.StartTimer()
+		killed := time.Now()
+		c.stop(l)
+		for i := 0; ; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := c.update(ctx, createTask(fmt.Sprint("after-", i), 1))
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Since(killed) > 30*time.Second {
+				b.Fatalf("no write succeeded 30s after the kill: %v", err)
+			}
+			time.Sleep(5 * time.Millisecond) // a client's retry interval
+		}
+		total += time.Since(killed)
+		b.StopTimer()
+		c.shutdownAll()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "failover-ms")
+}

@@ -1,0 +1,166 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/go-memdb"
+
+	berthv1 "berth/proto/berth/v1"
+)
+
+// ReadTx reads one consistent view of the store. Returned objects are the
+// stored ones: do not change them; proto.Clone first.
+type ReadTx interface {
+	// Index is the store index this view reflects: the index of the last
+	// change applied. Watch from it to follow the view without a gap.
+	Index() uint64
+
+	GetNode(id string) *berthv1.Node
+	FindNodes(by By) ([]*berthv1.Node, error)
+	GetService(id string) *berthv1.Service
+	FindServices(by By) ([]*berthv1.Service, error)
+	GetTask(id string) *berthv1.Task
+	FindTasks(by By) ([]*berthv1.Task, error)
+	GetNetwork(id string) *berthv1.Network
+	FindNetworks(by By) ([]*berthv1.Network, error)
+	GetSecret(id string) *berthv1.Secret
+	FindSecrets(by By) ([]*berthv1.Secret, error)
+	GetCluster(id string) *berthv1.Cluster
+	FindClusters(by By) ([]*berthv1.Cluster, error)
+}
+
+// Tx reads and writes within one atomic change. Reads see the writes made
+// earlier in the same Tx. Create fails with ErrExist or ErrNameConflict;
+// Update with ErrNotFound, ErrNameConflict or ErrSequenceConflict (the
+// object's meta.version must be the stored one); Delete with ErrNotFound.
+// The store keeps a clone of what is written.
+type Tx interface {
+	ReadTx
+
+	CreateNode(n *berthv1.Node) error
+	UpdateNode(n *berthv1.Node) error
+	DeleteNode(id string) error
+	CreateService(s *berthv1.Service) error
+	UpdateService(s *berthv1.Service) error
+	DeleteService(id string) error
+	CreateTask(t *berthv1.Task) error
+	UpdateTask(t *berthv1.Task) error
+	DeleteTask(id string) error
+	CreateNetwork(n *berthv1.Network) error
+	UpdateNetwork(n *berthv1.Network) error
+	DeleteNetwork(id string) error
+	CreateSecret(s *berthv1.Secret) error
+	UpdateSecret(s *berthv1.Secret) error
+	DeleteSecret(id string) error
+	CreateCluster(c *berthv1.Cluster) error
+	UpdateCluster(c *berthv1.Cluster) error
+	DeleteCluster(id string) error
+}
+
+// readTx is a ReadTx over a memdb transaction.
+type readTx struct {
+	txn *memdb.Txn
+}
+
+func (r *readTx) Index() uint64 { return readIndex(r.txn) }
+
+func readIndex(txn *memdb.Txn) uint64 {
+	raw, err := txn.First(tableIndex, indexID, indexKey)
+	if err != nil || raw == nil {
+		return 0
+	}
+	return raw.(*indexRow).Value
+}
+
+// lookup returns the stored object with that ID, or nil.
+func lookup(txn *memdb.Txn, t *table, id string) object {
+	raw, err := txn.First(t.name, indexID, id)
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(object)
+}
+
+func get[T object](txn *memdb.Txn, t *table, id string) T {
+	var zero T
+	o := lookup(txn, t, id)
+	if o == nil {
+		return zero
+	}
+	return o.(T)
+}
+
+func find[T object](txn *memdb.Txn, t *table, by By) ([]T, error) {
+	index, arg, prefix, err := by.query(t)
+	if err != nil {
+		return nil, err
+	}
+	if prefix {
+		index += "_prefix"
+	}
+	it, err := txn.Get(t.name, index, arg)
+	if err != nil {
+		return nil, fmt.Errorf("find %s by %v: %w", t.name, by, err)
+	}
+	var out []T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(T))
+	}
+	return out, nil
+}
+
+// GetNode returns the node with that ID, or nil.
+func (r *readTx) GetNode(id string) *berthv1.Node { return get[*berthv1.Node](r.txn, nodes, id) }
+
+// FindNodes returns the nodes by selects.
+func (r *readTx) FindNodes(by By) ([]*berthv1.Node, error) {
+	return find[*berthv1.Node](r.txn, nodes, by)
+}
+
+// GetService returns the service with that ID, or nil.
+func (r *readTx) GetService(id string) *berthv1.Service {
+	return get[*berthv1.Service](r.txn, services, id)
+}
+
+// FindServices returns the services by selects.
+func (r *readTx) FindServices(by By) ([]*berthv1.Service, error) {
+	return find[*berthv1.Service](r.txn, services, by)
+}
+
+// GetTask returns the task with that ID, or nil.
+func (r *readTx) GetTask(id string) *berthv1.Task { return get[*berthv1.Task](r.txn, tasks, id) }
+
+// FindTasks returns the tasks by selects.
+func (r *readTx) FindTasks(by By) ([]*berthv1.Task, error) {
+	return find[*berthv1.Task](r.txn, tasks, by)
+}
+
+// GetNetwork returns the network with that ID, or nil.
+func (r *readTx) GetNetwork(id string) *berthv1.Network {
+	return get[*berthv1.Network](r.txn, networks, id)
+}
+
+// FindNetworks returns the networks by selects.
+func (r *readTx) FindNetworks(by By) ([]*berthv1.Network, error) {
+	return find[*berthv1.Network](r.txn, networks, by)
+}
+
+// GetSecret returns the secret with that ID, or nil.
+func (r *readTx) GetSecret(id string) *berthv1.Secret {
+	return get[*berthv1.Secret](r.txn, secrets, id)
+}
+
+// FindSecrets returns the secrets by selects.
+func (r *readTx) FindSecrets(by By) ([]*berthv1.Secret, error) {
+	return find[*berthv1.Secret](r.txn, secrets, by)
+}
+
+// GetCluster returns the cluster object with that ID, or nil.
+func (r *readTx) GetCluster(id string) *berthv1.Cluster {
+	return get[*berthv1.Cluster](r.txn, clusters, id)
+}
+
+// FindClusters returns the cluster objects by selects.
+func (r *readTx) FindClusters(by By) ([]*berthv1.Cluster, error) {
+	return find[*berthv1.Cluster](r.txn, clusters, by)
+}
