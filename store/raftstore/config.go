@@ -1,12 +1,14 @@
 package raftstore
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	berthv1 "berth/proto/berth/v1"
 	"berth/store"
 )
 
@@ -28,6 +30,11 @@ type Config struct {
 	Bootstrap bool
 	// Peers are the initial voters for Bootstrap, this node included.
 	Peers []Peer
+	// Forward, when set, sends a write proposed on a follower to the leader
+	// at leaderAddr (the manager does it over gRPC) and returns the index
+	// it applied at; the follower then waits to apply it too. Without it a
+	// follower's write fails with a *NotLeaderError.
+	Forward func(ctx context.Context, leaderAddr string, batch *berthv1.StoreBatch) (uint64, error)
 	// ForceNewCluster rewrites the membership to this node alone, keeping
 	// the state in DataDir: recovery from one surviving manager.
 	ForceNewCluster bool

@@ -49,6 +49,10 @@ func (n *Node) Propose(ctx context.Context, batch *berthv1.StoreBatch) (uint64, 
 		defer cancel()
 	}
 	if err := n.awaitLeader(ctx); err != nil {
+		var nl *NotLeaderError
+		if n.cfg.Forward != nil && errors.As(err, &nl) && nl.LeaderAddr != "" {
+			return n.forward(ctx, nl.LeaderAddr, batch)
+		}
 		return 0, err
 	}
 	data, err := encodeBatch(batch)
@@ -63,6 +67,19 @@ func (n *Node) Propose(ctx context.Context, batch *berthv1.StoreBatch) (uint64, 
 		return f.Index(), err
 	}
 	return f.Index(), nil
+}
+
+// forward has the leader commit a batch, then waits until this member has
+// applied it too, so the writer reads its own write wherever it reads.
+func (n *Node) forward(ctx context.Context, leaderAddr string, batch *berthv1.StoreBatch) (uint64, error) {
+	index, err := n.cfg.Forward(ctx, leaderAddr, batch)
+	if err != nil {
+		return index, err
+	}
+	if err := n.store.WaitIndex(ctx, index); err != nil {
+		return index, fmt.Errorf("forwarded write applied at index %d on the leader; waiting for it here: %w", index, err)
+	}
+	return index, nil
 }
 
 // ApplyBatch commits a batch a follower forwarded (the manager's

@@ -248,3 +248,38 @@ func TestFSMEntryTypes(t *testing.T) {
 		}()
 	}
 }
+
+// TestFollowerForwardsWrites: with Config.Forward a write on a follower is
+// committed by the leader and readable on the follower when Update returns.
+func TestFollowerForwardsWrites(t *testing.T) {
+	var c *testCluster
+	forwarded := 0
+	c = newCluster(t, 3, func(cfg *Config) {
+		cfg.Forward = func(ctx context.Context, addr string, b *berthv1.StoreBatch) (uint64, error) {
+			for i, p := range c.peers {
+				if p.Addr == addr {
+					forwarded++
+					return c.nodes[i].ApplyBatch(ctx, b)
+				}
+			}
+			return 0, fmt.Errorf("no node at %s", addr)
+		}
+	})
+	f := (c.leader() + 1) % 3
+	ctx := context.Background()
+	if err := c.nodes[f].Store().Update(ctx, createTask("via-follower", 1)); err != nil {
+		t.Fatalf("write on a follower: %v", err)
+	}
+	c.nodes[f].Store().View(func(tx store.ReadTx) {
+		if tx.GetTask("via-follower") == nil {
+			t.Fatal("follower does not see its own forwarded write")
+		}
+	})
+	// A conflicting write fails on the follower's own copy, before any forwarding.
+	if err := c.nodes[f].Store().Update(ctx, createTask("via-follower", 1)); !errors.Is(err, store.ErrExist) {
+		t.Fatalf("conflicting write: %v, want ErrExist", err)
+	}
+	if forwarded != 1 {
+		t.Fatalf("forwarded %d writes, want 1", forwarded)
+	}
+}
