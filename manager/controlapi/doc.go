@@ -1,0 +1,10 @@
+// Package controlapi serves the Control API the CLI uses: services, tasks,
+// nodes, networks, secrets and the cluster. Every spec passes through
+// manager/validate; every write is one store transaction; store errors
+// become gRPC status codes a client can branch on.
+//
+// Reads are consistent: each read first passes the Reads barrier the
+// manager supplies (on the leader: a Raft barrier; on a follower: the
+// leader's applied index, waited for locally — a read index), so a read
+// sees every write acknowledged before it started, wherever it is served.
+package controlapi

@@ -1,0 +1,172 @@
+package controlapi
+
+import (
+	"context"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"berth/manager/validate"
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// getNode finds a node by ID, hostname or unique ID prefix.
+func getNode(tx store.ReadTx, ref string) (*pb.Node, error) {
+	return resolve("node", ref, tx.GetNode, func(by store.By) ([]*pb.Node, error) {
+		if by == store.ByName(ref) {
+			return tx.FindNodes(store.ByHostname(ref))
+		}
+		return tx.FindNodes(by)
+	})
+}
+
+// GetNode finds a node by ID, hostname or ID prefix.
+func (s *Server) GetNode(ctx context.Context, req *pb.GetNodeRequest) (*pb.GetNodeResponse, error) {
+	var n *pb.Node
+	err := s.view(ctx, func(tx store.ReadTx) (err error) {
+		n, err = getNode(tx, req.GetNodeId())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetNodeResponse{Node: s.withManagerStatus(n)}, nil
+}
+
+// ListNodes lists nodes, with managers' Raft status filled in.
+func (s *Server) ListNodes(ctx context.Context, req *pb.ListNodesRequest) (*pb.ListNodesResponse, error) {
+	var out []*pb.Node
+	err := s.view(ctx, func(tx store.ReadTx) error {
+		all, err := tx.FindNodes(store.All)
+		for _, n := range all {
+			a := n.GetSpec().GetAnnotations()
+			if a.GetName() == "" {
+				a = &pb.Annotations{Name: n.GetDescription().GetHostname(), Labels: a.GetLabels()}
+			}
+			if matches(req.GetFilters(), n.GetId(), a) {
+				out = append(out, s.withManagerStatus(n))
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ListNodesResponse{Nodes: out}, nil
+}
+
+// withManagerStatus returns n with its live Raft status, if it is a member.
+func (s *Server) withManagerStatus(n *pb.Node) *pb.Node {
+	if s.cfg.Membership == nil {
+		return n
+	}
+	members, err := s.cfg.Membership.Members()
+	if err != nil {
+		return n
+	}
+	for _, m := range members {
+		if m.GetNodeId() == n.GetId() {
+			n = proto.Clone(n).(*pb.Node)
+			n.ManagerStatus = &pb.ManagerStatus{Addr: m.GetAddr(), Leader: m.GetLeader(), Reachability: m.GetReachability()}
+			return n
+		}
+	}
+	return n
+}
+
+// UpdateNode changes a node's availability, labels or role. Demoting a
+// manager takes its vote away (refused when it would lose quorum);
+// promoting gives it back. A worker has no manager process to promote.
+func (s *Server) UpdateNode(ctx context.Context, req *pb.UpdateNodeRequest) (*pb.UpdateNodeResponse, error) {
+	spec := req.GetSpec()
+	if err := validate.NodeSpec(spec); err != nil {
+		return nil, toStatus(err)
+	}
+	var cur *pb.Node
+	if err := s.view(ctx, func(tx store.ReadTx) (err error) { cur, err = getNode(tx, req.GetNodeId()); return err }); err != nil {
+		return nil, err
+	}
+	if cur.GetMeta().GetVersion() != req.GetNodeVersion() {
+		return nil, toStatus(store.ErrSequenceConflict)
+	}
+	if err := s.changeRole(ctx, cur, spec.GetDesiredRole()); err != nil {
+		return nil, err
+	}
+	var out *pb.Node
+	err := s.update(ctx, func(tx store.Tx) error {
+		n := tx.GetNode(cur.GetId())
+		if n == nil {
+			return notFound("node", req.GetNodeId())
+		}
+		n = proto.Clone(n).(*pb.Node)
+		n.Spec = proto.Clone(spec).(*pb.NodeSpec)
+		n.Role = spec.GetDesiredRole()
+		if err := tx.UpdateNode(n); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.st.View(func(tx store.ReadTx) { out = tx.GetNode(cur.GetId()) })
+	return &pb.UpdateNodeResponse{Node: out}, nil
+}
+
+func (s *Server) changeRole(ctx context.Context, n *pb.Node, want pb.NodeSpec_Role) error {
+	if want == n.GetRole() || s.cfg.Membership == nil {
+		return nil
+	}
+	isMember := false
+	if members, err := s.cfg.Membership.Members(); err == nil {
+		for _, m := range members {
+			isMember = isMember || m.GetNodeId() == n.GetId()
+		}
+	}
+	switch {
+	case want == pb.NodeSpec_ROLE_WORKER && isMember:
+		if err := s.cfg.Membership.RemoveServer(ctx, n.GetId()); err != nil {
+			return precondition("cannot demote %s: %v", n.GetDescription().GetHostname(), err)
+		}
+	case want == pb.NodeSpec_ROLE_MANAGER && !isMember:
+		return precondition("%s runs no manager: to add a manager there, run berth-manager on it with --join and the token from `berth cluster join-token manager`", hostnameOr(n))
+	}
+	return nil
+}
+
+// RemoveNode removes a node from the cluster: only a down node (or any
+// with force), and never a manager that still votes.
+func (s *Server) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.RemoveNodeResponse, error) {
+	err := s.update(ctx, func(tx store.Tx) error {
+		n, err := getNode(tx, req.GetNodeId())
+		if err != nil {
+			return err
+		}
+		if s.cfg.Membership != nil {
+			members, _ := s.cfg.Membership.Members()
+			for _, m := range members {
+				if m.GetNodeId() == n.GetId() {
+					return precondition("node %s is a manager: demote it first (berth node demote %s)", hostnameOr(n), hostnameOr(n))
+				}
+			}
+		}
+		if st := n.GetStatus().GetState(); st != pb.NodeStatus_STATE_DOWN && !req.GetForce() {
+			return precondition("node %s is %s, not down: stop its agent first, or use --force", hostnameOr(n), lower(st.String(), "STATE_"))
+		}
+		return tx.DeleteNode(n.GetId())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RemoveNodeResponse{}, nil
+}
+
+func hostnameOr(n *pb.Node) string {
+	if h := n.GetDescription().GetHostname(); h != "" {
+		return h
+	}
+	return n.GetId()
+}
+
+func lower(s, prefix string) string { return strings.ToLower(strings.TrimPrefix(s, prefix)) }

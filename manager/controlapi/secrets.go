@@ -1,0 +1,106 @@
+package controlapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+
+	"google.golang.org/protobuf/proto"
+
+	"berth/internal/ids"
+	"berth/manager/validate"
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// withoutData is a secret as clients see it: never its data.
+func withoutData(s *pb.Secret) *pb.Secret {
+	s = proto.Clone(s).(*pb.Secret)
+	if s.Spec != nil {
+		s.Spec.Data = nil
+	}
+	return s
+}
+
+// CreateSecret stores a secret, its data sealed with the cluster key.
+func (s *Server) CreateSecret(ctx context.Context, req *pb.CreateSecretRequest) (*pb.CreateSecretResponse, error) {
+	spec := proto.Clone(req.GetSpec()).(*pb.SecretSpec)
+	if err := validate.SecretSpec(spec); err != nil {
+		return nil, toStatus(err)
+	}
+	sum := sha256.Sum256(spec.GetData())
+	sealed, err := s.cfg.SealSecret(spec.GetData())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	spec.Data = sealed
+	sec := &pb.Secret{Id: ids.New(), Spec: spec, Digest: "sha256:" + hex.EncodeToString(sum[:])}
+	err = s.update(ctx, func(tx store.Tx) error {
+		if err := tx.CreateSecret(sec); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.st.View(func(tx store.ReadTx) { sec = tx.GetSecret(sec.GetId()) })
+	return &pb.CreateSecretResponse{Secret: withoutData(sec)}, nil
+}
+
+// GetSecret finds a secret by ID, name or ID prefix; its data stays hidden.
+func (s *Server) GetSecret(ctx context.Context, req *pb.GetSecretRequest) (*pb.GetSecretResponse, error) {
+	var sec *pb.Secret
+	err := s.view(ctx, func(tx store.ReadTx) (err error) {
+		sec, err = resolve("secret", req.GetSecretId(), tx.GetSecret, tx.FindSecrets)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetSecretResponse{Secret: withoutData(sec)}, nil
+}
+
+// ListSecrets lists secrets without their data.
+func (s *Server) ListSecrets(ctx context.Context, req *pb.ListSecretsRequest) (*pb.ListSecretsResponse, error) {
+	var out []*pb.Secret
+	err := s.view(ctx, func(tx store.ReadTx) error {
+		all, err := tx.FindSecrets(store.All)
+		for _, sec := range all {
+			if matches(req.GetFilters(), sec.GetId(), sec.GetSpec().GetAnnotations()) {
+				out = append(out, withoutData(sec))
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ListSecretsResponse{Secrets: out}, nil
+}
+
+// RemoveSecret removes a secret no service uses.
+func (s *Server) RemoveSecret(ctx context.Context, req *pb.RemoveSecretRequest) (*pb.RemoveSecretResponse, error) {
+	err := s.update(ctx, func(tx store.Tx) error {
+		sec, err := resolve("secret", req.GetSecretId(), tx.GetSecret, tx.FindSecrets)
+		if err != nil {
+			return err
+		}
+		svcs, err := tx.FindServices(store.All)
+		if err != nil {
+			return err
+		}
+		for _, svc := range svcs {
+			for _, ref := range svc.GetSpec().GetTask().GetContainer().GetSecrets() {
+				if ref.GetSecretId() == sec.GetId() {
+					return precondition("secret %s is used by service %s: remove the service or update it first", sec.GetSpec().GetAnnotations().GetName(), svc.GetSpec().GetAnnotations().GetName())
+				}
+			}
+		}
+		return tx.DeleteSecret(sec.GetId())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RemoveSecretResponse{}, nil
+}

@@ -1,0 +1,199 @@
+package controlapi
+
+import (
+	"context"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"berth/internal/ids"
+	"berth/manager/validate"
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+func (s *Server) getService(tx store.ReadTx, ref string) (*pb.Service, error) {
+	return resolve("service", ref, tx.GetService, tx.FindServices)
+}
+
+// checkServiceRefs checks what a spec refers to in the cluster: networks
+// and secrets must exist (secret IDs are filled in), published ports must
+// be free. spec is changed in place.
+func (s *Server) checkServiceRefs(tx store.ReadTx, serviceID string, spec *pb.ServiceSpec) error {
+	for i, n := range spec.GetNetworks() {
+		nw, err := resolve("network", n.GetTarget(), tx.GetNetwork, tx.FindNetworks)
+		if err != nil {
+			return invalid("invalid networks[%d]: network %q does not exist; create it with `berth network create %s`", i, n.GetTarget(), n.GetTarget())
+		}
+		n.Target = nw.GetId()
+	}
+	for i, ref := range spec.GetTask().GetContainer().GetSecrets() {
+		name := ref.GetSecretName()
+		if name == "" {
+			name = ref.GetSecretId()
+		}
+		sec, err := resolve("secret", name, tx.GetSecret, tx.FindSecrets)
+		if err != nil {
+			return invalid("invalid secrets[%d]: secret %q does not exist; create it with `berth secret create %s FILE`", i, name, name)
+		}
+		ref.SecretId, ref.SecretName = sec.GetId(), sec.GetSpec().GetAnnotations().GetName()
+	}
+	all, err := tx.FindServices(store.All)
+	if err != nil {
+		return err
+	}
+	return validate.PortConflict(serviceID, spec, all)
+}
+
+// CreateService validates a spec and stores a new service.
+func (s *Server) CreateService(ctx context.Context, req *pb.CreateServiceRequest) (*pb.CreateServiceResponse, error) {
+	spec := proto.Clone(req.GetSpec()).(*pb.ServiceSpec)
+	if spec.GetMode() == pb.ServiceMode_SERVICE_MODE_REPLICATED && spec.Replicas == nil {
+		spec.Replicas = proto.Int64(1)
+	}
+	if err := validate.ServiceSpec(spec); err != nil {
+		return nil, toStatus(err)
+	}
+	svc := &pb.Service{Id: ids.New(), Spec: spec, SpecVersion: 1}
+	err := s.update(ctx, func(tx store.Tx) error {
+		if err := s.checkServiceRefs(tx, svc.Id, spec); err != nil {
+			return err
+		}
+		if err := tx.CreateService(svc); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.st.View(func(tx store.ReadTx) { svc = tx.GetService(svc.GetId()) })
+	s.cfg.Log.Info("service created", "service", svc.GetId(), "name", spec.GetAnnotations().GetName())
+	return &pb.CreateServiceResponse{Service: svc}, nil
+}
+
+// GetService finds a service by ID, name or ID prefix.
+func (s *Server) GetService(ctx context.Context, req *pb.GetServiceRequest) (*pb.GetServiceResponse, error) {
+	var svc *pb.Service
+	err := s.view(ctx, func(tx store.ReadTx) (err error) {
+		svc, err = s.getService(tx, req.GetServiceId())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetServiceResponse{Service: svc}, nil
+}
+
+// ListServices lists services matching the filters.
+func (s *Server) ListServices(ctx context.Context, req *pb.ListServicesRequest) (*pb.ListServicesResponse, error) {
+	var out []*pb.Service
+	err := s.view(ctx, func(tx store.ReadTx) error {
+		all, err := tx.FindServices(store.All)
+		for _, svc := range all {
+			if matches(req.GetFilters(), svc.GetId(), svc.GetSpec().GetAnnotations()) {
+				out = append(out, svc)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ListServicesResponse{Services: out}, nil
+}
+
+// UpdateService replaces a service's spec (or rolls back to the previous
+// one); service_version must be the version the caller read.
+func (s *Server) UpdateService(ctx context.Context, req *pb.UpdateServiceRequest) (*pb.UpdateServiceResponse, error) {
+	var out *pb.Service
+	err := s.update(ctx, func(tx store.Tx) error {
+		cur, err := s.getService(tx, req.GetServiceId())
+		if err != nil {
+			return err
+		}
+		if cur.GetMeta().GetVersion() != req.GetServiceVersion() {
+			return store.ErrSequenceConflict
+		}
+		svc := proto.Clone(cur).(*pb.Service)
+		next := req.GetSpec()
+		if req.GetRollback() {
+			if svc.GetPreviousSpec() == nil {
+				return precondition("service %s has no previous spec to roll back to", svc.GetSpec().GetAnnotations().GetName())
+			}
+			next = svc.GetPreviousSpec()
+		}
+		next = proto.Clone(next).(*pb.ServiceSpec)
+		if err := validate.ServiceSpec(next); err != nil {
+			return err
+		}
+		if next.GetMode() != cur.GetSpec().GetMode() {
+			return invalid("invalid mode: a service cannot change between replicated and global; remove it and create it again")
+		}
+		if next.GetAnnotations().GetName() != cur.GetSpec().GetAnnotations().GetName() {
+			return invalid("invalid name: renaming a service is not supported")
+		}
+		if err := s.checkServiceRefs(tx, svc.GetId(), next); err != nil {
+			return err
+		}
+		svc.PreviousSpec, svc.PreviousSpecVersion = cur.GetSpec(), cur.GetSpecVersion()
+		svc.Spec, svc.SpecVersion = next, cur.GetSpecVersion()+1
+		if err := tx.UpdateService(svc); err != nil {
+			return err
+		}
+		out = svc
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.st.View(func(tx store.ReadTx) { out = tx.GetService(out.GetId()) })
+	return &pb.UpdateServiceResponse{Service: out}, nil
+}
+
+// RemoveService deletes a service; the orchestrator shuts its tasks down.
+func (s *Server) RemoveService(ctx context.Context, req *pb.RemoveServiceRequest) (*pb.RemoveServiceResponse, error) {
+	err := s.update(ctx, func(tx store.Tx) error {
+		svc, err := s.getService(tx, req.GetServiceId())
+		if err != nil {
+			return err
+		}
+		return tx.DeleteService(svc.GetId())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RemoveServiceResponse{}, nil
+}
+
+// matches applies list filters to an object's ID and annotations.
+func matches(f *pb.ListFilters, id string, a *pb.Annotations) bool {
+	if f == nil {
+		return true
+	}
+	name := a.GetName()
+	if len(f.GetNames()) > 0 && !anyOf(f.GetNames(), func(n string) bool { return strings.EqualFold(n, name) }) {
+		return false
+	}
+	if len(f.GetNamePrefixes()) > 0 && !anyOf(f.GetNamePrefixes(), func(p string) bool { return strings.HasPrefix(name, p) }) {
+		return false
+	}
+	if len(f.GetIdPrefixes()) > 0 && !anyOf(f.GetIdPrefixes(), func(p string) bool { return strings.HasPrefix(id, p) }) {
+		return false
+	}
+	for k, v := range f.GetLabels() {
+		if got, ok := a.GetLabels()[k]; !ok || (v != "" && got != v) {
+			return false
+		}
+	}
+	return true
+}
+
+func anyOf(list []string, ok func(string) bool) bool {
+	for _, s := range list {
+		if ok(s) {
+			return true
+		}
+	}
+	return false
+}
