@@ -103,6 +103,26 @@ func (n *Node) Barrier(ctx context.Context) (uint64, error) {
 	return n.store.Index(), nil
 }
 
+// ReadIndex makes a read on the leader linearizable without writing to the
+// log: it confirms with a quorum that this node still leads and returns
+// the store index, which includes every acknowledged write (a write is
+// acknowledged only once the leader applied it). A follower serves a
+// consistent read by getting this index from the leader and waiting for
+// it (store.WaitIndex) before reading.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if !n.IsLeader() {
+		return 0, n.notLeader()
+	}
+	index := n.store.Index()
+	if err := wait(ctx, n.raft.VerifyLeader()); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, n.notLeader()
+		}
+		return 0, fmt.Errorf("verify leadership: %w", err)
+	}
+	return index, nil
+}
+
 // awaitLeader returns nil when this node leads. While an election runs it
 // waits up to LeaderWait; then it returns a *NotLeaderError.
 func (n *Node) awaitLeader(ctx context.Context) error {

@@ -283,3 +283,32 @@ func TestFollowerForwardsWrites(t *testing.T) {
 		t.Fatalf("forwarded %d writes, want 1", forwarded)
 	}
 }
+
+func TestReadIndex(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	ctx := context.Background()
+	l := c.leader()
+	if err := c.update(ctx, createTask("r1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := c.nodes[l].ReadIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx < c.nodes[l].AppliedIndex() || idx == 0 {
+		t.Fatalf("read index %d, applied %d", idx, c.nodes[l].AppliedIndex())
+	}
+	f := (l + 1) % 3
+	if err := c.nodes[f].Store().WaitIndex(ctx, idx); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[f].Store().View(func(tx store.ReadTx) {
+		if tx.GetTask("r1") == nil {
+			t.Fatal("follower at the read index misses an acknowledged write")
+		}
+	})
+	var nl *NotLeaderError
+	if _, err := c.nodes[f].ReadIndex(ctx); !errors.As(err, &nl) {
+		t.Fatalf("ReadIndex on a follower: %v, want NotLeaderError", err)
+	}
+}
