@@ -2,4 +2,32 @@
 // converges the containers of this node to the tasks assigned to it,
 // checks their health and reports their state. It drives agent/image and
 // agent/runtime; it must not import manager, store, deploy or scheduler.
+//
+// The pieces, each owned by Agent.Run's errgroup:
+//
+//   - identity: with no certificate in DATA_DIR/certs the agent fetches
+//     the cluster CA without trusting it, checks its hash against the join
+//     token's pin, and has NodeCA sign a CSR over a connection that trusts
+//     only that CA; a ca.Renewer renews the certificate before expiry.
+//   - session: one Dispatcher.Session at a time over mutual TLS. The first
+//     message must be full (the complete assignment set, session ID,
+//     heartbeat period, managers); later ones carry changes or, with full
+//     set, a resync. Heartbeats go at the period the manager sets. Any
+//     error ends the session; the agent reconnects with jittered backoff
+//     (100ms to 2s), trying a leader the error names (a WeightedPeer
+//     status detail) first, then the managers the last session named, then
+//     the --join addresses.
+//   - worker: one controller per assigned task; a full set removes the
+//     tasks it lacks and sweeps containers, root filesystems and secret
+//     files no task owns.
+//   - controller: a step function per task (swarmkit's exec.Do): preparing
+//     (pull, rootfs, secrets), starting, running, then complete, failed,
+//     shutdown or rejected; states only move forward. A container already
+//     running for a task when the agent starts is adopted, not restarted.
+//   - reporter: the latest status per task, sent in batches with
+//     UpdateTaskStatus every 100ms, retried until a session takes them.
+//
+// A task's container ID and snapshot key are the task ID. Its secrets are
+// files on a tmpfs at DATA_DIR/secrets/<task>/, bind-mounted read-only at
+// /run/secrets/<file_name>.
 package agent

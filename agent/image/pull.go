@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -44,7 +43,7 @@ func (s *Store) parseRef(ref string) (name.Reference, error) {
 	if err != nil {
 		return nil, newErr(ErrInvalid, err, "invalid image reference %q", ref)
 	}
-	if slices.Contains(s.cfg.Insecure, r.Context().RegistryStr()) {
+	if s.isInsecure(r.Context().RegistryStr()) {
 		r, err = name.ParseReference(ref, name.Insecure)
 		if err != nil {
 			return nil, newErr(ErrInvalid, err, "invalid image reference %q", ref)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -56,6 +57,10 @@ type Store struct {
 	mu       sync.Mutex
 	meta     metadata
 	inflight map[string]int // layer hex → pulls currently fetching it
+
+	// insecure is Config.Insecure, replaceable by SetInsecure.
+	insecureMu sync.RWMutex
+	insecure   []string
 }
 
 // New opens (or creates) the store under cfg.Root, removes what a crash left
@@ -71,6 +76,7 @@ func New(cfg Config) (*Store, error) {
 		now:       cfg.Clock,
 		transport: cfg.Transport,
 		inflight:  map[string]int{},
+		insecure:  slices.Clone(cfg.Insecure),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -106,6 +112,21 @@ func (s *Store) Close() error {
 	s.pulls.wait()
 	s.layers.wait()
 	return nil
+}
+
+// SetInsecure replaces the registries (host:port) spoken to over plain
+// HTTP; pulls that start afterwards use the new list. An agent calls it when
+// the cluster's setting changes.
+func (s *Store) SetInsecure(regs []string) {
+	s.insecureMu.Lock()
+	s.insecure = slices.Clone(regs)
+	s.insecureMu.Unlock()
+}
+
+func (s *Store) isInsecure(registry string) bool {
+	s.insecureMu.RLock()
+	defer s.insecureMu.RUnlock()
+	return slices.Contains(s.insecure, registry)
 }
 
 // Root returns the store's root directory.

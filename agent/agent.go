@@ -1,0 +1,163 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"berth/agent/image"
+	"berth/agent/runtime"
+	"berth/ca"
+)
+
+// Config configures an Agent.
+type Config struct {
+	// DataDir holds everything the node keeps: certs/ (its identity),
+	// images/, runtime/ (containers, logs, volumes) and secrets/ (a tmpfs).
+	DataDir string
+	// Join lists manager addresses (host:port) to join through and to fall
+	// back to when the managers a session named are unreachable.
+	Join []string
+	// Token is the join token; needed only while the node has no identity.
+	Token string
+	// AdvertiseAddr is the IP other nodes reach this node on; empty means
+	// the local address that routes to the manager.
+	AdvertiseAddr string
+	// Labels are the node's engine labels (--label k=v).
+	Labels map[string]string
+	// InsecureRegistries are plain-HTTP registries (host:port) in addition
+	// to those the cluster sets.
+	InsecureRegistries []string
+	// Hostname overrides the host's name in the node description.
+	Hostname string
+	// CgroupParent is the cgroup of all containers ("/berth" when empty).
+	CgroupParent string
+	// OnGossip, if set, receives the cluster's gossip key and peers from
+	// each session message that carries them.
+	OnGossip func(key []byte, peers []string)
+	// Logger receives the agent's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock of status timestamps; nil means time.Now.
+	Now func() time.Time
+}
+
+// Agent is a worker node's daemon: it joins the cluster, keeps a session
+// with a manager and runs the tasks assigned to the node.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	images  *image.Store
+	rt      *runtime.Runtime
+	secrets *tmpfsSecrets
+	peers   *peers
+	link    link
+	worker  *worker
+	report  *reporter
+	ran     atomic.Bool
+
+	// set by Run before anything reads them
+	creds       *ca.Credentials
+	nodeID      atomic.Value // string
+	lastSession string
+}
+
+// New opens the node's image store and container runtime under DataDir.
+// It does no network I/O; Run joins and serves.
+func New(cfg Config) (*Agent, error) {
+	if cfg.DataDir == "" || !filepath.IsAbs(cfg.DataDir) {
+		return nil, fmt.Errorf("agent data dir %q: give an absolute path", cfg.DataDir)
+	}
+	if len(cfg.Join) == 0 {
+		return nil, errors.New("agent: no manager to join: give at least one --join address")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent data dir: %w", err)
+	}
+	images, err := image.New(image.Config{Root: filepath.Join(cfg.DataDir, "images"), Insecure: cfg.InsecureRegistries, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	rt, err := runtime.New(runtime.Config{DataDir: filepath.Join(cfg.DataDir, "runtime"), CgroupParent: cfg.CgroupParent, Logger: cfg.Logger})
+	if err != nil {
+		images.Close()
+		return nil, fmt.Errorf("open container runtime: %w", err)
+	}
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger, images: images, rt: rt,
+		peers: newPeers(cfg.Join),
+	}
+	store := newSecretStore()
+	a.secrets = &tmpfsSecrets{dir: filepath.Join(cfg.DataDir, "secrets"), store: store}
+	a.report = newReporter(a.sendStatuses, a.log)
+	env := &taskEnv{
+		exec:    &localExecutor{images: images, rt: rt},
+		secrets: a.secrets,
+		report:  a.report.Put,
+		forget:  a.report.forget,
+		now:     cfg.Now,
+		log:     a.log,
+	}
+	a.worker = newWorker(env, store)
+	a.nodeID.Store("")
+	return a, nil
+}
+
+// NodeID is the node's ID once Run has loaded or obtained its identity.
+func (a *Agent) NodeID() string { return a.nodeID.Load().(string) }
+
+// Run joins the cluster (or loads the identity of an earlier join),
+// adopts the containers a previous agent left running, and then keeps a
+// session with the managers, runs the assigned tasks and renews the
+// node's certificate until ctx ends. Containers keep running after Run
+// returns; a new Agent on the same DataDir adopts them. Run may be called
+// once; errors.Is(err, ErrJoinRefused) when the cluster refused the node.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.ran.Swap(true) {
+		return errors.New("agent: Run called twice")
+	}
+	defer a.close()
+	creds, err := a.identity(ctx)
+	if err != nil {
+		return err
+	}
+	a.creds = creds
+	a.nodeID.Store(creds.Identity().NodeID)
+	a.log = a.log.With("node", creds.Identity().NodeID)
+	a.worker.env.log = a.log
+	a.log.Info("node identity", "node", creds.Identity().NodeID, "role", creds.Identity().Role, "expires", creds.Leaf().NotAfter)
+	if err := a.secrets.setup(); err != nil {
+		return err
+	}
+	if adopted, err := a.rt.Adopt(ctx); err != nil {
+		a.log.Warn("adopting containers", "err", err, "adopted", len(adopted))
+	}
+	renewer := &ca.Renewer{Creds: creds, Dir: ca.Dir(filepath.Join(a.cfg.DataDir, "certs")), Issue: a.renewCert, Log: a.log}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.worker.Run(gctx) })
+	g.Go(func() error { return a.report.Run(gctx) })
+	g.Go(func() error { return a.sessions(gctx) })
+	g.Go(func() error { return renewer.Run(gctx) })
+	return g.Wait()
+}
+
+// close detaches from the containers (they keep running) and closes the
+// image store.
+func (a *Agent) close() {
+	a.rt.Close()
+	if err := a.images.Close(); err != nil {
+		a.log.Warn("close image store", "err", err)
+	}
+}

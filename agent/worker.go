@@ -1,0 +1,198 @@
+package agent
+
+import (
+	"context"
+	"sync"
+
+	pb "berth/proto/berth/v1"
+)
+
+// assignment is one session message's worth of assigned objects.
+type assignment struct {
+	full    bool
+	changes []*pb.AssignmentChange
+}
+
+// worker is the reconciler: it keeps one controller per assigned task,
+// hands each its task's changes, and removes containers, root filesystems
+// and secrets that no assigned task needs.
+type worker struct {
+	env     *taskEnv
+	secrets *secretStore
+	in      chan assignment
+
+	mu    sync.Mutex
+	tasks map[string]*controller
+}
+
+func newWorker(env *taskEnv, secrets *secretStore) *worker {
+	return &worker{env: env, secrets: secrets, in: make(chan assignment, 16), tasks: map[string]*controller{}}
+}
+
+// Assign queues a session message's assignments for Run.
+func (w *worker) Assign(ctx context.Context, full bool, changes []*pb.AssignmentChange) error {
+	select {
+	case w.in <- assignment{full: full, changes: changes}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run applies assignments until ctx ends, then waits for every controller
+// to stop. Containers keep running: the next agent adopts them.
+func (w *worker) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case a := <-w.in:
+			w.apply(ctx, &wg, a)
+		}
+	}
+}
+
+func (w *worker) apply(ctx context.Context, wg *sync.WaitGroup, a assignment) {
+	// Secrets first: tasks of the same message may need them.
+	secrets := map[string]bool{}
+	for _, ch := range a.changes {
+		id, data, ok := secretOf(ch)
+		if !ok {
+			continue
+		}
+		if ch.GetAction() == pb.AssignmentChange_ACTION_REMOVE {
+			w.secrets.remove(id)
+			continue
+		}
+		secrets[id] = true
+		if data != nil {
+			w.secrets.set(id, data)
+		}
+	}
+	assigned := map[string]bool{}
+	for _, ch := range a.changes {
+		t := ch.GetTask()
+		if t == nil || t.GetId() == "" {
+			continue
+		}
+		if ch.GetAction() == pb.AssignmentChange_ACTION_REMOVE {
+			w.removeTask(t.GetId())
+			continue
+		}
+		assigned[t.GetId()] = true
+		w.updateTask(ctx, wg, t)
+	}
+	if a.full {
+		w.retain(assigned, secrets)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.sweep(ctx)
+		}()
+	}
+}
+
+// secretOf returns the secret a change is about, and its data if it has any.
+func secretOf(ch *pb.AssignmentChange) (string, []byte, bool) {
+	if d := ch.GetSecretData(); d != nil {
+		return d.GetSecretId(), d.GetData(), true
+	}
+	if s := ch.GetSecret(); s != nil {
+		return s.GetId(), nil, true
+	}
+	return "", nil, false
+}
+
+func (w *worker) updateTask(ctx context.Context, wg *sync.WaitGroup, t *pb.Task) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c, ok := w.tasks[t.GetId()]; ok {
+		c.update(t)
+		return
+	}
+	c := newController(t, w.env)
+	w.tasks[t.GetId()] = c
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.run(ctx)
+		w.forget(c)
+	}()
+}
+
+func (w *worker) removeTask(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c, ok := w.tasks[id]; ok {
+		c.remove()
+	}
+}
+
+// forget drops a controller whose run ended.
+func (w *worker) forget(c *controller) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.tasks[c.id] == c {
+		delete(w.tasks, c.id)
+	}
+	if w.env.forget != nil && c.isRemoved() {
+		w.env.forget(c.id)
+	}
+}
+
+// retain removes the tasks and secrets a full assignment no longer holds.
+func (w *worker) retain(tasks, secrets map[string]bool) {
+	w.mu.Lock()
+	for id, c := range w.tasks {
+		if !tasks[id] {
+			c.remove()
+		}
+	}
+	w.mu.Unlock()
+	w.secrets.mu.Lock()
+	for id := range w.secrets.data {
+		if !secrets[id] {
+			delete(w.secrets.data, id)
+		}
+	}
+	w.secrets.mu.Unlock()
+}
+
+// sweep removes containers, root filesystems and secret files that belong
+// to no task this node runs (left by tasks removed while the agent was
+// down).
+func (w *worker) sweep(ctx context.Context) {
+	ids, err := w.env.exec.IDs(ctx)
+	if err != nil {
+		w.env.log.Warn("list containers to sweep", "err", err)
+	}
+	ids = append(ids, w.env.secrets.IDs()...)
+	for _, id := range ids {
+		w.mu.Lock()
+		_, busy := w.tasks[id]
+		w.mu.Unlock()
+		if busy || ctx.Err() != nil {
+			continue
+		}
+		w.env.log.Info("removing container of a task no longer assigned", "task", id)
+		if err := w.env.exec.Remove(ctx, id); err != nil {
+			w.env.log.Warn("remove unassigned container", "task", id, "err", err)
+		}
+		if err := w.env.secrets.Remove(id); err != nil {
+			w.env.log.Warn("remove unassigned secrets", "task", id, "err", err)
+		}
+	}
+}
+
+// running lists the IDs of tasks with a controller, for tests and status.
+func (w *worker) running() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := make([]string, 0, len(w.tasks))
+	for id := range w.tasks {
+		ids = append(ids, id)
+	}
+	return ids
+}
