@@ -30,7 +30,7 @@ func (d Dir) Exists() bool {
 
 // Load reads the identity and returns credentials for it.
 func (d Dir) Load() (*Credentials, error) {
-	root, cert, key, err := d.read()
+	root, cert, key, err := d.Read()
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,8 @@ func (d Dir) Load() (*Credentials, error) {
 	return c, nil
 }
 
-func (d Dir) read() (root, cert, key []byte, err error) {
+// Read returns the PEM files of the identity.
+func (d Dir) Read() (root, cert, key []byte, err error) {
 	out := make([][]byte, 3)
 	for i, f := range []string{RootFile, CertFile, KeyFile} {
 		if out[i], err = os.ReadFile(filepath.Join(string(d), f)); err != nil {

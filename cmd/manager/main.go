@@ -6,12 +6,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"berth/manager"
 
 	"berth/internal/logging"
 	"berth/internal/version"
@@ -107,8 +111,22 @@ func (o *options) validate() error {
 }
 
 // run starts the manager and blocks until ctx ends.
-func run(ctx context.Context, o *options, log interface{ Info(string, ...any) }) error {
-	<-ctx.Done()
-	log.Info("stopping")
-	return nil
+func run(ctx context.Context, o *options, log *slog.Logger) error {
+	home, _ := os.UserHomeDir()
+	cfg := manager.Config{
+		DataDir: o.dataDir, ListenAddr: o.listenAddr, AdvertiseAddr: o.advertiseAddr,
+		Join: o.join, Token: o.token, ForceNewCluster: o.forceNewCluster,
+		InsecureRegistries: o.insecureRegs, Logger: log,
+	}
+	if home != "" && len(o.join) == 0 {
+		// A manager that makes a cluster sets up the CLI on its host.
+		cfg.InstallClientBundle = filepath.Join(home, ".berth")
+	}
+	m, err := manager.New(cfg)
+	if err != nil {
+		return err
+	}
+	err = m.Run(ctx)
+	log.Info("stopped")
+	return err
 }

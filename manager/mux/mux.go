@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 
 	"berth/ca"
 )
@@ -201,3 +202,18 @@ func (handshaken) Info() credentials.ProtocolInfo {
 func (h handshaken) Clone() credentials.TransportCredentials { return h }
 
 func (handshaken) OverrideServerName(string) error { return nil }
+
+// PeerIdentity is the verified identity of a gRPC caller, if it presented
+// a certificate of this cluster.
+func PeerIdentity(ctx context.Context) (ca.Identity, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ca.Identity{}, false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 {
+		return ca.Identity{}, false
+	}
+	id, err := ca.IdentityOf(info.State.VerifiedChains[0][0])
+	return id, err == nil
+}

@@ -1,0 +1,191 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"berth/ca"
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// DefaultHeartbeatPeriod is how often agents heartbeat unless the cluster says otherwise.
+const DefaultHeartbeatPeriod = time.Second
+
+// ensureCluster writes the Cluster object when the cluster has none: the
+// first leader of a new cluster does it from what bootstrap left in its
+// data dir. Every leader also records the insecure registries it was given.
+func (m *Manager) ensureCluster(ctx context.Context) error {
+	var cur *pb.Cluster
+	m.node.Store().View(func(tx store.ReadTx) { cur = tx.GetCluster(m.clusterID) })
+	if cur != nil {
+		return m.updateRegistries(ctx, cur)
+	}
+	sealed, err := os.ReadFile(m.path(sealedCAKeyFile))
+	if err != nil {
+		return fmt.Errorf("cluster state has no Cluster object and this manager did not bootstrap it: %w", err)
+	}
+	rootPEM := m.rootPEM()
+	hash := ca.CertHash(rootPEM)
+	worker, err := ca.NewToken(hash)
+	if err != nil {
+		return err
+	}
+	manager, err := ca.NewToken(hash)
+	if err != nil {
+		return err
+	}
+	gossip, err := ca.NewClusterKey()
+	if err != nil {
+		return err
+	}
+	c := &pb.Cluster{
+		Id: m.clusterID,
+		Spec: &pb.ClusterSpec{
+			Annotations:        &pb.Annotations{Name: "default"},
+			HeartbeatPeriod:    durationpb.New(DefaultHeartbeatPeriod),
+			TaskHistoryLimit:   5,
+			CertExpiry:         durationpb.New(m.cfg.CertLifetime),
+			InsecureRegistries: m.cfg.InsecureRegistries,
+			AddressPool:        "10.0.0.0/8",
+		},
+		JoinTokens: &pb.JoinTokens{Worker: worker.String(), Manager: manager.String()},
+		RootCa:     &pb.RootCA{CaCert: rootPEM, CaKey: sealed, CaCertHash: hash},
+		GossipKey:  gossip,
+	}
+	err = m.node.Store().Update(ctx, func(tx store.Tx) error { return tx.CreateCluster(c) })
+	if err != nil && !errors.Is(err, store.ErrExist) {
+		return fmt.Errorf("create cluster object: %w", err)
+	}
+	m.log.Info("cluster object created", "cluster", m.clusterID)
+	return os.Remove(m.path(sealedCAKeyFile))
+}
+
+// updateRegistries adds this manager's --insecure-registry entries to the
+// cluster-wide list.
+func (m *Manager) updateRegistries(ctx context.Context, cur *pb.Cluster) error {
+	have := map[string]bool{}
+	for _, r := range cur.GetSpec().GetInsecureRegistries() {
+		have[r] = true
+	}
+	var add []string
+	for _, r := range m.cfg.InsecureRegistries {
+		if !have[r] {
+			add = append(add, r)
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	return m.node.Store().Update(ctx, func(tx store.Tx) error {
+		c := proto.Clone(tx.GetCluster(m.clusterID)).(*pb.Cluster)
+		c.Spec.InsecureRegistries = append(c.Spec.InsecureRegistries, add...)
+		return tx.UpdateCluster(c)
+	})
+}
+
+// registerSelf records this manager's own Node (ready, with its
+// description) and writes the CLI bundle, once the cluster state allows
+// it; it retries while the cluster has no leader.
+func (m *Manager) registerSelf(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := m.writeSelf(ctx)
+		if err == nil {
+			err = m.writeClientBundle()
+		}
+		if err == nil {
+			return nil
+		}
+		m.log.Debug("registering this manager; will retry", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second)):
+		}
+	}
+}
+
+func (m *Manager) writeSelf(ctx context.Context) error {
+	hostname, _ := os.Hostname()
+	now := timestamppb.New(m.cfg.Now())
+	desc := &pb.NodeDescription{
+		Hostname: hostname, Addr: m.advertise,
+		Platform:  &pb.Platform{Os: runtime.GOOS, Architecture: runtime.GOARCH},
+		Resources: &pb.ResourceSet{NanoCpus: int64(runtime.NumCPU()) * 1e9},
+	}
+	return m.node.Store().Update(ctx, func(tx store.Tx) error {
+		if tx.GetCluster(m.clusterID) == nil {
+			return errors.New("no cluster object yet")
+		}
+		n := tx.GetNode(m.nodeID)
+		if n == nil {
+			return tx.CreateNode(&pb.Node{
+				Id: m.nodeID, Role: pb.NodeSpec_ROLE_MANAGER, Description: desc,
+				Spec:   &pb.NodeSpec{Annotations: &pb.Annotations{}, DesiredRole: pb.NodeSpec_ROLE_MANAGER},
+				Status: &pb.NodeStatus{State: pb.NodeStatus_STATE_READY, ChangedAt: now},
+			})
+		}
+		n = proto.Clone(n).(*pb.Node)
+		if n.Description == nil {
+			n.Description = desc
+		} else {
+			n.Description.Hostname, n.Description.Addr, n.Description.Platform = desc.Hostname, desc.Addr, desc.Platform
+		}
+		if n.GetStatus().GetState() != pb.NodeStatus_STATE_READY {
+			n.Status = &pb.NodeStatus{State: pb.NodeStatus_STATE_READY, ChangedAt: now}
+		}
+		return tx.UpdateNode(n)
+	})
+}
+
+// writeClientBundle writes DATA_DIR/client: a client certificate the CLI
+// uses on this host, and the address of this manager.
+func (m *Manager) writeClientBundle() error {
+	root, err := m.ca.Root()
+	if err != nil {
+		return err
+	}
+	keyPEM, csrPEM, err := ca.NewKeyAndCSR()
+	if err != nil {
+		return err
+	}
+	cert, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: "client-" + m.nodeID, Role: ca.RoleClient, Lifetime: m.certLifetime()}, m.cfg.Now())
+	if err != nil {
+		return err
+	}
+	dirs := []string{m.path(clientDir)}
+	if d := m.cfg.InstallClientBundle; d != "" {
+		if _, err := os.Stat(filepath.Join(d, ca.RootFile)); errors.Is(err, os.ErrNotExist) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		if err := ca.Dir(d).Save(root.CertPEM, cert, keyPEM); err != nil {
+			return err
+		}
+		if err := ca.WriteFileAtomic(filepath.Join(d, "manager-addr"), []byte(m.advertise+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	m.log.Info("client bundle written", "dirs", dirs)
+	return nil
+}
+
+// certLifetime is the cluster's certificate lifetime.
+func (m *Manager) certLifetime() time.Duration {
+	var c *pb.Cluster
+	m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
+	if d := c.GetSpec().GetCertExpiry(); d != nil && d.AsDuration() > 0 {
+		return d.AsDuration()
+	}
+	return m.cfg.CertLifetime
+}

@@ -1,0 +1,222 @@
+package manager
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"berth/ca"
+	"berth/internal/ids"
+	pb "berth/proto/berth/v1"
+)
+
+// Files of a manager's data dir.
+const (
+	certsDir       = "certs"
+	raftDir        = "raft"
+	clientDir      = "client"
+	clusterKeyFile = "keys/cluster.key"
+	// sealedCAKeyFile keeps the bootstrap CA key (sealed) until the Cluster
+	// object that carries it is written.
+	sealedCAKeyFile = "keys/ca.key.sealed"
+)
+
+// identity is what a manager knows itself by.
+type identity struct {
+	creds      *ca.Credentials
+	clusterKey []byte
+	// bootstrapped is true when this run created the cluster.
+	bootstrapped bool
+	// joined is true when this run joined an existing cluster.
+	joined bool
+}
+
+func (m *Manager) path(p string) string { return filepath.Join(m.cfg.DataDir, p) }
+
+// loadOrCreateIdentity loads the identity in the data dir, or makes a new
+// cluster (no --join), or joins the cluster at --join with the token.
+func (m *Manager) loadOrCreateIdentity(ctx context.Context) (*identity, error) {
+	dir := ca.Dir(m.path(certsDir))
+	if dir.Exists() {
+		creds, err := dir.Load()
+		if err != nil {
+			return nil, err
+		}
+		key, err := os.ReadFile(m.path(clusterKeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("cluster key: %w (the data dir %s is incomplete)", err, m.cfg.DataDir)
+		}
+		if len(m.cfg.Join) > 0 {
+			m.log.Info("data dir holds an identity already; ignoring --join", "node", creds.Identity().NodeID)
+		}
+		return &identity{creds: creds, clusterKey: key}, nil
+	}
+	if err := os.MkdirAll(m.path("keys"), 0o700); err != nil {
+		return nil, err
+	}
+	if len(m.cfg.Join) > 0 {
+		return m.join(ctx)
+	}
+	if m.cfg.ForceNewCluster {
+		return nil, fmt.Errorf("--force-new-cluster needs the data dir of a manager; %s holds none", m.cfg.DataDir)
+	}
+	return m.bootstrap()
+}
+
+// bootstrap makes a new cluster: its CA, its key and this first manager.
+func (m *Manager) bootstrap() (*identity, error) {
+	now := m.cfg.Now()
+	clusterID, nodeID := ids.New(), ids.New()
+	root, err := ca.NewRoot(clusterID, now)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ca.NewClusterKey()
+	if err != nil {
+		return nil, err
+	}
+	caKey, err := root.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := ca.Seal(key, caKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.WriteFileAtomic(m.path(clusterKeyFile), key, 0o600); err != nil {
+		return nil, err
+	}
+	if err := ca.WriteFileAtomic(m.path(sealedCAKeyFile), sealed, 0o600); err != nil {
+		return nil, err
+	}
+	keyPEM, csrPEM, err := ca.NewKeyAndCSR()
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: nodeID, Role: ca.RoleManager, Lifetime: m.cfg.CertLifetime}, now)
+	if err != nil {
+		return nil, err
+	}
+	dir := ca.Dir(m.path(certsDir))
+	if err := dir.Save(root.CertPEM, certPEM, keyPEM); err != nil {
+		return nil, err
+	}
+	creds, err := dir.Load()
+	if err != nil {
+		return nil, err
+	}
+	m.log.Info("bootstrapped a new cluster", "cluster", clusterID, "node", nodeID)
+	return &identity{creds: creds, clusterKey: key, bootstrapped: true}, nil
+}
+
+// join gets a manager certificate from an existing cluster with a token.
+func (m *Manager) join(ctx context.Context) (*identity, error) {
+	tok, err := ca.ParseToken(m.cfg.Token)
+	if err != nil {
+		return nil, fmt.Errorf("--token: %w", err)
+	}
+	var lastErr error
+	for _, addr := range m.cfg.Join {
+		resp, rootPEM, err := requestCertificate(ctx, addr, tok, m.cfg.Token)
+		if err != nil {
+			lastErr = fmt.Errorf("join via %s: %w", addr, err)
+			m.log.Warn("join attempt failed", "manager", addr, "err", err)
+			continue
+		}
+		if resp.GetRole() != pb.NodeSpec_ROLE_MANAGER {
+			return nil, errors.New("--token is a worker token: a manager joins with the token from `berth cluster join-token manager`")
+		}
+		if err := ca.WriteFileAtomic(m.path(clusterKeyFile), resp.GetClusterKey(), 0o600); err != nil {
+			return nil, err
+		}
+		dir := ca.Dir(m.path(certsDir))
+		if err := dir.Save(rootPEM, resp.GetCertificate(), resp.keyPEM); err != nil {
+			return nil, err
+		}
+		creds, err := dir.Load()
+		if err != nil {
+			return nil, err
+		}
+		m.log.Info("joined the cluster", "node", resp.GetNodeId(), "via", addr)
+		return &identity{creds: creds, clusterKey: resp.GetClusterKey(), joined: true}, nil
+	}
+	return nil, lastErr
+}
+
+// issued is a certificate response with the key its CSR was made from.
+type issued struct {
+	*pb.IssueNodeCertificateResponse
+	keyPEM []byte
+}
+
+// requestCertificate fetches the CA from addr, checks it against the
+// token's pin, and asks for a certificate with the token. Agents join the
+// same way.
+func requestCertificate(ctx context.Context, addr string, tok ca.Token, token string) (*issued, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	// The CA certificate is public; it is trusted only once its hash
+	// matches the token's.
+	probe, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer probe.Close()
+	rootResp, err := pb.NewNodeCAClient(probe).GetRootCACertificate(ctx, &pb.GetRootCACertificateRequest{})
+	if err != nil {
+		return nil, nil, errors.New(status.Convert(err).Message())
+	}
+	rootPEM := rootResp.GetCertificate()
+	pinned, err := ca.PinnedConfig(rootPEM, tok.CAHash)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pinned)))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Close()
+	keyPEM, csrPEM, err := ca.NewKeyAndCSR()
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := pb.NewNodeCAClient(conn).IssueNodeCertificate(ctx, &pb.IssueNodeCertificateRequest{Csr: csrPEM, Token: token})
+	if err != nil {
+		return nil, nil, errors.New(status.Convert(err).Message())
+	}
+	return &issued{IssueNodeCertificateResponse: resp, keyPEM: keyPEM}, rootPEM, nil
+}
+
+// advertiseAddr is where other nodes reach this manager.
+func advertiseAddr(listen, advertise string) (string, error) {
+	if advertise != "" {
+		return advertise, nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	ip := net.ParseIP(host)
+	if ip != nil && !ip.IsUnspecified() {
+		return listen, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return net.JoinHostPort(n.IP.String(), port), nil
+		}
+	}
+	return "", fmt.Errorf("--listen-addr %s does not name an address others can reach: give --advertise-addr IP:PORT", listen)
+}

@@ -1,0 +1,197 @@
+// Package nodeca serves the NodeCA API: it hands out the cluster's CA
+// certificate and signs node certificates — for new nodes that present a
+// join token, and for members renewing with their current certificate. A
+// new node gets its Node object here, so its identity and its place in the
+// store are born together.
+package nodeca
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"berth/ca"
+	"berth/internal/ids"
+	"berth/manager/mux"
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// DefaultCertLifetime is a node certificate's life when the cluster sets none.
+const DefaultCertLifetime = 90 * 24 * time.Hour
+
+// Config assembles a Server.
+type Config struct {
+	Store     *store.MemoryStore
+	ClusterID string
+	// ClusterKey decrypts the CA key kept in the replicated state.
+	ClusterKey []byte
+	Now        func() time.Time
+	Log        *slog.Logger
+}
+
+// Server implements pb.NodeCAServer.
+type Server struct {
+	pb.UnimplementedNodeCAServer
+	cfg Config
+
+	mu   sync.Mutex
+	root *ca.Root // parsed CA, cached by certificate hash
+}
+
+// New returns a NodeCA server.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Server{cfg: cfg}
+}
+
+func (s *Server) cluster() (*pb.Cluster, error) {
+	var c *pb.Cluster
+	s.cfg.Store.View(func(tx store.ReadTx) { c = tx.GetCluster(s.cfg.ClusterID) })
+	if c == nil || c.GetRootCa() == nil {
+		return nil, status.Error(codes.Unavailable, "this manager has not received the cluster state yet; try another manager or again shortly")
+	}
+	return c, nil
+}
+
+// Root returns the cluster CA with its key, decrypted with the cluster key.
+func (s *Server) Root() (*ca.Root, error) {
+	c, err := s.cluster()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.root != nil && s.root.Hash() == c.GetRootCa().GetCaCertHash() {
+		return s.root, nil
+	}
+	keyPEM, err := ca.Open(s.cfg.ClusterKey, c.GetRootCa().GetCaKey())
+	if err != nil {
+		return nil, fmt.Errorf("open the CA key: %w", err)
+	}
+	root, err := ca.ParseRoot(c.GetRootCa().GetCaCert(), keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	s.root = root
+	return root, nil
+}
+
+// GetRootCACertificate returns the CA certificate; joiners check its hash.
+func (s *Server) GetRootCACertificate(context.Context, *pb.GetRootCACertificateRequest) (*pb.GetRootCACertificateResponse, error) {
+	c, err := s.cluster()
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetRootCACertificateResponse{Certificate: c.GetRootCa().GetCaCert()}, nil
+}
+
+// IssueNodeCertificate signs a CSR for a joining node (with a join token)
+// or for a member renewing its certificate (without one).
+func (s *Server) IssueNodeCertificate(ctx context.Context, req *pb.IssueNodeCertificateRequest) (*pb.IssueNodeCertificateResponse, error) {
+	c, err := s.cluster()
+	if err != nil {
+		return nil, err
+	}
+	var nodeID string
+	var role pb.NodeSpec_Role
+	if req.GetToken() != "" {
+		if role, err = s.admit(c, req.GetToken()); err != nil {
+			return nil, err
+		}
+		nodeID = ids.New()
+		if err := s.createNode(ctx, nodeID, role); err != nil {
+			return nil, err
+		}
+	} else {
+		if nodeID, role, err = s.renewer(ctx); err != nil {
+			return nil, err
+		}
+	}
+	root, err := s.Root()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	lifetime := DefaultCertLifetime
+	if d := c.GetSpec().GetCertExpiry(); d != nil && d.AsDuration() > 0 {
+		lifetime = d.AsDuration()
+	}
+	certPEM, err := root.Issue(ca.IssueRequest{CSRPEM: req.GetCsr(), NodeID: nodeID, Role: roleName(role), Lifetime: lifetime}, s.cfg.Now())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	resp := &pb.IssueNodeCertificateResponse{NodeId: nodeID, Role: role, Certificate: certPEM}
+	if role == pb.NodeSpec_ROLE_MANAGER {
+		resp.ClusterKey = s.cfg.ClusterKey
+	}
+	s.cfg.Log.Info("issued node certificate", "node", nodeID, "role", roleName(role), "renewal", req.GetToken() == "")
+	return resp, nil
+}
+
+// admit checks a join token and returns the role it grants.
+func (s *Server) admit(c *pb.Cluster, token string) (pb.NodeSpec_Role, error) {
+	tok, err := ca.ParseToken(token)
+	if err != nil {
+		return 0, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if tok.CAHash != c.GetRootCa().GetCaCertHash() {
+		return 0, status.Error(codes.PermissionDenied, "the join token is for another cluster (its CA hash differs)")
+	}
+	for _, cand := range []struct {
+		token string
+		role  pb.NodeSpec_Role
+	}{{c.GetJoinTokens().GetWorker(), pb.NodeSpec_ROLE_WORKER}, {c.GetJoinTokens().GetManager(), pb.NodeSpec_ROLE_MANAGER}} {
+		if want, err := ca.ParseToken(cand.token); err == nil && want.Matches(tok) {
+			return cand.role, nil
+		}
+	}
+	return 0, status.Error(codes.PermissionDenied, "join token rejected: it is wrong or was rotated; get the current one with `berth cluster join-token worker|manager`")
+}
+
+// renewer identifies a member renewing with its current certificate.
+func (s *Server) renewer(ctx context.Context) (string, pb.NodeSpec_Role, error) {
+	id, ok := mux.PeerIdentity(ctx)
+	if !ok || id.ClusterID != s.cfg.ClusterID {
+		return "", 0, status.Error(codes.Unauthenticated, "no join token and no certificate of this cluster: give a join token (--token)")
+	}
+	var n *pb.Node
+	s.cfg.Store.View(func(tx store.ReadTx) { n = tx.GetNode(id.NodeID) })
+	if n == nil {
+		return "", 0, status.Errorf(codes.PermissionDenied, "node %s was removed from the cluster; join again with a token", id.NodeID)
+	}
+	return id.NodeID, n.GetRole(), nil
+}
+
+func (s *Server) createNode(ctx context.Context, id string, role pb.NodeSpec_Role) error {
+	now := timestamppb.New(s.cfg.Now())
+	n := &pb.Node{
+		Id:     id,
+		Role:   role,
+		Spec:   &pb.NodeSpec{Annotations: &pb.Annotations{}, DesiredRole: role, Availability: pb.NodeSpec_AVAILABILITY_ACTIVE},
+		Status: &pb.NodeStatus{State: pb.NodeStatus_STATE_UNKNOWN, Message: "joined; no session yet", ChangedAt: now},
+	}
+	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error { return tx.CreateNode(n) })
+	if errors.Is(err, store.ErrNotLeader) {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	if err != nil {
+		return status.Errorf(codes.Internal, "record node %s: %v", id, err)
+	}
+	return nil
+}
+
+func roleName(r pb.NodeSpec_Role) string {
+	if r == pb.NodeSpec_ROLE_MANAGER {
+		return ca.RoleManager
+	}
+	return ca.RoleWorker
+}
