@@ -70,10 +70,11 @@ proto-check: proto
 	  echo "generated code in proto/ differs from 'make proto'; run it and commit:"; git status --short -- proto; exit 1; fi
 
 demo: deps build
-	./scripts/demo.sh
+	go run ./internal/cmd/demo -bin bin -dir demo-data
 
+# demo-down removes what a demo killed without Ctrl-C left behind.
 demo-down:
-	./scripts/demo.sh down
+	go run ./internal/cmd/sweep
 
 sweep:
 	$(GO) run ./internal/cmd/sweep

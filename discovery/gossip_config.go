@@ -58,13 +58,13 @@ type GossipConfig struct {
 // probes one member per interval) + one ProbeInterval for the direct,
 // indirect and TCP probes to fail + the suspicion timeout
 // (SuspicionMult × ProbeInterval × max(1, log10(members))) + a few
-// GossipIntervals to spread the verdict. LANTiming makes that ~0.7 s for
-// clusters under 10 nodes and ~1.1 s at 100 nodes.
+// GossipIntervals to spread the verdict. LANTiming makes that ~0.9 s for
+// clusters under 10 nodes and ~1.5 s at 100 nodes.
 //
 // The trade-off is false positives: a healthy member that cannot answer a
 // probe within ProbeInterval, and then cannot refute the suspicion within
-// the suspicion timeout (0.4 s here), is declared dead. That needs the
-// member (or every prober) starved of CPU or network for ~0.5 s; the tests
+// the suspicion timeout (0.6 s here), is declared dead. That needs the
+// member (or every prober) starved of CPU or network for ~0.7 s; the tests
 // check a 5-member cluster under -race with every core busy stays clean.
 // memberlist's Lifeguard extensions help: a prober that itself misses acks
 // slows its probing (AwarenessMaxMultiplier), and a falsely declared member
@@ -114,9 +114,9 @@ type Timing struct {
 func LANTiming() Timing {
 	return Timing{
 		ProbeInterval:           200 * time.Millisecond,
-		ProbeTimeout:            100 * time.Millisecond,
+		ProbeTimeout:            150 * time.Millisecond,
 		IndirectChecks:          3,
-		SuspicionMult:           2,
+		SuspicionMult:           3,
 		SuspicionMaxTimeoutMult: 3,
 		GossipInterval:          50 * time.Millisecond,
 		GossipNodes:             3,

@@ -14,8 +14,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/ca"
+	"berth/manager/raftapi"
 	pb "berth/proto/berth/v1"
 	"berth/store"
+	"berth/store/raftstore"
 )
 
 // DefaultHeartbeatPeriod is how often agents heartbeat unless the cluster says otherwise.
@@ -93,9 +95,16 @@ func (m *Manager) updateRegistries(ctx context.Context, cur *pb.Cluster) error {
 	})
 }
 
+// ErrRemoved ends Run when this manager is no longer a Raft voter.
+var ErrRemoved = errors.New("this manager was demoted or removed from the cluster")
+
+// membershipPoll is how often a manager checks it still has a vote.
+const membershipPoll = 250 * time.Millisecond
+
 // registerSelf records this manager's own Node (ready, with its
 // description) and writes the CLI bundle, once the cluster state allows
-// it; it retries while the cluster has no leader.
+// it; it retries while the cluster has no leader. Then it watches this
+// manager's membership (see watchMembership).
 func (m *Manager) registerSelf(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		err := m.writeSelf(ctx)
@@ -103,7 +112,7 @@ func (m *Manager) registerSelf(ctx context.Context) error {
 			err = m.writeClientBundle()
 		}
 		if err == nil {
-			return nil
+			return m.watchMembership(ctx)
 		}
 		m.log.Debug("registering this manager; will retry", "err", err)
 		select {
@@ -188,4 +197,89 @@ func (m *Manager) certLifetime() time.Duration {
 		return d.AsDuration()
 	}
 	return m.cfg.CertLifetime
+}
+
+// JoinToken waits until the cluster object exists and returns its join
+// token for role (ca.RoleWorker or ca.RoleManager).
+func (m *Manager) JoinToken(ctx context.Context, role string) (string, error) {
+	for {
+		var c *pb.Cluster
+		m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
+		if c != nil {
+			if role == ca.RoleManager {
+				return c.GetJoinTokens().GetManager(), nil
+			}
+			return c.GetJoinTokens().GetWorker(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// membership is the Raft membership the Control API changes (demote): a
+// removal asked of a follower is made by the leader, which alone knows
+// which managers are reachable and so whether quorum would survive.
+type membership struct {
+	*raftstore.Node
+	peers *raftapi.Peers
+}
+
+// RemoveServer removes manager id through the leader, wherever it is asked.
+func (ms membership) RemoveServer(ctx context.Context, id string) error {
+	if ms.IsLeader() {
+		err := ms.Node.RemoveServer(ctx, id)
+		if !errors.Is(err, store.ErrNotLeader) {
+			return err
+		}
+	}
+	_, addr := ms.Leader()
+	if addr == "" {
+		return ms.Node.RemoveServer(ctx, id) // says why there is no leader
+	}
+	return ms.peers.Leave(ctx, addr, id)
+}
+
+// watchMembership returns ErrRemoved once this manager has lost its vote
+// (demoted, or removed while down). Such a manager gets no more Raft
+// entries: serving on would answer reads from stale state or let calls
+// hang, so Run ends and says what to do. A manager that joined in this run
+// counts only once it has been seen a voter: until then its log replays
+// configurations from before it was added.
+func (m *Manager) watchMembership(ctx context.Context) error {
+	seen := !m.id.joined
+	t := time.NewTicker(membershipPoll)
+	defer t.Stop()
+	for {
+		voter, known := m.isVoter()
+		switch {
+		case voter:
+			seen = true
+		case known && seen:
+			return fmt.Errorf("manager %s: %w: it left the Raft cluster and holds no current state; "+
+				"to make this host a manager again, start berth-manager with an empty --data-dir, --join and a token from `berth cluster join-token manager`", m.nodeID, ErrRemoved)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// isVoter reports whether this manager votes in its latest known Raft
+// configuration; known is false while that configuration is empty.
+func (m *Manager) isVoter() (voter, known bool) {
+	members, err := m.node.Members()
+	if err != nil || len(members) == 0 {
+		return false, false
+	}
+	for _, mem := range members {
+		if mem.GetNodeId() == m.nodeID {
+			return mem.GetVoter(), true
+		}
+	}
+	return false, true
 }

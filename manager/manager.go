@@ -32,6 +32,9 @@ type Config struct {
 	ForceNewCluster bool
 	// InsecureRegistries are handed to every agent.
 	InsecureRegistries []string
+	// GossipPort is where this manager gossips (TCP and UDP, on the
+	// advertise address): 0 means the API port + 1, -1 turns gossip off.
+	GossipPort int
 	// CertLifetime of node certificates this manager issues at bootstrap
 	// (the cluster spec's cert_expiry governs later ones); 90 days when zero.
 	CertLifetime time.Duration
@@ -60,6 +63,9 @@ type Manager struct {
 	ca        *nodeca.Server
 	ready     chan struct{}
 	listener  net.Listener
+	gossip    *gossip
+	// nodeDown puts a node down at once (set while the dispatcher runs).
+	nodeDown func(nodeID, reason string)
 }
 
 // New checks cfg; Run does the work.
@@ -80,7 +86,9 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, advertise: adv, ready: make(chan struct{})}, nil
+	m := &Manager{cfg: cfg, log: cfg.Logger, advertise: adv, ready: make(chan struct{})}
+	m.gossip = &gossip{m: m}
+	return m, nil
 }
 
 // Ready is closed once the manager serves its API.
@@ -91,6 +99,9 @@ func (m *Manager) NodeID() string { return m.nodeID }
 
 // Addr is the address the manager listens on (valid after Ready).
 func (m *Manager) Addr() string { return m.listener.Addr().String() }
+
+// AdvertiseAddr is the address other nodes reach this manager on.
+func (m *Manager) AdvertiseAddr() string { return m.advertise }
 
 // Raft is this manager's Raft node (valid after Ready).
 func (m *Manager) Raft() *raftstore.Node { return m.node }
@@ -137,6 +148,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	g.Go(func() error { return node.RunWhileLeader(gctx, m.leaderLoops) })
 	g.Go(func() error { return m.registerSelf(gctx) })
 	g.Go(func() error { return m.renewer().Run(gctx) })
+	g.Go(func() error { return m.gossip.run(gctx) })
 	if id.joined {
 		g.Go(func() error { return m.joinRaft(gctx) })
 	}

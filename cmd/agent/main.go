@@ -26,6 +26,8 @@ type options struct {
 	advertiseAddr string
 	labels        []string
 	insecureRegs  []string
+	gossipPort    int
+	hostname      string
 	log           logging.Flags
 }
 
@@ -63,8 +65,7 @@ tasks the managers assign to it in native containers.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			log.Info("starting", "version", version.Version, "data_dir", o.dataDir, "managers", o.join)
-			<-ctx.Done()
-			return nil
+			return runDaemon(ctx, o, log)
 		},
 	}
 	f := cmd.Flags()
@@ -74,6 +75,8 @@ tasks the managers assign to it in native containers.`,
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "IP other nodes reach this node on")
 	f.StringArrayVar(&o.labels, "label", nil, "node label key=value (repeatable)")
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT (repeatable)")
+	f.StringVar(&o.hostname, "hostname", "", "node name to report (default: the host's name)")
+	f.IntVar(&o.gossipPort, "gossip-port", DefaultGossipPort, "port for gossip failure detection (TCP and UDP)")
 	o.log.Register(f)
 	cmd.AddCommand(newRunCmd())
 	return cmd
@@ -92,8 +95,8 @@ func (o *options) validate() error {
 			return fmt.Errorf("--join %q: want HOST:PORT, e.g. 10.0.0.1:4242", m)
 		}
 	}
-	if o.token == "" {
-		return errors.New("--token is required: get one with `berth cluster join-token worker` on a manager")
+	if o.gossipPort < 0 || o.gossipPort > 65535 {
+		return fmt.Errorf("--gossip-port %d: want a port number 0-65535", o.gossipPort)
 	}
 	if o.advertiseAddr != "" && net.ParseIP(o.advertiseAddr) == nil {
 		return fmt.Errorf("--advertise-addr %q: want an IP address", o.advertiseAddr)

@@ -14,7 +14,11 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
+	"berth/agent"
+	agentruntime "berth/agent/runtime"
+	"berth/ca"
 	"berth/manager"
 
 	"berth/internal/logging"
@@ -35,6 +39,10 @@ type options struct {
 }
 
 func main() {
+	// With --dev this binary runs containers, so it is also their init.
+	if agentruntime.IsInit() {
+		agentruntime.RunInit()
+	}
 	if err := newCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-manager:", err)
 		os.Exit(1)
@@ -96,6 +104,9 @@ func (o *options) validate() error {
 			return fmt.Errorf("--advertise-addr %q: want HOST:PORT, e.g. 10.0.0.5:4242", o.advertiseAddr)
 		}
 	}
+	if o.dev && len(o.join) > 0 {
+		return errors.New("--dev and --join exclude each other: --dev makes a one-node cluster of its own")
+	}
 	if len(o.join) > 0 && o.token == "" {
 		return errors.New("--join needs --token: get one with `berth cluster join-token manager` on a manager")
 	}
@@ -110,11 +121,16 @@ func (o *options) validate() error {
 	return nil
 }
 
-// run starts the manager and blocks until ctx ends.
+// run starts the manager (and with --dev an agent in the same process)
+// and blocks until ctx ends.
 func run(ctx context.Context, o *options, log *slog.Logger) error {
 	home, _ := os.UserHomeDir()
+	dataDir := o.dataDir
+	if o.dev {
+		dataDir = filepath.Join(o.dataDir, "manager")
+	}
 	cfg := manager.Config{
-		DataDir: o.dataDir, ListenAddr: o.listenAddr, AdvertiseAddr: o.advertiseAddr,
+		DataDir: dataDir, ListenAddr: o.listenAddr, AdvertiseAddr: o.advertiseAddr,
 		Join: o.join, Token: o.token, ForceNewCluster: o.forceNewCluster,
 		InsecureRegistries: o.insecureRegs, Logger: log,
 	}
@@ -126,7 +142,41 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	err = m.Run(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.Run(gctx) })
+	if o.dev {
+		g.Go(func() error { return runDevAgent(gctx, m, o, log) })
+	}
+	err = g.Wait()
 	log.Info("stopped")
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
 	return err
+}
+
+// runDevAgent runs the embedded agent of --dev: it joins its own manager
+// with the worker token, as any agent would.
+func runDevAgent(ctx context.Context, m *manager.Manager, o *options, log *slog.Logger) error {
+	select {
+	case <-m.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	token, err := m.JoinToken(ctx, ca.RoleWorker)
+	if err != nil {
+		return nil
+	}
+	dir, err := filepath.Abs(filepath.Join(o.dataDir, "agent"))
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Config{
+		DataDir: dir, Join: []string{m.AdvertiseAddr()}, Token: token,
+		InsecureRegistries: o.insecureRegs, Logger: log.With("part", "agent"),
+	})
+	if err != nil {
+		return fmt.Errorf("--dev agent: %w", err)
+	}
+	return a.Run(ctx)
 }

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -51,7 +53,11 @@ func TestSweepAfterKilledRun(t *testing.T) {
 		fakeFirewall(t, "ip", live)
 	}
 
-	id, orphan := runAndKillChild(t)
+	// Hold the machine-wide lock from the kill to the sweep: any other
+	// Create (a parallel test, another package) would sweep the dead run
+	// first and leave this test nothing to check.
+	id, orphan, unlock := runAndKillChild(t)
+	defer unlock()
 	tag := Prefix + id
 	if out, _ := exec.Command("ip", "netns", "list").Output(); !strings.Contains(string(out), tag+"-h1") {
 		t.Fatalf("before the sweep, ip netns list = %q, want the killed run's %s-h1", out, tag)
@@ -63,9 +69,10 @@ func TestSweepAfterKilledRun(t *testing.T) {
 		t.Fatalf("process %d in the killed run's host is gone before the sweep; the test proves nothing", orphan)
 	}
 
-	if err := Sweep(t.Context(), nil); err != nil {
+	if err := sweepLocked(t.Context(), slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
+	unlock()
 	assertGone(t, id)
 	await.True(t, wait, func() bool { return procGone(orphan) }, "process %d left in the killed run's host is killed", orphan)
 	if _, err := os.Stat(live.Hosts[0].NetnsPath()); err != nil {
@@ -76,8 +83,8 @@ func TestSweepAfterKilledRun(t *testing.T) {
 
 // runAndKillChild runs TestCrashChild in a child process, kills it with
 // SIGKILL once it has made its cluster, and returns the run id and the PID
-// of the process it left in a host.
-func runAndKillChild(t *testing.T) (id string, orphan int) {
+// of the process it left in a host. It returns holding the testhost lock.
+func runAndKillChild(t *testing.T) (id string, orphan int, unlock func()) {
 	t.Helper()
 	child := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestCrashChild$")
 	child.Env = append(os.Environ(), crashEnv+"=1")
@@ -95,11 +102,17 @@ func runAndKillChild(t *testing.T) (id string, orphan int) {
 		t.Fatal(err)
 	}
 	id, orphan = readRun(t, stdout)
+	unlockOnce, err := lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	unlock = func() { once.Do(unlockOnce) }
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	child.Wait()
-	return id, orphan
+	return id, orphan, unlock
 }
 
 // readRun reads the child's "RUN <id> <pid>" line.

@@ -64,6 +64,9 @@ func allowBridged(ctx context.Context, tag, br string) error {
 		rule := fmt.Sprintf("insert rule %s %s %s iifname %q oifname %q accept comment %q\n",
 			c.Family, c.Table, c.Name, br, br, tag)
 		if _, err := nft(ctx, rule, "-f", "-"); err != nil {
+			if strings.Contains(err.Error(), "No such file or directory") {
+				continue // the chain went away since we listed it: nothing to open
+			}
 			return fmt.Errorf("allow bridge %s in %s %s %s: %w", br, c.Family, c.Table, c.Name, err)
 		}
 	}

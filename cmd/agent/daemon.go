@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	"berth/agent"
+	"berth/discovery"
+)
+
+// DefaultGossipPort is the port agents gossip on (TCP and UDP), as 7946 is
+// Swarm's.
+const DefaultGossipPort = 7946
+
+// runDaemon runs the node daemon until ctx ends: the agent and, once a
+// session hands it the cluster's key, a gossip member.
+func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
+	labels := map[string]string{}
+	for _, l := range o.labels {
+		k, v, _ := strings.Cut(l, "=")
+		labels[k] = v
+	}
+	g := &gossipJoiner{log: log, bind: o.advertiseAddr, port: o.gossipPort}
+	defer g.shutdown()
+	a, err := agent.New(agent.Config{
+		DataDir: o.dataDir, Join: o.join, Token: o.token, AdvertiseAddr: o.advertiseAddr,
+		Hostname: o.hostname, Labels: labels, InsecureRegistries: o.insecureRegs, Logger: log,
+		OnGossip: func(key []byte, peers []string) { g.update(ctx, key, peers) },
+	})
+	if err != nil {
+		return err
+	}
+	g.nodeID = a.NodeID
+	err = a.Run(ctx)
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// gossipJoiner starts this node's gossip member on the first key a session
+// delivers and joins the peers each later message names.
+type gossipJoiner struct {
+	log    *slog.Logger
+	bind   string
+	port   int
+	nodeID func() string
+
+	mu     sync.Mutex
+	g      *discovery.Gossip
+	key    string
+	joined map[string]bool
+}
+
+func (j *gossipJoiner) update(ctx context.Context, key []byte, peers []string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(key) == 0 {
+		return
+	}
+	if j.g != nil && j.key != string(key) {
+		// The cluster's key changed: start again with the new one.
+		j.g.Shutdown()
+		j.g = nil
+	}
+	if j.g == nil {
+		bind := j.bind
+		if bind == "" {
+			bind = "0.0.0.0"
+		}
+		g, err := discovery.NewGossip(discovery.GossipConfig{
+			NodeID: j.nodeID(), BindAddr: bind, BindPort: j.port, Key: key,
+			Role: "worker", Logger: j.log.With("part", "gossip"),
+		})
+		if err == nil {
+			err = g.Start(ctx)
+		}
+		if err != nil {
+			j.log.Warn("gossip not started; failure detection falls back to heartbeats", "err", err)
+			return
+		}
+		j.g, j.key, j.joined = g, string(key), map[string]bool{}
+	}
+	var fresh []string
+	for _, p := range peers {
+		if _, _, err := net.SplitHostPort(p); err == nil && !j.joined[p] {
+			fresh = append(fresh, p)
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	if n, err := j.g.Join(ctx, fresh); err != nil && n == 0 {
+		j.log.Warn("gossip join failed", "peers", fresh, "err", err)
+		return
+	}
+	for _, p := range fresh {
+		j.joined[p] = true
+	}
+}
+
+func (j *gossipJoiner) shutdown() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.g != nil {
+		j.g.Shutdown()
+	}
+}

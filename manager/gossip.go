@@ -1,0 +1,170 @@
+package manager
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"berth/discovery"
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// gossip runs this manager's memberlist member once the cluster's gossip
+// key is in the store: it joins the other managers (at their Raft
+// address's port + 1 unless they chose another port, in which case they
+// join us) and, while this manager leads, puts a node gossip confirms dead
+// down at once through onNodeDead, instead of waiting for its heartbeat
+// deadline.
+type gossip struct {
+	m *Manager
+
+	mu sync.Mutex
+	g  *discovery.Gossip
+}
+
+// gossipAddr is where this manager gossips, or "" when gossip is off.
+func (m *Manager) gossipAddr() string {
+	if m.cfg.GossipPort < 0 {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(m.advertise)
+	if err != nil {
+		return ""
+	}
+	p := m.cfg.GossipPort
+	if p == 0 {
+		n, _ := strconv.Atoi(port)
+		p = n + 1
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p))
+}
+
+// peerGossipAddr derives another manager's gossip address from its Raft
+// address by the default convention.
+func peerGossipAddr(raftAddr string) string {
+	host, port, err := net.SplitHostPort(raftAddr)
+	if err != nil {
+		return ""
+	}
+	n, _ := strconv.Atoi(port)
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
+}
+
+func (s *gossip) run(ctx context.Context) error {
+	addr := s.m.gossipAddr()
+	if addr == "" {
+		return nil
+	}
+	key, err := s.waitKey(ctx)
+	if err != nil || key == nil {
+		return nil
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	g, err := discovery.NewGossip(discovery.GossipConfig{
+		NodeID: s.m.nodeID, BindAddr: host, BindPort: p, Key: key,
+		Role: "manager", APIAddr: s.m.advertise, Logger: s.m.log.With("part", "gossip"),
+	})
+	if err == nil {
+		err = g.Start(ctx)
+	}
+	if err != nil {
+		s.m.log.Warn("gossip not started; node failure detection falls back to heartbeats", "addr", addr, "err", err)
+		return nil
+	}
+	s.mu.Lock()
+	s.g = g
+	s.mu.Unlock()
+	defer g.Shutdown()
+	s.m.log.Info("gossip started", "addr", addr)
+
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	s.joinManagers(ctx, g)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.joinManagers(ctx, g)
+		case ev := <-g.Events():
+			s.handle(ev)
+		}
+	}
+}
+
+// waitKey polls the store until the Cluster object carries the gossip key.
+func (s *gossip) waitKey(ctx context.Context) ([]byte, error) {
+	for {
+		var key []byte
+		s.m.node.Store().View(func(tx store.ReadTx) { key = tx.GetCluster(s.m.clusterID).GetGossipKey() })
+		if len(key) > 0 {
+			return key, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// joinManagers joins the Raft members gossip does not know yet.
+func (s *gossip) joinManagers(ctx context.Context, g *discovery.Gossip) {
+	members, err := s.m.node.Members()
+	if err != nil {
+		return
+	}
+	var peers []string
+	for _, rm := range members {
+		if rm.NodeId == s.m.nodeID || g.IsAlive(rm.NodeId) {
+			continue
+		}
+		if a := peerGossipAddr(rm.Addr); a != "" {
+			peers = append(peers, a)
+		}
+	}
+	if len(peers) > 0 {
+		if _, err := g.Join(ctx, peers); err != nil {
+			s.m.log.Debug("gossip join of managers", "peers", peers, "err", err)
+		}
+	}
+}
+
+func (s *gossip) handle(ev discovery.Event) {
+	s.m.log.Debug("gossip event", "node", ev.NodeID, "kind", ev.Kind.String(), "addr", ev.Addr)
+	if ev.Kind != discovery.EventDead || !s.m.node.IsLeader() {
+		return
+	}
+	if d := s.m.nodeDown; d != nil {
+		d(ev.NodeID, "node confirmed dead by gossip")
+	}
+}
+
+// peers lists the gossip addresses of the live members, this one first:
+// what a joining agent joins.
+func (s *gossip) peers() []string {
+	s.mu.Lock()
+	g := s.g
+	s.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	out := []string{g.Addr()}
+	for _, mb := range g.Members() {
+		if mb.State == discovery.MemberAlive && mb.NodeID != s.m.nodeID {
+			out = append(out, mb.Addr)
+		}
+	}
+	return out
+}
+
+// gossipKey is the cluster's gossip key as the store holds it.
+func (m *Manager) gossipKey() []byte {
+	var c *pb.Cluster
+	m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
+	return c.GetGossipKey()
+}
