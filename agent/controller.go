@@ -61,6 +61,7 @@ type controller struct {
 	mon     *monitor
 	started *timestamppb.Timestamp
 	health  pb.ContainerStatus_Health
+	ports   *PortForwarder // the task's published ports, while its container runs
 	cleaned bool
 }
 
@@ -120,8 +121,10 @@ func (c *controller) isRemoved() bool {
 // run steps the task until it is removed and cleaned up, or ctx ends.
 // An ending ctx (the agent exiting) leaves the container running.
 func (c *controller) run(ctx context.Context) {
+	defer c.unpublish()
 	defer c.stopMonitor()
 	c.adopt(ctx)
+	c.publishAdopted(ctx)
 	for ctx.Err() == nil {
 		next, err := c.step(ctx)
 		switch {
@@ -197,6 +200,7 @@ func (c *controller) newStatus(state pb.TaskState, msg string) *pb.TaskStatus {
 		Timestamp: timestamppb.New(c.env.now()),
 		Message:   msg,
 		Container: c.containerStatus(),
+		Ports:     c.publishedPorts(),
 	}
 }
 
@@ -294,19 +298,29 @@ func (c *controller) start(ctx context.Context) (*pb.TaskStatus, error) {
 			return c.fatal(err), nil
 		}
 	}
+	// Ports are bound first: a port taken on the node fails the task
+	// before its container runs, as Docker's does.
+	if err := c.listenPorts(ctx, TaskPorts(c.current())); err != nil {
+		return c.fatal(err), nil
+	}
 	ctr, err := c.env.exec.Run(ctx, *c.prep)
 	if errors.Is(err, runtime.ErrExists) {
 		ctr, _ = c.env.exec.Container(c.id)
 	} else if err != nil {
+		c.unpublish()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return c.fatal(fmt.Errorf("starting container failed: %w", err)), nil
 	}
 	if ctr == nil {
+		c.unpublish()
 		return c.fatal(fmt.Errorf("starting container failed: %w", err)), nil
 	}
 	c.attach(ctx, ctr, timestamppb.New(c.env.now()))
+	if err := c.servePorts(ctx, ctr); err != nil {
+		return c.portsFailed(ctx, err), nil
+	}
 	return c.newStatus(pb.TaskState_TASK_STATE_RUNNING, "started"), nil
 }
 
@@ -336,6 +350,7 @@ func (c *controller) wait(ctx context.Context) (*pb.TaskStatus, error) {
 	select {
 	case ex := <-c.mon.exit:
 		c.stopMonitor()
+		c.unpublish()
 		return c.exited(ex), nil
 	case h := <-c.mon.health:
 		c.health = h
@@ -344,6 +359,7 @@ func (c *controller) wait(ctx context.Context) (*pb.TaskStatus, error) {
 		}
 		c.stopMonitor()
 		c.stop(ctx)
+		c.unpublish()
 		s := c.newStatus(pb.TaskState_TASK_STATE_FAILED, "failed")
 		s.Err = "unhealthy container"
 		return s, nil
@@ -379,12 +395,14 @@ func (c *controller) shutdown(ctx context.Context) (*pb.TaskStatus, error) {
 	c.stopMonitor()
 	if c.ctr != nil {
 		if ex, ok := c.ctr.Exited(); ok && c.status.GetState() == pb.TaskState_TASK_STATE_RUNNING {
+			c.unpublish()
 			return c.exited(ex), nil // it ended on its own before we stopped it
 		}
 		if err := c.stop(ctx); err != nil {
 			return nil, err
 		}
 	}
+	c.unpublish()
 	return c.newStatus(pb.TaskState_TASK_STATE_SHUTDOWN, "shutdown"), nil
 }
 
@@ -406,6 +424,7 @@ func (c *controller) stop(ctx context.Context) error {
 // cleanup deletes the task's container, rootfs and secrets.
 func (c *controller) cleanup(ctx context.Context) {
 	c.stopMonitor()
+	c.unpublish()
 	if err := c.env.exec.Remove(ctx, c.id); err != nil {
 		c.log.Warn("remove task container", "err", err)
 	}

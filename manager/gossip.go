@@ -136,11 +136,14 @@ func (s *gossip) joinManagers(ctx context.Context, g *discovery.Gossip) {
 
 func (s *gossip) handle(ev discovery.Event) {
 	s.m.log.Debug("gossip event", "node", ev.NodeID, "kind", ev.Kind.String(), "addr", ev.Addr)
-	if ev.Kind != discovery.EventDead || !s.m.node.IsLeader() {
+	// Managers are watched by Raft; gossip puts only agents' nodes down.
+	if ev.Kind != discovery.EventDead || ev.Role == "manager" || !s.m.node.IsLeader() {
 		return
 	}
-	if d := s.m.nodeDown; d != nil {
-		d(ev.NodeID, "node confirmed dead by gossip")
+	if err := s.m.dispatcher.MarkDown(ev.NodeID, "node confirmed dead by gossip"); err != nil {
+		s.m.log.Debug("gossip: mark node down", "node", ev.NodeID, "err", err)
+	} else {
+		s.m.log.Info("node down: gossip confirmed it dead", "node", ev.NodeID)
 	}
 }
 

@@ -13,10 +13,12 @@ import (
 
 	"berth/ca"
 	"berth/manager/controlapi"
+	"berth/manager/dispatcher"
 	"berth/manager/mux"
 	"berth/manager/nodeca"
 	"berth/manager/raftapi"
 	pb "berth/proto/berth/v1"
+	"berth/store"
 	"berth/store/raftstore"
 )
 
@@ -35,6 +37,8 @@ type Config struct {
 	// GossipPort is where this manager gossips (TCP and UDP, on the
 	// advertise address): 0 means the API port + 1, -1 turns gossip off.
 	GossipPort int
+	// HeartbeatPeriod agents heartbeat at; DefaultHeartbeatPeriod when zero.
+	HeartbeatPeriod time.Duration
 	// CertLifetime of node certificates this manager issues at bootstrap
 	// (the cluster spec's cert_expiry governs later ones); 90 days when zero.
 	CertLifetime time.Duration
@@ -52,20 +56,19 @@ type Config struct {
 
 // Manager is one running manager.
 type Manager struct {
-	cfg       Config
-	log       *slog.Logger
-	id        *identity
-	clusterID string
-	nodeID    string
-	advertise string
-	node      *raftstore.Node
-	peers     *raftapi.Peers
-	ca        *nodeca.Server
-	ready     chan struct{}
-	listener  net.Listener
-	gossip    *gossip
-	// nodeDown puts a node down at once (set while the dispatcher runs).
-	nodeDown func(nodeID, reason string)
+	cfg        Config
+	log        *slog.Logger
+	id         *identity
+	clusterID  string
+	nodeID     string
+	advertise  string
+	node       *raftstore.Node
+	peers      *raftapi.Peers
+	ca         *nodeca.Server
+	ready      chan struct{}
+	listener   net.Listener
+	gossip     *gossip
+	dispatcher *dispatcher.Dispatcher
 }
 
 // New checks cfg; Run does the work.
@@ -168,7 +171,36 @@ func (m *Manager) grpcServer() *grpc.Server {
 		Now: m.cfg.Now, Log: m.log,
 	}))
 	pb.RegisterRaftMembershipServer(srv, raftapi.New(m.node, m.peers, m.log))
+	m.dispatcher = dispatcher.New(dispatcher.Config{
+		Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("part", "dispatcher"),
+		HeartbeatPeriod: m.cfg.HeartbeatPeriod,
+		Managers:        m.managerPeers,
+		IsLeader:        m.node.IsLeader,
+		LeaderAddr:      m.node.Leader,
+		InsecureRegistries: func() []string {
+			var c *pb.Cluster
+			m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
+			return c.GetSpec().GetInsecureRegistries()
+		},
+		GossipKey:   m.gossipKey,
+		GossipPeers: m.gossip.peers,
+		OpenSecret:  func(b []byte) ([]byte, error) { return ca.Open(m.id.clusterKey, b) },
+	})
+	pb.RegisterDispatcherServer(srv, m.dispatcher)
 	return srv
+}
+
+// managerPeers lists the managers agents may fail over to.
+func (m *Manager) managerPeers() []*pb.WeightedPeer {
+	members, err := m.node.Members()
+	if err != nil {
+		return nil
+	}
+	out := make([]*pb.WeightedPeer, 0, len(members))
+	for _, rm := range members {
+		out = append(out, &pb.WeightedPeer{Addr: rm.Addr, NodeId: rm.NodeId, Weight: 1})
+	}
+	return out
 }
 
 // consistentRead makes a Control API read linearizable: the leader
@@ -209,6 +241,7 @@ func (m *Manager) rootPEM() []byte {
 func (m *Manager) leaderLoops(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.ensureCluster(gctx) })
+	g.Go(func() error { return m.dispatcher.Run(gctx) })
 	for _, loop := range m.cfg.LeaderLoops {
 		g.Go(func() error { return loop(gctx, m) })
 	}

@@ -1,0 +1,153 @@
+package dispatcher
+
+import (
+	"log/slog"
+	"maps"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// assigned says whether a node's agent must hold task t: it is placed on
+// the node (status ASSIGNED or later, so the scheduler has checked that
+// it fits) and either should run or still runs, so that the agent stops it.
+// A task that has both stopped and should stop leaves the node.
+func assigned(t *pb.Task, node string) bool {
+	if t == nil || t.GetNodeId() != node || t.GetStatus().GetState() < pb.TaskState_TASK_STATE_ASSIGNED {
+		return false
+	}
+	return t.GetDesiredState() <= pb.TaskState_TASK_STATE_RUNNING || t.GetStatus().GetState() <= pb.TaskState_TASK_STATE_RUNNING
+}
+
+// sameAssignment says whether a and b differ only in what the agent itself
+// reported (status) or store bookkeeping (meta): such changes are not
+// echoed back to the agent.
+func sameAssignment(a, b *pb.Task) bool {
+	a, b = proto.Clone(a).(*pb.Task), proto.Clone(b).(*pb.Task)
+	a.Status, a.Meta, b.Status, b.Meta = nil, nil, nil, nil
+	return proto.Equal(a, b)
+}
+
+// assignSet is what one session has sent its agent: the node's tasks as
+// last sent, and the secrets whose data the agent holds.
+type assignSet struct {
+	node    string
+	open    func([]byte) ([]byte, error)
+	log     *slog.Logger
+	tasks   map[string]*pb.Task
+	secrets map[string]bool
+}
+
+func newAssignSet(node string, open func([]byte) ([]byte, error), log *slog.Logger) *assignSet {
+	return &assignSet{node: node, open: open, log: log}
+}
+
+// full resets the set to the node's tasks in tx and returns the complete
+// assignment: secret data first, then tasks.
+func (a *assignSet) full(tx store.ReadTx) []*pb.AssignmentChange {
+	a.tasks, a.secrets = map[string]*pb.Task{}, map[string]bool{}
+	ts, err := tx.FindTasks(store.ByNodeID(a.node))
+	if err != nil {
+		a.log.Error("list the node's tasks", "err", err)
+	}
+	for _, t := range ts {
+		if assigned(t, a.node) {
+			a.tasks[t.GetId()] = t
+		}
+	}
+	out := a.secretChanges(tx)
+	for _, id := range slices.Sorted(maps.Keys(a.tasks)) {
+		out = append(out, update(a.tasks[id]))
+	}
+	return out
+}
+
+// changes folds the latest version of each changed task (nil: deleted)
+// into the set and returns what the agent must be told: secret data it
+// now needs first, then task updates and removals, then secrets no task
+// needs any more.
+func (a *assignSet) changes(tx store.ReadTx, dirty map[string]*pb.Task) []*pb.AssignmentChange {
+	var tasks []*pb.AssignmentChange
+	for _, id := range slices.Sorted(maps.Keys(dirty)) {
+		t := dirty[id]
+		prev, had := a.tasks[id]
+		switch {
+		case assigned(t, a.node):
+			a.tasks[id] = t
+			if !had || !sameAssignment(prev, t) {
+				tasks = append(tasks, update(t))
+			}
+		case had:
+			delete(a.tasks, id)
+			tasks = append(tasks, &pb.AssignmentChange{
+				Action: pb.AssignmentChange_ACTION_REMOVE,
+				Item:   &pb.AssignmentChange_Task{Task: &pb.Task{Id: id}},
+			})
+		}
+	}
+	secrets := a.secretChanges(tx)
+	var data, removed []*pb.AssignmentChange
+	for _, c := range secrets {
+		if c.GetAction() == pb.AssignmentChange_ACTION_REMOVE {
+			removed = append(removed, c)
+		} else {
+			data = append(data, c)
+		}
+	}
+	return slices.Concat(data, tasks, removed)
+}
+
+// stale forgets that the agent holds a secret's current data (it changed).
+func (a *assignSet) stale(secretID string) bool {
+	if !a.secrets[secretID] {
+		return false
+	}
+	delete(a.secrets, secretID)
+	return true
+}
+
+// secretChanges sends the data of secrets the tasks need that the agent
+// lacks, and removes those no task needs.
+func (a *assignSet) secretChanges(tx store.ReadTx) []*pb.AssignmentChange {
+	needed := map[string]bool{}
+	for _, t := range a.tasks {
+		for _, ref := range t.GetSpec().GetContainer().GetSecrets() {
+			needed[ref.GetSecretId()] = true
+		}
+	}
+	var out []*pb.AssignmentChange
+	for _, id := range slices.Sorted(maps.Keys(needed)) {
+		if a.secrets[id] {
+			continue
+		}
+		sec := tx.GetSecret(id)
+		if sec == nil {
+			a.log.Warn("a task of the node needs a secret that does not exist", "secret", id)
+			continue
+		}
+		data, err := a.open(sec.GetSpec().GetData())
+		if err != nil {
+			a.log.Error("open sealed secret", "secret", id, "err", err)
+			continue
+		}
+		a.secrets[id] = true
+		out = append(out, &pb.AssignmentChange{Item: &pb.AssignmentChange_SecretData{SecretData: &pb.SecretData{SecretId: id, Data: data}}})
+	}
+	for _, id := range slices.Sorted(maps.Keys(a.secrets)) {
+		if !needed[id] {
+			delete(a.secrets, id)
+			out = append(out, &pb.AssignmentChange{
+				Action: pb.AssignmentChange_ACTION_REMOVE,
+				Item:   &pb.AssignmentChange_Secret{Secret: &pb.Secret{Id: id}},
+			})
+		}
+	}
+	return out
+}
+
+func update(t *pb.Task) *pb.AssignmentChange {
+	return &pb.AssignmentChange{Item: &pb.AssignmentChange_Task{Task: t}}
+}

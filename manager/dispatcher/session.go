@@ -1,0 +1,227 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"berth/internal/ids"
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// Session registers the calling node, marks it READY and streams its
+// assignments: the full set first, then changes, until the node's
+// session is replaced or expires, the node is removed, or the term ends.
+func (d *Dispatcher) Session(req *pb.SessionRequest, stream pb.Dispatcher_SessionServer) error {
+	ctx := stream.Context()
+	id, t, err := d.caller(ctx)
+	if err != nil {
+		return err
+	}
+	sid := ids.New()
+	sctx, err := d.register(ctx, t, id.NodeID, sid)
+	if err != nil {
+		return err
+	}
+	defer d.unregister(t, id.NodeID, sid)
+	if err := d.submit(sctx, t, d.nodeReady(ctx, id, req.GetDescription())); err != nil {
+		return ended(sctx, err)
+	}
+	log := d.log.With("node", id.NodeID, "session", sid)
+	log.Info("session started", "hostname", req.GetDescription().GetHostname())
+	s := &session{
+		d: d, node: id.NodeID, sid: sid, stream: stream, log: log,
+		set: newAssignSet(id.NodeID, d.cfg.OpenSecret, log),
+	}
+	err = s.run(sctx)
+	log.Info("session ended", "err", err)
+	return ended(sctx, err)
+}
+
+// ended prefers the reason the dispatcher ended a session for (its cancel
+// cause) over the error that reason caused.
+func ended(sctx context.Context, err error) error {
+	if sctx.Err() != nil {
+		if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+		return status.FromContextError(sctx.Err()).Err()
+	}
+	return err
+}
+
+// errResync says the watch broke off; the session sends a new full set.
+var errResync = errors.New("watch lost; resynchronise")
+
+// session is one agent's stream.
+type session struct {
+	d      *Dispatcher
+	node   string
+	sid    string
+	stream pb.Dispatcher_SessionServer
+	log    *slog.Logger
+	set    *assignSet
+	sent   settings
+}
+
+// settings are the cluster values a session message carries.
+type settings struct {
+	managers []*pb.WeightedPeer
+	insecure []string
+	key      []byte
+	peers    []string
+}
+
+func (d *Dispatcher) settings() settings {
+	var s settings
+	if d.cfg.Managers != nil {
+		s.managers = d.cfg.Managers()
+	}
+	if d.cfg.InsecureRegistries != nil {
+		s.insecure = d.cfg.InsecureRegistries()
+	}
+	if d.cfg.GossipKey != nil {
+		s.key = d.cfg.GossipKey()
+	}
+	if d.cfg.GossipPeers != nil {
+		s.peers = d.cfg.GossipPeers()
+	}
+	return s
+}
+
+func (s settings) equal(o settings) bool {
+	return slices.EqualFunc(s.managers, o.managers, func(a, b *pb.WeightedPeer) bool { return proto.Equal(a, b) }) &&
+		slices.Equal(s.insecure, o.insecure) && slices.Equal(s.key, o.key) && slices.Equal(s.peers, o.peers)
+}
+
+// message is a session message; it carries the cluster settings when it
+// is full or they changed since the last sent (an agent acts on each).
+func (s *session) message(set settings, full bool, changes []*pb.AssignmentChange) *pb.SessionMessage {
+	m := &pb.SessionMessage{
+		SessionId: s.sid, NodeId: s.node, Full: full, Changes: changes,
+		HeartbeatPeriod: durationpb.New(s.d.cfg.HeartbeatPeriod),
+	}
+	if full || !set.equal(s.sent) {
+		s.sent = set
+		m.Managers, m.InsecureRegistries = set.managers, set.insecure
+		m.GossipKey, m.GossipPeers = set.key, set.peers
+	}
+	return m
+}
+
+// run sends a full set, then follows the store; when the watch breaks off
+// it starts over with a new full set.
+func (s *session) run(ctx context.Context) error {
+	for {
+		var changes []*pb.AssignmentChange
+		w, err := s.d.cfg.Store.ViewAndWatch(ctx, func(tx store.ReadTx) {
+			changes = s.set.full(tx)
+		}, s.filter)
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "watch the node's tasks: %v", err)
+		}
+		if err := s.stream.Send(s.message(s.d.settings(), true, changes)); err != nil {
+			w.Close()
+			return err
+		}
+		err = s.follow(ctx, w)
+		w.Close()
+		if !errors.Is(err, errResync) {
+			return err
+		}
+		s.log.Info("store watch lost; sending the full set again", "err", err)
+	}
+}
+
+// filter passes the events a session may act on: its node's tasks (also
+// those moved away), secret updates and the removal of its node.
+func (s *session) filter(e store.Event) bool {
+	switch o := e.Object.(type) {
+	case *pb.Task:
+		old, _ := e.Old.(*pb.Task)
+		return o.GetNodeId() == s.node || old.GetNodeId() == s.node
+	case *pb.Secret:
+		return e.Kind == store.EventUpdate
+	case *pb.Node:
+		return e.Kind == store.EventDelete && o.GetId() == s.node
+	}
+	return false
+}
+
+// follow sends the watched changes, coalesced over BatchWindow, and the
+// cluster settings when they change.
+func (s *session) follow(ctx context.Context, w *store.Watcher) error {
+	dirty := map[string]*pb.Task{}
+	var flush <-chan time.Time
+	tick := time.NewTicker(s.d.cfg.HeartbeatPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Events():
+			if !ok {
+				if err := w.Err(); err != nil && ctx.Err() == nil {
+					return errors.Join(errResync, err)
+				}
+				return ctx.Err()
+			}
+			if !s.note(e, dirty) {
+				return status.Error(codes.PermissionDenied, "this node was removed from the cluster; join it again with a join token")
+			}
+			if flush == nil {
+				flush = time.After(s.d.cfg.BatchWindow)
+			}
+		case <-flush:
+			flush = nil
+			if err := s.send(dirty); err != nil {
+				return err
+			}
+			clear(dirty)
+		case <-tick.C:
+			if set := s.d.settings(); !set.equal(s.sent) {
+				if err := s.stream.Send(s.message(set, false, nil)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// note records an event; false when the node itself was removed.
+func (s *session) note(e store.Event, dirty map[string]*pb.Task) bool {
+	switch o := e.Object.(type) {
+	case *pb.Task:
+		if e.Kind == store.EventDelete {
+			dirty[o.GetId()] = nil
+		} else {
+			dirty[o.GetId()] = o
+		}
+	case *pb.Secret:
+		if s.set.stale(o.GetId()) {
+			dirty[""] = nil // nothing about tasks, but the data must go out
+		}
+	case *pb.Node:
+		return false
+	}
+	return true
+}
+
+// send tells the agent what the dirty tasks change, if anything.
+func (s *session) send(dirty map[string]*pb.Task) error {
+	delete(dirty, "")
+	var changes []*pb.AssignmentChange
+	s.d.cfg.Store.View(func(tx store.ReadTx) { changes = s.set.changes(tx, dirty) })
+	if len(changes) == 0 {
+		return nil
+	}
+	return s.stream.Send(s.message(s.d.settings(), false, changes))
+}
