@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"berth/ca"
+	"berth/manager/assign"
 	"berth/manager/controlapi"
 	"berth/manager/dispatcher"
 	"berth/manager/mux"
@@ -242,6 +243,11 @@ func (m *Manager) leaderLoops(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.ensureCluster(gctx) })
 	g.Go(func() error { return m.dispatcher.Run(gctx) })
+	assigner, err := assign.New(assign.Config{Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "assign")})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return assigner.Run(gctx) })
 	for _, loop := range m.cfg.LeaderLoops {
 		g.Go(func() error { return loop(gctx, m) })
 	}

@@ -1,0 +1,69 @@
+package assign
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// BenchmarkAssign10kTasks1kNodes measures the loop end to end: 10,000
+// pending tasks (100 services of 100, each reserving CPU and memory, one in
+// three constrained) in the store, 1,000 nodes; from Run's start until every
+// task is assigned in the store.
+func BenchmarkAssign10kTasks1kNodes(b *testing.B) {
+	const nodes, services, perService = 1000, 100, 100
+	var ns []*pb.Node
+	for i := range nodes {
+		ns = append(ns, node(fmt.Sprintf("node-%04d", i), withLabel("zone", fmt.Sprintf("z%d", i%10))))
+	}
+	var pending []*pb.Task
+	for s := range services {
+		opts := []taskOpt{func(t *pb.Task) {
+			t.Spec.Resources.Reservations = &pb.ResourceSet{NanoCpus: cpu / 10, MemoryBytes: gib / 4}
+		}}
+		if s%3 == 0 {
+			opts = append(opts, constraints("node.labels.zone!=z0"))
+		}
+		pending = append(pending, tasks(fmt.Sprintf("svc-%03d", s), perService, opts...)...)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		s := newStore()
+		create(b, s, ns, pending)
+		w, err := s.Watch(context.Background(), s.Index(), store.Only[*pb.Task]())
+		if err != nil {
+			b.Fatal(err)
+		}
+		a, err := New(Config{Store: s})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		b.StartTimer()
+
+		go func() { done <- a.Run(ctx) }()
+		for assigned := 0; assigned < len(pending); {
+			ev, ok := <-w.Events()
+			if !ok {
+				b.Fatalf("watch ended after %d assignments: %v", assigned, w.Err())
+			}
+			if ev.Object.(*pb.Task).GetStatus().GetState() == pb.TaskState_TASK_STATE_ASSIGNED {
+				assigned++
+			}
+		}
+
+		b.StopTimer()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		w.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.N)*float64(len(pending))/b.Elapsed().Seconds(), "tasks/s")
+}
