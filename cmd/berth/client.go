@@ -95,6 +95,17 @@ func (o *globalOpts) control(ctx context.Context, fn func(context.Context, pb.Co
 	return o.explain(fn(ctx, pb.NewControlClient(conn)))
 }
 
+// stream is control without the deadline, for commands that follow a
+// stream until the user interrupts them.
+func (o *globalOpts) stream(ctx context.Context, fn func(context.Context, pb.ControlClient) error) error {
+	conn, err := o.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return o.explain(fn(ctx, pb.NewControlClient(conn)))
+}
+
 // explain rewrites a gRPC error for the terminal.
 func (o *globalOpts) explain(err error) error {
 	st, ok := status.FromError(err)

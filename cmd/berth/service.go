@@ -57,7 +57,12 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), svc.GetId())
-			return nil
+			if l.detach {
+				return nil
+			}
+			return g.stream(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+				return waitConverged(ctx, c, svc, cmd.OutOrStdout())
+			})
 		},
 	}
 	fs := cmd.Flags()
@@ -75,7 +80,7 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVar(&l.networks, "network", nil, "network to attach (repeatable)")
 	fs.StringArrayVar(&l.sects, "secret", nil, "secret to expose at /run/secrets/NAME (repeatable)")
 	fs.StringVar(&l.entrypoint, "entrypoint", "", "replace the image's entrypoint (split on spaces)")
-	fs.BoolVarP(&l.detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
+	fs.BoolVarP(&l.detach, "detach", "d", false, waitFlagHelp)
 	return cmd
 }
 
@@ -312,7 +317,8 @@ func editPorts(spec *pb.ServiceSpec, add, rm []string) error {
 }
 
 func newServiceScaleCmd(g *globalOpts) *cobra.Command {
-	return &cobra.Command{
+	var detach bool
+	cmd := &cobra.Command{
 		Use:   "scale SERVICE=REPLICAS [SERVICE=REPLICAS...]",
 		Short: "Change the replica count of services",
 		Args:  cobra.MinimumNArgs(1),
@@ -328,7 +334,8 @@ func newServiceScaleCmd(g *globalOpts) *cobra.Command {
 				want[name] = r
 				order = append(order, name)
 			}
-			return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			var scaled []*pb.Service
+			err := g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
 				for _, name := range order {
 					cur, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: name})
 					if err != nil {
@@ -340,15 +347,31 @@ func newServiceScaleCmd(g *globalOpts) *cobra.Command {
 					}
 					spec := proto.Clone(svc.GetSpec()).(*pb.ServiceSpec)
 					spec.Replicas = proto.Int64(want[name])
-					if _, err := c.UpdateService(ctx, &pb.UpdateServiceRequest{ServiceId: svc.GetId(), ServiceVersion: svc.GetMeta().GetVersion(), Spec: spec}); err != nil {
+					resp, err := c.UpdateService(ctx, &pb.UpdateServiceRequest{ServiceId: svc.GetId(), ServiceVersion: svc.GetMeta().GetVersion(), Spec: spec})
+					if err != nil {
 						return err
 					}
+					scaled = append(scaled, resp.GetService())
 					fmt.Fprintf(cmd.OutOrStdout(), "%s scaled to %d\n", name, want[name])
 				}
 				return nil
 			})
+			if err != nil || detach {
+				return err
+			}
+			for _, svc := range scaled {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s:\n", svc.GetSpec().GetAnnotations().GetName())
+				if err := g.stream(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+					return waitConverged(ctx, c, svc, cmd.OutOrStdout())
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, waitFlagHelp)
+	return cmd
 }
 
 func newServiceRmCmd(g *globalOpts) *cobra.Command {
