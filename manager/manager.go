@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"berth/ca"
+	"berth/deploy"
 	"berth/manager/assign"
 	"berth/manager/controlapi"
 	"berth/manager/dispatcher"
@@ -248,6 +249,11 @@ func (m *Manager) leaderLoops(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error { return assigner.Run(gctx) })
+	orch, err := deploy.New(deploy.Config{Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "orchestrator")})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return orch.Run(gctx) })
 	for _, loop := range m.cfg.LeaderLoops {
 		g.Go(func() error { return loop(gctx, m) })
 	}
