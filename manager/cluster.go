@@ -9,11 +9,13 @@ import (
 	"runtime"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/ca"
+	"berth/manager/nodeca"
 	"berth/manager/raftapi"
 	pb "berth/proto/berth/v1"
 	"berth/store"
@@ -101,23 +103,43 @@ var ErrRemoved = errors.New("this manager was demoted or removed from the cluste
 // membershipPoll is how often a manager checks it still has a vote.
 const membershipPoll = 250 * time.Millisecond
 
+// removedGrace is how long a removed manager keeps serving, so that
+// in-flight calls (the demotion itself) are answered.
+const removedGrace = time.Second
+
 // registerSelf records this manager's own Node (ready, with its
 // description) and writes the CLI bundle, once the cluster state allows
-// it; it retries while the cluster has no leader. Then it watches this
-// manager's membership (see watchMembership).
+// it; it retries while the cluster has no leader. Meanwhile it watches
+// this manager's membership and returns ErrRemoved when it loses its vote
+// (see watchMembership).
 func (m *Manager) registerSelf(ctx context.Context) error {
+	registered := make(chan struct{})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.watchMembership(gctx, registered) })
+	g.Go(func() error {
+		if m.register(gctx) {
+			close(registered)
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// register writes this manager's Node and the client bundle, retrying
+// until it succeeds (true) or ctx ends (false).
+func (m *Manager) register(ctx context.Context) bool {
 	for attempt := 0; ; attempt++ {
 		err := m.writeSelf(ctx)
 		if err == nil {
 			err = m.writeClientBundle()
 		}
 		if err == nil {
-			return m.watchMembership(ctx)
+			return true
 		}
 		m.log.Debug("registering this manager; will retry", "err", err)
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
 		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second)):
 		}
 	}
@@ -139,7 +161,7 @@ func (m *Manager) writeSelf(ctx context.Context) error {
 		if n == nil {
 			return tx.CreateNode(&pb.Node{
 				Id: m.nodeID, Role: pb.NodeSpec_ROLE_MANAGER, Description: desc,
-				Spec:   &pb.NodeSpec{Annotations: &pb.Annotations{}, DesiredRole: pb.NodeSpec_ROLE_MANAGER},
+				Spec:   &pb.NodeSpec{Annotations: &pb.Annotations{}, DesiredRole: pb.NodeSpec_ROLE_MANAGER, Availability: nodeca.ManagerAvailability(pb.NodeSpec_ROLE_MANAGER)},
 				Status: &pb.NodeStatus{State: pb.NodeStatus_STATE_READY, ChangedAt: now},
 			})
 		}
@@ -245,19 +267,22 @@ func (ms membership) RemoveServer(ctx context.Context, id string) error {
 // watchMembership returns ErrRemoved once this manager has lost its vote
 // (demoted, or removed while down). Such a manager gets no more Raft
 // entries: serving on would answer reads from stale state or let calls
-// hang, so Run ends and says what to do. A manager that joined in this run
-// counts only once it has been seen a voter: until then its log replays
-// configurations from before it was added.
-func (m *Manager) watchMembership(ctx context.Context) error {
-	seen := !m.id.joined
+// hang, so Run ends and says what to do. A manager that joins in this run
+// replays configurations from before it was added; it counts as a member
+// once registered (its own write, forwarded to the leader and applied
+// here, comes after the entry that added it).
+func (m *Manager) watchMembership(ctx context.Context, registered <-chan struct{}) error {
 	t := time.NewTicker(membershipPoll)
 	defer t.Stop()
 	for {
-		voter, known := m.isVoter()
-		switch {
-		case voter:
-			seen = true
-		case known && seen:
+		member := !m.id.joined || isClosed(registered)
+		if voter, known := m.isVoter(); member && known && !voter {
+			// The call that demoted this manager may have come through
+			// it: let its answer go out before the server stops.
+			select {
+			case <-ctx.Done():
+			case <-time.After(removedGrace):
+			}
 			return fmt.Errorf("manager %s: %w: it left the Raft cluster and holds no current state; "+
 				"to make this host a manager again, start berth-manager with an empty --data-dir, --join and a token from `berth cluster join-token manager`", m.nodeID, ErrRemoved)
 		}
@@ -266,6 +291,15 @@ func (m *Manager) watchMembership(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

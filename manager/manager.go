@@ -148,7 +148,14 @@ func (m *Manager) Run(ctx context.Context) error {
 	srv := m.grpcServer()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mx.Serve(gctx) })
-	g.Go(func() error { return srv.Serve(mx.GRPCListener()) })
+	g.Go(func() error {
+		// Once gctx ends, the mux closing the listener or Stop running
+		// before Serve is shutdown, not a failure.
+		if err := srv.Serve(mx.GRPCListener()); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("serve gRPC: %w", err)
+		}
+		return nil
+	})
 	g.Go(func() error { <-gctx.Done(); srv.Stop(); return nil })
 	g.Go(func() error { return node.RunWhileLeader(gctx, m.leaderLoops) })
 	g.Go(func() error { return m.registerSelf(gctx) })
@@ -168,7 +175,7 @@ func (m *Manager) grpcServer() *grpc.Server {
 	m.ca = nodeca.New(nodeca.Config{Store: m.node.Store(), ClusterID: m.clusterID, ClusterKey: m.id.clusterKey, Now: m.cfg.Now, Log: m.log})
 	pb.RegisterNodeCAServer(srv, m.ca)
 	pb.RegisterControlServer(srv, controlapi.New(controlapi.Config{
-		Store: m.node.Store(), Reads: m.consistentRead, Membership: m.node, ClusterID: m.clusterID,
+		Store: m.node.Store(), Reads: m.consistentRead, Membership: membership{Node: m.node, peers: m.peers}, ClusterID: m.clusterID,
 		NewToken: m.newToken, SealSecret: func(b []byte) ([]byte, error) { return ca.Seal(m.id.clusterKey, b) },
 		Now: m.cfg.Now, Log: m.log,
 	}))

@@ -76,8 +76,8 @@ func (s *Server) withManagerStatus(n *pb.Node) *pb.Node {
 }
 
 // UpdateNode changes a node's availability, labels or role. Demoting a
-// manager takes its vote away (refused when it would lose quorum);
-// promoting gives it back. A worker has no manager process to promote.
+// manager takes its vote away (refused when it would lose quorum or the
+// last manager); a worker has no manager process to promote.
 func (s *Server) UpdateNode(ctx context.Context, req *pb.UpdateNodeRequest) (*pb.UpdateNodeResponse, error) {
 	spec := req.GetSpec()
 	if err := validate.NodeSpec(spec); err != nil {
@@ -90,33 +90,33 @@ func (s *Server) UpdateNode(ctx context.Context, req *pb.UpdateNodeRequest) (*pb
 	if cur.GetMeta().GetVersion() != req.GetNodeVersion() {
 		return nil, toStatus(store.ErrSequenceConflict)
 	}
-	if err := s.changeRole(ctx, cur, spec.GetDesiredRole()); err != nil {
-		return nil, err
-	}
-	var out *pb.Node
-	err := s.update(ctx, func(tx store.Tx) error {
-		n := tx.GetNode(cur.GetId())
-		if n == nil {
-			return notFound("node", req.GetNodeId())
-		}
-		n = proto.Clone(n).(*pb.Node)
-		n.Spec = proto.Clone(spec).(*pb.NodeSpec)
-		n.Role = spec.GetDesiredRole()
-		if err := tx.UpdateNode(n); err != nil {
-			return err
-		}
-		return nil
-	})
+	demote, err := s.checkRole(cur, spec.GetDesiredRole())
 	if err != nil {
 		return nil, err
 	}
+	// The role is written before the vote is taken away: once a manager
+	// (the leader, say) is out of Raft it may no longer be able to write.
+	if err := s.writeNode(ctx, cur.GetId(), spec, spec.GetDesiredRole()); err != nil {
+		return nil, err
+	}
+	if demote {
+		if err := s.cfg.Membership.RemoveServer(ctx, cur.GetId()); err != nil {
+			if rerr := s.writeNode(ctx, cur.GetId(), cur.GetSpec(), cur.GetRole()); rerr != nil {
+				s.cfg.Log.Error("demotion refused but the node's role could not be restored", "node", cur.GetId(), "err", rerr)
+			}
+			return nil, precondition("cannot demote %s: %v", hostnameOr(cur), err)
+		}
+	}
+	var out *pb.Node
 	s.st.View(func(tx store.ReadTx) { out = tx.GetNode(cur.GetId()) })
 	return &pb.UpdateNodeResponse{Node: out}, nil
 }
 
-func (s *Server) changeRole(ctx context.Context, n *pb.Node, want pb.NodeSpec_Role) error {
-	if want == n.GetRole() || s.cfg.Membership == nil {
-		return nil
+// checkRole says whether giving n the role wanted takes a Raft vote away,
+// and refuses a promotion no manager process could carry out.
+func (s *Server) checkRole(n *pb.Node, want pb.NodeSpec_Role) (demote bool, err error) {
+	if s.cfg.Membership == nil {
+		return false, nil
 	}
 	isMember := false
 	if members, err := s.cfg.Membership.Members(); err == nil {
@@ -126,13 +126,25 @@ func (s *Server) changeRole(ctx context.Context, n *pb.Node, want pb.NodeSpec_Ro
 	}
 	switch {
 	case want == pb.NodeSpec_ROLE_WORKER && isMember:
-		if err := s.cfg.Membership.RemoveServer(ctx, n.GetId()); err != nil {
-			return precondition("cannot demote %s: %v", n.GetDescription().GetHostname(), err)
-		}
+		return true, nil
 	case want == pb.NodeSpec_ROLE_MANAGER && !isMember:
-		return precondition("%s runs no manager: to add a manager there, run berth-manager on it with --join and the token from `berth cluster join-token manager`", hostnameOr(n))
+		return false, precondition("%s runs no manager: to add a manager there, run berth-manager on it with --join and the token from `berth cluster join-token manager`", hostnameOr(n))
 	}
-	return nil
+	return false, nil
+}
+
+// writeNode sets a node's spec and role.
+func (s *Server) writeNode(ctx context.Context, id string, spec *pb.NodeSpec, role pb.NodeSpec_Role) error {
+	return s.update(ctx, func(tx store.Tx) error {
+		n := tx.GetNode(id)
+		if n == nil {
+			return notFound("node", id)
+		}
+		n = proto.Clone(n).(*pb.Node)
+		n.Spec = proto.Clone(spec).(*pb.NodeSpec)
+		n.Role = role
+		return tx.UpdateNode(n)
+	})
 }
 
 // RemoveNode removes a node from the cluster: only a down node (or any

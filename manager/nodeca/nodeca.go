@@ -171,12 +171,22 @@ func (s *Server) renewer(ctx context.Context) (string, pb.NodeSpec_Role, error) 
 	return id.NodeID, n.GetRole(), nil
 }
 
+// ManagerAvailability is the availability a new node starts with: a
+// berth-manager runs no containers (an agent on its host joins as a node
+// of its own), so a manager's node is drained and no task is placed on it.
+func ManagerAvailability(role pb.NodeSpec_Role) pb.NodeSpec_Availability {
+	if role == pb.NodeSpec_ROLE_MANAGER {
+		return pb.NodeSpec_AVAILABILITY_DRAIN
+	}
+	return pb.NodeSpec_AVAILABILITY_ACTIVE
+}
+
 func (s *Server) createNode(ctx context.Context, id string, role pb.NodeSpec_Role) error {
 	now := timestamppb.New(s.cfg.Now())
 	n := &pb.Node{
 		Id:     id,
 		Role:   role,
-		Spec:   &pb.NodeSpec{Annotations: &pb.Annotations{}, DesiredRole: role, Availability: pb.NodeSpec_AVAILABILITY_ACTIVE},
+		Spec:   &pb.NodeSpec{Annotations: &pb.Annotations{}, DesiredRole: role, Availability: ManagerAvailability(role)},
 		Status: &pb.NodeStatus{State: pb.NodeStatus_STATE_UNKNOWN, Message: "joined; no session yet", ChangedAt: now},
 	}
 	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error { return tx.CreateNode(n) })

@@ -99,6 +99,20 @@ func (p *Peers) Join(ctx context.Context, addr string, req *pb.JoinRequest) (*pb
 	return c.Join(ctx, req)
 }
 
+// Leave asks the leader at addr to remove manager id from the Raft
+// cluster; the leader refuses (and says why) a removal that would lose
+// quorum or the last manager.
+func (p *Peers) Leave(ctx context.Context, addr, id string) error {
+	c, err := p.client(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Leave(ctx, &pb.LeaveRequest{NodeId: id}); err != nil {
+		return fromStatus(err)
+	}
+	return nil
+}
+
 func (p *Peers) forwardJoin(ctx context.Context, leader string, req *pb.JoinRequest) (*pb.JoinResponse, error) {
 	c, err := p.client(leader)
 	if err != nil {

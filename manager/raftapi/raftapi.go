@@ -134,8 +134,18 @@ func fromStatus(err error) error {
 	}
 	for _, s := range sentinels {
 		if strings.Contains(st.Message(), s.err.Error()) {
-			return fmt.Errorf("%s: %w", st.Message(), s.err)
+			return &remoteError{msg: st.Message(), err: s.err}
 		}
 	}
 	return errors.New(st.Message())
 }
+
+// remoteError is an error another manager reported: its message as sent
+// (which names the sentinel already), matching the sentinel for errors.Is.
+type remoteError struct {
+	msg string
+	err error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.err }
