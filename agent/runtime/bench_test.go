@@ -53,41 +53,57 @@ func BenchmarkStartTrue(b *testing.B) {
 	b.ReportMetric(p99, "p99-ms")
 }
 
-// TestLatencyTable compares our start-to-exit latency with runc's on the
-// same rootfs and measures stopping a TERM-ignoring PID 1. It is a
-// measurement, not a check: run with BERTH_BENCH=1 -v.
-func TestLatencyTable(t *testing.T) {
-	if os.Getenv("BERTH_BENCH") == "" {
-		t.Skip("set BERTH_BENCH=1 to print the latency table")
+// BenchmarkStartVsRunc runs `true` 100 times with our runtime and 100
+// times with `runc run` on the same rootfs, in the same run, and reports
+// both p50/p99 and the ratio (make bench installs Debian's runc).
+func BenchmarkStartVsRunc(b *testing.B) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		b.Skip("runc not installed: `make bench` installs it")
 	}
 	const runs = 100
-	e := newEnv(t)
-	var ours []time.Duration
-	for i := 0; i < runs; i++ {
-		ours = append(ours, runTrue(t, e, "lat-"+strconv.Itoa(i)))
+	e := newEnv(b)
+	for i := 0; b.Loop(); i++ {
+		var ours []time.Duration
+		for j := range runs {
+			ours = append(ours, runTrue(b, e, fmt.Sprintf("cmp-%d-%d", i, j)))
+		}
+		o50, o99 := percentiles(ours)
+		r50, r99 := percentiles(runcLatencies(b, e, runc, runs))
+		b.ReportMetric(o50, "berth-p50-ms")
+		b.ReportMetric(o99, "berth-p99-ms")
+		b.ReportMetric(r50, "runc-p50-ms")
+		b.ReportMetric(r99, "runc-p99-ms")
+		b.ReportMetric(r50/o50, "runc/berth-p50")
 	}
-	o50, o99 := percentiles(ours)
-	t.Logf("%-34s %8s %8s", "start-to-exit of `true`", "p50 ms", "p99 ms")
-	t.Logf("%-34s %8.2f %8.2f", "berth runtime", o50, o99)
-	if runc, err := exec.LookPath("runc"); err == nil {
-		rs := runcLatencies(t, e, runc, runs)
-		r50, r99 := percentiles(rs)
-		t.Logf("%-34s %8.2f %8.2f", "runc run", r50, r99)
-		t.Logf("%-34s %7.1fx %7.1fx", "runc / berth", r50/o50, r99/o99)
-	} else {
-		t.Logf("runc not installed: no comparison")
+}
+
+// BenchmarkStopTermIgnoringPID1 stops `sleep` (which, as PID 1, would
+// ignore SIGTERM) with a 10 s grace: our init forwards the signal, so the
+// stop is about immediate.
+func BenchmarkStopTermIgnoringPID1(b *testing.B) {
+	e := newEnv(b)
+	var ds []time.Duration
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		c := e.run(b, e.spec("stubborn-"+strconv.Itoa(i), "sleep", "1000"))
+		b.StartTimer()
+		start := time.Now()
+		if _, err := c.Stop(context.Background(), 10*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		ds = append(ds, time.Since(start))
+		b.StopTimer()
+		must(b, c.Delete(context.Background()))
+		b.StartTimer()
 	}
-	s := e.spec("stubborn-pid1", "sleep", "1000") // sleep as PID 1 would ignore SIGTERM
-	c := e.run(t, s)
-	start := time.Now()
-	if _, err := c.Stop(context.Background(), 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("stop of `sleep 1000` (ignores TERM as PID 1), grace 10s: %.2f ms", float64(time.Since(start))/float64(time.Millisecond))
+	p50, p99 := percentiles(ds)
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p99, "p99-ms")
 }
 
 // runcLatencies runs `runc run` of `true` on e's rootfs.
-func runcLatencies(t *testing.T, e *env, runc string, n int) []time.Duration {
+func runcLatencies(t testing.TB, e *env, runc string, n int) []time.Duration {
 	bundle := filepath.Join(e.dir, "bundle")
 	state := filepath.Join(e.dir, "runc-state")
 	must(t, os.MkdirAll(bundle, 0o755))
