@@ -172,8 +172,24 @@ func newTask(s *pb.Service, u unit, now time.Time) *pb.Task {
 			Message:   "pending task scheduling",
 		},
 	}
-	if s.GetEndpoint() != nil {
-		t.Endpoint = proto.Clone(s.GetEndpoint()).(*pb.Endpoint)
-	}
+	t.Endpoint = taskEndpoint(s)
 	return t
+}
+
+// taskEndpoint is the endpoint a new task carries: the service's allocated
+// one when an allocator has filled it in, else the spec's published ports
+// as they are (host-mode ports need no allocation).
+func taskEndpoint(s *pb.Service) *pb.Endpoint {
+	if s.GetEndpoint() != nil {
+		return proto.Clone(s.GetEndpoint()).(*pb.Endpoint)
+	}
+	spec := s.GetSpec().GetEndpoint()
+	if spec == nil {
+		return nil
+	}
+	ep := &pb.Endpoint{Spec: proto.Clone(spec).(*pb.EndpointSpec)}
+	for _, p := range spec.GetPorts() {
+		ep.Ports = append(ep.Ports, proto.Clone(p).(*pb.PortConfig))
+	}
+	return ep
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"syscall"
@@ -237,6 +239,23 @@ func TestOrchestrationOnRealHosts(t *testing.T) {
 	}, "the killed task %s ended and a new task runs in slot %d", victim.GetId(), victim.GetSlot())
 	runningOn(t, c, "web", 3)
 
+	// A published port answers on every agent, from the container.
+	if _, err := c.CLI(ctx, "service", "create", "--name", "app", "--mode", "global", "--constraint", "node.role==worker",
+		"--publish", "mode=host,published=8080,target=8080", c.Images.AppV1.Tag); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range c.Agents {
+		url := fmt.Sprintf("http://%s:8080/", a.Host.Addr)
+		var body string
+		await.True(t, wait, func() bool {
+			body, err = httpGet(ctx, url)
+			return err == nil
+		}, "GET %s answers", url)
+		if !strings.Contains(body, "v1") {
+			t.Errorf("GET %s = %q, want the app's answer with its version v1", url, body)
+		}
+	}
+
 	// Nothing meets the constraint: the task stays pending with a reason.
 	if _, err := c.CLI(ctx, "service", "create", "--detach", "--name", "nowhere", "--constraint", "node.labels.zone==mars", bb, "sleep", "3600"); err != nil {
 		t.Fatal(err)
@@ -248,4 +267,23 @@ func TestOrchestrationOnRealHosts(t *testing.T) {
 	if err := ctx.Err(); err != nil && err != context.Canceled {
 		t.Fatal(err)
 	}
+}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), err
 }

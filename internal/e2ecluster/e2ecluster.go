@@ -191,6 +191,9 @@ func (c *Cluster) start(ctx context.Context, n *Node, bin string) error {
 	defer logf.Close()
 	cmd := n.Host.Command(context.WithoutCancel(ctx), bin, append(n.Args, "--log-level", "debug")...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// HOME is the node's own dir: a bootstrapping manager installs the CLI
+	// bundle into ~/.berth, which must not be the user's.
+	cmd.Env = append(os.Environ(), "HOME="+n.DataDir)
 	p, err := n.Host.Start(cmd)
 	if err != nil {
 		return err

@@ -91,14 +91,18 @@ func run(ctx context.Context, bin, dir string, managers, agents int) error {
 	fmt.Printf(`
 The cluster is up. In another shell, as root:
 
-  export BERTH_TLS_DIR=%s BERTH_HOST=%s
-  %s node ls
-  %s service ps web
-  curl %s
-  %s service scale web=... (for a replicated service), %s service rm web
+  export BERTH_TLS_DIR=%[1]s BERTH_HOST=%[2]s
+  alias berth=%[3]s
+  berth node ls
+  berth service ps web
+  curl %[4]s
+  berth service create --name sleepers --replicas 4 %[5]s sleep 3600
+  berth service scale sleepers=8
+  berth node update --availability drain <NODE>      # its tasks move to the other agent
+  berth service rm sleepers
 
-Node logs are in %s/*.log. Press Ctrl-C here to tear everything down.
-`, filepath.Join(m.DataDir, "client"), m.Addr(), bins.CLI, bins.CLI, urls[0], bins.CLI, bins.CLI, abs)
+Node logs are in %[6]s/*.log. Press Ctrl-C here to tear everything down.
+`, filepath.Join(m.DataDir, "client"), m.Addr(), bins.CLI, urls[0], c.Images.Busybox.Tag, abs)
 	<-ctx.Done()
 	return nil
 }
