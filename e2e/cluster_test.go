@@ -108,6 +108,46 @@ func TestAgentsRunAServiceAndHealIt(t *testing.T) {
 		}
 	}
 
+	// An agent restarted at once adopts its containers: the same tasks
+	// keep running in the same processes.
+	restarted := c.Agents[0]
+	rn, err := c.NodeByName(ctx, restarted.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string]int64{}
+	tasks, err := c.Tasks(ctx, "sleepers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		if tk.GetNodeId() == rn.ID && tk.GetDesiredState() == pb.TaskState_TASK_STATE_RUNNING {
+			pids[tk.GetId()] = tk.GetStatus().GetContainer().GetPid()
+		}
+	}
+	restartAt := time.Now()
+	if err := c.Restart(ctx, restarted); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, wait, func() bool {
+		tasks, err := c.Tasks(ctx, "sleepers")
+		if err != nil {
+			return false
+		}
+		seen := 0
+		for _, tk := range tasks {
+			if pid, ok := pids[tk.GetId()]; ok && tk.GetStatus().GetTimestamp().AsTime().After(restartAt) {
+				if tk.GetStatus().GetState() != pb.TaskState_TASK_STATE_RUNNING || tk.GetStatus().GetContainer().GetPid() != pid {
+					t.Fatalf("after the agent restart task %s is %s with pid %d, want running with pid %d",
+						tk.GetId(), tk.GetStatus().GetState(), tk.GetStatus().GetContainer().GetPid(), pid)
+				}
+				seen++
+			}
+		}
+		return seen == len(pids)
+	}, "the restarted agent reports its %d tasks again, adopted", len(pids))
+	runningOn(t, c, "sleepers", 6)
+
 	// kill -9 an agent: its node goes down, its tasks run elsewhere.
 	victim := c.Agents[2]
 	killed := time.Now()
