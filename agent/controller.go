@@ -263,10 +263,15 @@ func (c *controller) build(ctx context.Context) error {
 			c.env.report(c.id, &pb.TaskStatus{State: pb.TaskState_TASK_STATE_PREPARING, Timestamp: timestamppb.New(c.env.now()), Message: msg})
 		}
 	})
-	img, err := c.env.exec.Pull(ctx, cs.GetImage(), pr.update)
+	opts, err := pullOptions(cs.GetImage(), cs.GetRegistryAuth())
+	if err != nil {
+		pr.close()
+		return fmt.Errorf("pull %s: %w", cs.GetImage(), err)
+	}
+	img, err := c.env.exec.Pull(ctx, cs.GetImage(), pr.update, opts...)
 	pr.close()
 	if err != nil {
-		return fmt.Errorf("pull %s: %w", cs.GetImage(), err)
+		return fmt.Errorf("pull %s: %w", cs.GetImage(), pullHint(err, cs.GetRegistryAuth()))
 	}
 	rootfs, err := c.env.exec.Prepare(ctx, c.id, img)
 	if err != nil {

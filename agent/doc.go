@@ -27,6 +27,9 @@
 //   - reporter: the latest status per task, sent in batches with
 //     UpdateTaskStatus every 100ms, retried until a session takes them.
 //
+// A task's registry credentials (sent in clear, only to this node) go to
+// its image pull and nowhere else: not to logs, statuses or disk.
+//
 // A task's container ID and snapshot key are the task ID. Its secrets are
 // files on a tmpfs at DATA_DIR/secrets/<task>/, bind-mounted read-only at
 // /run/secrets/<file_name>.

@@ -14,8 +14,9 @@ import (
 // filesystems and containers. The agent drives agent/image and
 // agent/runtime through it; controller tests drive fakes.
 type Executor interface {
-	// Pull fetches an image, reporting progress.
-	Pull(ctx context.Context, ref string, progress func(image.Progress)) (image.Image, error)
+	// Pull fetches an image, reporting progress; opts carry a task's
+	// registry credentials.
+	Pull(ctx context.Context, ref string, progress func(image.Progress), opts ...image.PullOption) (image.Image, error)
 	// Prepare gives container key a root filesystem made from img.
 	Prepare(ctx context.Context, key string, img image.Image) (rootfs string, err error)
 	// Run starts a container.
@@ -46,8 +47,8 @@ type localExecutor struct {
 	rt     *runtime.Runtime
 }
 
-func (e *localExecutor) Pull(ctx context.Context, ref string, progress func(image.Progress)) (image.Image, error) {
-	return e.images.Pull(ctx, ref, progress)
+func (e *localExecutor) Pull(ctx context.Context, ref string, progress func(image.Progress), opts ...image.PullOption) (image.Image, error) {
+	return e.images.Pull(ctx, ref, progress, opts...)
 }
 
 func (e *localExecutor) Prepare(ctx context.Context, key string, img image.Image) (string, error) {

@@ -31,7 +31,7 @@ type fakeExec struct {
 
 func newFakeExec() *fakeExec { return &fakeExec{containers: map[string]*fakeCtr{}, nextPid: 100} }
 
-func (f *fakeExec) Pull(ctx context.Context, ref string, progress func(image.Progress)) (image.Image, error) {
+func (f *fakeExec) Pull(ctx context.Context, ref string, progress func(image.Progress), _ ...image.PullOption) (image.Image, error) {
 	f.mu.Lock()
 	gate, err := f.pullGate, f.pullErr
 	f.mu.Unlock()

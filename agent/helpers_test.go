@@ -155,7 +155,12 @@ type running struct {
 // startAgent runs an agent on dir until the test ends or stop is called.
 func startAgent(t *testing.T, dir string, join []string, token string) *running {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return startAgentLogging(t, dir, join, token, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// startAgentLogging is startAgent with the agent's logger.
+func startAgentLogging(t *testing.T, dir string, join []string, token string, log *slog.Logger) *running {
+	t.Helper()
 	a, err := New(Config{DataDir: dir, Join: join, Token: token, CgroupParent: cgroupParent(), Hostname: "test-node", Labels: map[string]string{"zone": "a"}, Logger: log})
 	if err != nil {
 		t.Fatal(err)

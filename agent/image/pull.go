@@ -2,6 +2,8 @@ package image
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -22,18 +24,48 @@ func dialer() *net.Dialer {
 	return &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 }
 
+// PullOption changes one pull.
+type PullOption func(*pullOptions)
+
+type pullOptions struct {
+	auth       bool
+	user, pass string
+}
+
+// WithBasicAuth makes one pull authenticate to the image's registry with
+// user and pass instead of what Config.Auth gives. The store keeps them
+// only while the pull runs: it neither logs nor writes them.
+func WithBasicAuth(user, pass string) PullOption {
+	return func(o *pullOptions) { o.auth, o.user, o.pass = true, user, pass }
+}
+
+// flightKey separates pulls of one reference with different credentials,
+// so that a pull never shares the outcome (say, "unauthorized") of a pull
+// made with other credentials. Only a digest of them is kept.
+func (o pullOptions) flightKey(ref string) string {
+	if !o.auth {
+		return ref
+	}
+	sum := sha256.Sum256([]byte(o.user + "\x00" + o.pass))
+	return ref + "\x00auth:" + hex.EncodeToString(sum[:])
+}
+
 // Pull fetches ref (name:tag or name@sha256:…) unless it is already here,
 // unpacks its layers for linux/GOARCH and records it. Concurrent pulls of the
-// same reference share one download; progress (may be nil) receives updates.
-// A pull by digest that is already present does no network I/O; a pull by
-// tag asks the registry only for the manifest digest.
-func (s *Store) Pull(ctx context.Context, ref string, progress func(Progress)) (Image, error) {
+// same reference (and credentials) share one download; progress (may be
+// nil) receives updates. A pull by digest that is already present does no
+// network I/O; a pull by tag asks the registry only for the manifest digest.
+func (s *Store) Pull(ctx context.Context, ref string, progress func(Progress), opts ...PullOption) (Image, error) {
+	var o pullOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	r, err := s.parseRef(ref)
 	if err != nil {
 		return Image{}, err
 	}
-	img, _, err := s.pulls.do(ctx, r.Name(), progress, func(ctx context.Context, emit func(Progress)) (Image, error) {
-		return s.pull(ctx, r, emit)
+	img, _, err := s.pulls.do(ctx, o.flightKey(r.Name()), progress, func(ctx context.Context, emit func(Progress)) (Image, error) {
+		return s.pull(ctx, r, o, emit)
 	})
 	return img, err
 }
@@ -52,14 +84,14 @@ func (s *Store) parseRef(ref string) (name.Reference, error) {
 	return r, nil
 }
 
-func (s *Store) pull(ctx context.Context, r name.Reference, emit func(Progress)) (Image, error) {
+func (s *Store) pull(ctx context.Context, r name.Reference, o pullOptions, emit func(Progress)) (Image, error) {
 	if img, ok := s.cachedByDigest(r); ok {
 		emitCached(img, emit)
 		return img, nil
 	}
 	reg := r.Context().RegistryStr()
 	emit(Progress{Ref: r.Name(), Status: StatusResolving})
-	p, err := remote.NewPuller(s.remoteOpts(ctx, reg)...)
+	p, err := remote.NewPuller(s.remoteOpts(ctx, reg, o)...)
 	if err != nil {
 		return Image{}, fmt.Errorf("pull %s: %w", r.Name(), err)
 	}
@@ -93,7 +125,7 @@ func platformErr(err error, ref string) error {
 	return err
 }
 
-func (s *Store) remoteOpts(ctx context.Context, reg string) []remote.Option {
+func (s *Store) remoteOpts(ctx context.Context, reg string, o pullOptions) []remote.Option {
 	steps := 3
 	if s.cfg.Retries > 0 {
 		steps = s.cfg.Retries + 1
@@ -101,7 +133,9 @@ func (s *Store) remoteOpts(ctx context.Context, reg string) []remote.Option {
 		steps = 1
 	}
 	auth := authn.Anonymous
-	if s.cfg.Auth != nil {
+	if o.auth {
+		auth = &authn.Basic{Username: o.user, Password: o.pass}
+	} else if s.cfg.Auth != nil {
 		if u, pw, ok := s.cfg.Auth(reg); ok {
 			auth = &authn.Basic{Username: u, Password: pw}
 		}

@@ -1,9 +1,12 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -172,6 +175,53 @@ func TestPullBasicAuth(t *testing.T) {
 			if !tc.ok && !strings.Contains(err.Error(), "registry "+reg.Host+" refused access") {
 				t.Errorf("message = %q", err)
 			}
+		})
+	}
+}
+
+// TestPullWithBasicAuth: credentials given to one pull reach the registry,
+// take the place of Config.Auth, and are neither logged nor written under
+// the store's root.
+func TestPullWithBasicAuth(t *testing.T) {
+	reg := newRegistry(t)
+	reg.user, reg.pass = "alice", "per-pull-s3cret"
+	reg.push(t, "private:v1", tarLayer(t, file("secret", "42")))
+	ref := reg.Host + "/private:v1"
+	for _, tc := range []struct {
+		name string
+		opts []PullOption
+		ok   bool
+	}{
+		{"right", []PullOption{WithBasicAuth("alice", "per-pull-s3cret")}, true},
+		{"wrong", []PullOption{WithBasicAuth("alice", "guess")}, false},
+		{"none", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			root := testRoot(t)
+			s := newStore(t, root, func(c *Config) {
+				c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+				// The store's own credentials are wrong: a pull's win.
+				c.Auth = func(string) (string, string, bool) { return "alice", "stale", true }
+			})
+			_, err := s.Pull(ctxT(t), ref, nil, tc.opts...)
+			if tc.ok && err != nil {
+				t.Fatalf("pull with right credentials: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, ErrUnauthorized) {
+				t.Fatalf("err = %v, want ErrUnauthorized", err)
+			}
+			if strings.Contains(logs.String(), "per-pull-s3cret") {
+				t.Errorf("the password is in the store's log:\n%s", logs.String())
+			}
+			filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() {
+					if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("per-pull-s3cret")) {
+						t.Errorf("the password is written to %s", p)
+					}
+				}
+				return nil
+			})
 		})
 	}
 }

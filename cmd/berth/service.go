@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
@@ -35,6 +37,7 @@ type serviceLists struct {
 func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 	var f serviceFlags
 	var l serviceLists
+	var ra registryAuthFlags
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create a service",
@@ -45,6 +48,12 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 				return err
 			}
 			if err := f.apply(cmd.Flags(), spec, true); err != nil {
+				return err
+			}
+			if err := ra.readPassword(cmd.Flags(), cmd.InOrStdin()); err != nil {
+				return err
+			}
+			if err := ra.apply(cmd.Flags(), ensureContainer(spec), authn.DefaultKeychain, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			var svc *pb.Service
@@ -68,6 +77,7 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 	fs := cmd.Flags()
 	fs.SetInterspersed(false)
 	f.register(fs)
+	ra.register(fs, false)
 	fs.StringVar(&l.name, "name", "", "service name")
 	fs.StringVar(&l.mode, "mode", "replicated", "replicated or global")
 	fs.StringArrayVarP(&l.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
@@ -230,9 +240,11 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	var image, args string
 	var envAdd, envRm, lblAdd, lblRm, conAdd, conRm, pubAdd, pubRm []string
 	var force, rollback bool
+	var ra registryAuthFlags
 	cmd := &cobra.Command{Use: "update [OPTIONS] SERVICE", Short: "Change a service's spec (a rolling update)", Args: cobra.ExactArgs(1)}
 	fs := cmd.Flags()
 	f.register(fs)
+	ra.register(fs, true)
 	fs.StringVar(&image, "image", "", "new image")
 	fs.StringVar(&args, "args", "", "new command arguments (split on spaces)")
 	fs.StringArrayVar(&envAdd, "env-add", nil, "add or change an environment variable")
@@ -246,6 +258,12 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	fs.BoolVar(&force, "force", false, "redeploy every task even if nothing changed")
 	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec")
 	cmd.RunE = func(cmd *cobra.Command, a []string) error {
+		if rollback && (fs.Changed("registry-auth") || fs.Changed("registry-user")) {
+			return errors.New("--rollback restores the previous spec with its credentials: drop --registry-auth and --registry-user")
+		}
+		if err := ra.readPassword(fs, cmd.InOrStdin()); err != nil {
+			return err
+		}
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
 			cur, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: a[0]})
 			if err != nil {
@@ -275,6 +293,9 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 				}
 				if force {
 					spec.Task.ForceUpdate++
+				}
+				if err := ra.apply(fs, ct, authn.DefaultKeychain, cmd.ErrOrStderr()); err != nil {
+					return err
 				}
 			}
 			_, err = c.UpdateService(ctx, &pb.UpdateServiceRequest{ServiceId: svc.GetId(), ServiceVersion: svc.GetMeta().GetVersion(), Spec: spec, Rollback: rollback})

@@ -51,7 +51,13 @@ func (s *Server) CreateService(ctx context.Context, req *pb.CreateServiceRequest
 	if spec.GetMode() == pb.ServiceMode_SERVICE_MODE_REPLICATED && spec.Replicas == nil {
 		spec.Replicas = proto.Int64(1)
 	}
+	if err := refuseSealed(spec); err != nil {
+		return nil, toStatus(err)
+	}
 	if err := validate.ServiceSpec(spec); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.sealRegistryPassword(spec); err != nil {
 		return nil, toStatus(err)
 	}
 	svc := &pb.Service{Id: ids.New(), Spec: spec, SpecVersion: 1}
@@ -69,7 +75,7 @@ func (s *Server) CreateService(ctx context.Context, req *pb.CreateServiceRequest
 	}
 	s.st.View(func(tx store.ReadTx) { svc = tx.GetService(svc.GetId()) })
 	s.cfg.Log.Info("service created", "service", svc.GetId(), "name", spec.GetAnnotations().GetName())
-	return &pb.CreateServiceResponse{Service: svc}, nil
+	return &pb.CreateServiceResponse{Service: publicService(svc)}, nil
 }
 
 // GetService finds a service by ID, name or ID prefix.
@@ -82,7 +88,7 @@ func (s *Server) GetService(ctx context.Context, req *pb.GetServiceRequest) (*pb
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GetServiceResponse{Service: svc}, nil
+	return &pb.GetServiceResponse{Service: publicService(svc)}, nil
 }
 
 // ListServices lists services matching the filters.
@@ -92,7 +98,7 @@ func (s *Server) ListServices(ctx context.Context, req *pb.ListServicesRequest) 
 		all, err := tx.FindServices(store.All)
 		for _, svc := range all {
 			if matches(req.GetFilters(), svc.GetId(), svc.GetSpec().GetAnnotations()) {
-				out = append(out, svc)
+				out = append(out, publicService(svc))
 			}
 		}
 		return err
@@ -116,15 +122,23 @@ func (s *Server) UpdateService(ctx context.Context, req *pb.UpdateServiceRequest
 			return store.ErrSequenceConflict
 		}
 		svc := proto.Clone(cur).(*pb.Service)
-		next := req.GetSpec()
+		var next *pb.ServiceSpec
 		if req.GetRollback() {
 			if svc.GetPreviousSpec() == nil {
 				return precondition("service %s has no previous spec to roll back to", svc.GetSpec().GetAnnotations().GetName())
 			}
-			next = svc.GetPreviousSpec()
+			next = proto.Clone(svc.GetPreviousSpec()).(*pb.ServiceSpec)
+		} else {
+			next = proto.Clone(req.GetSpec()).(*pb.ServiceSpec)
+			if err := refuseSealed(next); err != nil {
+				return err
+			}
+			keepRegistryPassword(next, cur.GetSpec())
 		}
-		next = proto.Clone(next).(*pb.ServiceSpec)
 		if err := validate.ServiceSpec(next); err != nil {
+			return err
+		}
+		if err := s.sealRegistryPassword(next); err != nil {
 			return err
 		}
 		if next.GetMode() != cur.GetSpec().GetMode() {
@@ -148,7 +162,7 @@ func (s *Server) UpdateService(ctx context.Context, req *pb.UpdateServiceRequest
 		return nil, err
 	}
 	s.st.View(func(tx store.ReadTx) { out = tx.GetService(out.GetId()) })
-	return &pb.UpdateServiceResponse{Service: out}, nil
+	return &pb.UpdateServiceResponse{Service: publicService(out)}, nil
 }
 
 // RemoveService deletes a service; the orchestrator shuts its tasks down.

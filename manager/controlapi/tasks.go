@@ -17,7 +17,7 @@ func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.GetTa
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GetTaskResponse{Task: t}, nil
+	return &pb.GetTaskResponse{Task: publicTask(t)}, nil
 }
 
 // ListTasks lists tasks by service, node and desired state.
@@ -43,7 +43,7 @@ func (s *Server) ListTasks(ctx context.Context, req *pb.ListTasksRequest) (*pb.L
 			}
 			for _, t := range ts {
 				if taskMatches(req, t) {
-					out = append(out, t)
+					out = append(out, publicTask(t))
 				}
 			}
 		}
@@ -91,7 +91,7 @@ func (s *Server) WatchTasks(req *pb.WatchTasksRequest, stream pb.Control_WatchTa
 		all, _ := tx.FindTasks(store.All)
 		for _, t := range all {
 			if want(t) {
-				first = append(first, t)
+				first = append(first, publicTask(t))
 			}
 		}
 	}, store.Only[*pb.Task]())
@@ -114,7 +114,7 @@ func (s *Server) WatchTasks(req *pb.WatchTasksRequest, stream pb.Control_WatchTa
 			if !want(t) {
 				continue
 			}
-			msg := &pb.WatchTasksResponse{Tasks: []*pb.Task{t}}
+			msg := &pb.WatchTasksResponse{Tasks: []*pb.Task{publicTask(t)}}
 			if ev.Kind == store.EventDelete {
 				msg = &pb.WatchTasksResponse{Removed: []string{t.GetId()}}
 			}

@@ -60,7 +60,7 @@ func (a *assignSet) full(tx store.ReadTx) []*pb.AssignmentChange {
 	}
 	out := a.secretChanges(tx)
 	for _, id := range slices.Sorted(maps.Keys(a.tasks)) {
-		out = append(out, update(a.tasks[id]))
+		out = append(out, a.update(a.tasks[id]))
 	}
 	return out
 }
@@ -78,7 +78,7 @@ func (a *assignSet) changes(tx store.ReadTx, dirty map[string]*pb.Task) []*pb.As
 		case assigned(t, a.node):
 			a.tasks[id] = t
 			if !had || !sameAssignment(prev, t) {
-				tasks = append(tasks, update(t))
+				tasks = append(tasks, a.update(t))
 			}
 		case had:
 			delete(a.tasks, id)
@@ -148,6 +148,33 @@ func (a *assignSet) secretChanges(tx store.ReadTx) []*pb.AssignmentChange {
 	return out
 }
 
-func update(t *pb.Task) *pb.AssignmentChange {
-	return &pb.AssignmentChange{Item: &pb.AssignmentChange_Task{Task: t}}
+// update sends task t to the agent, with its registry password opened.
+func (a *assignSet) update(t *pb.Task) *pb.AssignmentChange {
+	return &pb.AssignmentChange{Item: &pb.AssignmentChange_Task{Task: a.withRegistryPassword(t)}}
+}
+
+// withRegistryPassword is t as its node's agent receives it: a copy whose
+// registry credentials carry the password in clear, opened from the sealed
+// one the store keeps (the store's object is not changed). Only this node's
+// tasks come here, so only the nodes that pull the image get the password.
+// A password that cannot be opened is left out: the agent then fails the
+// pull saying so, and the manager's log says why.
+func (a *assignSet) withRegistryPassword(t *pb.Task) *pb.Task {
+	if t.GetSpec().GetContainer().GetRegistryAuth() == nil {
+		return t
+	}
+	t = proto.Clone(t).(*pb.Task)
+	ra := t.GetSpec().GetContainer().GetRegistryAuth()
+	sealed := ra.GetSealedPassword()
+	ra.Password, ra.SealedPassword = "", nil
+	if len(sealed) == 0 {
+		return t
+	}
+	pw, err := a.open(sealed)
+	if err != nil {
+		a.log.Error("open sealed registry password; the task goes to its agent without it", "task", t.GetId(), "registry", ra.GetServer(), "err", err)
+		return t
+	}
+	ra.Password = string(pw)
+	return t
 }

@@ -10,7 +10,9 @@
 //
 // The caller's node comes from its verified certificate (Config.Identify),
 // never from a request. An agent sees only its own tasks and only the
-// secrets they reference.
+// secrets they reference. A task's registry password, sealed in the store,
+// is opened into the copy of the task sent to its own node's agent and
+// nowhere else.
 //
 // Sessions are served only while Run runs (the leader's term); followers
 // refuse with codes.Unavailable and a *pb.WeightedPeer detail naming the

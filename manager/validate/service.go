@@ -87,8 +87,12 @@ func TaskSpec(t *pb.TaskSpec) error {
 	if c.GetImage() == "" {
 		return fieldErr("image", "image is empty", "give an image reference such as busybox:latest")
 	}
-	if _, err := name.ParseReference(c.GetImage()); err != nil {
+	ref, err := name.ParseReference(c.GetImage())
+	if err != nil {
 		return fieldErr("image", fmt.Sprintf("%q is not an image reference (%v)", c.GetImage(), err), "use NAME[:TAG] or NAME@sha256:DIGEST")
+	}
+	if err := registryAuth(c.GetImage(), ref, c.GetRegistryAuth()); err != nil {
+		return err
 	}
 	for i, e := range c.GetEnv() {
 		if k, _, _ := strings.Cut(e, "="); k == "" || strings.ContainsAny(k, " \t\n") {

@@ -60,6 +60,21 @@ func TestServiceSpec(t *testing.T) {
 		}, "resources.reservations.memory", "exceeds"},
 		{"unknown signal", func(s *pb.ServiceSpec) { s.Task.Container.StopSignal = "SIGFOO" }, "stop_signal", "SIGTERM"},
 		{"dnsrr with ingress", func(s *pb.ServiceSpec) { s.Endpoint.Mode = pb.EndpointSpec_MODE_DNSRR }, "ports[0].mode", "vip"},
+		{"registry auth without server", func(s *pb.ServiceSpec) {
+			s.Task.Container.RegistryAuth = &pb.RegistryAuth{Username: "u", Password: "p"}
+		}, "registry_auth.server", "127.0.0.1:5000"},
+		{"registry auth for another registry", func(s *pb.ServiceSpec) {
+			s.Task.Container.RegistryAuth = &pb.RegistryAuth{Server: "ghcr.io", Username: "u", Password: "p"}
+		}, "registry_auth.server", `comes from "127.0.0.1:5000"`},
+		{"registry auth without user", func(s *pb.ServiceSpec) {
+			s.Task.Container.RegistryAuth = &pb.RegistryAuth{Server: "127.0.0.1:5000", Password: "p"}
+		}, "registry_auth.username", "--registry-user"},
+		{"registry user with colon", func(s *pb.ServiceSpec) {
+			s.Task.Container.RegistryAuth = &pb.RegistryAuth{Server: "127.0.0.1:5000", Username: "a:b", Password: "p"}
+		}, "registry_auth.username", "':'"},
+		{"registry auth without password", func(s *pb.ServiceSpec) {
+			s.Task.Container.RegistryAuth = &pb.RegistryAuth{Server: "127.0.0.1:5000", Username: "u"}
+		}, "registry_auth.password", "--registry-password-stdin"},
 		{"network twice", func(s *pb.ServiceSpec) {
 			s.Networks = []*pb.NetworkAttachment{{Target: "n"}, {Target: "n"}}
 		}, "networks[1]", "twice"},
@@ -76,6 +91,27 @@ func TestServiceSpec(t *testing.T) {
 				t.Fatalf("got %q (field %s), want field %s mentioning %q", err, fe.Field, tc.wantField, tc.wantText)
 			}
 		})
+	}
+}
+
+func TestRegistryAuthValid(t *testing.T) {
+	for _, tc := range []struct{ image, server string }{
+		{"127.0.0.1:5000/app:v1", "127.0.0.1:5000"},
+		{"busybox", "index.docker.io"},
+		{"library/busybox:1", "docker.io"},
+		{"ghcr.io/o/app@sha256:" + strings.Repeat("a", 64), "ghcr.io"},
+	} {
+		s := validService()
+		s.Task.Container.Image = tc.image
+		s.Task.Container.RegistryAuth = &pb.RegistryAuth{Server: tc.server, Username: "u", Password: "p"}
+		if err := ServiceSpec(s); err != nil {
+			t.Errorf("%s with credentials for %s: %v", tc.image, tc.server, err)
+		}
+		// A stored spec holds the password sealed only.
+		s.Task.Container.RegistryAuth = &pb.RegistryAuth{Server: tc.server, Username: "u", SealedPassword: []byte{1}}
+		if err := ServiceSpec(s); err != nil {
+			t.Errorf("%s with sealed credentials: %v", tc.image, err)
+		}
 	}
 }
 

@@ -117,7 +117,7 @@ func (x Mount_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mount_Type.Descriptor instead.
 func (Mount_Type) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5, 0}
 }
 
 type RestartPolicy_Condition int32
@@ -166,7 +166,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9, 0}
 }
 
 type Placement_Strategy int32
@@ -212,7 +212,7 @@ func (x Placement_Strategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Placement_Strategy.Descriptor instead.
 func (Placement_Strategy) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type UpdateConfig_FailureAction int32
@@ -261,7 +261,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type UpdateConfig_Order int32
@@ -307,7 +307,7 @@ func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_Order.Descriptor instead.
 func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12, 1}
 }
 
 type EndpointSpec_Mode int32
@@ -353,7 +353,7 @@ func (x EndpointSpec_Mode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointSpec_Mode.Descriptor instead.
 func (EndpointSpec_Mode) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type PortConfig_Protocol int32
@@ -399,7 +399,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -445,7 +445,7 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14, 1}
 }
 
 type NodeSpec_Role int32
@@ -491,7 +491,7 @@ func (x NodeSpec_Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Role.Descriptor instead.
 func (NodeSpec_Role) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type NodeSpec_Availability int32
@@ -540,7 +540,7 @@ func (x NodeSpec_Availability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Availability.Descriptor instead.
 func (NodeSpec_Availability) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19, 1}
 }
 
 // Annotations name an object and carry free-form labels.
@@ -799,8 +799,11 @@ type ContainerSpec struct {
 	ReadOnly        bool                 `protobuf:"varint,13,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	Tty             bool                 `protobuf:"varint,14,opt,name=tty,proto3" json:"tty,omitempty"`
 	Labels          map[string]string    `protobuf:"bytes,15,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// registry_auth are the credentials for pulling image from a private
+	// registry (berth service create --registry-auth); unset means anonymous.
+	RegistryAuth  *RegistryAuth `protobuf:"bytes,16,opt,name=registry_auth,json=registryAuth,proto3" json:"registry_auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerSpec) Reset() {
@@ -938,6 +941,92 @@ func (x *ContainerSpec) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *ContainerSpec) GetRegistryAuth() *RegistryAuth {
+	if x != nil {
+		return x.RegistryAuth
+	}
+	return nil
+}
+
+// RegistryAuth are basic-auth credentials for one registry, as
+// `docker service create --with-registry-auth` sends them. Managers keep
+// the password only sealed with the cluster key; the Control API returns
+// server and username alone; the dispatcher opens the password into the
+// assignment of the node that runs the task, and only there.
+type RegistryAuth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// server is the image's registry, host[:port] as in the image reference
+	// ("index.docker.io" for Docker Hub).
+	Server   string `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	// password in clear: set by clients on create and update, and by the
+	// dispatcher in a task sent to its node's agent; never stored.
+	Password string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	// sealed_password is the password encrypted with the cluster key, as the
+	// store holds it; set by managers only, never sent to clients or agents.
+	SealedPassword []byte `protobuf:"bytes,4,opt,name=sealed_password,json=sealedPassword,proto3" json:"sealed_password,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RegistryAuth) Reset() {
+	*x = RegistryAuth{}
+	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryAuth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryAuth) ProtoMessage() {}
+
+func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryAuth.ProtoReflect.Descriptor instead.
+func (*RegistryAuth) Descriptor() ([]byte, []int) {
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RegistryAuth) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *RegistryAuth) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *RegistryAuth) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *RegistryAuth) GetSealedPassword() []byte {
+	if x != nil {
+		return x.SealedPassword
+	}
+	return nil
+}
+
 // Mount is a filesystem mounted into a container.
 type Mount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -954,7 +1043,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	mi := &file_berth_v1_specs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1055,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	mi := &file_berth_v1_specs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1068,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Mount) GetType() Mount_Type {
@@ -1032,7 +1121,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_berth_v1_specs_proto_msgTypes[5]
+	mi := &file_berth_v1_specs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1133,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[5]
+	mi := &file_berth_v1_specs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1146,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HealthCheck) GetTest() []string {
@@ -1106,7 +1195,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_berth_v1_specs_proto_msgTypes[6]
+	mi := &file_berth_v1_specs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1207,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[6]
+	mi := &file_berth_v1_specs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1220,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Resources) GetLimits() *ResourceSet {
@@ -1161,7 +1250,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_berth_v1_specs_proto_msgTypes[7]
+	mi := &file_berth_v1_specs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1262,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[7]
+	mi := &file_berth_v1_specs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1275,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResourceSet) GetNanoCpus() int64 {
@@ -1224,7 +1313,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_berth_v1_specs_proto_msgTypes[8]
+	mi := &file_berth_v1_specs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1325,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[8]
+	mi := &file_berth_v1_specs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1338,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1295,7 +1384,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_berth_v1_specs_proto_msgTypes[9]
+	mi := &file_berth_v1_specs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1396,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[9]
+	mi := &file_berth_v1_specs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1409,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1362,7 +1451,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_berth_v1_specs_proto_msgTypes[10]
+	mi := &file_berth_v1_specs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1463,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[10]
+	mi := &file_berth_v1_specs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1476,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PlacementPreference) GetSpreadDescriptor() string {
@@ -1415,7 +1504,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_berth_v1_specs_proto_msgTypes[11]
+	mi := &file_berth_v1_specs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1516,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[11]
+	mi := &file_berth_v1_specs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1529,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -1496,7 +1585,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[12]
+	mi := &file_berth_v1_specs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1597,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[12]
+	mi := &file_berth_v1_specs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1610,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EndpointSpec) GetMode() EndpointSpec_Mode {
@@ -1552,7 +1641,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_berth_v1_specs_proto_msgTypes[13]
+	mi := &file_berth_v1_specs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1653,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[13]
+	mi := &file_berth_v1_specs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1666,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1627,7 +1716,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_berth_v1_specs_proto_msgTypes[14]
+	mi := &file_berth_v1_specs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +1728,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[14]
+	mi := &file_berth_v1_specs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +1741,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NetworkAttachment) GetTarget() string {
@@ -1685,7 +1774,7 @@ type SecretReference struct {
 
 func (x *SecretReference) Reset() {
 	*x = SecretReference{}
-	mi := &file_berth_v1_specs_proto_msgTypes[15]
+	mi := &file_berth_v1_specs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1786,7 @@ func (x *SecretReference) String() string {
 func (*SecretReference) ProtoMessage() {}
 
 func (x *SecretReference) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[15]
+	mi := &file_berth_v1_specs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1799,7 @@ func (x *SecretReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretReference.ProtoReflect.Descriptor instead.
 func (*SecretReference) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SecretReference) GetSecretId() string {
@@ -1771,7 +1860,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[16]
+	mi := &file_berth_v1_specs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1872,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[16]
+	mi := &file_berth_v1_specs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1885,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -1846,7 +1935,7 @@ type SecretSpec struct {
 
 func (x *SecretSpec) Reset() {
 	*x = SecretSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[17]
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +1947,7 @@ func (x *SecretSpec) String() string {
 func (*SecretSpec) ProtoMessage() {}
 
 func (x *SecretSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[17]
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +1960,7 @@ func (x *SecretSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSpec.ProtoReflect.Descriptor instead.
 func (*SecretSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SecretSpec) GetAnnotations() *Annotations {
@@ -1900,7 +1989,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2001,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2014,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NodeSpec) GetAnnotations() *Annotations {
@@ -1968,7 +2057,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2069,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2082,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ClusterSpec) GetAnnotations() *Annotations {
@@ -2064,7 +2153,7 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\tresources\x18\x02 \x01(\v2\x13.berth.v1.ResourcesR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.berth.v1.RestartPolicyR\arestart\x121\n" +
 	"\tplacement\x18\x04 \x01(\v2\x13.berth.v1.PlacementR\tplacement\x12!\n" +
-	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\xd5\x04\n" +
+	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\x92\x05\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2082,10 +2171,16 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\asecrets\x18\f \x03(\v2\x19.berth.v1.SecretReferenceR\asecrets\x12\x1b\n" +
 	"\tread_only\x18\r \x01(\bR\breadOnly\x12\x10\n" +
 	"\x03tty\x18\x0e \x01(\bR\x03tty\x12;\n" +
-	"\x06labels\x18\x0f \x03(\v2#.berth.v1.ContainerSpec.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x0f \x03(\v2#.berth.v1.ContainerSpec.LabelsEntryR\x06labels\x12;\n" +
+	"\rregistry_auth\x18\x10 \x01(\v2\x16.berth.v1.RegistryAuthR\fregistryAuth\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
+	"\fRegistryAuth\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\x12'\n" +
+	"\x0fsealed_password\x18\x04 \x01(\fR\x0esealedPassword\"\xe0\x01\n" +
 	"\x05Mount\x12(\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x14.berth.v1.Mount.TypeR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -2223,7 +2318,7 @@ func file_berth_v1_specs_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_specs_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_berth_v1_specs_proto_goTypes = []any{
 	(ServiceMode)(0),                // 0: berth.v1.ServiceMode
 	(Mount_Type)(0),                 // 1: berth.v1.Mount.Type
@@ -2240,76 +2335,78 @@ var file_berth_v1_specs_proto_goTypes = []any{
 	(*ServiceSpec)(nil),             // 12: berth.v1.ServiceSpec
 	(*TaskSpec)(nil),                // 13: berth.v1.TaskSpec
 	(*ContainerSpec)(nil),           // 14: berth.v1.ContainerSpec
-	(*Mount)(nil),                   // 15: berth.v1.Mount
-	(*HealthCheck)(nil),             // 16: berth.v1.HealthCheck
-	(*Resources)(nil),               // 17: berth.v1.Resources
-	(*ResourceSet)(nil),             // 18: berth.v1.ResourceSet
-	(*RestartPolicy)(nil),           // 19: berth.v1.RestartPolicy
-	(*Placement)(nil),               // 20: berth.v1.Placement
-	(*PlacementPreference)(nil),     // 21: berth.v1.PlacementPreference
-	(*UpdateConfig)(nil),            // 22: berth.v1.UpdateConfig
-	(*EndpointSpec)(nil),            // 23: berth.v1.EndpointSpec
-	(*PortConfig)(nil),              // 24: berth.v1.PortConfig
-	(*NetworkAttachment)(nil),       // 25: berth.v1.NetworkAttachment
-	(*SecretReference)(nil),         // 26: berth.v1.SecretReference
-	(*NetworkSpec)(nil),             // 27: berth.v1.NetworkSpec
-	(*SecretSpec)(nil),              // 28: berth.v1.SecretSpec
-	(*NodeSpec)(nil),                // 29: berth.v1.NodeSpec
-	(*ClusterSpec)(nil),             // 30: berth.v1.ClusterSpec
-	nil,                             // 31: berth.v1.Annotations.LabelsEntry
-	nil,                             // 32: berth.v1.ContainerSpec.LabelsEntry
-	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
+	(*RegistryAuth)(nil),            // 15: berth.v1.RegistryAuth
+	(*Mount)(nil),                   // 16: berth.v1.Mount
+	(*HealthCheck)(nil),             // 17: berth.v1.HealthCheck
+	(*Resources)(nil),               // 18: berth.v1.Resources
+	(*ResourceSet)(nil),             // 19: berth.v1.ResourceSet
+	(*RestartPolicy)(nil),           // 20: berth.v1.RestartPolicy
+	(*Placement)(nil),               // 21: berth.v1.Placement
+	(*PlacementPreference)(nil),     // 22: berth.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 23: berth.v1.UpdateConfig
+	(*EndpointSpec)(nil),            // 24: berth.v1.EndpointSpec
+	(*PortConfig)(nil),              // 25: berth.v1.PortConfig
+	(*NetworkAttachment)(nil),       // 26: berth.v1.NetworkAttachment
+	(*SecretReference)(nil),         // 27: berth.v1.SecretReference
+	(*NetworkSpec)(nil),             // 28: berth.v1.NetworkSpec
+	(*SecretSpec)(nil),              // 29: berth.v1.SecretSpec
+	(*NodeSpec)(nil),                // 30: berth.v1.NodeSpec
+	(*ClusterSpec)(nil),             // 31: berth.v1.ClusterSpec
+	nil,                             // 32: berth.v1.Annotations.LabelsEntry
+	nil,                             // 33: berth.v1.ContainerSpec.LabelsEntry
+	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
 }
 var file_berth_v1_specs_proto_depIdxs = []int32{
-	31, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
+	32, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
 	11, // 1: berth.v1.ServiceSpec.annotations:type_name -> berth.v1.Annotations
 	13, // 2: berth.v1.ServiceSpec.task:type_name -> berth.v1.TaskSpec
 	0,  // 3: berth.v1.ServiceSpec.mode:type_name -> berth.v1.ServiceMode
-	22, // 4: berth.v1.ServiceSpec.update:type_name -> berth.v1.UpdateConfig
-	22, // 5: berth.v1.ServiceSpec.rollback:type_name -> berth.v1.UpdateConfig
-	23, // 6: berth.v1.ServiceSpec.endpoint:type_name -> berth.v1.EndpointSpec
-	25, // 7: berth.v1.ServiceSpec.networks:type_name -> berth.v1.NetworkAttachment
+	23, // 4: berth.v1.ServiceSpec.update:type_name -> berth.v1.UpdateConfig
+	23, // 5: berth.v1.ServiceSpec.rollback:type_name -> berth.v1.UpdateConfig
+	24, // 6: berth.v1.ServiceSpec.endpoint:type_name -> berth.v1.EndpointSpec
+	26, // 7: berth.v1.ServiceSpec.networks:type_name -> berth.v1.NetworkAttachment
 	14, // 8: berth.v1.TaskSpec.container:type_name -> berth.v1.ContainerSpec
-	17, // 9: berth.v1.TaskSpec.resources:type_name -> berth.v1.Resources
-	19, // 10: berth.v1.TaskSpec.restart:type_name -> berth.v1.RestartPolicy
-	20, // 11: berth.v1.TaskSpec.placement:type_name -> berth.v1.Placement
-	15, // 12: berth.v1.ContainerSpec.mounts:type_name -> berth.v1.Mount
-	33, // 13: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	16, // 14: berth.v1.ContainerSpec.healthcheck:type_name -> berth.v1.HealthCheck
-	26, // 15: berth.v1.ContainerSpec.secrets:type_name -> berth.v1.SecretReference
-	32, // 16: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
-	1,  // 17: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
-	33, // 18: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	33, // 19: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	33, // 20: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	18, // 21: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
-	18, // 22: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
-	2,  // 23: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
-	33, // 24: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	33, // 25: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	21, // 26: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
-	3,  // 27: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
-	33, // 28: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	4,  // 29: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
-	33, // 30: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	5,  // 31: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
-	6,  // 32: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
-	24, // 33: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
-	7,  // 34: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
-	8,  // 35: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
-	11, // 36: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 37: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 38: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
-	9,  // 39: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
-	10, // 40: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
-	11, // 41: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
-	33, // 42: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
-	33, // 43: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	18, // 9: berth.v1.TaskSpec.resources:type_name -> berth.v1.Resources
+	20, // 10: berth.v1.TaskSpec.restart:type_name -> berth.v1.RestartPolicy
+	21, // 11: berth.v1.TaskSpec.placement:type_name -> berth.v1.Placement
+	16, // 12: berth.v1.ContainerSpec.mounts:type_name -> berth.v1.Mount
+	34, // 13: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	17, // 14: berth.v1.ContainerSpec.healthcheck:type_name -> berth.v1.HealthCheck
+	27, // 15: berth.v1.ContainerSpec.secrets:type_name -> berth.v1.SecretReference
+	33, // 16: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
+	15, // 17: berth.v1.ContainerSpec.registry_auth:type_name -> berth.v1.RegistryAuth
+	1,  // 18: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
+	34, // 19: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	34, // 20: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	34, // 21: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	19, // 22: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
+	19, // 23: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
+	2,  // 24: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
+	34, // 25: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	34, // 26: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	22, // 27: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
+	3,  // 28: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
+	34, // 29: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	4,  // 30: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
+	34, // 31: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	5,  // 32: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
+	6,  // 33: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
+	25, // 34: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
+	7,  // 35: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
+	8,  // 36: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
+	11, // 37: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 38: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 39: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
+	9,  // 40: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
+	10, // 41: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
+	11, // 42: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
+	34, // 43: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
+	34, // 44: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_specs_proto_init() }
@@ -2324,7 +2421,7 @@ func file_berth_v1_specs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_specs_proto_rawDesc), len(file_berth_v1_specs_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
