@@ -241,6 +241,18 @@ func TestOrchestrationOnRealHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	runningOn(t, c, "everywhere", 3)
+	// A new agent joins: the global service follows it.
+	added, err := c.AddAgent(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	an, err := c.NodeByName(ctx, added.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byNode := runningOn(t, c, "everywhere", 4); byNode[an.ID] != 1 {
+		t.Errorf("the new agent %s runs %d tasks of the global service, want 1", added.Name, byNode[an.ID])
+	}
 
 	// kill -9 a container's main process: the task fails and a new one
 	// takes its slot (restart condition any).

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 func up(t *testing.T, managers, agents int, labels func(int) []string) *e2ecluster.Cluster {
 	t.Helper()
 	dir := t.TempDir()
-	c, err := e2ecluster.Up(t.Context(), e2ecluster.Options{Managers: managers, Agents: agents, Bins: bins, Dir: dir, AgentLabels: labels})
+	c, err := e2ecluster.Up(t.Context(), e2ecluster.Options{Managers: managers, Agents: agents, Bins: bins, Dir: dir, AgentLabels: labels, SpareHosts: 1})
 	if err != nil {
 		dumpLogs(t, dir)
 		t.Fatal(err)

@@ -70,6 +70,8 @@ type Options struct {
 	Logger *slog.Logger
 	// AgentLabels, if set, gives agent i (from 0) its --label flags.
 	AgentLabels func(i int) []string
+	// SpareHosts are made but left empty, for AddAgent.
+	SpareHosts int
 }
 
 // Node is one berth process on one host.
@@ -117,7 +119,7 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 			c = nil
 		}
 	}()
-	c.Hosts, err = testhost.Create(ctx, testhost.Options{N: opts.Managers + opts.Agents})
+	c.Hosts, err = testhost.Create(ctx, testhost.Options{N: opts.Managers + opts.Agents + opts.SpareHosts})
 	if err != nil {
 		return c, err
 	}
@@ -151,24 +153,52 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return c, err
 	}
 	c.token = strings.TrimSpace(tok)
-	for i := range opts.Agents {
-		h := c.Hosts.Hosts[opts.Managers+i]
-		n := &Node{Name: fmt.Sprintf("a%d", i+1), Host: h, DataDir: filepath.Join(opts.Dir, fmt.Sprintf("a%d", i+1))}
-		n.Log = n.DataDir + ".log"
-		n.Args = []string{"--data-dir", n.DataDir, "--join", c.managerAddrs(), "--token", c.token,
-			"--advertise-addr", h.Addr.String(), "--hostname", n.Name, "--insecure-registry", c.Images.Registry.Addr()}
-		if opts.AgentLabels != nil {
-			for _, l := range opts.AgentLabels(i) {
-				n.Args = append(n.Args, "--label", l)
-			}
-		}
-		if err := c.start(ctx, n, opts.Bins.Agent); err != nil {
+	for range opts.Agents {
+		if _, err := c.startAgent(ctx); err != nil {
 			return c, err
 		}
-		c.Agents = append(c.Agents, n)
 	}
 	err = c.WaitNodes(ctx, opts.Managers+opts.Agents)
 	return c, err
+}
+
+// AddAgent starts one more agent on a spare host and waits until its node
+// is ready.
+func (c *Cluster) AddAgent(ctx context.Context) (*Node, error) {
+	n, err := c.startAgent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return n, c.poll(ctx, 60*time.Second, "agent "+n.Name+" ready", func() error {
+		nd, err := c.NodeByName(ctx, n.Name)
+		if err == nil && nd.Status != "ready" {
+			err = fmt.Errorf("%s is %s", n.Name, nd.Status)
+		}
+		return err
+	})
+}
+
+// startAgent starts an agent on the next unused host.
+func (c *Cluster) startAgent(ctx context.Context) (*Node, error) {
+	i := len(c.Agents)
+	if len(c.Managers)+i >= len(c.Hosts.Hosts) {
+		return nil, errors.New("e2ecluster: no spare host for another agent (Options.SpareHosts)")
+	}
+	h := c.Hosts.Hosts[len(c.Managers)+i]
+	n := &Node{Name: fmt.Sprintf("a%d", i+1), Host: h, DataDir: filepath.Join(c.opts.Dir, fmt.Sprintf("a%d", i+1))}
+	n.Log = n.DataDir + ".log"
+	n.Args = []string{"--data-dir", n.DataDir, "--join", c.managerAddrs(), "--token", c.token,
+		"--advertise-addr", h.Addr.String(), "--hostname", n.Name, "--insecure-registry", c.Images.Registry.Addr()}
+	if c.opts.AgentLabels != nil {
+		for _, l := range c.opts.AgentLabels(i) {
+			n.Args = append(n.Args, "--label", l)
+		}
+	}
+	if err := c.start(ctx, n, c.opts.Bins.Agent); err != nil {
+		return nil, err
+	}
+	c.Agents = append(c.Agents, n)
+	return n, nil
 }
 
 func (c *Cluster) managerAddrs() string {
