@@ -61,3 +61,32 @@ func TestDefaultName(t *testing.T) {
 		}
 	}
 }
+
+func TestPlacementStrategyFlag(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		want pb.Placement_Strategy
+		err  string
+	}{
+		{"binpack", pb.Placement_STRATEGY_BINPACK, ""},
+		{"spread", pb.Placement_STRATEGY_SPREAD, ""},
+		{"densest", 0, `--placement-strategy "densest": use one of`},
+	} {
+		cmd := newServiceCreateCmd(&globalOpts{})
+		if err := cmd.ParseFlags([]string{"--placement-strategy", tc.flag, "reg/app:v1"}); err != nil {
+			t.Fatal(err)
+		}
+		f := serviceFlags{strategy: tc.flag}
+		spec := &pb.ServiceSpec{Task: &pb.TaskSpec{Container: &pb.ContainerSpec{Image: "reg/app:v1"}}}
+		err := f.apply(cmd.Flags(), spec, false)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("--placement-strategy %s: err %v, want %q", tc.flag, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || spec.GetTask().GetPlacement().GetStrategy() != tc.want {
+			t.Errorf("--placement-strategy %s: strategy %v, err %v; want %v", tc.flag, spec.GetTask().GetPlacement().GetStrategy(), err, tc.want)
+		}
+	}
+}

@@ -27,6 +27,7 @@ type serviceFlags struct {
 	healthCmd                              string
 	noHealth, readOnly, tty                bool
 	maxPerNode                             uint64
+	strategy                               string
 	endpointMode                           string
 }
 
@@ -67,6 +68,7 @@ func (f *serviceFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "allocate a TTY")
 	fs.Uint64Var(&f.maxPerNode, "replicas-max-per-node", 0, "maximum tasks per node (0: unlimited)")
+	fs.StringVar(&f.strategy, "placement-strategy", "spread", "spread (fewest tasks first) or binpack (fullest node that fits)")
 	fs.StringVar(&f.endpointMode, "endpoint-mode", "vip", "vip or dnsrr")
 }
 
@@ -108,6 +110,11 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, s *pb.ServiceSpec, all bool) err
 		ensurePlacement(t).MaxReplicasPerNode = f.maxPerNode
 	}
 	var err error
+	if set("placement-strategy") && f.strategy != "" {
+		if ensurePlacement(t).Strategy, err = enumFlag[pb.Placement_Strategy]("placement-strategy", f.strategy, "STRATEGY_", pb.Placement_Strategy_value); err != nil {
+			return err
+		}
+	}
 	if s.Update, err = f.applyUpdate(fs, "update", s.Update, f.updParallel, f.updFailure, f.updOrder, f.updRatio, set); err != nil {
 		return err
 	}
