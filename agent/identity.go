@@ -97,7 +97,7 @@ func (a *Agent) joinVia(ctx context.Context, addr string, tok ca.Token, csrPEM [
 	defer conn.Close()
 	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
-	resp, err := pb.NewNodeCAClient(conn).IssueNodeCertificate(cctx, &pb.IssueNodeCertificateRequest{Csr: csrPEM, Token: tok.String()})
+	resp, err := pb.NewNodeCAClient(conn).IssueNodeCertificate(cctx, &pb.IssueNodeCertificateRequest{Csr: csrPEM, Token: tok.String(), DesiredRole: pb.NodeSpec_ROLE_WORKER.Enum()})
 	if err != nil {
 		return nil, nil, refusal(addr, err)
 	}

@@ -212,3 +212,97 @@ func issueNow(t *testing.T, r *Root, id, role string) ([]byte, []byte) {
 	}
 	return certPEM, keyPEM
 }
+
+// TestDeferredVerification: with DeferredServerConfig the handshake
+// completes whatever certificate the client holds, and VerifyClient then
+// accepts the cluster's own nodes and refuses the others saying why.
+func TestDeferredVerification(t *testing.T) {
+	r, _ := NewRoot("c1", time.Now())
+	mgrCert, mgrKey := issueNow(t, r, "mgr1", RoleManager)
+	mgr, err := NewCredentials(r.CertPEM, mgrCert, mgrKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mgr.CAHash() != r.Hash() {
+		t.Fatalf("CAHash %s, want %s", mgr.CAHash(), r.Hash())
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", mgr.DeferredServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type seen struct {
+		node string
+		err  error
+	}
+	peers := make(chan seen, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tc := c.(*tls.Conn)
+			var s seen
+			if s.err = tc.Handshake(); s.err == nil {
+				chains, err := mgr.VerifyClient(tc.ConnectionState().PeerCertificates)
+				if s.err = err; err == nil {
+					id, _ := IdentityOf(chains[0][0])
+					s.node = id.NodeID
+				}
+			}
+			peers <- s
+			io.WriteString(c, "x")
+			c.Close()
+		}
+	}()
+	dial := func(cfg *tls.Config) seen {
+		t.Helper()
+		c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		defer c.Close()
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return <-peers
+	}
+
+	wCert, wKey := issueNow(t, r, "worker1", RoleWorker)
+	worker, _ := NewCredentials(r.CertPEM, wCert, wKey)
+	if s := dial(worker.ClientConfig()); s.err != nil || s.node != "worker1" {
+		t.Fatalf("worker of the cluster: %+v", s)
+	}
+
+	foreign, _ := NewRoot("c2", time.Now())
+	fCert, fKey := issueNow(t, foreign, "intruder", RoleWorker)
+	intruder, _ := NewCredentials(foreign.CertPEM, fCert, fKey)
+	cfg := intruder.ClientConfig()
+	cfg.RootCAs = r.Pool()
+	s := dial(cfg)
+	if !errors.Is(s.err, ErrForeignCertificate) || s.node != "" {
+		t.Fatalf("node of another cluster: %+v", s)
+	}
+	for _, w := range []string{"issued by CA " + foreign.Hash()[:12], "this cluster's CA is " + r.Hash()[:12], "client bundle"} {
+		if !strings.Contains(s.err.Error(), w) {
+			t.Fatalf("refusal %q does not say %q", s.err, w)
+		}
+	}
+
+	// An expired certificate of this cluster (presented by a client that
+	// does not check its own) is refused as expired.
+	keyPEM, csrPEM, _ := NewKeyAndCSR()
+	oldPEM, err := r.Issue(IssueRequest{CSRPEM: csrPEM, NodeID: "old", Role: RoleClient, Lifetime: time.Hour}, time.Now().Add(-3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := tls.X509KeyPair(oldPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = dial(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: r.Pool(), ServerName: ManagerServerName, Certificates: []tls.Certificate{old}})
+	if s.err == nil || !strings.Contains(s.err.Error(), `certificate "old" is valid from`) || errors.Is(s.err, ErrForeignCertificate) {
+		t.Fatalf("expired certificate: %+v", s)
+	}
+}

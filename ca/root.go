@@ -105,7 +105,11 @@ func CertHash(certPEM []byte) string {
 	if block == nil {
 		return ""
 	}
-	sum := sha256.Sum256(block.Bytes)
+	return hashDER(block.Bytes)
+}
+
+func hashDER(der []byte) string {
+	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
 }
 

@@ -33,6 +33,9 @@ func (m *Manager) authorize(ctx context.Context, method string) error {
 		}
 		id, ok := mux.PeerIdentity(ctx)
 		if !ok {
+			if err := mux.Unverified(ctx, m.id.creds); err != nil {
+				return status.Errorf(codes.Unauthenticated, "%v (a manager's DATA_DIR/client, BERTH_TLS_DIR)", err)
+			}
 			return status.Error(codes.Unauthenticated, "no client certificate of this cluster: use the bundle in a manager's DATA_DIR/client (BERTH_TLS_DIR)")
 		}
 		if id.ClusterID != m.clusterID {

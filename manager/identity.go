@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,6 +30,12 @@ const (
 	// sealedCAKeyFile keeps the bootstrap CA key (sealed) until the Cluster
 	// object that carries it is written.
 	sealedCAKeyFile = "keys/ca.key.sealed"
+	// raftJoinFile lists, one a line, the managers a joining manager asks
+	// to add it to Raft. It is written before the joiner's identity and
+	// removed once Raft has added it (or at the next start, when Raft holds
+	// state), so a manager stopped in between (crash, reboot) joins Raft on
+	// its next start instead of serving as a member of nothing.
+	raftJoinFile = "raft-join"
 )
 
 // identity is what a manager knows itself by.
@@ -36,7 +44,9 @@ type identity struct {
 	clusterKey []byte
 	// bootstrapped is true when this run created the cluster.
 	bootstrapped bool
-	// joined is true when this run joined an existing cluster.
+	// joined is true when this run must join Raft: it joined an existing
+	// cluster, or an earlier run did and stopped before Raft added it
+	// (mustJoinRaft).
 	joined bool
 }
 
@@ -56,7 +66,7 @@ func (m *Manager) loadOrCreateIdentity(ctx context.Context) (*identity, error) {
 			return nil, fmt.Errorf("cluster key: %w (the data dir %s is incomplete)", err, m.cfg.DataDir)
 		}
 		if len(m.cfg.Join) > 0 {
-			m.log.Info("data dir holds an identity already; ignoring --join", "node", creds.Identity().NodeID)
+			m.log.Info("data dir holds an identity already; --join is used only to finish a Raft join an earlier run left undone", "node", creds.Identity().NodeID)
 		}
 		return &identity{creds: creds, clusterKey: key}, nil
 	}
@@ -126,7 +136,7 @@ func (m *Manager) join(ctx context.Context) (*identity, error) {
 	}
 	var lastErr error
 	for _, addr := range m.cfg.Join {
-		resp, rootPEM, err := requestCertificate(ctx, addr, tok, m.cfg.Token)
+		resp, rootPEM, err := requestCertificate(ctx, addr, tok, m.cfg.Token, pb.NodeSpec_ROLE_MANAGER)
 		if err != nil {
 			lastErr = fmt.Errorf("join via %s: %w", addr, err)
 			m.log.Warn("join attempt failed", "manager", addr, "err", err)
@@ -134,6 +144,9 @@ func (m *Manager) join(ctx context.Context) (*identity, error) {
 		}
 		if resp.GetRole() != pb.NodeSpec_ROLE_MANAGER {
 			return nil, errors.New("--token is a worker token: a manager joins with the token from `berth cluster join-token manager`")
+		}
+		if err := ca.WriteFileAtomic(m.path(raftJoinFile), []byte(strings.Join(m.cfg.Join, "\n")+"\n"), 0o600); err != nil {
+			return nil, err
 		}
 		if err := ca.WriteFileAtomic(m.path(clusterKeyFile), resp.GetClusterKey(), 0o600); err != nil {
 			return nil, err
@@ -152,6 +165,62 @@ func (m *Manager) join(ctx context.Context) (*identity, error) {
 	return nil, lastErr
 }
 
+// mustJoinRaft says, once Raft is open, whether this run must ask the
+// cluster to add this manager to Raft: a run that joined the CA must; so
+// must a restart after a run that joined the CA but stopped before Raft
+// added it (its raft-join file remains and Raft holds no state), asking
+// the managers given now or, without --join, those of that run. A manager
+// whose Raft holds state was added (and may since have been removed: it
+// must not add itself back), so its pending join is recorded as done.
+func (m *Manager) mustJoinRaft() (bool, error) {
+	if m.id.joined {
+		return true, nil
+	}
+	pending, ok, err := m.pendingRaftJoin()
+	if err != nil || !ok {
+		return false, err
+	}
+	members, err := m.node.Members()
+	if err != nil {
+		return false, err
+	}
+	if len(members) > 0 {
+		return false, m.markRaftJoined()
+	}
+	if len(m.cfg.Join) == 0 {
+		m.cfg.Join = pending
+	}
+	if len(m.cfg.Join) == 0 {
+		return false, fmt.Errorf("an earlier run joined the cluster but Raft did not add this manager, and %s names no manager to ask: start with --join MANAGER_ADDR", m.path(raftJoinFile))
+	}
+	m.id.joined = true
+	m.log.Info("an earlier run joined the cluster but Raft did not add it; asking to join Raft", "via", m.cfg.Join)
+	return true, nil
+}
+
+// pendingRaftJoin returns the managers to join Raft through, and true,
+// when an earlier run joined the cluster and Raft was not known to have
+// added this manager.
+func (m *Manager) pendingRaftJoin() ([]string, bool, error) {
+	b, err := os.ReadFile(m.path(raftJoinFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("pending raft join: %w", err)
+	}
+	return strings.Fields(string(b)), true, nil
+}
+
+// markRaftJoined records that Raft has added this manager: later starts
+// do not ask to join again.
+func (m *Manager) markRaftJoined() error {
+	if err := os.Remove(m.path(raftJoinFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("record the raft join: %w", err)
+	}
+	return nil
+}
+
 // issued is a certificate response with the key its CSR was made from.
 type issued struct {
 	*pb.IssueNodeCertificateResponse
@@ -159,9 +228,9 @@ type issued struct {
 }
 
 // requestCertificate fetches the CA from addr, checks it against the
-// token's pin, and asks for a certificate with the token. Agents join the
-// same way.
-func requestCertificate(ctx context.Context, addr string, tok ca.Token, token string) (*issued, []byte, error) {
+// token's pin, and asks for a certificate of role with the token. Agents
+// join the same way.
+func requestCertificate(ctx context.Context, addr string, tok ca.Token, token string, role pb.NodeSpec_Role) (*issued, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	// The CA certificate is public; it is trusted only once its hash
@@ -189,7 +258,7 @@ func requestCertificate(ctx context.Context, addr string, tok ca.Token, token st
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := pb.NewNodeCAClient(conn).IssueNodeCertificate(ctx, &pb.IssueNodeCertificateRequest{Csr: csrPEM, Token: token})
+	resp, err := pb.NewNodeCAClient(conn).IssueNodeCertificate(ctx, &pb.IssueNodeCertificateRequest{Csr: csrPEM, Token: token, DesiredRole: role.Enum()})
 	if err != nil {
 		return nil, nil, errors.New(status.Convert(err).Message())
 	}

@@ -144,6 +144,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.node = node
 	defer node.Shutdown()
+	mustJoin, err := m.mustJoinRaft()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 
 	srv := m.grpcServer()
 	g, gctx := errgroup.WithContext(ctx)
@@ -161,7 +166,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	g.Go(func() error { return m.registerSelf(gctx) })
 	g.Go(func() error { return m.renewer().Run(gctx) })
 	g.Go(func() error { return m.gossip.run(gctx) })
-	if id.joined {
+	if mustJoin {
 		g.Go(func() error { return m.joinRaft(gctx) })
 	}
 	close(m.ready)
@@ -280,7 +285,7 @@ func (m *Manager) joinRaft(ctx context.Context) error {
 			cancel()
 			if err == nil {
 				m.log.Info("joined raft", "via", addr)
-				return nil
+				return m.markRaftJoined()
 			}
 			m.log.Warn("raft join failed; retrying", "via", addr, "err", err)
 		}

@@ -22,8 +22,8 @@ import (
 
 // TestJoinRefused: a manager that joins with no token, a malformed one, a
 // worker token, a rotated one or one pinning another CA is refused with a
-// message saying what is wrong, keeps no identity, and joins once given
-// the right token.
+// message saying what is wrong, keeps no identity, leaves no Node in the
+// cluster, and joins once given the right token.
 func TestJoinRefused(t *testing.T) {
 	a := newTestCluster(t, 1).mgrs[0]
 	b := newTestCluster(t, 1).mgrs[0]
@@ -50,7 +50,7 @@ func TestJoinRefused(t *testing.T) {
 	}{
 		{"no token", "", []string{"--token", `must start with "BERTH-1-"`}},
 		{"malformed", "BERTH-1-abc-def", []string{"--token", "BERTH-1-<64 hex CA hash>-<40 hex secret>"}},
-		{"worker token", joinToken(t, cc, pb.NodeSpec_ROLE_WORKER), []string{"worker token", "join-token manager"}},
+		{"worker token", joinToken(t, cc, pb.NodeSpec_ROLE_WORKER), []string{"this is a worker join token", "berth cluster join-token manager"}},
 		{"rotated", rotated, []string{"join token rejected", "rotated", "join-token"}},
 		{"wrong secret", wrongSecret, []string{"join token rejected"}},
 		{"another cluster's CA", joinToken(t, b.control(), pb.NodeSpec_ROLE_MANAGER), []string{"not the one the join token pins"}},
@@ -75,6 +75,14 @@ func TestJoinRefused(t *testing.T) {
 			refused = append(refused, tm)
 		})
 	}
+	// No refusal recorded a node: a is the only one.
+	nodes, err := cc.ListNodes(ctx, &pb.ListNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := nodes.GetNodes(); len(n) != 1 || n[0].GetId() != a.m.NodeID() {
+		t.Fatalf("after refused joins the cluster lists %d nodes, want only %s: %v", len(n), a.m.NodeID(), n)
+	}
 	// Given the right token, a data dir a join was refused on joins.
 	tm := refused[0]
 	tm.stop()
@@ -94,7 +102,7 @@ func workerCreds(t *testing.T, tm *testManager) *ca.Credentials {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, root, err := requestCertificate(ctxFor(t, settle), tm.m.Addr(), tok, token)
+	resp, root, err := requestCertificate(ctxFor(t, settle), tm.m.Addr(), tok, token, pb.NodeSpec_ROLE_WORKER)
 	if err != nil {
 		t.Fatalf("worker certificate: %v", err)
 	}
@@ -139,16 +147,23 @@ func TestCallerRoles(t *testing.T) {
 	})
 
 	t.Run("certificate of another cluster", func(t *testing.T) {
-		// b's client certificate, offered to a (whose CA the client trusts):
-		// a's TLS refuses it.
+		// b's client certificate, offered to a (whose CA the client
+		// trusts): a says whose certificate it is and what to use.
 		cfg := bCreds.ClientConfig()
 		cfg.RootCAs = aRoot
 		conn := dialTLS(t, a.m.Addr(), credentials.NewTLS(cfg))
 		_, err := pb.NewControlClient(conn).ListServices(ctx, &pb.ListServicesRequest{})
-		// TLS 1.3 checks the client's certificate after the client's
-		// side of the handshake: the refusal reads as a TLS alert or as
-		// a broken connection, depending on timing.
-		wantStatus(t, "Control with another cluster's certificate", err, codes.Unavailable)
+		aHash, bHash := ca.CertHash(a.m.rootPEM()), ca.CertHash(b.m.rootPEM())
+		wantStatus(t, "Control with another cluster's certificate", err, codes.Unauthenticated,
+			"certificate is not from this cluster", "issued by CA "+bHash[:12], "this cluster's CA is "+aHash[:12], "client bundle")
+		_, err = pb.NewRaftMembershipClient(conn).Join(ctx, &pb.JoinRequest{NodeId: b.m.NodeID(), Addr: b.m.AdvertiseAddr()})
+		wantStatus(t, "RaftMembership.Join with another cluster's certificate", err, codes.Unauthenticated, "not from this cluster")
+		_, err = pb.NewNodeCAClient(conn).IssueNodeCertificate(ctx, &pb.IssueNodeCertificateRequest{Csr: []byte("x")})
+		wantStatus(t, "renewal with another cluster's certificate", err, codes.Unauthenticated)
+		// b's manager certificate gets no Raft stream from a either.
+		mcfg := b.m.id.creds.ClientConfig()
+		mcfg.RootCAs, mcfg.NextProtos = aRoot, []string{mux.ProtoRaft}
+		wantRaftRefused(t, "another cluster's manager", a.m.Addr(), mcfg)
 		// b's bundle as the CLI uses it, pointed at a: a is not trusted.
 		conn = dialTLS(t, a.m.Addr(), credentials.NewTLS(bCreds.ClientConfig()))
 		_, err = pb.NewControlClient(conn).ListServices(ctx, &pb.ListServicesRequest{})
@@ -195,17 +210,24 @@ func TestCallerRoles(t *testing.T) {
 		// Nor may a worker open Raft's own protocol on the shared port.
 		cfg := w.ClientConfig()
 		cfg.NextProtos = []string{mux.ProtoRaft}
-		rc, err := tls.Dial("tcp", a.m.Addr(), cfg)
-		if err == nil {
-			rc.SetReadDeadline(time.Now().Add(settle))
-			_, err = rc.Read(make([]byte, 1))
-			rc.Close()
-		}
-		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("a worker's raft connection was kept open: %v", err)
-		}
-		if !errors.Is(err, io.EOF) {
-			t.Logf("worker raft connection ended with %v", err)
-		}
+		wantRaftRefused(t, "a worker", a.m.Addr(), cfg)
 	})
+}
+
+// wantRaftRefused asserts that the manager at addr closes a Raft
+// connection dialed with cfg instead of handing it to Raft.
+func wantRaftRefused(t *testing.T, who, addr string, cfg *tls.Config) {
+	t.Helper()
+	rc, err := tls.Dial("tcp", addr, cfg)
+	if err == nil {
+		rc.SetReadDeadline(time.Now().Add(settle))
+		_, err = rc.Read(make([]byte, 1))
+		rc.Close()
+	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("%s's raft connection was kept open: %v", who, err)
+	}
+	if !errors.Is(err, io.EOF) {
+		t.Logf("%s's raft connection ended with %v", who, err)
+	}
 }

@@ -1,6 +1,13 @@
 // Package mux serves a manager's two protocols on one TLS port, told apart
 // by ALPN: gRPC ("h2") for the API and "berth-raft" for Raft's own stream
 // transport. One port per manager, as swarm's 2377, and one certificate.
+//
+// The TLS handshake accepts any client certificate (or none) so that gRPC
+// can answer a refused caller with a status saying why; the mux verifies
+// the certificate against the cluster CA itself once the handshake is
+// done. Raft gets only connections verified as a manager's; gRPC gets the
+// verified chain in VerifiedChains, empty for an unverified peer, and each
+// service decides what such a caller may do (only NodeCA admits one).
 package mux
 
 import (
@@ -54,7 +61,7 @@ func (m *Mux) Serve(ctx context.Context) error {
 	defer m.grpc.Close()
 	defer m.raft.Close()
 	defer m.wg.Wait()
-	cfg := m.creds.ServerConfig()
+	cfg := m.creds.DeferredServerConfig()
 	base := cfg.GetConfigForClient
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		c, err := base(hello)
@@ -88,25 +95,42 @@ func (m *Mux) route(ctx context.Context, tc *tls.Conn) {
 		return
 	}
 	st := tc.ConnectionState()
+	var verr error
+	if len(st.PeerCertificates) > 0 {
+		// Only chains verified here are ever trusted; TLS verified nothing.
+		st.VerifiedChains, verr = m.creds.VerifyClient(st.PeerCertificates)
+	}
 	switch st.NegotiatedProtocol {
 	case ProtoRaft:
 		if !isManager(st) {
-			m.log.Warn("refused a raft connection from a non-manager", "remote", tc.RemoteAddr())
+			m.log.Warn("refused a raft connection from a non-manager", "remote", tc.RemoteAddr(), "err", verr)
 			tc.Close()
 			return
 		}
 		m.raft.deliver(ctx, tc)
 	default:
-		m.grpc.deliver(ctx, tc)
+		if verr != nil {
+			m.log.Debug("unverified client certificate", "remote", tc.RemoteAddr(), "err", verr)
+		}
+		m.grpc.deliver(ctx, &verifiedConn{Conn: tc, state: st})
 	}
 }
 
+// isManager reports whether st holds a chain the mux verified for a
+// manager's certificate.
 func isManager(st tls.ConnectionState) bool {
-	if len(st.PeerCertificates) == 0 {
+	if len(st.VerifiedChains) == 0 {
 		return false
 	}
-	id, err := ca.IdentityOf(st.PeerCertificates[0])
+	id, err := ca.IdentityOf(st.VerifiedChains[0][0])
 	return err == nil && id.Role == ca.RoleManager
+}
+
+// verifiedConn is a handshaken gRPC connection with its TLS state as the
+// mux verified it.
+type verifiedConn struct {
+	*tls.Conn
+	state tls.ConnectionState
 }
 
 // GRPCListener yields handshaken gRPC connections; serve it with a
@@ -188,11 +212,11 @@ func (handshaken) ClientHandshake(context.Context, string, net.Conn) (net.Conn, 
 }
 
 func (handshaken) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	tc, ok := c.(*tls.Conn)
+	vc, ok := c.(*verifiedConn)
 	if !ok {
 		return nil, nil, errors.New("connection did not come through the TLS mux")
 	}
-	return c, credentials.TLSInfo{State: tc.ConnectionState(), CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+	return c, credentials.TLSInfo{State: vc.state, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
 }
 
 func (handshaken) Info() credentials.ProtocolInfo {
@@ -216,4 +240,23 @@ func PeerIdentity(ctx context.Context) (ca.Identity, bool) {
 	}
 	id, err := ca.IdentityOf(info.State.VerifiedChains[0][0])
 	return id, err == nil
+}
+
+// Unverified says why creds refuse the certificate a gRPC caller presented;
+// nil when the caller presented none or it verified. Services call it to
+// explain a refusal; it never grants anything.
+func Unverified(ctx context.Context, creds *ca.Credentials) error {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 || len(info.State.VerifiedChains) > 0 {
+		return nil
+	}
+	if _, err := creds.VerifyClient(info.State.PeerCertificates); err != nil {
+		return err
+	}
+	// The CA changed since the connection was verified.
+	return errors.New("the client certificate was not verified when the connection opened: reconnect")
 }

@@ -2,9 +2,12 @@ package mux
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +16,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
 
 	"berth/ca"
 )
@@ -35,17 +37,19 @@ func creds(t *testing.T, root *ca.Root, id, role string) *ca.Credentials {
 	return c
 }
 
-// identityHealth answers health checks and records the caller's node ID.
+// identityHealth answers health checks and records the caller's verified
+// node ID ("" for none) and why its certificate was refused.
 type identityHealth struct {
 	*health.Server
-	seen chan string
+	creds *ca.Credentials
+	seen  chan string
+	why   chan error
 }
 
 func (h identityHealth) Check(ctx context.Context, r *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
-	p, _ := peer.FromContext(ctx)
-	info := p.AuthInfo.(credentials.TLSInfo)
-	id, _ := ca.IdentityOf(info.State.PeerCertificates[0])
+	id, _ := PeerIdentity(ctx)
 	h.seen <- id.NodeID
+	h.why <- Unverified(ctx, h.creds)
 	return h.Server.Check(ctx, r)
 }
 
@@ -64,7 +68,7 @@ func TestGRPCAndRaftShareOnePort(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- m.Serve(ctx) }()
 	srv := grpc.NewServer(grpc.Creds(Handshaken()))
-	h := identityHealth{health.NewServer(), make(chan string, 1)}
+	h := identityHealth{health.NewServer(), mgr, make(chan string, 1), make(chan error, 1)}
 	healthpb.RegisterHealthServer(srv, h)
 	go srv.Serve(m.GRPCListener())
 	t.Cleanup(func() { srv.Stop(); cancel(); <-served })
@@ -81,8 +85,35 @@ func TestGRPCAndRaftShareOnePort(t *testing.T) {
 	if _, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("grpc through the mux: %v", err)
 	}
-	if got := <-h.seen; got != "w1" {
-		t.Fatalf("handler saw %q, want w1", got)
+	if got, why := <-h.seen, <-h.why; got != "w1" || why != nil {
+		t.Fatalf("handler saw %q (refused: %v), want w1", got, why)
+	}
+
+	// gRPC with another cluster's certificate: the handshake completes,
+	// the handler sees no identity and can say why.
+	foreign, err := ca.NewRoot("c2", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder := creds(t, foreign, "x1", ca.RoleManager)
+	cfg := intruder.ClientConfig()
+	cfg.RootCAs = root.Pool()
+	fconn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fconn.Close()
+	if _, err := healthpb.NewHealthClient(fconn).Check(cctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("grpc with a foreign certificate did not reach the handler: %v", err)
+	}
+	got, why := <-h.seen, <-h.why
+	if got != "" {
+		t.Fatalf("handler took a foreign certificate for node %q", got)
+	}
+	for _, w := range []string{"not from this cluster", "CA " + foreign.Hash()[:12], "this cluster's CA is " + root.Hash()[:12]} {
+		if why == nil || !strings.Contains(why.Error(), w) {
+			t.Fatalf("refusal %v does not say %q", why, w)
+		}
 	}
 
 	// Raft from another manager: reaches the raft layer.
@@ -110,14 +141,32 @@ func TestGRPCAndRaftShareOnePort(t *testing.T) {
 	}
 	in.Close()
 
-	// Raft from a worker: refused.
-	wl := &raftLayer{creds: worker}
-	if c, err := wl.Dial(raft.ServerAddress(ln.Addr().String()), 5*time.Second); err == nil {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Read(buf); err == nil {
-			t.Fatal("a worker's raft connection stayed open")
-		}
-		c.Close()
+	// Raft from a worker, or from a manager of another cluster: refused.
+	for name, c := range map[string]*ca.Credentials{"worker": worker, "foreign manager": intruder} {
+		cfg := c.ClientConfig()
+		cfg.RootCAs = root.Pool()
+		cfg.NextProtos = []string{ProtoRaft}
+		refusedRaft(t, name, ln.Addr().String(), cfg)
+	}
+	// Nor without a certificate.
+	refusedRaft(t, "no certificate", ln.Addr().String(), &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: root.Pool(), ServerName: ca.ManagerServerName, NextProtos: []string{ProtoRaft}})
+}
+
+// refusedRaft asserts that a Raft connection dialed with cfg is closed by
+// the mux, never handed to Raft.
+func refusedRaft(t *testing.T, name, addr string, cfg *tls.Config) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatalf("%s: the handshake should complete and the mux refuse: %v", name, err)
+	}
+	defer c.Close()
+	if p := c.ConnectionState().NegotiatedProtocol; p != ProtoRaft {
+		t.Fatalf("%s: negotiated %q", name, p)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("%s: a raft connection was not closed by the mux: %v", name, err)
 	}
 }
 

@@ -96,22 +96,25 @@ func (s *Server) GetRootCACertificate(context.Context, *pb.GetRootCACertificateR
 }
 
 // IssueNodeCertificate signs a CSR for a joining node (with a join token)
-// or for a member renewing its certificate (without one).
+// or for a member renewing its certificate (without one). A joining node's
+// Node is recorded only once everything that could refuse it has passed,
+// so a refused join leaves nothing behind.
 func (s *Server) IssueNodeCertificate(ctx context.Context, req *pb.IssueNodeCertificateRequest) (*pb.IssueNodeCertificateResponse, error) {
 	c, err := s.cluster()
 	if err != nil {
 		return nil, err
 	}
+	joining := req.GetToken() != ""
 	var nodeID string
 	var role pb.NodeSpec_Role
-	if req.GetToken() != "" {
+	if joining {
 		if role, err = s.admit(c, req.GetToken()); err != nil {
 			return nil, err
 		}
-		nodeID = ids.New()
-		if err := s.createNode(ctx, nodeID, role); err != nil {
+		if err := checkDesiredRole(role, req.DesiredRole); err != nil {
 			return nil, err
 		}
+		nodeID = ids.New()
 	} else {
 		if nodeID, role, err = s.renewer(ctx); err != nil {
 			return nil, err
@@ -129,12 +132,29 @@ func (s *Server) IssueNodeCertificate(ctx context.Context, req *pb.IssueNodeCert
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if joining {
+		if err := s.createNode(ctx, nodeID, role); err != nil {
+			return nil, err
+		}
+	}
 	resp := &pb.IssueNodeCertificateResponse{NodeId: nodeID, Role: role, Certificate: certPEM}
 	if role == pb.NodeSpec_ROLE_MANAGER {
 		resp.ClusterKey = s.cfg.ClusterKey
 	}
-	s.cfg.Log.Info("issued node certificate", "node", nodeID, "role", roleName(role), "renewal", req.GetToken() == "")
+	s.cfg.Log.Info("issued node certificate", "node", nodeID, "role", roleName(role), "renewal", !joining)
 	return resp, nil
+}
+
+// checkDesiredRole refuses a join whose token grants another role than the
+// one the node asked for; nodes that ask for none take the token's role.
+func checkDesiredRole(granted pb.NodeSpec_Role, desired *pb.NodeSpec_Role) error {
+	if desired == nil || *desired == granted {
+		return nil
+	}
+	if granted == pb.NodeSpec_ROLE_WORKER {
+		return status.Error(codes.PermissionDenied, "this is a worker join token; a manager joins with the token from `berth cluster join-token manager`")
+	}
+	return status.Error(codes.PermissionDenied, "this is a manager join token; a worker (berth-agent) joins with the token from `berth cluster join-token worker`")
 }
 
 // admit checks a join token and returns the role it grants.

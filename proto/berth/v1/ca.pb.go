@@ -108,7 +108,11 @@ type IssueNodeCertificateRequest struct {
 	// token is a join token; empty for a renewal by an authenticated node.
 	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
 	// node_id to keep, when a node rejoins with its old identity.
-	NodeId        string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// desired_role is the role the joining node asks for with its token: a
+	// token of another role is refused before anything is recorded. Unset
+	// (older nodes) accepts the role the token grants.
+	DesiredRole   *NodeSpec_Role `protobuf:"varint,4,opt,name=desired_role,json=desiredRole,proto3,enum=berth.v1.NodeSpec_Role,oneof" json:"desired_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -162,6 +166,13 @@ func (x *IssueNodeCertificateRequest) GetNodeId() string {
 		return x.NodeId
 	}
 	return ""
+}
+
+func (x *IssueNodeCertificateRequest) GetDesiredRole() NodeSpec_Role {
+	if x != nil && x.DesiredRole != nil {
+		return *x.DesiredRole
+	}
+	return NodeSpec_ROLE_WORKER
 }
 
 type IssueNodeCertificateResponse struct {
@@ -242,11 +253,13 @@ const file_berth_v1_ca_proto_rawDesc = "" +
 	"\x11berth/v1/ca.proto\x12\bberth.v1\x1a\x14berth/v1/specs.proto\"\x1d\n" +
 	"\x1bGetRootCACertificateRequest\"@\n" +
 	"\x1cGetRootCACertificateResponse\x12 \n" +
-	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"^\n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"\xb0\x01\n" +
 	"\x1bIssueNodeCertificateRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x17\n" +
-	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"\xa7\x01\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12?\n" +
+	"\fdesired_role\x18\x04 \x01(\x0e2\x17.berth.v1.NodeSpec.RoleH\x00R\vdesiredRole\x88\x01\x01B\x0f\n" +
+	"\r_desired_role\"\xa7\x01\n" +
 	"\x1cIssueNodeCertificateResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12+\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x17.berth.v1.NodeSpec.RoleR\x04role\x12 \n" +
@@ -278,16 +291,17 @@ var file_berth_v1_ca_proto_goTypes = []any{
 	(NodeSpec_Role)(0),                   // 4: berth.v1.NodeSpec.Role
 }
 var file_berth_v1_ca_proto_depIdxs = []int32{
-	4, // 0: berth.v1.IssueNodeCertificateResponse.role:type_name -> berth.v1.NodeSpec.Role
-	0, // 1: berth.v1.NodeCA.GetRootCACertificate:input_type -> berth.v1.GetRootCACertificateRequest
-	2, // 2: berth.v1.NodeCA.IssueNodeCertificate:input_type -> berth.v1.IssueNodeCertificateRequest
-	1, // 3: berth.v1.NodeCA.GetRootCACertificate:output_type -> berth.v1.GetRootCACertificateResponse
-	3, // 4: berth.v1.NodeCA.IssueNodeCertificate:output_type -> berth.v1.IssueNodeCertificateResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 0: berth.v1.IssueNodeCertificateRequest.desired_role:type_name -> berth.v1.NodeSpec.Role
+	4, // 1: berth.v1.IssueNodeCertificateResponse.role:type_name -> berth.v1.NodeSpec.Role
+	0, // 2: berth.v1.NodeCA.GetRootCACertificate:input_type -> berth.v1.GetRootCACertificateRequest
+	2, // 3: berth.v1.NodeCA.IssueNodeCertificate:input_type -> berth.v1.IssueNodeCertificateRequest
+	1, // 4: berth.v1.NodeCA.GetRootCACertificate:output_type -> berth.v1.GetRootCACertificateResponse
+	3, // 5: berth.v1.NodeCA.IssueNodeCertificate:output_type -> berth.v1.IssueNodeCertificateResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_ca_proto_init() }
@@ -296,6 +310,7 @@ func file_berth_v1_ca_proto_init() {
 		return
 	}
 	file_berth_v1_specs_proto_init()
+	file_berth_v1_ca_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
