@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -193,11 +194,21 @@ func (m *Manager) writeClientBundle() error {
 	if err != nil {
 		return err
 	}
-	dirs := []string{m.path(clientDir)}
+	var dirs []string
+	if !m.bundleCurrent(m.path(clientDir), root.CertPEM) {
+		dirs = append(dirs, m.path(clientDir))
+	}
 	if d := m.cfg.InstallClientBundle; d != "" {
 		if _, err := os.Stat(filepath.Join(d, ca.RootFile)); errors.Is(err, os.ErrNotExist) {
 			dirs = append(dirs, d)
 		}
+	}
+	// The address may have changed even when the bundle stays.
+	if err := ca.WriteFileAtomic(filepath.Join(m.path(clientDir), "manager-addr"), []byte(m.advertise+"\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if len(dirs) == 0 {
+		return nil
 	}
 	for _, d := range dirs {
 		if err := ca.Dir(d).Save(root.CertPEM, cert, keyPEM); err != nil {
@@ -209,6 +220,25 @@ func (m *Manager) writeClientBundle() error {
 	}
 	m.log.Info("client bundle written", "dirs", dirs)
 	return nil
+}
+
+// bundleCurrent says whether dir holds a client bundle of this cluster's
+// CA that is good for at least another third of its life. A restarted
+// manager keeps such a bundle rather than rewriting it under a CLI that
+// may be reading it (a reader between the cert and the key of a rewrite
+// would see a mismatched pair).
+func (m *Manager) bundleCurrent(dir string, rootPEM []byte) bool {
+	root, certPEM, keyPEM, err := ca.Dir(dir).Read()
+	if err != nil || !bytes.Equal(root, rootPEM) {
+		return false
+	}
+	creds, err := ca.NewCredentials(root, certPEM, keyPEM)
+	if err != nil {
+		return false
+	}
+	leaf := creds.Leaf()
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	return m.cfg.Now().Before(leaf.NotAfter.Add(-life / 3))
 }
 
 // certLifetime is the cluster's certificate lifetime.
