@@ -102,7 +102,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, store.ErrWatcherLagged), errors.Is(err, store.ErrRestored), errors.Is(err, store.ErrCompacted):
+		case store.NeedsResync(err):
 			o.log.Info("orchestrator resyncing from a fresh view", "err", err)
 		default:
 			return err

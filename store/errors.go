@@ -35,3 +35,11 @@ var (
 	// the watcher was open. Take a new View and watch from its index.
 	ErrRestored = errors.New("state was restored from a snapshot; take a new snapshot and watch from its index")
 )
+
+// NeedsResync says whether a watch ended because the watcher must start
+// over from a fresh view (it lagged, the state was restored from a
+// snapshot, or its start index was compacted away), not because something
+// failed: level-triggered loops take a new snapshot and go on.
+func NeedsResync(err error) bool {
+	return errors.Is(err, ErrWatcherLagged) || errors.Is(err, ErrRestored) || errors.Is(err, ErrCompacted)
+}

@@ -88,7 +88,7 @@ func (a *Assigner) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, store.ErrWatcherLagged) || errors.Is(err, store.ErrRestored) || errors.Is(err, store.ErrCompacted) {
+		if store.NeedsResync(err) {
 			a.log.Info("store watch ended; taking a new snapshot", "err", err)
 			continue
 		}
