@@ -194,6 +194,13 @@ func (s *Store) ensureLink(hex, id string) error {
 	if got, err := os.Readlink(p); err == nil && got == want {
 		return nil
 	}
+	// Snapshots are prepared concurrently: repair under a lock, so one
+	// repair cannot remove the link another has just made.
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
+	if got, err := os.Readlink(p); err == nil && got == want {
+		return nil
+	}
 	os.Remove(p)
 	return os.Symlink(want, p)
 }

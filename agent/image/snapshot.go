@@ -57,8 +57,9 @@ func (s *Store) Prepare(ctx context.Context, key string, img Image) (string, err
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	s.snapMu.Lock()
-	defer s.snapMu.Unlock()
+	s.snapMu.RLock()
+	defer s.snapMu.RUnlock()
+	defer s.snapKeys.lock(key)()
 	dir := s.snapDir(key)
 	var cur Snapshot
 	if err := readJSON(filepath.Join(dir, "snapshot.json"), &cur); err == nil {
@@ -97,15 +98,28 @@ func (s *Store) create(snap Snapshot) error {
 	return diskErr(writeJSON(filepath.Join(dir, "snapshot.json"), snap), s.root, what)
 }
 
+// touchSaveEvery bounds how often a use alone rewrites images.json: GC
+// keeps images used within hours, so a minute of LastUsed lost in a crash
+// changes nothing, and starting many containers at once does not wait on
+// one fsync each.
+const touchSaveEvery = time.Minute
+
 // touch marks an image as just used.
 func (s *Store) touch(digest string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rec := s.meta.Images[digest]; rec != nil {
-		rec.LastUsed = s.now()
-		if err := s.saveMeta(); err != nil {
-			s.log.Warn("save image records", "err", err)
-		}
+	rec := s.meta.Images[digest]
+	if rec == nil {
+		return
+	}
+	now := s.now()
+	rec.LastUsed = now
+	if now.Sub(s.metaSaved) < touchSaveEvery {
+		return
+	}
+	s.metaSaved = now
+	if err := s.saveMeta(); err != nil {
+		s.log.Warn("save image records", "err", err)
 	}
 }
 
@@ -191,8 +205,9 @@ func (s *Store) Remove(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	s.snapMu.Lock()
-	defer s.snapMu.Unlock()
+	s.snapMu.RLock()
+	defer s.snapMu.RUnlock()
+	defer s.snapKeys.lock(key)()
 	dir := s.snapDir(key)
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil

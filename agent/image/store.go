@@ -51,8 +51,16 @@ type Store struct {
 	pulls  flight[Image]
 	layers flight[struct{}]
 
-	// snapMu serialises snapshot changes and GC; take it before mu.
-	snapMu sync.Mutex
+	// snapMu is held shared by snapshot changes (each also holds its key's
+	// lock in snapKeys) and exclusively by GC and whole-store scans; take
+	// it before mu.
+	snapMu   sync.RWMutex
+	snapKeys keyLocks
+	// linkMu serialises repairs of layer links (l/<id>).
+	linkMu sync.Mutex
+	// metaSaved is when images.json was last written for a LastUsed
+	// change (guarded by mu).
+	metaSaved time.Time
 	// mu guards meta and inflight.
 	mu       sync.Mutex
 	meta     metadata
@@ -287,5 +295,40 @@ func defaultTransport() http.RoundTripper {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// keyLocks is a mutex per key, made on first use and dropped when unused.
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lock locks key and returns its unlock.
+func (k *keyLocks) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
 	}
 }
