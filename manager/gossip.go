@@ -140,9 +140,14 @@ func (s *gossip) handle(ev discovery.Event) {
 	if ev.Kind != discovery.EventDead || ev.Role == "manager" || !s.m.node.IsLeader() {
 		return
 	}
-	if err := s.m.dispatcher.MarkDown(ev.NodeID, "node confirmed dead by gossip"); err != nil {
+	// Gossip takes ~0.9 s to confirm a death, by when a dead agent has been
+	// silent at least that long; one that heartbeated within half a period
+	// is alive (gossip misjudged a starved prober or path), so this costs
+	// no detection time and spares a false alarm its task moves.
+	down, err := s.m.dispatcher.MarkDownIfSilent(ev.NodeID, "node confirmed dead by gossip", s.m.heartbeatPeriod()/2)
+	if err != nil {
 		s.m.log.Debug("gossip: mark node down", "node", ev.NodeID, "err", err)
-	} else {
+	} else if down {
 		s.m.log.Info("node down: gossip confirmed it dead", "node", ev.NodeID)
 	}
 }
@@ -170,4 +175,12 @@ func (m *Manager) gossipKey() []byte {
 	var c *pb.Cluster
 	m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
 	return c.GetGossipKey()
+}
+
+// heartbeatPeriod is the period agents heartbeat at.
+func (m *Manager) heartbeatPeriod() time.Duration {
+	if m.cfg.HeartbeatPeriod > 0 {
+		return m.cfg.HeartbeatPeriod
+	}
+	return DefaultHeartbeatPeriod
 }

@@ -87,6 +87,7 @@ type nodeRec struct {
 	deadline time.Time
 	end      context.CancelCauseFunc // ends the live session's stream
 	reason   string                  // the down message if the deadline passes
+	heard    time.Time               // the last heartbeat or session start
 }
 
 // New returns a Dispatcher; Run serves it.
@@ -252,6 +253,15 @@ func (d *Dispatcher) checkSession(t *term, nodeID, sid string) error {
 // MarkDown puts a node down at once (gossip confirmed it dead) and ends its
 // session. It returns an error when this dispatcher is not running.
 func (d *Dispatcher) MarkDown(nodeID, reason string) error {
+	_, err := d.MarkDownIfSilent(nodeID, reason, 0)
+	return err
+}
+
+// MarkDownIfSilent is MarkDown unless the node's live session was heard
+// from (a heartbeat or its start) within silence: another detector's
+// verdict (gossip) is not taken against a node that just spoke to this
+// leader. It reports whether the node was marked down.
+func (d *Dispatcher) MarkDownIfSilent(nodeID, reason string, silence time.Duration) (bool, error) {
 	if reason == "" {
 		reason = "marked down"
 	}
@@ -259,7 +269,12 @@ func (d *Dispatcher) MarkDown(nodeID, reason string) error {
 	t := d.term
 	if t == nil {
 		d.mu.Unlock()
-		return errors.New("dispatcher: not running (not the leader); the leader marks nodes down")
+		return false, errors.New("dispatcher: not running (not the leader); the leader marks nodes down")
+	}
+	if n := t.nodes[nodeID]; n != nil && n.sid != "" && silence > 0 && d.cfg.Now().Sub(n.heard) < silence {
+		d.mu.Unlock()
+		d.log.Info("not marking a node down: it was heard from just now", "node", nodeID, "reason", reason, "heard", n.heard)
+		return false, nil
 	}
 	if n := t.nodes[nodeID]; n != nil {
 		if n.end != nil {
@@ -270,7 +285,7 @@ func (d *Dispatcher) MarkDown(nodeID, reason string) error {
 	d.mu.Unlock()
 	d.log.Info("node marked down", "node", nodeID, "reason", reason)
 	d.enqueue(t, &write{fn: d.nodeDown(t, nodeID, reason)})
-	return nil
+	return true, nil
 }
 
 // expire puts down the nodes whose deadline passed, checking a few times

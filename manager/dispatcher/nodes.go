@@ -28,7 +28,8 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*
 	if req.GetSessionId() == "" || n == nil || n.sid != req.GetSessionId() {
 		return nil, errUnknownSession
 	}
-	n.deadline = d.cfg.Now().Add(d.grace())
+	n.heard = d.cfg.Now()
+	n.deadline = n.heard.Add(d.grace())
 	return &pb.HeartbeatResponse{Period: durationpb.New(d.cfg.HeartbeatPeriod)}, nil
 }
 
@@ -45,7 +46,8 @@ func (d *Dispatcher) register(ctx context.Context, t *term, nodeID, sid string) 
 	if old := t.nodes[nodeID]; old != nil && old.end != nil {
 		old.end(status.Error(codes.Aborted, "the node opened a newer session; this one ends"))
 	}
-	t.nodes[nodeID] = &nodeRec{sid: sid, deadline: d.cfg.Now().Add(d.grace()), end: end, reason: ReasonHeartbeat}
+	now := d.cfg.Now()
+	t.nodes[nodeID] = &nodeRec{sid: sid, deadline: now.Add(d.grace()), end: end, reason: ReasonHeartbeat, heard: now}
 	return sctx, nil
 }
 

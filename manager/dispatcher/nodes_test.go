@@ -173,3 +173,28 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 		t.Errorf("heartbeat on a follower: %v, want Unavailable", err)
 	}
 }
+
+// Gossip's verdict is not taken against a node that just heartbeated.
+func TestMarkDownIfSilentSparesANodeJustHeard(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	a := h.session("n1")
+	h.clock.Advance(300 * time.Millisecond)
+	if _, err := a.heartbeat(); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(100 * time.Millisecond)
+	down, err := h.d.MarkDownIfSilent("n1", "gossip: node dead", 500*time.Millisecond)
+	if err != nil || down {
+		t.Fatalf("MarkDownIfSilent 100ms after a heartbeat = %v, %v; want spared", down, err)
+	}
+	if _, err := a.heartbeat(); err != nil {
+		t.Fatalf("the spared node's session ended: %v", err)
+	}
+	h.clock.Advance(600 * time.Millisecond)
+	down, err = h.d.MarkDownIfSilent("n1", "gossip: node dead", 500*time.Millisecond)
+	if err != nil || !down {
+		t.Fatalf("MarkDownIfSilent 600ms after a heartbeat = %v, %v; want down", down, err)
+	}
+	h.awaitNode("n1", pb.NodeStatus_STATE_DOWN, "gossip: node dead")
+}
