@@ -47,9 +47,11 @@ func TestMembersCarryMetadata(t *testing.T) {
 	if peer.Role != "worker" || peer.APIAddr != "127.0.0.1:4242" || peer.Addr != ms[1].g.Addr() {
 		t.Fatalf("node-0 sees node-1 as %+v, want role worker, api 127.0.0.1:4242, addr %s", peer, ms[1].g.Addr())
 	}
-	if e, ok := ms[0].saw("node-1", EventJoin); !ok || e.Role != "worker" {
-		t.Fatalf("node-0 join event for node-1 = %+v, %v", e, ok)
-	}
+	// Events reach the consumer through a queue, after Members shows them.
+	await.True(t, 5*time.Second, func() bool {
+		e, ok := ms[0].saw("node-1", EventJoin)
+		return ok && e.Role == "worker"
+	}, "node-0 gets a join event for node-1 with its role")
 	if _, ok := ms[0].saw("node-0", EventJoin); ok {
 		t.Fatalf("node-0 got an event about itself")
 	}
