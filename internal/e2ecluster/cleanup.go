@@ -16,11 +16,11 @@ import (
 	"berth/agent/runtime"
 )
 
-// cleanupAgent removes what an agent leaves behind on purpose when it
+// CleanupAgent removes what an agent leaves behind on purpose when it
 // stops (its containers keep running for the next agent to adopt): every
 // container under dir is killed and deleted, and mounts under dir (root
 // filesystems, the secrets tmpfs) are unmounted.
-func cleanupAgent(dir string) error {
+func CleanupAgent(dir string) error {
 	var errs []error
 	rt, err := runtime.New(runtime.Config{DataDir: filepath.Join(dir, "runtime")})
 	if err == nil {

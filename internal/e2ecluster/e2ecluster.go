@@ -329,7 +329,7 @@ func (c *Cluster) Close() error {
 		errs = append(errs, c.Kill9(n))
 	}
 	for _, a := range c.Agents {
-		errs = append(errs, cleanupAgent(a.DataDir))
+		errs = append(errs, CleanupAgent(a.DataDir))
 	}
 	if c.Hosts != nil {
 		errs = append(errs, c.Hosts.Close())

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth/internal/await"
+	"berth/internal/e2ecluster"
+	"berth/internal/testimage"
+)
+
+// TestDevRunsContainers: `berth-manager --dev` is a whole cluster on one
+// machine; `berth service create` runs real containers on it with no more
+// set-up, and `service rm` stops them.
+func TestDevRunsContainers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs containers")
+	}
+	if testing.Short() {
+		t.Skip("builds the binaries and runs a cluster")
+	}
+	bins, err := e2ecluster.Build(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := testimage.Serve(t)
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	mgr := exec.Command(bins.Manager, "--dev", "--data-dir", dir, "--listen-addr", addr)
+	mgr.Env = append(os.Environ(), "HOME="+dir)
+	var logs bytes.Buffer
+	mgr.Stdout, mgr.Stderr = &logs, &logs
+	if err := mgr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			mgr.Process.Signal(syscall.SIGTERM)
+			mgr.Wait()
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		// The agent leaves its containers (none after service rm) and its
+		// secrets tmpfs for the next agent to adopt.
+		if err := e2ecluster.CleanupAgent(filepath.Join(dir, "agent")); err != nil {
+			t.Errorf("clean up the --dev agent: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("berth-manager --dev log:\n%s", logs.String())
+		}
+	})
+
+	cli := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bins.CLI, args...)
+		// The CLI finds the bundle --dev installed in $HOME/.berth.
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	type task struct {
+		DesiredState string `json:"desired_state"`
+		Status       struct {
+			State string `json:"state"`
+		} `json:"status"`
+	}
+	running := func(svc string) int {
+		out, err := cli("service", "ps", svc, "--format", "json")
+		if err != nil {
+			return -1
+		}
+		var ts []task
+		if json.Unmarshal([]byte(out), &ts) != nil {
+			return -1
+		}
+		n := 0
+		for _, tk := range ts {
+			if tk.DesiredState == "TASK_STATE_RUNNING" && tk.Status.State == "TASK_STATE_RUNNING" {
+				n++
+			}
+		}
+		return n
+	}
+
+	await.True(t, 60*time.Second, func() bool {
+		out, err := cli("node", "ls")
+		return err == nil && strings.Count(out, "ready") == 2
+	}, "the --dev manager and its agent are ready (berth node ls with no flags)")
+	out, err := cli("service", "create", "--name", "dev", "--replicas", "3", images.Busybox.Tag, "sleep", "3600")
+	if err != nil || !strings.Contains(out, "3 out of 3 tasks running") {
+		t.Fatalf("service create: %v\n%s", err, out)
+	}
+	if n := running("dev"); n != 3 {
+		t.Fatalf("%d tasks running after create converged, want 3", n)
+	}
+	if out, err := cli("service", "rm", "dev"); err != nil {
+		t.Fatalf("service rm: %v\n%s", err, out)
+	}
+	containers := filepath.Join(dir, "agent", "runtime", "containers")
+	await.True(t, 30*time.Second, func() bool {
+		entries, err := os.ReadDir(containers)
+		return err == nil && len(entries) == 0
+	}, "service rm stops and deletes the containers under %s", containers)
+	stop()
+	if code := mgr.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("berth-manager --dev exited %d on SIGTERM, want 0", code)
+	}
+}
