@@ -118,13 +118,30 @@ func (m *Manager) registerSelf(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.watchMembership(gctx, registered) })
 	g.Go(func() error {
-		if m.register(gctx) {
-			close(registered)
+		if !m.register(gctx) {
+			return nil
 		}
-		return nil
+		close(registered)
+		// Keep the CLI's bundle fresh on a manager that runs for months:
+		// it is rewritten once it enters the last third of its life.
+		t := time.NewTicker(bundleCheckEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				if err := m.writeClientBundle(); err != nil {
+					m.log.Warn("renew the client bundle", "err", err)
+				}
+			}
+		}
 	})
 	return g.Wait()
 }
+
+// bundleCheckEvery is how often a manager checks its client bundle's age.
+const bundleCheckEvery = time.Hour
 
 // register writes this manager's Node and the client bundle, retrying
 // until it succeeds (true) or ctx ends (false).
