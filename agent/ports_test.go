@@ -41,6 +41,9 @@ func newPortsRig(t *testing.T) *portsRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Detach before testDir's cleanup adopts and deletes the containers:
+	// two runtimes finalizing one container race on its state dir.
+	t.Cleanup(rt.Close)
 	root := filepath.Join(dir, "rootfs")
 	for _, d := range []string{"bin", "etc", "proc", "dev", "sys", "tmp", "www"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
