@@ -160,7 +160,13 @@ func TestLeaderFailover(t *testing.T) {
 		t.Fatal("the stopped manager still leads")
 	}
 	f := c.follower()
-	await.NoError(t, settle, func() error { return create(f, "after") }, "write through follower %s after failover", f.name)
+	// A fresh name per attempt: an attempt whose outcome was unknown may
+	// have committed, and retrying its name would fail as a duplicate.
+	attempt := 0
+	await.NoError(t, settle, func() error {
+		attempt++
+		return create(f, fmt.Sprintf("after-%d", attempt))
+	}, "write through follower %s after failover", f.name)
 	close(stopWriters)
 	wg.Wait()
 
