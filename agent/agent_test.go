@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,13 @@ func TestAgentRunsAssignedTasks(t *testing.T) {
 	before = sessionsOn(c, m1.addr)
 	a = startAgent(t, dir, []string{m1.addr}, "")
 	await.True(t, 10*time.Second, func() bool { return sessionsOn(c, m1.addr) > before }, "session with the first manager")
+	// The session counts once it is opened; the managers list arrives
+	// with its first message. Stop m1 only after the agent has it.
+	await.True(t, 10*time.Second, func() bool {
+		a.peers.mu.Lock()
+		defer a.peers.mu.Unlock()
+		return slices.Contains(a.peers.all(), m2.addr)
+	}, "the agent learned the second manager from its session")
 	m1.stop()
 	// Generous: a session attempt may wait out firstMessageTimeout (10s)
 	// on a loaded machine before the agent moves on.
