@@ -48,6 +48,40 @@ func (n *Node) Propose(ctx context.Context, batch *berthv1.StoreBatch) (uint64, 
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.WriteTimeout)
 		defer cancel()
 	}
+	// Leadership may move between finding the leader and its commit: a
+	// write refused for that reason was never appended, so it is tried
+	// again against the new leader instead of failing the user's call. A
+	// cluster with no leader at all (no quorum) fails at once as before.
+	backoff := 25 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		index, err := n.proposeOnce(ctx, batch)
+		if !n.leaderMoved(err) || attempt == 5 || ctx.Err() != nil {
+			return index, err
+		}
+		select {
+		case <-ctx.Done():
+			return index, err
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// leaderMoved says whether err refused a write, surely not applied,
+// because the member asked is no longer the leader while a leader exists.
+func (n *Node) leaderMoved(err error) bool {
+	if !errors.Is(err, store.ErrNotLeader) || errors.Is(err, store.ErrOutcomeUnknown) {
+		return false
+	}
+	var nl *NotLeaderError
+	if errors.As(err, &nl) && nl.LeaderAddr == "" {
+		return false // no leader: quorum lost or an election under way
+	}
+	return true
+}
+
+// proposeOnce is one attempt of Propose.
+func (n *Node) proposeOnce(ctx context.Context, batch *berthv1.StoreBatch) (uint64, error) {
 	if err := n.awaitLeader(ctx); err != nil {
 		var nl *NotLeaderError
 		if n.cfg.Forward != nil && errors.As(err, &nl) && nl.LeaderAddr != "" {
