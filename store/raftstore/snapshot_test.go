@@ -31,21 +31,29 @@ func TestSnapshotCompactionRestore100k(t *testing.T) {
 		cfg.StoreOptions = []store.Option{store.WithMaxBatch(1000, 4<<20)}
 	})
 	ctx := context.Background()
-	l := c.leader()
-	err := c.nodes[l].Store().Batch(ctx, func(b *store.Batch) error {
-		for i := range total {
-			err := b.Update(func(tx store.Tx) error {
-				return tx.CreateTask(&berthv1.Task{Id: "task-" + strconv.Itoa(i), ServiceId: fmt.Sprint("svc-", i%100), Slot: uint64(i)})
+	// Chunks through whoever leads: under a loaded CI box (-race, heavy
+	// snapshotting) leadership may move mid-way; a chunk is then done again
+	// on the new leader, skipping the tasks that made it.
+	const chunk = 2000
+	for from := 0; from < total; from += chunk {
+		await.NoError(t, 60*time.Second, func() error {
+			return c.nodes[c.waitLeader()].Store().Batch(ctx, func(b *store.Batch) error {
+				for i := from; i < min(from+chunk, total); i++ {
+					err := b.Update(func(tx store.Tx) error {
+						if tx.GetTask("task-"+strconv.Itoa(i)) != nil {
+							return nil
+						}
+						return tx.CreateTask(&berthv1.Task{Id: "task-" + strconv.Itoa(i), ServiceId: fmt.Sprint("svc-", i%100), Slot: uint64(i)})
+					})
+					if err != nil {
+						return err
+					}
+				}
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		}, "create tasks %d..%d", from, from+chunk)
 	}
+	l := c.waitLeader()
 	c.sync(20 * time.Second)
 	for i, n := range c.nodes {
 		await.True(t, 20*time.Second, func() bool {
