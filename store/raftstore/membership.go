@@ -144,7 +144,9 @@ func (n *Node) probeVoters() (reachable, voters int) {
 		}
 		voters++
 		if string(s.ID) == n.cfg.NodeID {
+			mu.Lock() // probes of earlier voters may be counting already
 			reachable++
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)
