@@ -74,7 +74,7 @@ demo: deps build
 
 # demo-down removes what a demo killed without Ctrl-C left behind.
 demo-down:
-	go run ./internal/cmd/sweep
+	go run ./internal/cmd/demo -down -dir demo-data
 
 sweep:
 	$(GO) run ./internal/cmd/sweep

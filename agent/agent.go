@@ -15,6 +15,7 @@ import (
 	"berth/agent/image"
 	"berth/agent/runtime"
 	"berth/ca"
+	pb "berth/proto/berth/v1"
 )
 
 // Config configures an Agent.
@@ -42,6 +43,13 @@ type Config struct {
 	// OnGossip, if set, receives the cluster's gossip key and peers from
 	// each session message that carries them.
 	OnGossip func(key []byte, peers []string)
+	// OnDesiredRole, if set, receives the role the managers want this
+	// node to have, from each session message that carries it (the first
+	// of every session, and each change). Manager means the node was
+	// promoted: the caller may get a manager certificate with
+	// ManagerCertificate and run a manager beside the agent. It is called
+	// on the session's goroutine and must not block.
+	OnDesiredRole func(role pb.NodeSpec_Role)
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock of status timestamps; nil means time.Now.

@@ -37,6 +37,10 @@ type fakeCluster struct {
 	lastDesc  *pb.NodeDescription
 	issued    int
 	heartbeat time.Duration
+	// promoted is the node's desired role manager: sessions say so and
+	// NodeCA issues a manager certificate to a renewal that asks for one.
+	promoted   bool
+	clusterKey []byte
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -102,6 +106,7 @@ func (c *fakeCluster) full(sid, node string) *pb.SessionMessage {
 	m := &pb.SessionMessage{
 		SessionId: sid, NodeId: node, Full: true, HeartbeatPeriod: durationpb.New(c.heartbeat),
 		Managers: c.managers, InsecureRegistries: c.insecure,
+		DesiredRole: c.desiredRole().Enum(),
 	}
 	for id, d := range c.secrets {
 		m.Changes = append(m.Changes, &pb.AssignmentChange{Item: &pb.AssignmentChange_SecretData{SecretData: &pb.SecretData{SecretId: id, Data: d}}})
@@ -110,6 +115,22 @@ func (c *fakeCluster) full(sid, node string) *pb.SessionMessage {
 		m.Changes = append(m.Changes, &pb.AssignmentChange{Item: &pb.AssignmentChange_Task{Task: proto.Clone(t).(*pb.Task)}})
 	}
 	return m
+}
+
+// desiredRole is the node's desired role; callers hold mu.
+func (c *fakeCluster) desiredRole() pb.NodeSpec_Role {
+	if c.promoted {
+		return pb.NodeSpec_ROLE_MANAGER
+	}
+	return pb.NodeSpec_ROLE_WORKER
+}
+
+// setPromoted changes the node's desired role and streams it.
+func (c *fakeCluster) setPromoted(promoted bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.promoted = promoted
+	c.broadcast(&pb.SessionMessage{DesiredRole: c.desiredRole().Enum()})
 }
 
 // latest is the last status the agent reported for a task.
@@ -192,6 +213,7 @@ func (m *fakeManager) GetRootCACertificate(context.Context, *pb.GetRootCACertifi
 
 func (m *fakeManager) IssueNodeCertificate(ctx context.Context, req *pb.IssueNodeCertificateRequest) (*pb.IssueNodeCertificateResponse, error) {
 	var node string
+	role := pb.NodeSpec_ROLE_WORKER
 	if req.GetToken() != "" {
 		tok, err := ca.ParseToken(req.GetToken())
 		if err != nil {
@@ -210,12 +232,29 @@ func (m *fakeManager) IssueNodeCertificate(ctx context.Context, req *pb.IssueNod
 			return nil, err
 		}
 		node = id.NodeID
+		if req.DesiredRole != nil && req.GetDesiredRole() == pb.NodeSpec_ROLE_MANAGER {
+			m.c.mu.Lock()
+			promoted := m.c.promoted
+			m.c.mu.Unlock()
+			if !promoted {
+				return nil, status.Error(codes.PermissionDenied, "node is a worker and was not promoted")
+			}
+			role = pb.NodeSpec_ROLE_MANAGER
+		}
 	}
-	cert, err := m.c.root.Issue(ca.IssueRequest{CSRPEM: req.GetCsr(), NodeID: node, Role: ca.RoleWorker, Lifetime: time.Hour}, time.Now())
+	name := ca.RoleWorker
+	if role == pb.NodeSpec_ROLE_MANAGER {
+		name = ca.RoleManager
+	}
+	cert, err := m.c.root.Issue(ca.IssueRequest{CSRPEM: req.GetCsr(), NodeID: node, Role: name, Lifetime: time.Hour}, time.Now())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return &pb.IssueNodeCertificateResponse{NodeId: node, Role: pb.NodeSpec_ROLE_WORKER, Certificate: cert}, nil
+	resp := &pb.IssueNodeCertificateResponse{NodeId: node, Role: role, Certificate: cert}
+	if role == pb.NodeSpec_ROLE_MANAGER {
+		resp.ClusterKey = m.c.clusterKey
+	}
+	return resp, nil
 }
 
 func (m *fakeManager) Session(req *pb.SessionRequest, stream pb.Dispatcher_SessionServer) error {

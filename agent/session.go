@@ -74,6 +74,14 @@ func (p *peers) all() []string {
 	return out
 }
 
+// list returns every known manager: those the last session named, then
+// the --join addresses.
+func (p *peers) list() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.all()
+}
+
 // current is the manager of the session, or the last one tried.
 func (p *peers) current() string {
 	p.mu.Lock()
@@ -248,6 +256,9 @@ func (a *Agent) apply(ctx context.Context, msg *pb.SessionMessage, period *atomi
 	}
 	if a.cfg.OnGossip != nil && (len(msg.GetGossipKey()) > 0 || len(msg.GetGossipPeers()) > 0) {
 		a.cfg.OnGossip(msg.GetGossipKey(), msg.GetGossipPeers())
+	}
+	if a.cfg.OnDesiredRole != nil && msg.DesiredRole != nil {
+		a.cfg.OnDesiredRole(msg.GetDesiredRole())
 	}
 	if !msg.GetFull() && len(msg.GetChanges()) == 0 {
 		return nil

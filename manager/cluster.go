@@ -184,10 +184,20 @@ func (m *Manager) writeSelf(ctx context.Context) error {
 			})
 		}
 		n = proto.Clone(n).(*pb.Node)
-		if n.Description == nil {
+		switch {
+		case n.Description == nil:
 			n.Description = desc
-		} else {
+		case !m.cfg.SharedNode:
 			n.Description.Hostname, n.Description.Addr, n.Description.Platform = desc.Hostname, desc.Addr, desc.Platform
+		}
+		// A promoted node is a manager once its manager has a vote and
+		// registers (a manager demoted, or removed and restarted, is not
+		// made one again).
+		if n.GetRole() != pb.NodeSpec_ROLE_MANAGER && n.GetSpec().GetDesiredRole() == pb.NodeSpec_ROLE_MANAGER {
+			if voter, _ := m.isVoter(); !voter {
+				return errors.New("promoted, but not a raft voter yet")
+			}
+			n.Role = pb.NodeSpec_ROLE_MANAGER
 		}
 		if n.GetStatus().GetState() != pb.NodeStatus_STATE_READY {
 			n.Status = &pb.NodeStatus{State: pb.NodeStatus_STATE_READY, ChangedAt: now}

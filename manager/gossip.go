@@ -27,7 +27,7 @@ type gossip struct {
 
 // gossipAddr is where this manager gossips, or "" when gossip is off.
 func (m *Manager) gossipAddr() string {
-	if m.cfg.GossipPort < 0 {
+	if m.cfg.GossipPort < 0 || m.cfg.SharedNode {
 		return ""
 	}
 	host, port, err := net.SplitHostPort(m.advertise)

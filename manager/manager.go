@@ -44,6 +44,11 @@ type Config struct {
 	// CertLifetime of node certificates this manager issues at bootstrap
 	// (the cluster spec's cert_expiry governs later ones); 90 days when zero.
 	CertLifetime time.Duration
+	// SharedNode says this manager runs inside the agent of its node (a
+	// promoted berth-agent): the agent describes the node and gossips for
+	// it, so the manager leaves the Node's description alone and runs no
+	// gossip member (a node ID may gossip only once).
+	SharedNode bool
 	// InstallClientBundle writes the CLI bundle into this directory too
 	// (normally ~/.berth) when it holds none; empty skips it.
 	InstallClientBundle string

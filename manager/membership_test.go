@@ -58,7 +58,8 @@ func TestLastManagerStays(t *testing.T) {
 
 // TestDemote: a follower demoted through another follower leaves Raft and
 // is listed as a worker; a demotion that would lose quorum is refused and
-// says so; a worker cannot be promoted without a manager process.
+// says so; promoting it back, with no agent there to carry it out, leaves
+// it a worker.
 func TestDemote(t *testing.T) {
 	c := newTestCluster(t, 3)
 	l := c.leader()
@@ -99,11 +100,6 @@ func TestDemote(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Promoting it back needs a manager process there, which the Control
-	// API cannot start: it says what to do instead.
-	wantStatus(t, "promote a worker", setRole(ctx, l.control(), b.m.NodeID(), pb.NodeSpec_ROLE_MANAGER),
-		codes.FailedPrecondition, "runs no manager", "join-token manager")
-
 	// The demoted manager holds no vote and gets no more entries: it stops
 	// and says why, rather than serve stale reads or hang.
 	select {
@@ -114,6 +110,12 @@ func TestDemote(t *testing.T) {
 		}
 	case <-time.After(settle):
 		t.Fatalf("demoted manager %s still runs after %s", b.name, settle)
+	}
+	// Promoting it back is recorded for the node's agent to carry out
+	// (TestPromoteWorkerInPlace); b is a berth-manager with no agent and
+	// no vote, so it stays a worker, even when restarted.
+	if err := setRole(ctx, l.control(), b.m.NodeID(), pb.NodeSpec_ROLE_MANAGER); err != nil {
+		t.Fatalf("promote %s: %v", b.name, err)
 	}
 	// Restarted from its data dir, it stops again at once with the reason.
 	b.stop()
@@ -128,6 +130,10 @@ func TestDemote(t *testing.T) {
 		}
 	case <-time.After(settle):
 		t.Fatalf("restarted demoted manager %s still runs after %s", b.name, settle)
+	}
+	got, err = l.control().GetNode(ctx, &pb.GetNodeRequest{NodeId: b.m.NodeID()})
+	if err != nil || got.GetNode().GetRole() != pb.NodeSpec_ROLE_WORKER || got.GetNode().GetSpec().GetDesiredRole() != pb.NodeSpec_ROLE_MANAGER {
+		t.Fatalf("promoted node with no agent: %v, %v; want role worker, desired manager", got.GetNode(), err)
 	}
 }
 

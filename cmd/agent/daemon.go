@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"berth/agent"
 	"berth/discovery"
@@ -16,9 +20,19 @@ import (
 // Swarm's.
 const DefaultGossipPort = 7946
 
-// runDaemon runs the node daemon until ctx ends: the agent and, once a
-// session hands it the cluster's key, a gossip member.
+// runDaemon runs the node daemon until ctx ends: the agent, once a
+// session hands it the cluster's key a gossip member, and once the node is
+// promoted a manager (managerPart).
 func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
+	dataDir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return err
+	}
+	listen, advertise, err := managerAddrs(o.managerListen, o.advertiseAddr)
+	if err != nil {
+		return fmt.Errorf("--manager-listen-addr: %w", err)
+	}
+	part := newManagerPart(filepath.Join(dataDir, "manager"), listen, advertise, o.insecureRegs, log)
 	labels := map[string]string{}
 	for _, l := range o.labels {
 		k, v, _ := strings.Cut(l, "=")
@@ -27,15 +41,21 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 	g := &gossipJoiner{log: log, bind: o.advertiseAddr, port: o.gossipPort}
 	defer g.shutdown()
 	a, err := agent.New(agent.Config{
-		DataDir: o.dataDir, Join: o.join, Token: o.token, AdvertiseAddr: o.advertiseAddr,
+		DataDir: dataDir, Join: o.join, Token: o.token, AdvertiseAddr: o.advertiseAddr,
 		Hostname: o.hostname, Labels: labels, InsecureRegistries: o.insecureRegs, Logger: log,
-		OnGossip: func(key []byte, peers []string) { g.update(ctx, key, peers) },
+		OnGossip:      func(key []byte, peers []string) { g.update(ctx, key, peers) },
+		OnDesiredRole: part.want,
 	})
 	if err != nil {
 		return err
 	}
 	g.nodeID = a.NodeID
-	err = a.Run(ctx)
+	part.issuer = a
+	eg, ectx := errgroup.WithContext(ctx)
+	ectx, cancel := context.WithCancel(ectx)
+	eg.Go(func() error { defer cancel(); return a.Run(ectx) })
+	eg.Go(func() error { return part.run(ectx) })
+	err = eg.Wait()
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		return nil
 	}

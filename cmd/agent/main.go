@@ -28,6 +28,7 @@ type options struct {
 	insecureRegs  []string
 	gossipPort    int
 	hostname      string
+	managerListen string
 	log           logging.Flags
 }
 
@@ -49,7 +50,9 @@ func newCmd() *cobra.Command {
 		Use:   "berth-agent",
 		Short: "Run a berth worker node",
 		Long: `berth-agent joins a berth cluster with a worker join token and runs the
-tasks the managers assign to it in native containers.`,
+tasks the managers assign to it in native containers. Promoted with
+` + "`berth node promote`" + `, it also runs a manager (on --manager-listen-addr)
+that joins the Raft cluster; demoted, it stops that manager and runs on.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -77,6 +80,7 @@ tasks the managers assign to it in native containers.`,
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT (repeatable)")
 	f.StringVar(&o.hostname, "hostname", "", "node name to report (default: the host's name)")
 	f.IntVar(&o.gossipPort, "gossip-port", DefaultGossipPort, "port for gossip failure detection (TCP and UDP)")
+	f.StringVar(&o.managerListen, "manager-listen-addr", "", "address HOST:PORT the node's manager listens on once `berth node promote` makes it one (default: ADVERTISE_ADDR:"+DefaultManagerPort+")")
 	o.log.Register(f)
 	cmd.AddCommand(newRunCmd())
 	return cmd
@@ -100,6 +104,11 @@ func (o *options) validate() error {
 	}
 	if o.advertiseAddr != "" && net.ParseIP(o.advertiseAddr) == nil {
 		return fmt.Errorf("--advertise-addr %q: want an IP address", o.advertiseAddr)
+	}
+	if o.managerListen != "" {
+		if _, _, err := net.SplitHostPort(o.managerListen); err != nil {
+			return fmt.Errorf("--manager-listen-addr %q: want HOST:PORT, e.g. 10.0.0.5:4242", o.managerListen)
+		}
 	}
 	for _, l := range o.labels {
 		if k, _, ok := strings.Cut(l, "="); !ok || k == "" {

@@ -86,7 +86,7 @@ type Node struct {
 	proc *testhost.Proc
 }
 
-// Addr is the node's manager address (managers only).
+// Addr is the node's manager address (managers, and agents once promoted).
 func (n *Node) Addr() string {
 	return net.JoinHostPort(n.Host.Addr.String(), fmt.Sprint(ManagerPort))
 }
@@ -188,7 +188,9 @@ func (c *Cluster) startAgent(ctx context.Context) (*Node, error) {
 	n := &Node{Name: fmt.Sprintf("a%d", i+1), Host: h, DataDir: filepath.Join(c.opts.Dir, fmt.Sprintf("a%d", i+1))}
 	n.Log = n.DataDir + ".log"
 	n.Args = []string{"--data-dir", n.DataDir, "--join", c.managerAddrs(), "--token", c.token,
-		"--advertise-addr", h.Addr.String(), "--hostname", n.Name, "--insecure-registry", c.Images.Registry.Addr()}
+		"--advertise-addr", h.Addr.String(), "--hostname", n.Name, "--insecure-registry", c.Images.Registry.Addr(),
+		// Where its manager listens once `berth node promote` makes it one.
+		"--manager-listen-addr", n.Addr()}
 	if c.opts.AgentLabels != nil {
 		for _, l := range c.opts.AgentLabels(i) {
 			n.Args = append(n.Args, "--label", l)

@@ -77,7 +77,9 @@ func (s *Server) withManagerStatus(n *pb.Node) *pb.Node {
 
 // UpdateNode changes a node's availability, labels or role. Demoting a
 // manager takes its vote away (refused when it would lose quorum or the
-// last manager); a worker has no manager process to promote.
+// last manager). Promoting a ready worker records the wish: its agent
+// learns it in its session, starts a manager and joins Raft, and the
+// node's role turns manager once that manager registers.
 func (s *Server) UpdateNode(ctx context.Context, req *pb.UpdateNodeRequest) (*pb.UpdateNodeResponse, error) {
 	spec := req.GetSpec()
 	if err := validate.NodeSpec(spec); err != nil {
@@ -90,13 +92,13 @@ func (s *Server) UpdateNode(ctx context.Context, req *pb.UpdateNodeRequest) (*pb
 	if cur.GetMeta().GetVersion() != req.GetNodeVersion() {
 		return nil, toStatus(store.ErrSequenceConflict)
 	}
-	demote, err := s.checkRole(cur, spec.GetDesiredRole())
+	demote, role, err := s.checkRole(cur, spec.GetDesiredRole())
 	if err != nil {
 		return nil, err
 	}
 	// The role is written before the vote is taken away: once a manager
 	// (the leader, say) is out of Raft it may no longer be able to write.
-	if err := s.writeNode(ctx, cur.GetId(), spec, spec.GetDesiredRole()); err != nil {
+	if err := s.writeNode(ctx, cur.GetId(), spec, role); err != nil {
 		return nil, err
 	}
 	if demote {
@@ -112,11 +114,13 @@ func (s *Server) UpdateNode(ctx context.Context, req *pb.UpdateNodeRequest) (*pb
 	return &pb.UpdateNodeResponse{Node: out}, nil
 }
 
-// checkRole says whether giving n the role wanted takes a Raft vote away,
-// and refuses a promotion no manager process could carry out.
-func (s *Server) checkRole(n *pb.Node, want pb.NodeSpec_Role) (demote bool, err error) {
+// checkRole says whether giving n the role wanted takes a Raft vote away
+// and which role n holds meanwhile: a promoted worker stays a worker until
+// the manager its agent starts registers. It refuses to promote a node
+// whose agent is not there to carry it out.
+func (s *Server) checkRole(n *pb.Node, want pb.NodeSpec_Role) (demote bool, role pb.NodeSpec_Role, err error) {
 	if s.cfg.Membership == nil {
-		return false, nil
+		return false, want, nil
 	}
 	isMember := false
 	if members, err := s.cfg.Membership.Members(); err == nil {
@@ -126,11 +130,14 @@ func (s *Server) checkRole(n *pb.Node, want pb.NodeSpec_Role) (demote bool, err 
 	}
 	switch {
 	case want == pb.NodeSpec_ROLE_WORKER && isMember:
-		return true, nil
+		return true, want, nil
 	case want == pb.NodeSpec_ROLE_MANAGER && !isMember:
-		return false, precondition("%s runs no manager: to add a manager there, run berth-manager on it with --join and the token from `berth cluster join-token manager`", hostnameOr(n))
+		if st := n.GetStatus().GetState(); st != pb.NodeStatus_STATE_READY {
+			return false, 0, precondition("cannot promote %s: it is %s, and only a ready node's agent can start a manager; start its berth-agent, wait until `berth node ls` shows it ready, then promote it", hostnameOr(n), lower(st.String(), "STATE_"))
+		}
+		return false, n.GetRole(), nil
 	}
-	return false, nil
+	return false, want, nil
 }
 
 // writeNode sets a node's spec and role.

@@ -332,3 +332,21 @@ func (h *harness) nodeStatus(id string) statusOf { return statusOf{h, id} }
 
 // codeOf names an error's gRPC code.
 func codeOf(err error) string { return status.Code(err).String() }
+
+// nextRole returns the desired role of the next message that carries one.
+func (a *agent) nextRole() pb.NodeSpec_Role {
+	a.t.Helper()
+	timeout := time.After(wait)
+	for {
+		select {
+		case m := <-a.msgs:
+			if m.DesiredRole != nil {
+				return m.GetDesiredRole()
+			}
+		case err := <-a.err:
+			a.t.Fatalf("session of %s ended: %v", a.node, err)
+		case <-timeout:
+			a.t.Fatalf("no desired role for %s within %s", a.node, wait)
+		}
+	}
+}

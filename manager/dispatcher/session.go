@@ -70,6 +70,10 @@ type session struct {
 	log    *slog.Logger
 	set    *assignSet
 	sent   settings
+	// role is the node's desired role as last read from the store;
+	// sentRole is the one last sent (nil before the first message).
+	role     pb.NodeSpec_Role
+	sentRole *pb.NodeSpec_Role
 }
 
 // settings are the cluster values a session message carries.
@@ -114,8 +118,16 @@ func (s *session) message(set settings, full bool, changes []*pb.AssignmentChang
 		m.Managers, m.InsecureRegistries = set.managers, set.insecure
 		m.GossipKey, m.GossipPeers = set.key, set.peers
 	}
+	if full || s.roleChanged() {
+		m.DesiredRole = s.role.Enum()
+		s.sentRole = m.DesiredRole
+	}
 	return m
 }
+
+// roleChanged says whether the node's desired role differs from the one
+// last sent.
+func (s *session) roleChanged() bool { return s.sentRole == nil || *s.sentRole != s.role }
 
 // run sends a full set, then follows the store; when the watch breaks off
 // it starts over with a new full set.
@@ -124,6 +136,7 @@ func (s *session) run(ctx context.Context) error {
 		var changes []*pb.AssignmentChange
 		w, err := s.d.cfg.Store.ViewAndWatch(ctx, func(tx store.ReadTx) {
 			changes = s.set.full(tx)
+			s.role = tx.GetNode(s.node).GetSpec().GetDesiredRole()
 		}, s.filter)
 		if err != nil {
 			return status.Errorf(codes.Unavailable, "watch the node's tasks: %v", err)
@@ -142,7 +155,8 @@ func (s *session) run(ctx context.Context) error {
 }
 
 // filter passes the events a session may act on: its node's tasks (also
-// those moved away), secret updates and the removal of its node.
+// those moved away), secret updates and changes to its own Node (removal,
+// or a new desired role).
 func (s *session) filter(e store.Event) bool {
 	switch o := e.Object.(type) {
 	case *pb.Task:
@@ -151,7 +165,7 @@ func (s *session) filter(e store.Event) bool {
 	case *pb.Secret:
 		return e.Kind == store.EventUpdate
 	case *pb.Node:
-		return e.Kind == store.EventDelete && o.GetId() == s.node
+		return o.GetId() == s.node && (e.Kind == store.EventDelete || e.Kind == store.EventUpdate)
 	}
 	return false
 }
@@ -210,17 +224,21 @@ func (s *session) note(e store.Event, dirty map[string]*pb.Task) bool {
 			dirty[""] = nil // nothing about tasks, but the data must go out
 		}
 	case *pb.Node:
-		return false
+		if e.Kind == store.EventDelete {
+			return false
+		}
+		s.role = o.GetSpec().GetDesiredRole()
 	}
 	return true
 }
 
-// send tells the agent what the dirty tasks change, if anything.
+// send tells the agent what the dirty tasks change, if anything, and its
+// node's desired role when that changed.
 func (s *session) send(dirty map[string]*pb.Task) error {
 	delete(dirty, "")
 	var changes []*pb.AssignmentChange
 	s.d.cfg.Store.View(func(tx store.ReadTx) { changes = s.set.changes(tx, dirty) })
-	if len(changes) == 0 {
+	if len(changes) == 0 && !s.roleChanged() {
 		return nil
 	}
 	return s.stream.Send(s.message(s.d.settings(), false, changes))

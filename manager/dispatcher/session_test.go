@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -196,5 +198,34 @@ func TestSessionWithoutDescriptionKeepsTheStoredOne(t *testing.T) {
 	}
 	if got := h.node("n1").GetDescription().GetHostname(); got != "n1-host" {
 		t.Errorf("hostname %q after a session without description, want n1-host kept", got)
+	}
+}
+
+// TestSessionCarriesTheDesiredRole: the first message says the node's
+// desired role; a change of it (promote, demote) is sent on, and other
+// changes to the Node are not news.
+func TestSessionCarriesTheDesiredRole(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	seed(h)
+	a := h.session("n1")
+	if a.first.DesiredRole == nil || a.first.GetDesiredRole() != pb.NodeSpec_ROLE_WORKER {
+		t.Fatalf("first message desired role %v, want worker", a.first.DesiredRole)
+	}
+	setNode := func(change func(*pb.Node)) {
+		h.update(func(tx store.Tx) error {
+			n := proto.Clone(tx.GetNode("n1")).(*pb.Node)
+			change(n)
+			return tx.UpdateNode(n)
+		})
+	}
+	setNode(func(n *pb.Node) { n.Spec.Availability = pb.NodeSpec_AVAILABILITY_PAUSE })
+	setNode(func(n *pb.Node) { n.Spec.DesiredRole = pb.NodeSpec_ROLE_MANAGER })
+	if got := a.nextRole(); got != pb.NodeSpec_ROLE_MANAGER {
+		t.Fatalf("after promote the session says %v, want manager", got)
+	}
+	setNode(func(n *pb.Node) { n.Spec.DesiredRole = pb.NodeSpec_ROLE_WORKER })
+	if got := a.nextRole(); got != pb.NodeSpec_ROLE_WORKER {
+		t.Fatalf("after demote the session says %v, want worker", got)
 	}
 }

@@ -116,7 +116,7 @@ func (s *Server) IssueNodeCertificate(ctx context.Context, req *pb.IssueNodeCert
 		}
 		nodeID = ids.New()
 	} else {
-		if nodeID, role, err = s.renewer(ctx); err != nil {
+		if nodeID, role, err = s.renewer(ctx, req.DesiredRole); err != nil {
 			return nil, err
 		}
 	}
@@ -177,8 +177,11 @@ func (s *Server) admit(c *pb.Cluster, token string) (pb.NodeSpec_Role, error) {
 	return 0, status.Error(codes.PermissionDenied, "join token rejected: it is wrong or was rotated; get the current one with `berth cluster join-token worker|manager`")
 }
 
-// renewer identifies a member renewing with its current certificate.
-func (s *Server) renewer(ctx context.Context) (string, pb.NodeSpec_Role, error) {
+// renewer identifies a member renewing with its current certificate and
+// returns the role its new certificate carries: the node's current role,
+// or manager for a node promoted (spec.desired_role manager) that asks for
+// it, so that a worker's agent can start a manager in place.
+func (s *Server) renewer(ctx context.Context, desired *pb.NodeSpec_Role) (string, pb.NodeSpec_Role, error) {
 	id, ok := mux.PeerIdentity(ctx)
 	if !ok || id.ClusterID != s.cfg.ClusterID {
 		return "", 0, status.Error(codes.Unauthenticated, "no join token and no certificate of this cluster: give a join token (--token)")
@@ -187,6 +190,12 @@ func (s *Server) renewer(ctx context.Context) (string, pb.NodeSpec_Role, error) 
 	s.cfg.Store.View(func(tx store.ReadTx) { n = tx.GetNode(id.NodeID) })
 	if n == nil {
 		return "", 0, status.Errorf(codes.PermissionDenied, "node %s was removed from the cluster; join again with a token", id.NodeID)
+	}
+	if desired != nil && *desired == pb.NodeSpec_ROLE_MANAGER && n.GetRole() != pb.NodeSpec_ROLE_MANAGER {
+		if n.GetSpec().GetDesiredRole() != pb.NodeSpec_ROLE_MANAGER {
+			return "", 0, status.Errorf(codes.PermissionDenied, "node %s is a worker and was not promoted: run `berth node promote %s` first", id.NodeID, id.NodeID)
+		}
+		return id.NodeID, pb.NodeSpec_ROLE_MANAGER, nil
 	}
 	return id.NodeID, n.GetRole(), nil
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"berth/internal/e2ecluster"
+	"berth/internal/testhost"
 )
 
 func main() {
@@ -27,9 +28,17 @@ func main() {
 	dir := flag.String("dir", "demo-data", "directory for the nodes' data and logs")
 	managers := flag.Int("managers", 3, "number of managers")
 	agents := flag.Int("agents", 2, "number of agents")
+	down := flag.Bool("down", false, "remove what a demo killed without Ctrl-C left behind, and exit")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *down {
+		if err := cleanup(ctx, *dir); err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, *bin, *dir, *managers, *agents); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
@@ -105,6 +114,25 @@ Node logs are in %[6]s/*.log. Press Ctrl-C here to tear everything down.
 `, filepath.Join(m.DataDir, "client"), m.Addr(), bins.CLI, urls[0], c.Images.Busybox.Tag, abs)
 	<-ctx.Done()
 	return nil
+}
+
+// cleanup sweeps the test hosts of dead runs (killing the nodes left in
+// them), deletes the containers the agents left running and their mounts,
+// and removes the demo's data dir.
+func cleanup(ctx context.Context, dir string) error {
+	if err := testhost.Sweep(ctx, nil); err != nil {
+		return err
+	}
+	agents, _ := filepath.Glob(filepath.Join(dir, "a*"))
+	for _, a := range agents {
+		if fi, err := os.Stat(a); err == nil && fi.IsDir() {
+			if err := e2ecluster.CleanupAgent(a); err != nil {
+				return err
+			}
+		}
+	}
+	say("removed what the demo left behind")
+	return os.RemoveAll(dir)
 }
 
 func binsIn(dir string) (e2ecluster.Bins, error) {

@@ -135,8 +135,13 @@ type SessionMessage struct {
 	InsecureRegistries []string            `protobuf:"bytes,7,rep,name=insecure_registries,json=insecureRegistries,proto3" json:"insecure_registries,omitempty"`
 	GossipKey          []byte              `protobuf:"bytes,8,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	GossipPeers        []string            `protobuf:"bytes,9,rep,name=gossip_peers,json=gossipPeers,proto3" json:"gossip_peers,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// desired_role is the role the managers want this node to have
+	// (Node.spec.desired_role): sent in a full message and whenever it
+	// changes. A worker told MANAGER gets a manager certificate and starts a
+	// manager in its agent; unset says nothing changed.
+	DesiredRole   *NodeSpec_Role `protobuf:"varint,10,opt,name=desired_role,json=desiredRole,proto3,enum=berth.v1.NodeSpec_Role,oneof" json:"desired_role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
@@ -230,6 +235,13 @@ func (x *SessionMessage) GetGossipPeers() []string {
 		return x.GossipPeers
 	}
 	return nil
+}
+
+func (x *SessionMessage) GetDesiredRole() NodeSpec_Role {
+	if x != nil && x.DesiredRole != nil {
+		return *x.DesiredRole
+	}
+	return NodeSpec_ROLE_WORKER
 }
 
 // WeightedPeer is a manager address with a preference weight.
@@ -775,11 +787,11 @@ var File_berth_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19berth/v1/dispatcher.proto\x12\bberth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16berth/v1/objects.proto\x1a\x16berth/v1/control.proto\"l\n" +
+	"\x19berth/v1/dispatcher.proto\x12\bberth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16berth/v1/objects.proto\x1a\x16berth/v1/control.proto\x1a\x14berth/v1/specs.proto\"l\n" +
 	"\x0eSessionRequest\x12;\n" +
 	"\vdescription\x18\x01 \x01(\v2\x19.berth.v1.NodeDescriptionR\vdescription\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"\xff\x02\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\xd1\x03\n" +
 	"\x0eSessionMessage\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -791,7 +803,10 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\x13insecure_registries\x18\a \x03(\tR\x12insecureRegistries\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\b \x01(\fR\tgossipKey\x12!\n" +
-	"\fgossip_peers\x18\t \x03(\tR\vgossipPeers\"S\n" +
+	"\fgossip_peers\x18\t \x03(\tR\vgossipPeers\x12?\n" +
+	"\fdesired_role\x18\n" +
+	" \x01(\x0e2\x17.berth.v1.NodeSpec.RoleH\x00R\vdesiredRole\x88\x01\x01B\x0f\n" +
+	"\r_desired_role\"S\n" +
 	"\fWeightedPeer\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
@@ -865,37 +880,39 @@ var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(*PublishLogsResponse)(nil),      // 12: berth.v1.PublishLogsResponse
 	(*NodeDescription)(nil),          // 13: berth.v1.NodeDescription
 	(*durationpb.Duration)(nil),      // 14: google.protobuf.Duration
-	(*Task)(nil),                     // 15: berth.v1.Task
-	(*Secret)(nil),                   // 16: berth.v1.Secret
-	(*TaskStatus)(nil),               // 17: berth.v1.TaskStatus
-	(*LogMessage)(nil),               // 18: berth.v1.LogMessage
+	(NodeSpec_Role)(0),               // 15: berth.v1.NodeSpec.Role
+	(*Task)(nil),                     // 16: berth.v1.Task
+	(*Secret)(nil),                   // 17: berth.v1.Secret
+	(*TaskStatus)(nil),               // 18: berth.v1.TaskStatus
+	(*LogMessage)(nil),               // 19: berth.v1.LogMessage
 }
 var file_berth_v1_dispatcher_proto_depIdxs = []int32{
 	13, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
 	3,  // 1: berth.v1.SessionMessage.managers:type_name -> berth.v1.WeightedPeer
 	14, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
 	4,  // 3: berth.v1.SessionMessage.changes:type_name -> berth.v1.AssignmentChange
-	0,  // 4: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
-	15, // 5: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
-	16, // 6: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
-	5,  // 7: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
-	14, // 8: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	9,  // 9: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
-	17, // 10: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
-	18, // 11: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
-	1,  // 12: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
-	6,  // 13: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	8,  // 14: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
-	11, // 15: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
-	2,  // 16: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
-	7,  // 17: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	10, // 18: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
-	12, // 19: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
+	0,  // 5: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
+	16, // 6: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
+	17, // 7: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
+	5,  // 8: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
+	14, // 9: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	9,  // 10: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
+	18, // 11: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
+	19, // 12: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
+	1,  // 13: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
+	6,  // 14: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	8,  // 15: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
+	11, // 16: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
+	2,  // 17: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
+	7,  // 18: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	10, // 19: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
+	12, // 20: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_dispatcher_proto_init() }
@@ -905,6 +922,8 @@ func file_berth_v1_dispatcher_proto_init() {
 	}
 	file_berth_v1_objects_proto_init()
 	file_berth_v1_control_proto_init()
+	file_berth_v1_specs_proto_init()
+	file_berth_v1_dispatcher_proto_msgTypes[1].OneofWrappers = []any{}
 	file_berth_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{
 		(*AssignmentChange_Task)(nil),
 		(*AssignmentChange_Secret)(nil),
