@@ -105,7 +105,12 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, images: images, rt: rt,
-		peers: newPeers(cfg.Join),
+		peers: newPeers(cfg.Join).withSaved(loadManagers(cfg.DataDir)),
+	}
+	a.peers.save = func(addrs []string) {
+		if err := saveManagers(cfg.DataDir, addrs); err != nil {
+			a.log.Warn("record the managers of the session", "err", err)
+		}
 	}
 	store := newSecretStore()
 	a.secrets = &tmpfsSecrets{dir: filepath.Join(cfg.DataDir, "secrets"), store: store}

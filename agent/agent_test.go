@@ -171,6 +171,13 @@ func TestAgentRunsAssignedTasks(t *testing.T) {
 	c.setTask(busyTask("after", f.Busybox.Tag, pb.TaskState_TASK_STATE_RUNNING, "true"))
 	waitReported(t, c, "after", pb.TaskState_TASK_STATE_COMPLETE)
 
+	// Restarted with only the dead first manager in --join, the agent
+	// still reaches the second: it kept the managers its sessions named.
+	a.stop()
+	before = sessionsOn(c, m2.addr)
+	a = startAgent(t, dir, []string{m1.addr}, "")
+	await.True(t, 30*time.Second, func() bool { return sessionsOn(c, m2.addr) > before }, "restarted agent reaches the second manager from its saved list")
+
 	// Shutdown stops the container; removal deletes it and its rootfs.
 	c.setDesired("sleeper", pb.TaskState_TASK_STATE_SHUTDOWN)
 	waitReported(t, c, "sleeper", pb.TaskState_TASK_STATE_SHUTDOWN)

@@ -36,6 +36,8 @@ type peers struct {
 	i     int
 	cur   string
 	hint  string
+	// save, if set, records a changed list of named managers.
+	save func([]string)
 }
 
 func newPeers(join []string) *peers {
@@ -108,6 +110,9 @@ func (p *peers) update(ms []*pb.WeightedPeer) {
 		p.named, p.i = addrs, 0
 		if k := slices.Index(p.all(), p.cur); k >= 0 {
 			p.i = k + 1 // after a failure, try the one after the current first
+		}
+		if p.save != nil {
+			p.save(addrs)
 		}
 	}
 }
