@@ -97,17 +97,7 @@ func New(cfg Config) (*Orchestrator, error) {
 // Writes refused for other reasons are retried with a backoff. Run may be
 // called again after it returns, but not from two goroutines at once.
 func (o *Orchestrator) Run(ctx context.Context) error {
-	for {
-		err := o.follow(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case store.NeedsResync(err):
-			o.log.Info("orchestrator resyncing from a fresh view", "err", err)
-		default:
-			return err
-		}
-	}
+	return store.Follow(ctx, o.log, o.follow)
 }
 
 // follow runs one view-then-watch session: a full reconcile, then rounds

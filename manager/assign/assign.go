@@ -83,20 +83,10 @@ func New(cfg Config) (*Assigner, error) {
 // another reason than a race with another writer, e.g. lost leadership.
 // Run is not safe to call concurrently with itself.
 func (a *Assigner) Run(ctx context.Context) error {
-	for {
-		err := a.follow(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if store.NeedsResync(err) {
-			a.log.Info("store watch ended; taking a new snapshot", "err", err)
-			continue
-		}
-		if err == nil {
-			err = errors.New("store watch closed")
-		}
+	if err := store.Follow(ctx, a.log, a.follow); err != nil {
 		return fmt.Errorf("assign: %w", err)
 	}
+	return nil
 }
 
 // follow runs rounds from one snapshot and its watch until the watch ends.
