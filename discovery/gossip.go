@@ -190,8 +190,22 @@ func (g *Gossip) announceLeave(ctx context.Context, ml *memberlist.Memberlist) {
 	select {
 	case <-all:
 	case <-ctx.Done():
+		return
+	}
+	// A send returns once the bytes are written; each receiver hands the
+	// intent to its delegate on a goroutine of its own, which a busy box
+	// may run after memberlist's leave broadcast. Give the intents a
+	// moment to land: it costs a graceful leave a fraction of a second
+	// and spares the others a false "dead".
+	select {
+	case <-time.After(leaveSettle):
+	case <-ctx.Done():
 	}
 }
+
+// leaveSettle is how long a leaving member waits between announcing its
+// intent and leaving.
+const leaveSettle = 250 * time.Millisecond
 
 // Shutdown stops the member at once, without a leave message: to the
 // others it looks like a failure. It closes the Events channel and waits
