@@ -54,6 +54,9 @@ func peerGossipAddr(raftAddr string) string {
 }
 
 func (s *gossip) run(ctx context.Context) error {
+	if s.m.cfg.SharedNode {
+		return s.runShared(ctx)
+	}
 	addr := s.m.gossipAddr()
 	if addr == "" {
 		return nil
@@ -91,6 +94,40 @@ func (s *gossip) run(ctx context.Context) error {
 		case <-t.C:
 			s.joinManagers(ctx, g)
 		case ev := <-g.Events():
+			s.handle(ev)
+		}
+	}
+}
+
+// runShared watches the gossip member of the agent this manager runs in
+// (a promoted node): one node ID gossips once.
+func (s *gossip) runShared(ctx context.Context) error {
+	if s.m.cfg.SharedGossip == nil {
+		return nil
+	}
+	var g *discovery.Gossip
+	for g == nil {
+		if g = s.m.cfg.SharedGossip(); g != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	s.mu.Lock()
+	s.g = g
+	s.mu.Unlock()
+	s.m.log.Info("watching the agent's gossip member", "addr", g.Addr())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-g.Events():
+			if !ok {
+				return nil // the agent's member shut down
+			}
 			s.handle(ev)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"berth/ca"
 	"berth/deploy"
+	"berth/discovery"
 	"berth/manager/assign"
 	"berth/manager/controlapi"
 	"berth/manager/dispatcher"
@@ -49,6 +50,10 @@ type Config struct {
 	// it, so the manager leaves the Node's description alone and runs no
 	// gossip member (a node ID may gossip only once).
 	SharedNode bool
+	// SharedGossip, with SharedNode, is the agent's gossip member (nil
+	// until the agent has one): the manager watches its events, so that
+	// while it leads, nodes gossip confirms dead go down at once.
+	SharedGossip func() *discovery.Gossip
 	// InstallClientBundle writes the CLI bundle into this directory too
 	// (normally ~/.berth) when it holds none; empty skips it.
 	InstallClientBundle string

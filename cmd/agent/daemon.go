@@ -51,6 +51,7 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	g.nodeID = a.NodeID
 	part.issuer = a
+	part.gossip = g.member
 	eg, ectx := errgroup.WithContext(ctx)
 	ectx, cancel := context.WithCancel(ectx)
 	eg.Go(func() error { defer cancel(); return a.Run(ectx) })
@@ -121,6 +122,13 @@ func (j *gossipJoiner) update(ctx context.Context, key []byte, peers []string) {
 	for _, p := range fresh {
 		j.joined[p] = true
 	}
+}
+
+// member is the node's gossip member, nil until a session started it.
+func (j *gossipJoiner) member() *discovery.Gossip {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.g
 }
 
 func (j *gossipJoiner) shutdown() {

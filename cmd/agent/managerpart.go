@@ -11,6 +11,7 @@ import (
 
 	"berth/agent"
 	"berth/ca"
+	"berth/discovery"
 	"berth/manager"
 	pb "berth/proto/berth/v1"
 )
@@ -37,6 +38,8 @@ type managerPart struct {
 	retryAfter time.Duration // first backoff; doubles up to 30 s
 	// roles holds the latest desired role a session delivered.
 	roles chan pb.NodeSpec_Role
+	// gossip is the agent's gossip member, nil until it runs.
+	gossip func() *discovery.Gossip
 }
 
 func newManagerPart(dir, listen, advertise string, insecure []string, log *slog.Logger) *managerPart {
@@ -153,7 +156,7 @@ func (p *managerPart) adopt(ctx context.Context) error {
 func (p *managerPart) runManager(ctx context.Context) error {
 	m, err := manager.New(manager.Config{
 		DataDir: p.dir, ListenAddr: p.listen, AdvertiseAddr: p.advertise,
-		InsecureRegistries: p.insecure, SharedNode: true, Logger: p.log,
+		InsecureRegistries: p.insecure, SharedNode: true, SharedGossip: p.gossip, Logger: p.log,
 	})
 	if err != nil {
 		return err
