@@ -181,11 +181,11 @@ func awaitRunning(tb testing.TB, st *store.MemoryStore, size scaleSize, down int
 // ready nodes start, and tasks told to stop on ready nodes stop. Nodes
 // that are down do nothing.
 func simulate(ctx context.Context, st *store.MemoryStore) error {
-	todo := map[string]bool{}
+	unreported := map[string]bool{}
 	w, err := st.ViewAndWatch(ctx, func(tx store.ReadTx) {
 		ts, _ := tx.FindTasks(store.All)
 		for _, t := range ts {
-			todo[t.GetId()] = true
+			unreported[t.GetId()] = true
 		}
 	}, store.Only[*pb.Task](), store.Only[*pb.Node]())
 	if err != nil {
@@ -198,7 +198,7 @@ func simulate(ctx context.Context, st *store.MemoryStore) error {
 	note := func(ev store.Event) {
 		switch o := ev.Object.(type) {
 		case *pb.Task:
-			todo[o.GetId()] = true
+			unreported[o.GetId()] = true
 		case *pb.Node:
 			nodesChanged = true
 		}
@@ -207,11 +207,11 @@ func simulate(ctx context.Context, st *store.MemoryStore) error {
 		if nodesChanged {
 			ready, nodesChanged = readyNodes(st), false
 		}
-		batch := make([]string, 0, len(todo))
-		for id := range todo {
+		batch := make([]string, 0, len(unreported))
+		for id := range unreported {
 			batch = append(batch, id)
 		}
-		clear(todo)
+		clear(unreported)
 		err := st.Batch(ctx, func(b *store.Batch) error {
 			for _, id := range batch {
 				if err := b.Update(func(tx store.Tx) error { return step(tx, id, ready, &next) }); err != nil {
@@ -228,7 +228,7 @@ func simulate(ctx context.Context, st *store.MemoryStore) error {
 				return err
 			}
 			for _, id := range batch { // someone wrote in between: read and try again
-				todo[id] = true
+				unreported[id] = true
 			}
 			continue
 		}

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"syscall"
@@ -300,7 +298,7 @@ func TestOrchestrationOnRealHosts(t *testing.T) {
 		url := fmt.Sprintf("http://%s:8080/", a.Host.Addr)
 		var body string
 		await.True(t, wait, func() bool {
-			body, err = httpGet(ctx, url)
+			body, err = e2ecluster.Get(ctx, url)
 			return err == nil
 		}, "GET %s answers", url)
 		if !strings.Contains(body, "v1") {
@@ -319,23 +317,4 @@ func TestOrchestrationOnRealHosts(t *testing.T) {
 	if err := ctx.Err(); err != nil && err != context.Canceled {
 		t.Fatal(err)
 	}
-}
-
-func httpGet(ctx context.Context, url string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(b), err
 }

@@ -213,12 +213,8 @@ func (m *Manager) writeClientBundle() error {
 	if err != nil {
 		return err
 	}
-	keyPEM, csrPEM, err := ca.NewKeyAndCSR()
-	if err != nil {
-		return err
-	}
-	cert, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: "client-" + m.nodeID, Role: ca.RoleClient, Lifetime: m.certLifetime()}, m.cfg.Now())
-	if err != nil {
+	// The address may have changed even when the bundle stays.
+	if err := ca.WriteFileAtomic(filepath.Join(m.path(clientDir), "manager-addr"), []byte(m.advertise+"\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	var dirs []string
@@ -230,12 +226,16 @@ func (m *Manager) writeClientBundle() error {
 			dirs = append(dirs, d)
 		}
 	}
-	// The address may have changed even when the bundle stays.
-	if err := ca.WriteFileAtomic(filepath.Join(m.path(clientDir), "manager-addr"), []byte(m.advertise+"\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if len(dirs) == 0 {
+		return nil // nothing to write: no certificate to issue
+	}
+	keyPEM, csrPEM, err := ca.NewKeyAndCSR()
+	if err != nil {
 		return err
 	}
-	if len(dirs) == 0 {
-		return nil
+	cert, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: "client-" + m.nodeID, Role: ca.RoleClient, Lifetime: m.certLifetime()}, m.cfg.Now())
+	if err != nil {
+		return err
 	}
 	for _, d := range dirs {
 		if err := ca.Dir(d).Save(root.CertPEM, cert, keyPEM); err != nil {

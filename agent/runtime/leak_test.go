@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"berth/internal/await"
 )
 
 // resources counts what a container could leave behind in this process
@@ -72,17 +75,13 @@ func TestNoLeaksAfter200Cycles(t *testing.T) {
 	// Goroutines and descriptors are released asynchronously after a
 	// container's exit is collected; wait for them rather than sleep.
 	var after resources
-	ok := func() bool {
+	await.NoError(t, 10*time.Second, func() error {
 		after = countResources(t, e)
-		return after.mounts <= before.mounts && after.cgroups <= before.cgroups &&
-			after.fds <= before.fds && after.goroutines <= before.goroutines+2 && after.files <= before.files
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %d start/stop cycles: %+v; before: %+v", cycles, after, before)
+		if after.mounts <= before.mounts && after.cgroups <= before.cgroups &&
+			after.fds <= before.fds && after.goroutines <= before.goroutines+2 && after.files <= before.files {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("now %+v, before %+v", after, before)
+	}, "after %d start/stop cycles nothing leaks", cycles)
 	t.Logf("after %d cycles: %+v (before %+v)", cycles, after, before)
 }

@@ -444,11 +444,11 @@ func (f *fleet) run(ctx context.Context, st *store.MemoryStore) error {
 }
 
 func (f *fleet) follow(ctx context.Context, st *store.MemoryStore) error {
-	todo := map[string]bool{}
+	unreported := map[string]bool{}
 	w, err := st.ViewAndWatch(ctx, func(tx store.ReadTx) {
 		ts, _ := tx.FindTasks(store.All)
 		for _, t := range ts {
-			f.note(todo, t)
+			f.note(unreported, t)
 		}
 	}, store.Only[*pb.Task]())
 	if err != nil {
@@ -456,8 +456,8 @@ func (f *fleet) follow(ctx context.Context, st *store.MemoryStore) error {
 	}
 	defer w.Close()
 	for {
-		if len(todo) > 0 {
-			if err := f.report(ctx, st, todo); err != nil {
+		if len(unreported) > 0 {
+			if err := f.report(ctx, st, unreported); err != nil {
 				return err
 			}
 		}
@@ -466,14 +466,14 @@ func (f *fleet) follow(ctx context.Context, st *store.MemoryStore) error {
 			if !ok {
 				return watchEnded(w)
 			}
-			f.note(todo, ev.Object.(*pb.Task))
+			f.note(unreported, ev.Object.(*pb.Task))
 			for drained := false; !drained; {
 				select {
 				case ev, ok := <-w.Events():
 					if !ok {
 						return watchEnded(w)
 					}
-					f.note(todo, ev.Object.(*pb.Task))
+					f.note(unreported, ev.Object.(*pb.Task))
 				default:
 					drained = true
 				}
@@ -497,9 +497,9 @@ func watchEnded(w *store.Watcher) error {
 }
 
 // note queues t when its agent has something to report about it.
-func (f *fleet) note(todo map[string]bool, t *pb.Task) {
+func (f *fleet) note(unreported map[string]bool, t *pb.Task) {
 	if next(t) != 0 && !f.dead[t.GetNodeId()] {
-		todo[t.GetId()] = true
+		unreported[t.GetId()] = true
 	}
 }
 
@@ -521,12 +521,12 @@ func next(t *pb.Task) pb.TaskState {
 
 // report writes the queued reports in one batch, each from the task as it
 // is now. A batch that lost a race with another writer is tried again.
-func (f *fleet) report(ctx context.Context, st *store.MemoryStore, todo map[string]bool) error {
-	ids := make([]string, 0, len(todo))
-	for id := range todo {
+func (f *fleet) report(ctx context.Context, st *store.MemoryStore, unreported map[string]bool) error {
+	ids := make([]string, 0, len(unreported))
+	for id := range unreported {
 		ids = append(ids, id)
 	}
-	clear(todo)
+	clear(unreported)
 	err := st.Batch(ctx, func(b *store.Batch) error {
 		for _, id := range ids {
 			if err := b.Update(func(tx store.Tx) error { return f.step(tx, id) }); err != nil {
@@ -540,7 +540,7 @@ func (f *fleet) report(ctx context.Context, st *store.MemoryStore, todo map[stri
 		return nil
 	case errors.Is(err, store.ErrSequenceConflict):
 		for _, id := range ids {
-			todo[id] = true
+			unreported[id] = true
 		}
 		return nil
 	}

@@ -9,9 +9,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -153,22 +151,14 @@ func binsIn(dir string) (e2ecluster.Bins, error) {
 func get(ctx context.Context, url string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	var last error
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
+		body, err := e2ecluster.Get(ctx, url)
 		if err == nil {
-			b, rerr := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if rerr == nil && resp.StatusCode == http.StatusOK {
-				return string(b), nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
+			return body, nil
 		}
-		last = err
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("GET %s: %v", url, last)
+			return "", fmt.Errorf("GET %s: %v", url, err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
