@@ -115,11 +115,13 @@ func (h *Hierarchy) Create(parent, name string) (*Group, error) {
 			return nil, fmt.Errorf("create cgroup %s: %w", d, err)
 		}
 	}
-	if h.Version == V1 {
-		if err := g.allowDevices(); err != nil {
-			_ = g.Remove()
-			return nil, err
-		}
+	allow := g.allowDevices
+	if h.Version == V2 {
+		allow = g.allowDevicesV2
+	}
+	if err := allow(); err != nil {
+		_ = g.Remove()
+		return nil, err
 	}
 	return g, nil
 }
@@ -246,6 +248,9 @@ func (g *Group) Kill() error {
 // kernel finishes tearing down exited tasks.
 func (g *Group) Remove() error {
 	var errs []error
+	if g.Version == V2 {
+		errs = append(errs, g.detachDevicesV2())
+	}
 	for _, d := range g.sortedPaths() {
 		if err := rmdir(d); err != nil {
 			errs = append(errs, err)
