@@ -4,6 +4,11 @@
 // own overlayfs root filesystem (a snapshot, in the shape of containerd's
 // Snapshotter). It also garbage-collects layers nothing uses any more.
 //
+// A layer may unpack to at most Config.MaxLayerSize bytes and
+// Config.MaxLayerEntries entries; a pull that goes over a limit, or runs
+// out of disk space, fails and leaves behind no temp dir and no layer it
+// unpacked (a pull failing otherwise keeps its finished layers for a retry).
+//
 // Everything lives under one root directory:
 //
 //	ROOT/images.json            image records and reference → digest map

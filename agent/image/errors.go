@@ -28,6 +28,9 @@ var (
 	ErrPermission = errors.New("permission denied")
 	// ErrBadLayer means a layer is malformed or tries to write outside itself.
 	ErrBadLayer = errors.New("bad layer")
+	// ErrLayerTooLarge means a layer unpacks to more bytes or entries than
+	// the store's limits (Config.MaxLayerSize, Config.MaxLayerEntries).
+	ErrLayerTooLarge = errors.New("layer too large")
 	// ErrInvalid means an argument (reference, snapshot key) is malformed.
 	ErrInvalid = errors.New("invalid argument")
 )

@@ -31,15 +31,17 @@ const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS |
 // extractor unpacks one layer tar into a directory, turning whiteouts into
 // overlayfs whiteouts and never following a symlink while it writes.
 type extractor struct {
-	log    *slog.Logger
-	root   string // directory being filled
-	rootFd int
-	dirFd  int    // cached parent directory of the last entry, -1 if none
-	dirRel string // its path relative to root
-	dirs   []dirTime
-	size   int64
-	buf    []byte
-	files  fileWriter
+	log     *slog.Logger
+	root    string // directory being filled
+	rootFd  int
+	dirFd   int    // cached parent directory of the last entry, -1 if none
+	dirRel  string // its path relative to root
+	dirs    []dirTime
+	size    int64 // bytes of regular files so far
+	entries int64 // tar entries so far
+	lim     limits
+	buf     []byte
+	files   fileWriter
 }
 
 // dirTime is a directory whose times are set once its children are written
@@ -51,13 +53,14 @@ type dirTime struct {
 }
 
 // extract unpacks tr into dir and returns the bytes of regular files written.
-// It stops at the first entry it cannot write safely.
-func extract(ctx context.Context, tr *tar.Reader, dir string, log *slog.Logger) (int64, error) {
+// It stops at the first entry it cannot write safely, and before the first
+// that would take the layer over a limit of lim.
+func extract(ctx context.Context, tr *tar.Reader, dir string, lim limits, log *slog.Logger) (int64, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", dir, err)
 	}
-	x := &extractor{log: log, root: dir, rootFd: fd, dirFd: -1, buf: make([]byte, 256<<10)}
+	x := &extractor{log: log, root: dir, rootFd: fd, dirFd: -1, lim: lim, buf: make([]byte, 256<<10)}
 	x.files.init()
 	defer x.close()
 	for {
@@ -70,6 +73,9 @@ func extract(ctx context.Context, tr *tar.Reader, dir string, log *slog.Logger) 
 		}
 		if err != nil {
 			return 0, fmt.Errorf("read layer tar: %w", err)
+		}
+		if err := x.count(hdr); err != nil {
+			return 0, err
 		}
 		if err := x.entry(hdr, tr); err != nil {
 			return 0, err

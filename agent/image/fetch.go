@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -57,20 +58,28 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, digest string,
 	for i, d := range cf.RootFS.DiffIDs {
 		diffIDs[i], hexes[i] = d.String(), d.Hex
 	}
-	release := s.markInflight(hexes)
+	release := sync.OnceFunc(s.markInflight(hexes))
 	defer release()
 
 	sizes := make([]int64, len(layers))
+	fresh := make([]bool, len(layers))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallelLayers)
 	for i, l := range layers {
 		g.Go(func() error {
 			var err error
-			sizes[i], err = s.fetchLayer(gctx, r, i, len(layers), l, cf.RootFS.DiffIDs[i], emit)
+			sizes[i], fresh[i], err = s.fetchLayer(gctx, r, i, len(layers), l, cf.RootFS.DiffIDs[i], emit)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
+		if errors.Is(err, ErrNoSpace) || errors.Is(err, ErrLayerTooLarge) {
+			// The image cannot fit: give back the space of the layers
+			// that did (other failures keep them for a retry; GC takes
+			// them if none comes).
+			release()
+			s.discardLayers(pick(hexes, fresh))
+		}
 		return Image{}, err
 	}
 	out := Image{Ref: ref, Digest: digest, Manifest: mdig.String(), Config: runConfig(cf), Layers: diffIDs}
@@ -105,12 +114,24 @@ func runConfig(cf *v1.ConfigFile) RunConfig {
 	return rc
 }
 
+// pick returns the hexes whose flag is set.
+func pick(hexes []string, flags []bool) []string {
+	var out []string
+	for i, h := range hexes {
+		if flags[i] {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // fetchLayer makes sure layer i is unpacked, sharing the work with any other
-// pull of the same layer, and returns its unpacked size.
-func (s *Store) fetchLayer(ctx context.Context, r name.Reference, i, n int, l v1.Layer, diffID v1.Hash, emit func(Progress)) (int64, error) {
+// pull of the same layer, and returns its unpacked size and whether this
+// call's own run put it in place.
+func (s *Store) fetchLayer(ctx context.Context, r name.Reference, i, n int, l v1.Layer, diffID v1.Hash, emit func(Progress)) (size int64, fresh bool, err error) {
 	dig, err := l.Digest()
 	if err != nil {
-		return 0, registryErr(err, r.Name(), r.Context().RegistryStr())
+		return 0, false, registryErr(err, r.Name(), r.Context().RegistryStr())
 	}
 	total, _ := l.Size()
 	base := Progress{Ref: r.Name(), Layer: dig.String(), LayerIndex: i, Layers: n, BytesTotal: total}
@@ -121,38 +142,40 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, i, n int, l v1
 	}
 	if li, ok := s.readLayerInfo(diffID.Hex); ok {
 		report(Progress{BytesDone: total, Done: true, Status: StatusAlreadyExists})
-		return li.Size, nil
+		return li.Size, false, nil
 	}
 	if s.layers.running(diffID.Hex) {
 		report(Progress{Status: StatusWaiting})
 	}
-	_, joined, err := s.layers.do(ctx, diffID.Hex, report, func(ctx context.Context, emit func(Progress)) (struct{}, error) {
-		return struct{}{}, s.unpackLayer(ctx, r, l, dig, diffID, total, emit)
+	placed, joined, err := s.layers.do(ctx, diffID.Hex, report, func(ctx context.Context, emit func(Progress)) (bool, error) {
+		return s.unpackLayer(ctx, r, l, dig, diffID, total, emit)
 	})
 	if err != nil {
-		return 0, err
+		return 0, placed && !joined, err
 	}
 	li, ok := s.readLayerInfo(diffID.Hex)
 	if !ok {
-		return 0, fmt.Errorf("layer %s vanished after unpacking", diffID)
+		return 0, false, fmt.Errorf("layer %s vanished after unpacking", diffID)
 	}
 	if joined {
 		report(Progress{BytesDone: total, Done: true, Status: StatusDone})
 	}
-	return li.Size, nil
+	return li.Size, placed && !joined, nil
 }
 
 // unpackLayer downloads, verifies and unpacks one layer into a temp dir and
-// renames it into place; on any error the temp dir is removed.
-func (s *Store) unpackLayer(ctx context.Context, r name.Reference, l v1.Layer, dig, diffID v1.Hash, total int64, emit func(Progress)) error {
+// renames it into place, reporting whether it did (false: the layer was
+// there already); on any error, or once ctx ends, the temp dir is removed
+// and nothing is put in place.
+func (s *Store) unpackLayer(ctx context.Context, r name.Reference, l v1.Layer, dig, diffID v1.Hash, total int64, emit func(Progress)) (bool, error) {
 	if _, ok := s.readLayerInfo(diffID.Hex); ok {
 		emit(Progress{BytesDone: total, Done: true, Status: StatusAlreadyExists})
-		return nil
+		return false, nil
 	}
 	what := fmt.Sprintf("unpack layer %s of %s", dig, r.Name())
 	tmp, err := os.MkdirTemp(s.path("tmp"), diffID.Hex[:12]+"-")
 	if err != nil {
-		return diskErr(err, s.root, what)
+		return false, diskErr(err, s.root, what)
 	}
 	done := false
 	defer func() {
@@ -161,30 +184,33 @@ func (s *Store) unpackLayer(ctx context.Context, r name.Reference, l v1.Layer, d
 		}
 	}()
 	if err := os.Mkdir(filepath.Join(tmp, "fs"), 0o755); err != nil {
-		return diskErr(err, s.root, what)
+		return false, diskErr(err, s.root, what)
 	}
 	emit(Progress{BytesTotal: total, Status: StatusPulling})
 	size, err := s.download(ctx, r, l, filepath.Join(tmp, "fs"), dig, diffID, total, emit)
 	if err != nil {
-		return err
+		return false, err
 	}
 	li := layerInfo{DiffID: diffID.String(), Digest: dig.String(), Size: size, Link: linkID()}
 	if err := writeJSON(filepath.Join(tmp, "layer.json"), li); err != nil {
-		return diskErr(err, s.root, what)
+		return false, diskErr(err, s.root, what)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err // every caller gave up: put nothing in place
 	}
 	if err := os.Rename(tmp, s.layerDir(diffID.Hex)); err != nil {
 		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
-			return nil // someone else (another process) got there first
+			return false, nil // someone else (another process) got there first
 		}
-		return diskErr(err, s.root, what)
+		return false, diskErr(err, s.root, what)
 	}
 	done = true
 	if err := s.ensureLink(diffID.Hex, li.Link); err != nil {
-		return diskErr(err, s.root, what)
+		return true, diskErr(err, s.root, what)
 	}
 	emit(Progress{BytesDone: total, BytesTotal: total, Done: true, Status: StatusDone})
 	s.log.Debug("layer unpacked", "layer", diffID.String(), "bytes", size)
-	return nil
+	return true, nil
 }
 
 // ensureLink makes l/<id> point at the layer's fs directory.

@@ -11,6 +11,11 @@ import (
 // is cancelled only when every caller has given up, so one impatient caller
 // does not fail the others.
 type flight[T any] struct {
+	// waitCancelled makes the caller whose leaving cancels the work wait
+	// until the work has ended, so that whatever it leaves on disk is
+	// settled when that caller returns.
+	waitCancelled bool
+
 	mu    sync.Mutex
 	calls map[string]*call[T]
 	wg    sync.WaitGroup
@@ -59,7 +64,9 @@ func (f *flight[T]) do(ctx context.Context, key string, progress func(Progress),
 	case <-c.done:
 		return c.val, joined, c.err
 	case <-ctx.Done():
-		f.leave(c, id)
+		if f.leave(c, id) && f.waitCancelled {
+			<-c.done
+		}
 		var zero T
 		return zero, joined, ctx.Err()
 	}
@@ -89,8 +96,9 @@ func (f *flight[T]) run(ctx context.Context, c *call[T], fn func(context.Context
 	close(c.done)
 }
 
-// leave drops a caller; the last one to leave cancels the work.
-func (f *flight[T]) leave(c *call[T], id int) {
+// leave drops a caller; the last one to leave cancels the work and
+// reports so.
+func (f *flight[T]) leave(c *call[T], id int) (cancelled bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(c.subs, id)
@@ -98,7 +106,9 @@ func (f *flight[T]) leave(c *call[T], id int) {
 	if c.waiters == 0 {
 		c.cancel()
 		f.forget(c) // a new caller starts afresh rather than join a cancelled run
+		return true
 	}
+	return false
 }
 
 // forget removes c from the map unless a newer call took its key. f.mu is held.

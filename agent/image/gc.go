@@ -84,19 +84,74 @@ func (s *Store) collect(keep, used map[string]bool, keepRecent time.Duration) (d
 		if keep[e.Name()] {
 			continue
 		}
-		li, _ := s.readLayerInfo(e.Name())
-		dst := filepath.Join(s.path("tmp"), "gc-"+e.Name()+"-"+linkID())
-		if err := os.Rename(s.layerDir(e.Name()), dst); err != nil {
+		dst, li, err := s.retireLayer(e.Name())
+		if err != nil {
 			return doomed, freed, diskErr(err, s.root, "gc layer "+e.Name())
-		}
-		if li.Link != "" {
-			os.Remove(s.path("l", li.Link))
 		}
 		freed += li.Size
 		doomed = append(doomed, dst)
 		s.log.Debug("removing unused layer", "layer", li.DiffID, "bytes", li.Size)
 	}
 	return doomed, freed, nil
+}
+
+// retireLayer moves layer hex out of sight under tmp/ and removes its link;
+// s.mu is held. The caller deletes the returned directory without the lock.
+func (s *Store) retireLayer(hex string) (string, layerInfo, error) {
+	li, _ := s.readLayerInfo(hex)
+	dst := filepath.Join(s.path("tmp"), "gc-"+hex+"-"+linkID())
+	if err := os.Rename(s.layerDir(hex), dst); err != nil {
+		return "", li, err
+	}
+	if li.Link != "" {
+		os.Remove(s.path("l", li.Link))
+	}
+	return dst, li, nil
+}
+
+// discardLayers deletes layers a failed pull unpacked, unless an image
+// record, a snapshot or a pull under way needs them.
+func (s *Store) discardLayers(hexes []string) {
+	if len(hexes) == 0 {
+		return
+	}
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	snaps, err := s.readSnapshots()
+	if err != nil {
+		s.log.Warn("keep the layers of a failed pull", "err", err)
+		return
+	}
+	keep := map[string]bool{}
+	for _, sn := range snaps {
+		for _, l := range sn.Layers {
+			keep[hexOf(l)] = true
+		}
+	}
+	var doomed []string
+	s.mu.Lock()
+	for _, rec := range s.meta.Images {
+		for _, l := range rec.Layers {
+			keep[hexOf(l)] = true
+		}
+	}
+	for _, h := range hexes {
+		if keep[h] || s.inflight[h] > 0 {
+			continue
+		}
+		dst, li, err := s.retireLayer(h)
+		if err != nil {
+			s.log.Warn("remove a layer of a failed pull", "layer", li.DiffID, "err", err)
+			continue
+		}
+		doomed = append(doomed, dst)
+	}
+	s.mu.Unlock()
+	for _, d := range doomed {
+		if err := os.RemoveAll(d); err != nil {
+			s.log.Warn("remove a layer of a failed pull", "dir", d, "err", err)
+		}
+	}
 }
 
 // sweepLinks removes l/ links whose layer is gone.

@@ -37,6 +37,12 @@ type Config struct {
 	// Retries is how many times a failed registry request is retried
 	// (temporary errors only); zero means 2, negative means none.
 	Retries int
+	// MaxLayerSize bounds the bytes of regular files one layer unpacks
+	// to; zero means DefaultMaxLayerSize, negative means no limit.
+	MaxLayerSize int64
+	// MaxLayerEntries bounds the tar entries of one layer; zero means
+	// DefaultMaxLayerEntries, negative means no limit.
+	MaxLayerEntries int64
 }
 
 // Store pulls images and manages layers and snapshots under one root.
@@ -48,8 +54,10 @@ type Store struct {
 	now       func() time.Time
 	transport http.RoundTripper
 
-	pulls  flight[Image]
-	layers flight[struct{}]
+	pulls flight[Image]
+	// layers unpack one layer each; the value tells whether the run put
+	// the layer in place (false: it was there already).
+	layers flight[bool]
 
 	// snapMu is held shared by snapshot changes (each also holds its key's
 	// lock in snapKeys) and exclusively by GC and whole-store scans; take
@@ -86,6 +94,9 @@ func New(cfg Config) (*Store, error) {
 		inflight:  map[string]int{},
 		insecure:  slices.Clone(cfg.Insecure),
 	}
+	// A failed pull discards the layers it unpacked; the layers it gave up
+	// on must have finished (or never landed) by then.
+	s.layers.waitCancelled = true
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -38,8 +38,11 @@ func (s *Store) download(ctx context.Context, r name.Reference, l v1.Layer, dir 
 	}
 	wd := newWatchdog(rc, stall)
 	defer wd.stop()
+	// The body's request lives as long as the whole pull; a layer whose
+	// callers all gave up stops reading at once.
+	defer context.AfterFunc(ctx, wd.close)()
 	cr := &hashReader{r: wd, h: sha256.New(), emit: emit, total: total}
-	size, err := unpackStream(ctx, cr, dir, diffID, s.log)
+	size, err := unpackStream(ctx, cr, dir, diffID, s.cfg.limits(), s.log)
 	if err == nil {
 		// Whatever follows the compressed stream is under its digest too.
 		_, err = io.Copy(io.Discard, cr)
@@ -60,10 +63,11 @@ func (s *Store) download(ctx context.Context, r name.Reference, l v1.Layer, dir 
 	return size, nil
 }
 
-// unpackStream decompresses r, extracts the tar into dir and checks the
-// uncompressed digest against diffID. It reads r to its end unless the disk
-// or the caller failed, so the caller can check the compressed digest.
-func unpackStream(ctx context.Context, r io.Reader, dir string, diffID v1.Hash, log *slog.Logger) (int64, error) {
+// unpackStream decompresses r, extracts the tar into dir within lim and
+// checks the uncompressed digest against diffID. It reads r to its end
+// unless the disk, a limit or the caller failed, so the caller can check
+// the compressed digest.
+func unpackStream(ctx context.Context, r io.Reader, dir string, diffID v1.Hash, lim limits, log *slog.Logger) (int64, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	dr, closeDec, err := decompress(br)
 	if err != nil {
@@ -73,7 +77,7 @@ func unpackStream(ctx context.Context, r io.Reader, dir string, diffID v1.Hash, 
 	defer closeDec()
 	dh := sha256.New()
 	ur := io.TeeReader(dr, dh)
-	size, err := extract(ctx, tar.NewReader(ur), dir, log)
+	size, err := extract(ctx, tar.NewReader(ur), dir, lim, log)
 	if err == nil {
 		_, err = io.Copy(io.Discard, ur) // tar padding after the end marker
 	}

@@ -26,13 +26,13 @@ import (
 func TestUnpackStreamChecksDiffID(t *testing.T) {
 	layer := tarLayer(t, file("a", "a"))
 	wrong := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}
-	_, err := unpackStream(context.Background(), bytes.NewReader(layer), t.TempDir(), wrong, slog.New(slog.DiscardHandler))
+	_, err := unpackStream(context.Background(), bytes.NewReader(layer), t.TempDir(), wrong, limits{}, slog.New(slog.DiscardHandler))
 	if !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("err = %v, want ErrDigestMismatch", err)
 	}
 	right := sha256.Sum256(layer)
 	dir := t.TempDir()
-	n, err := unpackStream(context.Background(), bytes.NewReader(layer), dir, v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(right[:])}, slog.New(slog.DiscardHandler))
+	n, err := unpackStream(context.Background(), bytes.NewReader(layer), dir, v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(right[:])}, limits{}, slog.New(slog.DiscardHandler))
 	if err != nil || n != 1 {
 		t.Fatalf("unpack = %d, %v", n, err)
 	}
@@ -152,7 +152,7 @@ func benchUnpack(b *testing.B, root string, gz []byte, raw int64, diffID v1.Hash
 	for i := 0; b.Loop(); i++ {
 		dir := filepath.Join(root, fmt.Sprint(i))
 		os.Mkdir(dir, 0o755)
-		if _, err := unpackStream(context.Background(), hashedReader(gz), dir, diffID, log); err != nil {
+		if _, err := unpackStream(context.Background(), hashedReader(gz), dir, diffID, limits{}, log); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
