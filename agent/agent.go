@@ -40,6 +40,10 @@ type Config struct {
 	Hostname string
 	// CgroupParent is the cgroup of all containers ("/berth" when empty).
 	CgroupParent string
+	// MaxLayerSize and MaxLayerEntries bound what one image layer may
+	// unpack to, as image.Config's fields of those names: zero means the
+	// default, negative no limit.
+	MaxLayerSize, MaxLayerEntries int64
 	// OnGossip, if set, receives the cluster's gossip key and peers from
 	// each session message that carries them.
 	OnGossip func(key []byte, peers []string)
@@ -94,7 +98,8 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent data dir: %w", err)
 	}
-	images, err := image.New(image.Config{Root: filepath.Join(cfg.DataDir, "images"), Insecure: cfg.InsecureRegistries, Logger: cfg.Logger})
+	images, err := image.New(image.Config{Root: filepath.Join(cfg.DataDir, "images"), Insecure: cfg.InsecureRegistries, Logger: cfg.Logger,
+		MaxLayerSize: cfg.MaxLayerSize, MaxLayerEntries: cfg.MaxLayerEntries})
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}

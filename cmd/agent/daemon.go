@@ -38,11 +38,16 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 		k, v, _ := strings.Cut(l, "=")
 		labels[k] = v
 	}
+	maxSize, maxEntries, err := o.layers.config()
+	if err != nil {
+		return err
+	}
 	g := &gossipJoiner{log: log, bind: o.advertiseAddr, port: o.gossipPort}
 	defer g.shutdown()
 	a, err := agent.New(agent.Config{
 		DataDir: dataDir, Join: o.join, Token: o.token, AdvertiseAddr: o.advertiseAddr,
 		Hostname: o.hostname, Labels: labels, InsecureRegistries: o.insecureRegs, Logger: log,
+		MaxLayerSize: maxSize, MaxLayerEntries: maxEntries,
 		OnGossip:      func(key []byte, peers []string) { g.update(ctx, key, peers) },
 		OnDesiredRole: part.want,
 	})

@@ -29,6 +29,7 @@ type options struct {
 	gossipPort    int
 	hostname      string
 	managerListen string
+	layers        layerLimits
 	log           logging.Flags
 }
 
@@ -81,6 +82,7 @@ that joins the Raft cluster; demoted, it stops that manager and runs on.`,
 	f.StringVar(&o.hostname, "hostname", "", "node name to report (default: the host's name)")
 	f.IntVar(&o.gossipPort, "gossip-port", DefaultGossipPort, "port for gossip failure detection (TCP and UDP)")
 	f.StringVar(&o.managerListen, "manager-listen-addr", "", "address HOST:PORT the node's manager listens on once `berth node promote` makes it one (default: ADVERTISE_ADDR:"+DefaultManagerPort+")")
+	o.layers.register(f)
 	o.log.Register(f)
 	cmd.AddCommand(newRunCmd())
 	return cmd
@@ -115,5 +117,6 @@ func (o *options) validate() error {
 			return fmt.Errorf("--label %q: want key=value", l)
 		}
 	}
-	return nil
+	_, _, err := o.layers.config()
+	return err
 }

@@ -31,6 +31,7 @@ type runOptions struct {
 	env, mounts, insecure                                    []string
 	rm, readOnly, hostNet, quiet                             bool
 	stopGrace                                                time.Duration
+	layers                                                   layerLimits
 	log                                                      logging.Flags
 }
 
@@ -72,6 +73,7 @@ container (SIGTERM, then SIGKILL after --stop-timeout).`,
 	f.BoolVar(&o.hostNet, "network-host", false, "share the host's network namespace")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no pull progress")
 	f.DurationVar(&o.stopGrace, "stop-timeout", 10*time.Second, "grace period between SIGTERM and SIGKILL")
+	o.layers.register(f)
 	o.log = logging.Flags{Level: "warn"}
 	o.log.Register(f)
 	return cmd
@@ -93,11 +95,16 @@ func (o *runOptions) run(ctx context.Context, args []string, stdout, stderr io.W
 	if err != nil {
 		return 0, err
 	}
+	maxSize, maxEntries, err := o.layers.config()
+	if err != nil {
+		return 0, err
+	}
 	dataDir, err := filepath.Abs(o.dataDir)
 	if err != nil {
 		return 0, err
 	}
-	images, err := image.New(image.Config{Root: filepath.Join(dataDir, "images"), Insecure: o.insecure, Logger: log})
+	images, err := image.New(image.Config{Root: filepath.Join(dataDir, "images"), Insecure: o.insecure, Logger: log,
+		MaxLayerSize: maxSize, MaxLayerEntries: maxEntries})
 	if err != nil {
 		return 0, err
 	}
