@@ -11,6 +11,7 @@ import (
 var forbidden = map[string][]string{
 	"berth/proto":         {"berth/"},
 	"berth/ca":            {"berth/"},
+	"berth/seccomp":       {"berth/"},
 	"berth/store":         {"berth/manager", "berth/deploy", "berth/scheduler", "berth/agent"},
 	"berth/manager":       {"berth/agent"},
 	"berth/scheduler":     {"berth/store"},
