@@ -95,6 +95,9 @@ func prepare(cfg *initConfig, sigs chan os.Signal) (*initState, error) {
 	if err := limitProcess(s.Rlimits); err != nil {
 		return nil, err
 	}
+	if err := cfg.Seccomp.install(); err != nil { // after no_new_privs, on the forking thread
+		return nil, err
+	}
 	p, err := in.spawn(processSpec{Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, TTY: s.TTY}, in.stdio)
 	for _, f := range in.stdio {
 		f.Close()

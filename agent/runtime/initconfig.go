@@ -27,6 +27,8 @@ type initConfig struct {
 	Spec   Spec    `json:"spec"`
 	Mounts []Mount `json:"mounts"` // Spec.Mounts with volume sources resolved to host paths
 	UserNS bool    `json:"userNS"`
+	// Seccomp is the compiled filter; nil runs unconfined.
+	Seccomp *seccompFilter `json:"seccomp,omitempty"`
 }
 
 // initReply is the init's answer once the user process runs or setup failed.

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"berth/agent/runtime/cgroups"
+	"berth/seccomp"
 )
 
 // Config configures a Runtime.
@@ -35,9 +36,10 @@ type Config struct {
 
 // Runtime runs the containers of one node.
 type Runtime struct {
-	cfg Config
-	cg  *cgroups.Hierarchy
-	log *slog.Logger
+	cfg     Config
+	cg      *cgroups.Hierarchy
+	log     *slog.Logger
+	filters seccomp.Cache // compiled seccomp programs by profile
 
 	mu         sync.Mutex
 	containers map[string]*Container

@@ -63,6 +63,10 @@ type Spec struct {
 	TTY            bool           `json:"tty,omitempty"`
 	LogMaxBytes    int64          `json:"logMaxBytes,omitempty"` // 10 MiB when zero
 	LogMaxFiles    int            `json:"logMaxFiles,omitempty"` // 3 when zero (current + 2 rotated)
+	// Seccomp is the syscall filter of every process in the container:
+	// Docker's default profile when empty, none with "unconfined", else a
+	// profile in Docker's JSON format.
+	Seccomp string `json:"seccomp,omitempty"`
 }
 
 // Defaults applied when a Spec leaves a field zero.

@@ -55,6 +55,10 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (*Container, error) {
 // start does the work of Run; abort undoes whatever it got done.
 func (c *Container) start(ctx context.Context) error {
 	s := &c.rec.Spec
+	filter, err := c.rt.seccompFilter(s)
+	if err != nil {
+		return err
+	}
 	if err := os.Mkdir(c.dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return ErrExists
@@ -81,7 +85,8 @@ func (c *Container) start(ctx context.Context) error {
 	if err := cg.Join(c.rec.Pid); err != nil {
 		return err
 	}
-	cfg := initConfig{Spec: *s, Mounts: mounts, UserNS: s.UserNS}
+	cfg := initConfig{Spec: *s, Mounts: mounts, UserNS: s.UserNS, Seccomp: filter}
+	cfg.Spec.Seccomp = "" // the init gets the program, not the profile
 	if err := c.handshake(ctx, conn, &cfg); err != nil {
 		return err
 	}

@@ -1,0 +1,25 @@
+package runtime
+
+import (
+	"fmt"
+
+	"berth/seccomp"
+)
+
+// seccompFilter compiles the filter s asks for (Docker's default profile
+// unless Spec.Seccomp says otherwise) for the capabilities container
+// processes keep. Programs are cached: container starts are hot.
+func (r *Runtime) seccompFilter(s *Spec) (*seccompFilter, error) {
+	if s.Seccomp == seccomp.Unconfined {
+		return nil, nil
+	}
+	caps := make([]string, len(DefaultCapabilities))
+	for i, c := range DefaultCapabilities {
+		caps[i] = c.String()
+	}
+	p, err := r.filters.Compile(s.Seccomp, caps)
+	if err != nil {
+		return nil, fmt.Errorf("%w: seccomp: %v", ErrInvalidSpec, err)
+	}
+	return &seccompFilter{Flags: p.Flags, Code: p.Encode()}, nil
+}

@@ -1,0 +1,45 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"fmt"
+	goruntime "runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file is the init's side of seccomp: it loads a program the agent
+// compiled, with raw syscalls, and must import nothing but the standard
+// library and x/sys/unix (the init is to become a tiny binary of its own).
+
+// seccompFilter is a compiled seccomp program as the agent sends it.
+type seccompFilter struct {
+	Flags uint32 `json:"flags,omitempty"` // SECCOMP_FILTER_FLAG_*
+	Code  []byte `json:"code"`            // struct sock_filter[], host byte order
+}
+
+// install loads the filter on the calling thread, which must already have
+// no_new_privs. Every process the thread forks inherits it; a nil filter
+// (seccomp=unconfined) installs nothing.
+func (f *seccompFilter) install() error {
+	if f == nil {
+		return nil
+	}
+	n := len(f.Code) / 8
+	if n == 0 || n > 0xffff || len(f.Code)%8 != 0 {
+		return fmt.Errorf("seccomp filter: %d bytes is not a program", len(f.Code))
+	}
+	prog := make([]unix.SockFilter, n)
+	for i := range prog {
+		b := f.Code[8*i:]
+		prog[i] = unix.SockFilter{Code: binary.NativeEndian.Uint16(b), Jt: b[2], Jf: b[3], K: binary.NativeEndian.Uint32(b[4:])}
+	}
+	fprog := unix.SockFprog{Len: uint16(n), Filter: &prog[0]}
+	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(f.Flags), uintptr(unsafe.Pointer(&fprog)))
+	goruntime.KeepAlive(prog)
+	if errno != 0 {
+		return fmt.Errorf("install seccomp filter: %w", errno)
+	}
+	return nil
+}
