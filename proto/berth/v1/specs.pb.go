@@ -801,7 +801,13 @@ type ContainerSpec struct {
 	Labels          map[string]string    `protobuf:"bytes,15,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// registry_auth are the credentials for pulling image from a private
 	// registry (berth service create --registry-auth); unset means anonymous.
-	RegistryAuth  *RegistryAuth `protobuf:"bytes,16,opt,name=registry_auth,json=registryAuth,proto3" json:"registry_auth,omitempty"`
+	RegistryAuth *RegistryAuth `protobuf:"bytes,16,opt,name=registry_auth,json=registryAuth,proto3" json:"registry_auth,omitempty"`
+	// security_opts are Docker's --security-opt entries. berth supports
+	// "seccomp=unconfined" (no syscall filter), "seccomp=builtin" (Docker's
+	// default profile, also used when none is given) and "seccomp=<profile
+	// JSON>" (clients read a profile FILE and send its content, as Docker's
+	// CLI does); "no-new-privileges" is always on. Managers refuse others.
+	SecurityOpts  []string `protobuf:"bytes,17,rep,name=security_opts,json=securityOpts,proto3" json:"security_opts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -944,6 +950,13 @@ func (x *ContainerSpec) GetLabels() map[string]string {
 func (x *ContainerSpec) GetRegistryAuth() *RegistryAuth {
 	if x != nil {
 		return x.RegistryAuth
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetSecurityOpts() []string {
+	if x != nil {
+		return x.SecurityOpts
 	}
 	return nil
 }
@@ -2153,7 +2166,7 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\tresources\x18\x02 \x01(\v2\x13.berth.v1.ResourcesR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.berth.v1.RestartPolicyR\arestart\x121\n" +
 	"\tplacement\x18\x04 \x01(\v2\x13.berth.v1.PlacementR\tplacement\x12!\n" +
-	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\x92\x05\n" +
+	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\xb7\x05\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2172,7 +2185,8 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\tread_only\x18\r \x01(\bR\breadOnly\x12\x10\n" +
 	"\x03tty\x18\x0e \x01(\bR\x03tty\x12;\n" +
 	"\x06labels\x18\x0f \x03(\v2#.berth.v1.ContainerSpec.LabelsEntryR\x06labels\x12;\n" +
-	"\rregistry_auth\x18\x10 \x01(\v2\x16.berth.v1.RegistryAuthR\fregistryAuth\x1a9\n" +
+	"\rregistry_auth\x18\x10 \x01(\v2\x16.berth.v1.RegistryAuthR\fregistryAuth\x12#\n" +
+	"\rsecurity_opts\x18\x11 \x03(\tR\fsecurityOpts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
