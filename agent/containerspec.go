@@ -9,12 +9,14 @@ import (
 	"berth/agent/image"
 	"berth/agent/runtime"
 	pb "berth/proto/berth/v1"
+	"berth/seccomp"
 )
 
 // RuntimeSpec turns a container spec and its image's config into what the
 // runtime runs, with Docker's rules: a spec command replaces the image's
 // entrypoint and drops its cmd; spec args replace the image's cmd; spec env
-// overrides image env by name.
+// overrides image env by name. Security options choose the seccomp profile
+// (Docker's default unless they say seccomp=unconfined or give one).
 func RuntimeSpec(id, rootfs string, img image.RunConfig, c *pb.ContainerSpec, limits *pb.ResourceSet) (runtime.Spec, error) {
 	entry, args := img.Entrypoint, img.Cmd
 	if len(c.GetCommand()) > 0 {
@@ -43,6 +45,11 @@ func RuntimeSpec(id, rootfs string, img image.RunConfig, c *pb.ContainerSpec, li
 			PidsLimit:   limits.GetPids(),
 		},
 	}
+	profile, err := seccomp.SecurityOpts(c.GetSecurityOpts())
+	if err != nil {
+		return runtime.Spec{}, fmt.Errorf("security_opts: %w", err)
+	}
+	s.Seccomp = profile
 	if g := c.GetStopGracePeriod(); g != nil {
 		s.StopGrace = g.AsDuration()
 	}

@@ -56,3 +56,26 @@ func TestRuntimeSpecFollowsDockerRules(t *testing.T) {
 		t.Error("unknown stop signal accepted")
 	}
 }
+
+func TestRuntimeSpecSeccomp(t *testing.T) {
+	img := image.RunConfig{Cmd: []string{"sh"}}
+	profile := `{"defaultAction": "SCMP_ACT_ALLOW"}`
+	for _, tc := range []struct {
+		opts []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"seccomp=builtin"}, ""},
+		{[]string{"seccomp=unconfined"}, "unconfined"},
+		{[]string{"no-new-privileges", "seccomp=" + profile}, profile},
+	} {
+		s, err := RuntimeSpec("c1", "/rootfs", img, &pb.ContainerSpec{SecurityOpts: tc.opts}, nil)
+		if err != nil || s.Seccomp != tc.want {
+			t.Errorf("%q: seccomp %q, %v; want %q", tc.opts, s.Seccomp, err, tc.want)
+		}
+	}
+	_, err := RuntimeSpec("c1", "/rootfs", img, &pb.ContainerSpec{SecurityOpts: []string{"apparmor=unconfined"}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Errorf("apparmor option: %v, want refused", err)
+	}
+}

@@ -111,6 +111,9 @@ func TaskSpec(t *pb.TaskSpec) error {
 	if err := mounts(c.GetMounts()); err != nil {
 		return err
 	}
+	if err := securityOpts(c.GetSecurityOpts()); err != nil {
+		return err
+	}
 	if err := health(c.GetHealthcheck()); err != nil {
 		return err
 	}

@@ -75,6 +75,21 @@ func TestServiceSpec(t *testing.T) {
 		{"registry auth without password", func(s *pb.ServiceSpec) {
 			s.Task.Container.RegistryAuth = &pb.RegistryAuth{Server: "127.0.0.1:5000", Username: "u"}
 		}, "registry_auth.password", "--registry-password-stdin"},
+		{"apparmor option", func(s *pb.ServiceSpec) {
+			s.Task.Container.SecurityOpts = []string{"seccomp=unconfined", "apparmor=unconfined"}
+		}, "security_opts[1]", "not supported"},
+		{"no-new-privileges=false", func(s *pb.ServiceSpec) {
+			s.Task.Container.SecurityOpts = []string{"no-new-privileges=false"}
+		}, "security_opts[0]", "always sets no_new_privs"},
+		{"seccomp file path not read", func(s *pb.ServiceSpec) {
+			s.Task.Container.SecurityOpts = []string{"seccomp=/etc/profile.json"}
+		}, "security_opts[0]", "reads seccomp=FILE"},
+		{"seccomp profile with a bad action", func(s *pb.ServiceSpec) {
+			s.Task.Container.SecurityOpts = []string{"no-new-privileges", `seccomp={"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALOW"}]}`}
+		}, "security_opts[1]", `syscalls[0]: action: "SCMP_ACT_ALOW" is not an action`},
+		{"seccomp profile without default action", func(s *pb.ServiceSpec) {
+			s.Task.Container.SecurityOpts = []string{`seccomp={"syscalls":[]}`}
+		}, "security_opts[0]", "defaultAction is missing"},
 		{"network twice", func(s *pb.ServiceSpec) {
 			s.Networks = []*pb.NetworkAttachment{{Target: "n"}, {Target: "n"}}
 		}, "networks[1]", "twice"},
@@ -91,6 +106,20 @@ func TestServiceSpec(t *testing.T) {
 				t.Fatalf("got %q (field %s), want field %s mentioning %q", err, fe.Field, tc.wantField, tc.wantText)
 			}
 		})
+	}
+}
+
+func TestSecurityOptsValid(t *testing.T) {
+	for _, opts := range [][]string{
+		{"seccomp=unconfined"},
+		{"seccomp=builtin", "no-new-privileges"},
+		{`seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}`},
+	} {
+		s := validService()
+		s.Task.Container.SecurityOpts = opts
+		if err := ServiceSpec(s); err != nil {
+			t.Errorf("%q refused: %v", opts, err)
+		}
 	}
 }
 
