@@ -103,6 +103,36 @@ func TestAgentRunsAssignedTasks(t *testing.T) {
 			t.Errorf("rejected err %q should name the image and say it is not found", st.GetErr())
 		}
 	})
+	t.Run("seccomp", func(t *testing.T) {
+		// Tasks run under Docker's default profile unless their security
+		// options say otherwise; options berth cannot apply reject the task.
+		const script = `grep '^Seccomp:' /proc/self/status; unshare -U -r true 2>/dev/null; echo "unshare=$?"`
+		for _, tc := range []struct {
+			id, want string
+			opts     []string
+		}{
+			{"filtered", "Seccomp:\t2\nunshare=1\n", nil},
+			{"unconfined", "Seccomp:\t0\nunshare=0\n", []string{"seccomp=unconfined"}},
+		} {
+			tk := busyTask(tc.id, f.Busybox.Tag, pb.TaskState_TASK_STATE_RUNNING, "sh", "-c", script)
+			tk.Spec.Container.SecurityOpts = tc.opts
+			c.setTask(tk)
+			waitReported(t, c, tc.id, pb.TaskState_TASK_STATE_COMPLETE)
+			var out bytes.Buffer
+			if err := a.rt.Logs(context.Background(), tc.id, false, &out); err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != tc.want {
+				t.Errorf("task %s printed %q, want %q", tc.id, out.String(), tc.want)
+			}
+		}
+		tk := busyTask("apparmor", f.Busybox.Tag, pb.TaskState_TASK_STATE_RUNNING, "true")
+		tk.Spec.Container.SecurityOpts = []string{"apparmor=unconfined"}
+		c.setTask(tk)
+		if st := waitReported(t, c, "apparmor", pb.TaskState_TASK_STATE_REJECTED); !strings.Contains(st.GetErr(), "not supported") {
+			t.Errorf("rejected with %q, want 'not supported'", st.GetErr())
+		}
+	})
 	t.Run("unhealthy", func(t *testing.T) {
 		tk := busyTask("sick", f.Busybox.Tag, pb.TaskState_TASK_STATE_RUNNING, "sleep", "1000")
 		tk.Spec.Container.Healthcheck = &pb.HealthCheck{Test: []string{"CMD-SHELL", "exit 1"}, Interval: durationpb.New(100 * time.Millisecond), Retries: 2}

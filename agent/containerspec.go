@@ -47,7 +47,7 @@ func RuntimeSpec(id, rootfs string, img image.RunConfig, c *pb.ContainerSpec, li
 	}
 	profile, err := seccomp.SecurityOpts(c.GetSecurityOpts())
 	if err != nil {
-		return runtime.Spec{}, fmt.Errorf("security_opts: %w", err)
+		return runtime.Spec{}, err
 	}
 	s.Seccomp = profile
 	if g := c.GetStopGracePeriod(); g != nil {

@@ -22,7 +22,7 @@ type OptError struct {
 }
 
 func (e *OptError) Error() string {
-	return fmt.Sprintf("security option %d: %s; %s", e.Index, e.Problem, e.Fix)
+	return fmt.Sprintf("security_opts[%d]: %s; %s", e.Index, e.Problem, e.Fix)
 }
 
 // SecurityOpts reads Docker's --security-opt entries as they travel in a

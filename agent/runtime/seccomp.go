@@ -19,7 +19,7 @@ func (r *Runtime) seccompFilter(s *Spec) (*seccompFilter, error) {
 	}
 	p, err := r.filters.Compile(s.Seccomp, caps)
 	if err != nil {
-		return nil, fmt.Errorf("%w: seccomp: %v", ErrInvalidSpec, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalidSpec, err)
 	}
 	return &seccompFilter{Flags: p.Flags, Code: p.Encode()}, nil
 }

@@ -28,7 +28,7 @@ type runOptions struct {
 	dataDir, imageRef, name, memory, user, workdir, hostname string
 	cpus                                                     float64
 	pids                                                     int64
-	env, mounts, insecure                                    []string
+	env, mounts, insecure, securityOpts                      []string
 	rm, readOnly, hostNet, quiet                             bool
 	stopGrace                                                time.Duration
 	layers                                                   layerLimits
@@ -71,6 +71,7 @@ container (SIGTERM, then SIGKILL after --stop-timeout).`,
 	f.BoolVar(&o.rm, "rm", false, "remove the container and its rootfs when it exits")
 	f.BoolVar(&o.readOnly, "read-only", false, "mount the root filesystem read-only")
 	f.BoolVar(&o.hostNet, "network-host", false, "share the host's network namespace")
+	f.StringArrayVar(&o.securityOpts, "security-opt", nil, "seccomp=unconfined|builtin|FILE: the syscall filter (default: Docker's profile)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no pull progress")
 	f.DurationVar(&o.stopGrace, "stop-timeout", 10*time.Second, "grace period between SIGTERM and SIGKILL")
 	o.layers.register(f)
@@ -198,6 +199,11 @@ func (o *runOptions) containerSpec(args []string) (*pb.ContainerSpec, error) {
 		}
 		c.Mounts = append(c.Mounts, pm)
 	}
+	opts, err := flagparse.SecurityOpts(o.securityOpts)
+	if err != nil {
+		return nil, err
+	}
+	c.SecurityOpts = opts
 	return c, nil
 }
 

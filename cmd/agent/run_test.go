@@ -66,6 +66,42 @@ func TestRunLikeDockerRun(t *testing.T) {
 		t.Fatalf("unknown image: exit %d, stderr %q", code, errOut)
 	}
 
+	// Docker's default seccomp profile, unless --security-opt says otherwise.
+	profile := filepath.Join(t.TempDir(), "no-mkdir.json")
+	if err := os.WriteFile(profile, []byte(`{"defaultAction": "SCMP_ACT_ALLOW",
+	  "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const script = `grep '^Seccomp:' /proc/self/status; unshare -U -r true 2>/dev/null; echo "unshare=$?"; mkdir /tmp/d 2>/dev/null; echo "mkdir=$?"`
+	for _, tc := range []struct {
+		opts []string
+		want string
+	}{
+		{nil, "Seccomp:\t2\nunshare=1\nmkdir=0\n"},
+		{[]string{"--security-opt", "seccomp=unconfined"}, "Seccomp:\t0\nunshare=0\nmkdir=0\n"},
+		{[]string{"--security-opt", "seccomp=" + profile}, "Seccomp:\t2\nunshare=0\nmkdir=1\n"},
+	} {
+		args := append(append([]string{"--image", fx.Busybox.Tag, "-q"}, tc.opts...), "--", "sh", "-c", script)
+		out, errOut, code := run(args...)
+		if code != 0 || out != tc.want {
+			t.Errorf("run %q: exit %d, stdout %q (want %q), stderr %q", tc.opts, code, out, tc.want, errOut)
+		}
+	}
+	badProfile := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(badProfile, []byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "DENY"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for opt, msg := range map[string]string{
+		"apparmor=unconfined":       `security_opts[0]: "apparmor=unconfined" is not supported`,
+		"seccomp=" + badProfile:     `syscalls[0]: action: "DENY" is not an action`,
+		"seccomp=/nonexistent.json": "read the seccomp profile",
+	} {
+		_, errOut, code := run("--image", fx.Busybox.Tag, "-q", "--security-opt", opt, "--", "true")
+		if code != 125 || !strings.Contains(errOut, msg) {
+			t.Errorf("--security-opt %s: exit %d, stderr %q; want 125 and %q", opt, code, errOut, msg)
+		}
+	}
+
 	for _, dir := range []string{"runtime/containers", "images/containers"} {
 		entries, _ := os.ReadDir(filepath.Join(data, dir))
 		if len(entries) != 0 {

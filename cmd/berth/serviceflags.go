@@ -29,6 +29,7 @@ type serviceFlags struct {
 	maxPerNode                             uint64
 	strategy                               string
 	endpointMode                           string
+	securityOpts                           []string
 }
 
 func (f *serviceFlags) register(fs *pflag.FlagSet) {
@@ -70,6 +71,8 @@ func (f *serviceFlags) register(fs *pflag.FlagSet) {
 	fs.Uint64Var(&f.maxPerNode, "replicas-max-per-node", 0, "maximum tasks per node (0: unlimited)")
 	fs.StringVar(&f.strategy, "placement-strategy", "spread", "spread (fewest tasks first) or binpack (fullest node that fits)")
 	fs.StringVar(&f.endpointMode, "endpoint-mode", "vip", "vip or dnsrr")
+	fs.StringArrayVar(&f.securityOpts, "security-opt", nil,
+		"seccomp=unconfined|builtin|FILE: the containers' syscall filter (default: Docker's profile); repeatable, an update replaces the list")
 }
 
 // apply writes every flag the user set onto spec (all of them when all is
@@ -98,6 +101,13 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, s *pb.ServiceSpec, all bool) err
 	}
 	if fs.Changed("tty") {
 		c.Tty = f.tty
+	}
+	if fs.Changed("security-opt") {
+		opts, err := flagparse.SecurityOpts(f.securityOpts)
+		if err != nil {
+			return err
+		}
+		c.SecurityOpts = opts
 	}
 	durationFlag(fs, "stop-grace-period", &c.StopGracePeriod)
 	if err := f.applyResources(fs, t); err != nil {

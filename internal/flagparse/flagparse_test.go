@@ -1,6 +1,8 @@
 package flagparse
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -33,6 +35,27 @@ func TestParsePort(t *testing.T) {
 	for _, bad := range []string{"a:b", "80/sctp", "target=x", "foo=1"} {
 		if _, err := Port(bad); err == nil {
 			t.Errorf("Port(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSecurityOptsReadsProfileFiles(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "p.json"), filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(good, []byte("{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("defaultAction: allow"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := SecurityOpts([]string{"seccomp=unconfined", "seccomp=" + good, "apparmor=x"})
+	want := []string{"seccomp=unconfined", `seccomp={"defaultAction":"SCMP_ACT_ALLOW"}`, "apparmor=x"}
+	if err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("SecurityOpts = %q, %v; want %q", got, err, want)
+	}
+	for file, msg := range map[string]string{bad: "not JSON", filepath.Join(dir, "none.json"): "read the seccomp profile"} {
+		if _, err := SecurityOpts([]string{"seccomp=" + file}); err == nil || !strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), "--security-opt") {
+			t.Errorf("seccomp=%s: %v, want an error saying %q", file, err, msg)
 		}
 	}
 }
