@@ -323,3 +323,13 @@ func TestDefaultProfileDecisions(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCompileDefault is the cost of a cache miss: Docker's profile
+// resolved and compiled for Docker's capabilities.
+func BenchmarkCompileDefault(b *testing.B) {
+	for b.Loop() {
+		if _, err := Default().Compile(dockerCaps); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -9,15 +9,24 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	mseccomp "github.com/moby/profiles/seccomp"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // runTrue starts `true` in a container and waits for its exit; it returns
 // the start-to-exit latency.
 func runTrue(tb testing.TB, e *env, id string) time.Duration {
+	return runSpec(tb, e, e.spec(id, "true"))
+}
+
+// runSpec runs s to its exit and returns the start-to-exit latency.
+func runSpec(tb testing.TB, e *env, s Spec) time.Duration {
 	start := time.Now()
-	c, err := e.rt.Run(context.Background(), e.spec(id, "true"))
+	c, err := e.rt.Run(context.Background(), s)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -55,7 +64,10 @@ func BenchmarkStartTrue(b *testing.B) {
 
 // BenchmarkStartVsRunc runs `true` 100 times with our runtime and 100
 // times with `runc run` on the same rootfs, in the same run, and reports
-// both p50/p99 and the ratio (make bench installs Debian's runc).
+// both p50/p99 and the ratio (make bench installs Debian's runc). Ours
+// runs under Docker's default seccomp profile, runc as `runc spec` makes
+// it, without one; berth-unconfined and runc-seccomp are the other two
+// cases, to show what the filter costs each.
 func BenchmarkStartVsRunc(b *testing.B) {
 	runc, err := exec.LookPath("runc")
 	if err != nil {
@@ -64,16 +76,23 @@ func BenchmarkStartVsRunc(b *testing.B) {
 	const runs = 100
 	e := newEnv(b)
 	for i := 0; b.Loop(); i++ {
-		var ours []time.Duration
+		var ours, unconfined []time.Duration
 		for j := range runs {
 			ours = append(ours, runTrue(b, e, fmt.Sprintf("cmp-%d-%d", i, j)))
+			s := e.spec(fmt.Sprintf("cmp-unconfined-%d-%d", i, j), "true")
+			s.Seccomp = "unconfined"
+			unconfined = append(unconfined, runSpec(b, e, s))
 		}
 		o50, o99 := percentiles(ours)
-		r50, r99 := percentiles(runcLatencies(b, e, runc, runs))
+		u50, _ := percentiles(unconfined)
+		r50, r99 := percentiles(runcLatencies(b, e, runc, runs, false))
+		rs50, _ := percentiles(runcLatencies(b, e, runc, runs, true))
 		b.ReportMetric(o50, "berth-p50-ms")
 		b.ReportMetric(o99, "berth-p99-ms")
+		b.ReportMetric(u50, "berth-unconfined-p50-ms")
 		b.ReportMetric(r50, "runc-p50-ms")
 		b.ReportMetric(r99, "runc-p99-ms")
+		b.ReportMetric(rs50, "runc-seccomp-p50-ms")
 		b.ReportMetric(r50/o50, "runc/berth-p50")
 	}
 }
@@ -102,11 +121,13 @@ func BenchmarkStopTermIgnoringPID1(b *testing.B) {
 	b.ReportMetric(p99, "p99-ms")
 }
 
-// runcLatencies runs `runc run` of `true` on e's rootfs.
-func runcLatencies(t testing.TB, e *env, runc string, n int) []time.Duration {
+// runcLatencies runs `runc run` of `true` on e's rootfs, under Docker's
+// default seccomp profile when filtered.
+func runcLatencies(t testing.TB, e *env, runc string, n int, filtered bool) []time.Duration {
 	bundle := filepath.Join(e.dir, "bundle")
 	state := filepath.Join(e.dir, "runc-state")
 	must(t, os.MkdirAll(bundle, 0o755))
+	os.Remove(filepath.Join(bundle, "config.json")) // from an earlier call
 	if out, err := exec.Command(runc, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
 		t.Fatalf("runc spec: %v %s", err, out)
 	}
@@ -117,6 +138,16 @@ func runcLatencies(t testing.TB, e *env, runc string, n int) []time.Duration {
 	proc := spec["process"].(map[string]any)
 	proc["args"] = []string{"true"}
 	proc["terminal"] = false
+	if filtered {
+		var caps []string
+		for _, c := range DefaultCapabilities {
+			caps = append(caps, "CAP_"+strings.ToUpper(c.String()))
+		}
+		proc["capabilities"] = map[string][]string{"bounding": caps, "effective": caps, "permitted": caps}
+		profile, err := mseccomp.GetDefaultProfile(&specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}}})
+		must(t, err)
+		spec["linux"].(map[string]any)["seccomp"] = profile
+	}
 	var ds []time.Duration
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("%s%d-runc-%d", testPrefix, os.Getpid(), i)

@@ -1,6 +1,7 @@
 // Package runtime runs containers natively with golang.org/x/sys/unix:
 // namespaces, pivot_root into a prepared rootfs, mounts, cgroups v1/v2
-// (through package cgroups), capabilities, a tiny init of ours as PID 1,
+// (through package cgroups), capabilities, seccomp filters (compiled by
+// package seccomp, loaded by the init), a tiny init of ours as PID 1,
 // rotated log files, exec into running containers, stats, and adoption of
 // running containers after an agent restart.
 //
