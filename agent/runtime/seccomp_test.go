@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -111,11 +112,20 @@ var deniedByDefault = map[string]string{
 	"busybox":              "ok",
 }
 
+// otherABIsDenied is what the filter answers to calls of the i386 and x32
+// ABIs (sysprobe makes them on amd64 only): Docker's profile covers both.
+var otherABIsDenied = map[string]string{
+	"i386_getpid": "ok", "i386_keyctl": "EPERM", "x32_getpid": "ENOSYS", "x32_keyctl": "EPERM",
+}
+
 func TestSeccompDefaultProfile(t *testing.T) {
 	e := newEnv(t)
 	addProbe(t, e.rootfs)
 	out := e.output(t, e.spec("sc-default", "sh", "-c", probeScript))
 	expectFields(t, "default container", out, deniedByDefault)
+	if goruntime.GOARCH == "amd64" {
+		expectFields(t, "default container, other ABIs", out, otherABIsDenied)
+	}
 }
 
 func TestSeccompFiltersExec(t *testing.T) {
@@ -144,6 +154,9 @@ func TestSeccompUnconfined(t *testing.T) {
 	expectFields(t, "unconfined container", out, map[string]string{
 		"Seccomp": "0", "unshare": "0", "keyctl": "ok", "add_key": "ok", "clone3": "EINVAL", "busybox": "ok",
 	})
+	if goruntime.GOARCH == "amd64" {
+		expectFields(t, "unconfined container, other ABIs", out, map[string]string{"i386_keyctl": "ok", "x32_keyctl": "ENOSYS"})
+	}
 	c := e.run(t, e.spec("sc-default-exec", "sleep", "1000"))
 	s2 := e.spec("sc-unconfined-2", "sleep", "1000")
 	s2.Seccomp = "unconfined"

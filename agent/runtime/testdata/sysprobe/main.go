@@ -55,6 +55,7 @@ func main() {
 	// clone without namespace flags is allowed, with CLONE_NEWUSER not.
 	report("fork", spawn(0))
 	report("clone_newuser", spawn(unix.CLONE_NEWUSER))
+	otherABIs(report)
 	fmt.Println(strings.Join(out, " "))
 }
 
