@@ -22,6 +22,12 @@ type seccompFilter struct {
 // install loads the filter on the calling thread, which must already have
 // no_new_privs. Every process the thread forks inherits it; a nil filter
 // (seccomp=unconfined) installs nothing.
+//
+// The init itself goes on under the filter. Under Docker's profile it may
+// fork with clone(2) without namespace flags, as os.StartProcess does;
+// clone3(2) gets ENOSYS without CAP_SYS_ADMIN, and Go uses it only for
+// SysProcAttr.UseCgroupFD or CLONE_NEWTIME (with no fallback): spawn must
+// ask for neither.
 func (f *seccompFilter) install() error {
 	if f == nil {
 		return nil
