@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +26,8 @@ var probeBinary struct {
 func addProbe(t *testing.T, rootfs string) {
 	t.Helper()
 	probeBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-sysprobe-")
+		// Named for this test process, so that sweep removes it.
+		dir, err := os.MkdirTemp("", testPrefix+strconv.Itoa(os.Getpid())+"-sysprobe-")
 		if err != nil {
 			probeBinary.err = err
 			return
