@@ -133,7 +133,10 @@ func (c *Container) spawnInit() (*net.UnixConn, error) {
 		}
 		_ = os.Chown(initLog.Name(), base, base)
 	}
+	// The init starts in the host's root, not in the agent's working
+	// directory, and moves into the container's root when it pivots.
 	proc, err := os.StartProcess(c.rt.cfg.InitPath, []string{initArg0, c.id}, &os.ProcAttr{
+		Dir:   "/",
 		Env:   []string{},
 		Files: []*os.File{null, initLog, initLog, theirs, dirf, listener},
 		Sys:   attr,
