@@ -14,11 +14,10 @@ import (
 // and nothing else, whatever the agent's own caller left open.
 
 // closeInherited closes every descriptor above the ones the agent passes
-// (fdSync, fdStateDir, fdExec) that is not close-on-exec: those were
-// inherited from the agent's own parent, not opened by this process (Go
-// opens everything close-on-exec). Then it marks the agent's three
-// close-on-exec too: the init keeps them for itself only. It runs first
-// thing in the init.
+// (fdSync to fdPayload) that is not close-on-exec: those were inherited
+// from the agent's own parent, not opened by this process (Go opens
+// everything close-on-exec). Then it marks the agent's close-on-exec too:
+// the init keeps them for itself only. It runs first thing in the init.
 func closeInherited() error {
 	d, err := os.Open("/proc/self/fd")
 	if err != nil {
@@ -31,7 +30,7 @@ func closeInherited() error {
 	}
 	for _, n := range names {
 		fd, err := strconv.Atoi(n)
-		if err != nil || fd <= fdExec {
+		if err != nil || fd <= fdPayload {
 			continue
 		}
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)

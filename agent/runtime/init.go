@@ -73,6 +73,9 @@ func prepare(cfg *initConfig, sigs chan os.Signal) (*initState, error) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl dumpable: %w", err)
 	}
+	if err := joinPayload(cfg.Payload); err != nil {
+		return nil, err
+	}
 	if err := setupRootfs(cfg); err != nil {
 		return nil, err
 	}
@@ -125,6 +128,24 @@ func limitProcess(limits []Rlimit) error {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	return dropCapabilities(DefaultCapabilities)
+}
+
+// joinPayload moves the init's locked thread, which forks every container
+// process, into the payload cgroup (when the agent made one) and gives it
+// a cgroup namespace rooted there: the container's processes are born in
+// the group that counts them against the pids limit, the init's other
+// threads are not, and /proc/self/cgroup shows "/" inside.
+func joinPayload(payload bool) error {
+	defer unix.Close(fdPayload)
+	if payload {
+		if _, err := unix.Write(fdPayload, []byte("0")); err != nil {
+			return fmt.Errorf("join payload cgroup: %w", err)
+		}
+	}
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("cgroup namespace: %w", err)
+	}
+	return nil
 }
 
 // loopbackUp brings lo up in the container's new network namespace.

@@ -16,6 +16,7 @@ const (
 	fdSync     = 3 // socketpair: config in, initReply out
 	fdStateDir = 4 // the container's state directory (logs, exit file)
 	fdExec     = 5 // listening unix socket for exec requests
+	fdPayload  = 6 // the payload cgroup's threads file (or /dev/null): see joinPayload
 )
 
 // exitFile is written by the init, in the state directory, just before it
@@ -27,6 +28,9 @@ type initConfig struct {
 	Spec   Spec    `json:"spec"`
 	Mounts []Mount `json:"mounts"` // Spec.Mounts with volume sources resolved to host paths
 	UserNS bool    `json:"userNS"`
+	// Payload: fdPayload is the payload cgroup's threads file, which the
+	// init's forking thread joins.
+	Payload bool `json:"payload,omitempty"`
 }
 
 // initReply is the init's answer once the user process runs or setup failed.
