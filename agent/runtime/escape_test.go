@@ -3,8 +3,14 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"berth/internal/escapetest"
 )
@@ -27,6 +33,31 @@ func TestNoHostDescriptorsInContainer(t *testing.T) {
 			t.Fatalf("exec: code %d, err %v: %s%s", code, err, out.String(), errOut.String())
 		}
 		m.Check(t, out.String())
+	})
+	t.Run("init descriptors close-on-exec", func(t *testing.T) {
+		c, err := e.rt.Get("fds-exec")
+		must(t, err)
+		fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", c.Pid()))
+		must(t, err)
+		for _, f := range fds {
+			if n, _ := strconv.Atoi(filepath.Base(f)); n <= 2 {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				continue // closed meanwhile
+			}
+			var flags uint64
+			for _, l := range strings.Split(string(data), "\n") {
+				if v, ok := strings.CutPrefix(l, "flags:"); ok {
+					flags, _ = strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+				}
+			}
+			if flags&unix.O_CLOEXEC == 0 {
+				link, _ := os.Readlink(filepath.Join(filepath.Dir(filepath.Dir(f)), "fd", filepath.Base(f)))
+				t.Errorf("the init's descriptor %s (%s) is not close-on-exec", filepath.Base(f), link)
+			}
+		}
 	})
 	t.Run("exec with tty", func(t *testing.T) {
 		c, err := e.rt.Get("fds-exec")
