@@ -15,6 +15,7 @@ import (
 
 	"berth/ca"
 	"berth/internal/await"
+	"berth/internal/escapetest"
 	"berth/internal/testimage"
 	pb "berth/proto/berth/v1"
 )
@@ -141,6 +142,16 @@ func TestAgentRunsAssignedTasks(t *testing.T) {
 		if st.GetErr() != "unhealthy container" || st.GetContainer().GetHealth() != pb.ContainerStatus_HEALTH_UNHEALTHY {
 			t.Errorf("status %v", st)
 		}
+	})
+	t.Run("no host descriptors", func(t *testing.T) {
+		marker := escapetest.Plant(t, dir)
+		c.setTask(busyTask("fdprobe", f.Busybox.Tag, pb.TaskState_TASK_STATE_RUNNING, "sh", "-c", marker.Script()))
+		waitReported(t, c, "fdprobe", pb.TaskState_TASK_STATE_COMPLETE)
+		var out bytes.Buffer
+		if err := a.rt.Logs(context.Background(), "fdprobe", false, &out); err != nil {
+			t.Fatal(err)
+		}
+		marker.Check(t, out.String())
 	})
 	t.Run("secret", func(t *testing.T) {
 		c.setSecret("sec1", []byte("s3cr3t"))

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -142,30 +140,15 @@ func (c *Container) Stats() (Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("stats of %s: %w", c.id, err)
 	}
-	// Report the user's tasks against the user's limit: leave out the
-	// init's threads and the reserve made for them.
-	if n := threadCount(c.rec.Pid); st.Pids >= n {
-		st.Pids -= n
+	// Report the user's processes against the user's limit: leave out the
+	// init's forking thread, which sits in the payload group with them.
+	if st.Pids >= payloadThreads {
+		st.Pids -= payloadThreads
 	}
-	if st.PidsLimit > initPidsReserve {
-		st.PidsLimit -= initPidsReserve
+	if st.PidsLimit > payloadThreads {
+		st.PidsLimit -= payloadThreads
 	}
 	return st, nil
-}
-
-// threadCount reads the Threads: line of /proc/PID/status.
-func threadCount(pid int) uint64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
-			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 // Delete removes an exited container's state and logs; a running one is

@@ -9,6 +9,15 @@
 // this package must call [IsInit] first thing and, when it reports true,
 // [RunInit], which never returns.
 //
+// What a container must never get from it: a descriptor of the host (the
+// init closes what it inherited and starts every process with fds 0-2
+// only, fds.go), a working directory or a mount resolved outside its root
+// (paths a container controls are opened inside the root and used by
+// descriptor, inroot.go and mountfd.go), the host's cgroup paths (a
+// private cgroup namespace) or a pids limit padded for the init's threads
+// (only the init's forking thread shares the limited group). It needs
+// Linux 5.12 or later (openat2, close_range, mount_setattr).
+//
 // It takes its own small [Spec] and must not import gRPC, berth/proto or
 // the image package: the rootfs arrives as a prepared directory.
 package runtime

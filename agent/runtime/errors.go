@@ -29,6 +29,7 @@ const (
 	kindNotFound   = "notfound"
 	kindPermission = "permission"
 	kindNoSpace    = "nospace"
+	kindInvalid    = "invalid"
 )
 
 // errorKind classifies err for the trip over the sync socket.
@@ -40,6 +41,8 @@ func errorKind(err error) string {
 		return kindPermission
 	case errors.Is(err, ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return kindNoSpace
+	case errors.Is(err, ErrInvalidSpec):
+		return kindInvalid
 	}
 	return ""
 }
@@ -70,6 +73,8 @@ func remoteError(msg, kind string) error {
 		e.kind = ErrPermissionDenied
 	case kindNoSpace:
 		e.kind = ErrNoSpace
+	case kindInvalid:
+		e.kind = ErrInvalidSpec
 	}
 	return e
 }

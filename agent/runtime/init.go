@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -33,6 +34,10 @@ func RunInit() {
 }
 
 func runInit() int {
+	if err := closeInherited(); err != nil {
+		fmt.Fprintf(os.Stderr, "berth-init: %v\n", err)
+		return 125
+	}
 	// Handlers first: PID 1 ignores signals it has no handler for, and Go's
 	// default for SIGTERM would end the init rather than forward it.
 	sigs := make(chan os.Signal, 64)
@@ -67,6 +72,9 @@ func prepare(cfg *initConfig, sigs chan os.Signal) (*initState, error) {
 	s := &cfg.Spec
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl dumpable: %w", err)
+	}
+	if err := joinPayload(cfg.Payload); err != nil {
+		return nil, err
 	}
 	if err := setupRootfs(cfg); err != nil {
 		return nil, err
@@ -125,6 +133,24 @@ func limitProcess(limits []Rlimit) error {
 	return dropCapabilities(DefaultCapabilities)
 }
 
+// joinPayload moves the init's locked thread, which forks every container
+// process, into the payload cgroup (when the agent made one) and gives it
+// a cgroup namespace rooted there: the container's processes are born in
+// the group that counts them against the pids limit, the init's other
+// threads are not, and /proc/self/cgroup shows "/" inside.
+func joinPayload(payload bool) error {
+	defer unix.Close(fdPayload)
+	if payload {
+		if _, err := unix.Write(fdPayload, []byte("0")); err != nil {
+			return fmt.Errorf("join payload cgroup: %w", err)
+		}
+	}
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("cgroup namespace: %w", err)
+	}
+	return nil
+}
+
 // loopbackUp brings lo up in the container's new network namespace.
 func loopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -166,20 +192,23 @@ func (in *initState) spawn(p processSpec, stdio []*os.File) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	cwd := p.Cwd
-	if cwd == "" {
-		cwd = "/"
+	leave, err := enterCwd(p.Cwd)
+	if err != nil {
+		return 0, err
 	}
-	if err := os.MkdirAll(cwd, 0o755); err != nil {
-		return 0, fmt.Errorf("working directory %s: %w", cwd, diskError(err))
+	defer leave()
+	if err := markCloexec(); err != nil {
+		return 0, err
 	}
 	files := stdio
 	if len(stdio) == 1 {
 		files = []*os.File{stdio[0], stdio[0], stdio[0]}
 	}
 	unix.Umask(0o022)
+	// No Dir: the child inherits the directory enterCwd opened, rather
+	// than resolving a path again after the fork.
 	proc, err := os.StartProcess(path, p.Args, &os.ProcAttr{
-		Dir: cwd, Env: env, Files: files,
+		Env: env, Files: files,
 		Sys: &syscall.SysProcAttr{
 			Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups},
 			Setsid:     true,
@@ -192,6 +221,33 @@ func (in *initState) spawn(p processSpec, stdio []*os.File) (int, error) {
 	pid := proc.Pid
 	_ = proc.Release() // the init reaps with wait4 itself
 	return pid, nil
+}
+
+// enterCwd makes the init's working directory dir (the container's root
+// when empty), resolved and created inside the container's root, so that
+// the next process started inherits it; leave goes back to the root. A
+// path through a descriptor link such as /proc/self/fd/N is refused.
+func enterCwd(dir string) (leave func(), err error) {
+	if dir == "" {
+		dir = "/"
+	}
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open root: %w", err)
+	}
+	defer unix.Close(root)
+	fd, err := mkdirInRoot(root, dir)
+	if err == nil {
+		err = unix.Fchdir(fd)
+		unix.Close(fd)
+	}
+	switch {
+	case errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV):
+		return nil, fmt.Errorf("%w: working directory %s: not a directory inside the container (a /proc descriptor link or a symlink loop)", ErrInvalidSpec, dir)
+	case err != nil:
+		return nil, fmt.Errorf("working directory %s: %w", dir, diskError(err))
+	}
+	return func() { _ = unix.Chdir("/") }, nil
 }
 
 func startError(cmd string, err error) error {

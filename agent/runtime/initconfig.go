@@ -16,6 +16,7 @@ const (
 	fdSync     = 3 // socketpair: config in, initReply out
 	fdStateDir = 4 // the container's state directory (logs, exit file)
 	fdExec     = 5 // listening unix socket for exec requests
+	fdPayload  = 6 // the payload cgroup's threads file (or /dev/null): see joinPayload
 )
 
 // exitFile is written by the init, in the state directory, just before it
@@ -29,6 +30,9 @@ type initConfig struct {
 	UserNS bool    `json:"userNS"`
 	// Seccomp is the compiled filter; nil runs unconfined.
 	Seccomp *seccompFilter `json:"seccomp,omitempty"`
+	// Payload: fdPayload is the payload cgroup's threads file, which the
+	// init's forking thread joins.
+	Payload bool `json:"payload,omitempty"`
 }
 
 // initReply is the init's answer once the user process runs or setup failed.

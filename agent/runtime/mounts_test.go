@@ -56,16 +56,60 @@ func TestReadonlyRootfs(t *testing.T) {
 	}
 }
 
+// TestSymlinkedMountTargetStaysInRootfs: an image whose mount targets
+// are symlinks to host paths, absolute or climbing with "../..", gets its
+// mounts inside its rootfs, where the symlinks lead when "/" is the
+// rootfs, and nothing is created or mounted on the host paths.
 func TestSymlinkedMountTargetStaysInRootfs(t *testing.T) {
 	e := newEnv(t)
-	outside := filepath.Join(e.dir, "outside")
-	must(t, os.MkdirAll(outside, 0o755))
-	must(t, os.Symlink(outside, filepath.Join(e.rootfs, "escape")))
-	s := e.spec("escape", "true")
-	s.Mounts = []Mount{{Type: MountTmpfs, Target: "/escape/x"}}
-	e.output(t, s)
-	if _, err := os.Stat(filepath.Join(outside, "x")); err == nil {
-		t.Fatal("mount target followed a symlink out of the rootfs")
+	abs, rel := filepath.Join(e.dir, "host-abs"), filepath.Join(e.dir, "host-rel")
+	must(t, os.MkdirAll(abs, 0o755))
+	must(t, os.MkdirAll(rel, 0o755))
+	must(t, os.Symlink(abs, filepath.Join(e.rootfs, "abs")))
+	must(t, os.Symlink(strings.Repeat("../", 12)+strings.TrimPrefix(rel, "/"), filepath.Join(e.rootfs, "etc", "rel")))
+	src := filepath.Join(e.dir, "src")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "in.txt"), []byte("bound"), 0o644))
+	s := e.spec("escape", "sh", "-c", "touch /abs/t/x /abs/v/y && cat /etc/rel/b/in.txt /etc/rel/f")
+	s.Mounts = []Mount{
+		{Type: MountTmpfs, Target: "/abs/t"},
+		{Type: MountVolume, Source: "symvol", Target: "/abs/v"},
+		{Type: MountBind, Source: src, Target: "/etc/rel/b"},
+		{Type: MountBind, Source: filepath.Join(src, "in.txt"), Target: "/etc/rel/f", ReadOnly: true},
+	}
+	if out := e.output(t, s); out != "boundbound" {
+		t.Fatalf("output %q, want the bind mounts' content", out)
+	}
+	for _, d := range []string{abs, rel} {
+		if entries, _ := os.ReadDir(d); len(entries) > 0 {
+			t.Errorf("a mount target followed a symlink out of the rootfs: host dir %s has %v", d, entries)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.rootfs, abs, "t", "x")); err == nil {
+		t.Error("tmpfs not mounted at /abs/t: its file is in the rootfs")
+	}
+	if _, err := os.Stat(filepath.Join(e.rt.VolumeDir("symvol"), "y")); err != nil {
+		t.Errorf("volume not mounted where /abs/v leads inside the rootfs: %v", err)
+	}
+}
+
+// TestDevSymlinkStaysInRootfs: an image whose /dev is a symlink to a host
+// directory gets its device nodes inside its rootfs, not on the host.
+func TestDevSymlinkStaysInRootfs(t *testing.T) {
+	e := newEnv(t)
+	hostDev := filepath.Join(e.dir, "host-dev")
+	must(t, os.MkdirAll(hostDev, 0o755))
+	must(t, os.Remove(filepath.Join(e.rootfs, "dev")))
+	must(t, os.Symlink(hostDev, filepath.Join(e.rootfs, "dev")))
+	c, err := e.rt.Run(context.Background(), e.spec("devlink", "sh", "-c", "echo x > /dev/null"))
+	if entries, _ := os.ReadDir(hostDev); len(entries) > 0 {
+		t.Fatalf("device nodes made on the host through the image's /dev symlink: %s has %v", hostDev, entries)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := e.wait(t, c); st.Code != 0 {
+		t.Fatalf("exit %d: %s", st.Code, e.logs(t, "devlink"))
 	}
 }
 

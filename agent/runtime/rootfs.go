@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -33,6 +32,9 @@ var defaultDeviceNodes = []device{
 
 // setupRootfs builds the container's filesystem tree under the rootfs and
 // pivots into it. It runs in the init, inside the new mount namespace.
+// Every mount target is resolved inside the rootfs and mounted on by
+// descriptor (mountfd.go): neither an image's symlinks nor a volume that
+// another container changes meanwhile can send a mount to the host.
 func setupRootfs(cfg *initConfig) error {
 	root := cfg.Spec.Rootfs
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
@@ -41,25 +43,30 @@ func setupRootfs(cfg *initConfig) error {
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs %s: %w", root, err)
 	}
-	if err := mountSpecial(cfg); err != nil {
+	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open rootfs %s: %w", root, err)
+	}
+	defer unix.Close(rootfd)
+	if err := mountSpecial(rootfd, cfg); err != nil {
 		return err
 	}
-	if err := makeDevices(root, cfg.UserNS); err != nil {
+	if err := makeDevices(rootfd, cfg.UserNS); err != nil {
 		return err
 	}
 	for _, m := range cfg.Mounts {
-		if err := mountUser(root, m); err != nil {
+		if err := mountUser(rootfd, m); err != nil {
 			return err
 		}
 	}
-	if err := pivotRoot(root); err != nil {
+	if err := pivotRoot(rootfd); err != nil {
 		return err
 	}
 	return lockDown(cfg.Spec.ReadonlyRootfs)
 }
 
 // mountSpecial mounts /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue and /sys.
-func mountSpecial(cfg *initConfig) error {
+func mountSpecial(root int, cfg *initConfig) error {
 	const common = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	sysFlags := uintptr(common | unix.MS_RDONLY)
 	mounts := []struct {
@@ -78,41 +85,39 @@ func mountSpecial(cfg *initConfig) error {
 		mounts[2].data += ",gid=5"
 	}
 	for _, m := range mounts {
-		dst, err := mkTarget(cfg.Spec.Rootfs, m.target, true)
-		if err != nil {
-			return err
-		}
 		if m.fstype == "sysfs" && cfg.UserNS && cfg.Spec.HostNetwork {
 			// sysfs needs a network namespace owned by our user namespace.
-			if err := bindReadonly("/sys", dst); err != nil {
+			if err := bindInRoot(root, "/sys", m.target, true); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := unix.Mount(m.fstype, dst, m.fstype, m.flags, m.data); err != nil {
-			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		if err := mountInRoot(root, m.target, m.fstype, m.flags, m.data); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// makeDevices creates the usual nodes and links in the container's /dev.
-// In a user namespace mknod is not allowed, so the host's nodes are bound.
-func makeDevices(root string, userNS bool) error {
+// makeDevices creates the usual nodes and links in the container's /dev,
+// the tmpfs mountSpecial placed, through a descriptor of it. In a user
+// namespace mknod is not allowed, so the host's nodes are bound.
+func makeDevices(root int, userNS bool) error {
+	dev, err := openInRoot(root, "/dev", unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("open /dev in rootfs: %w", err)
+	}
+	defer unix.Close(dev)
 	old := unix.Umask(0)
 	defer unix.Umask(old)
 	for _, d := range defaultDeviceNodes {
-		dst := filepath.Join(root, "dev", d.name)
 		if userNS {
-			if err := os.WriteFile(dst, nil, 0o666); err != nil {
-				return fmt.Errorf("create /dev/%s: %w", d.name, err)
-			}
-			if err := unix.Mount("/dev/"+d.name, dst, "", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("bind /dev/%s: %w", d.name, err)
+			if err := bindDevice(dev, d.name); err != nil {
+				return err
 			}
 			continue
 		}
-		if err := unix.Mknod(dst, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+		if err := unix.Mknodat(dev, d.name, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
 			return fmt.Errorf("mknod /dev/%s: %w", d.name, err)
 		}
 	}
@@ -121,118 +126,52 @@ func makeDevices(root string, userNS bool) error {
 		{"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"/proc/kcore", "core"},
 	}
 	for _, l := range links {
-		if err := os.Symlink(l[0], filepath.Join(root, "dev", l[1])); err != nil {
+		if err := unix.Symlinkat(l[0], dev, l[1]); err != nil {
 			return fmt.Errorf("link /dev/%s: %w", l[1], err)
 		}
 	}
 	return nil
 }
 
-// mountUser places one bind, volume or tmpfs mount; volume sources have
-// already been resolved to host directories.
-func mountUser(root string, m Mount) error {
-	if m.Type == MountTmpfs {
-		dst, err := mkTarget(root, m.Target, true)
-		if err != nil {
-			return err
-		}
-		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
-		if m.ReadOnly {
-			flags |= unix.MS_RDONLY
-		}
-		if err := unix.Mount("tmpfs", dst, "tmpfs", flags, strings.Join(m.Options, ",")); err != nil {
-			return fmt.Errorf("mount tmpfs on %s: %w", m.Target, err)
-		}
-		return nil
-	}
-	st, err := os.Stat(m.Source)
+// bindDevice binds the host's /dev/name on a new empty file in dev.
+func bindDevice(dev int, name string) error {
+	fd, err := unix.Openat(dev, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o666)
 	if err != nil {
-		return fmt.Errorf("%s mount source %s: %w", m.Type, m.Source, err)
+		return fmt.Errorf("create /dev/%s: %w", name, err)
 	}
-	dst, err := mkTarget(root, m.Target, st.IsDir())
-	if err != nil {
-		return err
-	}
-	if err := unix.Mount(m.Source, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind %s on %s: %w", m.Source, m.Target, err)
-	}
-	if m.ReadOnly {
-		return remountReadonly(dst)
+	defer unix.Close(fd)
+	if err := unix.Mount("/dev/"+name, fdPath(fd), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind /dev/%s: %w", name, err)
 	}
 	return nil
 }
 
-// mkTarget resolves target inside root without escaping it through
-// symlinks and creates it as a directory or an empty file.
-func mkTarget(root, target string, dir bool) (string, error) {
-	dst, err := secureJoin(root, target)
-	if err != nil {
-		return "", fmt.Errorf("mount target %s: %w", target, err)
+// mountUser places one bind, volume or tmpfs mount; volume sources have
+// already been resolved to host directories.
+func mountUser(root int, m Mount) error {
+	if m.Type != MountTmpfs {
+		return bindInRoot(root, m.Source, m.Target, m.ReadOnly)
 	}
-	if dir {
-		err = os.MkdirAll(dst, 0o755)
-	} else if err = os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
-		var f *os.File
-		if f, err = os.OpenFile(dst, os.O_CREATE|os.O_RDONLY, 0o644); err == nil {
-			f.Close()
-		}
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+	if m.ReadOnly {
+		flags |= unix.MS_RDONLY
 	}
-	if err != nil {
-		return "", fmt.Errorf("create mount target %s in rootfs: %w", target, err)
-	}
-	return dst, nil
-}
-
-// secureJoin joins unsafe to root, resolving symlinks as if root were /,
-// so that the result never leaves root.
-func secureJoin(root, unsafe string) (string, error) {
-	var resolved string
-	rest := filepath.Clean("/" + unsafe)
-	for links := 0; rest != "" && rest != "/"; {
-		rest = strings.TrimPrefix(rest, "/")
-		part, tail, _ := strings.Cut(rest, "/")
-		rest = tail
-		if part == "" || part == "." {
-			continue
-		}
-		if part == ".." {
-			resolved = filepath.Dir("/" + resolved)
-			continue
-		}
-		next := filepath.Join(resolved, part)
-		fi, err := os.Lstat(filepath.Join(root, next))
-		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
-			resolved = next
-			continue
-		}
-		if links++; links > 40 {
-			return "", fmt.Errorf("too many symlinks in %s", unsafe)
-		}
-		dest, err := os.Readlink(filepath.Join(root, next))
-		if err != nil {
-			return "", err
-		}
-		if filepath.IsAbs(dest) {
-			resolved = ""
-		}
-		rest = dest + "/" + rest
-	}
-	return filepath.Join(root, filepath.Clean("/"+resolved)), nil
+	return mountInRoot(root, m.Target, "tmpfs", flags, strings.Join(m.Options, ","))
 }
 
 // pivotRoot makes root the new / and detaches the old root, as runc does
 // (pivot_root(".", ".") needs no directory for the old root).
-func pivotRoot(root string) error {
+func pivotRoot(root int) error {
 	oldRoot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open old root: %w", err)
 	}
 	defer unix.Close(oldRoot)
-	if err := unix.Chdir(root); err != nil {
-		return fmt.Errorf("chdir rootfs %s: %w", root, err)
+	if err := unix.Fchdir(root); err != nil {
+		return fmt.Errorf("chdir rootfs: %w", err)
 	}
 	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("pivot_root %s: %w", root, err)
+		return fmt.Errorf("pivot_root: %w", err)
 	}
 	if err := unix.Fchdir(oldRoot); err != nil {
 		return fmt.Errorf("chdir old root: %w", err)

@@ -77,7 +77,12 @@ func (c *Container) start(ctx context.Context) error {
 	if err := cg.Set(cgroupResources(s.Resources)); err != nil {
 		return fmt.Errorf("set limits: %w", err)
 	}
-	conn, err := c.spawnInit()
+	payload, err := openPayload(cg)
+	if err != nil {
+		return err
+	}
+	conn, err := c.spawnInit(payload)
+	payload.Close()
 	if err != nil {
 		return err
 	}
@@ -85,7 +90,7 @@ func (c *Container) start(ctx context.Context) error {
 	if err := cg.Join(c.rec.Pid); err != nil {
 		return err
 	}
-	cfg := initConfig{Spec: *s, Mounts: mounts, UserNS: s.UserNS, Seccomp: filter}
+	cfg := initConfig{Spec: *s, Mounts: mounts, UserNS: s.UserNS, Seccomp: filter, Payload: cg.PayloadThreadsFile() != ""}
 	cfg.Spec.Seccomp = "" // the init gets the program, not the profile
 	if err := c.handshake(ctx, conn, &cfg); err != nil {
 		return err
@@ -93,9 +98,25 @@ func (c *Container) start(ctx context.Context) error {
 	return c.rec.save(c.dir)
 }
 
+// openPayload opens the file through which the init's forking thread
+// joins the container's payload cgroup, or /dev/null when there is none.
+// The agent opens it: the kernel checks the opener's rights, and a
+// user-namespaced init has none on the host's cgroup files.
+func openPayload(cg *cgroups.Group) (*os.File, error) {
+	name := cg.PayloadThreadsFile()
+	if name == "" {
+		name = os.DevNull
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open payload cgroup: %w", err)
+	}
+	return f, nil
+}
+
 // spawnInit starts the agent binary as the container init in new
 // namespaces and returns the agent's end of the sync socket.
-func (c *Container) spawnInit() (*net.UnixConn, error) {
+func (c *Container) spawnInit(payload *os.File) (*net.UnixConn, error) {
 	s := &c.rec.Spec
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -138,9 +159,12 @@ func (c *Container) spawnInit() (*net.UnixConn, error) {
 		}
 		_ = os.Chown(initLog.Name(), base, base)
 	}
+	// The init starts in the host's root, not in the agent's working
+	// directory, and moves into the container's root when it pivots.
 	proc, err := os.StartProcess(c.rt.cfg.InitPath, []string{initArg0, c.id}, &os.ProcAttr{
+		Dir:   "/",
 		Env:   []string{},
-		Files: []*os.File{null, initLog, initLog, theirs, dirf, listener},
+		Files: []*os.File{null, initLog, initLog, theirs, dirf, listener, payload},
 		Sys:   attr,
 	})
 	if err != nil {
@@ -269,16 +293,15 @@ func (r *Runtime) resolveMounts(ms []Mount) ([]Mount, error) {
 	return out, nil
 }
 
-// initPidsReserve is added to a container's pids limit: the init's own
-// threads (a Go process has a handful) count in the cgroup too, and the
-// init must never fail to create one.
-const initPidsReserve = 16
+// payloadThreads is what the runtime adds to the container's processes in
+// its payload cgroup: the one init thread that forks them (joinPayload).
+const payloadThreads = 1
 
 // cgroupResources converts the spec's limits for package cgroups.
 func cgroupResources(r Resources) cgroups.Resources {
 	out := cgroups.Resources{MemoryBytes: r.MemoryBytes, CPUShares: r.CPUShares}
 	if r.PidsLimit > 0 {
-		out.PidsLimit = r.PidsLimit + initPidsReserve
+		out.PidsLimit = r.PidsLimit + payloadThreads
 	}
 	if r.NanoCPUs > 0 {
 		out.CPUPeriod = 100000

@@ -29,4 +29,19 @@ func TestUserNamespace(t *testing.T) {
 	if out != "0\n 0 100000 65536\ntmp-ok\nCapEff:\t00000000a80425fb\n" {
 		t.Fatalf("output: %q", out)
 	}
+
+	// Mounts by descriptor work from inside a user namespace too: a
+	// read-only bind, a tmpfs, and the host's /sys bound for host networking.
+	host := filepath.Join(e.dir, "hostdir")
+	must(t, os.MkdirAll(host, 0o755))
+	must(t, os.WriteFile(filepath.Join(host, "f"), []byte("from-host"), 0o644))
+	for _, d := range []string{"data", "scratch"} {
+		must(t, os.Mkdir(filepath.Join(e.rootfs, d), 0o755))
+	}
+	s = e.spec("userns-mounts", "sh", "-c", `cat /data/f; echo; (echo x > /data/f) 2>/dev/null || echo ro-ok; touch /scratch/x && echo tmpfs-ok; ls /sys/class >/dev/null && echo sys-ok`)
+	s.UserNS, s.HostNetwork = true, true
+	s.Mounts = []Mount{{Type: MountBind, Source: host, Target: "/data", ReadOnly: true}, {Type: MountTmpfs, Target: "/scratch"}}
+	if out := e.output(t, s); out != "from-host\nro-ok\ntmpfs-ok\nsys-ok\n" {
+		t.Fatalf("output: %q", out)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"berth/internal/escapetest"
 	"berth/internal/testimage"
 )
 
@@ -55,6 +56,15 @@ func TestRunLikeDockerRun(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "berth-init") {
 		t.Fatalf("by digest: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+
+	// Nothing of the host is reachable through a descriptor or the
+	// working directory (runc's CVE-2024-21626).
+	marker := escapetest.Plant(t, data)
+	out, errOut, code = run("--image", fx.Busybox.Tag, "-q", "--", "sh", "-c", marker.Script())
+	if code != 0 {
+		t.Fatalf("descriptor probe: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	marker.Check(t, out)
 
 	_, errOut, code = run("--image", fx.Busybox.Tag, "-q", "--", "nosuchcmd")
 	if code != 127 || !strings.Contains(errOut, `"nosuchcmd" is not in the image`) {

@@ -83,6 +83,9 @@ type Group struct {
 	// Paths maps a v1 controller to its directory; on v2 the single
 	// directory is under the key "".
 	Paths map[string]string `json:"paths"`
+	// Payload is the subgroup of the container's processes, which carries
+	// the pids limit (see payload.go); "" when there is none.
+	Payload string `json:"payload,omitempty"`
 }
 
 // Create makes the group parent/name. An absolute parent is taken from the
@@ -120,6 +123,10 @@ func (h *Hierarchy) Create(parent, name string) (*Group, error) {
 		allow = g.allowDevicesV2
 	}
 	if err := allow(); err != nil {
+		_ = g.Remove()
+		return nil, err
+	}
+	if err := g.createPayload(); err != nil {
 		_ = g.Remove()
 		return nil, err
 	}
@@ -251,7 +258,11 @@ func (g *Group) Remove() error {
 	if g.Version == V2 {
 		errs = append(errs, g.detachDevicesV2())
 	}
-	for _, d := range g.sortedPaths() {
+	dirs := g.sortedPaths()
+	if g.Payload != "" {
+		dirs = append([]string{g.Payload}, dirs...)
+	}
+	for _, d := range dirs {
 		if err := rmdir(d); err != nil {
 			errs = append(errs, err)
 		}

@@ -70,11 +70,7 @@ func (g *Group) setV1(r Resources) error {
 		}
 	}
 	if r.PidsLimit > 0 {
-		d, err := g.v1("pids")
-		if err != nil {
-			return err
-		}
-		if err := writeFile(d, "pids.max", strconv.FormatInt(r.PidsLimit, 10)); err != nil {
+		if err := g.setPidsLimit(r.PidsLimit); err != nil {
 			return err
 		}
 	}
@@ -119,7 +115,7 @@ func (g *Group) statsV1() (Stats, error) {
 		errs = append(errs, err)
 		s.OOMKills = oom["oom_kill"]
 	}
-	if d, ok := g.Paths["pids"]; ok {
+	if d := g.pidsDir(); d != "" {
 		var err error
 		s.Pids, err = readUint(d, "pids.current")
 		errs = append(errs, err)

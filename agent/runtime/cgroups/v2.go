@@ -75,7 +75,7 @@ func (g *Group) setV2(r Resources) error {
 		}
 	}
 	if r.PidsLimit > 0 {
-		if err := writeFile(d, "pids.max", strconv.FormatInt(r.PidsLimit, 10)); err != nil {
+		if err := g.setPidsLimit(r.PidsLimit); err != nil {
 			return err
 		}
 	}
@@ -157,9 +157,9 @@ func (g *Group) statsV2() (Stats, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	if v, err := readUint(d, "pids.current"); err == nil {
+	if v, err := readUint(g.pidsDir(), "pids.current"); err == nil {
 		s.Pids = v
-		s.PidsLimit, _ = readUint(d, "pids.max")
+		s.PidsLimit, _ = readUint(g.pidsDir(), "pids.max")
 	} else if !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	} else {
