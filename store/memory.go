@@ -113,6 +113,7 @@ func (s *MemoryStore) View(cb func(ReadTx)) {
 // short and do not call Update from inside it.
 func (s *MemoryStore) Update(ctx context.Context, cb func(Tx) error) error {
 	tx := newWriteTx(s.db.Load(), s.now)
+	defer tx.abort() // also on a panic in cb: the writer must be freed
 	err := cb(tx)
 	tx.abort()
 	if err != nil {
@@ -155,6 +156,7 @@ func (s *MemoryStore) commit(ctx context.Context, b *berthv1.StoreBatch) (uint64
 // fails, entries already flushed stay written and the rest is dropped.
 func (s *MemoryStore) Batch(ctx context.Context, cb func(*Batch) error) error {
 	b := &Batch{s: s, ctx: ctx, tx: newWriteTx(s.db.Load(), s.now)}
+	defer func() { b.tx.abort() }() // also on a panic in cb; aborting twice is a no-op
 	err := cb(b)
 	if err == nil && b.err == nil {
 		return b.flush()
