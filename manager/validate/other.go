@@ -12,16 +12,22 @@ const MaxSecretSize = 500 * 1024
 
 // NetworkSpec checks a network spec.
 func NetworkSpec(s *pb.NetworkSpec) error {
+	if s == nil {
+		return fieldErr("spec", "missing", "send a network spec")
+	}
 	if err := Name("name", s.GetAnnotations().GetName()); err != nil {
 		return err
 	}
+	if err := labels("labels", s.GetAnnotations().GetLabels()); err != nil {
+		return err
+	}
 	if d := s.GetDriver(); d != "" && d != "overlay" {
-		return fieldErr("driver", fmt.Sprintf("unknown driver %q", d), "use overlay")
+		return fieldErr("driver", fmt.Sprintf("unknown driver %s", quote(d)), "use overlay")
 	}
 	if sub := s.GetSubnet(); sub != "" {
 		p, err := netip.ParsePrefix(sub)
 		if err != nil || !p.Addr().Is4() {
-			return fieldErr("subnet", fmt.Sprintf("%q is not an IPv4 CIDR", sub), "use a subnet such as 10.20.0.0/24")
+			return fieldErr("subnet", fmt.Sprintf("%s is not an IPv4 CIDR", quote(sub)), "use a subnet such as 10.20.0.0/24")
 		}
 		if p.Bits() > 29 {
 			return fieldErr("subnet", fmt.Sprintf("%s is too small", sub), "use a /29 or larger")
@@ -35,7 +41,13 @@ func NetworkSpec(s *pb.NetworkSpec) error {
 
 // SecretSpec checks a secret spec.
 func SecretSpec(s *pb.SecretSpec) error {
+	if s == nil {
+		return fieldErr("spec", "missing", "send a secret spec")
+	}
 	if err := Name("name", s.GetAnnotations().GetName()); err != nil {
+		return err
+	}
+	if err := labels("labels", s.GetAnnotations().GetLabels()); err != nil {
 		return err
 	}
 	if len(s.GetData()) == 0 {
@@ -47,24 +59,34 @@ func SecretSpec(s *pb.SecretSpec) error {
 	return nil
 }
 
-// NodeSpec checks what a user sets on a node.
+// NodeSpec checks what a user sets on a node: the whole spec, as read
+// from the node and changed.
 func NodeSpec(s *pb.NodeSpec) error {
+	if s == nil {
+		return fieldErr("spec", "missing", "send the node's whole spec: read it with GetNode, change it, send it back")
+	}
 	if _, ok := pb.NodeSpec_Availability_name[int32(s.GetAvailability())]; !ok {
 		return fieldErr("availability", fmt.Sprintf("unknown availability %d", s.GetAvailability()), "use active, pause or drain")
 	}
 	if _, ok := pb.NodeSpec_Role_name[int32(s.GetDesiredRole())]; !ok {
 		return fieldErr("role", fmt.Sprintf("unknown role %d", s.GetDesiredRole()), "use worker or manager")
 	}
-	for k := range s.GetAnnotations().GetLabels() {
-		if k == "" {
-			return fieldErr("labels", "empty label key", "use key=value")
-		}
+	if err := shortLen("name", s.GetAnnotations().GetName()); err != nil {
+		return err
 	}
-	return nil
+	return labels("labels", s.GetAnnotations().GetLabels())
 }
 
 // ClusterSpec checks cluster settings.
 func ClusterSpec(s *pb.ClusterSpec) error {
+	if s == nil {
+		return fieldErr("spec", "missing", "send the cluster's whole spec: read it with GetCluster, change it, send it back")
+	}
+	if err := firstErr(shortLen("name", s.GetAnnotations().GetName()), labels("labels", s.GetAnnotations().GetLabels()),
+		tooMany("insecure_registries", len(s.GetInsecureRegistries()), maxFilters, "list fewer registries"),
+		each("insecure_registries", s.GetInsecureRegistries(), shortLen), shortLen("address_pool", s.GetAddressPool())); err != nil {
+		return err
+	}
 	if err := duration("heartbeat_period", s.GetHeartbeatPeriod()); err != nil {
 		return err
 	}
@@ -76,7 +98,7 @@ func ClusterSpec(s *pb.ClusterSpec) error {
 	}
 	if pool := s.GetAddressPool(); pool != "" {
 		if p, err := netip.ParsePrefix(pool); err != nil || !p.Addr().Is4() {
-			return fieldErr("address_pool", fmt.Sprintf("%q is not an IPv4 CIDR", pool), "use a pool such as 10.0.0.0/8")
+			return fieldErr("address_pool", fmt.Sprintf("%s is not an IPv4 CIDR", quote(pool)), "use a pool such as 10.0.0.0/8")
 		}
 	}
 	return nil

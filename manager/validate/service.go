@@ -24,21 +24,28 @@ func Name(field, n string) error {
 		return fieldErr(field, "name is empty", "give a name such as web")
 	}
 	if !nameRE.MatchString(n) {
-		return fieldErr(field, fmt.Sprintf("name %q is not valid", n), "use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit")
+		return fieldErr(field, fmt.Sprintf("name %s is not valid", quote(n)), "use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit")
 	}
 	return nil
 }
 
-// ServiceSpec checks a service spec on its own.
+// ServiceSpec checks a service spec on its own. It takes any spec a
+// client can send, nil or with nil parts, and refuses what is missing.
 func ServiceSpec(s *pb.ServiceSpec) error {
 	if s == nil {
 		return fieldErr("spec", "missing", "send a service spec")
+	}
+	if err := serviceLimits(s); err != nil {
+		return err
 	}
 	if err := Name("name", s.GetAnnotations().GetName()); err != nil {
 		return err
 	}
 	if err := mode(s); err != nil {
 		return err
+	}
+	if s.GetTask() == nil {
+		return fieldErr("task", "missing", "give what each task runs, at least task.container.image")
 	}
 	if err := TaskSpec(s.GetTask()); err != nil {
 		return err
@@ -58,7 +65,7 @@ func ServiceSpec(s *pb.ServiceSpec) error {
 			return fieldErr(fmt.Sprintf("networks[%d]", i), "network is empty", "name a network created with `berth network create`")
 		}
 		if seen[n.GetTarget()] {
-			return fieldErr(fmt.Sprintf("networks[%d]", i), fmt.Sprintf("network %q is listed twice", n.GetTarget()), "list each network once")
+			return fieldErr(fmt.Sprintf("networks[%d]", i), fmt.Sprintf("network %s is listed twice", quote(n.GetTarget())), "list each network once")
 		}
 		seen[n.GetTarget()] = true
 	}
@@ -83,27 +90,33 @@ func mode(s *pb.ServiceSpec) error {
 
 // TaskSpec checks what each task runs.
 func TaskSpec(t *pb.TaskSpec) error {
+	if err := taskLimits(t); err != nil {
+		return err
+	}
 	c := t.GetContainer()
+	if c == nil {
+		return fieldErr("container", "missing", "give the container to run, at least its image")
+	}
 	if c.GetImage() == "" {
 		return fieldErr("image", "image is empty", "give an image reference such as busybox:latest")
 	}
 	ref, err := name.ParseReference(c.GetImage())
 	if err != nil {
-		return fieldErr("image", fmt.Sprintf("%q is not an image reference (%v)", c.GetImage(), err), "use NAME[:TAG] or NAME@sha256:DIGEST")
+		return fieldErr("image", fmt.Sprintf("%s is not an image reference (%v)", quote(c.GetImage()), err), "use NAME[:TAG] or NAME@sha256:DIGEST")
 	}
 	if err := registryAuth(c.GetImage(), ref, c.GetRegistryAuth()); err != nil {
 		return err
 	}
 	for i, e := range c.GetEnv() {
 		if k, _, _ := strings.Cut(e, "="); k == "" || strings.ContainsAny(k, " \t\n") {
-			return fieldErr(fmt.Sprintf("env[%d]", i), fmt.Sprintf("%q has no variable name", e), "use KEY=VALUE")
+			return fieldErr(fmt.Sprintf("env[%d]", i), fmt.Sprintf("%s has no variable name", quote(e)), "use KEY=VALUE")
 		}
 	}
 	if w := c.GetWorkdir(); w != "" && !path.IsAbs(w) {
-		return fieldErr("workdir", fmt.Sprintf("%q is not absolute", w), "use a path starting with /")
+		return fieldErr("workdir", fmt.Sprintf("%s is not absolute", quote(w)), "use a path starting with /")
 	}
 	if sig := c.GetStopSignal(); sig != "" && !knownSignal(sig) {
-		return fieldErr("stop_signal", fmt.Sprintf("unknown signal %q", sig), "use a name such as SIGTERM or SIGINT")
+		return fieldErr("stop_signal", fmt.Sprintf("unknown signal %s", quote(sig)), "use a name such as SIGTERM or SIGINT")
 	}
 	if err := duration("stop_grace_period", c.GetStopGracePeriod()); err != nil {
 		return err
@@ -117,13 +130,8 @@ func TaskSpec(t *pb.TaskSpec) error {
 	if err := health(c.GetHealthcheck()); err != nil {
 		return err
 	}
-	for i, s := range c.GetSecrets() {
-		if s.GetSecretName() == "" && s.GetSecretId() == "" {
-			return fieldErr(fmt.Sprintf("secrets[%d]", i), "no secret named", "name a secret created with `berth secret create`")
-		}
-		if f := s.GetFileName(); strings.Contains(f, "/") && !strings.HasPrefix(f, "/run/secrets/") {
-			return fieldErr(fmt.Sprintf("secrets[%d].target", i), fmt.Sprintf("%q is outside /run/secrets", f), "use a file name")
-		}
+	if err := secrets(c.GetSecrets()); err != nil {
+		return err
 	}
 	if err := resources(t.GetResources()); err != nil {
 		return err
@@ -139,16 +147,16 @@ func mounts(ms []*pb.Mount) error {
 	for i, m := range ms {
 		f := fmt.Sprintf("mounts[%d]", i)
 		if !path.IsAbs(m.GetTarget()) {
-			return fieldErr(f+".target", fmt.Sprintf("%q is not an absolute path", m.GetTarget()), "use a path inside the container starting with /")
+			return fieldErr(f+".target", fmt.Sprintf("%s is not an absolute path", quote(m.GetTarget())), "use a path inside the container starting with /")
 		}
 		if targets[path.Clean(m.GetTarget())] {
-			return fieldErr(f+".target", fmt.Sprintf("%q is mounted twice", m.GetTarget()), "mount each target once")
+			return fieldErr(f+".target", fmt.Sprintf("%s is mounted twice", quote(m.GetTarget())), "mount each target once")
 		}
 		targets[path.Clean(m.GetTarget())] = true
 		switch m.GetType() {
 		case pb.Mount_TYPE_BIND:
 			if !path.IsAbs(m.GetSource()) {
-				return fieldErr(f+".source", fmt.Sprintf("bind source %q is not an absolute host path", m.GetSource()), "use type=volume for a named volume")
+				return fieldErr(f+".source", fmt.Sprintf("bind source %s is not an absolute host path", quote(m.GetSource())), "use type=volume for a named volume")
 			}
 		case pb.Mount_TYPE_VOLUME:
 			if err := Name(f+".source", m.GetSource()); err != nil {
@@ -178,7 +186,7 @@ func health(h *pb.HealthCheck) error {
 				return fieldErr("healthcheck.test", "no command", "give a command after %s", h.GetTest()[0])
 			}
 		default:
-			return fieldErr("healthcheck.test", fmt.Sprintf("%q must start with CMD, CMD-SHELL or NONE", h.GetTest()[0]), "e.g. CMD-SHELL \"wget -q -O- localhost/health\"")
+			return fieldErr("healthcheck.test", fmt.Sprintf("%s must start with CMD, CMD-SHELL or NONE", quote(h.GetTest()[0])), "e.g. CMD-SHELL \"wget -q -O- localhost/health\"")
 		}
 	}
 	for _, d := range []struct {
@@ -227,7 +235,7 @@ func placement(p *pb.Placement) error {
 	}
 	for i, pref := range p.GetPreferences() {
 		if d := pref.GetSpreadDescriptor(); !strings.HasPrefix(d, "node.labels.") && d != "node.id" && d != "node.hostname" {
-			return fieldErr(fmt.Sprintf("placement.preferences[%d]", i), fmt.Sprintf("cannot spread over %q", d), "use spread=node.labels.NAME")
+			return fieldErr(fmt.Sprintf("placement.preferences[%d]", i), fmt.Sprintf("cannot spread over %s", quote(d)), "use spread=node.labels.NAME")
 		}
 	}
 	return nil

@@ -184,15 +184,3 @@ func TestOtherSpecs(t *testing.T) {
 		t.Error(err)
 	}
 }
-
-func FuzzServiceSpec(f *testing.F) {
-	b, _ := proto.Marshal(validService())
-	f.Add(b)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var s pb.ServiceSpec
-		if proto.Unmarshal(data, &s) != nil {
-			return
-		}
-		_ = ServiceSpec(&s) // must not panic
-	})
-}
