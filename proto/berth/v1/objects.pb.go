@@ -1578,7 +1578,9 @@ type Secret struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Meta  *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
 	Spec  *SecretSpec            `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	// digest of the data, shown instead of the data.
+	// digest is no longer set, and never returned: a digest of a short
+	// secret (a password) lets whoever reads it test guesses offline. Secrets
+	// stored by older managers may still hold one.
 	Digest        string `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1776,7 +1776,10 @@ type SecretReference struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	SecretId   string                 `protobuf:"bytes,1,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
 	SecretName string                 `protobuf:"bytes,2,opt,name=secret_name,json=secretName,proto3" json:"secret_name,omitempty"`
-	// file_name under /run/secrets.
+	// file_name is where the secret appears: a path relative to /run/secrets,
+	// stored cleaned ("db", "conf/db.pem"). An absolute path under
+	// /run/secrets is taken and stored relative; ".." or a path elsewhere is
+	// refused. Empty means the secret's name.
 	FileName      string `protobuf:"bytes,3,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
 	Uid           uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
 	Gid           uint32 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
