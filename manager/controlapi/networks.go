@@ -14,11 +14,11 @@ import (
 // CreateNetwork stores a new overlay network.
 func (s *Server) CreateNetwork(ctx context.Context, req *pb.CreateNetworkRequest) (*pb.CreateNetworkResponse, error) {
 	spec := proto.Clone(req.GetSpec()).(*pb.NetworkSpec)
-	if spec.GetDriver() == "" {
-		spec.Driver = "overlay"
-	}
 	if err := validate.NetworkSpec(spec); err != nil {
 		return nil, toStatus(err)
+	}
+	if spec.GetDriver() == "" {
+		spec.Driver = "overlay"
 	}
 	n := &pb.Network{Id: ids.New(), Spec: spec, Subnet: spec.GetSubnet()}
 	err := s.update(ctx, func(tx store.Tx) error {
@@ -49,6 +49,9 @@ func (s *Server) GetNetwork(ctx context.Context, req *pb.GetNetworkRequest) (*pb
 
 // ListNetworks lists networks.
 func (s *Server) ListNetworks(ctx context.Context, req *pb.ListNetworksRequest) (*pb.ListNetworksResponse, error) {
+	if err := validate.Filters(req.GetFilters()); err != nil {
+		return nil, toStatus(err)
+	}
 	var out []*pb.Network
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		all, err := tx.FindNetworks(store.All)

@@ -36,6 +36,9 @@ func (s *Server) GetNode(ctx context.Context, req *pb.GetNodeRequest) (*pb.GetNo
 
 // ListNodes lists nodes, with managers' Raft status filled in.
 func (s *Server) ListNodes(ctx context.Context, req *pb.ListNodesRequest) (*pb.ListNodesResponse, error) {
+	if err := validate.Filters(req.GetFilters()); err != nil {
+		return nil, toStatus(err)
+	}
 	var out []*pb.Node
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		all, err := tx.FindNodes(store.All)

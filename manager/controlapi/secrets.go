@@ -2,8 +2,6 @@ package controlapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 
 	"google.golang.org/protobuf/proto"
 
@@ -13,28 +11,31 @@ import (
 	"berth/store"
 )
 
-// withoutData is a secret as clients see it: never its data.
+// withoutData is a secret as clients see it: never its data, nor a digest
+// of it (which secrets stored by older managers have).
 func withoutData(s *pb.Secret) *pb.Secret {
 	s = proto.Clone(s).(*pb.Secret)
 	if s.Spec != nil {
 		s.Spec.Data = nil
 	}
+	s.Digest = ""
 	return s
 }
 
-// CreateSecret stores a secret, its data sealed with the cluster key.
+// CreateSecret stores a secret, its data sealed with the cluster key. No
+// digest of the data is kept: for a short secret (a password) a digest
+// lets anyone who reads it test guesses offline.
 func (s *Server) CreateSecret(ctx context.Context, req *pb.CreateSecretRequest) (*pb.CreateSecretResponse, error) {
 	spec := proto.Clone(req.GetSpec()).(*pb.SecretSpec)
 	if err := validate.SecretSpec(spec); err != nil {
 		return nil, toStatus(err)
 	}
-	sum := sha256.Sum256(spec.GetData())
 	sealed, err := s.cfg.SealSecret(spec.GetData())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	spec.Data = sealed
-	sec := &pb.Secret{Id: ids.New(), Spec: spec, Digest: "sha256:" + hex.EncodeToString(sum[:])}
+	sec := &pb.Secret{Id: ids.New(), Spec: spec}
 	err = s.update(ctx, func(tx store.Tx) error {
 		if err := tx.CreateSecret(sec); err != nil {
 			return err
@@ -63,6 +64,9 @@ func (s *Server) GetSecret(ctx context.Context, req *pb.GetSecretRequest) (*pb.G
 
 // ListSecrets lists secrets without their data.
 func (s *Server) ListSecrets(ctx context.Context, req *pb.ListSecretsRequest) (*pb.ListSecretsResponse, error) {
+	if err := validate.Filters(req.GetFilters()); err != nil {
+		return nil, toStatus(err)
+	}
 	var out []*pb.Secret
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		all, err := tx.FindSecrets(store.All)

@@ -2,6 +2,7 @@ package controlapi
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -17,8 +18,9 @@ func (s *Server) getService(tx store.ReadTx, ref string) (*pb.Service, error) {
 }
 
 // checkServiceRefs checks what a spec refers to in the cluster: networks
-// and secrets must exist (secret IDs are filled in), published ports must
-// be free. spec is changed in place.
+// and secrets must exist (secret IDs are filled in, and targets kept in
+// their normal form, relative to /run/secrets), published ports must be
+// free. spec is changed in place.
 func (s *Server) checkServiceRefs(tx store.ReadTx, serviceID string, spec *pb.ServiceSpec) error {
 	for i, n := range spec.GetNetworks() {
 		nw, err := resolve("network", n.GetTarget(), tx.GetNetwork, tx.FindNetworks)
@@ -37,6 +39,9 @@ func (s *Server) checkServiceRefs(tx store.ReadTx, serviceID string, spec *pb.Se
 			return invalid("invalid secrets[%d]: secret %q does not exist; create it with `berth secret create %s FILE`", i, name, name)
 		}
 		ref.SecretId, ref.SecretName = sec.GetId(), sec.GetSpec().GetAnnotations().GetName()
+		if ref.FileName, err = validate.SecretTarget(fmt.Sprintf("secrets[%d].target", i), ref); err != nil {
+			return err
+		}
 	}
 	all, err := tx.FindServices(store.All)
 	if err != nil {
@@ -48,14 +53,14 @@ func (s *Server) checkServiceRefs(tx store.ReadTx, serviceID string, spec *pb.Se
 // CreateService validates a spec and stores a new service.
 func (s *Server) CreateService(ctx context.Context, req *pb.CreateServiceRequest) (*pb.CreateServiceResponse, error) {
 	spec := proto.Clone(req.GetSpec()).(*pb.ServiceSpec)
-	if spec.GetMode() == pb.ServiceMode_SERVICE_MODE_REPLICATED && spec.Replicas == nil {
-		spec.Replicas = proto.Int64(1)
-	}
 	if err := refuseSealed(spec); err != nil {
 		return nil, toStatus(err)
 	}
 	if err := validate.ServiceSpec(spec); err != nil {
 		return nil, toStatus(err)
+	}
+	if spec.GetMode() == pb.ServiceMode_SERVICE_MODE_REPLICATED && spec.Replicas == nil {
+		spec.Replicas = proto.Int64(1)
 	}
 	if err := s.sealRegistryPassword(spec); err != nil {
 		return nil, toStatus(err)
@@ -93,6 +98,9 @@ func (s *Server) GetService(ctx context.Context, req *pb.GetServiceRequest) (*pb
 
 // ListServices lists services matching the filters.
 func (s *Server) ListServices(ctx context.Context, req *pb.ListServicesRequest) (*pb.ListServicesResponse, error) {
+	if err := validate.Filters(req.GetFilters()); err != nil {
+		return nil, toStatus(err)
+	}
 	var out []*pb.Service
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		all, err := tx.FindServices(store.All)

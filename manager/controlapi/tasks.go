@@ -3,6 +3,7 @@ package controlapi
 import (
 	"context"
 
+	"berth/manager/validate"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -22,6 +23,12 @@ func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.GetTa
 
 // ListTasks lists tasks by service, node and desired state.
 func (s *Server) ListTasks(ctx context.Context, req *pb.ListTasksRequest) (*pb.ListTasksResponse, error) {
+	if err := validate.Filters(req.GetFilters()); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := validate.TaskFilters(req.GetServiceIds(), req.GetNodeIds(), len(req.GetDesiredStates())); err != nil {
+		return nil, toStatus(err)
+	}
 	var out []*pb.Task
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		var sel []store.By
@@ -78,6 +85,9 @@ func taskMatches(req *pb.ListTasksRequest, t *pb.Task) bool {
 // every change to them, until the client goes away.
 func (s *Server) WatchTasks(req *pb.WatchTasksRequest, stream pb.Control_WatchTasksServer) error {
 	ctx := stream.Context()
+	if err := validate.TaskFilters(req.GetServiceIds(), nil, 0); err != nil {
+		return toStatus(err)
+	}
 	if s.cfg.Reads != nil {
 		if err := s.cfg.Reads(ctx); err != nil {
 			return toStatus(err)
