@@ -185,8 +185,8 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 func (m *Manager) grpcServer() *grpc.Server {
-	srv := grpc.NewServer(grpc.Creds(mux.Handshaken()),
-		grpc.ChainUnaryInterceptor(m.unaryAuth), grpc.ChainStreamInterceptor(m.streamAuth))
+	srv := grpc.NewServer(append(guardOptions(m.log), grpc.Creds(mux.Handshaken()),
+		grpc.ChainUnaryInterceptor(m.unaryAuth), grpc.ChainStreamInterceptor(m.streamAuth))...)
 	m.ca = nodeca.New(nodeca.Config{Store: m.node.Store(), ClusterID: m.clusterID, ClusterKey: m.id.clusterKey, Now: m.cfg.Now, Log: m.log})
 	pb.RegisterNodeCAServer(srv, m.ca)
 	pb.RegisterControlServer(srv, controlapi.New(controlapi.Config{
