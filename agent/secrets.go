@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,9 @@ func (s *tmpfsSecrets) Mounts(taskID string, refs []*pb.SecretReference) ([]runt
 	if len(refs) == 0 {
 		return nil, nil
 	}
+	if !plainName(taskID) {
+		return nil, fmt.Errorf("task ID %q is not a plain name: its secrets would be written outside %s", taskID, s.dir)
+	}
 	dir := filepath.Join(s.dir, taskID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("secrets of %s: %w", taskID, err)
@@ -89,6 +93,9 @@ func (s *tmpfsSecrets) Mounts(taskID string, refs []*pb.SecretReference) ([]runt
 		target, err := secretTarget(ref)
 		if err != nil {
 			return nil, err
+		}
+		if !plainName(ref.GetSecretId()) {
+			return nil, fmt.Errorf("secret ID %q is not a plain name: it would be written outside %s", ref.GetSecretId(), dir)
 		}
 		data, ok := s.store.get(ref.GetSecretId())
 		if !ok {
@@ -103,23 +110,28 @@ func (s *tmpfsSecrets) Mounts(taskID string, refs []*pb.SecretReference) ([]runt
 	return mounts, nil
 }
 
-// secretTarget is the path a secret appears at in the container.
+// secretTarget is the path a secret appears at in the container: always
+// below /run/secrets, whatever the task says. Managers store targets
+// relative to it; older ones stored some absolute, under it.
 func secretTarget(ref *pb.SecretReference) (string, error) {
 	name := ref.GetFileName()
 	if name == "" {
 		name = ref.GetSecretName()
 	}
-	if name == "" {
-		return "", fmt.Errorf("secret %s: no file name", ref.GetSecretId())
-	}
+	rel := name
 	if path.IsAbs(name) {
-		return path.Clean(name), nil
+		rel, _ = strings.CutPrefix(name, secretsTarget+"/")
 	}
-	clean := path.Clean(name)
-	if clean == "." || strings.HasPrefix(clean, "../") || clean == ".." {
-		return "", fmt.Errorf("secret %s: file name %q leaves %s; use a plain name", ref.GetSecretName(), name, secretsTarget)
+	if !filepath.IsLocal(rel) || path.Clean(rel) == "." || slices.Contains(strings.Split(rel, "/"), "..") {
+		return "", fmt.Errorf("secret %s: target %q is not a file under %s; use a plain name", ref.GetSecretName(), name, secretsTarget)
 	}
-	return path.Join(secretsTarget, clean), nil
+	return path.Join(secretsTarget, rel), nil
+}
+
+// plainName says whether s names one entry of a directory, so joining it
+// to the directory stays inside.
+func plainName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsRune(s, '/')
 }
 
 func writeSecret(file string, data []byte, ref *pb.SecretReference) error {
