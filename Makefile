@@ -10,6 +10,8 @@ GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 # Packages whose tests run real containers, namespaces or Raft clusters run
 # with -race too; -p bounds parallel test binaries on small machines.
 TEST_FLAGS ?= -race -count=1 -p 2 -timeout 15m
+# FUZZTIME bounds each fuzz target's run in `make test` (one -fuzz per go test).
+FUZZTIME ?= 20s
 
 # System packages tests and the demo need; installed with apt-get when absent.
 DEPS := busybox:busybox-static ip:iproute2 nft:nftables jq:jq nsenter:util-linux
@@ -42,6 +44,8 @@ check: proto-check
 test: deps check build
 	@if [ "$$(id -u)" != 0 ]; then echo "note: not root; tests that need namespaces, cgroups or mounts will skip"; fi
 	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzControl$$' -fuzztime $(FUZZTIME) ./manager/controlapi
+	$(GO) test -run '^$$' -fuzz '^FuzzSpecs$$' -fuzztime 10s ./manager/validate
 
 unit:
 	$(GO) test -count=1 -short ./...
