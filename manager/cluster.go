@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/ca"
+	"berth/manager/admit"
 	"berth/manager/nodeca"
 	"berth/manager/raftapi"
 	pb "berth/proto/berth/v1"
@@ -233,7 +234,7 @@ func (m *Manager) writeClientBundle() error {
 	if err != nil {
 		return err
 	}
-	cert, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: "client-" + m.nodeID, Role: ca.RoleClient, Lifetime: m.certLifetime()}, m.cfg.Now())
+	cert, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: admit.ClientID(m.nodeID), Role: ca.RoleClient, Lifetime: m.certLifetime()}, m.cfg.Now())
 	if err != nil {
 		return err
 	}

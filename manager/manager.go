@@ -136,7 +136,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", m.cfg.ListenAddr, err)
 	}
 	m.listener = ln
-	mx := mux.New(ln, id.creds, m.log)
+	mx := mux.New(ln, id.creds, m.log, mux.AdmitRaft(m.admitRaft))
 	m.peers = raftapi.NewPeers(id.creds)
 	defer m.peers.Close()
 

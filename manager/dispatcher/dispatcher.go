@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"berth/ca"
+	"berth/manager/admit"
 	"berth/manager/mux"
 	pb "berth/proto/berth/v1"
 	"berth/store"
@@ -231,6 +232,11 @@ func (d *Dispatcher) caller(ctx context.Context) (ca.Identity, *term, error) {
 	}
 	if id.NodeID == "" {
 		return id, nil, status.Error(codes.Unauthenticated, "the caller's certificate names no node")
+	}
+	// A removed node's certificate outlives it: the store remembers.
+	d.cfg.Store.View(func(tx store.ReadTx) { err = admit.Removal(tx, id) })
+	if err != nil {
+		return id, nil, err
 	}
 	t, err := d.current()
 	return id, t, err

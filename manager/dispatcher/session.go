@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"berth/internal/ids"
+	"berth/manager/admit"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -189,7 +190,7 @@ func (s *session) follow(ctx context.Context, w *store.Watcher) error {
 				return ctx.Err()
 			}
 			if !s.note(e, dirty) {
-				return status.Error(codes.PermissionDenied, "this node was removed from the cluster; join it again with a join token")
+				return admit.Removed(s.node)
 			}
 			if flush == nil {
 				flush = time.After(s.d.cfg.BatchWindow)

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"berth/ca"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -172,14 +174,51 @@ func TestSessionCoalescesChanges(t *testing.T) {
 	}
 }
 
+// TestNodeRemovedEndsSession: removing a node ends its session; its
+// certificate opens no new one, heartbeats nothing, and the node is not
+// created again.
 func TestNodeRemovedEndsSession(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	seed(h)
 	a := h.session("n1")
 	h.update(func(tx store.Tx) error { return tx.DeleteNode("n1") })
-	if err := a.ended(); codeOf(err) != "PermissionDenied" {
-		t.Fatalf("session of a removed node ended with %v, want PermissionDenied", err)
+	const removed = "node n1 was removed from the cluster; join again with a token"
+	if err := a.ended(); codeOf(err) != "PermissionDenied" || status.Convert(err).Message() != removed {
+		t.Fatalf("session of a removed node ended with %v, want PermissionDenied: %s", err, removed)
+	}
+	if _, err := h.open("n1"); codeOf(err) != "PermissionDenied" || status.Convert(err).Message() != removed {
+		t.Fatalf("a new session of the removed node: %v, want PermissionDenied: %s", err, removed)
+	}
+	if _, err := a.heartbeat(); codeOf(err) != "PermissionDenied" {
+		t.Fatalf("heartbeat of the removed node: %v, want PermissionDenied", err)
+	}
+	if n := h.node("n1"); n != nil {
+		t.Fatalf("the removed node was created again: %v", n)
+	}
+	// A node that was never there is created by its first session, as ever.
+	h.session("n9")
+	if h.node("n9") == nil {
+		t.Fatal("a new node's session did not record it")
+	}
+}
+
+// TestNodeReadyNeverCreatesARemovedNode: the session's write itself
+// refuses a removed node, so a session whose node is removed after its
+// identity was checked does not bring the node back.
+func TestNodeReadyNeverCreatesARemovedNode(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.update(func(tx store.Tx) error {
+		if err := tx.CreateNode(workerNode("n1")); err != nil {
+			return err
+		}
+		return tx.DeleteNode("n1")
+	})
+	id := ca.Identity{NodeID: "n1", Role: ca.RoleWorker}
+	err := h.st.Update(context.Background(), h.d.nodeReady(context.Background(), id, nil))
+	if codeOf(err) != "PermissionDenied" || h.node("n1") != nil {
+		t.Fatalf("nodeReady of a removed node: %v, node %v; want PermissionDenied and no node", err, h.node("n1"))
 	}
 }
 
