@@ -67,6 +67,8 @@ func (m *Manager) ensureCluster(ctx context.Context) error {
 		JoinTokens: &pb.JoinTokens{Worker: worker.String(), Manager: manager.String()},
 		RootCa:     &pb.RootCA{CaCert: rootPEM, CaKey: sealed, CaCertHash: hash},
 		GossipKey:  gossip,
+		// The key's age, from which the next rotation falls due.
+		GossipRotation: &pb.GossipKeyRotation{CreatedAt: timestamppb.New(m.cfg.Now())},
 	}
 	err = m.node.Store().Update(ctx, func(tx store.Tx) error { return tx.CreateCluster(c) })
 	if err != nil && !errors.Is(err, store.ErrExist) {

@@ -51,9 +51,10 @@ type Config struct {
 	// IsLeader and LeaderAddr drive the redirect of followers.
 	IsLeader   func() bool
 	LeaderAddr func() (nodeID, addr string)
-	// Cluster settings handed to agents.
+	// Cluster settings handed to agents. GossipKeys returns the key nodes
+	// encrypt gossip with and the others they accept while it rotates.
 	InsecureRegistries func() []string
-	GossipKey          func() []byte
+	GossipKeys         func() (primary []byte, accept [][]byte)
 	GossipPeers        func() []string
 	// OpenSecret decrypts a Secret's sealed spec.data.
 	OpenSecret func(sealed []byte) ([]byte, error)

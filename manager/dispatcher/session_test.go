@@ -2,7 +2,9 @@ package dispatcher
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,4 +269,59 @@ func TestSessionCarriesTheDesiredRole(t *testing.T) {
 	if got := a.nextRole(); got != pb.NodeSpec_ROLE_WORKER {
 		t.Fatalf("after demote the session says %v, want worker", got)
 	}
+}
+
+// TestSessionCarriesRotatedGossipKeys: each step of a gossip key rotation
+// reaches a live session as the key to encrypt with and the keys to
+// accept, so its agent changes keys without a new session.
+func TestSessionCarriesRotatedGossipKeys(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	primary, accept := "k1", []string(nil)
+	h := newHarness(t, func(c *Config) {
+		c.HeartbeatPeriod = 50 * time.Millisecond
+		c.GossipKeys = func() ([]byte, [][]byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			var acc [][]byte
+			for _, a := range accept {
+				acc = append(acc, []byte(a))
+			}
+			return []byte(primary), acc
+		}
+	})
+	a := h.session("n1")
+	if got := keysOf(a.first); got != "k1 []" {
+		t.Fatalf("first message keys %s, want k1 []", got)
+	}
+	for _, step := range []struct {
+		primary string
+		accept  []string
+	}{{"k1", []string{"k2"}}, {"k2", []string{"k1"}}, {"k2", nil}} {
+		mu.Lock()
+		primary, accept = step.primary, step.accept
+		mu.Unlock()
+		want := fmt.Sprint(step.primary, " ", step.accept)
+		timeout := time.After(wait)
+		for got := ""; got != want; {
+			select {
+			case m := <-a.msgs:
+				if len(m.GetGossipKey()) > 0 {
+					got = keysOf(m)
+				}
+			case err := <-a.err:
+				t.Fatalf("session ended: %v", err)
+			case <-timeout:
+				t.Fatalf("the session did not carry keys %s (last %s)", want, got)
+			}
+		}
+	}
+}
+
+func keysOf(m *pb.SessionMessage) string {
+	var acc []string
+	for _, k := range m.GetGossipAcceptKeys() {
+		acc = append(acc, string(k))
+	}
+	return fmt.Sprint(string(m.GetGossipKey()), " ", acc)
 }
