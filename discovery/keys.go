@@ -64,7 +64,9 @@ func syncKeyring(k *memberlist.Keyring, primary []byte, accept [][]byte) error {
 			return fmt.Errorf("gossip keyring: %w", err)
 		}
 	}
-	keep := func(key []byte) bool { return slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(w, key) }) }
+	keep := func(key []byte) bool {
+		return slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(w, key) })
+	}
 	keys := k.GetKeys()
 	drop := len(keys) - len(uniqueKeys(want))
 	if drop > 0 && !droppedAtEnd(keys, drop, keep) {

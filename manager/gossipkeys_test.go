@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/ca"
 	"berth/discovery"
@@ -119,14 +120,15 @@ func heartbeat(ctx context.Context, addr string, creds *ca.Credentials, sid stri
 	}
 }
 
-// gossipManager starts one manager gossiping on a free port, with short
-// heartbeats so that rotation steps (spaced by them) are quick.
-func gossipManager(t *testing.T, rotateEvery time.Duration) *testManager {
+// gossipManager starts one manager gossiping on a free port. Rotation
+// steps are spaced by heartbeat periods, and sessions carry new keys at
+// the next period.
+func gossipManager(t *testing.T, rotateEvery, heartbeat time.Duration) *testManager {
 	t.Helper()
 	tm := newTestManager(t, "m0")
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	tm.cfg.GossipPort, _ = strconv.Atoi(port)
-	tm.cfg.HeartbeatPeriod = 200 * time.Millisecond
+	tm.cfg.HeartbeatPeriod = heartbeat
 	tm.cfg.GossipKeyRotation = rotateEvery
 	tm.mustStart()
 	await.True(t, settle, func() bool { return tm.m.gossip.peers() != nil }, "the manager gossips")
@@ -177,8 +179,11 @@ func rotatedFrom(t *testing.T, tm *testManager, old []byte) []byte {
 // TestRemovalRotatesTheGossipKey: removing a node rotates the gossip key:
 // its old key no longer joins gossip, while a live node takes each step
 // through its session and is never seen dead; clients never see the keys.
+// Sessions run at the default heartbeat period (1 s), slower than gossip
+// takes to declare a member dead (~0.7 s): steps that did not wait for
+// sessions to carry them would show here as a dead manager.
 func TestRemovalRotatesTheGossipKey(t *testing.T) {
-	tm := gossipManager(t, 0)
+	tm := gossipManager(t, 0, DefaultHeartbeatPeriod)
 	ctx := ctxFor(t, 3*settle)
 	gone := startGossipAgent(t, tm, workerCreds(t, tm))
 	live := startGossipAgent(t, tm, workerCreds(t, tm))
@@ -240,10 +245,11 @@ func TestRemovalRotatesTheGossipKey(t *testing.T) {
 }
 
 // TestGossipKeyRotatesPeriodically: with no removal the key still rotates
-// every period, and a live agent follows every rotation without being
-// seen dead.
+// every period (12 h by default; 3 s here), and a live agent follows every
+// rotation without being seen dead.
 func TestGossipKeyRotatesPeriodically(t *testing.T) {
-	tm := gossipManager(t, time.Second)
+	// A rotation's steps take 2.4 s here; the next falls due 3 s after it began.
+	tm := gossipManager(t, 3*time.Second, 200*time.Millisecond)
 	live := startGossipAgent(t, tm, workerCreds(t, tm))
 	await.True(t, settle, func() bool { return tm.m.gossip.g.IsAlive(live.id) }, "the agent gossips")
 	stop := make(chan struct{})
@@ -268,5 +274,48 @@ func TestGossipKeyRotatesPeriodically(t *testing.T) {
 	case err := <-live.ended:
 		t.Fatalf("the live agent's session ended: %v", err)
 	default:
+	}
+}
+
+func TestNextKeyStep(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const every = 12 * time.Hour
+	rot := func(next, prev string, made time.Time, removed uint64) *pb.Cluster {
+		return &pb.Cluster{GossipKey: []byte("k"), GossipRotation: &pb.GossipKeyRotation{
+			Next: []byte(next), Previous: []byte(prev), CreatedAt: timestamppb.New(made), RemovedIndex: removed,
+		}}
+	}
+	for _, tc := range []struct {
+		name    string
+		c       *pb.Cluster
+		removal uint64
+		now     time.Time
+		want    keyStep
+		due     time.Time
+	}{
+		{"fresh key", rot("", "", t0, 0), 0, t0.Add(time.Hour), keyWait, t0.Add(every)},
+		{"a period old", rot("", "", t0, 0), 0, t0.Add(every), keyInstall, t0.Add(every)},
+		{"a node removed since the key was made", rot("", "", t0, 5), 9, t0.Add(time.Minute), keyInstall, t0.Add(time.Minute)},
+		{"a removal the key already accounts for", rot("", "", t0, 9), 9, t0.Add(time.Minute), keyWait, t0.Add(every)},
+		{"installed: promote", rot("n", "", t0, 0), 0, t0, keyPromote, t0},
+		{"promoted: drop", rot("", "p", t0, 0), 0, t0, keyDrop, t0},
+		{"a removal during a rotation waits for its end", rot("n", "", t0, 0), 9, t0, keyPromote, t0},
+		{"an old cluster without rotation state", &pb.Cluster{GossipKey: []byte("k"), Meta: &pb.Meta{CreatedAt: timestamppb.New(t0)}}, 0, t0.Add(every + time.Second), keyInstall, t0.Add(every + time.Second)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			step, due, _ := nextKeyStep(tc.c, tc.removal, tc.now, every)
+			if step != tc.want || !due.Equal(tc.due) {
+				t.Fatalf("got %s due %s, want %s due %s", step, due, tc.want, tc.due)
+			}
+		})
+	}
+	// Later steps wait settle after this manager first saw the step before.
+	var p pacer
+	c := rot("n", "", t0, 0)
+	if step, due, _ := p.pace(c, 0, t0, every, time.Second); step != keyWait || !due.Equal(t0.Add(time.Second)) {
+		t.Fatalf("right after an install: %s due %s, want wait until settled", step, due)
+	}
+	if step, _, _ := p.pace(c, 0, t0.Add(time.Second), every, time.Second); step != keyPromote {
+		t.Fatalf("settled: %s, want promote", step)
 	}
 }
