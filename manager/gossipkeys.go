@@ -135,16 +135,22 @@ func (r *keyRotator) follow(ctx context.Context) error {
 			continue
 		}
 		w.Close()
-		if err := r.write(ctx, c, step); err != nil && !errors.Is(err, errStaleView) {
-			r.log.Warn("gossip key rotation step failed; will retry", "step", step.String(), "err", err)
-			if err := r.wait(ctx, nil, time.Second); err != nil {
-				return err
-			}
-			continue
-		}
-		r.log.Info("gossip key rotation", "step", step.String(), "why", why)
+		r.take(ctx, c, step, why)
 	}
 	return nil
+}
+
+// take writes a step decided on c; a failed write is tried again after a
+// pause (by then the next view may decide otherwise).
+func (r *keyRotator) take(ctx context.Context, c *pb.Cluster, step keyStep, why string) {
+	err := r.write(ctx, c, step)
+	switch {
+	case err == nil:
+		r.log.Info("gossip key rotation", "step", step.String(), "why", why)
+	case !errors.Is(err, errStaleView) && ctx.Err() == nil:
+		r.log.Warn("gossip key rotation step failed; will retry", "step", step.String(), "err", err)
+		_ = r.wait(ctx, nil, time.Second)
+	}
 }
 
 // pacer holds a rotation's later steps back until the step before had
