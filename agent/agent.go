@@ -44,9 +44,11 @@ type Config struct {
 	// unpack to, as image.Config's fields of those names: zero means the
 	// default, negative no limit.
 	MaxLayerSize, MaxLayerEntries int64
-	// OnGossip, if set, receives the cluster's gossip key and peers from
-	// each session message that carries them.
-	OnGossip func(key []byte, peers []string)
+	// OnGossip, if set, receives the cluster's gossip keys and peers from
+	// each session message that carries them: key is the one to encrypt
+	// with, accept the others to accept meanwhile (a rotation in
+	// progress); a key no longer listed is to be dropped.
+	OnGossip func(key []byte, accept [][]byte, peers []string)
 	// OnDesiredRole, if set, receives the role the managers want this
 	// node to have, from each session message that carries it (the first
 	// of every session, and each change). Manager means the node was

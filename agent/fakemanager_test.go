@@ -41,6 +41,9 @@ type fakeCluster struct {
 	// NodeCA issues a manager certificate to a renewal that asks for one.
 	promoted   bool
 	clusterKey []byte
+	// gossipKey and gossipAccept are the cluster's gossip keys.
+	gossipKey    []byte
+	gossipAccept [][]byte
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -107,6 +110,7 @@ func (c *fakeCluster) full(sid, node string) *pb.SessionMessage {
 		SessionId: sid, NodeId: node, Full: true, HeartbeatPeriod: durationpb.New(c.heartbeat),
 		Managers: c.managers, InsecureRegistries: c.insecure,
 		DesiredRole: c.desiredRole().Enum(),
+		GossipKey:   c.gossipKey, GossipAcceptKeys: c.gossipAccept,
 	}
 	for id, d := range c.secrets {
 		m.Changes = append(m.Changes, &pb.AssignmentChange{Item: &pb.AssignmentChange_SecretData{SecretData: &pb.SecretData{SecretId: id, Data: d}}})
@@ -115,6 +119,15 @@ func (c *fakeCluster) full(sid, node string) *pb.SessionMessage {
 		m.Changes = append(m.Changes, &pb.AssignmentChange{Item: &pb.AssignmentChange_Task{Task: proto.Clone(t).(*pb.Task)}})
 	}
 	return m
+}
+
+// setGossipKeys changes the cluster's gossip keys and streams them, as a
+// rotation step does.
+func (c *fakeCluster) setGossipKeys(key []byte, accept [][]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gossipKey, c.gossipAccept = key, accept
+	c.broadcast(&pb.SessionMessage{GossipKey: key, GossipAcceptKeys: accept})
 }
 
 // desiredRole is the node's desired role; callers hold mu.

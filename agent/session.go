@@ -260,7 +260,7 @@ func (a *Agent) apply(ctx context.Context, msg *pb.SessionMessage, period *atomi
 		a.setInsecure(msg.GetInsecureRegistries())
 	}
 	if a.cfg.OnGossip != nil && (len(msg.GetGossipKey()) > 0 || len(msg.GetGossipPeers()) > 0) {
-		a.cfg.OnGossip(msg.GetGossipKey(), msg.GetGossipPeers())
+		a.cfg.OnGossip(msg.GetGossipKey(), msg.GetGossipAcceptKeys(), msg.GetGossipPeers())
 	}
 	if a.cfg.OnDesiredRole != nil && msg.DesiredRole != nil {
 		a.cfg.OnDesiredRole(msg.GetDesiredRole())

@@ -37,6 +37,9 @@ type Gossip struct {
 	d      *delegate
 	events chan Event
 	done   chan struct{}
+	// keyring holds the keys memberlist encrypts and decrypts with; it is
+	// safe for concurrent use, and SetKeys changes it while gossip runs.
+	keyring *memberlist.Keyring
 
 	// leaving serialises Leave against shutting memberlist down.
 	leaving sync.Mutex
@@ -54,7 +57,11 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg.Key = append([]byte(nil), cfg.Key...)
+	keyring, err := newKeyring(cfg.Key, cfg.AcceptKeys)
+	if err != nil {
+		return nil, fmt.Errorf("gossip config: %w", err)
+	}
+	cfg.Key, cfg.AcceptKeys = nil, nil // the keyring holds them from now on
 	cfg.Meta = maps.Clone(cfg.Meta)
 	logger := cfg.Logger
 	if logger == nil {
@@ -67,12 +74,13 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip config: %w", err)
 	}
 	return &Gossip{
-		cfg:    cfg,
-		timing: cfg.Timing.withDefaults(),
-		logger: logger,
-		d:      newDelegate(cfg.NodeID, meta, encoded, logger),
-		events: make(chan Event),
-		done:   make(chan struct{}),
+		cfg:     cfg,
+		timing:  cfg.Timing.withDefaults(),
+		logger:  logger,
+		d:       newDelegate(cfg.NodeID, meta, encoded, logger),
+		events:  make(chan Event),
+		done:    make(chan struct{}),
+		keyring: keyring,
 	}, nil
 }
 
@@ -88,7 +96,7 @@ func (g *Gossip) Start(ctx context.Context) error {
 	case stateClosed:
 		return fmt.Errorf("start gossip %s: %w", g.cfg.NodeID, ErrClosed)
 	}
-	mc := g.cfg.memberlistConfig(g.timing, g.d, g.logger)
+	mc := g.cfg.memberlistConfig(g.timing, g.d, g.keyring, g.logger)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("start gossip %s on %s:%d: %w", g.cfg.NodeID, mc.BindAddr, g.cfg.BindPort, err)

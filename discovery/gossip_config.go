@@ -34,6 +34,9 @@ type GossipConfig struct {
 	// encrypted and unencrypted packets are refused, so a node without the
 	// key cannot join. Managers hand it to joining nodes. Required.
 	Key []byte
+	// AcceptKeys are further 32-byte keys accepted from peers (never used
+	// to encrypt) while the cluster's key rotates; see Gossip.SetKeys.
+	AcceptKeys [][]byte
 	// Role ("manager" or "worker") and APIAddr (the node's berth API
 	// address, if any) are published to other members as node metadata.
 	Role    string
@@ -201,6 +204,11 @@ func (c *GossipConfig) validate() error {
 	default:
 		return fmt.Errorf("gossip config: Key is %d bytes, want %d (AES-256)", len(c.Key), KeySize)
 	}
+	for i, k := range c.AcceptKeys {
+		if len(k) != KeySize {
+			return fmt.Errorf("gossip config: AcceptKeys[%d] is %d bytes, want %d (AES-256)", i, len(k), KeySize)
+		}
+	}
 	if c.BindPort < 0 || c.BindPort > 65535 {
 		return fmt.Errorf("gossip config: BindPort %d out of range 0-65535", c.BindPort)
 	}
@@ -211,8 +219,8 @@ func (c *GossipConfig) validate() error {
 }
 
 // memberlistConfig builds memberlist's configuration from ours, starting
-// from its LAN defaults.
-func (c *GossipConfig) memberlistConfig(t Timing, d *delegate, logger *slog.Logger) *memberlist.Config {
+// from its LAN defaults, with the member's keyring.
+func (c *GossipConfig) memberlistConfig(t Timing, d *delegate, keys *memberlist.Keyring, logger *slog.Logger) *memberlist.Config {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = c.NodeID
 	mc.BindAddr = c.BindAddr
@@ -225,7 +233,8 @@ func (c *GossipConfig) memberlistConfig(t Timing, d *delegate, logger *slog.Logg
 	if mc.AdvertisePort == 0 {
 		mc.AdvertisePort = c.BindPort // memberlist sets it itself when BindPort is 0
 	}
-	mc.SecretKey = append([]byte(nil), c.Key...)
+	// All gossip is encrypted, with the keyring's keys.
+	mc.Keyring = keys
 	mc.GossipVerifyIncoming = true
 	mc.GossipVerifyOutgoing = true
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/ca"
+	"berth/manager/admit"
 	"berth/manager/nodeca"
 	"berth/manager/raftapi"
 	pb "berth/proto/berth/v1"
@@ -66,6 +67,8 @@ func (m *Manager) ensureCluster(ctx context.Context) error {
 		JoinTokens: &pb.JoinTokens{Worker: worker.String(), Manager: manager.String()},
 		RootCa:     &pb.RootCA{CaCert: rootPEM, CaKey: sealed, CaCertHash: hash},
 		GossipKey:  gossip,
+		// The key's age, from which the next rotation falls due.
+		GossipRotation: &pb.GossipKeyRotation{CreatedAt: timestamppb.New(m.cfg.Now())},
 	}
 	err = m.node.Store().Update(ctx, func(tx store.Tx) error { return tx.CreateCluster(c) })
 	if err != nil && !errors.Is(err, store.ErrExist) {
@@ -233,7 +236,7 @@ func (m *Manager) writeClientBundle() error {
 	if err != nil {
 		return err
 	}
-	cert, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: "client-" + m.nodeID, Role: ca.RoleClient, Lifetime: m.certLifetime()}, m.cfg.Now())
+	cert, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: admit.ClientID(m.nodeID), Role: ca.RoleClient, Lifetime: m.certLifetime()}, m.cfg.Now())
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"berth/discovery"
+	"berth/manager/dispatcher"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -61,14 +64,14 @@ func (s *gossip) run(ctx context.Context) error {
 	if addr == "" {
 		return nil
 	}
-	key, err := s.waitKey(ctx)
+	key, accept, err := s.waitKeys(ctx)
 	if err != nil || key == nil {
 		return nil
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	g, err := discovery.NewGossip(discovery.GossipConfig{
-		NodeID: s.m.nodeID, BindAddr: host, BindPort: p, Key: key,
+		NodeID: s.m.nodeID, BindAddr: host, BindPort: p, Key: key, AcceptKeys: accept,
 		Role: "manager", APIAddr: s.m.advertise, Logger: s.m.log.With("part", "gossip"),
 	})
 	if err == nil {
@@ -83,7 +86,15 @@ func (s *gossip) run(ctx context.Context) error {
 	s.mu.Unlock()
 	defer g.Shutdown()
 	s.m.log.Info("gossip started", "addr", addr)
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return s.followKeys(ctx, g) })
+	eg.Go(func() error { return s.watch(ctx, g) })
+	return eg.Wait()
+}
 
+// watch joins the other managers now and then and handles the member's
+// events.
+func (s *gossip) watch(ctx context.Context, g *discovery.Gossip) error {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	s.joinManagers(ctx, g)
@@ -133,20 +144,48 @@ func (s *gossip) runShared(ctx context.Context) error {
 	}
 }
 
-// waitKey polls the store until the Cluster object carries the gossip key.
-func (s *gossip) waitKey(ctx context.Context) ([]byte, error) {
+// waitKeys polls the store until the Cluster object carries the gossip
+// key, and returns it with the keys accepted meanwhile.
+func (s *gossip) waitKeys(ctx context.Context) ([]byte, [][]byte, error) {
 	for {
-		var key []byte
-		s.m.node.Store().View(func(tx store.ReadTx) { key = tx.GetCluster(s.m.clusterID).GetGossipKey() })
+		key, accept := s.m.gossipKeys()
 		if len(key) > 0 {
-			return key, nil
+			return key, accept, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// followKeys gives the member the keys the store holds as they rotate.
+func (s *gossip) followKeys(ctx context.Context, g *discovery.Gossip) error {
+	st := s.m.node.Store()
+	return store.Follow(ctx, s.m.log, func(ctx context.Context) error {
+		for {
+			var c *pb.Cluster
+			w, err := st.ViewAndWatch(ctx, func(tx store.ReadTx) { c = tx.GetCluster(s.m.clusterID) }, store.Only[*pb.Cluster]())
+			if err != nil {
+				return err
+			}
+			if key, accept := gossipKeys(c); len(key) > 0 {
+				if err := g.SetKeys(key, accept); err != nil {
+					s.m.log.Error("set the gossip keys", "err", err)
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-w.Events():
+			}
+			err = w.Err()
+			w.Close()
+			if err != nil || ctx.Err() != nil {
+				return err
+			}
+		}
+	})
 }
 
 // joinManagers joins the Raft members gossip does not know yet.
@@ -207,11 +246,27 @@ func (s *gossip) peers() []string {
 	return out
 }
 
-// gossipKey is the cluster's gossip key as the store holds it.
-func (m *Manager) gossipKey() []byte {
+// gossipKeys are the cluster's gossip keys as the store holds them: the
+// one to encrypt with and the others accepted meanwhile.
+func (m *Manager) gossipKeys() (primary []byte, accept [][]byte) {
 	var c *pb.Cluster
 	m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
-	return c.GetGossipKey()
+	return gossipKeys(c)
+}
+
+// keyRotator rotates the gossip key while this manager leads, spacing its
+// steps by twice the time a session may go silent before its node is put
+// down: by then each step reached every live node.
+func (m *Manager) keyRotator() *keyRotator {
+	every := m.cfg.GossipKeyRotation
+	if every <= 0 {
+		every = DefaultGossipKeyRotation
+	}
+	return &keyRotator{
+		st: m.node.Store(), clusterID: m.clusterID, every: every,
+		settle: 2 * time.Duration(dispatcher.DefaultHeartbeatGrace) * m.heartbeatPeriod(),
+		now:    m.cfg.Now, log: m.log.With("loop", "gossip-keys"),
+	}
 }
 
 // heartbeatPeriod is the period agents heartbeat at.

@@ -42,6 +42,9 @@ type Config struct {
 	GossipPort int
 	// HeartbeatPeriod agents heartbeat at; DefaultHeartbeatPeriod when zero.
 	HeartbeatPeriod time.Duration
+	// GossipKeyRotation is how often the gossip key rotates (it also
+	// rotates after every node removal); DefaultGossipKeyRotation when zero.
+	GossipKeyRotation time.Duration
 	// CertLifetime of node certificates this manager issues at bootstrap
 	// (the cluster spec's cert_expiry governs later ones); 90 days when zero.
 	CertLifetime time.Duration
@@ -136,7 +139,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", m.cfg.ListenAddr, err)
 	}
 	m.listener = ln
-	mx := mux.New(ln, id.creds, m.log)
+	mx := mux.New(ln, id.creds, m.log, mux.AdmitRaft(m.admitRaft))
 	m.peers = raftapi.NewPeers(id.creds)
 	defer m.peers.Close()
 
@@ -206,7 +209,7 @@ func (m *Manager) grpcServer() *grpc.Server {
 			m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
 			return c.GetSpec().GetInsecureRegistries()
 		},
-		GossipKey:   m.gossipKey,
+		GossipKeys:  m.gossipKeys,
 		GossipPeers: m.gossip.peers,
 		OpenSecret:  func(b []byte) ([]byte, error) { return ca.Open(m.id.clusterKey, b) },
 	})
@@ -265,6 +268,7 @@ func (m *Manager) rootPEM() []byte {
 func (m *Manager) leaderLoops(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.ensureCluster(gctx) })
+	g.Go(func() error { return m.keyRotator().run(gctx) })
 	g.Go(func() error { return m.dispatcher.Run(gctx) })
 	assigner, err := assign.New(assign.Config{Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "assign")})
 	if err != nil {

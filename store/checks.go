@@ -11,13 +11,17 @@ import (
 // batch is applied in log order (the authority: every replica reaches the
 // same verdict, so state never diverges).
 
-// checkCreate fails when the ID is taken or the name is used.
+// checkCreate fails when the ID is taken or the name is used, and for a
+// node whose ID was removed.
 func checkCreate(txn *memdb.Txn, t *table, o object) error {
 	if o.GetId() == "" {
 		return fmt.Errorf("create %s: empty ID: %w", t.name, ErrInvalidObject)
 	}
 	if lookup(txn, t, o.GetId()) != nil {
 		return fmt.Errorf("create %s %s: %w", t.name, o.GetId(), ErrExist)
+	}
+	if t == nodes && lookup(txn, removedNodes, o.GetId()) != nil {
+		return fmt.Errorf("create %s %s: %w", t.name, o.GetId(), ErrNodeRemoved)
 	}
 	return checkName(txn, t, o)
 }

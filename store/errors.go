@@ -21,6 +21,9 @@ var (
 	// is unknown (leadership lost or deadline hit after proposing): it may or
 	// may not be applied. Read the state before retrying.
 	ErrOutcomeUnknown = errors.New("write outcome unknown")
+	// ErrNodeRemoved means a node with that ID was removed from the
+	// cluster: its ID is never used again.
+	ErrNodeRemoved = errors.New("node was removed from the cluster")
 	// ErrInvalidObject means an object lacks what the store needs (an ID).
 	ErrInvalidObject = errors.New("invalid object")
 	// ErrInvalidFindBy means a selector does not apply to that table.

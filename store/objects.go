@@ -35,6 +35,7 @@ const (
 	tableNetwork = "network"
 	tableSecret  = "secret"
 	tableCluster = "cluster"
+	tableRemoved = "removed_node"
 	tableIndex   = "index"
 )
 
@@ -130,7 +131,15 @@ var (
 			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Cluster{Cluster: o.(*berthv1.Cluster)}}
 		},
 	}
-	allTables = []*table{nodes, services, tasks, networks, secrets, clusters}
+	// removedNodes remembers the IDs of removed nodes (DeleteNode).
+	removedNodes = &table{
+		name:    tableRemoved,
+		setMeta: func(o object, m *berthv1.Meta) { o.(*berthv1.RemovedNode).Meta = m },
+		wrap: func(k berthv1.StoreAction_Kind, o object) *berthv1.StoreAction {
+			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_RemovedNode{RemovedNode: o.(*berthv1.RemovedNode)}}
+		},
+	}
+	allTables = []*table{nodes, services, tasks, networks, secrets, clusters, removedNodes}
 )
 
 func desiredKey(s berthv1.TaskState) string { return strconv.Itoa(int(s)) }
@@ -156,6 +165,8 @@ func unwrap(a *berthv1.StoreAction) (*table, object, error) {
 		return secrets, t.Secret, nil
 	case *berthv1.StoreAction_Cluster:
 		return clusters, t.Cluster, nil
+	case *berthv1.StoreAction_RemovedNode:
+		return removedNodes, t.RemovedNode, nil
 	}
 	return nil, nil, fmt.Errorf("store action %v has no target: %w", a.GetKind(), ErrInvalidObject)
 }
@@ -175,6 +186,8 @@ func tableOf(o proto.Message) *table {
 		return secrets
 	case *berthv1.Cluster:
 		return clusters
+	case *berthv1.RemovedNode:
+		return removedNodes
 	}
 	return nil
 }

@@ -27,10 +27,15 @@ type ReadTx interface {
 	FindSecrets(by By) ([]*berthv1.Secret, error)
 	GetCluster(id string) *berthv1.Cluster
 	FindClusters(by By) ([]*berthv1.Cluster, error)
+	// GetRemovedNode says whether (and when) node id was removed; nil
+	// when it was not.
+	GetRemovedNode(id string) *berthv1.RemovedNode
+	FindRemovedNodes(by By) ([]*berthv1.RemovedNode, error)
 }
 
 // Tx reads and writes within one atomic change. Reads see the writes made
-// earlier in the same Tx. Create fails with ErrExist or ErrNameConflict;
+// earlier in the same Tx. Create fails with ErrExist or ErrNameConflict
+// (CreateNode also with ErrNodeRemoved);
 // Update with ErrNotFound, ErrNameConflict or ErrSequenceConflict (the
 // object's meta.version must be the stored one); Delete with ErrNotFound.
 // The store keeps a clone of what is written.
@@ -163,4 +168,14 @@ func (r *readTx) GetCluster(id string) *berthv1.Cluster {
 // FindClusters returns the cluster objects by selects.
 func (r *readTx) FindClusters(by By) ([]*berthv1.Cluster, error) {
 	return find[*berthv1.Cluster](r.txn, clusters, by)
+}
+
+// GetRemovedNode returns the record of node id's removal, or nil.
+func (r *readTx) GetRemovedNode(id string) *berthv1.RemovedNode {
+	return get[*berthv1.RemovedNode](r.txn, removedNodes, id)
+}
+
+// FindRemovedNodes returns the records of removed nodes by selects.
+func (r *readTx) FindRemovedNodes(by By) ([]*berthv1.RemovedNode, error) {
+	return find[*berthv1.RemovedNode](r.txn, removedNodes, by)
 }

@@ -1,6 +1,10 @@
 package store
 
-import berthv1 "berth/proto/berth/v1"
+import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	berthv1 "berth/proto/berth/v1"
+)
 
 // CreateNode stores a new node; its ID must be unused.
 func (w *writeTx) CreateNode(o *berthv1.Node) error { return w.create(nodes, o) }
@@ -8,8 +12,20 @@ func (w *writeTx) CreateNode(o *berthv1.Node) error { return w.create(nodes, o) 
 // UpdateNode replaces a node; o.Meta.Version must be the stored version.
 func (w *writeTx) UpdateNode(o *berthv1.Node) error { return w.update(nodes, o) }
 
-// DeleteNode removes the node with that ID.
-func (w *writeTx) DeleteNode(id string) error { return w.remove(nodes, id) }
+// DeleteNode removes the node with that ID and, in the same change,
+// remembers the ID as removed: the node's certificate may outlive it, and
+// no node with that ID is created again (ErrNodeRemoved).
+func (w *writeTx) DeleteNode(id string) error {
+	if err := w.remove(nodes, id); err != nil {
+		return err
+	}
+	r := &berthv1.RemovedNode{Id: id, RemovedAt: timestamppb.New(w.now())}
+	if cur := w.GetRemovedNode(id); cur != nil {
+		r.Meta = cur.GetMeta()
+		return w.update(removedNodes, r)
+	}
+	return w.create(removedNodes, r)
+}
 
 // CreateService stores a new service; its ID must be unused.
 func (w *writeTx) CreateService(o *berthv1.Service) error { return w.create(services, o) }

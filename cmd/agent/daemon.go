@@ -48,7 +48,7 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 		DataDir: dataDir, Join: o.join, Token: o.token, AdvertiseAddr: o.advertiseAddr,
 		Hostname: o.hostname, Labels: labels, InsecureRegistries: o.insecureRegs, Logger: log,
 		MaxLayerSize: maxSize, MaxLayerEntries: maxEntries,
-		OnGossip:      func(key []byte, peers []string) { g.update(ctx, key, peers) },
+		OnGossip:      func(key []byte, accept [][]byte, peers []string) { g.update(ctx, key, accept, peers) },
 		OnDesiredRole: part.want,
 	})
 	if err != nil {
@@ -69,7 +69,8 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 }
 
 // gossipJoiner starts this node's gossip member on the first key a session
-// delivers and joins the peers each later message names.
+// delivers, follows the keys as they rotate, and joins the peers each
+// later message names.
 type gossipJoiner struct {
 	log    *slog.Logger
 	bind   string
@@ -78,20 +79,20 @@ type gossipJoiner struct {
 
 	mu     sync.Mutex
 	g      *discovery.Gossip
-	key    string
 	joined map[string]bool
 }
 
-func (j *gossipJoiner) update(ctx context.Context, key []byte, peers []string) {
+func (j *gossipJoiner) update(ctx context.Context, key []byte, accept [][]byte, peers []string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if len(key) == 0 {
 		return
 	}
-	if j.g != nil && j.key != string(key) {
-		// The cluster's key changed: start again with the new one.
-		j.g.Shutdown()
-		j.g = nil
+	if j.g != nil {
+		// A rotation step: the member changes keys in place, never leaving.
+		if err := j.g.SetKeys(key, accept); err != nil {
+			j.log.Error("set the gossip keys a session delivered", "err", err)
+		}
 	}
 	if j.g == nil {
 		bind := j.bind
@@ -99,7 +100,7 @@ func (j *gossipJoiner) update(ctx context.Context, key []byte, peers []string) {
 			bind = "0.0.0.0"
 		}
 		g, err := discovery.NewGossip(discovery.GossipConfig{
-			NodeID: j.nodeID(), BindAddr: bind, BindPort: j.port, Key: key,
+			NodeID: j.nodeID(), BindAddr: bind, BindPort: j.port, Key: key, AcceptKeys: accept,
 			Role: "worker", Logger: j.log.With("part", "gossip"),
 		})
 		if err == nil {
@@ -109,7 +110,7 @@ func (j *gossipJoiner) update(ctx context.Context, key []byte, peers []string) {
 			j.log.Warn("gossip not started; failure detection falls back to heartbeats", "err", err)
 			return
 		}
-		j.g, j.key, j.joined = g, string(key), map[string]bool{}
+		j.g, j.joined = g, map[string]bool{}
 	}
 	var fresh []string
 	for _, p := range peers {

@@ -161,18 +161,28 @@ func newNodeRoleCmd(g *globalOpts, verb string, role pb.NodeSpec_Role) *cobra.Co
 	}
 }
 
+// removedNote tells what removing a node did beyond the listing.
+const removedNote = `Managers refuse a removed node's certificate from now on, and the
+cluster's gossip key rotates. To bring the host back, join it again with
+a token (berth cluster join-token worker).
+`
+
 func newNodeRmCmd(g *globalOpts) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{Use: "rm NODE [NODE...]", Aliases: []string{"remove"}, Short: "Remove nodes from the cluster", Args: cobra.MinimumNArgs(1)}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove a node that is not down")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			for _, id := range args {
+			for i, id := range args {
 				if _, err := c.RemoveNode(ctx, &pb.RemoveNodeRequest{NodeId: id, Force: force}); err != nil {
+					if i > 0 {
+						fmt.Fprint(cmd.ErrOrStderr(), removedNote)
+					}
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), id)
 			}
+			fmt.Fprint(cmd.ErrOrStderr(), removedNote)
 			return nil
 		})
 	}

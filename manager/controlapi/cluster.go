@@ -13,7 +13,7 @@ import (
 // redacted is the cluster as clients may see it: no CA key, tokens or keys.
 func redacted(c *pb.Cluster) *pb.Cluster {
 	c = proto.Clone(c).(*pb.Cluster)
-	c.JoinTokens, c.GossipKey = nil, nil
+	c.JoinTokens, c.GossipKey, c.GossipRotation = nil, nil, nil
 	if c.RootCa != nil {
 		c.RootCa.CaKey = nil
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"berth/ca"
+	"berth/manager/admit"
 	"berth/manager/mux"
 	pb "berth/proto/berth/v1"
 	"berth/store"
@@ -50,9 +51,10 @@ type Config struct {
 	// IsLeader and LeaderAddr drive the redirect of followers.
 	IsLeader   func() bool
 	LeaderAddr func() (nodeID, addr string)
-	// Cluster settings handed to agents.
+	// Cluster settings handed to agents. GossipKeys returns the key nodes
+	// encrypt gossip with and the others they accept while it rotates.
 	InsecureRegistries func() []string
-	GossipKey          func() []byte
+	GossipKeys         func() (primary []byte, accept [][]byte)
 	GossipPeers        func() []string
 	// OpenSecret decrypts a Secret's sealed spec.data.
 	OpenSecret func(sealed []byte) ([]byte, error)
@@ -231,6 +233,11 @@ func (d *Dispatcher) caller(ctx context.Context) (ca.Identity, *term, error) {
 	}
 	if id.NodeID == "" {
 		return id, nil, status.Error(codes.Unauthenticated, "the caller's certificate names no node")
+	}
+	// A removed node's certificate outlives it: the store remembers.
+	d.cfg.Store.View(func(tx store.ReadTx) { err = admit.Removal(tx, id) })
+	if err != nil {
+		return id, nil, err
 	}
 	t, err := d.current()
 	return id, t, err

@@ -87,7 +87,7 @@ func newHarness(t *testing.T, tune func(*Config)) *harness {
 		Store: st, Now: clk.Now, HeartbeatPeriod: time.Second, HeartbeatGrace: 3, BatchWindow: 20 * time.Millisecond,
 		Managers:           func() []*pb.WeightedPeer { return []*pb.WeightedPeer{{Addr: "10.0.0.1:4242", NodeId: "m1", Weight: 1}} },
 		InsecureRegistries: func() []string { return []string{"registry.local:5000"} },
-		GossipKey:          func() []byte { return []byte("gossip-key") },
+		GossipKeys:         func() ([]byte, [][]byte) { return []byte("gossip-key"), nil },
 		GossipPeers:        func() []string { return []string{"10.0.0.1:7946"} },
 		OpenSecret:         open,
 		Identify:           identify,

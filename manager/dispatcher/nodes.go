@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/ca"
+	"berth/manager/admit"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -73,7 +74,8 @@ func (d *Dispatcher) live(t *term, nodeID string) bool {
 }
 
 // nodeReady records a node's description (its address defaults to the
-// caller's IP) and marks it READY, creating the node if it is missing.
+// caller's IP) and marks it READY, creating the node if it is missing —
+// unless it was removed: a removed node is never created again.
 func (d *Dispatcher) nodeReady(ctx context.Context, id ca.Identity, desc *pb.NodeDescription) func(store.Tx) error {
 	if desc != nil {
 		desc = proto.Clone(desc).(*pb.NodeDescription)
@@ -84,6 +86,9 @@ func (d *Dispatcher) nodeReady(ctx context.Context, id ca.Identity, desc *pb.Nod
 	return func(tx store.Tx) error {
 		st := &pb.NodeStatus{State: pb.NodeStatus_STATE_READY, ChangedAt: timestamppb.New(d.cfg.Now())}
 		cur := tx.GetNode(id.NodeID)
+		if cur == nil && tx.GetRemovedNode(id.NodeID) != nil {
+			return admit.Removed(id.NodeID)
+		}
 		if cur == nil {
 			role := pb.NodeSpec_ROLE_WORKER
 			if id.Role == ca.RoleManager {

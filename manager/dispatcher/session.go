@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"berth/internal/ids"
+	"berth/manager/admit"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -81,6 +83,7 @@ type settings struct {
 	managers []*pb.WeightedPeer
 	insecure []string
 	key      []byte
+	accept   [][]byte
 	peers    []string
 }
 
@@ -92,8 +95,8 @@ func (d *Dispatcher) settings() settings {
 	if d.cfg.InsecureRegistries != nil {
 		s.insecure = d.cfg.InsecureRegistries()
 	}
-	if d.cfg.GossipKey != nil {
-		s.key = d.cfg.GossipKey()
+	if d.cfg.GossipKeys != nil {
+		s.key, s.accept = d.cfg.GossipKeys()
 	}
 	if d.cfg.GossipPeers != nil {
 		s.peers = d.cfg.GossipPeers()
@@ -103,7 +106,8 @@ func (d *Dispatcher) settings() settings {
 
 func (s settings) equal(o settings) bool {
 	return slices.EqualFunc(s.managers, o.managers, func(a, b *pb.WeightedPeer) bool { return proto.Equal(a, b) }) &&
-		slices.Equal(s.insecure, o.insecure) && slices.Equal(s.key, o.key) && slices.Equal(s.peers, o.peers)
+		slices.Equal(s.insecure, o.insecure) && slices.Equal(s.key, o.key) && slices.Equal(s.peers, o.peers) &&
+		slices.EqualFunc(s.accept, o.accept, bytes.Equal)
 }
 
 // message is a session message; it carries the cluster settings when it
@@ -116,7 +120,7 @@ func (s *session) message(set settings, full bool, changes []*pb.AssignmentChang
 	if full || !set.equal(s.sent) {
 		s.sent = set
 		m.Managers, m.InsecureRegistries = set.managers, set.insecure
-		m.GossipKey, m.GossipPeers = set.key, set.peers
+		m.GossipKey, m.GossipAcceptKeys, m.GossipPeers = set.key, set.accept, set.peers
 	}
 	if full || s.roleChanged() {
 		m.DesiredRole = s.role.Enum()
@@ -189,7 +193,7 @@ func (s *session) follow(ctx context.Context, w *store.Watcher) error {
 				return ctx.Err()
 			}
 			if !s.note(e, dirty) {
-				return status.Error(codes.PermissionDenied, "this node was removed from the cluster; join it again with a join token")
+				return admit.Removed(s.node)
 			}
 			if flush == nil {
 				flush = time.After(s.d.cfg.BatchWindow)

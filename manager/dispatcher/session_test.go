@@ -2,12 +2,16 @@ package dispatcher
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"berth/ca"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -172,14 +176,51 @@ func TestSessionCoalescesChanges(t *testing.T) {
 	}
 }
 
+// TestNodeRemovedEndsSession: removing a node ends its session; its
+// certificate opens no new one, heartbeats nothing, and the node is not
+// created again.
 func TestNodeRemovedEndsSession(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	seed(h)
 	a := h.session("n1")
 	h.update(func(tx store.Tx) error { return tx.DeleteNode("n1") })
-	if err := a.ended(); codeOf(err) != "PermissionDenied" {
-		t.Fatalf("session of a removed node ended with %v, want PermissionDenied", err)
+	const removed = "node n1 was removed from the cluster; join again with a token"
+	if err := a.ended(); codeOf(err) != "PermissionDenied" || status.Convert(err).Message() != removed {
+		t.Fatalf("session of a removed node ended with %v, want PermissionDenied: %s", err, removed)
+	}
+	if _, err := h.open("n1"); codeOf(err) != "PermissionDenied" || status.Convert(err).Message() != removed {
+		t.Fatalf("a new session of the removed node: %v, want PermissionDenied: %s", err, removed)
+	}
+	if _, err := a.heartbeat(); codeOf(err) != "PermissionDenied" {
+		t.Fatalf("heartbeat of the removed node: %v, want PermissionDenied", err)
+	}
+	if n := h.node("n1"); n != nil {
+		t.Fatalf("the removed node was created again: %v", n)
+	}
+	// A node that was never there is created by its first session, as ever.
+	h.session("n9")
+	if h.node("n9") == nil {
+		t.Fatal("a new node's session did not record it")
+	}
+}
+
+// TestNodeReadyNeverCreatesARemovedNode: the session's write itself
+// refuses a removed node, so a session whose node is removed after its
+// identity was checked does not bring the node back.
+func TestNodeReadyNeverCreatesARemovedNode(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.update(func(tx store.Tx) error {
+		if err := tx.CreateNode(workerNode("n1")); err != nil {
+			return err
+		}
+		return tx.DeleteNode("n1")
+	})
+	id := ca.Identity{NodeID: "n1", Role: ca.RoleWorker}
+	err := h.st.Update(context.Background(), h.d.nodeReady(context.Background(), id, nil))
+	if codeOf(err) != "PermissionDenied" || h.node("n1") != nil {
+		t.Fatalf("nodeReady of a removed node: %v, node %v; want PermissionDenied and no node", err, h.node("n1"))
 	}
 }
 
@@ -228,4 +269,59 @@ func TestSessionCarriesTheDesiredRole(t *testing.T) {
 	if got := a.nextRole(); got != pb.NodeSpec_ROLE_WORKER {
 		t.Fatalf("after demote the session says %v, want worker", got)
 	}
+}
+
+// TestSessionCarriesRotatedGossipKeys: each step of a gossip key rotation
+// reaches a live session as the key to encrypt with and the keys to
+// accept, so its agent changes keys without a new session.
+func TestSessionCarriesRotatedGossipKeys(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	primary, accept := "k1", []string(nil)
+	h := newHarness(t, func(c *Config) {
+		c.HeartbeatPeriod = 50 * time.Millisecond
+		c.GossipKeys = func() ([]byte, [][]byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			var acc [][]byte
+			for _, a := range accept {
+				acc = append(acc, []byte(a))
+			}
+			return []byte(primary), acc
+		}
+	})
+	a := h.session("n1")
+	if got := keysOf(a.first); got != "k1 []" {
+		t.Fatalf("first message keys %s, want k1 []", got)
+	}
+	for _, step := range []struct {
+		primary string
+		accept  []string
+	}{{"k1", []string{"k2"}}, {"k2", []string{"k1"}}, {"k2", nil}} {
+		mu.Lock()
+		primary, accept = step.primary, step.accept
+		mu.Unlock()
+		want := fmt.Sprint(step.primary, " ", step.accept)
+		timeout := time.After(wait)
+		for got := ""; got != want; {
+			select {
+			case m := <-a.msgs:
+				if len(m.GetGossipKey()) > 0 {
+					got = keysOf(m)
+				}
+			case err := <-a.err:
+				t.Fatalf("session ended: %v", err)
+			case <-timeout:
+				t.Fatalf("the session did not carry keys %s (last %s)", want, got)
+			}
+		}
+	}
+}
+
+func keysOf(m *pb.SessionMessage) string {
+	var acc []string
+	for _, k := range m.GetGossipAcceptKeys() {
+		acc = append(acc, string(k))
+	}
+	return fmt.Sprint(string(m.GetGossipKey()), " ", acc)
 }

@@ -94,7 +94,10 @@ func (d *Dispatcher) flush(ctx context.Context, batch []*write) {
 			}
 			return nil
 		})
-		if !errors.Is(err, store.ErrSequenceConflict) {
+		// A conflict, or a node removed after the batch was checked (its
+		// write fails the whole entry): the retry re-checks each write and
+		// drops only those that fail now.
+		if !errors.Is(err, store.ErrSequenceConflict) && !errors.Is(err, store.ErrNodeRemoved) {
 			break
 		}
 	}

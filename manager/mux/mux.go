@@ -42,15 +42,32 @@ type Mux struct {
 	grpc  *chanListener
 	raft  *chanListener
 	wg    sync.WaitGroup
+	// admitRaft, if set, has the last word on a manager's Raft connection.
+	admitRaft func(ca.Identity) error
+}
+
+// Option configures a Mux.
+type Option func(*Mux)
+
+// AdmitRaft has the mux ask admit, once a Raft connection's certificate
+// verified as a manager's, whether that manager may still speak Raft (it
+// may have been demoted or removed since its certificate was issued); an
+// error closes the connection.
+func AdmitRaft(admit func(ca.Identity) error) Option {
+	return func(m *Mux) { m.admitRaft = admit }
 }
 
 // New wraps ln; call Serve to start accepting.
-func New(ln net.Listener, creds *ca.Credentials, log *slog.Logger) *Mux {
-	return &Mux{
+func New(ln net.Listener, creds *ca.Credentials, log *slog.Logger, opts ...Option) *Mux {
+	m := &Mux{
 		ln: ln, creds: creds, log: log,
 		grpc: newChanListener(ln.Addr()),
 		raft: newChanListener(ln.Addr()),
 	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 // Serve accepts connections until ctx ends or the listener fails, then
@@ -102,10 +119,18 @@ func (m *Mux) route(ctx context.Context, tc *tls.Conn) {
 	}
 	switch st.NegotiatedProtocol {
 	case ProtoRaft:
-		if !isManager(st) {
+		id, ok := managerOf(st)
+		if !ok {
 			m.log.Warn("refused a raft connection from a non-manager", "remote", tc.RemoteAddr(), "err", verr)
 			tc.Close()
 			return
+		}
+		if m.admitRaft != nil {
+			if err := m.admitRaft(id); err != nil {
+				m.log.Warn("refused a raft connection", "remote", tc.RemoteAddr(), "node", id.NodeID, "err", err)
+				tc.Close()
+				return
+			}
 		}
 		m.raft.deliver(ctx, tc)
 	default:
@@ -116,14 +141,14 @@ func (m *Mux) route(ctx context.Context, tc *tls.Conn) {
 	}
 }
 
-// isManager reports whether st holds a chain the mux verified for a
-// manager's certificate.
-func isManager(st tls.ConnectionState) bool {
+// managerOf returns the identity of a chain the mux verified for a
+// manager's certificate, if st holds one.
+func managerOf(st tls.ConnectionState) (ca.Identity, bool) {
 	if len(st.VerifiedChains) == 0 {
-		return false
+		return ca.Identity{}, false
 	}
 	id, err := ca.IdentityOf(st.VerifiedChains[0][0])
-	return err == nil && id.Role == ca.RoleManager
+	return id, err == nil && id.Role == ca.RoleManager
 }
 
 // verifiedConn is a handshaken gRPC connection with its TLS state as the

@@ -174,3 +174,55 @@ func portOf(ln net.Listener) string {
 	_, p, _ := net.SplitHostPort(ln.Addr().String())
 	return p
 }
+
+// TestAdmitRaftHasTheLastWord: a manager certificate the cluster no longer
+// admits (a removed or demoted manager's) gets no Raft connection; others
+// do.
+func TestAdmitRaftHasTheLastWord(t *testing.T) {
+	root, err := ca.NewRoot("c", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := make(chan string, 4)
+	m := New(ln, creds(t, root, "m1", ca.RoleManager), slog.New(slog.DiscardHandler), AdmitRaft(func(id ca.Identity) error {
+		asked <- id.NodeID
+		if id.NodeID == "gone" {
+			return errors.New("node gone was removed")
+		}
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- m.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-served })
+	layer := m.RaftLayer()
+	go func() {
+		for {
+			c, err := layer.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("k"))
+		}
+	}()
+
+	gone := creds(t, root, "gone", ca.RoleManager).ClientConfig()
+	gone.NextProtos = []string{ProtoRaft}
+	refusedRaft(t, "a manager admit refuses", ln.Addr().String(), gone)
+	if id := <-asked; id != "gone" {
+		t.Fatalf("admit was asked about %q", id)
+	}
+	out, err := (&raftLayer{creds: creds(t, root, "m2", ca.RoleManager)}).Dial(raft.ServerAddress(ln.Addr().String()), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	out.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := out.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("an admitted manager's raft connection: %v", err)
+	}
+}

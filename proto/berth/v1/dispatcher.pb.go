@@ -139,9 +139,12 @@ type SessionMessage struct {
 	// (Node.spec.desired_role): sent in a full message and whenever it
 	// changes. A worker told MANAGER gets a manager certificate and starts a
 	// manager in its agent; unset says nothing changed.
-	DesiredRole   *NodeSpec_Role `protobuf:"varint,10,opt,name=desired_role,json=desiredRole,proto3,enum=berth.v1.NodeSpec_Role,oneof" json:"desired_role,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DesiredRole *NodeSpec_Role `protobuf:"varint,10,opt,name=desired_role,json=desiredRole,proto3,enum=berth.v1.NodeSpec_Role,oneof" json:"desired_role,omitempty"`
+	// gossip_accept_keys are keys accepted besides gossip_key (which nodes
+	// encrypt with) while the gossip key rotates; sent with gossip_key.
+	GossipAcceptKeys [][]byte `protobuf:"bytes,100,rep,name=gossip_accept_keys,json=gossipAcceptKeys,proto3" json:"gossip_accept_keys,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
@@ -242,6 +245,13 @@ func (x *SessionMessage) GetDesiredRole() NodeSpec_Role {
 		return *x.DesiredRole
 	}
 	return NodeSpec_ROLE_WORKER
+}
+
+func (x *SessionMessage) GetGossipAcceptKeys() [][]byte {
+	if x != nil {
+		return x.GossipAcceptKeys
+	}
+	return nil
 }
 
 // WeightedPeer is a manager address with a preference weight.
@@ -791,7 +801,7 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\x0eSessionRequest\x12;\n" +
 	"\vdescription\x18\x01 \x01(\v2\x19.berth.v1.NodeDescriptionR\vdescription\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"\xd1\x03\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\xff\x03\n" +
 	"\x0eSessionMessage\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -805,7 +815,8 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"gossip_key\x18\b \x01(\fR\tgossipKey\x12!\n" +
 	"\fgossip_peers\x18\t \x03(\tR\vgossipPeers\x12?\n" +
 	"\fdesired_role\x18\n" +
-	" \x01(\x0e2\x17.berth.v1.NodeSpec.RoleH\x00R\vdesiredRole\x88\x01\x01B\x0f\n" +
+	" \x01(\x0e2\x17.berth.v1.NodeSpec.RoleH\x00R\vdesiredRole\x88\x01\x01\x12,\n" +
+	"\x12gossip_accept_keys\x18d \x03(\fR\x10gossipAcceptKeysB\x0f\n" +
 	"\r_desired_role\"S\n" +
 	"\fWeightedPeer\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x17\n" +

@@ -1653,9 +1653,11 @@ type Cluster struct {
 	JoinTokens *JoinTokens            `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
 	RootCa     *RootCA                `protobuf:"bytes,5,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
 	// gossip_key encrypts memberlist traffic.
-	GossipKey     []byte `protobuf:"bytes,6,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	GossipKey []byte `protobuf:"bytes,6,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	// gossip_rotation is the state of the gossip key's rotation.
+	GossipRotation *GossipKeyRotation `protobuf:"bytes,100,opt,name=gossip_rotation,json=gossipRotation,proto3" json:"gossip_rotation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -1730,6 +1732,154 @@ func (x *Cluster) GetGossipKey() []byte {
 	return nil
 }
 
+func (x *Cluster) GetGossipRotation() *GossipKeyRotation {
+	if x != nil {
+		return x.GossipRotation
+	}
+	return nil
+}
+
+// GossipKeyRotation changes the gossip key without a blip: a new key is
+// installed on every node first (next), then made the key nodes encrypt
+// with while the old one is still accepted (previous), then the old one
+// is dropped. Managers rotate it every 12 hours and after a node is
+// removed, so that a removed node's key stops working.
+type GossipKeyRotation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// next is the key every node accepts but none encrypts with yet.
+	Next []byte `protobuf:"bytes,1,opt,name=next,proto3" json:"next,omitempty"`
+	// previous is the key replaced by gossip_key, still accepted.
+	Previous []byte `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	// created_at is when the newest key (next, else gossip_key) was made.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// removed_index is the store index of the latest node removal known when
+	// the newest key was made: a later removal calls for another rotation.
+	RemovedIndex  uint64 `protobuf:"varint,4,opt,name=removed_index,json=removedIndex,proto3" json:"removed_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyRotation) Reset() {
+	*x = GossipKeyRotation{}
+	mi := &file_berth_v1_objects_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyRotation) ProtoMessage() {}
+
+func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_objects_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
+func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GossipKeyRotation) GetNext() []byte {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
+func (x *GossipKeyRotation) GetPrevious() []byte {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *GossipKeyRotation) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *GossipKeyRotation) GetRemovedIndex() uint64 {
+	if x != nil {
+		return x.RemovedIndex
+	}
+	return 0
+}
+
+// RemovedNode remembers a node removed from the cluster: its certificate
+// may still be valid, but every manager refuses it, and no node with its
+// ID is created again.
+type RemovedNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	RemovedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=removed_at,json=removedAt,proto3" json:"removed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovedNode) Reset() {
+	*x = RemovedNode{}
+	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovedNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovedNode) ProtoMessage() {}
+
+func (x *RemovedNode) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovedNode.ProtoReflect.Descriptor instead.
+func (*RemovedNode) Descriptor() ([]byte, []int) {
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RemovedNode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RemovedNode) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *RemovedNode) GetRemovedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RemovedAt
+	}
+	return nil
+}
+
 // JoinTokens admit new nodes.
 type JoinTokens struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1741,7 +1891,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_berth_v1_objects_proto_msgTypes[18]
+	mi := &file_berth_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1903,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[18]
+	mi := &file_berth_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1916,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1798,7 +1948,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	mi := &file_berth_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1960,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	mi := &file_berth_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1973,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RootCA) GetCaCert() []byte {
@@ -1861,7 +2011,7 @@ type RaftMember struct {
 
 func (x *RaftMember) Reset() {
 	*x = RaftMember{}
-	mi := &file_berth_v1_objects_proto_msgTypes[20]
+	mi := &file_berth_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2023,7 @@ func (x *RaftMember) String() string {
 func (*RaftMember) ProtoMessage() {}
 
 func (x *RaftMember) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[20]
+	mi := &file_berth_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2036,7 @@ func (x *RaftMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMember.ProtoReflect.Descriptor instead.
 func (*RaftMember) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RaftMember) GetNodeId() string {
@@ -2070,7 +2220,7 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12(\n" +
 	"\x04spec\x18\x03 \x01(\v2\x14.berth.v1.SecretSpecR\x04spec\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\tR\x06digest\"\xef\x01\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\"\xb5\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12)\n" +
@@ -2079,7 +2229,19 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"joinTokens\x12)\n" +
 	"\aroot_ca\x18\x05 \x01(\v2\x10.berth.v1.RootCAR\x06rootCa\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x06 \x01(\fR\tgossipKeyJ\x04\b\a\x10\b\">\n" +
+	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12D\n" +
+	"\x0fgossip_rotation\x18d \x01(\v2\x1b.berth.v1.GossipKeyRotationR\x0egossipRotationJ\x04\b\a\x10\b\"\xa3\x01\n" +
+	"\x11GossipKeyRotation\x12\x12\n" +
+	"\x04next\x18\x01 \x01(\fR\x04next\x12\x1a\n" +
+	"\bprevious\x18\x02 \x01(\fR\bprevious\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n" +
+	"\rremoved_index\x18\x04 \x01(\x04R\fremovedIndex\"|\n" +
+	"\vRemovedNode\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
+	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x129\n" +
+	"\n" +
+	"removed_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tremovedAt\">\n" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
@@ -2124,7 +2286,7 @@ func file_berth_v1_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_berth_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_berth_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_berth_v1_objects_proto_goTypes = []any{
 	(TaskState)(0),                  // 0: berth.v1.TaskState
 	(NodeStatus_State)(0),           // 1: berth.v1.NodeStatus.State
@@ -2149,79 +2311,85 @@ var file_berth_v1_objects_proto_goTypes = []any{
 	(*Network)(nil),                 // 20: berth.v1.Network
 	(*Secret)(nil),                  // 21: berth.v1.Secret
 	(*Cluster)(nil),                 // 22: berth.v1.Cluster
-	(*JoinTokens)(nil),              // 23: berth.v1.JoinTokens
-	(*RootCA)(nil),                  // 24: berth.v1.RootCA
-	(*RaftMember)(nil),              // 25: berth.v1.RaftMember
-	nil,                             // 26: berth.v1.NodeDescription.EngineLabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
-	(*NodeSpec)(nil),                // 28: berth.v1.NodeSpec
-	(NodeSpec_Role)(0),              // 29: berth.v1.NodeSpec.Role
-	(*ResourceSet)(nil),             // 30: berth.v1.ResourceSet
-	(*ServiceSpec)(nil),             // 31: berth.v1.ServiceSpec
-	(*EndpointSpec)(nil),            // 32: berth.v1.EndpointSpec
-	(*PortConfig)(nil),              // 33: berth.v1.PortConfig
-	(*TaskSpec)(nil),                // 34: berth.v1.TaskSpec
-	(*Annotations)(nil),             // 35: berth.v1.Annotations
-	(*NetworkSpec)(nil),             // 36: berth.v1.NetworkSpec
-	(*SecretSpec)(nil),              // 37: berth.v1.SecretSpec
-	(*ClusterSpec)(nil),             // 38: berth.v1.ClusterSpec
+	(*GossipKeyRotation)(nil),       // 23: berth.v1.GossipKeyRotation
+	(*RemovedNode)(nil),             // 24: berth.v1.RemovedNode
+	(*JoinTokens)(nil),              // 25: berth.v1.JoinTokens
+	(*RootCA)(nil),                  // 26: berth.v1.RootCA
+	(*RaftMember)(nil),              // 27: berth.v1.RaftMember
+	nil,                             // 28: berth.v1.NodeDescription.EngineLabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
+	(*NodeSpec)(nil),                // 30: berth.v1.NodeSpec
+	(NodeSpec_Role)(0),              // 31: berth.v1.NodeSpec.Role
+	(*ResourceSet)(nil),             // 32: berth.v1.ResourceSet
+	(*ServiceSpec)(nil),             // 33: berth.v1.ServiceSpec
+	(*EndpointSpec)(nil),            // 34: berth.v1.EndpointSpec
+	(*PortConfig)(nil),              // 35: berth.v1.PortConfig
+	(*TaskSpec)(nil),                // 36: berth.v1.TaskSpec
+	(*Annotations)(nil),             // 37: berth.v1.Annotations
+	(*NetworkSpec)(nil),             // 38: berth.v1.NetworkSpec
+	(*SecretSpec)(nil),              // 39: berth.v1.SecretSpec
+	(*ClusterSpec)(nil),             // 40: berth.v1.ClusterSpec
 }
 var file_berth_v1_objects_proto_depIdxs = []int32{
-	27, // 0: berth.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	27, // 1: berth.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 0: berth.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	29, // 1: berth.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: berth.v1.Node.meta:type_name -> berth.v1.Meta
-	28, // 3: berth.v1.Node.spec:type_name -> berth.v1.NodeSpec
+	30, // 3: berth.v1.Node.spec:type_name -> berth.v1.NodeSpec
 	7,  // 4: berth.v1.Node.description:type_name -> berth.v1.NodeDescription
 	9,  // 5: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
 	10, // 6: berth.v1.Node.manager_status:type_name -> berth.v1.ManagerStatus
-	29, // 7: berth.v1.Node.role:type_name -> berth.v1.NodeSpec.Role
+	31, // 7: berth.v1.Node.role:type_name -> berth.v1.NodeSpec.Role
 	11, // 8: berth.v1.Node.certificate:type_name -> berth.v1.Certificate
 	8,  // 9: berth.v1.NodeDescription.platform:type_name -> berth.v1.Platform
-	30, // 10: berth.v1.NodeDescription.resources:type_name -> berth.v1.ResourceSet
-	26, // 11: berth.v1.NodeDescription.engine_labels:type_name -> berth.v1.NodeDescription.EngineLabelsEntry
+	32, // 10: berth.v1.NodeDescription.resources:type_name -> berth.v1.ResourceSet
+	28, // 11: berth.v1.NodeDescription.engine_labels:type_name -> berth.v1.NodeDescription.EngineLabelsEntry
 	1,  // 12: berth.v1.NodeStatus.state:type_name -> berth.v1.NodeStatus.State
-	27, // 13: berth.v1.NodeStatus.changed_at:type_name -> google.protobuf.Timestamp
+	29, // 13: berth.v1.NodeStatus.changed_at:type_name -> google.protobuf.Timestamp
 	2,  // 14: berth.v1.ManagerStatus.reachability:type_name -> berth.v1.ManagerStatus.Reachability
-	27, // 15: berth.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	29, // 15: berth.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	5,  // 16: berth.v1.Service.meta:type_name -> berth.v1.Meta
-	31, // 17: berth.v1.Service.spec:type_name -> berth.v1.ServiceSpec
-	31, // 18: berth.v1.Service.previous_spec:type_name -> berth.v1.ServiceSpec
+	33, // 17: berth.v1.Service.spec:type_name -> berth.v1.ServiceSpec
+	33, // 18: berth.v1.Service.previous_spec:type_name -> berth.v1.ServiceSpec
 	13, // 19: berth.v1.Service.endpoint:type_name -> berth.v1.Endpoint
 	15, // 20: berth.v1.Service.update_status:type_name -> berth.v1.UpdateStatus
-	32, // 21: berth.v1.Endpoint.spec:type_name -> berth.v1.EndpointSpec
-	33, // 22: berth.v1.Endpoint.ports:type_name -> berth.v1.PortConfig
+	34, // 21: berth.v1.Endpoint.spec:type_name -> berth.v1.EndpointSpec
+	35, // 22: berth.v1.Endpoint.ports:type_name -> berth.v1.PortConfig
 	14, // 23: berth.v1.Endpoint.virtual_ips:type_name -> berth.v1.VirtualIP
 	3,  // 24: berth.v1.UpdateStatus.state:type_name -> berth.v1.UpdateStatus.State
-	27, // 25: berth.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	27, // 26: berth.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	29, // 25: berth.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	29, // 26: berth.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
 	5,  // 27: berth.v1.Task.meta:type_name -> berth.v1.Meta
-	34, // 28: berth.v1.Task.spec:type_name -> berth.v1.TaskSpec
+	36, // 28: berth.v1.Task.spec:type_name -> berth.v1.TaskSpec
 	0,  // 29: berth.v1.Task.desired_state:type_name -> berth.v1.TaskState
 	17, // 30: berth.v1.Task.status:type_name -> berth.v1.TaskStatus
 	19, // 31: berth.v1.Task.networks:type_name -> berth.v1.NetworkAttachmentStatus
 	13, // 32: berth.v1.Task.endpoint:type_name -> berth.v1.Endpoint
-	35, // 33: berth.v1.Task.annotations:type_name -> berth.v1.Annotations
+	37, // 33: berth.v1.Task.annotations:type_name -> berth.v1.Annotations
 	0,  // 34: berth.v1.TaskStatus.state:type_name -> berth.v1.TaskState
-	27, // 35: berth.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	29, // 35: berth.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
 	18, // 36: berth.v1.TaskStatus.container:type_name -> berth.v1.ContainerStatus
-	33, // 37: berth.v1.TaskStatus.ports:type_name -> berth.v1.PortConfig
-	27, // 38: berth.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
-	27, // 39: berth.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
+	35, // 37: berth.v1.TaskStatus.ports:type_name -> berth.v1.PortConfig
+	29, // 38: berth.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
+	29, // 39: berth.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
 	4,  // 40: berth.v1.ContainerStatus.health:type_name -> berth.v1.ContainerStatus.Health
 	5,  // 41: berth.v1.Network.meta:type_name -> berth.v1.Meta
-	36, // 42: berth.v1.Network.spec:type_name -> berth.v1.NetworkSpec
+	38, // 42: berth.v1.Network.spec:type_name -> berth.v1.NetworkSpec
 	5,  // 43: berth.v1.Secret.meta:type_name -> berth.v1.Meta
-	37, // 44: berth.v1.Secret.spec:type_name -> berth.v1.SecretSpec
+	39, // 44: berth.v1.Secret.spec:type_name -> berth.v1.SecretSpec
 	5,  // 45: berth.v1.Cluster.meta:type_name -> berth.v1.Meta
-	38, // 46: berth.v1.Cluster.spec:type_name -> berth.v1.ClusterSpec
-	23, // 47: berth.v1.Cluster.join_tokens:type_name -> berth.v1.JoinTokens
-	24, // 48: berth.v1.Cluster.root_ca:type_name -> berth.v1.RootCA
-	2,  // 49: berth.v1.RaftMember.reachability:type_name -> berth.v1.ManagerStatus.Reachability
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	40, // 46: berth.v1.Cluster.spec:type_name -> berth.v1.ClusterSpec
+	25, // 47: berth.v1.Cluster.join_tokens:type_name -> berth.v1.JoinTokens
+	26, // 48: berth.v1.Cluster.root_ca:type_name -> berth.v1.RootCA
+	23, // 49: berth.v1.Cluster.gossip_rotation:type_name -> berth.v1.GossipKeyRotation
+	29, // 50: berth.v1.GossipKeyRotation.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 51: berth.v1.RemovedNode.meta:type_name -> berth.v1.Meta
+	29, // 52: berth.v1.RemovedNode.removed_at:type_name -> google.protobuf.Timestamp
+	2,  // 53: berth.v1.RaftMember.reachability:type_name -> berth.v1.ManagerStatus.Reachability
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_objects_proto_init() }
@@ -2236,7 +2404,7 @@ func file_berth_v1_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_objects_proto_rawDesc), len(file_berth_v1_objects_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

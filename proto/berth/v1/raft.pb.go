@@ -267,6 +267,7 @@ type StoreAction struct {
 	//	*StoreAction_Network
 	//	*StoreAction_Secret
 	//	*StoreAction_Cluster
+	//	*StoreAction_RemovedNode
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -370,6 +371,15 @@ func (x *StoreAction) GetCluster() *Cluster {
 	return nil
 }
 
+func (x *StoreAction) GetRemovedNode() *RemovedNode {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_RemovedNode); ok {
+			return x.RemovedNode
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -398,6 +408,10 @@ type StoreAction_Cluster struct {
 	Cluster *Cluster `protobuf:"bytes,7,opt,name=cluster,proto3,oneof"`
 }
 
+type StoreAction_RemovedNode struct {
+	RemovedNode *RemovedNode `protobuf:"bytes,100,opt,name=removed_node,json=removedNode,proto3,oneof"`
+}
+
 func (*StoreAction_Node) isStoreAction_Target() {}
 
 func (*StoreAction_Service) isStoreAction_Target() {}
@@ -409,6 +423,8 @@ func (*StoreAction_Network) isStoreAction_Target() {}
 func (*StoreAction_Secret) isStoreAction_Target() {}
 
 func (*StoreAction_Cluster) isStoreAction_Target() {}
+
+func (*StoreAction_RemovedNode) isStoreAction_Target() {}
 
 // StoreBatch is the payload of one Raft log entry: changes applied atomically.
 type StoreBatch struct {
@@ -636,7 +652,7 @@ const file_berth_v1_raft_proto_rawDesc = "" +
 	"\amembers\x18\x01 \x03(\v2\x14.berth.v1.RaftMemberR\amembers\"'\n" +
 	"\fLeaveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x0f\n" +
-	"\rLeaveResponse\"\x87\x03\n" +
+	"\rLeaveResponse\"\xc3\x03\n" +
 	"\vStoreAction\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.berth.v1.StoreAction.KindR\x04kind\x12$\n" +
 	"\x04node\x18\x02 \x01(\v2\x0e.berth.v1.NodeH\x00R\x04node\x12-\n" +
@@ -644,7 +660,8 @@ const file_berth_v1_raft_proto_rawDesc = "" +
 	"\x04task\x18\x04 \x01(\v2\x0e.berth.v1.TaskH\x00R\x04task\x12-\n" +
 	"\anetwork\x18\x05 \x01(\v2\x11.berth.v1.NetworkH\x00R\anetwork\x12*\n" +
 	"\x06secret\x18\x06 \x01(\v2\x10.berth.v1.SecretH\x00R\x06secret\x12-\n" +
-	"\acluster\x18\a \x01(\v2\x11.berth.v1.ClusterH\x00R\acluster\"9\n" +
+	"\acluster\x18\a \x01(\v2\x11.berth.v1.ClusterH\x00R\acluster\x12:\n" +
+	"\fremoved_node\x18d \x01(\v2\x15.berth.v1.RemovedNodeH\x00R\vremovedNode\"9\n" +
 	"\x04Kind\x12\x0f\n" +
 	"\vKIND_CREATE\x10\x00\x12\x0f\n" +
 	"\vKIND_UPDATE\x10\x01\x12\x0f\n" +
@@ -699,6 +716,7 @@ var file_berth_v1_raft_proto_goTypes = []any{
 	(*Network)(nil),         // 15: berth.v1.Network
 	(*Secret)(nil),          // 16: berth.v1.Secret
 	(*Cluster)(nil),         // 17: berth.v1.Cluster
+	(*RemovedNode)(nil),     // 18: berth.v1.RemovedNode
 }
 var file_berth_v1_raft_proto_depIdxs = []int32{
 	11, // 0: berth.v1.JoinResponse.members:type_name -> berth.v1.RaftMember
@@ -709,21 +727,22 @@ var file_berth_v1_raft_proto_depIdxs = []int32{
 	15, // 5: berth.v1.StoreAction.network:type_name -> berth.v1.Network
 	16, // 6: berth.v1.StoreAction.secret:type_name -> berth.v1.Secret
 	17, // 7: berth.v1.StoreAction.cluster:type_name -> berth.v1.Cluster
-	5,  // 8: berth.v1.StoreBatch.actions:type_name -> berth.v1.StoreAction
-	6,  // 9: berth.v1.ProposeRequest.batch:type_name -> berth.v1.StoreBatch
-	1,  // 10: berth.v1.RaftMembership.Join:input_type -> berth.v1.JoinRequest
-	3,  // 11: berth.v1.RaftMembership.Leave:input_type -> berth.v1.LeaveRequest
-	7,  // 12: berth.v1.RaftMembership.Propose:input_type -> berth.v1.ProposeRequest
-	9,  // 13: berth.v1.RaftMembership.Barrier:input_type -> berth.v1.BarrierRequest
-	2,  // 14: berth.v1.RaftMembership.Join:output_type -> berth.v1.JoinResponse
-	4,  // 15: berth.v1.RaftMembership.Leave:output_type -> berth.v1.LeaveResponse
-	8,  // 16: berth.v1.RaftMembership.Propose:output_type -> berth.v1.ProposeResponse
-	10, // 17: berth.v1.RaftMembership.Barrier:output_type -> berth.v1.BarrierResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	18, // 8: berth.v1.StoreAction.removed_node:type_name -> berth.v1.RemovedNode
+	5,  // 9: berth.v1.StoreBatch.actions:type_name -> berth.v1.StoreAction
+	6,  // 10: berth.v1.ProposeRequest.batch:type_name -> berth.v1.StoreBatch
+	1,  // 11: berth.v1.RaftMembership.Join:input_type -> berth.v1.JoinRequest
+	3,  // 12: berth.v1.RaftMembership.Leave:input_type -> berth.v1.LeaveRequest
+	7,  // 13: berth.v1.RaftMembership.Propose:input_type -> berth.v1.ProposeRequest
+	9,  // 14: berth.v1.RaftMembership.Barrier:input_type -> berth.v1.BarrierRequest
+	2,  // 15: berth.v1.RaftMembership.Join:output_type -> berth.v1.JoinResponse
+	4,  // 16: berth.v1.RaftMembership.Leave:output_type -> berth.v1.LeaveResponse
+	8,  // 17: berth.v1.RaftMembership.Propose:output_type -> berth.v1.ProposeResponse
+	10, // 18: berth.v1.RaftMembership.Barrier:output_type -> berth.v1.BarrierResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_raft_proto_init() }
@@ -739,6 +758,7 @@ func file_berth_v1_raft_proto_init() {
 		(*StoreAction_Network)(nil),
 		(*StoreAction_Secret)(nil),
 		(*StoreAction_Cluster)(nil),
+		(*StoreAction_RemovedNode)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
