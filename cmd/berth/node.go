@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pb "berth/proto/berth/v1"
@@ -95,7 +97,20 @@ func newNodeInspectCmd(g *globalOpts) *cobra.Command {
 }
 
 // updateNode reads a node, lets edit change its spec and writes it back.
+// A node's version also moves when its agent reports status, so a write
+// refused as out of sequence (Aborted) is read and edited again: edit is
+// a function of the spec alone, and the spec it saw may simply be stale.
 func updateNode(ctx context.Context, c pb.ControlClient, id string, edit func(*pb.NodeSpec) error) error {
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = updateNodeOnce(ctx, c, id, edit); status.Code(err) != codes.Aborted {
+			return err
+		}
+	}
+	return err
+}
+
+func updateNodeOnce(ctx context.Context, c pb.ControlClient, id string, edit func(*pb.NodeSpec) error) error {
 	r, err := c.GetNode(ctx, &pb.GetNodeRequest{NodeId: id})
 	if err != nil {
 		return err
