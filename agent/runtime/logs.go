@@ -57,6 +57,7 @@ func (r *Runtime) Logs(ctx context.Context, id string, follow bool, w io.Writer)
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-c.done: // read the rest at once, not a poll later
 		}
 	}
 }
