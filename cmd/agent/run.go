@@ -26,6 +26,7 @@ import (
 // runOptions are the flags of `berth-agent run`.
 type runOptions struct {
 	dataDir, imageRef, name, memory, user, workdir, hostname string
+	pull                                                     string
 	cpus                                                     float64
 	pids                                                     int64
 	env, mounts, insecure, securityOpts                      []string
@@ -39,10 +40,11 @@ func newRunCmd() *cobra.Command {
 	o := &runOptions{}
 	cmd := &cobra.Command{
 		Use:   "run --image REF [OPTIONS] [-- COMMAND [ARG...]]",
-		Short: "Pull an image and run one container in the foreground, like docker run",
-		Long: `run pulls an image (progress on stderr), runs one container with native
-isolation, streams its output and exits with its exit code. Ctrl-C stops the
-container (SIGTERM, then SIGKILL after --stop-timeout).`,
+		Short: "Run one container in the foreground, like docker run",
+		Long: `run pulls an image unless it is here already (--pull; progress on stderr),
+runs one container with native isolation, streams its output and exits with
+its exit code. Ctrl-C stops the container (SIGTERM, then SIGKILL after
+--stop-timeout).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -58,6 +60,7 @@ container (SIGTERM, then SIGKILL after --stop-timeout).`,
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", "/var/lib/berth/agent", "directory for images, containers and volumes")
 	f.StringVar(&o.imageRef, "image", "", "image reference, e.g. 127.0.0.1:5000/busybox:latest (required)")
+	f.StringVar(&o.pull, "pull", "missing", "when to pull the image: missing (only when not here), always, never")
 	f.StringVar(&o.name, "name", "", "container ID (default: random)")
 	f.StringVarP(&o.memory, "memory", "m", "", "memory limit, e.g. 64M")
 	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit, e.g. 0.5")
@@ -96,6 +99,10 @@ func (o *runOptions) run(ctx context.Context, args []string, stdout, stderr io.W
 	if err != nil {
 		return 0, err
 	}
+	policy, err := image.ParsePullPolicy(o.pull)
+	if err != nil {
+		return 0, fmt.Errorf("--pull: %w", err)
+	}
 	maxSize, maxEntries, err := o.layers.config()
 	if err != nil {
 		return 0, err
@@ -117,9 +124,9 @@ func (o *runOptions) run(ctx context.Context, args []string, stdout, stderr io.W
 	defer rt.Close()
 
 	progress := newProgressPrinter(stderr, o.quiet)
-	img, err := images.Pull(ctx, o.imageRef, progress.update)
+	img, err := images.Get(ctx, o.imageRef, policy, progress.update)
 	if err != nil {
-		return 0, err
+		return 0, pullHint(err, policy)
 	}
 	id := o.name
 	if id == "" {
@@ -213,6 +220,18 @@ func (o *runOptions) limits() (*pb.ResourceSet, error) {
 		return nil, err
 	}
 	return &pb.ResourceSet{NanoCpus: int64(o.cpus * 1e9), Pids: o.pids, MemoryBytes: mem}, nil
+}
+
+// pullHint adds to a failed image look-up what --pull did and what else
+// to try.
+func pullHint(err error, policy image.PullPolicy) error {
+	switch {
+	case policy == image.PullNever && errors.Is(err, image.ErrNotFound):
+		return fmt.Errorf("%w (--pull never: pull it first, or use --pull missing)", err)
+	case policy == image.PullAlways && errors.Is(err, image.ErrUnreachable):
+		return fmt.Errorf("%w (--pull always; --pull missing runs an image already here)", err)
+	}
+	return err
 }
 
 // exitCodeFor follows docker run: 127 for a command not found, 126 for one

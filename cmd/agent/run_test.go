@@ -14,7 +14,7 @@ import (
 )
 
 // buildAgent builds berth-agent as a user gets it.
-func buildAgent(t *testing.T) string {
+func buildAgent(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "berth-agent")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -116,6 +116,49 @@ func TestRunLikeDockerRun(t *testing.T) {
 		entries, _ := os.ReadDir(filepath.Join(data, dir))
 		if len(entries) != 0 {
 			t.Errorf("--rm left %d entries in %s", len(entries), dir)
+		}
+	}
+}
+
+// TestRunOffline runs an image already pulled with the registry stopped,
+// under each --pull policy, as docker run --pull does.
+func TestRunOffline(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("berth-agent run needs root (namespaces, cgroups, mounts)")
+	}
+	bin, data, ref := pulledOffline(t)
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(bin, append([]string{"run", "--data-dir", data, "--rm"}, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+	}
+	for _, pull := range [][]string{nil, {"--pull", "missing"}, {"--pull", "never"}} {
+		args := append(append([]string{"--image", ref}, pull...), "--", "echo", "offline")
+		out, errOut, code := run(args...)
+		if code != 0 || out != "offline\n" || errOut != "" {
+			t.Errorf("registry stopped, %q: exit %d, stdout %q, stderr %q; want 0, \"offline\\n\" and nothing on stderr", pull, code, out, errOut)
+		}
+	}
+	unknown := strings.Replace(ref, "/busybox:", "/nope:", 1)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pull", "never", "--image", unknown}, `image "` + unknown + `" has not been pulled on this node (--pull never: pull it first`},
+		{[]string{"--pull", "always", "--image", ref}, "unreachable"},
+		{[]string{"--pull", "always", "--image", ref}, "--pull always; --pull missing runs an image already here"},
+		{[]string{"--pull", "missing", "--image", unknown}, "unreachable"},
+		{[]string{"--pull", "sometimes", "--image", ref}, `--pull: pull policy "sometimes": want missing, always or never`},
+	} {
+		_, errOut, code := run(append(tc.args, "-q", "--", "true")...)
+		if code != 125 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 125 and %q", tc.args, code, errOut, tc.want)
 		}
 	}
 }
