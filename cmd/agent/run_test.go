@@ -13,11 +13,13 @@ import (
 	"berth/internal/testimage"
 )
 
-// buildAgent builds berth-agent as a user gets it.
+// buildAgent builds berth-agent as a user gets it (flags as `make build`).
 func buildAgent(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "berth-agent")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
