@@ -1656,8 +1656,13 @@ type Cluster struct {
 	GossipKey []byte `protobuf:"bytes,6,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	// gossip_rotation is the state of the gossip key's rotation.
 	GossipRotation *GossipKeyRotation `protobuf:"bytes,100,opt,name=gossip_rotation,json=gossipRotation,proto3" json:"gossip_rotation,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// last_vni is the VXLAN network identifier given to the newest network.
+	// Creating a network bumps it in the same transaction, so two creations
+	// racing each other conflict on the Cluster's version instead of taking
+	// the same subnet or VNI.
+	LastVni       uint32 `protobuf:"varint,140,opt,name=last_vni,json=lastVni,proto3" json:"last_vni,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -1737,6 +1742,13 @@ func (x *Cluster) GetGossipRotation() *GossipKeyRotation {
 		return x.GossipRotation
 	}
 	return nil
+}
+
+func (x *Cluster) GetLastVni() uint32 {
+	if x != nil {
+		return x.LastVni
+	}
+	return 0
 }
 
 // GossipKeyRotation changes the gossip key without a blip: a new key is
@@ -2220,7 +2232,7 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12(\n" +
 	"\x04spec\x18\x03 \x01(\v2\x14.berth.v1.SecretSpecR\x04spec\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\tR\x06digest\"\xb5\x02\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\"\xd1\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12)\n" +
@@ -2230,7 +2242,8 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\aroot_ca\x18\x05 \x01(\v2\x10.berth.v1.RootCAR\x06rootCa\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12D\n" +
-	"\x0fgossip_rotation\x18d \x01(\v2\x1b.berth.v1.GossipKeyRotationR\x0egossipRotationJ\x04\b\a\x10\b\"\xa3\x01\n" +
+	"\x0fgossip_rotation\x18d \x01(\v2\x1b.berth.v1.GossipKeyRotationR\x0egossipRotation\x12\x1a\n" +
+	"\blast_vni\x18\x8c\x01 \x01(\rR\alastVniJ\x04\b\a\x10\b\"\xa3\x01\n" +
 	"\x11GossipKeyRotation\x12\x12\n" +
 	"\x04next\x18\x01 \x01(\fR\x04next\x12\x1a\n" +
 	"\bprevious\x18\x02 \x01(\fR\bprevious\x129\n" +

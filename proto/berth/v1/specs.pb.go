@@ -2066,9 +2066,12 @@ type ClusterSpec struct {
 	CertExpiry         *durationpb.Duration `protobuf:"bytes,4,opt,name=cert_expiry,json=certExpiry,proto3" json:"cert_expiry,omitempty"`
 	InsecureRegistries []string             `protobuf:"bytes,5,rep,name=insecure_registries,json=insecureRegistries,proto3" json:"insecure_registries,omitempty"`
 	// address_pool from which network subnets are taken.
-	AddressPool   string `protobuf:"bytes,6,opt,name=address_pool,json=addressPool,proto3" json:"address_pool,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AddressPool string `protobuf:"bytes,6,opt,name=address_pool,json=addressPool,proto3" json:"address_pool,omitempty"`
+	// address_pool_mask_len is the prefix length of the subnets carved from
+	// address_pool for networks created without --subnet; 0 means 24.
+	AddressPoolMaskLen uint32 `protobuf:"varint,140,opt,name=address_pool_mask_len,json=addressPoolMaskLen,proto3" json:"address_pool_mask_len,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
@@ -2141,6 +2144,13 @@ func (x *ClusterSpec) GetAddressPool() string {
 		return x.AddressPool
 	}
 	return ""
+}
+
+func (x *ClusterSpec) GetAddressPoolMaskLen() uint32 {
+	if x != nil {
+		return x.AddressPoolMaskLen
+	}
+	return 0
 }
 
 var File_berth_v1_specs_proto protoreflect.FileDescriptor
@@ -2309,7 +2319,7 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\fAvailability\x12\x17\n" +
 	"\x13AVAILABILITY_ACTIVE\x10\x00\x12\x16\n" +
 	"\x12AVAILABILITY_PAUSE\x10\x01\x12\x16\n" +
-	"\x12AVAILABILITY_DRAIN\x10\x02\"\xca\x02\n" +
+	"\x12AVAILABILITY_DRAIN\x10\x02\"\xfe\x02\n" +
 	"\vClusterSpec\x127\n" +
 	"\vannotations\x18\x01 \x01(\v2\x15.berth.v1.AnnotationsR\vannotations\x12D\n" +
 	"\x10heartbeat_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0fheartbeatPeriod\x12,\n" +
@@ -2317,7 +2327,8 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\vcert_expiry\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"certExpiry\x12/\n" +
 	"\x13insecure_registries\x18\x05 \x03(\tR\x12insecureRegistries\x12!\n" +
-	"\faddress_pool\x18\x06 \x01(\tR\vaddressPool*C\n" +
+	"\faddress_pool\x18\x06 \x01(\tR\vaddressPool\x122\n" +
+	"\x15address_pool_mask_len\x18\x8c\x01 \x01(\rR\x12addressPoolMaskLen*C\n" +
 	"\vServiceMode\x12\x1b\n" +
 	"\x17SERVICE_MODE_REPLICATED\x10\x00\x12\x17\n" +
 	"\x13SERVICE_MODE_GLOBAL\x10\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
