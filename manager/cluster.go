@@ -2,9 +2,11 @@ package manager
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +21,7 @@ import (
 	"berth/manager/admit"
 	"berth/manager/nodeca"
 	"berth/manager/raftapi"
+	"berth/overlay/ipam"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 	"berth/store/raftstore"
@@ -62,7 +65,8 @@ func (m *Manager) ensureCluster(ctx context.Context) error {
 			TaskHistoryLimit:   5,
 			CertExpiry:         durationpb.New(m.cfg.CertLifetime),
 			InsecureRegistries: m.cfg.InsecureRegistries,
-			AddressPool:        "10.0.0.0/8",
+			AddressPool:        cmp.Or(m.cfg.AddressPool, ipam.DefaultPool),
+			AddressPoolMaskLen: uint32(cmp.Or(m.cfg.AddressPoolMaskLen, ipam.DefaultMaskLen)),
 		},
 		JoinTokens: &pb.JoinTokens{Worker: worker.String(), Manager: manager.String()},
 		RootCa:     &pb.RootCA{CaCert: rootPEM, CaKey: sealed, CaCertHash: hash},
@@ -76,6 +80,20 @@ func (m *Manager) ensureCluster(ctx context.Context) error {
 	}
 	m.log.Info("cluster object created", "cluster", m.clusterID)
 	return os.Remove(m.path(sealedCAKeyFile))
+}
+
+// checkAddressPool checks the --default-addr-pool flags before anything
+// starts, so a bad pool never reaches the cluster state.
+func checkAddressPool(pool string, maskLen int) error {
+	pool = cmp.Or(pool, ipam.DefaultPool)
+	p, err := netip.ParsePrefix(pool)
+	if err != nil {
+		return fmt.Errorf("--default-addr-pool %q is not a CIDR; use one such as %s", pool, ipam.DefaultPool)
+	}
+	if err := ipam.CheckPool(p, cmp.Or(maskLen, ipam.DefaultMaskLen)); err != nil {
+		return fmt.Errorf("--default-addr-pool %s --default-addr-pool-mask-len %d: %w", pool, cmp.Or(maskLen, ipam.DefaultMaskLen), err)
+	}
+	return nil
 }
 
 // updateRegistries adds this manager's --insecure-registry entries to the

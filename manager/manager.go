@@ -20,6 +20,7 @@ import (
 	"berth/manager/mux"
 	"berth/manager/nodeca"
 	"berth/manager/raftapi"
+	"berth/overlay/allocator"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 	"berth/store/raftstore"
@@ -37,6 +38,11 @@ type Config struct {
 	ForceNewCluster bool
 	// InsecureRegistries are handed to every agent.
 	InsecureRegistries []string
+	// AddressPool and AddressPoolMaskLen set the cluster address pool
+	// network subnets are carved from, when this manager creates the
+	// cluster (first run only); 10.0.0.0/8 in /24s when empty.
+	AddressPool        string
+	AddressPoolMaskLen int
 	// GossipPort is where this manager gossips (TCP and UDP, on the
 	// advertise address): 0 means the API port + 1, -1 turns gossip off.
 	GossipPort int
@@ -102,6 +108,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	adv, err := advertiseAddr(cfg.ListenAddr, cfg.AdvertiseAddr)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkAddressPool(cfg.AddressPool, cfg.AddressPoolMaskLen); err != nil {
 		return nil, err
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, advertise: adv, ready: make(chan struct{})}
@@ -275,6 +284,11 @@ func (m *Manager) leaderLoops(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error { return assigner.Run(gctx) })
+	alloc, err := allocator.New(allocator.Config{Store: m.node.Store(), ClusterID: m.clusterID, Now: m.cfg.Now, Log: m.log.With("loop", "allocator")})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return alloc.Run(gctx) })
 	orch, err := deploy.New(deploy.Config{Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "orchestrator")})
 	if err != nil {
 		return err

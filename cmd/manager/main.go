@@ -35,6 +35,8 @@ type options struct {
 	dev             bool
 	forceNewCluster bool
 	insecureRegs    []string
+	addrPool        string
+	addrPoolMaskLen int
 	log             logging.Flags
 }
 
@@ -87,6 +89,8 @@ an embedded agent.`,
 	f.BoolVar(&o.dev, "dev", false, "run a one-node cluster with an embedded agent")
 	f.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "recover a one-manager cluster from this manager's data, keeping the state")
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT, handed to every agent (repeatable)")
+	f.StringVar(&o.addrPool, "default-addr-pool", "", "address pool network subnets are carved from, when this manager creates the cluster (default 10.0.0.0/8)")
+	f.IntVar(&o.addrPoolMaskLen, "default-addr-pool-mask-len", 0, "prefix length of the subnets carved from the pool (default 24)")
 	o.log.Register(f)
 	return cmd
 }
@@ -109,6 +113,9 @@ func (o *options) validate() error {
 	}
 	if len(o.join) > 0 && o.token == "" {
 		return errors.New("--join needs --token: get one with `berth cluster join-token manager` on a manager")
+	}
+	if (o.addrPool != "" || o.addrPoolMaskLen != 0) && len(o.join) > 0 {
+		return errors.New("--default-addr-pool and --join exclude each other: the pool is chosen when a cluster is created")
 	}
 	if o.forceNewCluster && len(o.join) > 0 {
 		return errors.New("--force-new-cluster and --join exclude each other: recover first, then let others join")
@@ -133,6 +140,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		DataDir: dataDir, ListenAddr: o.listenAddr, AdvertiseAddr: o.advertiseAddr,
 		Join: o.join, Token: o.token, ForceNewCluster: o.forceNewCluster,
 		InsecureRegistries: o.insecureRegs, Logger: log,
+		AddressPool: o.addrPool, AddressPoolMaskLen: o.addrPoolMaskLen,
 	}
 	if home != "" && len(o.join) == 0 {
 		// A manager that makes a cluster sets up the CLI on its host.

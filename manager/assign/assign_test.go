@@ -367,3 +367,19 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// A task without addresses waits for the allocator: the loop neither
+// places it nor writes a reason on it.
+func TestTaskWithoutAddressesIsNotPlaced(t *testing.T) {
+	t.Parallel()
+	st := newStore()
+	bare := task("bare", 1, func(t *pb.Task) { t.Networks = nil })
+	ready := task("ready", 1)
+	create(t, st, []*pb.Node{node("n1")}, []*pb.Task{bare, ready})
+	start(t, st, Config{})
+	waitAssigned(t, st, ready.GetId())
+	got := getTask(st, bare.GetId())
+	if got.GetStatus().GetState() != pb.TaskState_TASK_STATE_PENDING || got.GetNodeId() != "" || got.GetStatus().GetMessage() != "pending" {
+		t.Fatalf("a task without addresses was touched: %v", got.GetStatus())
+	}
+}

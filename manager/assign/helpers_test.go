@@ -61,9 +61,11 @@ func withMemory(mem int64) nodeOpt {
 
 type taskOpt func(*pb.Task)
 
-// task builds a pending task of service svc in slot, desired running.
+// task builds a pending task of service svc in slot, desired running, with
+// the addresses the allocator would have given it.
 func task(svc string, slot uint64, opts ...taskOpt) *pb.Task {
 	t := &pb.Task{
+		Networks:     []*pb.NetworkAttachmentStatus{{NetworkId: "net", Addresses: []string{"10.0.0.2/24"}}},
 		Id:           fmt.Sprintf("%s.%d", svc, slot),
 		ServiceId:    svc,
 		Slot:         slot,

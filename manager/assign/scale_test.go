@@ -15,6 +15,7 @@ import (
 	"berth/deploy"
 	"berth/internal/await"
 	"berth/manager/assign"
+	"berth/overlay/allocator"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -126,6 +127,10 @@ func raceOn() bool {
 // fake agents and the slot checker, creates the services and waits until
 // every task runs; then kills the first size.down agents, marks their
 // nodes down and waits until every task runs again.
+// scaleCluster is the ID of the Cluster object whose pool the allocator
+// carves the default network from.
+const scaleCluster = "scale-cluster"
+
 func runScale(tb testing.TB, size scaleSize) (converge, recover time.Duration) {
 	// The changelog is large enough that no watcher, the checker least of
 	// all (it must see every change), falls behind a round of writes.
@@ -142,6 +147,9 @@ func runScale(tb testing.TB, size scaleSize) (converge, recover time.Duration) {
 
 	nodes := make([]string, size.nodes)
 	mustBatch(tb, st, func(b *store.Batch) error {
+		if err := b.Update(func(tx store.Tx) error { return tx.CreateCluster(&pb.Cluster{Id: scaleCluster}) }); err != nil {
+			return err
+		}
 		for i := range nodes {
 			nodes[i] = size.nodeID(i)
 			n := scaleNode(size, i)
@@ -160,11 +168,16 @@ func runScale(tb testing.TB, size scaleSize) (converge, recover time.Duration) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	alloc, err := allocator.New(allocator.Config{Store: st, ClusterID: scaleCluster})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	agents := newFleet()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return orch.Run(gctx) })
+	g.Go(func() error { return alloc.Run(gctx) })
 	g.Go(func() error { return asg.Run(gctx) })
 	g.Go(func() error { return agents.run(gctx, st) })
 	defer func() {

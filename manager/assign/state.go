@@ -11,10 +11,14 @@ import (
 	"berth/store"
 )
 
-// isPending reports whether t waits for the loop to place it.
+// isPending reports whether t waits for the loop to place it. A task
+// without a network attachment waits for the address allocator first
+// (overlay/allocator): every task joins at least the default network, and
+// none may start before it has its addresses.
 func isPending(t *pb.Task) bool {
 	return t.GetStatus().GetState() == pb.TaskState_TASK_STATE_PENDING &&
-		t.GetDesiredState() == pb.TaskState_TASK_STATE_RUNNING
+		t.GetDesiredState() == pb.TaskState_TASK_STATE_RUNNING &&
+		len(t.GetNetworks()) > 0
 }
 
 // holds reports whether t occupies its node: it was assigned there, has not

@@ -2,16 +2,25 @@ package controlapi
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"berth/internal/ids"
 	"berth/manager/validate"
+	"berth/overlay/allocator"
+	"berth/overlay/ipam"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
 
-// CreateNetwork stores a new overlay network.
+// CreateNetwork stores a new overlay network with its subnet (the one asked
+// for, or the next free one of the cluster pool) and VXLAN identifier.
 func (s *Server) CreateNetwork(ctx context.Context, req *pb.CreateNetworkRequest) (*pb.CreateNetworkResponse, error) {
 	spec := proto.Clone(req.GetSpec()).(*pb.NetworkSpec)
 	if err := validate.NetworkSpec(spec); err != nil {
@@ -20,18 +29,33 @@ func (s *Server) CreateNetwork(ctx context.Context, req *pb.CreateNetworkRequest
 	if spec.GetDriver() == "" {
 		spec.Driver = "overlay"
 	}
-	n := &pb.Network{Id: ids.New(), Spec: spec, Subnet: spec.GetSubnet()}
-	err := s.update(ctx, func(tx store.Tx) error {
-		if err := tx.CreateNetwork(n); err != nil {
-			return err
-		}
-		return nil
-	})
+	if spec.GetAnnotations().GetName() == allocator.DefaultNetwork {
+		return nil, invalid("invalid name: %q is the network of services that name none; pick another name", allocator.DefaultNetwork)
+	}
+	n := &pb.Network{Id: ids.New(), Spec: spec}
+	err := s.st.Update(ctx, func(tx store.Tx) error { return allocator.CreateNetwork(tx, s.cfg.ClusterID, n) })
 	if err != nil {
-		return nil, err
+		return nil, networkStatus(err)
 	}
 	s.st.View(func(tx store.ReadTx) { n = tx.GetNetwork(n.GetId()) })
+	s.cfg.Log.Info("network created", "network", n.GetId(), "name", spec.GetAnnotations().GetName(), "subnet", n.GetSubnet(), "vni", n.GetVni())
 	return &pb.CreateNetworkResponse{Network: n}, nil
+}
+
+// networkStatus maps what allocating a network can fail with to a status.
+func networkStatus(err error) error {
+	var oe *ipam.OverlapError
+	switch {
+	case errors.As(err, &oe):
+		return invalid("invalid subnet: %v; pick a subnet no other network uses", err)
+	case errors.Is(err, ipam.ErrExhausted):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, allocator.ErrNoCluster):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, store.ErrNameConflict):
+		return status.Error(codes.AlreadyExists, fmt.Sprintf("%v: pick another name, or remove the other network first", err))
+	}
+	return toStatus(err)
 }
 
 // GetNetwork finds a network by ID, name or ID prefix.
@@ -75,16 +99,17 @@ func (s *Server) RemoveNetwork(ctx context.Context, req *pb.RemoveNetworkRequest
 		if err != nil {
 			return err
 		}
-		svcs, err := tx.FindServices(store.All)
+		name := n.GetSpec().GetAnnotations().GetName()
+		if name == allocator.DefaultNetwork {
+			return precondition("network %s is the network of services that name none; it cannot be removed", name)
+		}
+		users, err := networkUsers(tx, n.GetId())
 		if err != nil {
 			return err
 		}
-		for _, svc := range svcs {
-			for _, a := range svc.GetSpec().GetNetworks() {
-				if a.GetTarget() == n.GetId() {
-					return precondition("network %s is used by service %s: remove the service or update it with --network-rm first", n.GetSpec().GetAnnotations().GetName(), svc.GetSpec().GetAnnotations().GetName())
-				}
-			}
+		if len(users) > 0 {
+			return precondition("network %s is used by %s %s: remove %s first (berth service rm)",
+				name, plural(len(users), "service", "services"), strings.Join(users, ", "), plural(len(users), "it", "them"))
 		}
 		return tx.DeleteNetwork(n.GetId())
 	})
@@ -92,4 +117,30 @@ func (s *Server) RemoveNetwork(ctx context.Context, req *pb.RemoveNetworkRequest
 		return nil, err
 	}
 	return &pb.RemoveNetworkResponse{}, nil
+}
+
+// networkUsers names the services attached to network id, sorted.
+func networkUsers(tx store.ReadTx, id string) ([]string, error) {
+	svcs, err := tx.FindServices(store.All)
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, svc := range svcs {
+		for _, a := range svc.GetSpec().GetNetworks() {
+			if a.GetTarget() == id {
+				users = append(users, svc.GetSpec().GetAnnotations().GetName())
+				break
+			}
+		}
+	}
+	sort.Strings(users)
+	return users, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
