@@ -1,0 +1,74 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"berth/internal/await"
+)
+
+// TestNetworkCommands: create, ls, inspect and rm against a real manager;
+// rm refuses a network a service uses, naming the service.
+func TestNetworkCommands(t *testing.T) {
+	dir := startManager(t)
+	run := func(args ...string) (string, error) { return berth(t, append([]string{"--tls-dir", dir}, args...)...) }
+	await.NoError(t, 20*time.Second, func() error {
+		_, err := run("network", "create", "--label", "tier=back", "back")
+		return err
+	}, "berth network create back")
+	if _, err := run("network", "create", "--subnet", "192.168.50.0/24", "--attachable", "front"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := run("network", "create", "--subnet", "192.168.50.128/25", "clash")
+	if err == nil || !strings.Contains(err.Error(), `overlaps 192.168.50.0/24 of network "front"`) {
+		t.Fatalf("overlapping subnet: %v", err)
+	}
+
+	out, err := run("network", "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"back", "overlay", "tier=back", "front", "192.168.50.0/24", "192.168.50.1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("network ls does not show %q:\n%s", want, out)
+		}
+	}
+
+	out, err = run("network", "inspect", "front")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []struct {
+		Subnet string `json:"subnet"`
+		Vni    uint32 `json:"vni"`
+		Spec   struct {
+			Attachable bool `json:"attachable"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 || got[0].Subnet != "192.168.50.0/24" || got[0].Vni == 0 || !got[0].Spec.Attachable {
+		t.Fatalf("network inspect front: %v\n%s", err, out)
+	}
+
+	if _, err := run("service", "create", "-d", "--name", "api", "--network", "back", "--network", "front", "busybox:latest"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("network", "rm", "back"); err == nil || !strings.Contains(err.Error(), "used by service api") {
+		t.Fatalf("rm of a network in use: %v", err)
+	}
+	if _, err := run("service", "rm", "api"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("network", "rm", "back", "front"); err != nil {
+		t.Fatalf("rm of unused networks: %v", err)
+	}
+	await.True(t, 20*time.Second, func() bool { out, _ := run("network", "ls"); return strings.Contains(out, "default") }, "the default network is listed")
+	if _, err := run("network", "rm", "default"); err == nil || !strings.Contains(err.Error(), "cannot be removed") {
+		t.Fatalf("rm of the default network: %v", err)
+	}
+	out, _ = run("network", "ls")
+	if strings.Contains(out, "back") || strings.Contains(out, "front") {
+		t.Fatalf("removed networks still listed:\n%s", out)
+	}
+}
