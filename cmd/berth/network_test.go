@@ -51,9 +51,14 @@ func TestNetworkCommands(t *testing.T) {
 		t.Fatalf("network inspect front: %v\n%s", err, out)
 	}
 
-	if _, err := run("service", "create", "-d", "--name", "api", "--network", "back", "--network", "front", "busybox:latest"); err != nil {
+	if _, err := run("service", "create", "-d", "--name", "api", "--network", "name=back,alias=apidb", "--network", "front", "busybox:latest"); err != nil {
 		t.Fatal(err)
 	}
+	// The service gets a VIP on each network; its spec keeps the alias.
+	await.True(t, 20*time.Second, func() bool {
+		out, _ := run("service", "inspect", "api")
+		return strings.Count(out, `"network_id"`) == 2 && strings.Contains(out, "192.168.50.") && strings.Contains(out, `"apidb"`)
+	}, "service inspect api shows two VIPs and the alias")
 	if _, err := run("network", "rm", "back"); err == nil || !strings.Contains(err.Error(), "used by service api") {
 		t.Fatalf("rm of a network in use: %v", err)
 	}

@@ -87,7 +87,7 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVar(&l.prefs, "placement-pref", nil, "placement preference, e.g. spread=node.labels.zone (repeatable)")
 	fs.StringArrayVarP(&l.publish, "publish", "p", nil, "publish a port PUBLISHED:TARGET[/udp] (repeatable)")
 	fs.StringArrayVar(&l.mounts, "mount", nil, "mount type=volume|bind|tmpfs,source=S,target=T[,readonly] (repeatable)")
-	fs.StringArrayVar(&l.networks, "network", nil, "network to attach (repeatable)")
+	fs.StringArrayVar(&l.networks, "network", nil, "network to attach: NAME, or name=NAME,alias=ALIAS[,alias=...] (repeatable)")
 	fs.StringArrayVar(&l.sects, "secret", nil, "secret to expose at /run/secrets/NAME (repeatable)")
 	fs.StringVar(&l.entrypoint, "entrypoint", "", "replace the image's entrypoint (split on spaces)")
 	fs.BoolVarP(&l.detach, "detach", "d", false, waitFlagHelp)
@@ -143,7 +143,11 @@ func (l *serviceLists) spec(args []string) (*pb.ServiceSpec, error) {
 		c.Mounts = append(c.Mounts, mc)
 	}
 	for _, n := range l.networks {
-		s.Networks = append(s.Networks, &pb.NetworkAttachment{Target: n})
+		att, err := flagparse.Network(n)
+		if err != nil {
+			return nil, err
+		}
+		s.Networks = append(s.Networks, att)
 	}
 	for _, sec := range l.sects {
 		c.Secrets = append(c.Secrets, &pb.SecretReference{SecretName: sec, FileName: sec, Mode: 0o444})

@@ -154,6 +154,31 @@ func Mount(s string) (*pb.Mount, error) {
 	return m, nil
 }
 
+// Network reads --network NAME, or name=NAME[,alias=ALIAS...] as Docker's
+// long form: the aliases are extra names the service's tasks answer to on
+// that network.
+func Network(s string) (*pb.NetworkAttachment, error) {
+	if !strings.Contains(s, "=") {
+		return &pb.NetworkAttachment{Target: s}, nil
+	}
+	a := &pb.NetworkAttachment{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "name", "target":
+			a.Target = v
+		case "alias":
+			a.Aliases = append(a.Aliases, v)
+		default:
+			return nil, fmt.Errorf("--network %q: unknown option %q (use name and alias, e.g. name=back,alias=db)", s, k)
+		}
+	}
+	if a.Target == "" {
+		return nil, fmt.Errorf("--network %q: no network name; use name=NETWORK", s)
+	}
+	return a, nil
+}
+
 // Labels turns key=value pairs into a map.
 func Labels(flag string, kvs []string) (map[string]string, error) {
 	if len(kvs) == 0 {

@@ -59,3 +59,21 @@ func TestSecurityOptsReadsProfileFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestParseNetwork(t *testing.T) {
+	for in, want := range map[string]*pb.NetworkAttachment{
+		"back":                          {Target: "back"},
+		"name=back,alias=db,alias=main": {Target: "back", Aliases: []string{"db", "main"}},
+		"target=back":                   {Target: "back"},
+	} {
+		got, err := Network(in)
+		if err != nil || got.GetTarget() != want.GetTarget() || strings.Join(got.GetAliases(), ",") != strings.Join(want.GetAliases(), ",") {
+			t.Errorf("Network(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{"alias=db": "no network name", "name=back,size=3": `unknown option "size"`} {
+		if _, err := Network(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Network(%q) = %v; want an error mentioning %q", in, err, want)
+		}
+	}
+}

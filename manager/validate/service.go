@@ -68,8 +68,32 @@ func ServiceSpec(s *pb.ServiceSpec) error {
 			return fieldErr(fmt.Sprintf("networks[%d]", i), fmt.Sprintf("network %s is listed twice", quote(n.GetTarget())), "list each network once")
 		}
 		seen[n.GetTarget()] = true
+		for _, alias := range n.GetAliases() {
+			if !isDNSName(alias) {
+				return fieldErr(fmt.Sprintf("networks[%d].aliases", i), fmt.Sprintf("alias %q is not a DNS name", alias), "use letters, digits, '-' and '.', up to 253 characters")
+			}
+		}
 	}
 	return nil
+}
+
+// isDNSName reports whether s is a host name: dot-separated labels of
+// letters, digits and '-', none empty, none longer than 63 characters.
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func mode(s *pb.ServiceSpec) error {

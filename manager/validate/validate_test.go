@@ -93,6 +93,9 @@ func TestServiceSpec(t *testing.T) {
 		{"network twice", func(s *pb.ServiceSpec) {
 			s.Networks = []*pb.NetworkAttachment{{Target: "n"}, {Target: "n"}}
 		}, "networks[1]", "twice"},
+		{"bad network alias", func(s *pb.ServiceSpec) {
+			s.Networks = []*pb.NetworkAttachment{{Target: "n", Aliases: []string{"db", "no_underscores"}}}
+		}, "networks[0].aliases", "not a DNS name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := validService()
