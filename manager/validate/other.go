@@ -97,8 +97,12 @@ func ClusterSpec(s *pb.ClusterSpec) error {
 		return fieldErr("task_history_limit", "negative", "use 0 or more")
 	}
 	if pool := s.GetAddressPool(); pool != "" {
-		if p, err := netip.ParsePrefix(pool); err != nil || !p.Addr().Is4() {
+		p, err := netip.ParsePrefix(pool)
+		if err != nil || !p.Addr().Is4() {
 			return fieldErr("address_pool", fmt.Sprintf("%s is not an IPv4 CIDR", quote(pool)), "use a pool such as 10.0.0.0/8")
+		}
+		if m := int(s.GetAddressPoolMaskLen()); m != 0 && (m < p.Bits() || m > 29) {
+			return fieldErr("address_pool_mask_len", fmt.Sprintf("/%d subnets do not fit pool %s", m, pool), "use a length from %d to 29", p.Bits())
 		}
 	}
 	return nil

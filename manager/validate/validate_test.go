@@ -178,6 +178,8 @@ func TestOtherSpecs(t *testing.T) {
 		{SecretSpec(&pb.SecretSpec{Annotations: &pb.Annotations{Name: "s"}, Data: make([]byte, MaxSecretSize+1)}), "500 KiB"},
 		{NodeSpec(&pb.NodeSpec{Availability: 7}), "active, pause or drain"},
 		{ClusterSpec(&pb.ClusterSpec{AddressPool: "nope"}), "IPv4 CIDR"},
+		{ClusterSpec(&pb.ClusterSpec{AddressPool: "10.0.0.0/16", AddressPoolMaskLen: 8}), "address_pool_mask_len"},
+		{ClusterSpec(&pb.ClusterSpec{AddressPool: "10.0.0.0/16", AddressPoolMaskLen: 30}), "from 16 to 29"},
 	} {
 		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
 			t.Errorf("got %v, want %q", tc.err, tc.want)
