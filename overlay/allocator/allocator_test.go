@@ -177,3 +177,24 @@ func TestTaskShutDownBeforeAllocationIsLeftAlone(t *testing.T) {
 		t.Errorf("a task of a missing service got addresses %v", n)
 	}
 }
+
+// A service that cannot have its VIP keeps its tasks waiting, with the
+// reason on each.
+func TestNoVIPKeepsTasksWaitingWithAReason(t *testing.T) {
+	st := newStore(t)
+	small := network(t, st, "small", "10.9.9.0/29")
+	objs := []proto.Message{service("full", small.GetId())}
+	for i := 1; i <= 4; i++ {
+		objs = append(objs, pendingTask("full", i))
+	}
+	create(t, st, objs...)
+	start(t, st)
+	waitAllocated(t, st, "full.1", "full.2", "full.3", "full.4")
+	create(t, st, service("late", small.GetId()), pendingTask("late", 1))
+	await.True(t, wait, func() bool {
+		return strings.Contains(getTask(st, "late.1").GetStatus().GetErr(), "no virtual IP for the service: subnet 10.9.9.0/29 has no free address")
+	}, "the task of a service without a VIP says why it waits")
+	if n := getTask(st, "late.1").GetNetworks(); len(n) != 0 {
+		t.Fatalf("a task of a service without a VIP got addresses %v", n)
+	}
+}

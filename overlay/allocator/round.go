@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/internal/ids"
+	"berth/overlay/ipam"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -37,16 +38,17 @@ func (a *Allocator) round(ctx context.Context, st *state) error {
 		return a.createDefault(ctx, st)
 	}
 	p := &plan{dropped: map[string][]string{}}
+	// A service's tasks take their endpoint from the stored service, so
+	// they wait for a round after their service's endpoint was written.
+	ready := map[string]error{}
 	for _, svc := range st.services {
-		st.planService(p, svc)
-	}
-	inSync := map[string]bool{}
-	for _, svc := range st.services {
-		inSync[svc.GetId()] = !slices.ContainsFunc(p.services, func(s *pb.Service) bool { return s.GetId() == svc.GetId() })
+		if inSync, err := st.planService(p, svc); inSync || err != nil {
+			ready[svc.GetId()] = err
+		}
 	}
 	for _, t := range st.oldestFirst() {
-		if inSync[t.GetServiceId()] {
-			st.planTask(p, t, a.now())
+		if err, ok := ready[t.GetServiceId()]; ok {
+			st.planTask(p, t, err, a.now())
 		}
 	}
 	return a.commit(ctx, st, p)
@@ -73,12 +75,17 @@ func (a *Allocator) createDefault(ctx context.Context, st *state) error {
 		Driver:      "overlay",
 	}}
 	err := a.store.Update(ctx, func(tx store.Tx) error { return createNetwork(tx, a.clusterID, n, defaultMaskLen) })
+	var oe *ipam.OverlapError
 	switch {
 	case err == nil:
 		a.log.Info("default network created", "network", n.GetId(), "subnet", n.GetSubnet(), "vni", n.GetVni())
 		return nil
 	case retryable(err):
 		return fmt.Errorf("create the default network: %w", errStartOver)
+	case errors.Is(err, ipam.ErrExhausted), errors.As(err, &oe), errors.Is(err, ErrNoCluster):
+		// The pool is full: tasks wait; a network removed calls the next round.
+		a.log.Error("cannot create the default network; services naming no network wait", "err", err)
+		return nil
 	}
 	return fmt.Errorf("create the default network: %w", err)
 }
@@ -101,12 +108,12 @@ func (s *state) serviceNetworks(svc *pb.Service) ([]string, error) {
 
 // planService computes the endpoint svc should have — its spec's ports and
 // a VIP on each of its networks in VIP mode — allocating missing VIPs, and
-// plans a write when the stored one differs.
-func (s *state) planService(p *plan, svc *pb.Service) {
+// plans a write when the stored one differs. It reports whether the
+// stored endpoint is current, or why none can be allocated.
+func (s *state) planService(p *plan, svc *pb.Service) (inSync bool, err error) {
 	nets, err := s.serviceNetworks(svc)
 	if err != nil {
-		s.log.Warn("service endpoint not allocated", "service", svc.GetId(), "err", err)
-		return
+		return false, err
 	}
 	spec := svc.GetSpec().GetEndpoint()
 	ep := &pb.Endpoint{}
@@ -121,8 +128,7 @@ func (s *state) planService(p *plan, svc *pb.Service) {
 		for _, id := range nets {
 			vip, err := s.vip(svc.GetId(), id)
 			if err != nil {
-				s.log.Warn("no virtual IP for service", "service", svc.GetId(), "network", id, "err", err)
-				return
+				return false, fmt.Errorf("no virtual IP for the service: %w", err)
 			}
 			want[id] = true
 			ep.VirtualIps = append(ep.VirtualIps, &pb.VirtualIP{NetworkId: id, Addr: vip.String()})
@@ -133,11 +139,13 @@ func (s *state) planService(p *plan, svc *pb.Service) {
 			p.dropped[svc.GetId()] = append(p.dropped[svc.GetId()], id)
 		}
 	}
-	if !proto.Equal(ep, svc.GetEndpoint()) {
-		svc = proto.Clone(svc).(*pb.Service)
-		svc.Endpoint = ep
-		p.services = append(p.services, svc)
+	if proto.Equal(ep, svc.GetEndpoint()) {
+		return true, nil
 	}
+	svc = proto.Clone(svc).(*pb.Service)
+	svc.Endpoint = ep
+	p.services = append(p.services, svc)
+	return false, nil
 }
 
 // vip returns the VIP owner holds on netID, allocating one if needed.
@@ -160,10 +168,13 @@ func (s *state) allocate(owner, netID string) (netip.Prefix, error) {
 }
 
 // planTask gives t an address on each network of its service, or plans
-// writing why it cannot have them.
-func (s *state) planTask(p *plan, t *pb.Task, now time.Time) {
+// writing why it cannot have them (svcErr, its service's failure, first).
+func (s *state) planTask(p *plan, t *pb.Task, svcErr error, now time.Time) {
 	svc := s.services[t.GetServiceId()]
 	nets, err := s.serviceNetworks(svc)
+	if svcErr != nil {
+		err = svcErr
+	}
 	var atts []*pb.NetworkAttachmentStatus
 	for _, id := range nets {
 		if err != nil {
