@@ -1,0 +1,194 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"berth/internal/testhost"
+)
+
+// node is a test host with a Plane built in its namespace.
+type node struct {
+	host  *testhost.Host
+	h     *netlink.Handle
+	plane *Plane
+}
+
+func newNode(t *testing.T, h *testhost.Host) *node {
+	t.Helper()
+	ns, err := netns.GetFromPath(h.NetnsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	nh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nh.Close)
+	p, err := New(Config{Handle: nh, Underlay: h.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &node{host: h, h: nh, plane: p}
+}
+
+// container is a network namespace held by a sleeping process, reached as
+// the agent reaches a container's: /proc/PID/ns/net.
+type container struct {
+	pid int
+}
+
+func (c container) ns() string { return fmt.Sprintf("/proc/%d/ns/net", c.pid) }
+
+// handle is a netlink socket in c's namespace.
+func (c container) handle(t *testing.T) *netlink.Handle {
+	t.Helper()
+	ns, err := netns.GetFromPath(c.ns())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+func newContainer(t *testing.T) container {
+	t.Helper()
+	cmd := exec.Command("unshare", "--net", "sleep", "600")
+	// No Pdeathsig: it fires when the forking thread exits, and inNS ends
+	// threads. t.Cleanup kills it; a crashed run leaves a sleep that ends.
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c := container{pid: cmd.Process.Pid}
+	// unshare execs sleep once the namespace is made.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		self, _ := os.Readlink("/proc/self/ns/net")
+		if got, _ := os.Readlink(c.ns()); got != "" && got != self {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the container's network namespace did not appear")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// inNS runs fn on a thread in the namespace at path.
+func inNS(t *testing.T, path string, fn func() error) error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // the thread dies with the goroutine: never back in a pool
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer ns.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// serve answers each connection to addr, in c, with word.
+func serve(t *testing.T, c container, addr, word string) {
+	t.Helper()
+	var ln net.Listener
+	if err := inNS(t, c.ns(), func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(conn, word)
+			conn.Close()
+		}
+	}()
+}
+
+// fetch connects from c to addr and returns what it says.
+func fetch(t *testing.T, c container, addr string, timeout time.Duration) (string, error) {
+	t.Helper()
+	var got []byte
+	err := inNS(t, c.ns(), func() error {
+		conn, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		got, err = io.ReadAll(conn)
+		return err
+	})
+	return string(got), err
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ours lists the links of the Plane's prefix in n's namespace.
+func ours(t *testing.T, n *node) []string {
+	t.Helper()
+	links, err := n.h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, DefaultPrefix) {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("dataplane: skipped, needs root (network namespaces, netlink)")
+		os.Exit(0)
+	}
+	if err := testhost.Sweep(context.Background(), nil); err != nil {
+		fmt.Fprintln(os.Stderr, "sweep:", err)
+	}
+	os.Exit(m.Run())
+}
+
+var (
+	netA = Network{ID: "a", VNI: 4097, Subnet: netip.MustParsePrefix("10.77.0.0/24")}
+	netB = Network{ID: "b", VNI: 4098, Subnet: netip.MustParsePrefix("10.78.0.0/24")}
+)
+
+func ep(task string, n Network, addr string) Endpoint {
+	return Endpoint{TaskID: task, NetworkID: n.ID, Addr: netip.PrefixFrom(netip.MustParseAddr(addr), n.Subnet.Bits()), IfName: "eth0"}
+}

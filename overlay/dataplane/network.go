@@ -1,0 +1,133 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+var errNoDevice = unix.ENODEV
+
+// Network is an overlay network as a node builds it.
+type Network struct {
+	ID string
+	// VNI is the network's VXLAN identifier, the same on every node.
+	VNI uint32
+	// Subnet is the network's subnet; endpoints get addresses of it.
+	Subnet netip.Prefix
+}
+
+// SetNetwork builds network n on this node, once: a bridge and a VXLAN
+// device enslaved to it, both up. Building it again is a no-op.
+func (p *Plane) SetNetwork(n Network) error {
+	if n.VNI == 0 || n.VNI >= 1<<24 {
+		return fmt.Errorf("dataplane: network %s: VNI %d is not a 24-bit identifier", n.ID, n.VNI)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur := p.nets[n.ID]; cur != nil {
+		if cur.VNI != n.VNI || cur.Subnet != n.Subnet {
+			return fmt.Errorf("dataplane: network %s is built with VNI %d and subnet %s, not %d and %s; remove it first", n.ID, cur.VNI, cur.Subnet, n.VNI, n.Subnet)
+		}
+		return nil
+	}
+	br, vx, err := p.build(n)
+	if err != nil {
+		p.deleteLinks(n.VNI)
+		return fmt.Errorf("dataplane: network %s (VNI %d): %w", n.ID, n.VNI, err)
+	}
+	p.nets[n.ID] = &network{Network: n, bridge: br, vxlan: vx, peers: map[netip.Addr]Peer{}}
+	p.log.Debug("network built", "network", n.ID, "vni", n.VNI, "bridge", br.Attrs().Name, "vxlan", vx.Attrs().Name)
+	return nil
+}
+
+func (p *Plane) bridgeName(vni uint32) string { return p.name('b', fmt.Sprintf("%x", vni)) }
+func (p *Plane) vxlanName(vni uint32) string  { return p.name('v', fmt.Sprintf("%x", vni)) }
+
+// build makes the bridge and the VXLAN device, or adopts them when an
+// earlier run of the agent left them (its containers stay attached); a
+// leftover that does not match is replaced.
+func (p *Plane) build(n Network) (netlink.Link, netlink.Link, error) {
+	if br, vx, ok := p.adopt(n); ok {
+		return br, vx, nil
+	}
+	p.deleteLinks(n.VNI)
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: p.bridgeName(n.VNI), MTU: p.mtu}}
+	if err := p.h.LinkAdd(br); err != nil {
+		return nil, nil, fmt.Errorf("add bridge %s: %w", br.Name, err)
+	}
+	vx := &netlink.Vxlan{
+		LinkAttrs: netlink.LinkAttrs{Name: p.vxlanName(n.VNI), MTU: p.mtu},
+		VxlanId:   int(n.VNI), VtepDevIndex: p.uplink.Attrs().Index, SrcAddr: p.underlay.AsSlice(),
+		Port: VXLANPort, Learning: false, Proxy: true,
+	}
+	if err := p.h.LinkAdd(vx); err != nil {
+		return nil, nil, fmt.Errorf("add vxlan %s: %w", vx.Name, err)
+	}
+	if err := p.h.LinkSetMaster(vx, br); err != nil {
+		return nil, nil, fmt.Errorf("enslave %s to %s: %w", vx.Name, br.Name, err)
+	}
+	for _, l := range []netlink.Link{vx, br} {
+		if err := p.h.LinkSetUp(l); err != nil {
+			return nil, nil, fmt.Errorf("up %s: %w", l.Attrs().Name, err)
+		}
+	}
+	brl, err := p.h.LinkByName(br.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	vxl, err := p.h.LinkByName(vx.Name)
+	return brl, vxl, err
+}
+
+// adopt returns n's links when they exist as build would make them.
+func (p *Plane) adopt(n Network) (netlink.Link, netlink.Link, bool) {
+	br, err := p.h.LinkByName(p.bridgeName(n.VNI))
+	if err != nil {
+		return nil, nil, false
+	}
+	l, err := p.h.LinkByName(p.vxlanName(n.VNI))
+	if err != nil {
+		return nil, nil, false
+	}
+	vx, ok := l.(*netlink.Vxlan)
+	if !ok || vx.VxlanId != int(n.VNI) || vx.MasterIndex != br.Attrs().Index || vx.Learning || !vx.Proxy ||
+		!vx.SrcAddr.Equal(p.underlay.AsSlice()) {
+		return nil, nil, false
+	}
+	return br, vx, true
+}
+
+// RemoveNetwork deletes network id's bridge and VXLAN device (and with
+// them its FDB and neighbour entries). Endpoints on it must be detached
+// first; removing an unknown network is a no-op.
+func (p *Plane) RemoveNetwork(id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.nets[id]
+	if n == nil {
+		return nil
+	}
+	delete(p.nets, id)
+	if err := p.deleteLinks(n.VNI); err != nil {
+		return fmt.Errorf("dataplane: remove network %s: %w", id, err)
+	}
+	return nil
+}
+
+func (p *Plane) deleteLinks(vni uint32) error {
+	var errs []error
+	for _, name := range []string{p.vxlanName(vni), p.bridgeName(vni)} {
+		l, err := p.h.LinkByName(name)
+		if err != nil {
+			continue
+		}
+		if err := p.h.LinkDel(l); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
