@@ -324,6 +324,8 @@ type AssignmentChange struct {
 	//	*AssignmentChange_Task
 	//	*AssignmentChange_Secret
 	//	*AssignmentChange_SecretData
+	//	*AssignmentChange_Network
+	//	*AssignmentChange_Peer
 	Item          isAssignmentChange_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -400,6 +402,24 @@ func (x *AssignmentChange) GetSecretData() *SecretData {
 	return nil
 }
 
+func (x *AssignmentChange) GetNetwork() *Network {
+	if x != nil {
+		if x, ok := x.Item.(*AssignmentChange_Network); ok {
+			return x.Network
+		}
+	}
+	return nil
+}
+
+func (x *AssignmentChange) GetPeer() *NetworkPeer {
+	if x != nil {
+		if x, ok := x.Item.(*AssignmentChange_Peer); ok {
+			return x.Peer
+		}
+	}
+	return nil
+}
+
 type isAssignmentChange_Item interface {
 	isAssignmentChange_Item()
 }
@@ -417,11 +437,99 @@ type AssignmentChange_SecretData struct {
 	SecretData *SecretData `protobuf:"bytes,4,opt,name=secret_data,json=secretData,proto3,oneof"`
 }
 
+type AssignmentChange_Network struct {
+	// network is an overlay network the node's tasks join: the agent
+	// builds its bridge and VXLAN device (removed when no task needs it).
+	Network *Network `protobuf:"bytes,140,opt,name=network,proto3,oneof"`
+}
+
+type AssignmentChange_Peer struct {
+	// peer is a task on another node on one of those networks: the agent
+	// installs its FDB and neighbour entries (removed when it ends).
+	Peer *NetworkPeer `protobuf:"bytes,141,opt,name=peer,proto3,oneof"`
+}
+
 func (*AssignmentChange_Task) isAssignmentChange_Item() {}
 
 func (*AssignmentChange_Secret) isAssignmentChange_Item() {}
 
 func (*AssignmentChange_SecretData) isAssignmentChange_Item() {}
+
+func (*AssignmentChange_Network) isAssignmentChange_Item() {}
+
+func (*AssignmentChange_Peer) isAssignmentChange_Item() {}
+
+// NetworkPeer is a remote task's address on a network and the underlay
+// address of its node, which the VXLAN device sends its frames to.
+type NetworkPeer struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	TaskId    string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// address in CIDR form, as in the task's attachment.
+	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// node_addr is the IP of the task's node (NodeDescription.addr's host).
+	NodeAddr      string `protobuf:"bytes,4,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkPeer) Reset() {
+	*x = NetworkPeer{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkPeer) ProtoMessage() {}
+
+func (x *NetworkPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkPeer.ProtoReflect.Descriptor instead.
+func (*NetworkPeer) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NetworkPeer) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *NetworkPeer) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *NetworkPeer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *NetworkPeer) GetNodeAddr() string {
+	if x != nil {
+		return x.NodeAddr
+	}
+	return ""
+}
 
 // SecretData is a secret's content sent to the node that needs it.
 type SecretData struct {
@@ -434,7 +542,7 @@ type SecretData struct {
 
 func (x *SecretData) Reset() {
 	*x = SecretData{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +554,7 @@ func (x *SecretData) String() string {
 func (*SecretData) ProtoMessage() {}
 
 func (x *SecretData) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +567,7 @@ func (x *SecretData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretData.ProtoReflect.Descriptor instead.
 func (*SecretData) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SecretData) GetSecretId() string {
@@ -485,7 +593,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +605,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +618,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeartbeatRequest) GetSessionId() string {
@@ -529,7 +637,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +649,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +662,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
@@ -574,7 +682,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +694,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +707,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateTaskStatusRequest) GetSessionId() string {
@@ -627,7 +735,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +747,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +760,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -677,7 +785,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +797,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +810,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 type PublishLogsRequest struct {
@@ -715,7 +823,7 @@ type PublishLogsRequest struct {
 
 func (x *PublishLogsRequest) Reset() {
 	*x = PublishLogsRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +835,7 @@ func (x *PublishLogsRequest) String() string {
 func (*PublishLogsRequest) ProtoMessage() {}
 
 func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +848,7 @@ func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsRequest.ProtoReflect.Descriptor instead.
 func (*PublishLogsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PublishLogsRequest) GetSessionId() string {
@@ -765,7 +873,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +885,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +898,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 var File_berth_v1_dispatcher_proto protoreflect.FileDescriptor
@@ -821,17 +929,25 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\fWeightedPeer\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\x90\x02\n" +
+	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\xee\x02\n" +
 	"\x10AssignmentChange\x129\n" +
 	"\x06action\x18\x01 \x01(\x0e2!.berth.v1.AssignmentChange.ActionR\x06action\x12$\n" +
 	"\x04task\x18\x02 \x01(\v2\x0e.berth.v1.TaskH\x00R\x04task\x12*\n" +
 	"\x06secret\x18\x03 \x01(\v2\x10.berth.v1.SecretH\x00R\x06secret\x127\n" +
 	"\vsecret_data\x18\x04 \x01(\v2\x14.berth.v1.SecretDataH\x00R\n" +
-	"secretData\".\n" +
+	"secretData\x12.\n" +
+	"\anetwork\x18\x8c\x01 \x01(\v2\x11.berth.v1.NetworkH\x00R\anetwork\x12,\n" +
+	"\x04peer\x18\x8d\x01 \x01(\v2\x15.berth.v1.NetworkPeerH\x00R\x04peer\".\n" +
 	"\x06Action\x12\x11\n" +
 	"\rACTION_UPDATE\x10\x00\x12\x11\n" +
 	"\rACTION_REMOVE\x10\x01B\x06\n" +
-	"\x04item\"=\n" +
+	"\x04item\"|\n" +
+	"\vNetworkPeer\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x1b\n" +
+	"\tnode_addr\x18\x04 \x01(\tR\bnodeAddr\"=\n" +
 	"\n" +
 	"SecretData\x12\x1b\n" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12\x12\n" +
@@ -874,56 +990,60 @@ func file_berth_v1_dispatcher_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),     // 0: berth.v1.AssignmentChange.Action
 	(*SessionRequest)(nil),           // 1: berth.v1.SessionRequest
 	(*SessionMessage)(nil),           // 2: berth.v1.SessionMessage
 	(*WeightedPeer)(nil),             // 3: berth.v1.WeightedPeer
 	(*AssignmentChange)(nil),         // 4: berth.v1.AssignmentChange
-	(*SecretData)(nil),               // 5: berth.v1.SecretData
-	(*HeartbeatRequest)(nil),         // 6: berth.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 7: berth.v1.HeartbeatResponse
-	(*UpdateTaskStatusRequest)(nil),  // 8: berth.v1.UpdateTaskStatusRequest
-	(*TaskStatusUpdate)(nil),         // 9: berth.v1.TaskStatusUpdate
-	(*UpdateTaskStatusResponse)(nil), // 10: berth.v1.UpdateTaskStatusResponse
-	(*PublishLogsRequest)(nil),       // 11: berth.v1.PublishLogsRequest
-	(*PublishLogsResponse)(nil),      // 12: berth.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 13: berth.v1.NodeDescription
-	(*durationpb.Duration)(nil),      // 14: google.protobuf.Duration
-	(NodeSpec_Role)(0),               // 15: berth.v1.NodeSpec.Role
-	(*Task)(nil),                     // 16: berth.v1.Task
-	(*Secret)(nil),                   // 17: berth.v1.Secret
-	(*TaskStatus)(nil),               // 18: berth.v1.TaskStatus
-	(*LogMessage)(nil),               // 19: berth.v1.LogMessage
+	(*NetworkPeer)(nil),              // 5: berth.v1.NetworkPeer
+	(*SecretData)(nil),               // 6: berth.v1.SecretData
+	(*HeartbeatRequest)(nil),         // 7: berth.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 8: berth.v1.HeartbeatResponse
+	(*UpdateTaskStatusRequest)(nil),  // 9: berth.v1.UpdateTaskStatusRequest
+	(*TaskStatusUpdate)(nil),         // 10: berth.v1.TaskStatusUpdate
+	(*UpdateTaskStatusResponse)(nil), // 11: berth.v1.UpdateTaskStatusResponse
+	(*PublishLogsRequest)(nil),       // 12: berth.v1.PublishLogsRequest
+	(*PublishLogsResponse)(nil),      // 13: berth.v1.PublishLogsResponse
+	(*NodeDescription)(nil),          // 14: berth.v1.NodeDescription
+	(*durationpb.Duration)(nil),      // 15: google.protobuf.Duration
+	(NodeSpec_Role)(0),               // 16: berth.v1.NodeSpec.Role
+	(*Task)(nil),                     // 17: berth.v1.Task
+	(*Secret)(nil),                   // 18: berth.v1.Secret
+	(*Network)(nil),                  // 19: berth.v1.Network
+	(*TaskStatus)(nil),               // 20: berth.v1.TaskStatus
+	(*LogMessage)(nil),               // 21: berth.v1.LogMessage
 }
 var file_berth_v1_dispatcher_proto_depIdxs = []int32{
-	13, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
+	14, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
 	3,  // 1: berth.v1.SessionMessage.managers:type_name -> berth.v1.WeightedPeer
-	14, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
+	15, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
 	4,  // 3: berth.v1.SessionMessage.changes:type_name -> berth.v1.AssignmentChange
-	15, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
+	16, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
 	0,  // 5: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
-	16, // 6: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
-	17, // 7: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
-	5,  // 8: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
-	14, // 9: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	9,  // 10: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
-	18, // 11: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
-	19, // 12: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
-	1,  // 13: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
-	6,  // 14: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	8,  // 15: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
-	11, // 16: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
-	2,  // 17: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
-	7,  // 18: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	10, // 19: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
-	12, // 20: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 6: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
+	18, // 7: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
+	6,  // 8: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
+	19, // 9: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
+	5,  // 10: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
+	15, // 11: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	10, // 12: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
+	20, // 13: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
+	21, // 14: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
+	1,  // 15: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
+	7,  // 16: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	9,  // 17: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
+	12, // 18: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
+	2,  // 19: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
+	8,  // 20: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	11, // 21: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
+	13, // 22: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_dispatcher_proto_init() }
@@ -939,6 +1059,8 @@ func file_berth_v1_dispatcher_proto_init() {
 		(*AssignmentChange_Task)(nil),
 		(*AssignmentChange_Secret)(nil),
 		(*AssignmentChange_SecretData)(nil),
+		(*AssignmentChange_Network)(nil),
+		(*AssignmentChange_Peer)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -946,7 +1068,7 @@ func file_berth_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_dispatcher_proto_rawDesc), len(file_berth_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
