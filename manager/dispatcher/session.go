@@ -41,7 +41,8 @@ func (d *Dispatcher) Session(req *pb.SessionRequest, stream pb.Dispatcher_Sessio
 	log.Info("session started", "hostname", req.GetDescription().GetHostname())
 	s := &session{
 		d: d, node: id.NodeID, sid: sid, stream: stream, log: log,
-		set: newAssignSet(id.NodeID, d.cfg.OpenSecret, log),
+		set:   newAssignSet(id.NodeID, d.cfg.OpenSecret, log),
+		peers: newPeerSet(id.NodeID),
 	}
 	err = s.run(sctx)
 	log.Info("session ended", "err", err)
@@ -71,6 +72,7 @@ type session struct {
 	stream pb.Dispatcher_SessionServer
 	log    *slog.Logger
 	set    *assignSet
+	peers  *peerSet
 	sent   settings
 	// role is the node's desired role as last read from the store;
 	// sentRole is the one last sent (nil before the first message).
@@ -139,7 +141,8 @@ func (s *session) run(ctx context.Context) error {
 	for {
 		var changes []*pb.AssignmentChange
 		w, err := s.d.cfg.Store.ViewAndWatch(ctx, func(tx store.ReadTx) {
-			changes = s.set.full(tx)
+			tasks := s.set.full(tx)
+			changes = append(s.peers.full(tx, s.set.tasks), tasks...)
 			s.role = tx.GetNode(s.node).GetSpec().GetDesiredRole()
 		}, s.filter)
 		if err != nil {
@@ -165,7 +168,8 @@ func (s *session) filter(e store.Event) bool {
 	switch o := e.Object.(type) {
 	case *pb.Task:
 		old, _ := e.Old.(*pb.Task)
-		return o.GetNodeId() == s.node || old.GetNodeId() == s.node
+		// Tasks on networks matter wherever they run: they are peers.
+		return o.GetNodeId() == s.node || old.GetNodeId() == s.node || len(o.GetNetworks()) > 0
 	case *pb.Secret:
 		return e.Kind == store.EventUpdate
 	case *pb.Node:
@@ -241,7 +245,11 @@ func (s *session) note(e store.Event, dirty map[string]*pb.Task) bool {
 func (s *session) send(dirty map[string]*pb.Task) error {
 	delete(dirty, "")
 	var changes []*pb.AssignmentChange
-	s.d.cfg.Store.View(func(tx store.ReadTx) { changes = s.set.changes(tx, dirty) })
+	s.d.cfg.Store.View(func(tx store.ReadTx) {
+		tasks := s.set.changes(tx, dirty)
+		add, remove := s.peers.changes(tx, s.set.tasks)
+		changes = slices.Concat(add, tasks, remove)
+	})
 	if len(changes) == 0 && !s.roleChanged() {
 		return nil
 	}

@@ -20,8 +20,9 @@ const VXLANPort = 4789
 // outer IP (20), UDP (8), VXLAN (8) and the inner Ethernet header (14).
 const vxlanOverhead = 50
 
-// DefaultPrefix starts the name of every link the package makes.
-const DefaultPrefix = "bt"
+// DefaultPrefix starts the name of every link the package makes; it must
+// not start a name anything else uses ("bth" is the test hosts').
+const DefaultPrefix = "bov"
 
 // Config configures a Plane.
 type Config struct {

@@ -1,0 +1,113 @@
+package dispatcher
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+func onNet(id, node, netID, addr string, state pb.TaskState) *pb.Task {
+	t := task(id, node, state, pb.TaskState_TASK_STATE_RUNNING)
+	t.Networks = []*pb.NetworkAttachmentStatus{{NetworkId: netID, Addresses: []string{addr}}}
+	return t
+}
+
+// describeChanges names each change: "+net a", "+peer a/t2@198.18.0.12",
+// "-peer a/t2", "-net a".
+func describeChanges(cs []*pb.AssignmentChange) []string {
+	var out []string
+	for _, c := range cs {
+		sign := "+"
+		if c.GetAction() == pb.AssignmentChange_ACTION_REMOVE {
+			sign = "-"
+		}
+		switch {
+		case c.GetNetwork() != nil:
+			out = append(out, sign+"net "+c.GetNetwork().GetId())
+		case c.GetPeer() != nil && sign == "+":
+			p := c.GetPeer()
+			out = append(out, sign+"peer "+p.GetNetworkId()+"/"+p.GetTaskId()+"@"+p.GetNodeAddr())
+		case c.GetPeer() != nil:
+			out = append(out, sign+"peer "+c.GetPeer().GetNetworkId()+"/"+c.GetPeer().GetTaskId())
+		}
+	}
+	return out
+}
+
+func TestPeerSetFollowsTasks(t *testing.T) {
+	st := store.New(nil)
+	mustUpdate := func(cb func(store.Tx) error) {
+		t.Helper()
+		if err := st.Update(context.Background(), cb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	running := pb.TaskState_TASK_STATE_RUNNING
+	mustUpdate(func(tx store.Tx) error {
+		for id, addr := range map[string]string{"n1": "198.18.0.11", "n2": "198.18.0.12:4242", "n3": "198.18.0.13"} {
+			n := workerNode(id)
+			n.Description = &pb.NodeDescription{Addr: addr}
+			if err := tx.CreateNode(n); err != nil {
+				return err
+			}
+		}
+		for _, n := range []*pb.Network{{Id: "a", Vni: 4097, Subnet: "10.0.0.0/24"}, {Id: "b", Vni: 4098, Subnet: "10.0.1.0/24"}} {
+			if err := tx.CreateNetwork(n); err != nil {
+				return err
+			}
+		}
+		for _, tk := range []*pb.Task{
+			onNet("t1", "n1", "a", "10.0.0.2/24", running),
+			onNet("t2", "n2", "a", "10.0.0.3/24", running),
+			onNet("t3", "n3", "b", "10.0.1.2/24", running),                           // another network
+			onNet("t4", "n3", "a", "10.0.0.4/24", pb.TaskState_TASK_STATE_COMPLETE), // ended
+		} {
+			if err := tx.CreateTask(tk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	mine := func() map[string]*pb.Task {
+		out := map[string]*pb.Task{}
+		st.View(func(tx store.ReadTx) { out["t1"] = tx.GetTask("t1") })
+		return out
+	}
+	p := newPeerSet("n1")
+	var got []string
+	st.View(func(tx store.ReadTx) { got = describeChanges(p.full(tx, mine())) })
+	if want := []string{"+net a", "+peer a/t2@198.18.0.12"}; !slices.Equal(got, want) {
+		t.Fatalf("full = %v, want %v", got, want)
+	}
+
+	// t2 ends, t5 starts on n3: one peer goes, one comes.
+	mustUpdate(func(tx store.Tx) error {
+		t2 := proto.Clone(tx.GetTask("t2")).(*pb.Task)
+		t2.Status.State = pb.TaskState_TASK_STATE_FAILED
+		if err := tx.UpdateTask(t2); err != nil {
+			return err
+		}
+		return tx.CreateTask(onNet("t5", "n3", "a", "10.0.0.5/24", pb.TaskState_TASK_STATE_ASSIGNED))
+	})
+	st.View(func(tx store.ReadTx) {
+		add, remove := p.changes(tx, mine())
+		got = describeChanges(append(add, remove...))
+	})
+	if want := []string{"+peer a/t5@198.18.0.13", "-peer a/t2"}; !slices.Equal(got, want) {
+		t.Fatalf("changes = %v, want %v", got, want)
+	}
+
+	// The node's last task on a leaves: its peers, then the network, go.
+	st.View(func(tx store.ReadTx) {
+		add, remove := p.changes(tx, map[string]*pb.Task{})
+		got = describeChanges(append(add, remove...))
+	})
+	if want := []string{"-peer a/t5", "-net a"}; !slices.Equal(got, want) {
+		t.Fatalf("changes = %v, want %v", got, want)
+	}
+}
