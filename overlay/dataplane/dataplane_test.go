@@ -28,6 +28,19 @@ type node struct {
 
 func newNode(t *testing.T, h *testhost.Host) *node {
 	t.Helper()
+	n := &node{host: h}
+	n.plane, n.h = planeIn(t, h)
+	return n
+}
+
+// newBenchNode is a Plane in h's namespace for a benchmark.
+func newBenchNode(b *testing.B, h *testhost.Host) *Plane {
+	p, _ := planeIn(b, h)
+	return p
+}
+
+func planeIn(t testing.TB, h *testhost.Host) (*Plane, *netlink.Handle) {
+	t.Helper()
 	ns, err := netns.GetFromPath(h.NetnsPath())
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +55,7 @@ func newNode(t *testing.T, h *testhost.Host) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &node{host: h, h: nh, plane: p}
+	return p, nh
 }
 
 // container is a network namespace held by a sleeping process, reached as
