@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -57,9 +58,38 @@ func TestContainersAcrossHosts(t *testing.T) {
 		t.Errorf("container MTU %d, want the underlay's %d less 50", mtu, up.Attrs().MTU)
 	}
 
-	// Isolation: c1 (network a) routes network b's subnet out of its only
-	// interface, and still reaches neither b's task on the other host nor
-	// the one on its own host.
+	// Isolation through the node: c1's default route leads to its node,
+	// which routes to network b's bridge but drops what crosses networks.
+	for _, addr := range []string{"10.78.0.3:7000", "10.78.0.2:7000"} {
+		if got, err := fetch(t, c1, addr, time.Second); err == nil {
+			t.Errorf("c1 on network a reached %s on network b through the gateway: %q", addr, got)
+		}
+	}
+
+	// Masquerade: c1 reaches outside its network (the test bridge's own
+	// address) as its node.
+	outside := netip.AddrPortFrom(cl.Gateway, 7001)
+	seen := make(chan string, 1)
+	ln, err := net.Listen("tcp", outside.String())
+	mustDo(t, err)
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err == nil {
+			seen <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
+			conn.Close()
+		}
+	}()
+	if _, err := fetch(t, c1, outside.String(), 2*time.Second); err != nil {
+		t.Fatalf("c1 → outside %s: %v", outside, err)
+	}
+	if from := <-seen; from != n1.host.Addr.String() {
+		t.Errorf("outside saw the connection from %s, want the node %s (masqueraded)", from, n1.host.Addr)
+	}
+
+	// Isolation on the wire: c1 (network a) routes network b's subnet out
+	// of its interface directly, and still reaches neither b's task on the
+	// other host nor the one on its own host.
 	ch := c1.handle(t)
 	eth0, err := ch.LinkByName("eth0")
 	mustDo(t, err)
@@ -76,8 +106,9 @@ func TestContainersAcrossHosts(t *testing.T) {
 	// uses, adopts the rest, and the containers stay reachable.
 	stale := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: DefaultPrefix + "zstale"}}
 	mustDo(t, n1.h.LinkAdd(stale))
-	again, err := New(Config{Handle: n1.h, Underlay: n1.host.Addr})
+	again, err := New(Config{NetNSPath: n1.host.NetnsPath(), Underlay: n1.host.Addr})
 	mustDo(t, err)
+	defer again.Close()
 	mustDo(t, again.Sweep([]Network{netA, netB}, []Endpoint{e1, e4}))
 	if slices.Contains(ours(t, n1), DefaultPrefix+"zstale") {
 		t.Error("sweep left a stale link of ours")
@@ -108,6 +139,9 @@ func TestContainersAcrossHosts(t *testing.T) {
 		mustDo(t, n.plane.RemoveNetwork(netB.ID))
 		if left := ours(t, n); len(left) != 0 {
 			t.Errorf("%s: links left after removal: %v", n.host.Name, left)
+		}
+		if tables := nftTables(t, n); len(tables) != 0 {
+			t.Errorf("%s: nftables tables left after removal: %v", n.host.Name, tables)
 		}
 	}
 	if mtu := ifMTU(t, c1, "eth0"); mtu != 0 {

@@ -45,16 +45,17 @@ func planeIn(t testing.TB, h *testhost.Host) (*Plane, *netlink.Handle) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ns.Close() })
+	defer ns.Close()
 	nh, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nh.Close)
-	p, err := New(Config{Handle: nh, Underlay: h.Addr})
+	p, err := New(Config{NetNSPath: h.NetnsPath(), Underlay: h.Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.Close)
 	return p, nh
 }
 
@@ -198,10 +199,31 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	netA = Network{ID: "a", VNI: 4097, Subnet: netip.MustParsePrefix("10.77.0.0/24")}
-	netB = Network{ID: "b", VNI: 4098, Subnet: netip.MustParsePrefix("10.78.0.0/24")}
+	netA = Network{ID: "a", VNI: 4097, Subnet: netip.MustParsePrefix("10.77.0.0/24"), Gateway: netip.MustParseAddr("10.77.0.1")}
+	netB = Network{ID: "b", VNI: 4098, Subnet: netip.MustParsePrefix("10.78.0.0/24"), Gateway: netip.MustParseAddr("10.78.0.1")}
 )
 
 func ep(task string, n Network, addr string) Endpoint {
-	return Endpoint{TaskID: task, NetworkID: n.ID, Addr: netip.PrefixFrom(netip.MustParseAddr(addr), n.Subnet.Bits()), IfName: "eth0"}
+	return Endpoint{TaskID: task, NetworkID: n.ID, Addr: netip.PrefixFrom(netip.MustParseAddr(addr), n.Subnet.Bits()), IfName: "eth0", DefaultRoute: true}
+}
+
+// nftTables lists the nftables tables of the Plane's prefix in n's namespace.
+func nftTables(t *testing.T, n *node) []string {
+	t.Helper()
+	c, err := n.plane.nft()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	tables, err := c.ListTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, tb := range tables {
+		if strings.HasPrefix(tb.Name, DefaultPrefix) {
+			out = append(out, tb.Name)
+		}
+	}
+	return out
 }

@@ -16,6 +16,9 @@ type Endpoint struct {
 	Addr netip.Prefix
 	// IfName is the interface's name inside the container, e.g. "eth0".
 	IfName string
+	// DefaultRoute routes everything off the container's networks through
+	// this network's gateway (set on one endpoint of a task).
+	DefaultRoute bool
 }
 
 // hostName is the name of the endpoint's veth end on the node: stable, so
@@ -53,7 +56,7 @@ func (p *Plane) Attach(nsPath string, ep Endpoint) error {
 	if err := p.h.LinkAdd(veth); err != nil {
 		return fmt.Errorf("dataplane: attach task %s: add veth %s: %w", ep.TaskID, host, err)
 	}
-	if err := p.configureInside(ns, tmp, ep); err != nil {
+	if err := p.configureInside(ns, tmp, ep, n.Gateway); err != nil {
 		p.deleteLink(host)
 		return fmt.Errorf("dataplane: attach task %s: %w", ep.TaskID, err)
 	}
@@ -67,7 +70,7 @@ func (p *Plane) Attach(nsPath string, ep Endpoint) error {
 
 // configureInside names the container end, gives it its address and
 // brings it and lo up.
-func (p *Plane) configureInside(ns netns.NsHandle, tmp string, ep Endpoint) error {
+func (p *Plane) configureInside(ns netns.NsHandle, tmp string, ep Endpoint, gw netip.Addr) error {
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("netlink in the container: %w", err)
@@ -85,6 +88,11 @@ func (p *Plane) configureInside(ns netns.NsHandle, tmp string, ep Endpoint) erro
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("up %s: %w", ep.IfName, err)
+	}
+	if ep.DefaultRoute {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
+			return fmt.Errorf("default route via %s: %w", gw, err)
+		}
 	}
 	if lo, err := h.LinkByName("lo"); err == nil {
 		if err := h.LinkSetUp(lo); err != nil {

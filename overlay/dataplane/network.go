@@ -18,6 +18,9 @@ type Network struct {
 	VNI uint32
 	// Subnet is the network's subnet; endpoints get addresses of it.
 	Subnet netip.Prefix
+	// Gateway is the address of the network's bridge on every node, the
+	// containers' default route.
+	Gateway netip.Addr
 }
 
 // SetNetwork builds network n on this node, once: a bridge and a VXLAN
@@ -34,12 +37,21 @@ func (p *Plane) SetNetwork(n Network) error {
 		}
 		return nil
 	}
+	if !n.Subnet.Contains(n.Gateway) {
+		return fmt.Errorf("dataplane: network %s: gateway %s is outside subnet %s", n.ID, n.Gateway, n.Subnet)
+	}
 	br, vx, err := p.build(n)
+	if err == nil {
+		err = p.gateway(br, n)
+	}
 	if err != nil {
 		p.deleteLinks(n.VNI)
 		return fmt.Errorf("dataplane: network %s (VNI %d): %w", n.ID, n.VNI, err)
 	}
 	p.nets[n.ID] = &network{Network: n, bridge: br, vxlan: vx, peers: map[netip.Addr]Peer{}}
+	if err := p.ruleSet(); err != nil {
+		return fmt.Errorf("dataplane: network %s: %w", n.ID, err)
+	}
 	p.log.Debug("network built", "network", n.ID, "vni", n.VNI, "bridge", br.Attrs().Name, "vxlan", vx.Attrs().Name)
 	return nil
 }
@@ -83,6 +95,25 @@ func (p *Plane) build(n Network) (netlink.Link, netlink.Link, error) {
 	return brl, vxl, err
 }
 
+// gateway gives the bridge the network's gateway address (kept when it
+// has it) and turns on forwarding.
+func (p *Plane) gateway(br netlink.Link, n Network) error {
+	want := netip.PrefixFrom(n.Gateway, n.Subnet.Bits())
+	addrs, err := p.h.AddrList(br, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", br.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		if ones, _ := a.Mask.Size(); a.IP.Equal(n.Gateway.AsSlice()) && ones == n.Subnet.Bits() {
+			return p.enableForwarding()
+		}
+	}
+	if err := p.h.AddrAdd(br, &netlink.Addr{IPNet: ipNet(want)}); err != nil {
+		return fmt.Errorf("gateway %s on %s: %w", want, br.Attrs().Name, err)
+	}
+	return p.enableForwarding()
+}
+
 // adopt returns n's links when they exist as build would make them.
 func (p *Plane) adopt(n Network) (netlink.Link, netlink.Link, bool) {
 	br, err := p.h.LinkByName(p.bridgeName(n.VNI))
@@ -113,6 +144,9 @@ func (p *Plane) RemoveNetwork(id string) error {
 	}
 	delete(p.nets, id)
 	if err := p.deleteLinks(n.VNI); err != nil {
+		return fmt.Errorf("dataplane: remove network %s: %w", id, err)
+	}
+	if err := p.ruleSet(); err != nil {
 		return fmt.Errorf("dataplane: remove network %s: %w", id, err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // VXLANPort is the IANA VXLAN port the devices send and listen on.
@@ -26,9 +27,9 @@ const DefaultPrefix = "bov"
 
 // Config configures a Plane.
 type Config struct {
-	// Handle is the netlink socket of the namespace to build in (the
-	// node's own); netlink's default handle when nil.
-	Handle *netlink.Handle
+	// NetNSPath is the network namespace to build in (a test host's);
+	// empty means the agent's own.
+	NetNSPath string
 	// Underlay is the node's address other nodes reach it on: the source
 	// of its VXLAN packets and the destination of theirs.
 	Underlay netip.Addr
@@ -43,6 +44,7 @@ type Config struct {
 // concurrent use.
 type Plane struct {
 	h        *netlink.Handle
+	ns       *netns.NsHandle // nil: the process's own namespace
 	underlay netip.Addr
 	uplink   netlink.Link
 	mtu      int
@@ -72,18 +74,36 @@ func New(cfg Config) (*Plane, error) {
 	if !cfg.Underlay.Is4() {
 		return nil, fmt.Errorf("dataplane: underlay address %s is not IPv4; give the node's advertise address", cfg.Underlay)
 	}
-	if cfg.Handle == nil {
-		cfg.Handle = &netlink.Handle{}
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	up, err := linkWithAddr(cfg.Handle, cfg.Underlay)
+	p := &Plane{h: &netlink.Handle{}, underlay: cfg.Underlay, prefix: cfg.Prefix, log: cfg.Log, nets: map[string]*network{}}
+	if cfg.NetNSPath != "" {
+		ns, err := netns.GetFromPath(cfg.NetNSPath)
+		if err != nil {
+			return nil, fmt.Errorf("dataplane: open %s: %w", cfg.NetNSPath, err)
+		}
+		if p.h, err = netlink.NewHandleAt(ns); err != nil {
+			ns.Close()
+			return nil, fmt.Errorf("dataplane: netlink in %s: %w", cfg.NetNSPath, err)
+		}
+		p.ns = &ns
+	}
+	up, err := linkWithAddr(p.h, cfg.Underlay)
 	if err != nil {
+		p.Close()
 		return nil, err
 	}
-	return &Plane{h: cfg.Handle, underlay: cfg.Underlay, uplink: up, mtu: up.Attrs().MTU - vxlanOverhead,
-		prefix: cfg.Prefix, log: cfg.Log, nets: map[string]*network{}}, nil
+	p.uplink, p.mtu = up, up.Attrs().MTU-vxlanOverhead
+	return p, nil
+}
+
+// Close releases the Plane's sockets; what it built stays.
+func (p *Plane) Close() {
+	p.h.Close()
+	if p.ns != nil {
+		p.ns.Close()
+	}
 }
 
 // MTU is the MTU of every overlay link: the underlay's less VXLAN's 50 bytes.
@@ -134,6 +154,9 @@ func (p *Plane) Sweep(nets []Network, eps []Endpoint) error {
 		if !keepNet[id] {
 			delete(p.nets, id)
 		}
+	}
+	if err := p.ruleSet(); err != nil {
+		errs = append(errs, err)
 	}
 	p.mu.Unlock()
 	return errors.Join(errs...)

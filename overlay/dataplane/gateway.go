@@ -1,0 +1,127 @@
+package dataplane
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netns"
+)
+
+// The node is each network's gateway: the network's bridge holds the
+// gateway address (the same on every node, answered locally, never over
+// VXLAN since the VXLAN device has no neighbour entry for it), containers
+// route everything else through it, and the node masquerades what leaves
+// a network, as Docker's docker_gwbridge does. Routing between two
+// networks through the node is dropped, so networks stay isolated. The
+// rules live in one nftables table named by the prefix, rebuilt whole (in
+// one atomic batch) whenever the set of networks changes.
+
+// ruleSet rebuilds the table for the networks built now; with none, it
+// removes the table.
+func (p *Plane) ruleSet() error {
+	nets := make([]Network, 0, len(p.nets))
+	for _, n := range p.nets {
+		nets = append(nets, n.Network)
+	}
+	slices.SortFunc(nets, func(a, b Network) int { return int(a.VNI) - int(b.VNI) })
+	c, err := p.nft()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
+	c.AddTable(t) // so that the delete below finds one
+	c.DelTable(t)
+	if len(nets) > 0 {
+		c.AddTable(t)
+		accept := nftables.ChainPolicyAccept
+		fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+		nat := c.AddChain(&nftables.Chain{Name: "masquerade", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+		for _, n := range nets {
+			for _, m := range nets {
+				if m.ID != n.ID {
+					c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(
+						match(12, n.Subnet, expr.CmpOpEq), match(16, m.Subnet, expr.CmpOpEq),
+						[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+				}
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
+				match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpNeq),
+				[]expr.Any{&expr.Masq{}})})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables table %s: %w", p.prefix, err)
+	}
+	return nil
+}
+
+// match compares the IPv4 address at offset (12 source, 16 destination)
+// of the network header, masked to sub's prefix, with sub.
+func match(offset uint32, sub netip.Prefix, op expr.CmpOp) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.CIDRMask(sub.Bits(), 32), Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: op, Register: 1, Data: sub.Masked().Addr().AsSlice()},
+	}
+}
+
+// nft is an nftables connection in the Plane's namespace.
+func (p *Plane) nft() (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.AsLasting()}
+	if p.ns != nil {
+		opts = append(opts, nftables.WithNetNSFd(int(*p.ns)))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	return c, nil
+}
+
+// deleteTable removes the Plane's nftables table, if there is one.
+func (p *Plane) deleteTable() error {
+	c, err := p.nft()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
+	c.AddTable(t)
+	c.DelTable(t)
+	return c.Flush()
+}
+
+// enableForwarding turns on IPv4 forwarding in the Plane's namespace: the
+// node routes its networks' traffic out.
+func (p *Plane) enableForwarding() error {
+	write := func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
+	}
+	if p.ns == nil {
+		return write()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is left locked: it dies with this goroutine rather
+		// than go back to the pool inside another namespace.
+		runtime.LockOSThread()
+		if err := netns.Set(*p.ns); err != nil {
+			errc <- err
+			return
+		}
+		errc <- write()
+	}()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
+	return nil
+}
