@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -31,6 +32,10 @@ type Config struct {
 	// AdvertiseAddr is the IP other nodes reach this node on; empty means
 	// the local address that routes to the manager.
 	AdvertiseAddr string
+	// Overlay builds overlay networks (overlay/dataplane) in the agent's
+	// network namespace and gives containers their addresses on them;
+	// false runs containers with loopback only.
+	Overlay bool
 	// Labels are the node's engine labels (--label k=v).
 	Labels map[string]string
 	// InsecureRegistries are plain-HTTP registries (host:port) in addition
@@ -131,8 +136,26 @@ func New(cfg Config) (*Agent, error) {
 		log:     a.log,
 	}
 	a.worker = newWorker(env, store)
+	if cfg.Overlay {
+		o := newOverlay(a.underlay, a.log.With("part", "overlay"))
+		env.net, a.worker.net = o, o
+	}
 	a.nodeID.Store("")
 	return a, nil
+}
+
+// underlay is the address other nodes reach this node's VXLAN devices on:
+// the advertise address, or the local one that routes to a manager.
+func (a *Agent) underlay() (netip.Addr, error) {
+	addr := a.cfg.AdvertiseAddr
+	if addr == "" {
+		addr = localAddrTowards(a.cfg.Join[0])
+	}
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("no usable address %q; give --advertise-addr", addr)
+	}
+	return ip, nil
 }
 
 // NodeID is the node's ID once Run has loaded or obtained its identity.

@@ -23,8 +23,11 @@ type taskEnv struct {
 	report func(taskID string, st *pb.TaskStatus)
 	// forget, if set, is told when a task has left the node.
 	forget func(taskID string)
-	now    func() time.Time
-	log    *slog.Logger
+	// net gives containers their overlay interfaces; nil runs them with
+	// loopback only.
+	net networking
+	now func() time.Time
+	log *slog.Logger
 }
 
 // secretFiles puts the secrets a task references where its container can
@@ -323,6 +326,11 @@ func (c *controller) start(ctx context.Context) (*pb.TaskStatus, error) {
 		return c.fatal(fmt.Errorf("starting container failed: %w", err)), nil
 	}
 	c.attach(ctx, ctr, timestamppb.New(c.env.now()))
+	if c.env.net != nil {
+		if err := c.env.net.Attach(ctx, ctr.Pid(), c.current()); err != nil {
+			return c.portsFailed(ctx, fmt.Errorf("attach to the task's networks: %w", err)), nil
+		}
+	}
 	if err := c.servePorts(ctx, ctr); err != nil {
 		return c.portsFailed(ctx, err), nil
 	}
@@ -430,6 +438,9 @@ func (c *controller) stop(ctx context.Context) error {
 func (c *controller) cleanup(ctx context.Context) {
 	c.stopMonitor()
 	c.unpublish()
+	if c.env.net != nil {
+		c.env.net.Detach(c.current())
+	}
 	if err := c.env.exec.Remove(ctx, c.id); err != nil {
 		c.log.Warn("remove task container", "err", err)
 	}

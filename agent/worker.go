@@ -18,6 +18,7 @@ type assignment struct {
 // and secrets that no assigned task needs.
 type worker struct {
 	env     *taskEnv
+	net     *overlay // nil without overlay networking
 	secrets *secretStore
 	in      chan assignment
 
@@ -55,6 +56,16 @@ func (w *worker) Run(ctx context.Context) error {
 }
 
 func (w *worker) apply(ctx context.Context, wg *sync.WaitGroup, a assignment) {
+	// Networks and peers first: tasks of the same message attach to them.
+	if w.net != nil {
+		var tasks []*pb.Task
+		for _, ch := range a.changes {
+			if t := ch.GetTask(); t != nil && ch.GetAction() != pb.AssignmentChange_ACTION_REMOVE {
+				tasks = append(tasks, t)
+			}
+		}
+		w.net.apply(a.full, a.changes, tasks)
+	}
 	// Secrets first: tasks of the same message may need them.
 	secrets := map[string]bool{}
 	for _, ch := range a.changes {

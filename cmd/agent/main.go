@@ -24,6 +24,7 @@ type options struct {
 	join          []string
 	token         string
 	advertiseAddr string
+	overlay       bool
 	labels        []string
 	insecureRegs  []string
 	gossipPort    int
@@ -77,6 +78,7 @@ that joins the Raft cluster; demoted, it stops that manager and runs on.`,
 	f.StringSliceVar(&o.join, "join", nil, "manager addresses HOST:PORT to join (comma-separated or repeated)")
 	f.StringVar(&o.token, "token", "", "worker join token, from `berth cluster join-token worker`")
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "IP other nodes reach this node on")
+	f.BoolVar(&o.overlay, "overlay", true, "build overlay networks (VXLAN, nftables) in this network namespace; false gives containers loopback only")
 	f.StringArrayVar(&o.labels, "label", nil, "node label key=value (repeatable)")
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT (repeatable)")
 	f.StringVar(&o.hostname, "hostname", "", "node name to report (default: the host's name)")
