@@ -33,12 +33,21 @@ func TestOverlayAcrossHosts(t *testing.T) {
 		}
 	}
 	a1, a2 := c.Agents[0], c.Agents[1]
+	// A task on a2 first, so that a2 learns of web as soon as it exists.
+	client(t, c, "sleeper", "back", a2.Name, "sleep 3600")
+	runningOn(t, c, "sleeper", 1)
+	created := time.Now()
 	if _, err := c.CLI(ctx, "service", "create", "--detach", "--name", "web", "--network", "back",
 		"--constraint", "node.hostname=="+a1.Name, c.Images.AppV1.Tag); err != nil {
 		t.Fatal(err)
 	}
+	await.True(t, wait, func() bool { return len(remoteEntries(t, a2)) > 0 }, "a2 gets web's peer entries")
+	t.Logf("web's peer entries on a2 %s after service create", time.Since(created).Round(time.Millisecond))
 	runningOn(t, c, "web", 1)
 	ip := taskAddr(t, c, "web")
+	if got := remoteEntries(t, a2); !slices.Contains(got, ip) {
+		t.Fatalf("a2's entries %v do not hold web's address %s", got, ip)
+	}
 
 	// The client runs on another host, on the same network: it fetches
 	// from web's address and exits 0.
@@ -72,7 +81,14 @@ func TestOverlayAcrossHosts(t *testing.T) {
 		t.Fatalf("web is unreachable after its agent restarted: %s", st)
 	}
 
-	for _, s := range []string{"web", "client", "outsider", "after-restart"} {
+	removed := time.Now()
+	if _, err := c.CLI(ctx, "service", "rm", "web"); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, wait, func() bool { return len(remoteEntries(t, a2)) == 0 }, "web's entries leave a2")
+	t.Logf("web's peer entries gone from a2 %s after service rm", time.Since(removed).Round(time.Millisecond))
+
+	for _, s := range []string{"sleeper", "client", "outsider", "after-restart"} {
 		if _, err := c.CLI(ctx, "service", "rm", s); err != nil {
 			t.Fatal(err)
 		}
@@ -84,6 +100,35 @@ func TestOverlayAcrossHosts(t *testing.T) {
 		await.True(t, wait, func() bool { return len(overlayLeft(t, a.Host.NetnsPath())) == 0 },
 			"host %s keeps overlay links or nftables tables after its tasks ended", a.Name)
 	}
+}
+
+// remoteEntries lists the addresses of the remote tasks a's VXLAN devices
+// hold neighbour entries for.
+func remoteEntries(t *testing.T, a *e2ecluster.Node) []string {
+	t.Helper()
+	var out []string
+	withHandle(t, a.Host.NetnsPath(), func(h *netlink.Handle) error {
+		links, err := h.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			if _, ok := l.(*netlink.Vxlan); !ok || !strings.HasPrefix(l.Attrs().Name, dataplane.DefaultPrefix) {
+				continue
+			}
+			ns, err := h.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+			if err != nil {
+				return err
+			}
+			for _, n := range ns {
+				if n.State&netlink.NUD_PERMANENT != 0 {
+					out = append(out, n.IP.String())
+				}
+			}
+		}
+		return nil
+	})
+	return out
 }
 
 // dumpContainerLogs logs what the containers of agent a printed.
