@@ -47,6 +47,9 @@ func (p *Plane) Attach(nsPath string, ep Endpoint) error {
 	}
 	defer ns.Close()
 	host := p.hostName(ep)
+	if _, err := p.h.LinkByName(host); err == nil {
+		return nil // attached before: a container started again, or adopted
+	}
 	tmp := p.name('p', hashName(ep.TaskID, ep.NetworkID))
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{Name: host, MTU: p.mtu, MasterIndex: n.bridge.Attrs().Index},
