@@ -62,7 +62,7 @@ func TestCreateNetworkRefusals(t *testing.T) {
 		{netSpec("back", ""), codes.AlreadyExists, "back"},
 		{netSpec("default", ""), codes.InvalidArgument, "pick another name"},
 		{netSpec("bad", "10.0.0.1/24"), codes.InvalidArgument, "host bits"},
-		{&pb.CreateNetworkRequest{}, codes.InvalidArgument, "name"},
+		{&pb.CreateNetworkRequest{}, codes.InvalidArgument, "spec"},
 	} {
 		_, err := s.CreateNetwork(ctx, tc.req)
 		if code(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
