@@ -64,7 +64,7 @@ func TestPeerSetFollowsTasks(t *testing.T) {
 		for _, tk := range []*pb.Task{
 			onNet("t1", "n1", "a", "10.0.0.2/24", running),
 			onNet("t2", "n2", "a", "10.0.0.3/24", running),
-			onNet("t3", "n3", "b", "10.0.1.2/24", running),                           // another network
+			onNet("t3", "n3", "b", "10.0.1.2/24", running),                          // another network
 			onNet("t4", "n3", "a", "10.0.0.4/24", pb.TaskState_TASK_STATE_COMPLETE), // ended
 		} {
 			if err := tx.CreateTask(tk); err != nil {
