@@ -60,7 +60,10 @@ func (p plan) empty() bool { return p.create == nil && len(p.stop) == 0 && len(p
 //     running is replaced under the restart policy (see restartAt); until
 //     then, or for good when the policy says no, it keeps the unit occupied,
 //     so a completed task under condition none leaves its slot empty.
-//   - Should two live tasks share a unit, the best one stays.
+//   - Should two live tasks share a unit, the best one stays, except
+//     during a start-first update (see startFirstPair): the new task, not
+//     yet up, runs beside the old one until it is, and then the old one,
+//     no longer the best, is shut down.
 //   - An empty unit that may get a task gets one, in the same write that
 //     shuts the old one down.
 //   - The reaper deletes finished tasks beyond the history limit.
@@ -91,7 +94,7 @@ func decide(in unitState) plan {
 			kept = append(kept, t)
 		}
 	}
-	if len(kept) > 1 {
+	if len(kept) > 1 && !startFirstPair(kept, in.svc) {
 		slices.SortFunc(kept, better)
 		p.stop = append(p.stop, kept[1:]...)
 		kept = kept[:1]
@@ -105,6 +108,22 @@ func decide(in unitState) plan {
 	p.remove = reap(in, p.stop)
 	p.stop = slices.DeleteFunc(p.stop, func(t *pb.Task) bool { return slices.Contains(p.remove, t) })
 	return p
+}
+
+// startFirstPair reports whether two live tasks are a start-first
+// replacement in progress: one runs the service's current task spec and is
+// not up yet, the other runs an older spec and has not finished. The
+// updater made the pair; once the new task is up the best one (the newer)
+// stays, so the orchestrator retires the old one even without an updater.
+func startFirstPair(kept []*pb.Task, svc *pb.Service) bool {
+	if len(kept) != 2 || svc == nil {
+		return false
+	}
+	a, b := kept[0], kept[1]
+	if !isCurrent(a, svc) {
+		a, b = b, a
+	}
+	return isCurrent(a, svc) && !isCurrent(b, svc) && !up(a) && !finished(a) && !finished(b)
 }
 
 // finished reports whether a task's observed state is past running.

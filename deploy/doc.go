@@ -25,5 +25,11 @@
 // retires); the dispatcher tells agents, and agents report status. Tasks
 // that never reached a node are deleted rather than stopped.
 //
+// The Updater (update.go, updater.go) is a second leader-only loop: when a
+// service's task spec changes it replaces the units still on an older spec
+// under the service's update (or rollback) policy, Swarm's semantics, and
+// keeps the service's update status; the orchestrator goes on filling
+// empty units and restarting tasks with the current spec meanwhile.
+//
 // deploy must not import agent or overlay code, and it does not speak gRPC.
 package deploy

@@ -294,6 +294,11 @@ func (m *Manager) leaderLoops(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error { return orch.Run(gctx) })
+	upd, err := deploy.NewUpdater(deploy.Config{Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "updater")})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return upd.Run(gctx) })
 	for _, loop := range m.cfg.LeaderLoops {
 		g.Go(func() error { return loop(gctx, m) })
 	}

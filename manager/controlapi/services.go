@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/internal/ids"
 	"berth/manager/validate"
@@ -160,6 +162,7 @@ func (s *Server) UpdateService(ctx context.Context, req *pb.UpdateServiceRequest
 		}
 		svc.PreviousSpec, svc.PreviousSpecVersion = cur.GetSpec(), cur.GetSpecVersion()
 		svc.Spec, svc.SpecVersion = next, cur.GetSpecVersion()+1
+		svc.UpdateStatus = nextUpdateStatus(cur, next, req.GetRollback(), s.cfg.Now())
 		if err := tx.UpdateService(svc); err != nil {
 			return err
 		}
@@ -171,6 +174,22 @@ func (s *Server) UpdateService(ctx context.Context, req *pb.UpdateServiceRequest
 	}
 	s.st.View(func(tx store.ReadTx) { out = tx.GetService(out.GetId()) })
 	return &pb.UpdateServiceResponse{Service: publicService(out)}, nil
+}
+
+// nextUpdateStatus is a service's update status after a spec change: a
+// rollback starts one; a change of what tasks run starts an update, which
+// supersedes one in progress and resumes a paused one (Docker Swarm's
+// rule); a change of replicas alone keeps the status as it was.
+func nextUpdateStatus(cur *pb.Service, next *pb.ServiceSpec, rollback bool, now time.Time) *pb.UpdateStatus {
+	st := cur.GetUpdateStatus()
+	switch {
+	case rollback:
+		return &pb.UpdateStatus{State: pb.UpdateStatus_STATE_ROLLBACK_STARTED, StartedAt: timestamppb.New(now), Message: "manually requested rollback"}
+	case !proto.Equal(cur.GetSpec().GetTask(), next.GetTask()),
+		st.GetState() == pb.UpdateStatus_STATE_PAUSED, st.GetState() == pb.UpdateStatus_STATE_ROLLBACK_PAUSED:
+		return &pb.UpdateStatus{State: pb.UpdateStatus_STATE_UPDATING, StartedAt: timestamppb.New(now), Message: "update in progress"}
+	}
+	return st
 }
 
 // RemoveService deletes a service; the orchestrator shuts its tasks down.

@@ -275,6 +275,15 @@ func updateConfig(field string, u *pb.UpdateConfig) error {
 	if err := duration(field+".monitor", u.GetMonitor()); err != nil {
 		return err
 	}
+	if _, ok := pb.UpdateConfig_FailureAction_name[int32(u.GetFailureAction())]; !ok {
+		return fieldErr(field+".failure_action", fmt.Sprintf("%d is not a failure action", u.GetFailureAction()), "use pause, continue or rollback")
+	}
+	if field == "rollback_config" && u.GetFailureAction() == pb.UpdateConfig_FAILURE_ACTION_ROLLBACK {
+		return fieldErr(field+".failure_action", "a rollback cannot roll back", "use pause or continue")
+	}
+	if _, ok := pb.UpdateConfig_Order_name[int32(u.GetOrder())]; !ok {
+		return fieldErr(field+".order", fmt.Sprintf("%d is not an update order", u.GetOrder()), "use stop-first or start-first")
+	}
 	if r := u.GetMaxFailureRatio(); r < 0 || r > 1 {
 		return fieldErr(field+".max_failure_ratio", fmt.Sprintf("%g is not a ratio", r), "use a value from 0 to 1")
 	}

@@ -51,6 +51,10 @@ func TestServiceSpec(t *testing.T) {
 		{"port twice", func(s *pb.ServiceSpec) {
 			s.Endpoint.Ports = append(s.Endpoint.Ports, &pb.PortConfig{TargetPort: 81, PublishedPort: 80})
 		}, "ports[1].published", "twice"},
+		{"rollback that rolls back", func(s *pb.ServiceSpec) {
+			s.Rollback = &pb.UpdateConfig{FailureAction: pb.UpdateConfig_FAILURE_ACTION_ROLLBACK}
+		}, "rollback_config.failure_action", "pause or continue"},
+		{"unknown update order", func(s *pb.ServiceSpec) { s.Update = &pb.UpdateConfig{Order: 7} }, "update_config.order", "start-first"},
 		{"target port 0", func(s *pb.ServiceSpec) { s.Endpoint.Ports[0].TargetPort = 0 }, "ports[0].target", "1-65535"},
 		{"relative mount", func(s *pb.ServiceSpec) {
 			s.Task.Container.Mounts = []*pb.Mount{{Type: pb.Mount_TYPE_VOLUME, Source: "data", Target: "data"}}
