@@ -195,13 +195,13 @@ func TestServiceRegistryAuthWithManager(t *testing.T) {
 	if got := auth(inspect()); !proto.Equal(got, want) {
 		t.Fatalf("inspect shows credentials %v, want %v", got, want)
 	}
-	if _, err := berthIn(t, "", "--tls-dir", dir, "service", "update", "--replicas", "2", "private"); err != nil {
+	if _, err := berthIn(t, "", "--tls-dir", dir, "service", "update", "-d", "--replicas", "2", "private"); err != nil {
 		t.Fatalf("update without credentials: %v", err)
 	}
 	if got := auth(inspect()); !proto.Equal(got, want) {
 		t.Fatalf("an update without credential flags left %v, want %v", got, want)
 	}
-	if _, err := berthIn(t, "", "--tls-dir", dir, "service", "update", "--registry-auth=false", "private"); err != nil {
+	if _, err := berthIn(t, "", "--tls-dir", dir, "service", "update", "-d", "--registry-auth=false", "private"); err != nil {
 		t.Fatalf("update --registry-auth=false: %v", err)
 	}
 	if got := auth(inspect()); got != nil {

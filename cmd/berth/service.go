@@ -20,7 +20,7 @@ import (
 func newServiceCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "service", Short: "Manage services"}
 	cmd.AddCommand(newServiceCreateCmd(g), newServiceLsCmd(g), newServiceInspectCmd(g),
-		newServiceUpdateCmd(g), newServiceScaleCmd(g), newServiceRmCmd(g), newServicePsCmd(g))
+		newServiceUpdateCmd(g), newServiceRollbackCmd(g), newServiceScaleCmd(g), newServiceRmCmd(g), newServicePsCmd(g))
 	return cmd
 }
 
@@ -201,7 +201,7 @@ func printServices(cmd *cobra.Command, svcs []*pb.Service, tasks []*pb.Task) err
 	sort.Slice(svcs, func(i, j int) bool {
 		return svcs[i].GetSpec().GetAnnotations().GetName() < svcs[j].GetSpec().GetAnnotations().GetName()
 	})
-	rows := [][]string{{"ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"}}
+	rows := [][]string{{"ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS", "UPDATE"}}
 	for _, s := range svcs {
 		mode, replicas := "replicated", fmt.Sprintf("%d/%d", running[s.GetId()], s.GetSpec().GetReplicas())
 		if s.GetSpec().GetMode() == pb.ServiceMode_SERVICE_MODE_GLOBAL {
@@ -212,38 +212,16 @@ func printServices(cmd *cobra.Command, svcs []*pb.Service, tasks []*pb.Task) err
 			ports = append(ports, fmt.Sprintf("*:%d->%d/%s", p.GetPublishedPort(), p.GetTargetPort(), lowerEnum(p.GetProtocol().String(), "PROTOCOL_")))
 		}
 		rows = append(rows, []string{shortID(s.GetId()), s.GetSpec().GetAnnotations().GetName(), mode, replicas,
-			s.GetSpec().GetTask().GetContainer().GetImage(), strings.Join(ports, ",")})
+			s.GetSpec().GetTask().GetContainer().GetImage(), strings.Join(ports, ","), updateState(s.GetUpdateStatus())})
 	}
 	return table(cmd.OutOrStdout(), rows)
-}
-
-func newServiceInspectCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "inspect SERVICE [SERVICE...]", Short: "Show services in detail (JSON)", Args: cobra.MinimumNArgs(1)}
-	format := addFormatFlag(cmd, "json")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if *format != "json" {
-			return fmt.Errorf("--format %q: inspect prints json", *format)
-		}
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			var out []*pb.Service
-			for _, a := range args {
-				r, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: a})
-				if err != nil {
-					return err
-				}
-				out = append(out, r.GetService())
-			}
-			return printJSON(cmd.OutOrStdout(), out)
-		})
-	}
-	return cmd
 }
 
 func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	var f serviceFlags
 	var image, args string
 	var envAdd, envRm, lblAdd, lblRm, conAdd, conRm, pubAdd, pubRm []string
-	var force, rollback bool
+	var force, rollback, detach bool
 	var ra registryAuthFlags
 	cmd := &cobra.Command{Use: "update [OPTIONS] SERVICE", Short: "Change a service's spec (a rolling update)", Args: cobra.ExactArgs(1)}
 	fs := cmd.Flags()
@@ -260,7 +238,8 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVar(&pubAdd, "publish-add", nil, "publish a port")
 	fs.StringArrayVar(&pubRm, "publish-rm", nil, "unpublish a target port")
 	fs.BoolVar(&force, "force", false, "redeploy every task even if nothing changed")
-	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec")
+	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec (as `berth service rollback`)")
+	fs.BoolVarP(&detach, "detach", "d", false, "return at once instead of following the rolling update")
 	cmd.RunE = func(cmd *cobra.Command, a []string) error {
 		if rollback && (fs.Changed("registry-auth") || fs.Changed("registry-user")) {
 			return errors.New("--rollback restores the previous spec with its credentials: drop --registry-auth and --registry-user")
@@ -268,7 +247,8 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 		if err := ra.readPassword(fs, cmd.InOrStdin()); err != nil {
 			return err
 		}
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+		var updated *pb.Service
+		err := g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
 			cur, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: a[0]})
 			if err != nil {
 				return err
@@ -302,12 +282,18 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 					return err
 				}
 			}
-			_, err = c.UpdateService(ctx, &pb.UpdateServiceRequest{ServiceId: svc.GetId(), ServiceVersion: svc.GetMeta().GetVersion(), Spec: spec, Rollback: rollback})
-			if err == nil {
-				fmt.Fprintln(cmd.OutOrStdout(), svc.GetSpec().GetAnnotations().GetName())
+			resp, err := c.UpdateService(ctx, &pb.UpdateServiceRequest{ServiceId: svc.GetId(), ServiceVersion: svc.GetMeta().GetVersion(), Spec: spec, Rollback: rollback})
+			if err != nil {
+				return err
 			}
-			return err
+			fmt.Fprintln(cmd.OutOrStdout(), svc.GetSpec().GetAnnotations().GetName())
+			updated = resp.GetService()
+			return nil
 		})
+		if err != nil || detach {
+			return err
+		}
+		return followRollout(cmd, g, updated)
 	}
 	return cmd
 }
