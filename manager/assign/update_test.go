@@ -105,6 +105,11 @@ func rollingEnv(t *testing.T, order pb.UpdateConfig_Order, parallelism uint64, d
 // awaitImage waits until every slot runs image and the update status is st.
 func awaitImage(t *testing.T, s *store.MemoryStore, image string, state pb.UpdateStatus_State) {
 	t.Helper()
+	awaitImageN(t, s, image, state, 12)
+}
+
+func awaitImageN(t *testing.T, s *store.MemoryStore, image string, state pb.UpdateStatus_State, want int) {
+	t.Helper()
 	await.NoError(t, 30*time.Second, func() error {
 		var err error
 		s.View(func(tx store.ReadTx) {
@@ -116,8 +121,8 @@ func awaitImage(t *testing.T, s *store.MemoryStore, image string, state pb.Updat
 				}
 			}
 			got := tx.GetService(updateID).GetUpdateStatus().GetState()
-			if n != 12 || got != state {
-				err = fmt.Errorf("%d of 12 slots run %s, update status %v (want %v)", n, image, got, state)
+			if n != want || got != state {
+				err = fmt.Errorf("%d of %d units run %s, update status %v (want %v)", n, want, image, got, state)
 			}
 		})
 		return err
@@ -148,12 +153,21 @@ type updateChecker struct {
 	// more reservations than it has.
 	maxDown, maxLive int
 	overcommit       string
-	created          map[uint64]map[string]int // slot → image → tasks made
+	created          map[string]map[string]int // slot or node → image → tasks made
+	units            int                       // slots or nodes the service holds
 }
 
-func watchUpdate(t *testing.T, st *store.MemoryStore) func() *updateChecker {
+// key names a task's unit: its slot, or its node for a global service.
+func key(tk *pb.Task) string {
+	if tk.GetSlot() > 0 {
+		return fmt.Sprint(tk.GetSlot())
+	}
+	return tk.GetNodeId()
+}
+
+func watchUpdate(t *testing.T, st *store.MemoryStore, units int) func() *updateChecker {
 	t.Helper()
-	c := &updateChecker{tasks: map[string]*pb.Task{}, created: map[uint64]map[string]int{}}
+	c := &updateChecker{tasks: map[string]*pb.Task{}, created: map[string]map[string]int{}, units: units}
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := st.ViewAndWatch(ctx, func(tx store.ReadTx) {
 		ts, _ := tx.FindTasks(store.ByServiceID(updateID))
@@ -175,10 +189,10 @@ func watchUpdate(t *testing.T, st *store.MemoryStore) func() *updateChecker {
 			}
 			tk := ev.Object.(*pb.Task)
 			if ev.Kind == store.EventCreate {
-				if c.created[tk.GetSlot()] == nil {
-					c.created[tk.GetSlot()] = map[string]int{}
+				if c.created[key(tk)] == nil {
+					c.created[key(tk)] = map[string]int{}
 				}
-				c.created[tk.GetSlot()][tk.GetSpec().GetContainer().GetImage()]++
+				c.created[key(tk)][tk.GetSpec().GetContainer().GetImage()]++
 			}
 			if ev.Kind == store.EventDelete {
 				delete(c.tasks, tk.GetId())
@@ -197,7 +211,7 @@ func watchUpdate(t *testing.T, st *store.MemoryStore) func() *updateChecker {
 }
 
 func (c *updateChecker) check(st *store.MemoryStore) {
-	up := map[uint64]bool{}
+	up := map[string]bool{}
 	held := map[string]int64{}
 	live := 0
 	for _, tk := range c.tasks {
@@ -206,13 +220,13 @@ func (c *updateChecker) check(st *store.MemoryStore) {
 		}
 		live++
 		if tk.GetStatus().GetState() == running {
-			up[tk.GetSlot()] = true
+			up[key(tk)] = true
 		}
 		if tk.GetNodeId() != "" {
 			held[tk.GetNodeId()] += tk.GetSpec().GetResources().GetReservations().GetNanoCpus()
 		}
 	}
-	c.maxDown = max(c.maxDown, 12-len(up))
+	c.maxDown = max(c.maxDown, c.units-len(up))
 	c.maxLive = max(c.maxLive, live)
 	for n, cpus := range held {
 		if cpus > 4*cpu && c.overcommit == "" {
@@ -230,7 +244,7 @@ func TestRollingUpdateLeaderChange(t *testing.T) {
 	st := rollingEnv(t, pb.UpdateConfig_ORDER_STOP_FIRST, 3, 500*time.Millisecond)
 	first := startLoops(t, st)
 	awaitImage(t, st, "app:v1", pb.UpdateStatus_STATE_UNKNOWN)
-	finish := watchUpdate(t, st)
+	finish := watchUpdate(t, st, 12)
 	updateTo(t, st, "app:v2")
 	await.True(t, 30*time.Second, func() bool {
 		n := 0
@@ -254,7 +268,7 @@ func TestRollingUpdateLeaderChange(t *testing.T) {
 	awaitImage(t, st, "app:v2", pb.UpdateStatus_STATE_COMPLETED)
 	c := finish()
 	for slot := uint64(1); slot <= 12; slot++ {
-		if n := c.created[slot]["app:v2"]; n != 1 {
+		if n := c.created[fmt.Sprint(slot)]["app:v2"]; n != 1 {
 			t.Errorf("slot %d got %d v2 tasks, want exactly 1", slot, n)
 		}
 	}
@@ -272,7 +286,7 @@ func TestRollingUpdateStartFirstResources(t *testing.T) {
 	st := rollingEnv(t, pb.UpdateConfig_ORDER_START_FIRST, 4, 0)
 	startLoops(t, st)
 	awaitImage(t, st, "app:v1", pb.UpdateStatus_STATE_UNKNOWN)
-	finish := watchUpdate(t, st)
+	finish := watchUpdate(t, st, 12)
 	updateTo(t, st, "app:v2")
 	awaitImage(t, st, "app:v2", pb.UpdateStatus_STATE_COMPLETED)
 	c := finish()
@@ -286,9 +300,39 @@ func TestRollingUpdateStartFirstResources(t *testing.T) {
 		t.Errorf("start-first left %d slots without a running task", c.maxDown)
 	}
 	for slot := uint64(1); slot <= 12; slot++ {
-		if n := c.created[slot]["app:v2"]; n != 1 {
+		if n := c.created[fmt.Sprint(slot)]["app:v2"]; n != 1 {
 			t.Errorf("slot %d got %d v2 tasks, want exactly 1", slot, n)
 		}
 	}
 	t.Logf("start-first: at most %d live tasks (12 replicas, parallelism 4), no node over its reservations", c.maxLive)
+}
+
+// TestRollingUpdateGlobal updates a global service on 4 nodes node by
+// node (parallelism 1): each node gets one new task, one node at a time.
+func TestRollingUpdateGlobal(t *testing.T) {
+	st := rollingEnv(t, pb.UpdateConfig_ORDER_STOP_FIRST, 1, 0)
+	mustBatch(t, st, func(b *store.Batch) error {
+		return b.Update(func(tx store.Tx) error {
+			svc := proto.Clone(tx.GetService(updateID)).(*pb.Service)
+			svc.Spec.Mode, svc.Spec.Replicas = pb.ServiceMode_SERVICE_MODE_GLOBAL, nil
+			return tx.UpdateService(svc)
+		})
+	})
+	startLoops(t, st)
+	awaitImageN(t, st, "app:v1", pb.UpdateStatus_STATE_UNKNOWN, 4)
+	finish := watchUpdate(t, st, 4)
+	updateTo(t, st, "app:v2")
+	awaitImageN(t, st, "app:v2", pb.UpdateStatus_STATE_COMPLETED, 4)
+	c := finish()
+	if len(c.created) != 4 {
+		t.Errorf("new tasks on %d nodes, want 4: %v", len(c.created), c.created)
+	}
+	for node, made := range c.created {
+		if made["app:v2"] != 1 {
+			t.Errorf("node %s got %d v2 tasks, want 1", node, made["app:v2"])
+		}
+	}
+	if c.maxDown > 1 {
+		t.Errorf("%d nodes without a running task at once, parallelism is 1", c.maxDown)
+	}
 }
