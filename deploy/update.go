@@ -334,11 +334,12 @@ func failed(p rolloutPlan, svc *pb.Service, state updateState, t *pb.Task, now t
 // taskError says why a task ended, for a status message.
 func taskError(t *pb.Task) string {
 	s := t.GetStatus()
+	c := s.GetContainer()
 	switch {
+	case c.GetFinishedAt() != nil && c.GetExitCode() != 0 && (c.GetExitReason() == "" || c.GetExitReason() == "Error"):
+		return fmt.Sprintf(": exit %d", c.GetExitCode())
 	case s.GetErr() != "":
 		return ": " + s.GetErr()
-	case s.GetContainer() != nil && s.GetState() != pb.TaskState_TASK_STATE_REJECTED:
-		return fmt.Sprintf(": exit %d", s.GetContainer().GetExitCode())
 	}
 	return ""
 }
