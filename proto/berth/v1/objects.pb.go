@@ -1336,10 +1336,13 @@ type ContainerStatus struct {
 	Pid         int64                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
 	ExitCode    int32                  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	// exit_reason such as "OOMKilled" or "signal: killed".
-	ExitReason    string                 `protobuf:"bytes,4,opt,name=exit_reason,json=exitReason,proto3" json:"exit_reason,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	Health        ContainerStatus_Health `protobuf:"varint,7,opt,name=health,proto3,enum=berth.v1.ContainerStatus_Health" json:"health,omitempty"`
+	ExitReason string                 `protobuf:"bytes,4,opt,name=exit_reason,json=exitReason,proto3" json:"exit_reason,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Health     ContainerStatus_Health `protobuf:"varint,7,opt,name=health,proto3,enum=berth.v1.ContainerStatus_Health" json:"health,omitempty"`
+	// health_output is the output of the last failed health probe (at most
+	// 512 bytes), kept while the container is not healthy.
+	HealthOutput  string `protobuf:"bytes,120,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1421,6 +1424,13 @@ func (x *ContainerStatus) GetHealth() ContainerStatus_Health {
 		return x.Health
 	}
 	return ContainerStatus_HEALTH_NONE
+}
+
+func (x *ContainerStatus) GetHealthOutput() string {
+	if x != nil {
+		return x.HealthOutput
+	}
+	return ""
 }
 
 // NetworkAttachmentStatus is a task's address on a network.
@@ -2199,7 +2209,7 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x127\n" +
 	"\tcontainer\x18\x05 \x01(\v2\x19.berth.v1.ContainerStatusR\tcontainer\x12*\n" +
-	"\x05ports\x18\x06 \x03(\v2\x14.berth.v1.PortConfigR\x05ports\"\x90\x03\n" +
+	"\x05ports\x18\x06 \x03(\v2\x14.berth.v1.PortConfigR\x05ports\"\xb5\x03\n" +
 	"\x0fContainerStatus\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x03R\x03pid\x12\x1b\n" +
@@ -2210,7 +2220,8 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x128\n" +
-	"\x06health\x18\a \x01(\x0e2 .berth.v1.ContainerStatus.HealthR\x06health\"X\n" +
+	"\x06health\x18\a \x01(\x0e2 .berth.v1.ContainerStatus.HealthR\x06health\x12#\n" +
+	"\rhealth_output\x18x \x01(\tR\fhealthOutput\"X\n" +
 	"\x06Health\x12\x0f\n" +
 	"\vHEALTH_NONE\x10\x00\x12\x13\n" +
 	"\x0fHEALTH_STARTING\x10\x01\x12\x12\n" +

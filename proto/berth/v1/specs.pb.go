@@ -1123,11 +1123,22 @@ func (x *Mount) GetTmpfsSizeBytes() int64 {
 type HealthCheck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// test is the command, as Docker: ["CMD", "arg", ...], ["CMD-SHELL", "cmd"] or ["NONE"].
-	Test          []string             `protobuf:"bytes,1,rep,name=test,proto3" json:"test,omitempty"`
-	Interval      *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
-	Timeout       *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	Retries       uint32               `protobuf:"varint,4,opt,name=retries,proto3" json:"retries,omitempty"`
-	StartPeriod   *durationpb.Duration `protobuf:"bytes,5,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	Test        []string             `protobuf:"bytes,1,rep,name=test,proto3" json:"test,omitempty"`
+	Interval    *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	Timeout     *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Retries     uint32               `protobuf:"varint,4,opt,name=retries,proto3" json:"retries,omitempty"`
+	StartPeriod *durationpb.Duration `protobuf:"bytes,5,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	// start_interval is the time between probes during the start period
+	// (Docker's --health-start-interval); unset means interval.
+	StartInterval *durationpb.Duration `protobuf:"bytes,120,opt,name=start_interval,json=startInterval,proto3" json:"start_interval,omitempty"`
+	// http_port and http_path probe GET http://127.0.0.1:PORT/PATH from the
+	// agent inside the container's network namespace (no shell or curl in
+	// the image): a 2xx or 3xx answer is healthy. Set instead of test.
+	HttpPort uint32 `protobuf:"varint,121,opt,name=http_port,json=httpPort,proto3" json:"http_port,omitempty"`
+	HttpPath string `protobuf:"bytes,122,opt,name=http_path,json=httpPath,proto3" json:"http_path,omitempty"`
+	// tcp_port probes a TCP connect to 127.0.0.1:PORT in the container's
+	// network namespace. Set instead of test.
+	TcpPort       uint32 `protobuf:"varint,123,opt,name=tcp_port,json=tcpPort,proto3" json:"tcp_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1195,6 +1206,34 @@ func (x *HealthCheck) GetStartPeriod() *durationpb.Duration {
 		return x.StartPeriod
 	}
 	return nil
+}
+
+func (x *HealthCheck) GetStartInterval() *durationpb.Duration {
+	if x != nil {
+		return x.StartInterval
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetHttpPort() uint32 {
+	if x != nil {
+		return x.HttpPort
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetHttpPath() string {
+	if x != nil {
+		return x.HttpPath
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetTcpPort() uint32 {
+	if x != nil {
+		return x.TcpPort
+	}
+	return 0
 }
 
 // Resources bounds what a task may use and reserves what it needs.
@@ -2218,13 +2257,17 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\tTYPE_BIND\x10\x00\x12\x0f\n" +
 	"\vTYPE_VOLUME\x10\x01\x12\x0e\n" +
 	"\n" +
-	"TYPE_TMPFS\x10\x02\"\xe5\x01\n" +
+	"TYPE_TMPFS\x10\x02\"\xfc\x02\n" +
 	"\vHealthCheck\x12\x12\n" +
 	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
 	"\aretries\x18\x04 \x01(\rR\aretries\x12<\n" +
-	"\fstart_period\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"u\n" +
+	"\fstart_period\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\x12@\n" +
+	"\x0estart_interval\x18x \x01(\v2\x19.google.protobuf.DurationR\rstartInterval\x12\x1b\n" +
+	"\thttp_port\x18y \x01(\rR\bhttpPort\x12\x1b\n" +
+	"\thttp_path\x18z \x01(\tR\bhttpPath\x12\x19\n" +
+	"\btcp_port\x18{ \x01(\rR\atcpPort\"u\n" +
 	"\tResources\x12-\n" +
 	"\x06limits\x18\x01 \x01(\v2\x15.berth.v1.ResourceSetR\x06limits\x129\n" +
 	"\freservations\x18\x02 \x01(\v2\x15.berth.v1.ResourceSetR\freservations\"a\n" +
@@ -2407,34 +2450,35 @@ var file_berth_v1_specs_proto_depIdxs = []int32{
 	34, // 19: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
 	34, // 20: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
 	34, // 21: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	19, // 22: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
-	19, // 23: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
-	2,  // 24: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
-	34, // 25: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	34, // 26: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	22, // 27: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
-	3,  // 28: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
-	34, // 29: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	4,  // 30: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
-	34, // 31: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	5,  // 32: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
-	6,  // 33: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
-	25, // 34: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
-	7,  // 35: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
-	8,  // 36: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
-	11, // 37: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 38: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 39: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
-	9,  // 40: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
-	10, // 41: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
-	11, // 42: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
-	34, // 43: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
-	34, // 44: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	34, // 22: berth.v1.HealthCheck.start_interval:type_name -> google.protobuf.Duration
+	19, // 23: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
+	19, // 24: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
+	2,  // 25: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
+	34, // 26: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	34, // 27: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	22, // 28: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
+	3,  // 29: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
+	34, // 30: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	4,  // 31: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
+	34, // 32: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	5,  // 33: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
+	6,  // 34: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
+	25, // 35: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
+	7,  // 36: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
+	8,  // 37: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
+	11, // 38: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 39: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 40: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
+	9,  // 41: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
+	10, // 42: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
+	11, // 43: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
+	34, // 44: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
+	34, // 45: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_specs_proto_init() }
