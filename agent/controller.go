@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -212,6 +213,9 @@ func (c *controller) containerStatus() *pb.ContainerStatus {
 		return nil
 	}
 	cs := &pb.ContainerStatus{ContainerId: c.ctr.ID(), Pid: int64(c.ctr.Pid()), StartedAt: c.started, Health: c.health}
+	if c.mon != nil && c.health != pb.ContainerStatus_HEALTH_HEALTHY {
+		cs.HealthOutput = c.mon.lastOutput()
+	}
 	if ex, ok := c.ctr.Exited(); ok {
 		cs.ExitCode = int32(ex.Code)
 		cs.ExitReason = ex.Reason
@@ -370,11 +374,18 @@ func (c *controller) wait(ctx context.Context) (*pb.TaskStatus, error) {
 		if h != pb.ContainerStatus_HEALTH_UNHEALTHY {
 			return c.newStatus(pb.TaskState_TASK_STATE_RUNNING, healthMessage(h)), nil
 		}
+		out := c.mon.lastOutput()
 		c.stopMonitor()
 		c.stop(ctx)
 		c.unpublish()
 		s := c.newStatus(pb.TaskState_TASK_STATE_FAILED, "failed")
 		s.Err = "unhealthy container"
+		if out != "" {
+			s.Err += ": " + strings.TrimSpace(out)
+			if s.Container != nil {
+				s.Container.HealthOutput = out
+			}
+		}
 		return s, nil
 	case <-c.changed:
 		return nil, nil

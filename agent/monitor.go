@@ -23,35 +23,44 @@ const (
 
 // healthCheck is a container spec's health check with defaults applied.
 type healthCheck struct {
-	args        []string
-	interval    time.Duration
-	timeout     time.Duration
-	retries     int
-	startPeriod time.Duration
+	args          []string // a command run in the container, or
+	httpPort      uint32   // an HTTP GET of httpPath, or
+	httpPath      string
+	tcpPort       uint32 // a TCP connect, from the agent
+	interval      time.Duration
+	timeout       time.Duration
+	retries       int
+	startPeriod   time.Duration
+	startInterval time.Duration
 }
 
 // healthConfig reads a spec's health check; nil when there is none
-// (no test, or ["NONE"]).
+// (no test, or ["NONE"], and no HTTP or TCP probe).
 func healthConfig(h *pb.HealthCheck) *healthCheck {
 	test := h.GetTest()
-	if len(test) == 0 || test[0] == "NONE" {
-		return nil
-	}
 	hc := &healthCheck{
 		interval: defaultHealthInterval, timeout: defaultHealthTimeout,
-		retries: defaultHealthRetries,
+		retries:  defaultHealthRetries,
+		httpPort: h.GetHttpPort(), httpPath: h.GetHttpPath(), tcpPort: h.GetTcpPort(),
 	}
-	switch test[0] {
-	case "CMD":
+	switch {
+	case hc.httpPort != 0 || hc.tcpPort != 0:
+		if hc.httpPath == "" {
+			hc.httpPath = "/"
+		}
+	case len(test) == 0 || test[0] == "NONE":
+		return nil
+	case test[0] == "CMD":
 		hc.args = test[1:]
-	case "CMD-SHELL":
+	case test[0] == "CMD-SHELL":
 		hc.args = []string{"/bin/sh", "-c", joinArgs(test[1:])}
 	default: // a bare command, as an API client may send
 		hc.args = test
 	}
-	if len(hc.args) == 0 {
+	if len(hc.args) == 0 && hc.httpPort == 0 && hc.tcpPort == 0 {
 		return nil
 	}
+	hc.startInterval = h.GetStartInterval().AsDuration()
 	if d := h.GetInterval().AsDuration(); d > 0 {
 		hc.interval = d
 	}
@@ -83,6 +92,22 @@ type monitor struct {
 	health chan pb.ContainerStatus_Health // latest health change (cap 1)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	output string // the last failed probe's output; empty after a success
+}
+
+func (m *monitor) setOutput(s string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.output = s
+}
+
+// lastOutput is the last failed probe's output, if the last probe failed.
+func (m *monitor) lastOutput() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.output
 }
 
 func startMonitor(ctx context.Context, ctr Container, hc *healthCheck, initial pb.ContainerStatus_Health, now func() time.Time, log *slog.Logger) *monitor {
@@ -99,7 +124,7 @@ func startMonitor(ctx context.Context, ctr Container, hc *healthCheck, initial p
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			hc.run(ctx, ctr, initial, now, log, m.setHealth)
+			hc.run(ctx, ctr, initial, now, log, m)
 		}()
 	}
 	return m
@@ -128,11 +153,19 @@ func (m *monitor) stop() {
 // run probes the container every interval, as Docker does: a success makes
 // it healthy; retries failures in a row make it unhealthy; failures within
 // the start period do not count until a probe has succeeded once.
-func (hc *healthCheck) run(ctx context.Context, ctr Container, state pb.ContainerStatus_Health, now func() time.Time, log *slog.Logger, set func(pb.ContainerStatus_Health)) {
+func (hc *healthCheck) run(ctx context.Context, ctr Container, state pb.ContainerStatus_Health, now func() time.Time, log *slog.Logger, m *monitor) {
 	start := now()
 	started := state == pb.ContainerStatus_HEALTH_HEALTHY
 	failures := 0
-	t := time.NewTimer(hc.interval)
+	// Docker's start interval: probe more often during the start period,
+	// until the first success.
+	every := func() time.Duration {
+		if !started && hc.startInterval > 0 && now().Sub(start) < hc.startPeriod {
+			return hc.startInterval
+		}
+		return hc.interval
+	}
+	t := time.NewTimer(every())
 	defer t.Stop()
 	for {
 		select {
@@ -145,6 +178,11 @@ func (hc *healthCheck) run(ctx context.Context, ctr Container, state pb.Containe
 			return
 		}
 		next := state
+		if ok {
+			m.setOutput("")
+		} else {
+			m.setOutput(out)
+		}
 		switch {
 		case ok:
 			failures, started, next = 0, true, pb.ContainerStatus_HEALTH_HEALTHY
@@ -158,9 +196,9 @@ func (hc *healthCheck) run(ctx context.Context, ctr Container, state pb.Containe
 		}
 		if next != state {
 			state = next
-			set(state)
+			m.setHealth(state)
 		}
-		t.Reset(hc.interval)
+		t.Reset(every())
 	}
 }
 
@@ -168,6 +206,12 @@ func (hc *healthCheck) run(ctx context.Context, ctr Container, state pb.Containe
 func (hc *healthCheck) probe(ctx context.Context, ctr Container) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, hc.timeout)
 	defer cancel()
+	switch {
+	case hc.httpPort != 0:
+		return probeHTTP(ctx, netnsPath(ctr), hc.httpPort, hc.httpPath)
+	case hc.tcpPort != 0:
+		return probeTCP(ctx, netnsPath(ctr), hc.tcpPort)
+	}
 	out := &tailBuffer{max: 512}
 	code, err := ctr.Exec(ctx, runtime.ExecSpec{Args: hc.args, Stdout: out, Stderr: out})
 	if err != nil {

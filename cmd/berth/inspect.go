@@ -111,3 +111,32 @@ func printUpdateConfig(w io.Writer, title string, u *pb.UpdateConfig) {
 	fmt.Fprintf(w, " Max failure ratio: %g\n", u.GetMaxFailureRatio())
 	fmt.Fprintf(w, " Update order:      %s\n", strings.ReplaceAll(lowerEnum(u.GetOrder().String(), "ORDER_"), "_", "-"))
 }
+
+// healthNote is a running task's health as `docker ps` shows it:
+// " (healthy)", " (unhealthy)", " (health: starting)", or nothing.
+func healthNote(t *pb.Task) string {
+	if t.GetStatus().GetState() != pb.TaskState_TASK_STATE_RUNNING {
+		return ""
+	}
+	switch t.GetStatus().GetContainer().GetHealth() {
+	case pb.ContainerStatus_HEALTH_HEALTHY:
+		return " (healthy)"
+	case pb.ContainerStatus_HEALTH_UNHEALTHY:
+		return " (unhealthy)"
+	case pb.ContainerStatus_HEALTH_STARTING:
+		return " (health: starting)"
+	}
+	return ""
+}
+
+// taskErr is a task's error column: its error, else the last failed
+// health probe of a task not healthy yet.
+func taskErr(t *pb.Task) string {
+	if e := t.GetStatus().GetErr(); e != "" {
+		return e
+	}
+	if out := strings.TrimSpace(t.GetStatus().GetContainer().GetHealthOutput()); out != "" {
+		return "health check: " + out
+	}
+	return ""
+}

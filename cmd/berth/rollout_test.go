@@ -75,3 +75,29 @@ func TestUpdateStateColumn(t *testing.T) {
 		t.Fatalf("no status = %q", got)
 	}
 }
+
+func TestHealthFlagsAndColumns(t *testing.T) {
+	cmd := newServiceCreateCmd(&globalOpts{})
+	if err := cmd.ParseFlags([]string{"--health-http", "8080/health", "--health-start-interval", "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	var f serviceFlags
+	f.healthHTTP, _ = cmd.Flags().GetString("health-http")
+	spec := &pb.ServiceSpec{}
+	f.updOrder, f.rbFailure, f.rbOrder, f.endpointMode, f.restartCond, f.updFailure = "stop-first", "pause", "stop-first", "vip", "any", "pause"
+	if err := f.apply(cmd.Flags(), spec, true); err != nil {
+		t.Fatal(err)
+	}
+	h := spec.GetTask().GetContainer().GetHealthcheck()
+	if h.GetHttpPort() != 8080 || h.GetHttpPath() != "/health" || len(h.GetTest()) != 0 || h.GetStartInterval().AsDuration().Seconds() != 1 {
+		t.Fatalf("--health-http 8080/health: %v", h)
+	}
+	if _, _, err := httpProbeFlag("health"); err == nil || !strings.Contains(err.Error(), "PORT/PATH") {
+		t.Fatalf("bad --health-http: %v", err)
+	}
+	tk := rolloutTask("t", 1, "app:v1", pb.TaskState_TASK_STATE_RUNNING)
+	tk.Status.Container = &pb.ContainerStatus{Health: pb.ContainerStatus_HEALTH_STARTING, HealthOutput: "GET http://127.0.0.1:8080/health: 503 Service Unavailable: unhealthy\n"}
+	if healthNote(tk) != " (health: starting)" || taskErr(tk) != "health check: GET http://127.0.0.1:8080/health: 503 Service Unavailable: unhealthy" {
+		t.Fatalf("ps columns: %q %q", healthNote(tk), taskErr(tk))
+	}
+}

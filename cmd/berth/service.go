@@ -466,8 +466,9 @@ func printTasks(cmd *cobra.Command, svc *pb.Service, tasks []*pb.Task, nodes []*
 		if ts := t.GetStatus().GetTimestamp(); ts != nil {
 			state += " " + ago(ts.AsTime(), now)
 		}
+		state += healthNote(t)
 		rows = append(rows, []string{shortID(t.GetId()), shown, t.GetSpec().GetContainer().GetImage(), hostnames[t.GetNodeId()],
-			lowerEnum(t.GetDesiredState().String(), "TASK_STATE_"), state, t.GetStatus().GetErr()})
+			lowerEnum(t.GetDesiredState().String(), "TASK_STATE_"), state, taskErr(t)})
 	}
 	return table(cmd.OutOrStdout(), rows)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -24,7 +25,8 @@ type serviceFlags struct {
 	updFailure, rbFailure                  string
 	updOrder, rbOrder                      string
 	updRatio, rbRatio                      float32
-	healthCmd                              string
+	healthCmd, healthHTTP                  string
+	healthTCP                              uint32
 	noHealth, readOnly, tty                bool
 	maxPerNode                             uint64
 	strategy                               string
@@ -65,6 +67,9 @@ func (f *serviceFlags) register(fs *pflag.FlagSet) {
 	fs.Duration("health-timeout", 0, "maximum time one check may take")
 	fs.Uint("health-retries", 0, "failures in a row before unhealthy")
 	fs.Duration("health-start-period", 0, "start period during which failures do not count")
+	fs.Duration("health-start-interval", 0, "time between health checks during the start period")
+	fs.StringVar(&f.healthHTTP, "health-http", "", "check health with GET http://127.0.0.1:PORT/PATH from the agent (PORT/PATH; 2xx or 3xx is healthy)")
+	fs.Uint32Var(&f.healthTCP, "health-tcp", 0, "check health by connecting to 127.0.0.1:PORT in the container, from the agent")
 	fs.BoolVar(&f.noHealth, "no-healthcheck", false, "disable the image's health check")
 	fs.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "allocate a TTY")
@@ -131,7 +136,9 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, s *pb.ServiceSpec, all bool) err
 	if s.Rollback, err = f.applyUpdate(fs, "rollback", s.Rollback, f.rbParallel, f.rbFailure, f.rbOrder, f.rbRatio, set); err != nil {
 		return err
 	}
-	f.applyHealth(fs, c)
+	if err := f.applyHealth(fs, c); err != nil {
+		return err
+	}
 	if set("endpoint-mode") {
 		if s.Endpoint == nil {
 			s.Endpoint = &pb.EndpointSpec{}
@@ -225,17 +232,27 @@ func (f *serviceFlags) applyUpdate(fs *pflag.FlagSet, prefix string, u *pb.Updat
 	return u, nil
 }
 
-func (f *serviceFlags) applyHealth(fs *pflag.FlagSet, c *pb.ContainerSpec) {
+func (f *serviceFlags) applyHealth(fs *pflag.FlagSet, c *pb.ContainerSpec) error {
 	if f.noHealth {
 		c.Healthcheck = &pb.HealthCheck{Test: []string{"NONE"}}
-		return
+		return nil
 	}
 	h := c.Healthcheck
 	if h == nil {
 		h = &pb.HealthCheck{}
 	}
-	if fs.Changed("health-cmd") {
-		h.Test = []string{"CMD-SHELL", f.healthCmd}
+	// One kind of check: a new one replaces the others.
+	switch {
+	case fs.Changed("health-cmd"):
+		h.Test, h.HttpPort, h.HttpPath, h.TcpPort = []string{"CMD-SHELL", f.healthCmd}, 0, "", 0
+	case fs.Changed("health-http"):
+		port, path, err := httpProbeFlag(f.healthHTTP)
+		if err != nil {
+			return err
+		}
+		h.Test, h.HttpPort, h.HttpPath, h.TcpPort = nil, port, path, 0
+	case fs.Changed("health-tcp"):
+		h.Test, h.HttpPort, h.HttpPath, h.TcpPort = nil, 0, "", f.healthTCP
 	}
 	if fs.Changed("health-retries") {
 		n, _ := fs.GetUint("health-retries")
@@ -244,9 +261,21 @@ func (f *serviceFlags) applyHealth(fs *pflag.FlagSet, c *pb.ContainerSpec) {
 	durationFlag(fs, "health-interval", &h.Interval)
 	durationFlag(fs, "health-timeout", &h.Timeout)
 	durationFlag(fs, "health-start-period", &h.StartPeriod)
-	if len(h.Test) > 0 || h.Interval != nil || h.Timeout != nil || h.Retries != 0 {
+	durationFlag(fs, "health-start-interval", &h.StartInterval)
+	if len(h.Test) > 0 || h.HttpPort != 0 || h.TcpPort != 0 || h.Interval != nil || h.Timeout != nil || h.Retries != 0 {
 		c.Healthcheck = h
 	}
+	return nil
+}
+
+// httpProbeFlag reads --health-http PORT[/PATH].
+func httpProbeFlag(v string) (uint32, string, error) {
+	p, path, _ := strings.Cut(v, "/")
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || port == 0 {
+		return 0, "", fmt.Errorf("--health-http %q: want PORT/PATH, e.g. 8080/health", v)
+	}
+	return uint32(port), "/" + path, nil
 }
 
 func ensureContainer(s *pb.ServiceSpec) *pb.ContainerSpec {

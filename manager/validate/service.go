@@ -216,10 +216,42 @@ func health(h *pb.HealthCheck) error {
 	for _, d := range []struct {
 		f string
 		d *durationpb.Duration
-	}{{"healthcheck.interval", h.GetInterval()}, {"healthcheck.timeout", h.GetTimeout()}, {"healthcheck.start_period", h.GetStartPeriod()}} {
+	}{{"healthcheck.interval", h.GetInterval()}, {"healthcheck.timeout", h.GetTimeout()}, {"healthcheck.start_period", h.GetStartPeriod()},
+		{"healthcheck.start_interval", h.GetStartInterval()}} {
 		if err := duration(d.f, d.d); err != nil {
 			return err
 		}
+	}
+	return healthProbes(h)
+}
+
+// healthProbes checks the probes the agent runs from outside: one kind of
+// check at most, on a real port, with an absolute path.
+func healthProbes(h *pb.HealthCheck) error {
+	kinds := 0
+	if len(h.GetTest()) > 0 && h.GetTest()[0] != "NONE" {
+		kinds++
+	}
+	for _, p := range []struct {
+		f    string
+		port uint32
+	}{{"healthcheck.http_port", h.GetHttpPort()}, {"healthcheck.tcp_port", h.GetTcpPort()}} {
+		if p.port == 0 {
+			continue
+		}
+		kinds++
+		if p.port > 65535 {
+			return fieldErr(p.f, fmt.Sprintf("%d is not a port", p.port), "use 1-65535")
+		}
+	}
+	if kinds > 1 {
+		return fieldErr("healthcheck", "more than one check (command, HTTP, TCP)", "give one of --health-cmd, --health-http and --health-tcp")
+	}
+	if h.GetHttpPath() != "" && h.GetHttpPort() == 0 {
+		return fieldErr("healthcheck.http_path", "a path without a port", "use --health-http PORT/PATH")
+	}
+	if p := h.GetHttpPath(); p != "" && !strings.HasPrefix(p, "/") {
+		return fieldErr("healthcheck.http_path", fmt.Sprintf("%q is not an absolute path", p), "start it with /, e.g. 8080/health")
 	}
 	return nil
 }

@@ -51,6 +51,15 @@ func TestServiceSpec(t *testing.T) {
 		{"port twice", func(s *pb.ServiceSpec) {
 			s.Endpoint.Ports = append(s.Endpoint.Ports, &pb.PortConfig{TargetPort: 81, PublishedPort: 80})
 		}, "ports[1].published", "twice"},
+		{"two health checks", func(s *pb.ServiceSpec) {
+			s.Task.Container.Healthcheck = &pb.HealthCheck{Test: []string{"CMD", "true"}, HttpPort: 8080}
+		}, "healthcheck", "one of --health-cmd"},
+		{"health port out of range", func(s *pb.ServiceSpec) {
+			s.Task.Container.Healthcheck = &pb.HealthCheck{TcpPort: 70000}
+		}, "healthcheck.tcp_port", "1-65535"},
+		{"relative health path", func(s *pb.ServiceSpec) {
+			s.Task.Container.Healthcheck = &pb.HealthCheck{HttpPort: 8080, HttpPath: "health"}
+		}, "healthcheck.http_path", "start it with /"},
 		{"rollback that rolls back", func(s *pb.ServiceSpec) {
 			s.Rollback = &pb.UpdateConfig{FailureAction: pb.UpdateConfig_FAILURE_ACTION_ROLLBACK}
 		}, "rollback_config.failure_action", "pause or continue"},

@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "berth/proto/berth/v1"
+)
+
+// The probes dial from inside a network namespace; the test's own
+// (/proc/self/ns/net) stands in for a container's, which needs root.
+func selfNetns(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("entering a network namespace needs root")
+	}
+	return "/proc/self/ns/net"
+}
+
+func port(t *testing.T, addr string) uint32 {
+	t.Helper()
+	_, p, _ := net.SplitHostPort(addr)
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(n)
+}
+
+func TestProbeHTTP(t *testing.T) {
+	ns := selfNetns(t)
+	healthy := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" || !healthy {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	p := port(t, srv.Listener.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ok, out := probeHTTP(ctx, ns, p, "/health"); !ok {
+		t.Fatalf("healthy server: probe failed: %s", out)
+	}
+	healthy = false
+	ok, out := probeHTTP(ctx, ns, p, "/health")
+	if ok || !strings.Contains(out, "503") || !strings.Contains(out, "unhealthy") {
+		t.Fatalf("503: ok=%v out=%q, want a failure naming the status and body", ok, out)
+	}
+}
+
+func TestProbeTCP(t *testing.T) {
+	ns := selfNetns(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := port(t, l.Addr().String())
+	ctx := context.Background()
+	if ok, out := probeTCP(ctx, ns, p); !ok {
+		t.Fatalf("listening port: %s", out)
+	}
+	l.Close()
+	if ok, out := probeTCP(ctx, ns, p); ok || !strings.Contains(out, "connect 127.0.0.1:") {
+		t.Fatalf("closed port: ok=%v out=%q", ok, out)
+	}
+}
+
+func TestHealthConfigProbes(t *testing.T) {
+	hc := healthConfig(&pb.HealthCheck{HttpPort: 8080, StartInterval: durationpb.New(time.Second), StartPeriod: durationpb.New(time.Minute)})
+	if hc == nil || hc.httpPort != 8080 || hc.httpPath != "/" || len(hc.args) != 0 || hc.startInterval != time.Second {
+		t.Fatalf("http probe config: %+v", hc)
+	}
+	if hc := healthConfig(&pb.HealthCheck{TcpPort: 5432}); hc == nil || hc.tcpPort != 5432 {
+		t.Fatalf("tcp probe config: %+v", hc)
+	}
+}
