@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"berth/agent/image"
 	"berth/agent/runtime"
 	pb "berth/proto/berth/v1"
 )
@@ -65,8 +66,11 @@ type controller struct {
 	mon     *monitor
 	started *timestamppb.Timestamp
 	health  pb.ContainerStatus_Health
-	ports   *PortForwarder // the task's published ports, while its container runs
-	cleaned bool
+	// imageHealth is the image's HEALTHCHECK, known once the image is
+	// pulled (an agent that adopted a running container does not know it).
+	imageHealth *image.HealthConfig
+	ports       *PortForwarder // the task's published ports, while its container runs
+	cleaned     bool
 }
 
 func newController(t *pb.Task, env *taskEnv) *controller {
@@ -280,6 +284,7 @@ func (c *controller) build(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", cs.GetImage(), pullHint(err, cs.GetRegistryAuth()))
 	}
+	c.imageHealth = img.Config.Healthcheck
 	rootfs, err := c.env.exec.Prepare(ctx, c.id, img)
 	if err != nil {
 		return fmt.Errorf("prepare rootfs: %w", err)
@@ -344,7 +349,7 @@ func (c *controller) start(ctx context.Context) (*pb.TaskStatus, error) {
 // attach makes ctr the task's container and starts watching it.
 func (c *controller) attach(ctx context.Context, ctr Container, started *timestamppb.Timestamp) {
 	c.ctr, c.started = ctr, started
-	hc := healthConfig(c.current().GetSpec().GetContainer().GetHealthcheck())
+	hc := healthConfig(withImageHealth(c.current().GetSpec().GetContainer().GetHealthcheck(), c.imageHealth))
 	if hc != nil && c.health == pb.ContainerStatus_HEALTH_NONE {
 		c.health = pb.ContainerStatus_HEALTH_STARTING
 	}

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"berth/agent/image"
 	"berth/agent/runtime"
 	pb "berth/proto/berth/v1"
 )
@@ -72,6 +74,34 @@ func healthConfig(h *pb.HealthCheck) *healthCheck {
 	}
 	hc.startPeriod = h.GetStartPeriod().AsDuration()
 	return hc
+}
+
+// withImageHealth is the check a container runs, by Docker's rules: the
+// image's HEALTHCHECK unless the spec gives a check of its own (or NONE),
+// with the spec's timings, where set, over the image's.
+func withImageHealth(h *pb.HealthCheck, img *image.HealthConfig) *pb.HealthCheck {
+	if img == nil || len(img.Test) == 0 || len(h.GetTest()) > 0 || h.GetHttpPort() != 0 || h.GetTcpPort() != 0 {
+		return h
+	}
+	out := &pb.HealthCheck{Test: img.Test, Retries: uint32(max(img.Retries, 0))}
+	for _, d := range []struct {
+		dst  **durationpb.Duration
+		spec *durationpb.Duration
+		img  time.Duration
+	}{{&out.Interval, h.GetInterval(), img.Interval}, {&out.Timeout, h.GetTimeout(), img.Timeout},
+		{&out.StartPeriod, h.GetStartPeriod(), img.StartPeriod}} {
+		switch {
+		case d.spec != nil:
+			*d.dst = d.spec
+		case d.img > 0:
+			*d.dst = durationpb.New(d.img)
+		}
+	}
+	out.StartInterval = h.GetStartInterval()
+	if h.GetRetries() > 0 {
+		out.Retries = h.GetRetries()
+	}
+	return out
 }
 
 func joinArgs(a []string) string {

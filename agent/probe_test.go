@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"berth/agent/image"
 	pb "berth/proto/berth/v1"
 )
 
@@ -84,5 +85,27 @@ func TestHealthConfigProbes(t *testing.T) {
 	}
 	if hc := healthConfig(&pb.HealthCheck{TcpPort: 5432}); hc == nil || hc.tcpPort != 5432 {
 		t.Fatalf("tcp probe config: %+v", hc)
+	}
+}
+
+// TestImageHealthcheck: the image's HEALTHCHECK runs unless the spec has a
+// check of its own; the spec's timings win where set.
+func TestImageHealthcheck(t *testing.T) {
+	img := &image.HealthConfig{Test: []string{"CMD", "/app", "-check"}, Interval: 5 * time.Second, Retries: 4}
+	got := withImageHealth(&pb.HealthCheck{Timeout: durationpb.New(time.Second)}, img)
+	if strings.Join(got.GetTest(), " ") != "CMD /app -check" || got.GetInterval().AsDuration() != 5*time.Second ||
+		got.GetTimeout().AsDuration() != time.Second || got.GetRetries() != 4 {
+		t.Fatalf("image check under spec timings: %v", got)
+	}
+	if got := withImageHealth(nil, img); strings.Join(got.GetTest(), " ") != "CMD /app -check" {
+		t.Fatalf("no spec check: %v", got)
+	}
+	none := &pb.HealthCheck{Test: []string{"NONE"}}
+	if got := withImageHealth(none, img); healthConfig(got) != nil {
+		t.Fatalf("--no-healthcheck still runs the image's check: %v", got)
+	}
+	http := &pb.HealthCheck{HttpPort: 8080}
+	if got := withImageHealth(http, img); got.GetHttpPort() != 8080 || len(got.GetTest()) != 0 {
+		t.Fatalf("the spec's HTTP probe gave way to the image's: %v", got)
 	}
 }

@@ -107,6 +107,9 @@ func runConfig(cf *v1.ConfigFile) RunConfig {
 		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir,
 		User: c.User, StopSignal: c.StopSignal, Labels: c.Labels,
 	}
+	if h := c.Healthcheck; h != nil {
+		rc.Healthcheck = &HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
+	}
 	for p := range c.ExposedPorts {
 		rc.ExposedPorts = append(rc.ExposedPorts, p)
 	}

@@ -30,6 +30,19 @@ type RunConfig struct {
 	StopSignal   string            `json:"stop_signal,omitempty"`
 	ExposedPorts []string          `json:"exposed_ports,omitempty"` // "80/tcp"
 	Labels       map[string]string `json:"labels,omitempty"`
+	// Healthcheck is the image's HEALTHCHECK, if it has one.
+	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+}
+
+// HealthConfig is an image's HEALTHCHECK, as Docker records it: test is
+// ["CMD", ...], ["CMD-SHELL", cmd] or ["NONE"]; zero durations mean the
+// defaults.
+type HealthConfig struct {
+	Test        []string      `json:"test,omitempty"`
+	Interval    time.Duration `json:"interval,omitempty"`
+	Timeout     time.Duration `json:"timeout,omitempty"`
+	StartPeriod time.Duration `json:"start_period,omitempty"`
+	Retries     int           `json:"retries,omitempty"`
 }
 
 // Progress statuses.
