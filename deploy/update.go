@@ -117,72 +117,84 @@ func planRollout(in rollout) rolloutPlan {
 	svc := in.svc
 	p := rolloutPlan{service: svc.GetId(), version: svc.GetSpecVersion()}
 	st := svc.GetUpdateStatus()
-	var dirty []unitTasks
-	var busy int
-	var lastUp time.Time
 	cfg := configFor(svc)
-	for _, ut := range in.units {
-		cur, old := liveTasks(ut.tasks, svc)
-		switch {
-		case len(cur) == 0 && len(old) > 0:
-			switch ok, at := retryAt(ut.tasks, svc, st); {
-			case !ok:
-			case at.After(in.now):
-				busy++
-				p.due = earliest(p.due, at)
-			default:
-				dirty = append(dirty, ut)
-			}
-		case len(cur) > 0:
-			t := cur[0]
-			if up(t) {
-				// Retired in the write that may start the next unit, before
-				// it: no committed state runs more extra tasks than allowed.
-				p.retire = append(p.retire, old...)
-			} else {
-				if !finished(t) {
-					busy++
-				}
-				continue
-			}
-			if ofUpdate(t, st) {
-				at := in.upSince(t.GetId())
-				lastUp = later(lastUp, at)
-				if end := at.Add(cfg.delay); cfg.delay > 0 && end.After(in.now) {
-					busy++
-					p.due = earliest(p.due, end)
-				}
-			}
-		}
-	}
+	sv := surveyUnits(in, st, cfg)
+	p.retire, p.due = sv.retire, sv.due
 	state := st.GetState()
 	switch state {
 	case stPaused, stRollbackPaused:
 		return p
 	case stUpdating, stRollbackStarted:
 	default:
-		if len(dirty) == 0 {
+		if len(sv.dirty) == 0 {
 			return p
 		}
 		st = &pb.UpdateStatus{State: stUpdating, StartedAt: timestamppb.New(in.now), Message: msgUpdating}
 		p.status, state = st, stUpdating
 	}
 	if cfg.action != pb.UpdateConfig_FAILURE_ACTION_CONTINUE {
-		if f, n := failures(in, st, cfg.monitor, len(dirty)); f != nil && float64(n.failed) > float64(cfg.ratio)*float64(n.touched) {
+		if f, n := failures(in, st, cfg.monitor, len(sv.dirty)); f != nil && float64(n.failed) > float64(cfg.ratio)*float64(n.touched) {
 			return failed(p, svc, state, f, in.now)
 		}
 	}
-	if len(dirty) == 0 && busy == 0 {
-		return complete(p, st, state, lastUp.Add(cfg.monitor), in.now)
+	if len(sv.dirty) == 0 && sv.busy == 0 {
+		return complete(p, st, state, sv.lastUp.Add(cfg.monitor), in.now)
 	}
-	free := len(dirty)
+	free := len(sv.dirty)
 	if cfg.parallelism > 0 {
-		free = max(0, cfg.parallelism-busy)
+		free = max(0, cfg.parallelism-sv.busy)
 	}
-	for _, ut := range dirty[:min(free, len(dirty))] {
+	for _, ut := range sv.dirty[:min(free, len(sv.dirty))] {
 		p.replace = append(p.replace, replaceUnit(ut, svc, cfg.order, in.now))
 	}
 	return p
+}
+
+// survey is where a service's units stand in its update.
+type survey struct {
+	dirty  []unitTasks // units to update, in order
+	busy   int         // units whose new task is not up, or in its delay
+	lastUp time.Time   // when the update's last task came up
+	retire []*pb.Task  // old tasks of start-first units whose new task is up
+	due    time.Time   // when a delay ends
+}
+
+// surveyUnits sorts a service's units into dirty, busy and done (see
+// planRollout for the rules).
+func surveyUnits(in rollout, st *pb.UpdateStatus, cfg updateConfig) survey {
+	var sv survey
+	for _, ut := range in.units {
+		cur, old := liveTasks(ut.tasks, in.svc)
+		switch {
+		case len(cur) == 0 && len(old) > 0:
+			switch ok, at := retryAt(ut.tasks, in.svc, st); {
+			case !ok:
+			case at.After(in.now):
+				sv.busy++
+				sv.due = earliest(sv.due, at)
+			default:
+				sv.dirty = append(sv.dirty, ut)
+			}
+		case len(cur) > 0 && !up(cur[0]):
+			if !finished(cur[0]) {
+				sv.busy++
+			}
+		case len(cur) > 0:
+			// Retired in the write that may start the next unit, before
+			// it: no committed state runs more extra tasks than allowed.
+			sv.retire = append(sv.retire, old...)
+			if !ofUpdate(cur[0], st) {
+				continue
+			}
+			at := in.upSince(cur[0].GetId())
+			sv.lastUp = later(sv.lastUp, at)
+			if end := at.Add(cfg.delay); cfg.delay > 0 && end.After(in.now) {
+				sv.busy++
+				sv.due = earliest(sv.due, end)
+			}
+		}
+	}
+	return sv
 }
 
 // updateConfig is an UpdateConfig with Swarm's defaults applied.

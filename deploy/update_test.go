@@ -398,3 +398,29 @@ func TestRolloutStartsWhenNoStatus(t *testing.T) {
 		t.Fatalf("nothing dirty, no status: %+v, want no plan", p)
 	}
 }
+
+// TestRolloutResumesAfterPause: a paused update does nothing; the next
+// service update (a fresh start time) goes on with the units left, and the
+// failures before it no longer count.
+func TestRolloutResumesAfterPause(t *testing.T) {
+	f := newFixture(3, cfg(1, stopFirst, pause, 0, 0, 10*time.Second))
+	p := f.plan()
+	f.apply(p)
+	f.runBatch(p)
+	f.fail(f.newest(1), 0)
+	f.apply(f.plan())
+	if f.svc.GetUpdateStatus().GetState() != stPaused {
+		t.Fatalf("status %v, want paused", f.svc.GetUpdateStatus())
+	}
+	f.newest(1).DesiredState = shutdown
+	f.setState(f.task(1, f.svc.Spec.Task, f.now), running) // restarted meanwhile
+	if p := f.plan(); !p.empty() {
+		t.Fatalf("paused: %+v", p)
+	}
+	f.now = f.now.Add(time.Minute)
+	f.svc.UpdateStatus = &pb.UpdateStatus{State: stUpdating, StartedAt: timestamppb.New(f.now)}
+	p = f.plan()
+	if p.status != nil || fmt.Sprint(f.slotsOf(p)) != "[2]" {
+		t.Fatalf("resumed: status %v, replaces %v; want no failure and slot 2", p.status, f.slotsOf(p))
+	}
+}
