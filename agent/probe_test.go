@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -107,5 +108,24 @@ func TestImageHealthcheck(t *testing.T) {
 	http := &pb.HealthCheck{HttpPort: 8080}
 	if got := withImageHealth(http, img); got.GetHttpPort() != 8080 || len(got.GetTest()) != 0 {
 		t.Fatalf("the spec's HTTP probe gave way to the image's: %v", got)
+	}
+}
+
+// TestStartInterval: during the start period the check runs every start
+// interval, not every interval: with an hour's interval, the container
+// still turns healthy at once.
+func TestStartInterval(t *testing.T) {
+	ctr := newFakeExec().add("c1")
+	hc := &healthCheck{args: []string{"true"}, interval: time.Hour, timeout: time.Second, retries: 3,
+		startPeriod: time.Hour, startInterval: 10 * time.Millisecond}
+	m := startMonitor(context.Background(), ctr, hc, pb.ContainerStatus_HEALTH_STARTING, time.Now, slog.New(slog.DiscardHandler))
+	defer m.stop()
+	select {
+	case h := <-m.health:
+		if h != pb.ContainerStatus_HEALTH_HEALTHY {
+			t.Fatalf("health %v, want healthy", h)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no probe within 5s: the start interval was not used")
 	}
 }
