@@ -424,3 +424,18 @@ func TestRolloutResumesAfterPause(t *testing.T) {
 		t.Fatalf("resumed: status %v, replaces %v; want no failure and slot 2", p.status, f.slotsOf(p))
 	}
 }
+
+// TestRolloutForce: `service update --force` changes only force_update;
+// every slot is replaced all the same, batch by batch.
+func TestRolloutForce(t *testing.T) {
+	f := newFixture(4, cfg(2, stopFirst, pause, 0, 0, 0))
+	f.svc.Spec.Task = proto.Clone(f.svc.PreviousSpec.Task).(*pb.TaskSpec)
+	f.svc.Spec.Task.ForceUpdate++
+	p := f.plan()
+	if fmt.Sprint(f.slotsOf(p)) != "[1 2]" {
+		t.Fatalf("--force replaces %v first, want [1 2]", f.slotsOf(p))
+	}
+	if got := p.replace[0].create.GetSpec().GetForceUpdate(); got != 1 {
+		t.Fatalf("new task's force_update %d, want 1", got)
+	}
+}
