@@ -95,7 +95,7 @@ func (p rolloutPlan) empty() bool {
 //   - No dirty unit, nothing pending and no status: there is no update.
 //     Dirty units under no status, or a finished one, start an update.
 //   - A paused update (or rollback) does nothing until the next service
-//     update clears its status.
+//     update starts it again (the Control API sets it updating).
 //   - The config is the spec's rollback config during a rollback and its
 //     update config otherwise, with Swarm's defaults when unset.
 //   - A failure is a task of this update (current spec, created since the
@@ -111,6 +111,9 @@ func (p rolloutPlan) empty() bool {
 //     units in order. Stop-first shuts the old task down in the write that
 //     creates the new one; start-first keeps it until the new one is up,
 //     then retires it, so at most parallelism extra tasks run.
+//   - A dirty unit whose last new task failed waits out the restart
+//     policy's delay before it gets another, and is left as it is when
+//     the policy gives up (see retryAt).
 //   - With no dirty or busy unit left, the update completes once monitor
 //     has passed since its last task came up.
 func planRollout(in rollout) rolloutPlan {
