@@ -70,7 +70,7 @@ func TestServiceSecurityOptWithManager(t *testing.T) {
 			t.Errorf("berth %s: %v, want an error saying %q", strings.Join(tc.args, " "), err, tc.want)
 		}
 	}
-	if _, err := berth(t, "--tls-dir", dir, "service", "update", "--security-opt", "seccomp=unconfined", "filtered"); err != nil {
+	if _, err := berth(t, "--tls-dir", dir, "service", "update", "-d", "--security-opt", "seccomp=unconfined", "filtered"); err != nil {
 		t.Fatal(err)
 	}
 	if got := opts(); got != "seccomp=unconfined" {
