@@ -28,8 +28,11 @@ type taskEnv struct {
 	// net gives containers their overlay interfaces; nil runs them with
 	// loopback only.
 	net networking
-	now func() time.Time
-	log *slog.Logger
+	// portsStopping, if set, says whether a task other than self that this
+	// node shuts down publishes one of ports (see bindPorts).
+	portsStopping func(self string, ports []*pb.PortConfig) bool
+	now           func() time.Time
+	log           *slog.Logger
 }
 
 // secretFiles puts the secrets a task references where its container can
@@ -317,7 +320,7 @@ func (c *controller) start(ctx context.Context) (*pb.TaskStatus, error) {
 	}
 	// Ports are bound first: a port taken on the node fails the task
 	// before its container runs, as Docker's does.
-	if err := c.listenPorts(ctx, TaskPorts(c.current())); err != nil {
+	if err := c.bindPorts(ctx); err != nil {
 		return c.fatal(err), nil
 	}
 	ctr, err := c.env.exec.Run(ctx, *c.prep)

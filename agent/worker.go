@@ -27,7 +27,11 @@ type worker struct {
 }
 
 func newWorker(env *taskEnv, secrets *secretStore) *worker {
-	return &worker{env: env, secrets: secrets, in: make(chan assignment, 16), tasks: map[string]*controller{}}
+	w := &worker{env: env, secrets: secrets, in: make(chan assignment, 16), tasks: map[string]*controller{}}
+	if env.portsStopping == nil {
+		env.portsStopping = w.portsStopping
+	}
+	return w
 }
 
 // Assign queues a session message's assignments for Run.
