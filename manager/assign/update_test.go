@@ -14,15 +14,19 @@ import (
 	"berth/deploy"
 	"berth/internal/await"
 	"berth/manager/assign"
+	"berth/overlay/allocator"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
 
 // This file runs a rolling update through the leader's real loops (the
-// orchestrator, the assigner and the updater) with fake agents, and
+// orchestrator, the allocator, the assigner and the updater) with fake agents, and
 // changes leader in the middle of it.
 
 const updateID = "svc-rolling"
+
+// rollingCluster is the Cluster object whose pool the allocator uses.
+const rollingCluster = "rolling-cluster"
 
 // loops runs a leader's loops until stop is called.
 type loops struct {
@@ -44,9 +48,14 @@ func startLoops(t *testing.T, st *store.MemoryStore) *loops {
 	if err != nil {
 		t.Fatal(err)
 	}
+	alloc, err := allocator.New(allocator.Config{Store: st, ClusterID: rollingCluster})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return orch.Run(gctx) })
+	g.Go(func() error { return alloc.Run(gctx) })
 	g.Go(func() error { return upd.Run(gctx) })
 	g.Go(func() error { return asg.Run(gctx) })
 	l := &loops{cancel: cancel, g: g}
@@ -68,6 +77,9 @@ func rollingEnv(t *testing.T, order pb.UpdateConfig_Order, parallelism uint64, d
 	st := store.New(nil, store.WithChangelogSize(100000))
 	size := scaleSize{nodes: 4}
 	mustBatch(t, st, func(b *store.Batch) error {
+		if err := b.Update(func(tx store.Tx) error { return tx.CreateCluster(&pb.Cluster{Id: rollingCluster}) }); err != nil {
+			return err
+		}
 		for i := range size.nodes {
 			if err := b.Update(func(tx store.Tx) error { return tx.CreateNode(scaleNode(size, i)) }); err != nil {
 				return err
