@@ -70,14 +70,18 @@ func TestInitRewrittenWhenDifferent(t *testing.T) {
 	if !os.SameFile(st1, st2) {
 		t.Fatal("an identical init was rewritten")
 	}
-	must(t, os.WriteFile(path, []byte("#!/bin/sh\necho tampered\n"), 0o755))
-	if _, err := installInit(dir); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(path)
-	must(t, err)
-	if !bytes.Equal(got, data) {
-		t.Fatal("a changed init in the data dir was not replaced by the embedded one")
+	flipped := bytes.Clone(data)
+	flipped[len(flipped)/2] ^= 1
+	for name, bad := range map[string][]byte{"a script": []byte("#!/bin/sh\necho tampered\n"), "one byte changed": flipped} {
+		must(t, os.WriteFile(path, bad, 0o755))
+		if _, err := installInit(dir); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		must(t, err)
+		if !bytes.Equal(got, data) {
+			t.Fatalf("an init in the data dir changed to %s was not replaced by the embedded one", name)
+		}
 	}
 }
 
