@@ -16,11 +16,18 @@ FUZZTIME ?= 20s
 # System packages tests and the demo need; installed with apt-get when absent.
 DEPS := busybox:busybox-static ip:iproute2 nft:nftables jq:jq nsenter:util-linux
 
-.PHONY: all build test unit check proto proto-check deps bench demo demo-down clean sweep
+.PHONY: all build build-init test unit check proto proto-check deps bench demo demo-down clean sweep
 
 all: build
 
-build:
+# INIT is the container init, embedded in berth-agent (and berth-manager --dev)
+# by package agent/runtime: build-init runs before anything compiles it.
+INIT := agent/runtime/initbin/berth-init
+
+build-init:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(INIT) ./internal/cmd/berth-init
+
+build: build-init
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/berth ./cmd/berth
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/berth-manager ./cmd/manager
@@ -36,7 +43,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-check: proto-check
+check: proto-check build-init
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -47,7 +54,7 @@ test: deps check build
 	$(GO) test -run '^$$' -fuzz '^FuzzControl$$' -fuzztime $(FUZZTIME) ./manager/controlapi
 	$(GO) test -run '^$$' -fuzz '^FuzzSpecs$$' -fuzztime 10s ./manager/validate
 
-unit:
+unit: build-init
 	$(GO) test -count=1 -short ./...
 
 bench: deps build
@@ -84,4 +91,4 @@ sweep:
 	$(GO) run ./internal/cmd/sweep
 
 clean:
-	rm -rf $(BIN) $(TOOLS)
+	rm -rf $(BIN) $(TOOLS) $(INIT)

@@ -4,14 +4,14 @@ import (
 	"os"
 	"testing"
 
-	"berth/agent/runtime"
+	"berth/agent/runtime/initproc"
 )
 
-// TestMain lets the test binary serve as the container init, as
-// berth-agent's main does.
+// TestMain lets the test binary serve as the container init when it was
+// built without the dedicated one, as berth-agent's main does.
 func TestMain(m *testing.M) {
-	if runtime.IsInit() {
-		runtime.RunInit()
+	if initproc.IsInit() {
+		initproc.Main()
 	}
 	os.Exit(m.Run())
 }

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/moby/sys/capability"
@@ -17,21 +16,6 @@ var DefaultCapabilities = []capability.Cap{
 	capability.CAP_SETGID, capability.CAP_SETUID, capability.CAP_SETFCAP,
 	capability.CAP_SETPCAP, capability.CAP_NET_BIND_SERVICE, capability.CAP_SYS_CHROOT,
 	capability.CAP_KILL, capability.CAP_AUDIT_WRITE,
-}
-
-// dropCapabilities limits the calling thread to caps. The init calls it on
-// its locked main thread, from which every container process is forked.
-func dropCapabilities(caps []capability.Cap) error {
-	c, err := capability.NewPid2(0)
-	if err != nil {
-		return fmt.Errorf("capabilities: %w", err)
-	}
-	c.Clear(capability.CAPS | capability.BOUNDS | capability.AMBS)
-	c.Set(capability.BOUNDING|capability.PERMITTED|capability.EFFECTIVE, caps...)
-	if err := c.Apply(capability.CAPS | capability.BOUNDS | capability.AMBS); err != nil {
-		return fmt.Errorf("drop capabilities: %w", err)
-	}
-	return nil
 }
 
 // CapMask returns the /proc/PID/status CapEff mask of caps.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/agent/runtime/cgroups"
+	"berth/agent/runtime/initconf"
 )
 
 // Stats is a container's resource usage, read from its cgroup.
@@ -232,7 +233,7 @@ func (c *Container) finalize(ws *syscall.WaitStatus) {
 	case c.rec.Killed:
 		st = &ExitStatus{Code: 137, Signal: int(syscall.SIGKILL), Reason: ReasonKilled}
 	case ws != nil:
-		s := statusOf(*ws)
+		s := initconf.StatusOf(*ws)
 		st = &s
 	default:
 		st = &ExitStatus{Code: -1, Reason: ReasonLost}

@@ -5,9 +5,12 @@
 // rotated log files, exec into running containers, stats, and adoption of
 // running containers after an agent restart.
 //
-// The container init is the agent binary re-executed: a main() that uses
-// this package must call [IsInit] first thing and, when it reports true,
-// [RunInit], which never returns.
+// The container init is a small binary of its own (internal/cmd/berth-init
+// over package initproc, speaking the contract in package initconf), which
+// this package embeds and writes to its data dir; see [Config.InitPath].
+// A build without it re-executes the running binary instead, whose main
+// must then call initproc.IsInit first thing and, when it reports true,
+// initproc.Main, which never returns.
 //
 // What a container must never get from it: a descriptor of the host (the
 // init closes what it inherited and starts every process with fds 0-2

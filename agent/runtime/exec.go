@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
 )
 
 // ExecSpec is an extra process to run in a running container.
@@ -53,7 +55,7 @@ func (c *Container) Exec(ctx context.Context, e ExecSpec) (int, error) {
 		return -1, fmt.Errorf("exec in %s: %w", c.id, err)
 	}
 	defer x.close()
-	req, _ := json.Marshal(execRequest{Args: e.Args, Env: e.Env, Cwd: e.Cwd, User: e.User, TTY: e.TTY})
+	req, _ := json.Marshal(initconf.ExecRequest{Args: e.Args, Env: e.Env, Cwd: e.Cwd, User: e.User, TTY: e.TTY})
 	if _, _, err := conn.WriteMsgUnix(req, unix.UnixRights(x.remoteFds()...), nil); err != nil {
 		return -1, fmt.Errorf("exec in %s: send request: %w", c.id, err)
 	}
@@ -62,7 +64,7 @@ func (c *Container) Exec(ctx context.Context, e ExecSpec) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("exec in %s: %w", c.id, err)
 	}
-	var m execMessage
+	var m initconf.ExecMessage
 	if err := dec.Decode(&m); err != nil {
 		return -1, fmt.Errorf("exec in %s: %w", c.id, err)
 	}
@@ -76,9 +78,9 @@ func (c *Container) Exec(ctx context.Context, e ExecSpec) (int, error) {
 		x.local = []*os.File{master}
 	}
 	x.start()
-	stop := context.AfterFunc(ctx, func() { _ = json.NewEncoder(conn).Encode(execMessage{Signal: int(unix.SIGKILL)}) })
+	stop := context.AfterFunc(ctx, func() { _ = json.NewEncoder(conn).Encode(initconf.ExecMessage{Signal: int(unix.SIGKILL)}) })
 	defer stop()
-	m = execMessage{}
+	m = initconf.ExecMessage{}
 	if err := dec.Decode(&m); err != nil || m.Exit == nil {
 		return -1, fmt.Errorf("exec in %s: lost the process: %v", c.id, err)
 	}
@@ -205,6 +207,13 @@ func (x *execIO) close() {
 		if i == 0 && !x.e.TTY && x.e.Stdin != nil {
 			continue // the stdin copier closes it
 		}
+		f.Close()
+	}
+}
+
+// closeAll closes files, ignoring errors: they are ours and done with.
+func closeAll(files []*os.File) {
+	for _, f := range files {
 		f.Close()
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initproc"
 )
 
 // testPrefix names everything tests create, so a later run can sweep
@@ -24,8 +26,8 @@ var busyboxApplets = []string{
 }
 
 func TestMain(m *testing.M) {
-	if IsInit() {
-		RunInit()
+	if initproc.IsInit() { // built without the dedicated init
+		initproc.Main()
 	}
 	if os.Geteuid() == 0 {
 		sweep(func(pid int) bool { return unix.Kill(pid, 0) == unix.ESRCH })

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/agent/runtime/initconf"
 	"berth/internal/await"
 )
 
@@ -50,11 +51,11 @@ func TestInitIsPID1AndReapsZombies(t *testing.T) {
 	// The subshell's sleep is orphaned to PID 1, which must reap it.
 	c := e.run(t, e.spec("reaper", "sh", "-c", `(sleep 0.1 &); echo pid1=$(cat /proc/1/cmdline | tr '\0' ' '); sleep 1000`))
 	await.True(t, 5*time.Second, func() bool { return strings.Contains(e.logs(t, "reaper"), "pid1=") }, "no output")
-	if got := e.logs(t, "reaper"); !strings.Contains(got, "pid1="+initArg0+" reaper") {
+	if got := e.logs(t, "reaper"); !strings.Contains(got, "pid1="+initconf.Arg0+" reaper") {
 		t.Fatalf("PID 1 in the container should be our init, log: %q", got)
 	}
 	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.Pid()))
-	if !strings.HasPrefix(string(comm), initArg0) {
+	if !strings.HasPrefix(string(comm), initconf.Arg0) {
 		t.Fatalf("PID 1 cmdline = %q, want our init", comm)
 	}
 	await.True(t, 5*time.Second, func() bool {

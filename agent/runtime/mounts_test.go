@@ -117,7 +117,7 @@ func TestOutOfDiskIsClearAndClean(t *testing.T) {
 	e := newEnv(t)
 	small := filepath.Join(e.dir, "small")
 	must(t, os.MkdirAll(small, 0o755))
-	must(t, unix.Mount("tmpfs", small, "tmpfs", 0, "size=256k"))
+	must(t, unix.Mount("tmpfs", small, "tmpfs", 0, "size=4m")) // room for the init; the filler takes the rest
 	t.Cleanup(func() { unix.Unmount(small, unix.MNT_DETACH) })
 	rt, err := New(Config{DataDir: small, CgroupParent: e.parent})
 	must(t, err)

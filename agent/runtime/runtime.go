@@ -25,8 +25,11 @@ type Config struct {
 	CgroupParent string
 	// CgroupRoot is where cgroups are mounted; /sys/fs/cgroup when empty.
 	CgroupRoot string
-	// InitPath is the binary re-executed as the container init; the running
-	// executable when empty. Its main() must call IsInit/RunInit.
+	// InitPath is the container init binary (its main calls
+	// initproc.Main). When empty, the init embedded in this binary is
+	// written to DataDir/berth-init and used; a build without one (see
+	// initbin/README.md) re-executes the running binary instead, whose
+	// main must then call initproc.IsInit and initproc.Main first thing.
 	InitPath string
 	// UserNSBase is the host uid/gid that root maps to in containers with
 	// Spec.UserNS (65536 ids are mapped); 100000 when zero.
@@ -64,13 +67,6 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.InitPath == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("runtime: find own executable for the init: %w", err)
-		}
-		cfg.InitPath = exe
-	}
 	h, err := cgroups.Detect(cfg.CgroupRoot)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
@@ -80,8 +76,31 @@ func New(cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("runtime: create data dir: %w", diskError(err))
 		}
 	}
+	if cfg.InitPath == "" {
+		if cfg.InitPath, err = defaultInit(cfg.DataDir, cfg.Logger); err != nil {
+			return nil, fmt.Errorf("runtime: %w", err)
+		}
+	}
 	return &Runtime{cfg: cfg, cg: h, log: cfg.Logger, containers: map[string]*Container{}}, nil
 }
+
+// defaultInit installs the embedded init in dataDir, or falls back to the
+// running executable when this binary was built without one.
+func defaultInit(dataDir string, log *slog.Logger) (string, error) {
+	path, err := installInit(dataDir)
+	if err != nil || path != "" {
+		return path, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find own executable for the init: %w", err)
+	}
+	log.Warn("built without the dedicated container init (make build-init): containers run this binary re-executed as their init, which costs more memory and start time", "init", exe)
+	return exe, nil
+}
+
+// InitPath is the container init binary new containers start.
+func (r *Runtime) InitPath() string { return r.cfg.InitPath }
 
 // CgroupVersion reports the cgroup layout the runtime uses (1 or 2).
 func (r *Runtime) CgroupVersion() int { return int(r.cg.Version) }

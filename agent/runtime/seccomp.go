@@ -3,13 +3,14 @@ package runtime
 import (
 	"fmt"
 
+	"berth/agent/runtime/initconf"
 	"berth/seccomp"
 )
 
 // seccompFilter compiles the filter s asks for (Docker's default profile
 // unless Spec.Seccomp says otherwise) for the capabilities container
 // processes keep. Programs are cached: container starts are hot.
-func (r *Runtime) seccompFilter(s *Spec) (*seccompFilter, error) {
+func (r *Runtime) seccompFilter(s *Spec) (*initconf.Seccomp, error) {
 	if s.Seccomp == seccomp.Unconfined {
 		return nil, nil
 	}
@@ -21,5 +22,5 @@ func (r *Runtime) seccompFilter(s *Spec) (*seccompFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidSpec, err)
 	}
-	return &seccompFilter{Flags: p.Flags, Code: p.Encode()}, nil
+	return &initconf.Seccomp{Flags: p.Flags, Code: p.Encode()}, nil
 }

@@ -1,12 +1,13 @@
 package runtime
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
 	"syscall"
 	"time"
+
+	"berth/agent/runtime/initconf"
 )
 
 // MountType is the kind of a container mount.
@@ -74,13 +75,13 @@ const (
 	DefaultStopGrace   = 10 * time.Second
 	DefaultLogMaxBytes = 10 << 20
 	DefaultLogMaxFiles = 3
-	DefaultPath        = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	DefaultPath        = initconf.DefaultPath
 )
 
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 
 // ErrInvalidSpec wraps every validation failure of a Spec.
-var ErrInvalidSpec = errors.New("invalid container spec")
+var ErrInvalidSpec = initconf.ErrInvalidSpec
 
 // Validate reports the first field of s a user must fix.
 func (s *Spec) Validate() error {
@@ -150,20 +151,14 @@ func (s *Spec) stopGrace() time.Duration {
 	return s.StopGrace
 }
 
-// ExitStatus is how a container ended.
-type ExitStatus struct {
-	Code       int       `json:"code"`             // exit code, 128+signal when killed
-	Signal     int       `json:"signal,omitempty"` // the signal that killed the process
-	OOMKilled  bool      `json:"oomKilled,omitempty"`
-	Reason     string    `json:"reason"` // "Completed", "Error", "OOMKilled", "Killed", "Lost"
-	FinishedAt time.Time `json:"finishedAt"`
-}
+// ExitStatus is how a container ended; the init writes it.
+type ExitStatus = initconf.ExitStatus
 
 // Exit reasons.
 const (
-	ReasonCompleted = "Completed" // exit code 0
-	ReasonError     = "Error"     // non-zero exit code
-	ReasonKilled    = "Killed"    // ended by a signal
-	ReasonOOMKilled = "OOMKilled" // the kernel's OOM killer ended it
-	ReasonLost      = "Lost"      // the status could not be recovered after a restart
+	ReasonCompleted = initconf.ReasonCompleted // exit code 0
+	ReasonError     = initconf.ReasonError     // non-zero exit code
+	ReasonKilled    = initconf.ReasonKilled    // ended by a signal
+	ReasonOOMKilled = initconf.ReasonOOMKilled // the kernel's OOM killer ended it
+	ReasonLost      = initconf.ReasonLost      // the status could not be recovered after a restart
 )

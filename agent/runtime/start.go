@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/agent/runtime/cgroups"
+	"berth/agent/runtime/initconf"
 )
 
 // setupTimeout bounds a container's setup when ctx has no deadline, so a
@@ -90,8 +91,7 @@ func (c *Container) start(ctx context.Context) error {
 	if err := cg.Join(c.rec.Pid); err != nil {
 		return err
 	}
-	cfg := initConfig{Spec: *s, Mounts: mounts, UserNS: s.UserNS, Seccomp: filter, Payload: cg.PayloadThreadsFile() != ""}
-	cfg.Spec.Seccomp = "" // the init gets the program, not the profile
+	cfg := initConfig(s, mounts, filter, cg.PayloadThreadsFile() != "")
 	if err := c.handshake(ctx, conn, &cfg); err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func openPayload(cg *cgroups.Group) (*os.File, error) {
 	return f, nil
 }
 
-// spawnInit starts the agent binary as the container init in new
+// spawnInit starts the init binary (Config.InitPath) in new
 // namespaces and returns the agent's end of the sync socket.
 func (c *Container) spawnInit(payload *os.File) (*net.UnixConn, error) {
 	s := &c.rec.Spec
@@ -161,7 +161,7 @@ func (c *Container) spawnInit(payload *os.File) (*net.UnixConn, error) {
 	}
 	// The init starts in the host's root, not in the agent's working
 	// directory, and moves into the container's root when it pivots.
-	proc, err := os.StartProcess(c.rt.cfg.InitPath, []string{initArg0, c.id}, &os.ProcAttr{
+	proc, err := os.StartProcess(c.rt.cfg.InitPath, []string{initconf.Arg0, c.id}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   []string{},
 		Files: []*os.File{null, initLog, initLog, theirs, dirf, listener, payload},
@@ -215,7 +215,7 @@ func listenExec(dir *os.File) (*os.File, error) {
 
 // handshake sends the config and waits for the init to report the user
 // process running, or its setup error, or its death.
-func (c *Container) handshake(ctx context.Context, conn *net.UnixConn, cfg *initConfig) error {
+func (c *Container) handshake(ctx context.Context, conn *net.UnixConn, cfg *initconf.Config) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(setupTimeout)
@@ -226,7 +226,7 @@ func (c *Container) handshake(ctx context.Context, conn *net.UnixConn, cfg *init
 	if err := json.NewEncoder(conn).Encode(cfg); err != nil {
 		return fmt.Errorf("send config to init: %w%s", err, c.initLogTail())
 	}
-	var reply initReply
+	var reply initconf.Reply
 	if err := json.NewDecoder(conn).Decode(&reply); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("container setup: %w", ctx.Err())

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"berth/agent/runtime/cgroups"
+	"berth/agent/runtime/initconf"
 )
 
 // stateFile holds a container's record in its state directory.
@@ -48,9 +49,26 @@ func (r *record) save(dir string) error {
 	return nil
 }
 
+// logName is the current log file in a container's state directory.
+const logName = initconf.LogName
+
+// writeJSON writes v to path atomically (temp file and rename).
+func writeJSON(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		os.Remove(tmp)
+		return diskError(err)
+	}
+	return os.Rename(tmp, path)
+}
+
 // readExitFile returns the status the init recorded, or nil.
 func readExitFile(dir string) *ExitStatus {
-	data, err := os.ReadFile(filepath.Join(dir, exitFile))
+	data, err := os.ReadFile(filepath.Join(dir, initconf.ExitFile))
 	if err != nil {
 		return nil
 	}

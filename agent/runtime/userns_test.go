@@ -9,17 +9,21 @@ import (
 func TestUserNamespace(t *testing.T) {
 	e := newEnv(t)
 	// Container root is host uid 100000: it must be able to reach the init
-	// binary and the rootfs, and own the paths it writes.
+	// binary (in the data dir, or a copy of the test binary in a build
+	// without the dedicated init) and the rootfs, and own the paths it
+	// writes.
 	must(t, os.Chmod(e.dir, 0o711))
-	self, err := os.Executable()
-	must(t, err)
-	data, err := os.ReadFile(self)
-	must(t, err)
-	initBin := filepath.Join(e.dir, "berth-init-bin")
-	must(t, os.WriteFile(initBin, data, 0o755))
-	rt, err := New(Config{DataDir: filepath.Join(e.dir, "data"), CgroupParent: e.parent, InitPath: initBin})
-	must(t, err)
-	e.rt = rt
+	if embeddedInitBinary() == nil && os.Getenv("BERTH_INIT_PATH") == "" {
+		self, err := os.Executable()
+		must(t, err)
+		data, err := os.ReadFile(self)
+		must(t, err)
+		initBin := filepath.Join(e.dir, "berth-init-bin")
+		must(t, os.WriteFile(initBin, data, 0o755))
+		rt, err := New(Config{DataDir: filepath.Join(e.dir, "data"), CgroupParent: e.parent, InitPath: initBin})
+		must(t, err)
+		e.rt = rt
+	}
 	for _, d := range []string{"tmp", "dev", "proc", "sys"} {
 		must(t, os.Chown(filepath.Join(e.rootfs, d), 100000, 100000))
 	}

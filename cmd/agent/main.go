@@ -1,5 +1,6 @@
 // Command berth-agent runs a worker node: it joins the cluster and runs the
-// tasks assigned to it. The same binary, re-executed, is every container's init.
+// tasks assigned to it. It carries every container's init (berth-init) inside
+// and writes it to its data dir.
 package main
 
 import (
@@ -13,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"berth/agent/runtime"
+	"berth/agent/runtime/initproc"
 	"berth/internal/logging"
 	"berth/internal/version"
 )
@@ -35,10 +36,11 @@ type options struct {
 }
 
 func main() {
-	// The same binary is every container's init: when re-executed as one,
-	// it must do nothing else.
-	if runtime.IsInit() {
-		runtime.RunInit()
+	// Built without the dedicated init (see agent/runtime/initbin), this
+	// binary is every container's init: when re-executed as one, it must
+	// do nothing else.
+	if initproc.IsInit() {
+		initproc.Main()
 	}
 	if err := newCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-agent:", err)

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"berth/agent"
-	agentruntime "berth/agent/runtime"
+	"berth/agent/runtime/initproc"
 	"berth/ca"
 	"berth/manager"
 
@@ -41,9 +41,10 @@ type options struct {
 }
 
 func main() {
-	// With --dev this binary runs containers, so it is also their init.
-	if agentruntime.IsInit() {
-		agentruntime.RunInit()
+	// With --dev this binary runs containers; built without the dedicated
+	// init (see agent/runtime/initbin), it is also their init.
+	if initproc.IsInit() {
+		initproc.Main()
 	}
 	if err := newCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-manager:", err)

@@ -149,3 +149,31 @@ func without(list []string, s string) []string {
 	}
 	return out
 }
+
+// initAllowed are the only non-standard packages the container init
+// (berth-init, a PID 1 in every container) may link: its memory and
+// start time are paid per container.
+var initAllowed = []string{"berth/internal/cmd/berth-init", "berth/agent/runtime/initproc", "berth/agent/runtime/initconf", "golang.org/x/sys/unix"}
+
+// TestInitLinksStdlibAndUnixOnly keeps berth-init lean: the standard
+// library, x/sys/unix and the init's own two packages, nothing else of
+// ours (no gRPC, protobuf, cgroups, seccomp compiler, slog).
+func TestInitLinksStdlibAndUnixOnly(t *testing.T) {
+	deps := listDeps(t)
+	imports, ok := deps["berth/internal/cmd/berth-init"]
+	if !ok {
+		t.Fatal("go list did not find berth/internal/cmd/berth-init")
+	}
+	for _, imp := range imports {
+		first, _, _ := strings.Cut(imp, "/")
+		if !strings.Contains(first, ".") && first != "berth" {
+			if imp == "log/slog" {
+				t.Errorf("berth-init links %s", imp)
+			}
+			continue // the standard library
+		}
+		if !contains(initAllowed, imp) {
+			t.Errorf("berth-init links %s; it may link the standard library and %v only", imp, initAllowed)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"encoding/json"
@@ -10,17 +10,19 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
 )
 
 // initState is the init's view of its container while it runs.
 type initState struct {
-	spec    *Spec
+	cfg     *initconf.Config
 	dir     *os.File   // state directory on the host
 	stdio   []*os.File // the user process's ends of the log pipe or pty
 	logDone chan struct{}
 	sigs    chan os.Signal
 	userPid int
-	user    *ExitStatus
+	user    *initconf.ExitStatus
 	execs   map[int]*execConn
 	execReq chan *execConn
 	execCtl chan execSignal
@@ -29,7 +31,7 @@ type initState struct {
 // execConn is one exec request in flight.
 type execConn struct {
 	conn  *net.UnixConn
-	req   execRequest
+	req   initconf.ExecRequest
 	files []*os.File
 	pid   int
 }
@@ -43,19 +45,12 @@ type execSignal struct {
 // startLogging connects the user process's output to the rotated log,
 // through a pipe or, with a TTY, a pseudo-terminal.
 func (in *initState) startLogging() error {
-	max, files := in.spec.LogMaxBytes, in.spec.LogMaxFiles
-	if max <= 0 {
-		max = DefaultLogMaxBytes
-	}
-	if files <= 0 {
-		files = DefaultLogMaxFiles
-	}
-	rot, err := newRotator(int(in.dir.Fd()), max, files)
+	rot, err := newRotator(int(in.dir.Fd()), in.cfg.LogMaxBytes, in.cfg.LogMaxFiles)
 	if err != nil {
-		return diskError(err)
+		return initconf.DiskError(err)
 	}
 	var src *os.File
-	if in.spec.TTY {
+	if in.cfg.Process.TTY {
 		m, s, err := openPty("/dev/ptmx")
 		if err != nil {
 			return err
@@ -111,14 +106,14 @@ func (in *initState) reap(flags int) {
 		if err != nil || pid <= 0 {
 			return
 		}
-		st := statusOf(syscall.WaitStatus(ws))
+		st := initconf.StatusOf(syscall.WaitStatus(ws))
 		if pid == in.userPid {
 			in.user = &st
 		}
 		if ec, ok := in.execs[pid]; ok {
 			delete(in.execs, pid)
 			code := st.Code
-			_ = json.NewEncoder(ec.conn).Encode(execMessage{Exit: &code})
+			_ = json.NewEncoder(ec.conn).Encode(initconf.ExecMessage{Exit: &code})
 			ec.conn.Close()
 		}
 	}
@@ -135,13 +130,13 @@ func (in *initState) finish() int {
 	}
 	data, _ := json.Marshal(in.user)
 	dir := int(in.dir.Fd())
-	fd, err := unix.Openat(dir, exitFile+".tmp", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Openat(dir, initconf.ExitFile+".tmp", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600)
 	if err == nil {
 		_, err = unix.Write(fd, data)
 		unix.Close(fd)
 	}
 	if err == nil {
-		err = unix.Renameat(dir, exitFile+".tmp", dir, exitFile)
+		err = unix.Renameat(dir, initconf.ExitFile+".tmp", dir, initconf.ExitFile)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "berth-init: record exit status: %v\n", err)

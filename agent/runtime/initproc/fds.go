@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
 )
 
 // Descriptor hygiene of the init (runc's CVE-2024-21626 was one leaked
@@ -14,7 +16,7 @@ import (
 // and nothing else, whatever the agent's own caller left open.
 
 // closeInherited closes every descriptor above the ones the agent passes
-// (fdSync to fdPayload) that is not close-on-exec: those were inherited
+// (initconf.FdSync to initconf.FdPayload) that is not close-on-exec: those were inherited
 // from the agent's own parent, not opened by this process (Go opens
 // everything close-on-exec). Then it marks the agent's close-on-exec too:
 // the init keeps them for itself only. It runs first thing in the init.
@@ -30,7 +32,7 @@ func closeInherited() error {
 	}
 	for _, n := range names {
 		fd, err := strconv.Atoi(n)
-		if err != nil || fd <= fdPayload {
+		if err != nil || fd <= initconf.FdPayload {
 			continue
 		}
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
 )
 
 // serveExec accepts exec requests on the listener the agent created in the
@@ -27,7 +29,7 @@ func (in *initState) serveExec(lf *os.File) {
 			}
 			ec, err := readExecRequest(c)
 			if err != nil {
-				_ = json.NewEncoder(c).Encode(execMessage{Error: err.Error()})
+				_ = json.NewEncoder(c).Encode(initconf.ExecMessage{Error: err.Error()})
 				c.Close()
 				continue
 			}
@@ -89,13 +91,13 @@ func (in *initState) startExec(ec *execConn) {
 	}
 	closeAll(ec.files)
 	if err != nil {
-		_ = json.NewEncoder(ec.conn).Encode(execMessage{Error: err.Error(), Kind: errorKind(err)})
+		_ = json.NewEncoder(ec.conn).Encode(initconf.ExecMessage{Error: err.Error(), Kind: initconf.KindOf(err)})
 		ec.conn.Close()
 		return
 	}
 	ec.pid = pid
 	in.execs[pid] = ec
-	reply, _ := json.Marshal(execMessage{Pid: pid})
+	reply, _ := json.Marshal(initconf.ExecMessage{Pid: pid})
 	var oob []byte
 	if master != nil {
 		oob = unix.UnixRights(int(master.Fd()))
@@ -109,7 +111,7 @@ func (in *initState) startExec(ec *execConn) {
 func (in *initState) readExecSignals(ec *execConn) {
 	dec := json.NewDecoder(ec.conn)
 	for {
-		var m execMessage
+		var m initconf.ExecMessage
 		if err := dec.Decode(&m); err != nil {
 			in.execCtl <- execSignal{pid: ec.pid, sig: unix.SIGKILL}
 			return

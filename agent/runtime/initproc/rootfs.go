@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
 )
 
 // maskedPaths are hidden as Docker hides them: files under /dev/null,
@@ -35,8 +37,8 @@ var defaultDeviceNodes = []device{
 // Every mount target is resolved inside the rootfs and mounted on by
 // descriptor (mountfd.go): neither an image's symlinks nor a volume that
 // another container changes meanwhile can send a mount to the host.
-func setupRootfs(cfg *initConfig) error {
-	root := cfg.Spec.Rootfs
+func setupRootfs(cfg *initconf.Config) error {
+	root := cfg.Rootfs
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
@@ -62,11 +64,11 @@ func setupRootfs(cfg *initConfig) error {
 	if err := pivotRoot(rootfd); err != nil {
 		return err
 	}
-	return lockDown(cfg.Spec.ReadonlyRootfs)
+	return lockDown(cfg.ReadonlyRootfs)
 }
 
 // mountSpecial mounts /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue and /sys.
-func mountSpecial(root int, cfg *initConfig) error {
+func mountSpecial(root int, cfg *initconf.Config) error {
 	const common = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	sysFlags := uintptr(common | unix.MS_RDONLY)
 	mounts := []struct {
@@ -85,7 +87,7 @@ func mountSpecial(root int, cfg *initConfig) error {
 		mounts[2].data += ",gid=5"
 	}
 	for _, m := range mounts {
-		if m.fstype == "sysfs" && cfg.UserNS && cfg.Spec.HostNetwork {
+		if m.fstype == "sysfs" && cfg.UserNS && cfg.HostNetwork {
 			// sysfs needs a network namespace owned by our user namespace.
 			if err := bindInRoot(root, "/sys", m.target, true); err != nil {
 				return err
@@ -148,8 +150,8 @@ func bindDevice(dev int, name string) error {
 
 // mountUser places one bind, volume or tmpfs mount; volume sources have
 // already been resolved to host directories.
-func mountUser(root int, m Mount) error {
-	if m.Type != MountTmpfs {
+func mountUser(root int, m initconf.Mount) error {
+	if !m.Tmpfs {
 		return bindInRoot(root, m.Source, m.Target, m.ReadOnly)
 	}
 	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)

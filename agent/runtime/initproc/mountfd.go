@@ -1,10 +1,12 @@
-package runtime
+package initproc
 
 import (
 	"fmt"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
 )
 
 // Mounts into the rootfs are made on descriptors opened inside it (see
@@ -22,7 +24,7 @@ func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 func mountInRoot(root int, target, fstype string, flags uintptr, data string) error {
 	fd, err := mkdirInRoot(root, target)
 	if err != nil {
-		return fmt.Errorf("create mount target %s in rootfs: %w", target, diskError(err))
+		return fmt.Errorf("create mount target %s in rootfs: %w", target, initconf.DiskError(err))
 	}
 	defer unix.Close(fd)
 	if err := unix.Mount(fstype, fdPath(fd), fstype, flags, data); err != nil {
@@ -47,7 +49,7 @@ func bindInRoot(root int, source, target string, readonly bool) error {
 	}
 	dst, err := createInRoot(root, target, st.Mode&unix.S_IFMT == unix.S_IFDIR, 0)
 	if err != nil {
-		return fmt.Errorf("create mount target %s in rootfs: %w", target, diskError(err))
+		return fmt.Errorf("create mount target %s in rootfs: %w", target, initconf.DiskError(err))
 	}
 	defer unix.Close(dst)
 	if readonly {

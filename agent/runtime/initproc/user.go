@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"berth/agent/runtime/initconf"
 )
 
 // execUser is the identity the container's processes run as.
@@ -114,7 +116,7 @@ func lookPath(cmd string, env []string) (string, error) {
 	if strings.Contains(cmd, "/") {
 		return cmd, checkExecutable(cmd)
 	}
-	path := DefaultPath
+	path := initconf.DefaultPath
 	for _, e := range env {
 		if v, ok := strings.CutPrefix(e, "PATH="); ok {
 			path = v
@@ -130,29 +132,29 @@ func lookPath(cmd string, env []string) (string, error) {
 		if err == nil {
 			return p, nil
 		}
-		if errors.Is(err, ErrPermissionDenied) && denied == nil {
+		if errors.Is(err, initconf.ErrPermissionDenied) && denied == nil {
 			denied = err
 		}
 	}
 	if denied != nil {
 		return "", denied
 	}
-	return "", fmt.Errorf("%w: %q is not in the image (PATH=%s)", ErrCommandNotFound, cmd, path)
+	return "", fmt.Errorf("%w: %q is not in the image (PATH=%s)", initconf.ErrCommandNotFound, cmd, path)
 }
 
 func checkExecutable(p string) error {
 	fi, err := os.Stat(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
-		return fmt.Errorf("%w: %s does not exist in the image", ErrCommandNotFound, p)
+		return fmt.Errorf("%w: %s does not exist in the image", initconf.ErrCommandNotFound, p)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("run %s: %w (no access to the file)", p, ErrPermissionDenied)
+		return fmt.Errorf("run %s: %w (no access to the file)", p, initconf.ErrPermissionDenied)
 	case err != nil:
 		return fmt.Errorf("run %s: %w", p, err)
 	case fi.IsDir():
-		return fmt.Errorf("run %s: %w (it is a directory)", p, ErrPermissionDenied)
+		return fmt.Errorf("run %s: %w (it is a directory)", p, initconf.ErrPermissionDenied)
 	case fi.Mode()&0o111 == 0:
-		return fmt.Errorf("run %s: %w (the file is not executable)", p, ErrPermissionDenied)
+		return fmt.Errorf("run %s: %w (the file is not executable)", p, initconf.ErrPermissionDenied)
 	}
 	return nil
 }

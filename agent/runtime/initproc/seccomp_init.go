@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"encoding/binary"
@@ -7,19 +7,14 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
 )
 
 // This file is the init's side of seccomp: it loads a program the agent
-// compiled, with raw syscalls, and must import nothing but the standard
-// library and x/sys/unix (the init is to become a tiny binary of its own).
+// compiled, with raw syscalls.
 
-// seccompFilter is a compiled seccomp program as the agent sends it.
-type seccompFilter struct {
-	Flags uint32 `json:"flags,omitempty"` // SECCOMP_FILTER_FLAG_*
-	Code  []byte `json:"code"`            // struct sock_filter[], host byte order
-}
-
-// install loads the filter on the calling thread, which must already have
+// installSeccomp loads the filter on the calling thread, which must already have
 // no_new_privs. Every process the thread forks inherits it; a nil filter
 // (seccomp=unconfined) installs nothing.
 //
@@ -28,7 +23,7 @@ type seccompFilter struct {
 // clone3(2) gets ENOSYS without CAP_SYS_ADMIN, and Go uses it only for
 // SysProcAttr.UseCgroupFD or CLONE_NEWTIME (with no fallback): spawn must
 // ask for neither.
-func (f *seccompFilter) install() error {
+func installSeccomp(f *initconf.Seccomp) error {
 	if f == nil {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"encoding/json"
@@ -12,19 +12,22 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
 )
 
-// IsInit reports whether this process was started as a container init.
-// A main() using this package calls it first thing.
+// IsInit reports whether this process was started as a container init:
+// berth-init always is; a binary that embeds the init as a fallback (the
+// agent built without the dedicated init) calls it first thing in main.
 func IsInit() bool {
-	return len(os.Args) > 0 && os.Args[0] == initArg0
+	return len(os.Args) > 0 && os.Args[0] == initconf.Arg0
 }
 
-// RunInit runs the container init: it prepares the container from the
+// Main runs the container init: it prepares the container from the
 // config sent by the agent, starts the user process and stays as PID 1,
 // forwarding signals, reaping zombies and serving exec requests. It never
 // returns; it exits with the user process's status.
-func RunInit() {
+func Main() {
 	// Every container process is forked from this thread, which alone
 	// carries the dropped capabilities and no_new_privs.
 	goruntime.LockOSThread()
@@ -42,16 +45,16 @@ func runInit() int {
 	// default for SIGTERM would end the init rather than forward it.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, append(forwarded, unix.SIGCHLD)...)
-	sync := os.NewFile(fdSync, "sync")
-	var cfg initConfig
+	sync := os.NewFile(initconf.FdSync, "sync")
+	var cfg initconf.Config
 	if err := json.NewDecoder(sync).Decode(&cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-init: read config: %v\n", err)
 		return 125
 	}
 	in, err := prepare(&cfg, sigs)
-	reply := initReply{}
+	reply := initconf.Reply{}
 	if err != nil {
-		reply.Error, reply.Kind = err.Error(), errorKind(err)
+		reply.Error, reply.Kind = err.Error(), initconf.KindOf(err)
 	} else {
 		reply.Pid = in.userPid
 	}
@@ -68,8 +71,8 @@ func runInit() int {
 
 // prepare builds the container around the init and starts the user
 // process. Everything that can fail for a user-visible reason fails here.
-func prepare(cfg *initConfig, sigs chan os.Signal) (*initState, error) {
-	s := &cfg.Spec
+func prepare(cfg *initconf.Config, sigs chan os.Signal) (*initState, error) {
+	s := cfg
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl dumpable: %w", err)
 	}
@@ -90,8 +93,8 @@ func prepare(cfg *initConfig, sigs chan os.Signal) (*initState, error) {
 		}
 	}
 	in := &initState{
-		dir:     os.NewFile(fdStateDir, "state"),
-		spec:    s,
+		dir:     os.NewFile(initconf.FdStateDir, "state"),
+		cfg:     s,
 		sigs:    sigs,
 		execs:   map[int]*execConn{},
 		execReq: make(chan *execConn),
@@ -100,13 +103,13 @@ func prepare(cfg *initConfig, sigs chan os.Signal) (*initState, error) {
 	if err := in.startLogging(); err != nil {
 		return nil, err
 	}
-	if err := limitProcess(s.Rlimits); err != nil {
+	if err := limitProcess(s.Rlimits, s.Caps); err != nil {
 		return nil, err
 	}
-	if err := cfg.Seccomp.install(); err != nil { // after no_new_privs, on the forking thread
+	if err := installSeccomp(cfg.Seccomp); err != nil { // after no_new_privs, on the forking thread
 		return nil, err
 	}
-	p, err := in.spawn(processSpec{Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, TTY: s.TTY}, in.stdio)
+	p, err := in.spawn(processSpec(s.Process), in.stdio)
 	for _, f := range in.stdio {
 		f.Close()
 	}
@@ -114,23 +117,22 @@ func prepare(cfg *initConfig, sigs chan os.Signal) (*initState, error) {
 		return nil, err
 	}
 	in.userPid = p
-	in.serveExec(os.NewFile(fdExec, "exec"))
+	in.serveExec(os.NewFile(initconf.FdExec, "exec"))
 	return in, nil
 }
 
 // limitProcess sets rlimits, no_new_privs and the capability set; all are
 // inherited by the processes the init forks from its locked thread.
-func limitProcess(limits []Rlimit) error {
+func limitProcess(limits []initconf.Rlimit, caps []uint) error {
 	for _, l := range limits {
-		res, _ := rlimitByName(l.Type)
-		if err := syscall.Setrlimit(res, &syscall.Rlimit{Cur: l.Soft, Max: l.Hard}); err != nil {
-			return fmt.Errorf("rlimit %s=%d:%d: %w", l.Type, l.Soft, l.Hard, err)
+		if err := syscall.Setrlimit(l.Resource, &syscall.Rlimit{Cur: l.Soft, Max: l.Hard}); err != nil {
+			return fmt.Errorf("rlimit %s=%d:%d: %w", l.Name, l.Soft, l.Hard, err)
 		}
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
-	return dropCapabilities(DefaultCapabilities)
+	return dropCapabilities(caps)
 }
 
 // joinPayload moves the init's locked thread, which forks every container
@@ -139,9 +141,9 @@ func limitProcess(limits []Rlimit) error {
 // the group that counts them against the pids limit, the init's other
 // threads are not, and /proc/self/cgroup shows "/" inside.
 func joinPayload(payload bool) error {
-	defer unix.Close(fdPayload)
+	defer unix.Close(initconf.FdPayload)
 	if payload {
-		if _, err := unix.Write(fdPayload, []byte("0")); err != nil {
+		if _, err := unix.Write(initconf.FdPayload, []byte("0")); err != nil {
 			return fmt.Errorf("join payload cgroup: %w", err)
 		}
 	}
@@ -172,7 +174,8 @@ func loopbackUp() error {
 	return nil
 }
 
-// processSpec is a process to start inside the container.
+// processSpec is a process to start inside the container (the user
+// process or an exec'd one).
 type processSpec struct {
 	Args      []string
 	Env       []string
@@ -187,7 +190,7 @@ func (in *initState) spawn(p processSpec, stdio []*os.File) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	env := containerEnv(in.spec, p.Env, u, p.TTY)
+	env := containerEnv(in.cfg.Env, p.Env, u, p.TTY)
 	path, err := lookPath(p.Args[0], env)
 	if err != nil {
 		return 0, err
@@ -243,9 +246,9 @@ func enterCwd(dir string) (leave func(), err error) {
 	}
 	switch {
 	case errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV):
-		return nil, fmt.Errorf("%w: working directory %s: not a directory inside the container (a /proc descriptor link or a symlink loop)", ErrInvalidSpec, dir)
+		return nil, fmt.Errorf("%w: working directory %s: not a directory inside the container (a /proc descriptor link or a symlink loop)", initconf.ErrInvalidSpec, dir)
 	case err != nil:
-		return nil, fmt.Errorf("working directory %s: %w", dir, diskError(err))
+		return nil, fmt.Errorf("working directory %s: %w", dir, initconf.DiskError(err))
 	}
 	return func() { _ = unix.Chdir("/") }, nil
 }
@@ -253,17 +256,17 @@ func enterCwd(dir string) (leave func(), err error) {
 func startError(cmd string, err error) error {
 	switch {
 	case strings.Contains(err.Error(), "permission denied"):
-		return fmt.Errorf("run %s: %w (%v)", cmd, ErrPermissionDenied, err)
+		return fmt.Errorf("run %s: %w (%v)", cmd, initconf.ErrPermissionDenied, err)
 	case strings.Contains(err.Error(), "no such file"):
-		return fmt.Errorf("%w: run %s: %v (a missing interpreter or library?)", ErrCommandNotFound, cmd, err)
+		return fmt.Errorf("%w: run %s: %v (a missing interpreter or library?)", initconf.ErrCommandNotFound, cmd, err)
 	}
-	return fmt.Errorf("run %s: %w", cmd, diskError(err))
+	return fmt.Errorf("run %s: %w", cmd, initconf.DiskError(err))
 }
 
 // containerEnv is the user's environment with Docker's defaults: PATH,
 // HOSTNAME, HOME and, with a terminal, TERM.
-func containerEnv(s *Spec, extra []string, u execUser, tty bool) []string {
-	env := append(append([]string{}, s.Env...), extra...)
+func containerEnv(base, extra []string, u execUser, tty bool) []string {
+	env := append(append([]string{}, base...), extra...)
 	has := func(k string) bool {
 		for _, e := range env {
 			if strings.HasPrefix(e, k+"=") {
@@ -273,7 +276,7 @@ func containerEnv(s *Spec, extra []string, u execUser, tty bool) []string {
 		return false
 	}
 	host, _ := os.Hostname()
-	defaults := [][2]string{{"PATH", DefaultPath}, {"HOSTNAME", host}, {"HOME", u.Home}}
+	defaults := [][2]string{{"PATH", initconf.DefaultPath}, {"HOSTNAME", host}, {"HOME", u.Home}}
 	if tty {
 		defaults = append(defaults, [2]string{"TERM", "xterm"})
 	}

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"bytes"
@@ -7,11 +7,13 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
 )
 
 // logName is the current log file in a container's state directory;
 // rotated files are logName.1 (newest) to logName.N.
-const logName = "container.log"
+const logName = initconf.LogName
 
 // rotator writes a container's output to logName in a directory given by
 // fd, moving it aside to logName.1, .2, … when it would exceed max bytes.
