@@ -33,6 +33,20 @@ const (
 	LogName = "container.log"
 )
 
+// A log file holds one record per line in the CRI logging format (the
+// kubelet writes the same): "TIME STREAM TAG DATA\n", TIME in RFC 3339
+// with nanoseconds (UTC), STREAM LogStdout or LogStderr, TAG LogFull for
+// a whole line (its newline is the record's) or LogPartial for a part of
+// a line that had not ended in the chunk read. The init writes records
+// whole, never split across rotated files; the agent reads them back for
+// `berth service logs` (--since, --timestamps, stdout and stderr apart).
+const (
+	LogStdout  = "stdout"
+	LogStderr  = "stderr"
+	LogFull    = 'F'
+	LogPartial = 'P'
+)
+
 // DefaultPath is the PATH of a container process whose environment has none.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

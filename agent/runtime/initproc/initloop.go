@@ -49,26 +49,34 @@ func (in *initState) startLogging() error {
 	if err != nil {
 		return initconf.DiskError(err)
 	}
-	var src *os.File
 	if in.cfg.Process.TTY {
 		m, s, err := openPty("/dev/ptmx")
 		if err != nil {
 			return err
 		}
-		src, in.stdio = m, []*os.File{s}
-	} else {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return fmt.Errorf("log pipe: %w", err)
-		}
-		null, err := os.Open("/dev/null")
-		if err != nil {
-			return fmt.Errorf("open /dev/null: %w", err)
-		}
-		src, in.stdio = r, []*os.File{null, w, w}
+		in.stdio = []*os.File{s}
+		sink := newLogSink(rot, 1)
+		in.logDone = sink.done
+		go copyLog(sink, streamStdout, m)
+		return nil
 	}
-	in.logDone = make(chan struct{})
-	go copyLog(rot, src, in.logDone)
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("log pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("log pipe: %w", err)
+	}
+	null, err := os.Open("/dev/null")
+	if err != nil {
+		return fmt.Errorf("open /dev/null: %w", err)
+	}
+	in.stdio = []*os.File{null, outW, errW}
+	sink := newLogSink(rot, 2)
+	in.logDone = sink.done
+	go copyLog(sink, streamStdout, outR)
+	go copyLog(sink, streamStderr, errR)
 	return nil
 }
 

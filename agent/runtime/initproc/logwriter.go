@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -15,8 +18,16 @@ import (
 // rotated files are logName.1 (newest) to logName.N.
 const logName = initconf.LogName
 
-// rotator writes a container's output to logName in a directory given by
-// fd, moving it aside to logName.1, .2, … when it would exceed max bytes.
+// The record format is initconf's (LogStdout, LogFull, ...).
+const (
+	streamStdout = initconf.LogStdout
+	streamStderr = initconf.LogStderr
+	tagFull      = initconf.LogFull
+	tagPartial   = initconf.LogPartial
+)
+
+// rotator writes records to logName in a directory given by fd, moving it
+// aside to logName.1, .2, … when a record would take it past max bytes.
 // The init uses it after pivot_root, so it works on the directory fd only.
 type rotator struct {
 	dir   int
@@ -48,40 +59,17 @@ func (r *rotator) open() error {
 	return nil
 }
 
-// Write appends p, rotating whenever the file would pass max bytes. A
-// chunk is split at its last newline that fits, so lines stay whole where
-// they can.
-func (r *rotator) Write(p []byte) (int, error) {
-	total := 0
-	for len(p) > 0 {
-		room := r.max - r.size
-		if room <= 0 {
-			if err := r.rotate(); err != nil {
-				return total, err
-			}
-			continue
+// writeRecord appends one whole record, rotating first when it would take
+// a non-empty file past max bytes: records are never split across files.
+func (r *rotator) writeRecord(rec []byte) error {
+	if r.size > 0 && r.size+int64(len(rec)) > r.max {
+		if err := r.rotate(); err != nil {
+			return err
 		}
-		chunk := p
-		if int64(len(chunk)) > room {
-			chunk = p[:room]
-			if nl := bytes.LastIndexByte(chunk, '\n'); nl >= 0 {
-				chunk = p[:nl+1]
-			} else if r.size > 0 {
-				if err := r.rotate(); err != nil {
-					return total, err
-				}
-				continue
-			}
-		}
-		n, err := r.f.Write(chunk)
-		r.size += int64(n)
-		total += n
-		if err != nil {
-			return total, err
-		}
-		p = p[n:]
 	}
-	return total, nil
+	n, err := r.f.Write(rec)
+	r.size += int64(n)
+	return err
 }
 
 func (r *rotator) rotate() error {
@@ -101,20 +89,63 @@ func (r *rotator) rotate() error {
 	return r.open()
 }
 
-// copyLog copies src to the rotator until EOF (or EIO from a pty master
-// whose slaves are all closed), then closes both.
-func copyLog(r *rotator, src *os.File, done chan<- struct{}) {
-	defer close(done)
+// logSink frames the output of a container's streams into records of one
+// rotated log. Each stream has its own copier; the sink serialises them.
+type logSink struct {
+	mu   sync.Mutex
+	rot  *rotator
+	buf  []byte
+	left atomic.Int32  // copiers still running
+	done chan struct{} // closed when the last copier ends
+}
+
+func newLogSink(rot *rotator, copiers int) *logSink {
+	s := &logSink{rot: rot, done: make(chan struct{})}
+	s.left.Store(int32(copiers))
+	return s
+}
+
+// write frames p, read from stream at time now, into records: one per
+// line, and a partial one for a rest without a newline.
+func (s *logSink) write(stream string, now time.Time, p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := now.UTC().AppendFormat(nil, time.RFC3339Nano)
+	for len(p) > 0 {
+		line, tag := p, byte(tagPartial)
+		if nl := bytes.IndexByte(p, '\n'); nl >= 0 {
+			line, tag = p[:nl], tagFull
+			p = p[nl+1:]
+		} else {
+			p = nil
+		}
+		s.buf = append(s.buf[:0], ts...)
+		s.buf = append(s.buf, ' ')
+		s.buf = append(s.buf, stream...)
+		s.buf = append(s.buf, ' ', tag, ' ')
+		s.buf = append(s.buf, line...)
+		s.buf = append(s.buf, '\n')
+		_ = s.rot.writeRecord(s.buf) // a full disk loses lines, never the container
+	}
+}
+
+// copyLog copies src into the sink as stream until EOF (or EIO from a pty
+// master whose slaves are all closed), then closes src; the last copier
+// to end closes the log and the sink's done channel.
+func copyLog(s *logSink, stream string, src *os.File) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			_, _ = r.Write(buf[:n])
+			s.write(stream, time.Now(), buf[:n])
 		}
 		if err != nil { // io.EOF, or EIO from a pty with no writer left
 			break
 		}
 	}
 	src.Close()
-	r.f.Close()
+	if s.left.Add(-1) == 0 {
+		s.rot.f.Close()
+		close(s.done)
+	}
 }
