@@ -2266,11 +2266,15 @@ func (x *WatchTasksResponse) GetRemoved() []string {
 }
 
 type ServiceLogsRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	Follow    bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
-	// tail lines per task; 0 means all.
-	Tail          int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// service_id is a service (ID, name or ID prefix) or a task (ID or
+	// prefix).
+	ServiceId string `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	Follow    bool   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail is how many of each task's last lines to send; unset means all.
+	Tail *int64 `protobuf:"varint,3,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// since_unix_nano skips lines written before it; 0 means from the start.
+	SinceUnixNano int64 `protobuf:"varint,160,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2320,23 +2324,35 @@ func (x *ServiceLogsRequest) GetFollow() bool {
 }
 
 func (x *ServiceLogsRequest) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *ServiceLogsRequest) GetSinceUnixNano() int64 {
 	if x != nil {
-		return x.Tail
+		return x.SinceUnixNano
 	}
 	return 0
 }
 
 // LogMessage is one line of a task's output.
 type LogMessage struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	TaskId            string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	NodeId            string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Slot              uint64                 `protobuf:"varint,3,opt,name=slot,proto3" json:"slot,omitempty"`
-	Stream            LogMessage_Stream      `protobuf:"varint,4,opt,name=stream,proto3,enum=berth.v1.LogMessage_Stream" json:"stream,omitempty"`
-	Data              []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
-	TimestampUnixNano int64                  `protobuf:"varint,6,opt,name=timestamp_unix_nano,json=timestampUnixNano,proto3" json:"timestamp_unix_nano,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Slot   uint64                 `protobuf:"varint,3,opt,name=slot,proto3" json:"slot,omitempty"`
+	Stream LogMessage_Stream      `protobuf:"varint,4,opt,name=stream,proto3,enum=berth.v1.LogMessage_Stream" json:"stream,omitempty"`
+	// data is the line with its newline; a line without one goes on in the
+	// task's next message.
+	Data              []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	TimestampUnixNano int64  `protobuf:"varint,6,opt,name=timestamp_unix_nano,json=timestampUnixNano,proto3" json:"timestamp_unix_nano,omitempty"`
+	// error, when set, says why the task's log cannot be read (its node is
+	// down, say); data is then empty.
+	Error         string `protobuf:"bytes,160,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LogMessage) Reset() {
@@ -2409,6 +2425,13 @@ func (x *LogMessage) GetTimestampUnixNano() int64 {
 		return x.TimestampUnixNano
 	}
 	return 0
+}
+
+func (x *LogMessage) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 var File_berth_v1_control_proto protoreflect.FileDescriptor
@@ -2536,12 +2559,14 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"serviceIds\"T\n" +
 	"\x12WatchTasksResponse\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.berth.v1.TaskR\x05tasks\x12\x18\n" +
-	"\aremoved\x18\x02 \x03(\tR\aremoved\"_\n" +
+	"\aremoved\x18\x02 \x03(\tR\aremoved\"\x96\x01\n" +
 	"\x12ServiceLogsRequest\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x03 \x01(\x03R\x04tail\"\xfb\x01\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18\x03 \x01(\x03H\x00R\x04tail\x88\x01\x01\x12'\n" +
+	"\x0fsince_unix_nano\x18\xa0\x01 \x01(\x03R\rsinceUnixNanoB\a\n" +
+	"\x05_tail\"\x92\x02\n" +
 	"\n" +
 	"LogMessage\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
@@ -2549,7 +2574,8 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\x04slot\x18\x03 \x01(\x04R\x04slot\x123\n" +
 	"\x06stream\x18\x04 \x01(\x0e2\x1b.berth.v1.LogMessage.StreamR\x06stream\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12.\n" +
-	"\x13timestamp_unix_nano\x18\x06 \x01(\x03R\x11timestampUnixNano\".\n" +
+	"\x13timestamp_unix_nano\x18\x06 \x01(\x03R\x11timestampUnixNano\x12\x15\n" +
+	"\x05error\x18\xa0\x01 \x01(\tR\x05error\".\n" +
 	"\x06Stream\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDERR\x10\x012\x9b\x0e\n" +
@@ -2763,6 +2789,7 @@ func file_berth_v1_control_proto_init() {
 	}
 	file_berth_v1_objects_proto_init()
 	file_berth_v1_specs_proto_init()
+	file_berth_v1_control_proto_msgTypes[47].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

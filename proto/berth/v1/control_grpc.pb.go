@@ -76,7 +76,8 @@ type ControlClient interface {
 	GetJoinToken(ctx context.Context, in *GetJoinTokenRequest, opts ...grpc.CallOption) (*GetJoinTokenResponse, error)
 	// WatchTasks streams a service's task changes, for progress views.
 	WatchTasks(ctx context.Context, in *WatchTasksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTasksResponse], error)
-	// ServiceLogs streams a service's container logs.
+	// ServiceLogs streams the logs of a service's tasks, or of one task,
+	// merged; with follow it goes on with new output and new tasks.
 	ServiceLogs(ctx context.Context, in *ServiceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error)
 }
 
@@ -377,7 +378,8 @@ type ControlServer interface {
 	GetJoinToken(context.Context, *GetJoinTokenRequest) (*GetJoinTokenResponse, error)
 	// WatchTasks streams a service's task changes, for progress views.
 	WatchTasks(*WatchTasksRequest, grpc.ServerStreamingServer[WatchTasksResponse]) error
-	// ServiceLogs streams a service's container logs.
+	// ServiceLogs streams the logs of a service's tasks, or of one task,
+	// merged; with follow it goes on with new output and new tasks.
 	ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[LogMessage]) error
 	mustEmbedUnimplementedControlServer()
 }

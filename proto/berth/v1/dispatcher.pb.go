@@ -65,7 +65,7 @@ func (x AssignmentChange_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AssignmentChange_Action.Descriptor instead.
 func (AssignmentChange_Action) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{3, 0}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{5, 0}
 }
 
 type SessionRequest struct {
@@ -143,8 +143,10 @@ type SessionMessage struct {
 	// gossip_accept_keys are keys accepted besides gossip_key (which nodes
 	// encrypt with) while the gossip key rotates; sent with gossip_key.
 	GossipAcceptKeys [][]byte `protobuf:"bytes,100,rep,name=gossip_accept_keys,json=gossipAcceptKeys,proto3" json:"gossip_accept_keys,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// requests ask the agent to serve a client through the managers.
+	Requests      []*AgentRequest `protobuf:"bytes,160,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
@@ -254,6 +256,168 @@ func (x *SessionMessage) GetGossipAcceptKeys() [][]byte {
 	return nil
 }
 
+func (x *SessionMessage) GetRequests() []*AgentRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// AgentRequest asks an agent for something only its node has: a task's
+// log. The agent answers on the RPC the request's kind names, quoting id.
+type AgentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// cancel ends the request of this id.
+	Cancel bool `protobuf:"varint,2,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*AgentRequest_Logs
+	Kind          isAgentRequest_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentRequest) Reset() {
+	*x = AgentRequest{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentRequest) ProtoMessage() {}
+
+func (x *AgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentRequest.ProtoReflect.Descriptor instead.
+func (*AgentRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AgentRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AgentRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+func (x *AgentRequest) GetKind() isAgentRequest_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *AgentRequest) GetLogs() *TaskLogsRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*AgentRequest_Logs); ok {
+			return x.Logs
+		}
+	}
+	return nil
+}
+
+type isAgentRequest_Kind interface {
+	isAgentRequest_Kind()
+}
+
+type AgentRequest_Logs struct {
+	Logs *TaskLogsRequest `protobuf:"bytes,3,opt,name=logs,proto3,oneof"`
+}
+
+func (*AgentRequest_Logs) isAgentRequest_Kind() {}
+
+// TaskLogsRequest asks for one task's log, answered with PublishLogs.
+type TaskLogsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Follow bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail is how many last lines to send; unset means all.
+	Tail          *int64 `protobuf:"varint,3,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	SinceUnixNano int64  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskLogsRequest) Reset() {
+	*x = TaskLogsRequest{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskLogsRequest) ProtoMessage() {}
+
+func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
+func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TaskLogsRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *TaskLogsRequest) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *TaskLogsRequest) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
 // WeightedPeer is a manager address with a preference weight.
 type WeightedPeer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -266,7 +430,7 @@ type WeightedPeer struct {
 
 func (x *WeightedPeer) Reset() {
 	*x = WeightedPeer{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +442,7 @@ func (x *WeightedPeer) String() string {
 func (*WeightedPeer) ProtoMessage() {}
 
 func (x *WeightedPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +455,7 @@ func (x *WeightedPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedPeer.ProtoReflect.Descriptor instead.
 func (*WeightedPeer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WeightedPeer) GetAddr() string {
@@ -333,7 +497,7 @@ type AssignmentChange struct {
 
 func (x *AssignmentChange) Reset() {
 	*x = AssignmentChange{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +509,7 @@ func (x *AssignmentChange) String() string {
 func (*AssignmentChange) ProtoMessage() {}
 
 func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +522,7 @@ func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentChange.ProtoReflect.Descriptor instead.
 func (*AssignmentChange) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AssignmentChange) GetAction() AssignmentChange_Action {
@@ -475,7 +639,7 @@ type NetworkPeer struct {
 
 func (x *NetworkPeer) Reset() {
 	*x = NetworkPeer{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +651,7 @@ func (x *NetworkPeer) String() string {
 func (*NetworkPeer) ProtoMessage() {}
 
 func (x *NetworkPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +664,7 @@ func (x *NetworkPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkPeer.ProtoReflect.Descriptor instead.
 func (*NetworkPeer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NetworkPeer) GetNetworkId() string {
@@ -542,7 +706,7 @@ type SecretData struct {
 
 func (x *SecretData) Reset() {
 	*x = SecretData{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +718,7 @@ func (x *SecretData) String() string {
 func (*SecretData) ProtoMessage() {}
 
 func (x *SecretData) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +731,7 @@ func (x *SecretData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretData.ProtoReflect.Descriptor instead.
 func (*SecretData) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SecretData) GetSecretId() string {
@@ -593,7 +757,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +769,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +782,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeartbeatRequest) GetSessionId() string {
@@ -637,7 +801,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +813,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +826,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
@@ -682,7 +846,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +858,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +871,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateTaskStatusRequest) GetSessionId() string {
@@ -735,7 +899,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +911,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +924,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -785,7 +949,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +961,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,20 +974,24 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 type PublishLogsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Messages      []*LogMessage          `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Messages  []*LogMessage          `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	// request_id is the AgentRequest this stream answers (first message).
+	RequestId string `protobuf:"bytes,160,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// error says the log cannot be read; the stream ends after it.
+	Error         string `protobuf:"bytes,161,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PublishLogsRequest) Reset() {
 	*x = PublishLogsRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1003,7 @@ func (x *PublishLogsRequest) String() string {
 func (*PublishLogsRequest) ProtoMessage() {}
 
 func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1016,7 @@ func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsRequest.ProtoReflect.Descriptor instead.
 func (*PublishLogsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PublishLogsRequest) GetSessionId() string {
@@ -865,6 +1033,20 @@ func (x *PublishLogsRequest) GetMessages() []*LogMessage {
 	return nil
 }
 
+func (x *PublishLogsRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *PublishLogsRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type PublishLogsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -873,7 +1055,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +1067,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +1080,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 var File_berth_v1_dispatcher_proto protoreflect.FileDescriptor
@@ -909,7 +1091,7 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\x0eSessionRequest\x12;\n" +
 	"\vdescription\x18\x01 \x01(\v2\x19.berth.v1.NodeDescriptionR\vdescription\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"\xff\x03\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\xb4\x04\n" +
 	"\x0eSessionMessage\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -924,8 +1106,20 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\fgossip_peers\x18\t \x03(\tR\vgossipPeers\x12?\n" +
 	"\fdesired_role\x18\n" +
 	" \x01(\x0e2\x17.berth.v1.NodeSpec.RoleH\x00R\vdesiredRole\x88\x01\x01\x12,\n" +
-	"\x12gossip_accept_keys\x18d \x03(\fR\x10gossipAcceptKeysB\x0f\n" +
-	"\r_desired_role\"S\n" +
+	"\x12gossip_accept_keys\x18d \x03(\fR\x10gossipAcceptKeys\x123\n" +
+	"\brequests\x18\xa0\x01 \x03(\v2\x16.berth.v1.AgentRequestR\brequestsB\x0f\n" +
+	"\r_desired_role\"o\n" +
+	"\fAgentRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06cancel\x18\x02 \x01(\bR\x06cancel\x12/\n" +
+	"\x04logs\x18\x03 \x01(\v2\x19.berth.v1.TaskLogsRequestH\x00R\x04logsB\x06\n" +
+	"\x04kind\"\x8c\x01\n" +
+	"\x0fTaskLogsRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18\x03 \x01(\x03H\x00R\x04tail\x88\x01\x01\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNanoB\a\n" +
+	"\x05_tail\"S\n" +
 	"\fWeightedPeer\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
@@ -964,11 +1158,14 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
 	"\x06status\x18\x02 \x01(\v2\x14.berth.v1.TaskStatusR\x06status\"\x1a\n" +
-	"\x18UpdateTaskStatusResponse\"e\n" +
+	"\x18UpdateTaskStatusResponse\"\x9c\x01\n" +
 	"\x12PublishLogsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x120\n" +
-	"\bmessages\x18\x02 \x03(\v2\x14.berth.v1.LogMessageR\bmessages\"\x15\n" +
+	"\bmessages\x18\x02 \x03(\v2\x14.berth.v1.LogMessageR\bmessages\x12\x1e\n" +
+	"\n" +
+	"request_id\x18\xa0\x01 \x01(\tR\trequestId\x12\x15\n" +
+	"\x05error\x18\xa1\x01 \x01(\tR\x05error\"\x15\n" +
 	"\x13PublishLogsResponse2\xbc\x02\n" +
 	"\n" +
 	"Dispatcher\x12?\n" +
@@ -990,60 +1187,64 @@ func file_berth_v1_dispatcher_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),     // 0: berth.v1.AssignmentChange.Action
 	(*SessionRequest)(nil),           // 1: berth.v1.SessionRequest
 	(*SessionMessage)(nil),           // 2: berth.v1.SessionMessage
-	(*WeightedPeer)(nil),             // 3: berth.v1.WeightedPeer
-	(*AssignmentChange)(nil),         // 4: berth.v1.AssignmentChange
-	(*NetworkPeer)(nil),              // 5: berth.v1.NetworkPeer
-	(*SecretData)(nil),               // 6: berth.v1.SecretData
-	(*HeartbeatRequest)(nil),         // 7: berth.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 8: berth.v1.HeartbeatResponse
-	(*UpdateTaskStatusRequest)(nil),  // 9: berth.v1.UpdateTaskStatusRequest
-	(*TaskStatusUpdate)(nil),         // 10: berth.v1.TaskStatusUpdate
-	(*UpdateTaskStatusResponse)(nil), // 11: berth.v1.UpdateTaskStatusResponse
-	(*PublishLogsRequest)(nil),       // 12: berth.v1.PublishLogsRequest
-	(*PublishLogsResponse)(nil),      // 13: berth.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 14: berth.v1.NodeDescription
-	(*durationpb.Duration)(nil),      // 15: google.protobuf.Duration
-	(NodeSpec_Role)(0),               // 16: berth.v1.NodeSpec.Role
-	(*Task)(nil),                     // 17: berth.v1.Task
-	(*Secret)(nil),                   // 18: berth.v1.Secret
-	(*Network)(nil),                  // 19: berth.v1.Network
-	(*TaskStatus)(nil),               // 20: berth.v1.TaskStatus
-	(*LogMessage)(nil),               // 21: berth.v1.LogMessage
+	(*AgentRequest)(nil),             // 3: berth.v1.AgentRequest
+	(*TaskLogsRequest)(nil),          // 4: berth.v1.TaskLogsRequest
+	(*WeightedPeer)(nil),             // 5: berth.v1.WeightedPeer
+	(*AssignmentChange)(nil),         // 6: berth.v1.AssignmentChange
+	(*NetworkPeer)(nil),              // 7: berth.v1.NetworkPeer
+	(*SecretData)(nil),               // 8: berth.v1.SecretData
+	(*HeartbeatRequest)(nil),         // 9: berth.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 10: berth.v1.HeartbeatResponse
+	(*UpdateTaskStatusRequest)(nil),  // 11: berth.v1.UpdateTaskStatusRequest
+	(*TaskStatusUpdate)(nil),         // 12: berth.v1.TaskStatusUpdate
+	(*UpdateTaskStatusResponse)(nil), // 13: berth.v1.UpdateTaskStatusResponse
+	(*PublishLogsRequest)(nil),       // 14: berth.v1.PublishLogsRequest
+	(*PublishLogsResponse)(nil),      // 15: berth.v1.PublishLogsResponse
+	(*NodeDescription)(nil),          // 16: berth.v1.NodeDescription
+	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
+	(NodeSpec_Role)(0),               // 18: berth.v1.NodeSpec.Role
+	(*Task)(nil),                     // 19: berth.v1.Task
+	(*Secret)(nil),                   // 20: berth.v1.Secret
+	(*Network)(nil),                  // 21: berth.v1.Network
+	(*TaskStatus)(nil),               // 22: berth.v1.TaskStatus
+	(*LogMessage)(nil),               // 23: berth.v1.LogMessage
 }
 var file_berth_v1_dispatcher_proto_depIdxs = []int32{
-	14, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
-	3,  // 1: berth.v1.SessionMessage.managers:type_name -> berth.v1.WeightedPeer
-	15, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
-	4,  // 3: berth.v1.SessionMessage.changes:type_name -> berth.v1.AssignmentChange
-	16, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
-	0,  // 5: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
-	17, // 6: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
-	18, // 7: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
-	6,  // 8: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
-	19, // 9: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
-	5,  // 10: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
-	15, // 11: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	10, // 12: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
-	20, // 13: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
-	21, // 14: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
-	1,  // 15: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
-	7,  // 16: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	9,  // 17: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
-	12, // 18: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
-	2,  // 19: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
-	8,  // 20: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	11, // 21: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
-	13, // 22: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
+	5,  // 1: berth.v1.SessionMessage.managers:type_name -> berth.v1.WeightedPeer
+	17, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
+	6,  // 3: berth.v1.SessionMessage.changes:type_name -> berth.v1.AssignmentChange
+	18, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
+	3,  // 5: berth.v1.SessionMessage.requests:type_name -> berth.v1.AgentRequest
+	4,  // 6: berth.v1.AgentRequest.logs:type_name -> berth.v1.TaskLogsRequest
+	0,  // 7: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
+	19, // 8: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
+	20, // 9: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
+	8,  // 10: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
+	21, // 11: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
+	7,  // 12: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
+	17, // 13: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	12, // 14: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
+	22, // 15: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
+	23, // 16: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
+	1,  // 17: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
+	9,  // 18: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	11, // 19: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
+	14, // 20: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
+	2,  // 21: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
+	10, // 22: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	13, // 23: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
+	15, // 24: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_dispatcher_proto_init() }
@@ -1055,7 +1256,11 @@ func file_berth_v1_dispatcher_proto_init() {
 	file_berth_v1_control_proto_init()
 	file_berth_v1_specs_proto_init()
 	file_berth_v1_dispatcher_proto_msgTypes[1].OneofWrappers = []any{}
-	file_berth_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{
+	file_berth_v1_dispatcher_proto_msgTypes[2].OneofWrappers = []any{
+		(*AgentRequest_Logs)(nil),
+	}
+	file_berth_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{}
+	file_berth_v1_dispatcher_proto_msgTypes[5].OneofWrappers = []any{
 		(*AssignmentChange_Task)(nil),
 		(*AssignmentChange_Secret)(nil),
 		(*AssignmentChange_SecretData)(nil),
@@ -1068,7 +1273,7 @@ func file_berth_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_dispatcher_proto_rawDesc), len(file_berth_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,7 +38,9 @@ type DispatcherClient interface {
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	// UpdateTaskStatus reports observed task states, batched.
 	UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error)
-	// PublishLogs streams container logs for `berth service logs`.
+	// PublishLogs answers an AgentRequest for a task's log: the agent sends
+	// the lines (request_id in the first message) and closes the stream at
+	// the log's end; the manager ends it early when nobody reads any more.
 	PublishLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PublishLogsRequest, PublishLogsResponse], error)
 }
 
@@ -115,7 +117,9 @@ type DispatcherServer interface {
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	// UpdateTaskStatus reports observed task states, batched.
 	UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error)
-	// PublishLogs streams container logs for `berth service logs`.
+	// PublishLogs answers an AgentRequest for a task's log: the agent sends
+	// the lines (request_id in the first message) and closes the stream at
+	// the log's end; the manager ends it early when nobody reads any more.
 	PublishLogs(grpc.ClientStreamingServer[PublishLogsRequest, PublishLogsResponse]) error
 	mustEmbedUnimplementedDispatcherServer()
 }

@@ -117,7 +117,7 @@ func (x Mount_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mount_Type.Descriptor instead.
 func (Mount_Type) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6, 0}
 }
 
 type RestartPolicy_Condition int32
@@ -166,7 +166,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type Placement_Strategy int32
@@ -212,7 +212,7 @@ func (x Placement_Strategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Placement_Strategy.Descriptor instead.
 func (Placement_Strategy) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type UpdateConfig_FailureAction int32
@@ -261,7 +261,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type UpdateConfig_Order int32
@@ -307,7 +307,7 @@ func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_Order.Descriptor instead.
 func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 1}
 }
 
 type EndpointSpec_Mode int32
@@ -353,7 +353,7 @@ func (x EndpointSpec_Mode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointSpec_Mode.Descriptor instead.
 func (EndpointSpec_Mode) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type PortConfig_Protocol int32
@@ -399,7 +399,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -445,7 +445,7 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15, 1}
 }
 
 type NodeSpec_Role int32
@@ -491,7 +491,7 @@ func (x NodeSpec_Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Role.Descriptor instead.
 func (NodeSpec_Role) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type NodeSpec_Availability int32
@@ -540,7 +540,7 @@ func (x NodeSpec_Availability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Availability.Descriptor instead.
 func (NodeSpec_Availability) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20, 1}
 }
 
 // Annotations name an object and carry free-form labels.
@@ -807,7 +807,9 @@ type ContainerSpec struct {
 	// default profile, also used when none is given) and "seccomp=<profile
 	// JSON>" (clients read a profile FILE and send its content, as Docker's
 	// CLI does); "no-new-privileges" is always on. Managers refuse others.
-	SecurityOpts  []string `protobuf:"bytes,17,rep,name=security_opts,json=securityOpts,proto3" json:"security_opts,omitempty"`
+	SecurityOpts []string `protobuf:"bytes,17,rep,name=security_opts,json=securityOpts,proto3" json:"security_opts,omitempty"`
+	// log bounds the task's log files on its node (--log-opt).
+	Log           *LogConfig `protobuf:"bytes,160,opt,name=log,proto3" json:"log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -961,6 +963,68 @@ func (x *ContainerSpec) GetSecurityOpts() []string {
 	return nil
 }
 
+func (x *ContainerSpec) GetLog() *LogConfig {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+// LogConfig is how much of a task's output its node keeps: files of at most
+// max_size_bytes, max_files of them (the current and rotated ones); zero
+// means the default (10 MiB, 3 files).
+type LogConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MaxSizeBytes  int64                  `protobuf:"varint,1,opt,name=max_size_bytes,json=maxSizeBytes,proto3" json:"max_size_bytes,omitempty"`
+	MaxFiles      int32                  `protobuf:"varint,2,opt,name=max_files,json=maxFiles,proto3" json:"max_files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogConfig) Reset() {
+	*x = LogConfig{}
+	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogConfig) ProtoMessage() {}
+
+func (x *LogConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
+func (*LogConfig) Descriptor() ([]byte, []int) {
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LogConfig) GetMaxSizeBytes() int64 {
+	if x != nil {
+		return x.MaxSizeBytes
+	}
+	return 0
+}
+
+func (x *LogConfig) GetMaxFiles() int32 {
+	if x != nil {
+		return x.MaxFiles
+	}
+	return 0
+}
+
 // RegistryAuth are basic-auth credentials for one registry, as
 // `docker service create --with-registry-auth` sends them. Managers keep
 // the password only sealed with the cluster key; the Control API returns
@@ -984,7 +1048,7 @@ type RegistryAuth struct {
 
 func (x *RegistryAuth) Reset() {
 	*x = RegistryAuth{}
-	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	mi := &file_berth_v1_specs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1060,7 @@ func (x *RegistryAuth) String() string {
 func (*RegistryAuth) ProtoMessage() {}
 
 func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	mi := &file_berth_v1_specs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1073,7 @@ func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryAuth.ProtoReflect.Descriptor instead.
 func (*RegistryAuth) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegistryAuth) GetServer() string {
@@ -1056,7 +1120,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_berth_v1_specs_proto_msgTypes[5]
+	mi := &file_berth_v1_specs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1132,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[5]
+	mi := &file_berth_v1_specs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1145,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Mount) GetType() Mount_Type {
@@ -1145,7 +1209,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_berth_v1_specs_proto_msgTypes[6]
+	mi := &file_berth_v1_specs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1221,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[6]
+	mi := &file_berth_v1_specs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1234,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HealthCheck) GetTest() []string {
@@ -1247,7 +1311,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_berth_v1_specs_proto_msgTypes[7]
+	mi := &file_berth_v1_specs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1323,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[7]
+	mi := &file_berth_v1_specs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1336,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Resources) GetLimits() *ResourceSet {
@@ -1302,7 +1366,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_berth_v1_specs_proto_msgTypes[8]
+	mi := &file_berth_v1_specs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1378,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[8]
+	mi := &file_berth_v1_specs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1391,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResourceSet) GetNanoCpus() int64 {
@@ -1365,7 +1429,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_berth_v1_specs_proto_msgTypes[9]
+	mi := &file_berth_v1_specs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1441,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[9]
+	mi := &file_berth_v1_specs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1454,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1436,7 +1500,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_berth_v1_specs_proto_msgTypes[10]
+	mi := &file_berth_v1_specs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1448,7 +1512,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[10]
+	mi := &file_berth_v1_specs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1461,7 +1525,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1503,7 +1567,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_berth_v1_specs_proto_msgTypes[11]
+	mi := &file_berth_v1_specs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1579,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[11]
+	mi := &file_berth_v1_specs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1592,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PlacementPreference) GetSpreadDescriptor() string {
@@ -1556,7 +1620,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_berth_v1_specs_proto_msgTypes[12]
+	mi := &file_berth_v1_specs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1632,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[12]
+	mi := &file_berth_v1_specs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1645,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -1637,7 +1701,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[13]
+	mi := &file_berth_v1_specs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1713,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[13]
+	mi := &file_berth_v1_specs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1726,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EndpointSpec) GetMode() EndpointSpec_Mode {
@@ -1693,7 +1757,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_berth_v1_specs_proto_msgTypes[14]
+	mi := &file_berth_v1_specs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1769,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[14]
+	mi := &file_berth_v1_specs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1782,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1768,7 +1832,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_berth_v1_specs_proto_msgTypes[15]
+	mi := &file_berth_v1_specs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +1844,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[15]
+	mi := &file_berth_v1_specs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +1857,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NetworkAttachment) GetTarget() string {
@@ -1829,7 +1893,7 @@ type SecretReference struct {
 
 func (x *SecretReference) Reset() {
 	*x = SecretReference{}
-	mi := &file_berth_v1_specs_proto_msgTypes[16]
+	mi := &file_berth_v1_specs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1905,7 @@ func (x *SecretReference) String() string {
 func (*SecretReference) ProtoMessage() {}
 
 func (x *SecretReference) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[16]
+	mi := &file_berth_v1_specs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1918,7 @@ func (x *SecretReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretReference.ProtoReflect.Descriptor instead.
 func (*SecretReference) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SecretReference) GetSecretId() string {
@@ -1915,7 +1979,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[17]
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +1991,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[17]
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2004,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -1990,7 +2054,7 @@ type SecretSpec struct {
 
 func (x *SecretSpec) Reset() {
 	*x = SecretSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2066,7 @@ func (x *SecretSpec) String() string {
 func (*SecretSpec) ProtoMessage() {}
 
 func (x *SecretSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2079,7 @@ func (x *SecretSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSpec.ProtoReflect.Descriptor instead.
 func (*SecretSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SecretSpec) GetAnnotations() *Annotations {
@@ -2044,7 +2108,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2120,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2133,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NodeSpec) GetAnnotations() *Annotations {
@@ -2115,7 +2179,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[20]
+	mi := &file_berth_v1_specs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2191,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[20]
+	mi := &file_berth_v1_specs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2204,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClusterSpec) GetAnnotations() *Annotations {
@@ -2218,7 +2282,7 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\tresources\x18\x02 \x01(\v2\x13.berth.v1.ResourcesR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.berth.v1.RestartPolicyR\arestart\x121\n" +
 	"\tplacement\x18\x04 \x01(\v2\x13.berth.v1.PlacementR\tplacement\x12!\n" +
-	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\xb7\x05\n" +
+	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\xdf\x05\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2238,10 +2302,14 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\x03tty\x18\x0e \x01(\bR\x03tty\x12;\n" +
 	"\x06labels\x18\x0f \x03(\v2#.berth.v1.ContainerSpec.LabelsEntryR\x06labels\x12;\n" +
 	"\rregistry_auth\x18\x10 \x01(\v2\x16.berth.v1.RegistryAuthR\fregistryAuth\x12#\n" +
-	"\rsecurity_opts\x18\x11 \x03(\tR\fsecurityOpts\x1a9\n" +
+	"\rsecurity_opts\x18\x11 \x03(\tR\fsecurityOpts\x12&\n" +
+	"\x03log\x18\xa0\x01 \x01(\v2\x13.berth.v1.LogConfigR\x03log\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
+	"\tLogConfig\x12$\n" +
+	"\x0emax_size_bytes\x18\x01 \x01(\x03R\fmaxSizeBytes\x12\x1b\n" +
+	"\tmax_files\x18\x02 \x01(\x05R\bmaxFiles\"\x87\x01\n" +
 	"\fRegistryAuth\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12\x1a\n" +
@@ -2389,7 +2457,7 @@ func file_berth_v1_specs_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_specs_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_berth_v1_specs_proto_goTypes = []any{
 	(ServiceMode)(0),                // 0: berth.v1.ServiceMode
 	(Mount_Type)(0),                 // 1: berth.v1.Mount.Type
@@ -2406,79 +2474,81 @@ var file_berth_v1_specs_proto_goTypes = []any{
 	(*ServiceSpec)(nil),             // 12: berth.v1.ServiceSpec
 	(*TaskSpec)(nil),                // 13: berth.v1.TaskSpec
 	(*ContainerSpec)(nil),           // 14: berth.v1.ContainerSpec
-	(*RegistryAuth)(nil),            // 15: berth.v1.RegistryAuth
-	(*Mount)(nil),                   // 16: berth.v1.Mount
-	(*HealthCheck)(nil),             // 17: berth.v1.HealthCheck
-	(*Resources)(nil),               // 18: berth.v1.Resources
-	(*ResourceSet)(nil),             // 19: berth.v1.ResourceSet
-	(*RestartPolicy)(nil),           // 20: berth.v1.RestartPolicy
-	(*Placement)(nil),               // 21: berth.v1.Placement
-	(*PlacementPreference)(nil),     // 22: berth.v1.PlacementPreference
-	(*UpdateConfig)(nil),            // 23: berth.v1.UpdateConfig
-	(*EndpointSpec)(nil),            // 24: berth.v1.EndpointSpec
-	(*PortConfig)(nil),              // 25: berth.v1.PortConfig
-	(*NetworkAttachment)(nil),       // 26: berth.v1.NetworkAttachment
-	(*SecretReference)(nil),         // 27: berth.v1.SecretReference
-	(*NetworkSpec)(nil),             // 28: berth.v1.NetworkSpec
-	(*SecretSpec)(nil),              // 29: berth.v1.SecretSpec
-	(*NodeSpec)(nil),                // 30: berth.v1.NodeSpec
-	(*ClusterSpec)(nil),             // 31: berth.v1.ClusterSpec
-	nil,                             // 32: berth.v1.Annotations.LabelsEntry
-	nil,                             // 33: berth.v1.ContainerSpec.LabelsEntry
-	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
+	(*LogConfig)(nil),               // 15: berth.v1.LogConfig
+	(*RegistryAuth)(nil),            // 16: berth.v1.RegistryAuth
+	(*Mount)(nil),                   // 17: berth.v1.Mount
+	(*HealthCheck)(nil),             // 18: berth.v1.HealthCheck
+	(*Resources)(nil),               // 19: berth.v1.Resources
+	(*ResourceSet)(nil),             // 20: berth.v1.ResourceSet
+	(*RestartPolicy)(nil),           // 21: berth.v1.RestartPolicy
+	(*Placement)(nil),               // 22: berth.v1.Placement
+	(*PlacementPreference)(nil),     // 23: berth.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 24: berth.v1.UpdateConfig
+	(*EndpointSpec)(nil),            // 25: berth.v1.EndpointSpec
+	(*PortConfig)(nil),              // 26: berth.v1.PortConfig
+	(*NetworkAttachment)(nil),       // 27: berth.v1.NetworkAttachment
+	(*SecretReference)(nil),         // 28: berth.v1.SecretReference
+	(*NetworkSpec)(nil),             // 29: berth.v1.NetworkSpec
+	(*SecretSpec)(nil),              // 30: berth.v1.SecretSpec
+	(*NodeSpec)(nil),                // 31: berth.v1.NodeSpec
+	(*ClusterSpec)(nil),             // 32: berth.v1.ClusterSpec
+	nil,                             // 33: berth.v1.Annotations.LabelsEntry
+	nil,                             // 34: berth.v1.ContainerSpec.LabelsEntry
+	(*durationpb.Duration)(nil),     // 35: google.protobuf.Duration
 }
 var file_berth_v1_specs_proto_depIdxs = []int32{
-	32, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
+	33, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
 	11, // 1: berth.v1.ServiceSpec.annotations:type_name -> berth.v1.Annotations
 	13, // 2: berth.v1.ServiceSpec.task:type_name -> berth.v1.TaskSpec
 	0,  // 3: berth.v1.ServiceSpec.mode:type_name -> berth.v1.ServiceMode
-	23, // 4: berth.v1.ServiceSpec.update:type_name -> berth.v1.UpdateConfig
-	23, // 5: berth.v1.ServiceSpec.rollback:type_name -> berth.v1.UpdateConfig
-	24, // 6: berth.v1.ServiceSpec.endpoint:type_name -> berth.v1.EndpointSpec
-	26, // 7: berth.v1.ServiceSpec.networks:type_name -> berth.v1.NetworkAttachment
+	24, // 4: berth.v1.ServiceSpec.update:type_name -> berth.v1.UpdateConfig
+	24, // 5: berth.v1.ServiceSpec.rollback:type_name -> berth.v1.UpdateConfig
+	25, // 6: berth.v1.ServiceSpec.endpoint:type_name -> berth.v1.EndpointSpec
+	27, // 7: berth.v1.ServiceSpec.networks:type_name -> berth.v1.NetworkAttachment
 	14, // 8: berth.v1.TaskSpec.container:type_name -> berth.v1.ContainerSpec
-	18, // 9: berth.v1.TaskSpec.resources:type_name -> berth.v1.Resources
-	20, // 10: berth.v1.TaskSpec.restart:type_name -> berth.v1.RestartPolicy
-	21, // 11: berth.v1.TaskSpec.placement:type_name -> berth.v1.Placement
-	16, // 12: berth.v1.ContainerSpec.mounts:type_name -> berth.v1.Mount
-	34, // 13: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	17, // 14: berth.v1.ContainerSpec.healthcheck:type_name -> berth.v1.HealthCheck
-	27, // 15: berth.v1.ContainerSpec.secrets:type_name -> berth.v1.SecretReference
-	33, // 16: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
-	15, // 17: berth.v1.ContainerSpec.registry_auth:type_name -> berth.v1.RegistryAuth
-	1,  // 18: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
-	34, // 19: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	34, // 20: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	34, // 21: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	34, // 22: berth.v1.HealthCheck.start_interval:type_name -> google.protobuf.Duration
-	19, // 23: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
-	19, // 24: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
-	2,  // 25: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
-	34, // 26: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	34, // 27: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	22, // 28: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
-	3,  // 29: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
-	34, // 30: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	4,  // 31: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
-	34, // 32: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	5,  // 33: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
-	6,  // 34: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
-	25, // 35: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
-	7,  // 36: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
-	8,  // 37: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
-	11, // 38: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 39: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 40: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
-	9,  // 41: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
-	10, // 42: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
-	11, // 43: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
-	34, // 44: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
-	34, // 45: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	19, // 9: berth.v1.TaskSpec.resources:type_name -> berth.v1.Resources
+	21, // 10: berth.v1.TaskSpec.restart:type_name -> berth.v1.RestartPolicy
+	22, // 11: berth.v1.TaskSpec.placement:type_name -> berth.v1.Placement
+	17, // 12: berth.v1.ContainerSpec.mounts:type_name -> berth.v1.Mount
+	35, // 13: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	18, // 14: berth.v1.ContainerSpec.healthcheck:type_name -> berth.v1.HealthCheck
+	28, // 15: berth.v1.ContainerSpec.secrets:type_name -> berth.v1.SecretReference
+	34, // 16: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
+	16, // 17: berth.v1.ContainerSpec.registry_auth:type_name -> berth.v1.RegistryAuth
+	15, // 18: berth.v1.ContainerSpec.log:type_name -> berth.v1.LogConfig
+	1,  // 19: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
+	35, // 20: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	35, // 21: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	35, // 22: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	35, // 23: berth.v1.HealthCheck.start_interval:type_name -> google.protobuf.Duration
+	20, // 24: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
+	20, // 25: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
+	2,  // 26: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
+	35, // 27: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	35, // 28: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	23, // 29: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
+	3,  // 30: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
+	35, // 31: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	4,  // 32: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
+	35, // 33: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	5,  // 34: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
+	6,  // 35: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
+	26, // 36: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
+	7,  // 37: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
+	8,  // 38: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
+	11, // 39: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 40: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 41: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
+	9,  // 42: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
+	10, // 43: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
+	11, // 44: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
+	35, // 45: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
+	35, // 46: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_specs_proto_init() }
@@ -2493,7 +2563,7 @@ func file_berth_v1_specs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_specs_proto_rawDesc), len(file_berth_v1_specs_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
