@@ -39,6 +39,8 @@ func RuntimeSpec(id, rootfs string, img image.RunConfig, c *pb.ContainerSpec, li
 		User:           first(c.GetUser(), img.User),
 		Hostname:       first(c.GetHostname(), shortHostname(id)),
 		TTY:            c.GetTty(),
+		LogMaxBytes:    c.GetLog().GetMaxSizeBytes(),
+		LogMaxFiles:    int(c.GetLog().GetMaxFiles()),
 		Resources: runtime.Resources{
 			MemoryBytes: limits.GetMemoryBytes(),
 			NanoCPUs:    limits.GetNanoCpus(),

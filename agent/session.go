@@ -232,6 +232,8 @@ func (a *Agent) session(ctx context.Context, addr string) (established bool, err
 	a.link.set(client, sid)
 	defer a.link.set(nil, "")
 	a.log.Info("session established", "manager", addr, "session", sid, "node", first.GetNodeId(), "tasks", len(first.GetChanges()))
+	reqs := newRequests(client, sid, a.rt, a.log)
+	defer reqs.stop()
 	g.Go(func() error { return a.heartbeats(gctx, client, sid, &period) })
 	g.Go(func() error {
 		for {
@@ -239,6 +241,7 @@ func (a *Agent) session(ctx context.Context, addr string) (established bool, err
 			if err != nil {
 				return fmt.Errorf("session stream: %w", err)
 			}
+			reqs.handle(gctx, msg.GetRequests())
 			if err := a.apply(gctx, msg, &period); err != nil {
 				return err
 			}

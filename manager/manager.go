@@ -201,11 +201,6 @@ func (m *Manager) grpcServer() *grpc.Server {
 		grpc.ChainUnaryInterceptor(m.unaryAuth), grpc.ChainStreamInterceptor(m.streamAuth))...)
 	m.ca = nodeca.New(nodeca.Config{Store: m.node.Store(), ClusterID: m.clusterID, ClusterKey: m.id.clusterKey, Now: m.cfg.Now, Log: m.log})
 	pb.RegisterNodeCAServer(srv, m.ca)
-	pb.RegisterControlServer(srv, controlapi.New(controlapi.Config{
-		Store: m.node.Store(), Reads: m.consistentRead, Membership: membership{Node: m.node, peers: m.peers}, ClusterID: m.clusterID,
-		NewToken: m.newToken, SealSecret: func(b []byte) ([]byte, error) { return ca.Seal(m.id.clusterKey, b) },
-		Now: m.cfg.Now, Log: m.log,
-	}))
 	pb.RegisterRaftMembershipServer(srv, raftapi.New(m.node, m.peers, m.log))
 	m.dispatcher = dispatcher.New(dispatcher.Config{
 		Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("part", "dispatcher"),
@@ -222,8 +217,24 @@ func (m *Manager) grpcServer() *grpc.Server {
 		GossipPeers: m.gossip.peers,
 		OpenSecret:  func(b []byte) ([]byte, error) { return ca.Open(m.id.clusterKey, b) },
 	})
+	pb.RegisterControlServer(srv, controlapi.New(controlapi.Config{
+		Store: m.node.Store(), Reads: m.consistentRead, Membership: membership{Node: m.node, peers: m.peers}, ClusterID: m.clusterID,
+		NewToken: m.newToken, SealSecret: func(b []byte) ([]byte, error) { return ca.Seal(m.id.clusterKey, b) },
+		Agents: m.dispatcher, Leader: m.leaderControl,
+		Now: m.cfg.Now, Log: m.log,
+	}))
 	pb.RegisterDispatcherServer(srv, m.dispatcher)
 	return srv
+}
+
+// leaderControl is the leader's Control API when another manager leads,
+// nil when this one does.
+func (m *Manager) leaderControl(context.Context) (pb.ControlClient, error) {
+	if m.node.IsLeader() {
+		return nil, nil
+	}
+	_, addr := m.node.Leader()
+	return m.peers.Control(addr)
 }
 
 // managerPeers lists the managers agents may fail over to.

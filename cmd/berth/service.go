@@ -20,7 +20,8 @@ import (
 func newServiceCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "service", Short: "Manage services"}
 	cmd.AddCommand(newServiceCreateCmd(g), newServiceLsCmd(g), newServiceInspectCmd(g),
-		newServiceUpdateCmd(g), newServiceRollbackCmd(g), newServiceScaleCmd(g), newServiceRmCmd(g), newServicePsCmd(g))
+		newServiceUpdateCmd(g), newServiceRollbackCmd(g), newServiceScaleCmd(g), newServiceRmCmd(g), newServicePsCmd(g),
+		newServiceLogsCmd(g))
 	return cmd
 }
 

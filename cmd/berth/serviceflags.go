@@ -78,6 +78,7 @@ func (f *serviceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.endpointMode, "endpoint-mode", "vip", "vip or dnsrr")
 	fs.StringArrayVar(&f.securityOpts, "security-opt", nil,
 		"seccomp=unconfined|builtin|FILE: the containers' syscall filter (default: Docker's profile); repeatable, an update replaces the list")
+	registerLogOpts(fs)
 }
 
 // apply writes every flag the user set onto spec (all of them when all is
@@ -115,6 +116,9 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, s *pb.ServiceSpec, all bool) err
 		c.SecurityOpts = opts
 	}
 	durationFlag(fs, "stop-grace-period", &c.StopGracePeriod)
+	if err := applyLogOpts(fs, c); err != nil {
+		return err
+	}
 	if err := f.applyResources(fs, t); err != nil {
 		return err
 	}

@@ -33,8 +33,14 @@ type Config struct {
 	NewToken func() (string, error)
 	// SealSecret encrypts secret data before it enters the replicated state.
 	SealSecret func([]byte) ([]byte, error)
-	Now        func() time.Time
-	Log        *slog.Logger
+	// Agents reaches agents through the leader's dispatcher (logs).
+	Agents Agents
+	// Leader returns a client of the leader's Control API when this
+	// manager does not lead, nil when it does; calls that reach agents are
+	// passed on to it. Nil means this manager always serves them itself.
+	Leader func(ctx context.Context) (pb.ControlClient, error)
+	Now    func() time.Time
+	Log    *slog.Logger
 }
 
 // Server implements pb.ControlServer.

@@ -67,9 +67,9 @@ type Config struct {
 // Run runs.
 type Dispatcher struct {
 	pb.UnimplementedDispatcherServer
-	cfg  Config
-	log  *slog.Logger
-	logs *logBroker
+	cfg   Config
+	log   *slog.Logger
+	calls *calls
 
 	mu   sync.Mutex
 	term *term // nil unless Run runs
@@ -90,6 +90,10 @@ type nodeRec struct {
 	end      context.CancelCauseFunc // ends the live session's stream
 	reason   string                  // the down message if the deadline passes
 	heard    time.Time               // the last heartbeat or session start
+	// reqs carries AgentRequests to the live session's stream; gone is
+	// closed when that stream ends.
+	reqs chan *pb.AgentRequest
+	gone <-chan struct{}
 }
 
 // New returns a Dispatcher; Run serves it.
@@ -112,7 +116,7 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Identify == nil {
 		cfg.Identify = peerIdentity
 	}
-	return &Dispatcher{cfg: cfg, log: cfg.Log, logs: newLogBroker()}
+	return &Dispatcher{cfg: cfg, log: cfg.Log, calls: &calls{m: map[string]*call{}}}
 }
 
 func peerIdentity(ctx context.Context) (ca.Identity, error) {

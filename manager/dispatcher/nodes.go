@@ -35,21 +35,23 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*
 }
 
 // register makes sid the node's live session, ending any older one, and
-// returns the context the session's stream runs under.
-func (d *Dispatcher) register(ctx context.Context, t *term, nodeID, sid string) (context.Context, error) {
+// returns the context the session's stream runs under and the channel of
+// requests it is to send.
+func (d *Dispatcher) register(ctx context.Context, t *term, nodeID, sid string) (context.Context, <-chan *pb.AgentRequest, error) {
 	sctx, end := context.WithCancelCause(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.term != t {
 		end(errStopped)
-		return nil, errStopped
+		return nil, nil, errStopped
 	}
 	if old := t.nodes[nodeID]; old != nil && old.end != nil {
 		old.end(status.Error(codes.Aborted, "the node opened a newer session; this one ends"))
 	}
 	now := d.cfg.Now()
-	t.nodes[nodeID] = &nodeRec{sid: sid, deadline: now.Add(d.grace()), end: end, reason: ReasonHeartbeat, heard: now}
-	return sctx, nil
+	reqs := make(chan *pb.AgentRequest, requestQueue)
+	t.nodes[nodeID] = &nodeRec{sid: sid, deadline: now.Add(d.grace()), end: end, reason: ReasonHeartbeat, heard: now, reqs: reqs, gone: sctx.Done()}
+	return sctx, reqs, nil
 }
 
 // unregister notes that the stream of session sid ended: the node goes

@@ -29,7 +29,7 @@ func (d *Dispatcher) Session(req *pb.SessionRequest, stream pb.Dispatcher_Sessio
 		return err
 	}
 	sid := ids.New()
-	sctx, err := d.register(ctx, t, id.NodeID, sid)
+	sctx, reqs, err := d.register(ctx, t, id.NodeID, sid)
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func (d *Dispatcher) Session(req *pb.SessionRequest, stream pb.Dispatcher_Sessio
 	log := d.log.With("node", id.NodeID, "session", sid)
 	log.Info("session started", "hostname", req.GetDescription().GetHostname())
 	s := &session{
-		d: d, node: id.NodeID, sid: sid, stream: stream, log: log,
+		d: d, node: id.NodeID, sid: sid, stream: stream, log: log, reqs: reqs,
 		set:   newAssignSet(id.NodeID, d.cfg.OpenSecret, log),
 		peers: newPeerSet(id.NodeID),
 	}
@@ -73,6 +73,7 @@ type session struct {
 	log    *slog.Logger
 	set    *assignSet
 	peers  *peerSet
+	reqs   <-chan *pb.AgentRequest
 	sent   settings
 	// role is the node's desired role as last read from the store;
 	// sentRole is the one last sent (nil before the first message).
@@ -208,6 +209,10 @@ func (s *session) follow(ctx context.Context, w *store.Watcher) error {
 				return err
 			}
 			clear(dirty)
+		case r := <-s.reqs:
+			if err := s.sendRequests(r); err != nil {
+				return err
+			}
 		case <-tick.C:
 			if set := s.d.settings(); !set.equal(s.sent) {
 				if err := s.stream.Send(s.message(set, false, nil)); err != nil {
@@ -254,4 +259,22 @@ func (s *session) send(dirty map[string]*pb.Task) error {
 		return nil
 	}
 	return s.stream.Send(s.message(s.d.settings(), false, changes))
+}
+
+// sendRequests sends r and any other queued requests in one message.
+func (s *session) sendRequests(r *pb.AgentRequest) error {
+	rs := []*pb.AgentRequest{r}
+	for len(rs) < cap(s.reqs) {
+		select {
+		case r := <-s.reqs:
+			rs = append(rs, r)
+			continue
+		default:
+		}
+		break
+	}
+	return s.stream.Send(&pb.SessionMessage{
+		SessionId: s.sid, NodeId: s.node, Requests: rs,
+		HeartbeatPeriod: durationpb.New(s.d.cfg.HeartbeatPeriod),
+	})
 }

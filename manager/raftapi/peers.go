@@ -40,6 +40,24 @@ func (p *Peers) Close() {
 }
 
 func (p *Peers) client(addr string) (pb.RaftMembershipClient, error) {
+	c, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewRaftMembershipClient(c), nil
+}
+
+// Control returns a client of the Control API of the manager at addr,
+// calling with this manager's certificate.
+func (p *Peers) Control(addr string) (pb.ControlClient, error) {
+	c, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewControlClient(c), nil
+}
+
+func (p *Peers) conn(addr string) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("cluster has no leader: %w", store.ErrNotLeader)
 	}
@@ -54,7 +72,7 @@ func (p *Peers) client(addr string) (pb.RaftMembershipClient, error) {
 		}
 		p.conns[addr] = c
 	}
-	return pb.NewRaftMembershipClient(c), nil
+	return c, nil
 }
 
 // Forward has the leader at addr commit a batch and returns its index.

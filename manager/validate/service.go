@@ -151,6 +151,9 @@ func TaskSpec(t *pb.TaskSpec) error {
 	if err := securityOpts(c.GetSecurityOpts()); err != nil {
 		return err
 	}
+	if err := logConfig(c.GetLog()); err != nil {
+		return err
+	}
 	if err := health(c.GetHealthcheck()); err != nil {
 		return err
 	}

@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth/internal/await"
+	"berth/internal/e2ecluster"
+	pb "berth/proto/berth/v1"
+)
+
+// syncBuffer is a bytes.Buffer a running command writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// cliCmd is the CLI command against the first manager, not started.
+func cliCmd(ctx context.Context, c *e2ecluster.Cluster, args ...string) *exec.Cmd {
+	m := c.Managers[0]
+	cmd := exec.CommandContext(ctx, bins.CLI, args...)
+	cmd.Env = append(os.Environ(), "BERTH_TLS_DIR="+filepath.Join(m.DataDir, "client"), "BERTH_HOST="+m.Addr())
+	return cmd
+}
+
+// cliOut runs the CLI and returns its stdout and stderr.
+func cliOut(ctx context.Context, c *e2ecluster.Cluster, args ...string) (string, string, error) {
+	cmd := cliCmd(ctx, c, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// liveTasks are a service's tasks meant to run, by slot.
+func liveTasks(t *testing.T, c *e2ecluster.Cluster, svc string) map[uint64]*pb.Task {
+	t.Helper()
+	tasks, err := c.Tasks(t.Context(), svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint64]*pb.Task{}
+	for _, tk := range tasks {
+		if tk.GetDesiredState() == pb.TaskState_TASK_STATE_RUNNING && tk.GetStatus().GetState() == pb.TaskState_TASK_STATE_RUNNING {
+			out[tk.GetSlot()] = tk
+		}
+	}
+	return out
+}
+
+// hostnames maps node IDs to hostnames.
+func hostnames(t *testing.T, c *e2ecluster.Cluster) map[string]string {
+	t.Helper()
+	nodes, err := c.Nodes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, n := range nodes {
+		out[n.ID] = n.Hostname
+	}
+	return out
+}
+
+func short(id string) string { return id[:min(12, len(id))] }
+
+// TestOperatingOnRealHosts: the logs of a service's tasks on three
+// agents, merged and followed across a replacement task, and a node that
+// is down said to be so.
+func TestOperatingOnRealHosts(t *testing.T) {
+	c := up(t, 1, 3, nil)
+	ctx := t.Context()
+	const lines = 20000
+	script := fmt.Sprintf(`echo hello from $(hostname); echo oops >&2; seq 1 %d; exec sleep 3600`, lines)
+	if _, err := c.CLI(ctx, "service", "create", "--detach", "--name", "talk", "--replicas", "3", "--replicas-max-per-node", "1",
+		"--log-opt", "max-size=512k", "--log-opt", "max-file=3", c.Images.Busybox.Tag, "sh", "-c", script); err != nil {
+		t.Fatal(err)
+	}
+	byNode := runningOn(t, c, "talk", 3)
+	if len(byNode) != 3 {
+		t.Fatalf("tasks on %d nodes, want 3: %v", len(byNode), byNode)
+	}
+	t.Run("logs", func(t *testing.T) { testLogs(t, c, lines) })
+
+	// Removing the service removes its tasks' containers, logs included.
+	if _, err := c.CLI(ctx, "service", "rm", "talk"); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, wait, func() bool { return len(logFiles(c)) == 0 }, "log files left after service rm: %v", logFiles(c))
+}
+
+// logFiles lists the task log files on every agent.
+func logFiles(c *e2ecluster.Cluster) []string {
+	var files []string
+	for _, a := range c.Agents {
+		got, _ := filepath.Glob(filepath.Join(a.DataDir, "runtime", "containers", "*", "container.log*"))
+		files = append(files, got...)
+	}
+	return files
+}
+
+func testLogs(t *testing.T, c *e2ecluster.Cluster, lines int) {
+	ctx := t.Context()
+	hosts := hostnames(t, c)
+	tasks := liveTasks(t, c, "talk")
+	prefix := func(tk *pb.Task) string {
+		return fmt.Sprintf("talk.%d.%s@%s | ", tk.GetSlot(), short(tk.GetId()), hosts[tk.GetNodeId()])
+	}
+	// Every task has written all its lines before the whole log is read.
+	await.True(t, wait, func() bool {
+		out, _, err := cliOut(ctx, c, "service", "logs", "--tail", "1", "talk")
+		return err == nil && strings.Count(out, fmt.Sprintf(" | %d\n", lines)) == 3
+	}, "each task's last line is %d", lines)
+
+	start := time.Now()
+	out, errOut, err := cliOut(ctx, c, "service", "logs", "talk")
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("service logs: %v: %s", err, errOut)
+	}
+	got := strings.Count(out, "\n")
+	t.Logf("service logs: %d lines from 3 nodes in %v (%.0f lines/s through the manager)", got, took.Round(time.Millisecond), float64(got)/took.Seconds())
+	if want := 3 * (lines + 2); got != want {
+		t.Errorf("service logs printed %d lines, want %d", got, want)
+	}
+	for _, tk := range tasks {
+		p := prefix(tk)
+		host := hosts[tk.GetNodeId()]
+		if !strings.Contains(out, p+"hello from ") || !strings.Contains(out, p+"oops\n") || !strings.Contains(out, fmt.Sprintf("%s%d\n", p, lines)) {
+			t.Errorf("no lines of task %s on %s with the prefix %q", tk.GetId(), host, p)
+		}
+	}
+
+	// --tail, --timestamps, --no-task-ids, and one task.
+	out, _, err = cliOut(ctx, c, "service", "logs", "--tail", "1", "--timestamps", "--no-task-ids", "talk")
+	if err != nil || strings.Count(out, "\n") != 3 || !strings.Contains(out, fmt.Sprintf("talk.1@%s | %d-", hosts[tasks[1].GetNodeId()], time.Now().Year())) {
+		t.Errorf("logs --tail 1 --timestamps --no-task-ids: %v\n%s", err, out)
+	}
+	out, _, err = cliOut(ctx, c, "service", "logs", "--tail", "2", short(tasks[2].GetId()))
+	if err != nil || out != prefix(tasks[2])+fmt.Sprintf("%d\n", lines-1)+prefix(tasks[2])+fmt.Sprintf("%d\n", lines) {
+		t.Errorf("logs of one task: %v\n%q", err, out)
+	}
+	checkRotation(t, c, tasks)
+
+	// Follow: a task killed is replaced, and its replacement's lines come.
+	var followed syncBuffer
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	follow := cliCmd(fctx, c, "service", "logs", "-f", "--tail", "1", "talk")
+	follow.Stdout, follow.Stderr = &followed, &followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer follow.Wait()
+	await.True(t, wait, func() bool { return strings.Count(followed.String(), "\n") >= 3 }, "follow prints the 3 last lines: %q", &followed)
+	victim := tasks[1]
+	if err := syscall.Kill(int(victim.GetStatus().GetContainer().GetPid()), syscall.SIGKILL); err != nil {
+		t.Fatalf("kill task %s: %v", victim.GetId(), err)
+	}
+	var repl *pb.Task
+	await.True(t, wait, func() bool {
+		repl = liveTasks(t, c, "talk")[1]
+		return repl != nil && repl.GetId() != victim.GetId()
+	}, "slot 1 runs a new task")
+	followedAt := time.Now()
+	await.True(t, wait, func() bool { return strings.Contains(followed.String(), prefix(repl)+"hello from") },
+		"the followed logs show the replacement %s: %q", repl.GetId(), &followed)
+	t.Logf("follow: the replacement task's first line arrived %v after it was seen running", time.Since(followedAt).Round(time.Millisecond))
+	stop()
+
+	// A node killed: the logs of its task say that its node is down.
+	dead := c.Agents[2]
+	deadNode, err := c.NodeByName(ctx, dead.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Kill9(dead); err != nil {
+		t.Fatal(err)
+	}
+	nodeStatus(t, c, dead.Name, "down")
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, errOut, err = cliOut(lctx, c, "service", "logs", "--tail", "1", "talk")
+	if err != nil || !strings.Contains(errOut, "@"+deadNode.Hostname+": node "+deadNode.ID+" has no session") {
+		t.Errorf("logs with a node down: %v\nstdout %s\nstderr %s", err, out, errOut)
+	}
+	if err := c.Restart(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	nodeStatus(t, c, dead.Name, "ready")
+}
+
+// checkRotation: --log-opt bounds each task's files on its node; removing
+// the service removes them.
+func checkRotation(t *testing.T, c *e2ecluster.Cluster, tasks map[uint64]*pb.Task) {
+	t.Helper()
+	files := logFiles(c)
+	perTask := map[string]int{}
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > 512<<10 {
+			t.Errorf("%s is %d bytes, over --log-opt max-size=512k", f, fi.Size())
+		}
+		perTask[filepath.Base(filepath.Dir(f))]++
+	}
+	for _, tk := range tasks {
+		if n := perTask[tk.GetId()]; n < 2 || n > 3 {
+			t.Errorf("task %s keeps %d log files, want 2 or 3 (rotated at 512k, --log-opt max-file=3): %v", tk.GetId(), n, files)
+		}
+	}
+}
