@@ -2434,6 +2434,542 @@ func (x *LogMessage) GetError() string {
 	return ""
 }
 
+// ExecStart says what to run and where.
+type ExecStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task is a task (ID or prefix), or a service (ID, name or prefix): then
+	// its running task of the lowest slot.
+	Task string   `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	Args []string `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	// tty gives the process a terminal; its output is all stdout then.
+	Tty bool `protobuf:"varint,3,opt,name=tty,proto3" json:"tty,omitempty"`
+	// stdin says input follows; without it the process reads nothing.
+	Stdin bool `protobuf:"varint,4,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	// env is added to the container's environment (KEY=VALUE).
+	Env []string `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty"`
+	// user and workdir default to the container's.
+	User    string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
+	Workdir string `protobuf:"bytes,7,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	// size is the terminal's size at the start (tty only).
+	Size          *WindowSize `protobuf:"bytes,8,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStart) Reset() {
+	*x = ExecStart{}
+	mi := &file_berth_v1_control_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStart) ProtoMessage() {}
+
+func (x *ExecStart) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
+func (*ExecStart) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ExecStart) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+func (x *ExecStart) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ExecStart) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecStart) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *ExecStart) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ExecStart) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ExecStart) GetWorkdir() string {
+	if x != nil {
+		return x.Workdir
+	}
+	return ""
+}
+
+func (x *ExecStart) GetSize() *WindowSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+// WindowSize is a terminal's size in characters.
+type WindowSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WindowSize) Reset() {
+	*x = WindowSize{}
+	mi := &file_berth_v1_control_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WindowSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WindowSize) ProtoMessage() {}
+
+func (x *WindowSize) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WindowSize.ProtoReflect.Descriptor instead.
+func (*WindowSize) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *WindowSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *WindowSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+// ExecInput flows toward an exec'd process.
+type ExecInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ExecInput_Start
+	//	*ExecInput_Stdin
+	//	*ExecInput_CloseStdin
+	//	*ExecInput_Resize
+	Kind          isExecInput_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecInput) Reset() {
+	*x = ExecInput{}
+	mi := &file_berth_v1_control_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecInput) ProtoMessage() {}
+
+func (x *ExecInput) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
+func (*ExecInput) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ExecInput) GetKind() isExecInput_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStart() *ExecStart {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecInput_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStdin() []byte {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecInput_Stdin); ok {
+			return x.Stdin
+		}
+	}
+	return nil
+}
+
+func (x *ExecInput) GetCloseStdin() bool {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecInput_CloseStdin); ok {
+			return x.CloseStdin
+		}
+	}
+	return false
+}
+
+func (x *ExecInput) GetResize() *WindowSize {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecInput_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+type isExecInput_Kind interface {
+	isExecInput_Kind()
+}
+
+type ExecInput_Start struct {
+	Start *ExecStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ExecInput_Stdin struct {
+	Stdin []byte `protobuf:"bytes,2,opt,name=stdin,proto3,oneof"`
+}
+
+type ExecInput_CloseStdin struct {
+	// close_stdin ends the process's input.
+	CloseStdin bool `protobuf:"varint,3,opt,name=close_stdin,json=closeStdin,proto3,oneof"`
+}
+
+type ExecInput_Resize struct {
+	Resize *WindowSize `protobuf:"bytes,4,opt,name=resize,proto3,oneof"`
+}
+
+func (*ExecInput_Start) isExecInput_Kind() {}
+
+func (*ExecInput_Stdin) isExecInput_Kind() {}
+
+func (*ExecInput_CloseStdin) isExecInput_Kind() {}
+
+func (*ExecInput_Resize) isExecInput_Kind() {}
+
+// ExecOutput flows back from an exec'd process.
+type ExecOutput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ExecOutput_Started
+	//	*ExecOutput_Stdout
+	//	*ExecOutput_Stderr
+	//	*ExecOutput_ExitCode
+	//	*ExecOutput_RequestId
+	//	*ExecOutput_Error
+	Kind          isExecOutput_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecOutput) Reset() {
+	*x = ExecOutput{}
+	mi := &file_berth_v1_control_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecOutput) ProtoMessage() {}
+
+func (x *ExecOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
+func (*ExecOutput) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ExecOutput) GetKind() isExecOutput_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStarted() *ExecStarted {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecOutput_Started); ok {
+			return x.Started
+		}
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStdout() []byte {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecOutput_Stdout); ok {
+			return x.Stdout
+		}
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStderr() []byte {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecOutput_Stderr); ok {
+			return x.Stderr
+		}
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetExitCode() int32 {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecOutput_ExitCode); ok {
+			return x.ExitCode
+		}
+	}
+	return 0
+}
+
+func (x *ExecOutput) GetRequestId() string {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecOutput_RequestId); ok {
+			return x.RequestId
+		}
+	}
+	return ""
+}
+
+func (x *ExecOutput) GetError() *ExecError {
+	if x != nil {
+		if x, ok := x.Kind.(*ExecOutput_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isExecOutput_Kind interface {
+	isExecOutput_Kind()
+}
+
+type ExecOutput_Started struct {
+	// started names the task and node the process runs on (the first
+	// message a client gets).
+	Started *ExecStarted `protobuf:"bytes,1,opt,name=started,proto3,oneof"`
+}
+
+type ExecOutput_Stdout struct {
+	Stdout []byte `protobuf:"bytes,2,opt,name=stdout,proto3,oneof"`
+}
+
+type ExecOutput_Stderr struct {
+	Stderr []byte `protobuf:"bytes,3,opt,name=stderr,proto3,oneof"`
+}
+
+type ExecOutput_ExitCode struct {
+	// exit_code is the last message: the process has ended.
+	ExitCode int32 `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3,oneof"`
+}
+
+type ExecOutput_RequestId struct {
+	// request_id names the AgentRequest an agent answers (its first
+	// message on Dispatcher.Exec).
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3,oneof"`
+}
+
+type ExecOutput_Error struct {
+	// error says the process could not be started; nothing follows.
+	Error *ExecError `protobuf:"bytes,6,opt,name=error,proto3,oneof"`
+}
+
+func (*ExecOutput_Started) isExecOutput_Kind() {}
+
+func (*ExecOutput_Stdout) isExecOutput_Kind() {}
+
+func (*ExecOutput_Stderr) isExecOutput_Kind() {}
+
+func (*ExecOutput_ExitCode) isExecOutput_Kind() {}
+
+func (*ExecOutput_RequestId) isExecOutput_Kind() {}
+
+func (*ExecOutput_Error) isExecOutput_Kind() {}
+
+// ExecStarted names where an exec runs.
+type ExecStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStarted) Reset() {
+	*x = ExecStarted{}
+	mi := &file_berth_v1_control_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStarted) ProtoMessage() {}
+
+func (x *ExecStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStarted.ProtoReflect.Descriptor instead.
+func (*ExecStarted) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ExecStarted) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ExecStarted) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// ExecError is why an exec could not start: a gRPC code and a message.
+type ExecError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecError) Reset() {
+	*x = ExecError{}
+	mi := &file_berth_v1_control_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecError) ProtoMessage() {}
+
+func (x *ExecError) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecError.ProtoReflect.Descriptor instead.
+func (*ExecError) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ExecError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ExecError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_berth_v1_control_proto protoreflect.FileDescriptor
 
 const file_berth_v1_control_proto_rawDesc = "" +
@@ -2578,7 +3114,43 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\x05error\x18\xa0\x01 \x01(\tR\x05error\".\n" +
 	"\x06Stream\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x00\x12\x11\n" +
-	"\rSTREAM_STDERR\x10\x012\x9b\x0e\n" +
+	"\rSTREAM_STDERR\x10\x01\"\xc5\x01\n" +
+	"\tExecStart\x12\x12\n" +
+	"\x04task\x18\x01 \x01(\tR\x04task\x12\x12\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
+	"\x03tty\x18\x03 \x01(\bR\x03tty\x12\x14\n" +
+	"\x05stdin\x18\x04 \x01(\bR\x05stdin\x12\x10\n" +
+	"\x03env\x18\x05 \x03(\tR\x03env\x12\x12\n" +
+	"\x04user\x18\x06 \x01(\tR\x04user\x12\x18\n" +
+	"\aworkdir\x18\a \x01(\tR\aworkdir\x12(\n" +
+	"\x04size\x18\b \x01(\v2\x14.berth.v1.WindowSizeR\x04size\"4\n" +
+	"\n" +
+	"WindowSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"\xab\x01\n" +
+	"\tExecInput\x12+\n" +
+	"\x05start\x18\x01 \x01(\v2\x13.berth.v1.ExecStartH\x00R\x05start\x12\x16\n" +
+	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12!\n" +
+	"\vclose_stdin\x18\x03 \x01(\bH\x00R\n" +
+	"closeStdin\x12.\n" +
+	"\x06resize\x18\x04 \x01(\v2\x14.berth.v1.WindowSizeH\x00R\x06resizeB\x06\n" +
+	"\x04kind\"\xe8\x01\n" +
+	"\n" +
+	"ExecOutput\x121\n" +
+	"\astarted\x18\x01 \x01(\v2\x15.berth.v1.ExecStartedH\x00R\astarted\x12\x18\n" +
+	"\x06stdout\x18\x02 \x01(\fH\x00R\x06stdout\x12\x18\n" +
+	"\x06stderr\x18\x03 \x01(\fH\x00R\x06stderr\x12\x1d\n" +
+	"\texit_code\x18\x04 \x01(\x05H\x00R\bexitCode\x12\x1f\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tH\x00R\trequestId\x12+\n" +
+	"\x05error\x18\x06 \x01(\v2\x13.berth.v1.ExecErrorH\x00R\x05errorB\x06\n" +
+	"\x04kind\"?\n" +
+	"\vExecStarted\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"9\n" +
+	"\tExecError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage2\xd2\x0e\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.berth.v1.CreateServiceRequest\x1a\x1f.berth.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -2609,7 +3181,8 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\fGetJoinToken\x12\x1d.berth.v1.GetJoinTokenRequest\x1a\x1e.berth.v1.GetJoinTokenResponse\x12I\n" +
 	"\n" +
 	"WatchTasks\x12\x1b.berth.v1.WatchTasksRequest\x1a\x1c.berth.v1.WatchTasksResponse0\x01\x12C\n" +
-	"\vServiceLogs\x12\x1c.berth.v1.ServiceLogsRequest\x1a\x14.berth.v1.LogMessage0\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
+	"\vServiceLogs\x12\x1c.berth.v1.ServiceLogsRequest\x1a\x14.berth.v1.LogMessage0\x01\x125\n" +
+	"\x04Exec\x12\x13.berth.v1.ExecInput\x1a\x14.berth.v1.ExecOutput(\x010\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_control_proto_rawDescOnce sync.Once
@@ -2624,7 +3197,7 @@ func file_berth_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_berth_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_berth_v1_control_proto_goTypes = []any{
 	(LogMessage_Stream)(0),        // 0: berth.v1.LogMessage.Stream
 	(*CreateServiceRequest)(nil),  // 1: berth.v1.CreateServiceRequest
@@ -2676,110 +3249,123 @@ var file_berth_v1_control_proto_goTypes = []any{
 	(*WatchTasksResponse)(nil),    // 47: berth.v1.WatchTasksResponse
 	(*ServiceLogsRequest)(nil),    // 48: berth.v1.ServiceLogsRequest
 	(*LogMessage)(nil),            // 49: berth.v1.LogMessage
-	nil,                           // 50: berth.v1.ListFilters.LabelsEntry
-	(*ServiceSpec)(nil),           // 51: berth.v1.ServiceSpec
-	(*Service)(nil),               // 52: berth.v1.Service
-	(*Task)(nil),                  // 53: berth.v1.Task
-	(TaskState)(0),                // 54: berth.v1.TaskState
-	(*Node)(nil),                  // 55: berth.v1.Node
-	(*NodeSpec)(nil),              // 56: berth.v1.NodeSpec
-	(*NetworkSpec)(nil),           // 57: berth.v1.NetworkSpec
-	(*Network)(nil),               // 58: berth.v1.Network
-	(*SecretSpec)(nil),            // 59: berth.v1.SecretSpec
-	(*Secret)(nil),                // 60: berth.v1.Secret
-	(*Cluster)(nil),               // 61: berth.v1.Cluster
-	(*RaftMember)(nil),            // 62: berth.v1.RaftMember
-	(*ClusterSpec)(nil),           // 63: berth.v1.ClusterSpec
-	(NodeSpec_Role)(0),            // 64: berth.v1.NodeSpec.Role
+	(*ExecStart)(nil),             // 50: berth.v1.ExecStart
+	(*WindowSize)(nil),            // 51: berth.v1.WindowSize
+	(*ExecInput)(nil),             // 52: berth.v1.ExecInput
+	(*ExecOutput)(nil),            // 53: berth.v1.ExecOutput
+	(*ExecStarted)(nil),           // 54: berth.v1.ExecStarted
+	(*ExecError)(nil),             // 55: berth.v1.ExecError
+	nil,                           // 56: berth.v1.ListFilters.LabelsEntry
+	(*ServiceSpec)(nil),           // 57: berth.v1.ServiceSpec
+	(*Service)(nil),               // 58: berth.v1.Service
+	(*Task)(nil),                  // 59: berth.v1.Task
+	(TaskState)(0),                // 60: berth.v1.TaskState
+	(*Node)(nil),                  // 61: berth.v1.Node
+	(*NodeSpec)(nil),              // 62: berth.v1.NodeSpec
+	(*NetworkSpec)(nil),           // 63: berth.v1.NetworkSpec
+	(*Network)(nil),               // 64: berth.v1.Network
+	(*SecretSpec)(nil),            // 65: berth.v1.SecretSpec
+	(*Secret)(nil),                // 66: berth.v1.Secret
+	(*Cluster)(nil),               // 67: berth.v1.Cluster
+	(*RaftMember)(nil),            // 68: berth.v1.RaftMember
+	(*ClusterSpec)(nil),           // 69: berth.v1.ClusterSpec
+	(NodeSpec_Role)(0),            // 70: berth.v1.NodeSpec.Role
 }
 var file_berth_v1_control_proto_depIdxs = []int32{
-	51, // 0: berth.v1.CreateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
-	52, // 1: berth.v1.CreateServiceResponse.service:type_name -> berth.v1.Service
-	52, // 2: berth.v1.GetServiceResponse.service:type_name -> berth.v1.Service
-	50, // 3: berth.v1.ListFilters.labels:type_name -> berth.v1.ListFilters.LabelsEntry
+	57, // 0: berth.v1.CreateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
+	58, // 1: berth.v1.CreateServiceResponse.service:type_name -> berth.v1.Service
+	58, // 2: berth.v1.GetServiceResponse.service:type_name -> berth.v1.Service
+	56, // 3: berth.v1.ListFilters.labels:type_name -> berth.v1.ListFilters.LabelsEntry
 	5,  // 4: berth.v1.ListServicesRequest.filters:type_name -> berth.v1.ListFilters
-	52, // 5: berth.v1.ListServicesResponse.services:type_name -> berth.v1.Service
-	51, // 6: berth.v1.UpdateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
-	52, // 7: berth.v1.UpdateServiceResponse.service:type_name -> berth.v1.Service
-	53, // 8: berth.v1.GetTaskResponse.task:type_name -> berth.v1.Task
+	58, // 5: berth.v1.ListServicesResponse.services:type_name -> berth.v1.Service
+	57, // 6: berth.v1.UpdateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
+	58, // 7: berth.v1.UpdateServiceResponse.service:type_name -> berth.v1.Service
+	59, // 8: berth.v1.GetTaskResponse.task:type_name -> berth.v1.Task
 	5,  // 9: berth.v1.ListTasksRequest.filters:type_name -> berth.v1.ListFilters
-	54, // 10: berth.v1.ListTasksRequest.desired_states:type_name -> berth.v1.TaskState
-	53, // 11: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.Task
-	55, // 12: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
+	60, // 10: berth.v1.ListTasksRequest.desired_states:type_name -> berth.v1.TaskState
+	59, // 11: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.Task
+	61, // 12: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
 	5,  // 13: berth.v1.ListNodesRequest.filters:type_name -> berth.v1.ListFilters
-	55, // 14: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
-	56, // 15: berth.v1.UpdateNodeRequest.spec:type_name -> berth.v1.NodeSpec
-	55, // 16: berth.v1.UpdateNodeResponse.node:type_name -> berth.v1.Node
-	57, // 17: berth.v1.CreateNetworkRequest.spec:type_name -> berth.v1.NetworkSpec
-	58, // 18: berth.v1.CreateNetworkResponse.network:type_name -> berth.v1.Network
-	58, // 19: berth.v1.GetNetworkResponse.network:type_name -> berth.v1.Network
+	61, // 14: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
+	62, // 15: berth.v1.UpdateNodeRequest.spec:type_name -> berth.v1.NodeSpec
+	61, // 16: berth.v1.UpdateNodeResponse.node:type_name -> berth.v1.Node
+	63, // 17: berth.v1.CreateNetworkRequest.spec:type_name -> berth.v1.NetworkSpec
+	64, // 18: berth.v1.CreateNetworkResponse.network:type_name -> berth.v1.Network
+	64, // 19: berth.v1.GetNetworkResponse.network:type_name -> berth.v1.Network
 	5,  // 20: berth.v1.ListNetworksRequest.filters:type_name -> berth.v1.ListFilters
-	58, // 21: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
-	59, // 22: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
-	60, // 23: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
-	60, // 24: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
+	64, // 21: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
+	65, // 22: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
+	66, // 23: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
+	66, // 24: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
 	5,  // 25: berth.v1.ListSecretsRequest.filters:type_name -> berth.v1.ListFilters
-	60, // 26: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
-	61, // 27: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
-	62, // 28: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
-	63, // 29: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
-	61, // 30: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
-	64, // 31: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
-	53, // 32: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
+	66, // 26: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
+	67, // 27: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
+	68, // 28: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
+	69, // 29: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
+	67, // 30: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
+	70, // 31: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
+	59, // 32: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
 	0,  // 33: berth.v1.LogMessage.stream:type_name -> berth.v1.LogMessage.Stream
-	1,  // 34: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
-	3,  // 35: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
-	6,  // 36: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
-	8,  // 37: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
-	10, // 38: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
-	12, // 39: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
-	14, // 40: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
-	16, // 41: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
-	18, // 42: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
-	20, // 43: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
-	22, // 44: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
-	24, // 45: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
-	26, // 46: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
-	28, // 47: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
-	30, // 48: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
-	32, // 49: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
-	34, // 50: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
-	36, // 51: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
-	38, // 52: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
-	40, // 53: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
-	42, // 54: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
-	44, // 55: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
-	46, // 56: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
-	48, // 57: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
-	2,  // 58: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
-	4,  // 59: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
-	7,  // 60: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
-	9,  // 61: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
-	11, // 62: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
-	13, // 63: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
-	15, // 64: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
-	17, // 65: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
-	19, // 66: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
-	21, // 67: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
-	23, // 68: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
-	25, // 69: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
-	27, // 70: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
-	29, // 71: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
-	31, // 72: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
-	33, // 73: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
-	35, // 74: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
-	37, // 75: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
-	39, // 76: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
-	41, // 77: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
-	43, // 78: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
-	45, // 79: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
-	47, // 80: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
-	49, // 81: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
-	58, // [58:82] is the sub-list for method output_type
-	34, // [34:58] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	51, // 34: berth.v1.ExecStart.size:type_name -> berth.v1.WindowSize
+	50, // 35: berth.v1.ExecInput.start:type_name -> berth.v1.ExecStart
+	51, // 36: berth.v1.ExecInput.resize:type_name -> berth.v1.WindowSize
+	54, // 37: berth.v1.ExecOutput.started:type_name -> berth.v1.ExecStarted
+	55, // 38: berth.v1.ExecOutput.error:type_name -> berth.v1.ExecError
+	1,  // 39: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
+	3,  // 40: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
+	6,  // 41: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
+	8,  // 42: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
+	10, // 43: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
+	12, // 44: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
+	14, // 45: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
+	16, // 46: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
+	18, // 47: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
+	20, // 48: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
+	22, // 49: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
+	24, // 50: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
+	26, // 51: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
+	28, // 52: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
+	30, // 53: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
+	32, // 54: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
+	34, // 55: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
+	36, // 56: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
+	38, // 57: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
+	40, // 58: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
+	42, // 59: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
+	44, // 60: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
+	46, // 61: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
+	48, // 62: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
+	52, // 63: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
+	2,  // 64: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
+	4,  // 65: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
+	7,  // 66: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
+	9,  // 67: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
+	11, // 68: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
+	13, // 69: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
+	15, // 70: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
+	17, // 71: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
+	19, // 72: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
+	21, // 73: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
+	23, // 74: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
+	25, // 75: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
+	27, // 76: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
+	29, // 77: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
+	31, // 78: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
+	33, // 79: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
+	35, // 80: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
+	37, // 81: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
+	39, // 82: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
+	41, // 83: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
+	43, // 84: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
+	45, // 85: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
+	47, // 86: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
+	49, // 87: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
+	53, // 88: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
+	64, // [64:89] is the sub-list for method output_type
+	39, // [39:64] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_control_proto_init() }
@@ -2790,13 +3376,27 @@ func file_berth_v1_control_proto_init() {
 	file_berth_v1_objects_proto_init()
 	file_berth_v1_specs_proto_init()
 	file_berth_v1_control_proto_msgTypes[47].OneofWrappers = []any{}
+	file_berth_v1_control_proto_msgTypes[51].OneofWrappers = []any{
+		(*ExecInput_Start)(nil),
+		(*ExecInput_Stdin)(nil),
+		(*ExecInput_CloseStdin)(nil),
+		(*ExecInput_Resize)(nil),
+	}
+	file_berth_v1_control_proto_msgTypes[52].OneofWrappers = []any{
+		(*ExecOutput_Started)(nil),
+		(*ExecOutput_Stdout)(nil),
+		(*ExecOutput_Stderr)(nil),
+		(*ExecOutput_ExitCode)(nil),
+		(*ExecOutput_RequestId)(nil),
+		(*ExecOutput_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_control_proto_rawDesc), len(file_berth_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   50,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,7 @@ const (
 	Control_GetJoinToken_FullMethodName  = "/berth.v1.Control/GetJoinToken"
 	Control_WatchTasks_FullMethodName    = "/berth.v1.Control/WatchTasks"
 	Control_ServiceLogs_FullMethodName   = "/berth.v1.Control/ServiceLogs"
+	Control_Exec_FullMethodName          = "/berth.v1.Control/Exec"
 )
 
 // ControlClient is the client API for Control service.
@@ -79,6 +80,12 @@ type ControlClient interface {
 	// ServiceLogs streams the logs of a service's tasks, or of one task,
 	// merged; with follow it goes on with new output and new tasks.
 	ServiceLogs(ctx context.Context, in *ServiceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error)
+	// Exec runs a process in a running task's container, on whichever node
+	// it runs, through the leader and that node's agent. The first input is
+	// the start; then come stdin, its end and terminal sizes. The output
+	// says where it runs, carries stdout and stderr, and ends with the exit
+	// code.
+	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
 }
 
 type controlClient struct {
@@ -347,6 +354,19 @@ func (c *controlClient) ServiceLogs(ctx context.Context, in *ServiceLogsRequest,
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_ServiceLogsClient = grpc.ServerStreamingClient[LogMessage]
 
+func (c *controlClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[2], Control_Exec_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecInput, ExecOutput]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_ExecClient = grpc.BidiStreamingClient[ExecInput, ExecOutput]
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -381,6 +401,12 @@ type ControlServer interface {
 	// ServiceLogs streams the logs of a service's tasks, or of one task,
 	// merged; with follow it goes on with new output and new tasks.
 	ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[LogMessage]) error
+	// Exec runs a process in a running task's container, on whichever node
+	// it runs, through the leader and that node's agent. The first input is
+	// the start; then come stdin, its end and terminal sizes. The output
+	// says where it runs, carries stdout and stderr, and ends with the exit
+	// code.
+	Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -462,6 +488,9 @@ func (UnimplementedControlServer) WatchTasks(*WatchTasksRequest, grpc.ServerStre
 }
 func (UnimplementedControlServer) ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[LogMessage]) error {
 	return status.Error(codes.Unimplemented, "method ServiceLogs not implemented")
+}
+func (UnimplementedControlServer) Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
+	return status.Error(codes.Unimplemented, "method Exec not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -902,6 +931,13 @@ func _Control_ServiceLogs_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_ServiceLogsServer = grpc.ServerStreamingServer[LogMessage]
 
+func _Control_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ControlServer).Exec(&grpc.GenericServerStream[ExecInput, ExecOutput]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_ExecServer = grpc.BidiStreamingServer[ExecInput, ExecOutput]
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1008,6 +1044,12 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "ServiceLogs",
 			Handler:       _Control_ServiceLogs_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Exec",
+			Handler:       _Control_Exec_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "berth/v1/control.proto",

@@ -264,7 +264,7 @@ func (x *SessionMessage) GetRequests() []*AgentRequest {
 }
 
 // AgentRequest asks an agent for something only its node has: a task's
-// log. The agent answers on the RPC the request's kind names, quoting id.
+// log, or a process in a task's container. The agent answers on the RPC the request's kind names, quoting id.
 type AgentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -273,6 +273,7 @@ type AgentRequest struct {
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*AgentRequest_Logs
+	//	*AgentRequest_Exec
 	Kind          isAgentRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -338,6 +339,15 @@ func (x *AgentRequest) GetLogs() *TaskLogsRequest {
 	return nil
 }
 
+func (x *AgentRequest) GetExec() *ExecStart {
+	if x != nil {
+		if x, ok := x.Kind.(*AgentRequest_Exec); ok {
+			return x.Exec
+		}
+	}
+	return nil
+}
+
 type isAgentRequest_Kind interface {
 	isAgentRequest_Kind()
 }
@@ -346,7 +356,14 @@ type AgentRequest_Logs struct {
 	Logs *TaskLogsRequest `protobuf:"bytes,3,opt,name=logs,proto3,oneof"`
 }
 
+type AgentRequest_Exec struct {
+	// exec runs a process in a task's container (task is the task's ID).
+	Exec *ExecStart `protobuf:"bytes,4,opt,name=exec,proto3,oneof"`
+}
+
 func (*AgentRequest_Logs) isAgentRequest_Kind() {}
+
+func (*AgentRequest_Exec) isAgentRequest_Kind() {}
 
 // TaskLogsRequest asks for one task's log, answered with PublishLogs.
 type TaskLogsRequest struct {
@@ -1108,11 +1125,12 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	" \x01(\x0e2\x17.berth.v1.NodeSpec.RoleH\x00R\vdesiredRole\x88\x01\x01\x12,\n" +
 	"\x12gossip_accept_keys\x18d \x03(\fR\x10gossipAcceptKeys\x123\n" +
 	"\brequests\x18\xa0\x01 \x03(\v2\x16.berth.v1.AgentRequestR\brequestsB\x0f\n" +
-	"\r_desired_role\"o\n" +
+	"\r_desired_role\"\x9a\x01\n" +
 	"\fAgentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06cancel\x18\x02 \x01(\bR\x06cancel\x12/\n" +
-	"\x04logs\x18\x03 \x01(\v2\x19.berth.v1.TaskLogsRequestH\x00R\x04logsB\x06\n" +
+	"\x04logs\x18\x03 \x01(\v2\x19.berth.v1.TaskLogsRequestH\x00R\x04logs\x12)\n" +
+	"\x04exec\x18\x04 \x01(\v2\x13.berth.v1.ExecStartH\x00R\x04execB\x06\n" +
 	"\x04kind\"\x8c\x01\n" +
 	"\x0fTaskLogsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
@@ -1166,13 +1184,14 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\xa0\x01 \x01(\tR\trequestId\x12\x15\n" +
 	"\x05error\x18\xa1\x01 \x01(\tR\x05error\"\x15\n" +
-	"\x13PublishLogsResponse2\xbc\x02\n" +
+	"\x13PublishLogsResponse2\xf3\x02\n" +
 	"\n" +
 	"Dispatcher\x12?\n" +
 	"\aSession\x12\x18.berth.v1.SessionRequest\x1a\x18.berth.v1.SessionMessage0\x01\x12D\n" +
 	"\tHeartbeat\x12\x1a.berth.v1.HeartbeatRequest\x1a\x1b.berth.v1.HeartbeatResponse\x12Y\n" +
 	"\x10UpdateTaskStatus\x12!.berth.v1.UpdateTaskStatusRequest\x1a\".berth.v1.UpdateTaskStatusResponse\x12L\n" +
-	"\vPublishLogs\x12\x1c.berth.v1.PublishLogsRequest\x1a\x1d.berth.v1.PublishLogsResponse(\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
+	"\vPublishLogs\x12\x1c.berth.v1.PublishLogsRequest\x1a\x1d.berth.v1.PublishLogsResponse(\x01\x125\n" +
+	"\x04Exec\x12\x14.berth.v1.ExecOutput\x1a\x13.berth.v1.ExecInput(\x010\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_dispatcher_proto_rawDescOnce sync.Once
@@ -1208,11 +1227,14 @@ var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(*NodeDescription)(nil),          // 16: berth.v1.NodeDescription
 	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
 	(NodeSpec_Role)(0),               // 18: berth.v1.NodeSpec.Role
-	(*Task)(nil),                     // 19: berth.v1.Task
-	(*Secret)(nil),                   // 20: berth.v1.Secret
-	(*Network)(nil),                  // 21: berth.v1.Network
-	(*TaskStatus)(nil),               // 22: berth.v1.TaskStatus
-	(*LogMessage)(nil),               // 23: berth.v1.LogMessage
+	(*ExecStart)(nil),                // 19: berth.v1.ExecStart
+	(*Task)(nil),                     // 20: berth.v1.Task
+	(*Secret)(nil),                   // 21: berth.v1.Secret
+	(*Network)(nil),                  // 22: berth.v1.Network
+	(*TaskStatus)(nil),               // 23: berth.v1.TaskStatus
+	(*LogMessage)(nil),               // 24: berth.v1.LogMessage
+	(*ExecOutput)(nil),               // 25: berth.v1.ExecOutput
+	(*ExecInput)(nil),                // 26: berth.v1.ExecInput
 }
 var file_berth_v1_dispatcher_proto_depIdxs = []int32{
 	16, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
@@ -1222,29 +1244,32 @@ var file_berth_v1_dispatcher_proto_depIdxs = []int32{
 	18, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
 	3,  // 5: berth.v1.SessionMessage.requests:type_name -> berth.v1.AgentRequest
 	4,  // 6: berth.v1.AgentRequest.logs:type_name -> berth.v1.TaskLogsRequest
-	0,  // 7: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
-	19, // 8: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
-	20, // 9: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
-	8,  // 10: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
-	21, // 11: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
-	7,  // 12: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
-	17, // 13: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	12, // 14: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
-	22, // 15: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
-	23, // 16: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
-	1,  // 17: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
-	9,  // 18: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	11, // 19: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
-	14, // 20: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
-	2,  // 21: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
-	10, // 22: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	13, // 23: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
-	15, // 24: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	19, // 7: berth.v1.AgentRequest.exec:type_name -> berth.v1.ExecStart
+	0,  // 8: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
+	20, // 9: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
+	21, // 10: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
+	8,  // 11: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
+	22, // 12: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
+	7,  // 13: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
+	17, // 14: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	12, // 15: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
+	23, // 16: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
+	24, // 17: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
+	1,  // 18: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
+	9,  // 19: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	11, // 20: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
+	14, // 21: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
+	25, // 22: berth.v1.Dispatcher.Exec:input_type -> berth.v1.ExecOutput
+	2,  // 23: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
+	10, // 24: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	13, // 25: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
+	15, // 26: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
+	26, // 27: berth.v1.Dispatcher.Exec:output_type -> berth.v1.ExecInput
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_dispatcher_proto_init() }
@@ -1258,6 +1283,7 @@ func file_berth_v1_dispatcher_proto_init() {
 	file_berth_v1_dispatcher_proto_msgTypes[1].OneofWrappers = []any{}
 	file_berth_v1_dispatcher_proto_msgTypes[2].OneofWrappers = []any{
 		(*AgentRequest_Logs)(nil),
+		(*AgentRequest_Exec)(nil),
 	}
 	file_berth_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{}
 	file_berth_v1_dispatcher_proto_msgTypes[5].OneofWrappers = []any{

@@ -23,6 +23,7 @@ const (
 	Dispatcher_Heartbeat_FullMethodName        = "/berth.v1.Dispatcher/Heartbeat"
 	Dispatcher_UpdateTaskStatus_FullMethodName = "/berth.v1.Dispatcher/UpdateTaskStatus"
 	Dispatcher_PublishLogs_FullMethodName      = "/berth.v1.Dispatcher/PublishLogs"
+	Dispatcher_Exec_FullMethodName             = "/berth.v1.Dispatcher/Exec"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -42,6 +43,10 @@ type DispatcherClient interface {
 	// the lines (request_id in the first message) and closes the stream at
 	// the log's end; the manager ends it early when nobody reads any more.
 	PublishLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PublishLogsRequest, PublishLogsResponse], error)
+	// Exec answers an AgentRequest to exec: the agent's first message is the
+	// request_id; the manager then sends input, the agent output and, last,
+	// the exit code.
+	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecOutput, ExecInput], error)
 }
 
 type dispatcherClient struct {
@@ -104,6 +109,19 @@ func (c *dispatcherClient) PublishLogs(ctx context.Context, opts ...grpc.CallOpt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_PublishLogsClient = grpc.ClientStreamingClient[PublishLogsRequest, PublishLogsResponse]
 
+func (c *dispatcherClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecOutput, ExecInput], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[2], Dispatcher_Exec_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecOutput, ExecInput]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_ExecClient = grpc.BidiStreamingClient[ExecOutput, ExecInput]
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -121,6 +139,10 @@ type DispatcherServer interface {
 	// the lines (request_id in the first message) and closes the stream at
 	// the log's end; the manager ends it early when nobody reads any more.
 	PublishLogs(grpc.ClientStreamingServer[PublishLogsRequest, PublishLogsResponse]) error
+	// Exec answers an AgentRequest to exec: the agent's first message is the
+	// request_id; the manager then sends input, the agent output and, last,
+	// the exit code.
+	Exec(grpc.BidiStreamingServer[ExecOutput, ExecInput]) error
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -142,6 +164,9 @@ func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTa
 }
 func (UnimplementedDispatcherServer) PublishLogs(grpc.ClientStreamingServer[PublishLogsRequest, PublishLogsResponse]) error {
 	return status.Error(codes.Unimplemented, "method PublishLogs not implemented")
+}
+func (UnimplementedDispatcherServer) Exec(grpc.BidiStreamingServer[ExecOutput, ExecInput]) error {
+	return status.Error(codes.Unimplemented, "method Exec not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -218,6 +243,13 @@ func _Dispatcher_PublishLogs_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_PublishLogsServer = grpc.ClientStreamingServer[PublishLogsRequest, PublishLogsResponse]
 
+func _Dispatcher_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DispatcherServer).Exec(&grpc.GenericServerStream[ExecOutput, ExecInput]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_ExecServer = grpc.BidiStreamingServer[ExecOutput, ExecInput]
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -243,6 +275,12 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "PublishLogs",
 			Handler:       _Dispatcher_PublishLogs_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Exec",
+			Handler:       _Dispatcher_Exec_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},
