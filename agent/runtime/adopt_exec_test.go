@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,6 +93,53 @@ func TestExecWithAndWithoutTTY(t *testing.T) {
 	if _, err := c.Exec(ctx, ExecSpec{Args: []string{"true"}}); !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("exec in stopped container: %v", err)
 	}
+}
+
+// TestExecTerminalSize: a TTY exec starts at the size asked for and
+// follows each resize.
+func TestExecTerminalSize(t *testing.T) {
+	e := newEnv(t)
+	c := e.run(t, e.spec("sized", "sleep", "1000"))
+	resize := make(chan WindowSize) // a send returns once the one before is applied
+	inR, inW := io.Pipe()
+	out := &syncWriter{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), ExecSpec{Args: []string{"sh", "-c", "stty size; read x; stty size"}, TTY: true,
+			Stdin: inR, Stdout: out, Size: WindowSize{Rows: 33, Cols: 101}, Resize: resize})
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "33 101") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	resize <- WindowSize{Rows: 40, Cols: 120}
+	resize <- WindowSize{Rows: 41, Cols: 121}
+	resize <- WindowSize{Rows: 41, Cols: 121}
+	_, _ = inW.Write([]byte("\n"))
+	must(t, <-done)
+	inW.Close()
+	if got := strings.Fields(out.String()); len(got) != 4 || got[0] != "33" || got[1] != "101" || got[2] != "41" || got[3] != "121" {
+		t.Fatalf("stty size printed %q, want 33 101 then 41 121", out.String())
+	}
+}
+
+// syncWriter is a buffer written by one goroutine and read by another.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 func TestTTYContainer(t *testing.T) {

@@ -26,7 +26,14 @@ type ExecSpec struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// Size is the terminal's size at the start and Resize brings its
+	// later sizes (TTY only; zero and nil leave the kernel's default).
+	Size   WindowSize
+	Resize <-chan WindowSize
 }
+
+// WindowSize is a terminal's size in characters.
+type WindowSize struct{ Rows, Cols uint16 }
 
 // Exec runs a process inside the container (its namespaces, cgroup,
 // capabilities and rootfs) and returns its exit code. The container's init
@@ -55,7 +62,7 @@ func (c *Container) Exec(ctx context.Context, e ExecSpec) (int, error) {
 		return -1, fmt.Errorf("exec in %s: %w", c.id, err)
 	}
 	defer x.close()
-	req, _ := json.Marshal(initconf.ExecRequest{Args: e.Args, Env: e.Env, Cwd: e.Cwd, User: e.User, TTY: e.TTY})
+	req, _ := json.Marshal(initconf.ExecRequest{Args: e.Args, Env: e.Env, Cwd: e.Cwd, User: e.User, TTY: e.TTY, Rows: e.Size.Rows, Cols: e.Size.Cols})
 	if _, _, err := conn.WriteMsgUnix(req, unix.UnixRights(x.remoteFds()...), nil); err != nil {
 		return -1, fmt.Errorf("exec in %s: send request: %w", c.id, err)
 	}
@@ -76,6 +83,8 @@ func (c *Container) Exec(ctx context.Context, e ExecSpec) (int, error) {
 			return -1, fmt.Errorf("exec in %s: init sent no terminal", c.id)
 		}
 		x.local = []*os.File{master}
+		stop := followResize(master, e.Resize)
+		defer stop()
 	}
 	x.start()
 	stop := context.AfterFunc(ctx, func() { _ = json.NewEncoder(conn).Encode(initconf.ExecMessage{Signal: int(unix.SIGKILL)}) })
@@ -216,4 +225,35 @@ func closeAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
+}
+
+// followResize sets the terminal's size to each new one from resize, until
+// the returned stop is called (before master is closed). The init sets the
+// first size before the process starts.
+func followResize(master *os.File, resize <-chan WindowSize) (stop func()) {
+	set := func(ws WindowSize) {
+		rc, err := master.SyscallConn() // Fd() would make the master blocking
+		if err != nil || ws.Rows == 0 || ws.Cols == 0 {
+			return
+		}
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
+		})
+	}
+	if resize == nil {
+		return func() {}
+	}
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case ws := <-resize:
+				set(ws)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-exited }
 }

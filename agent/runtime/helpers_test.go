@@ -22,7 +22,7 @@ const testPrefix = "berth-test-"
 
 var busyboxApplets = []string{
 	"sh", "sleep", "cat", "echo", "ls", "true", "false", "id", "hostname", "ps", "head",
-	"tail", "tr", "grep", "touch", "mkdir", "seq", "wc", "kill", "env", "pwd", "dd", "rm", "stat", "tty",
+	"tail", "tr", "grep", "touch", "mkdir", "seq", "wc", "kill", "env", "pwd", "dd", "rm", "stat", "tty", "stty",
 }
 
 func TestMain(m *testing.M) {

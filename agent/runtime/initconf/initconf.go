@@ -123,6 +123,9 @@ type ExecRequest struct {
 	Cwd  string   `json:"cwd,omitempty"`
 	User string   `json:"user,omitempty"`
 	TTY  bool     `json:"tty,omitempty"`
+	// Rows and Cols size the terminal before the process starts.
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
 }
 
 // ExecMessage flows both ways on an exec connection: the client sends

@@ -83,6 +83,9 @@ func (in *initState) startExec(ec *execConn) {
 		if master, slave, err = openPty("/dev/ptmx"); err == nil {
 			ec.files = []*os.File{slave}
 			defer master.Close()
+			if r.Rows > 0 && r.Cols > 0 {
+				_ = unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: r.Rows, Col: r.Cols})
+			}
 		}
 	}
 	pid := 0
