@@ -19,18 +19,19 @@ type logSource interface {
 // requests serves the AgentRequests of one session: each runs until it is
 // done, the managers cancel it, or the session ends (stop waits for all).
 type requests struct {
-	client pb.DispatcherClient
-	sid    string
-	logs   logSource
-	log    *slog.Logger
+	client     pb.DispatcherClient
+	sid        string
+	logs       logSource
+	containers containers
+	log        *slog.Logger
 
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
 	wg      sync.WaitGroup
 }
 
-func newRequests(client pb.DispatcherClient, sid string, logs logSource, log *slog.Logger) *requests {
-	return &requests{client: client, sid: sid, logs: logs, log: log, running: map[string]context.CancelFunc{}}
+func newRequests(client pb.DispatcherClient, sid string, logs logSource, cs containers, log *slog.Logger) *requests {
+	return &requests{client: client, sid: sid, logs: logs, containers: cs, log: log, running: map[string]context.CancelFunc{}}
 }
 
 // handle starts (or cancels) the requests of a session message.
@@ -43,6 +44,8 @@ func (r *requests) handle(ctx context.Context, rs []*pb.AgentRequest) {
 		switch k := req.GetKind().(type) {
 		case *pb.AgentRequest_Logs:
 			r.start(ctx, req.GetId(), func(ctx context.Context) error { return r.serveLogs(ctx, req.GetId(), k.Logs) })
+		case *pb.AgentRequest_Exec:
+			r.start(ctx, req.GetId(), func(ctx context.Context) error { return r.serveExec(ctx, req.GetId(), k.Exec) })
 		default:
 			r.log.Warn("a request of a kind this agent does not serve; upgrade the agent", "request", req.GetId())
 		}

@@ -232,7 +232,7 @@ func (a *Agent) session(ctx context.Context, addr string) (established bool, err
 	a.link.set(client, sid)
 	defer a.link.set(nil, "")
 	a.log.Info("session established", "manager", addr, "session", sid, "node", first.GetNodeId(), "tasks", len(first.GetChanges()))
-	reqs := newRequests(client, sid, a.rt, a.log)
+	reqs := newRequests(client, sid, a.rt, assignedContainers{w: a.worker, exec: a.worker.env.exec}, a.log)
 	defer reqs.stop()
 	g.Go(func() error { return a.heartbeats(gctx, client, sid, &period) })
 	g.Go(func() error {

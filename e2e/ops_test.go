@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"berth/internal/await"
 	"berth/internal/e2ecluster"
@@ -84,6 +88,17 @@ func hostnames(t *testing.T, c *e2ecluster.Cluster) map[string]string {
 	return out
 }
 
+// firstLines are the first n lines of out that start with prefix.
+func firstLines(out, prefix string, n int) string {
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) && len(got) < n {
+			got = append(got, l)
+		}
+	}
+	return strings.Join(got, "\n")
+}
+
 func short(id string) string { return id[:min(12, len(id))] }
 
 // TestOperatingOnRealHosts: the logs of a service's tasks on three
@@ -103,6 +118,7 @@ func TestOperatingOnRealHosts(t *testing.T) {
 		t.Fatalf("tasks on %d nodes, want 3: %v", len(byNode), byNode)
 	}
 	t.Run("logs", func(t *testing.T) { testLogs(t, c, lines) })
+	t.Run("exec", func(t *testing.T) { testExec(t, c) })
 
 	// Removing the service removes its tasks' containers, logs included.
 	if _, err := c.CLI(ctx, "service", "rm", "talk"); err != nil {
@@ -130,9 +146,9 @@ func testLogs(t *testing.T, c *e2ecluster.Cluster, lines int) {
 	}
 	// Every task has written all its lines before the whole log is read.
 	await.True(t, wait, func() bool {
-		out, _, err := cliOut(ctx, c, "service", "logs", "--tail", "1", "talk")
+		out, _, err := cliOut(ctx, c, "service", "logs", "--tail", "2", "talk")
 		return err == nil && strings.Count(out, fmt.Sprintf(" | %d\n", lines)) == 3
-	}, "each task's last line is %d", lines)
+	}, "each task's last lines include %d", lines)
 
 	start := time.Now()
 	out, errOut, err := cliOut(ctx, c, "service", "logs", "talk")
@@ -148,14 +164,16 @@ func testLogs(t *testing.T, c *e2ecluster.Cluster, lines int) {
 	for _, tk := range tasks {
 		p := prefix(tk)
 		host := hosts[tk.GetNodeId()]
-		if !strings.Contains(out, p+"hello from ") || !strings.Contains(out, p+"oops\n") || !strings.Contains(out, fmt.Sprintf("%s%d\n", p, lines)) {
-			t.Errorf("no lines of task %s on %s with the prefix %q", tk.GetId(), host, p)
+		for _, want := range []string{p + "hello from " + short(tk.GetId()) + "\n", p + "oops\n", fmt.Sprintf("%s%d\n", p, lines)} {
+			if !strings.Contains(out, want) {
+				t.Errorf("no line %q of task %s on %s; its lines start with:\n%s", want, tk.GetId(), host, firstLines(out, p, 5))
+			}
 		}
 	}
 
 	// --tail, --timestamps, --no-task-ids, and one task.
 	out, _, err = cliOut(ctx, c, "service", "logs", "--tail", "1", "--timestamps", "--no-task-ids", "talk")
-	if err != nil || strings.Count(out, "\n") != 3 || !strings.Contains(out, fmt.Sprintf("talk.1@%s | %d-", hosts[tasks[1].GetNodeId()], time.Now().Year())) {
+	if err != nil || strings.Count(out, "\n") != 3 || !strings.Contains(out, fmt.Sprintf("talk.1@%s | %d-", hosts[tasks[1].GetNodeId()], time.Now().UTC().Year())) {
 		t.Errorf("logs --tail 1 --timestamps --no-task-ids: %v\n%s", err, out)
 	}
 	out, _, err = cliOut(ctx, c, "service", "logs", "--tail", "2", short(tasks[2].GetId()))
@@ -232,5 +250,108 @@ func checkRotation(t *testing.T, c *e2ecluster.Cluster, tasks map[uint64]*pb.Tas
 		if n := perTask[tk.GetId()]; n < 2 || n > 3 {
 			t.Errorf("task %s keeps %d log files, want 2 or 3 (rotated at 512k, --log-opt max-file=3): %v", tk.GetId(), n, files)
 		}
+	}
+}
+
+// exitStatus is a finished command's exit code (-1 when it did not run).
+func exitStatus(err error) int {
+	var ee *exec.ExitError
+	if err == nil {
+		return 0
+	}
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// testExec: a command runs in a task's container on its node, through the
+// manager, with its exit code; a task not running is refused; an
+// interactive terminal session works and follows the terminal's size.
+func testExec(t *testing.T, c *e2ecluster.Cluster) {
+	ctx := t.Context()
+	var task *pb.Task
+	await.True(t, wait, func() bool { task = liveTasks(t, c, "talk")[2]; return task != nil }, "slot 2 runs")
+	out, errOut, err := cliOut(ctx, c, "exec", short(task.GetId()), "--", "hostname")
+	if err != nil || out != short(task.GetId())+"\n" {
+		t.Fatalf("exec hostname in %s: %v %q %q, want the container's hostname", task.GetId(), err, out, errOut)
+	}
+	_, _, err = cliOut(ctx, c, "exec", "talk", "--", "sh", "-c", "echo to-stderr >&2; exit 3")
+	if exitStatus(err) != 3 {
+		t.Errorf("exec exit 3: %v", err)
+	}
+	cmd := cliCmd(ctx, c, "exec", "-i", task.GetId(), "--", "sh", "-c", "tr a-z A-Z; ls /nonexistent")
+	cmd.Stdin = strings.NewReader("shout\n")
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err = cmd.Run()
+	if exitStatus(err) != 1 || so.String() != "SHOUT\n" || !strings.Contains(se.String(), "nonexistent") {
+		t.Errorf("exec -i: exit %d stdout %q stderr %q", exitStatus(err), so.String(), se.String())
+	}
+	_, errOut, err = cliOut(ctx, c, "exec", task.GetId(), "--", "nosuchcommand")
+	if exitStatus(err) != 127 || !strings.Contains(errOut, "not found") {
+		t.Errorf("exec of a missing command: exit %d, %q; want 127", exitStatus(err), errOut)
+	}
+
+	// Refused for a task that is not running, with its state.
+	tasks, err := c.Tasks(ctx, "talk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		if tk.GetStatus().GetState() == pb.TaskState_TASK_STATE_FAILED {
+			_, errOut, err := cliOut(ctx, c, "exec", tk.GetId(), "--", "true")
+			if exitStatus(err) != 1 || !strings.Contains(errOut, "is not running: it is failed") {
+				t.Errorf("exec in failed task %s: exit %d %q", tk.GetId(), exitStatus(err), errOut)
+			}
+			break
+		}
+	}
+
+	// Round trips: a CLI process each, TLS, manager, agent, container.
+	var total time.Duration
+	const runs = 10
+	for range runs {
+		start := time.Now()
+		if _, errOut, err := cliOut(ctx, c, "exec", task.GetId(), "--", "true"); err != nil {
+			t.Fatalf("exec true: %v: %s", err, errOut)
+		}
+		total += time.Since(start)
+	}
+	t.Logf("exec round trip (berth exec TASK -- true, CLI start included): %v on average over %d", (total / runs).Round(time.Millisecond), runs)
+
+	testExecTTY(t, c, task)
+}
+
+// testExecTTY drives `berth exec -it` from a pseudo-terminal as a person
+// would: commands typed, the terminal resized, the exit code returned.
+func testExecTTY(t *testing.T, c *e2ecluster.Cluster, task *pb.Task) {
+	cmd := cliCmd(t.Context(), c, "exec", "-it", task.GetId(), "--", "sh")
+	term, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 90})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	var screen syncBuffer
+	go func() { _, _ = io.Copy(&screen, term) }()
+	type_ := func(s string) {
+		if _, err := term.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type_("stty size; hostname\r")
+	await.True(t, wait, func() bool { return strings.Contains(screen.String(), "30 90\r\n"+short(task.GetId())) },
+		"the terminal session shows its size and hostname: %q", &screen)
+	if err := pty.Setsize(term, &pty.Winsize{Rows: 40, Cols: 100}); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, wait, func() bool {
+		type_("stty size\r")
+		time.Sleep(100 * time.Millisecond) // the resize travels as the command does
+		return strings.Contains(screen.String(), "40 100")
+	}, "the resized terminal is 40x100: %q", &screen)
+	type_("exit 5\r")
+	if err := cmd.Wait(); exitStatus(err) != 5 {
+		t.Fatalf("exec -it ended with %v, want exit code 5; screen %q", err, screen.String())
 	}
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -19,6 +20,10 @@ type globalOpts struct {
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
+		var code exitCode
+		if errors.As(err, &code) {
+			os.Exit(int(code))
+		}
 		fmt.Fprintln(os.Stderr, "berth:", err)
 		os.Exit(1)
 	}
@@ -36,7 +41,7 @@ func newRootCmd() *cobra.Command {
 		"manager address HOST:PORT (default: $BERTH_HOST, else this host's manager)")
 	root.PersistentFlags().StringVar(&opts.tlsDir, "tls-dir", envOr("BERTH_TLS_DIR", ""),
 		"directory with the client certificate bundle (default: $BERTH_TLS_DIR, else ~/.berth)")
-	root.AddCommand(newVersionCmd(), newServiceCmd(opts), newNodeCmd(opts), newNetworkCmd(opts), newClusterCmd(opts))
+	root.AddCommand(newVersionCmd(), newServiceCmd(opts), newNodeCmd(opts), newNetworkCmd(opts), newClusterCmd(opts), newExecCmd(opts))
 	return root
 }
 

@@ -19,6 +19,10 @@ type Agents interface {
 	// TaskLogs sends a task's log lines, read on its node, to out until
 	// the log ends or ctx ends; an error says why it cannot be read.
 	TaskLogs(ctx context.Context, node string, req *pb.TaskLogsRequest, out chan<- *pb.LogMessage) error
+	// ExecTask has the node's agent run start in a task's container and
+	// returns the stream with it; end ends that stream.
+	// It is the agent's stream: Send gives input, Recv takes output.
+	ExecTask(ctx context.Context, node string, start *pb.ExecStart) (s pb.Dispatcher_ExecServer, end func(), err error)
 }
 
 // ServiceLogs streams the logs of a service's tasks (or of one task),

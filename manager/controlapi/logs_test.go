@@ -23,6 +23,7 @@ type fakeAgents struct {
 	down  map[string]bool
 	open  map[string]bool
 	asked []*pb.TaskLogsRequest
+	execs []*pb.ExecStart
 }
 
 func (f *fakeAgents) TaskLogs(ctx context.Context, node string, req *pb.TaskLogsRequest, out chan<- *pb.LogMessage) error {

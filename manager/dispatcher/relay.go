@@ -34,6 +34,8 @@ type call struct {
 	done chan error
 	// out receives log lines (a logs call).
 	out chan<- *pb.LogMessage
+	// exec receives the agent's stream (an exec call).
+	exec chan pb.Dispatcher_ExecServer
 }
 
 // calls are the requests in flight on this manager.
@@ -87,6 +89,20 @@ func (c *call) finish(err error) {
 // nodeUnreachable is the error of a request for a node with no session.
 func nodeUnreachable(node string) error {
 	return status.Errorf(codes.Unavailable, "node %s has no session with the managers (it is down or unreachable)", node)
+}
+
+// sessionGone returns a channel closed when the node's live session ends
+// (nil when it has none).
+func (d *Dispatcher) sessionGone(node string) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.term == nil {
+		return nil
+	}
+	if n := d.term.nodes[node]; n != nil && n.sid != "" {
+		return n.gone
+	}
+	return nil
 }
 
 // request queues r for the node's live session and returns a channel
