@@ -2970,6 +2970,239 @@ func (x *ExecError) GetMessage() string {
 	return ""
 }
 
+// EventsRequest selects events; empty lists match everything.
+type EventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// since_unix_nano starts with held changes from then; 0: only new ones.
+	SinceUnixNano int64 `protobuf:"varint,1,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// until_unix_nano ends the stream at that time; 0: never.
+	UntilUnixNano int64 `protobuf:"varint,2,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	// types: service, task, node, network, secret.
+	Types []string `protobuf:"bytes,3,rep,name=types,proto3" json:"types,omitempty"`
+	// names match an event's name, its object's ID, or its service's name.
+	Names []string `protobuf:"bytes,4,rep,name=names,proto3" json:"names,omitempty"`
+	// actions: create, update, remove; a task's new state (running,
+	// failed, ...); a node's up or down.
+	Actions       []string `protobuf:"bytes,5,rep,name=actions,proto3" json:"actions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsRequest) Reset() {
+	*x = EventsRequest{}
+	mi := &file_berth_v1_control_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsRequest) ProtoMessage() {}
+
+func (x *EventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
+func (*EventsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *EventsRequest) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *EventsRequest) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *EventsRequest) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *EventsRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *EventsRequest) GetActions() []string {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+// EventsMessage is one event, or a notice about the history.
+type EventsMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Event *Event                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// notice says that events before a time are no longer held.
+	Notice        string `protobuf:"bytes,2,opt,name=notice,proto3" json:"notice,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsMessage) Reset() {
+	*x = EventsMessage{}
+	mi := &file_berth_v1_control_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsMessage) ProtoMessage() {}
+
+func (x *EventsMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsMessage.ProtoReflect.Descriptor instead.
+func (*EventsMessage) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *EventsMessage) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *EventsMessage) GetNotice() string {
+	if x != nil {
+		return x.Notice
+	}
+	return ""
+}
+
+// Event is one change in the cluster.
+type Event struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	TimeUnixNano int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Type         string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Action       string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	Id           string                 `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	Name         string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	// attributes: service, slot, node, state, old_state, desired_state,
+	// error, message, ...
+	Attributes map[string]string `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// index is the store index of the change.
+	Index         uint64 `protobuf:"varint,7,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_berth_v1_control_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *Event) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *Event) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Event) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Event) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Event) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Event) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *Event) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_berth_v1_control_proto protoreflect.FileDescriptor
 
 const file_berth_v1_control_proto_rawDesc = "" +
@@ -3150,7 +3383,29 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"9\n" +
 	"\tExecError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2\xd2\x0e\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xa5\x01\n" +
+	"\rEventsRequest\x12&\n" +
+	"\x0fsince_unix_nano\x18\x01 \x01(\x03R\rsinceUnixNano\x12&\n" +
+	"\x0funtil_unix_nano\x18\x02 \x01(\x03R\runtilUnixNano\x12\x14\n" +
+	"\x05types\x18\x03 \x03(\tR\x05types\x12\x14\n" +
+	"\x05names\x18\x04 \x03(\tR\x05names\x12\x18\n" +
+	"\aactions\x18\x05 \x03(\tR\aactions\"N\n" +
+	"\rEventsMessage\x12%\n" +
+	"\x05event\x18\x01 \x01(\v2\x0f.berth.v1.EventR\x05event\x12\x16\n" +
+	"\x06notice\x18\x02 \x01(\tR\x06notice\"\x93\x02\n" +
+	"\x05Event\x12$\n" +
+	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12?\n" +
+	"\n" +
+	"attributes\x18\x06 \x03(\v2\x1f.berth.v1.Event.AttributesEntryR\n" +
+	"attributes\x12\x14\n" +
+	"\x05index\x18\a \x01(\x04R\x05index\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x90\x0f\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.berth.v1.CreateServiceRequest\x1a\x1f.berth.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -3182,7 +3437,8 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"WatchTasks\x12\x1b.berth.v1.WatchTasksRequest\x1a\x1c.berth.v1.WatchTasksResponse0\x01\x12C\n" +
 	"\vServiceLogs\x12\x1c.berth.v1.ServiceLogsRequest\x1a\x14.berth.v1.LogMessage0\x01\x125\n" +
-	"\x04Exec\x12\x13.berth.v1.ExecInput\x1a\x14.berth.v1.ExecOutput(\x010\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
+	"\x04Exec\x12\x13.berth.v1.ExecInput\x1a\x14.berth.v1.ExecOutput(\x010\x01\x12<\n" +
+	"\x06Events\x12\x17.berth.v1.EventsRequest\x1a\x17.berth.v1.EventsMessage0\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_control_proto_rawDescOnce sync.Once
@@ -3197,7 +3453,7 @@ func file_berth_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_berth_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_berth_v1_control_proto_goTypes = []any{
 	(LogMessage_Stream)(0),        // 0: berth.v1.LogMessage.Stream
 	(*CreateServiceRequest)(nil),  // 1: berth.v1.CreateServiceRequest
@@ -3255,117 +3511,125 @@ var file_berth_v1_control_proto_goTypes = []any{
 	(*ExecOutput)(nil),            // 53: berth.v1.ExecOutput
 	(*ExecStarted)(nil),           // 54: berth.v1.ExecStarted
 	(*ExecError)(nil),             // 55: berth.v1.ExecError
-	nil,                           // 56: berth.v1.ListFilters.LabelsEntry
-	(*ServiceSpec)(nil),           // 57: berth.v1.ServiceSpec
-	(*Service)(nil),               // 58: berth.v1.Service
-	(*Task)(nil),                  // 59: berth.v1.Task
-	(TaskState)(0),                // 60: berth.v1.TaskState
-	(*Node)(nil),                  // 61: berth.v1.Node
-	(*NodeSpec)(nil),              // 62: berth.v1.NodeSpec
-	(*NetworkSpec)(nil),           // 63: berth.v1.NetworkSpec
-	(*Network)(nil),               // 64: berth.v1.Network
-	(*SecretSpec)(nil),            // 65: berth.v1.SecretSpec
-	(*Secret)(nil),                // 66: berth.v1.Secret
-	(*Cluster)(nil),               // 67: berth.v1.Cluster
-	(*RaftMember)(nil),            // 68: berth.v1.RaftMember
-	(*ClusterSpec)(nil),           // 69: berth.v1.ClusterSpec
-	(NodeSpec_Role)(0),            // 70: berth.v1.NodeSpec.Role
+	(*EventsRequest)(nil),         // 56: berth.v1.EventsRequest
+	(*EventsMessage)(nil),         // 57: berth.v1.EventsMessage
+	(*Event)(nil),                 // 58: berth.v1.Event
+	nil,                           // 59: berth.v1.ListFilters.LabelsEntry
+	nil,                           // 60: berth.v1.Event.AttributesEntry
+	(*ServiceSpec)(nil),           // 61: berth.v1.ServiceSpec
+	(*Service)(nil),               // 62: berth.v1.Service
+	(*Task)(nil),                  // 63: berth.v1.Task
+	(TaskState)(0),                // 64: berth.v1.TaskState
+	(*Node)(nil),                  // 65: berth.v1.Node
+	(*NodeSpec)(nil),              // 66: berth.v1.NodeSpec
+	(*NetworkSpec)(nil),           // 67: berth.v1.NetworkSpec
+	(*Network)(nil),               // 68: berth.v1.Network
+	(*SecretSpec)(nil),            // 69: berth.v1.SecretSpec
+	(*Secret)(nil),                // 70: berth.v1.Secret
+	(*Cluster)(nil),               // 71: berth.v1.Cluster
+	(*RaftMember)(nil),            // 72: berth.v1.RaftMember
+	(*ClusterSpec)(nil),           // 73: berth.v1.ClusterSpec
+	(NodeSpec_Role)(0),            // 74: berth.v1.NodeSpec.Role
 }
 var file_berth_v1_control_proto_depIdxs = []int32{
-	57, // 0: berth.v1.CreateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
-	58, // 1: berth.v1.CreateServiceResponse.service:type_name -> berth.v1.Service
-	58, // 2: berth.v1.GetServiceResponse.service:type_name -> berth.v1.Service
-	56, // 3: berth.v1.ListFilters.labels:type_name -> berth.v1.ListFilters.LabelsEntry
+	61, // 0: berth.v1.CreateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
+	62, // 1: berth.v1.CreateServiceResponse.service:type_name -> berth.v1.Service
+	62, // 2: berth.v1.GetServiceResponse.service:type_name -> berth.v1.Service
+	59, // 3: berth.v1.ListFilters.labels:type_name -> berth.v1.ListFilters.LabelsEntry
 	5,  // 4: berth.v1.ListServicesRequest.filters:type_name -> berth.v1.ListFilters
-	58, // 5: berth.v1.ListServicesResponse.services:type_name -> berth.v1.Service
-	57, // 6: berth.v1.UpdateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
-	58, // 7: berth.v1.UpdateServiceResponse.service:type_name -> berth.v1.Service
-	59, // 8: berth.v1.GetTaskResponse.task:type_name -> berth.v1.Task
+	62, // 5: berth.v1.ListServicesResponse.services:type_name -> berth.v1.Service
+	61, // 6: berth.v1.UpdateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
+	62, // 7: berth.v1.UpdateServiceResponse.service:type_name -> berth.v1.Service
+	63, // 8: berth.v1.GetTaskResponse.task:type_name -> berth.v1.Task
 	5,  // 9: berth.v1.ListTasksRequest.filters:type_name -> berth.v1.ListFilters
-	60, // 10: berth.v1.ListTasksRequest.desired_states:type_name -> berth.v1.TaskState
-	59, // 11: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.Task
-	61, // 12: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
+	64, // 10: berth.v1.ListTasksRequest.desired_states:type_name -> berth.v1.TaskState
+	63, // 11: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.Task
+	65, // 12: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
 	5,  // 13: berth.v1.ListNodesRequest.filters:type_name -> berth.v1.ListFilters
-	61, // 14: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
-	62, // 15: berth.v1.UpdateNodeRequest.spec:type_name -> berth.v1.NodeSpec
-	61, // 16: berth.v1.UpdateNodeResponse.node:type_name -> berth.v1.Node
-	63, // 17: berth.v1.CreateNetworkRequest.spec:type_name -> berth.v1.NetworkSpec
-	64, // 18: berth.v1.CreateNetworkResponse.network:type_name -> berth.v1.Network
-	64, // 19: berth.v1.GetNetworkResponse.network:type_name -> berth.v1.Network
+	65, // 14: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
+	66, // 15: berth.v1.UpdateNodeRequest.spec:type_name -> berth.v1.NodeSpec
+	65, // 16: berth.v1.UpdateNodeResponse.node:type_name -> berth.v1.Node
+	67, // 17: berth.v1.CreateNetworkRequest.spec:type_name -> berth.v1.NetworkSpec
+	68, // 18: berth.v1.CreateNetworkResponse.network:type_name -> berth.v1.Network
+	68, // 19: berth.v1.GetNetworkResponse.network:type_name -> berth.v1.Network
 	5,  // 20: berth.v1.ListNetworksRequest.filters:type_name -> berth.v1.ListFilters
-	64, // 21: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
-	65, // 22: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
-	66, // 23: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
-	66, // 24: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
+	68, // 21: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
+	69, // 22: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
+	70, // 23: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
+	70, // 24: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
 	5,  // 25: berth.v1.ListSecretsRequest.filters:type_name -> berth.v1.ListFilters
-	66, // 26: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
-	67, // 27: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
-	68, // 28: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
-	69, // 29: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
-	67, // 30: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
-	70, // 31: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
-	59, // 32: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
+	70, // 26: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
+	71, // 27: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
+	72, // 28: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
+	73, // 29: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
+	71, // 30: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
+	74, // 31: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
+	63, // 32: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
 	0,  // 33: berth.v1.LogMessage.stream:type_name -> berth.v1.LogMessage.Stream
 	51, // 34: berth.v1.ExecStart.size:type_name -> berth.v1.WindowSize
 	50, // 35: berth.v1.ExecInput.start:type_name -> berth.v1.ExecStart
 	51, // 36: berth.v1.ExecInput.resize:type_name -> berth.v1.WindowSize
 	54, // 37: berth.v1.ExecOutput.started:type_name -> berth.v1.ExecStarted
 	55, // 38: berth.v1.ExecOutput.error:type_name -> berth.v1.ExecError
-	1,  // 39: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
-	3,  // 40: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
-	6,  // 41: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
-	8,  // 42: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
-	10, // 43: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
-	12, // 44: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
-	14, // 45: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
-	16, // 46: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
-	18, // 47: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
-	20, // 48: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
-	22, // 49: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
-	24, // 50: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
-	26, // 51: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
-	28, // 52: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
-	30, // 53: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
-	32, // 54: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
-	34, // 55: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
-	36, // 56: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
-	38, // 57: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
-	40, // 58: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
-	42, // 59: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
-	44, // 60: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
-	46, // 61: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
-	48, // 62: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
-	52, // 63: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
-	2,  // 64: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
-	4,  // 65: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
-	7,  // 66: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
-	9,  // 67: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
-	11, // 68: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
-	13, // 69: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
-	15, // 70: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
-	17, // 71: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
-	19, // 72: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
-	21, // 73: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
-	23, // 74: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
-	25, // 75: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
-	27, // 76: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
-	29, // 77: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
-	31, // 78: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
-	33, // 79: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
-	35, // 80: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
-	37, // 81: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
-	39, // 82: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
-	41, // 83: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
-	43, // 84: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
-	45, // 85: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
-	47, // 86: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
-	49, // 87: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
-	53, // 88: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
-	64, // [64:89] is the sub-list for method output_type
-	39, // [39:64] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	58, // 39: berth.v1.EventsMessage.event:type_name -> berth.v1.Event
+	60, // 40: berth.v1.Event.attributes:type_name -> berth.v1.Event.AttributesEntry
+	1,  // 41: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
+	3,  // 42: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
+	6,  // 43: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
+	8,  // 44: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
+	10, // 45: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
+	12, // 46: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
+	14, // 47: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
+	16, // 48: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
+	18, // 49: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
+	20, // 50: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
+	22, // 51: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
+	24, // 52: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
+	26, // 53: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
+	28, // 54: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
+	30, // 55: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
+	32, // 56: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
+	34, // 57: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
+	36, // 58: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
+	38, // 59: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
+	40, // 60: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
+	42, // 61: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
+	44, // 62: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
+	46, // 63: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
+	48, // 64: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
+	52, // 65: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
+	56, // 66: berth.v1.Control.Events:input_type -> berth.v1.EventsRequest
+	2,  // 67: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
+	4,  // 68: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
+	7,  // 69: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
+	9,  // 70: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
+	11, // 71: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
+	13, // 72: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
+	15, // 73: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
+	17, // 74: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
+	19, // 75: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
+	21, // 76: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
+	23, // 77: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
+	25, // 78: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
+	27, // 79: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
+	29, // 80: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
+	31, // 81: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
+	33, // 82: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
+	35, // 83: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
+	37, // 84: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
+	39, // 85: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
+	41, // 86: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
+	43, // 87: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
+	45, // 88: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
+	47, // 89: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
+	49, // 90: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
+	53, // 91: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
+	57, // 92: berth.v1.Control.Events:output_type -> berth.v1.EventsMessage
+	67, // [67:93] is the sub-list for method output_type
+	41, // [41:67] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_control_proto_init() }
@@ -3396,7 +3660,7 @@ func file_berth_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_control_proto_rawDesc), len(file_berth_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   56,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,7 @@ const (
 	Control_WatchTasks_FullMethodName    = "/berth.v1.Control/WatchTasks"
 	Control_ServiceLogs_FullMethodName   = "/berth.v1.Control/ServiceLogs"
 	Control_Exec_FullMethodName          = "/berth.v1.Control/Exec"
+	Control_Events_FullMethodName        = "/berth.v1.Control/Events"
 )
 
 // ControlClient is the client API for Control service.
@@ -86,6 +87,10 @@ type ControlClient interface {
 	// says where it runs, carries stdout and stderr, and ends with the exit
 	// code.
 	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
+	// Events streams what changes in the cluster: with since, first the
+	// changes the manager still holds from then on; then new ones as they
+	// happen, until until or the client leaves.
+	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EventsMessage], error)
 }
 
 type controlClient struct {
@@ -367,6 +372,25 @@ func (c *controlClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_ExecClient = grpc.BidiStreamingClient[ExecInput, ExecOutput]
 
+func (c *controlClient) Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EventsMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[3], Control_Events_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EventsRequest, EventsMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_EventsClient = grpc.ServerStreamingClient[EventsMessage]
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -407,6 +431,10 @@ type ControlServer interface {
 	// says where it runs, carries stdout and stderr, and ends with the exit
 	// code.
 	Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
+	// Events streams what changes in the cluster: with since, first the
+	// changes the manager still holds from then on; then new ones as they
+	// happen, until until or the client leaves.
+	Events(*EventsRequest, grpc.ServerStreamingServer[EventsMessage]) error
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -491,6 +519,9 @@ func (UnimplementedControlServer) ServiceLogs(*ServiceLogsRequest, grpc.ServerSt
 }
 func (UnimplementedControlServer) Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
 	return status.Error(codes.Unimplemented, "method Exec not implemented")
+}
+func (UnimplementedControlServer) Events(*EventsRequest, grpc.ServerStreamingServer[EventsMessage]) error {
+	return status.Error(codes.Unimplemented, "method Events not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -938,6 +969,17 @@ func _Control_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_ExecServer = grpc.BidiStreamingServer[ExecInput, ExecOutput]
 
+func _Control_Events_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServer).Events(m, &grpc.GenericServerStream[EventsRequest, EventsMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_EventsServer = grpc.ServerStreamingServer[EventsMessage]
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1050,6 +1092,11 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Control_Exec_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "Events",
+			Handler:       _Control_Events_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "berth/v1/control.proto",
