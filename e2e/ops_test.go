@@ -119,6 +119,7 @@ func TestOperatingOnRealHosts(t *testing.T) {
 	}
 	t.Run("logs", func(t *testing.T) { testLogs(t, c, lines) })
 	t.Run("exec", func(t *testing.T) { testExec(t, c) })
+	t.Run("events", func(t *testing.T) { testEvents(t, c) })
 
 	// Removing the service removes its tasks' containers, logs included.
 	if _, err := c.CLI(ctx, "service", "rm", "talk"); err != nil {
@@ -185,13 +186,12 @@ func testLogs(t *testing.T, c *e2ecluster.Cluster, lines int) {
 	// Follow: a task killed is replaced, and its replacement's lines come.
 	var followed syncBuffer
 	fctx, stop := context.WithCancel(ctx)
-	defer stop()
 	follow := cliCmd(fctx, c, "service", "logs", "-f", "--tail", "1", "talk")
 	follow.Stdout, follow.Stderr = &followed, &followed
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer follow.Wait()
+	defer func() { stop(); _ = follow.Wait() }()
 	await.True(t, wait, func() bool { return strings.Count(followed.String(), "\n") >= 3 }, "follow prints the 3 last lines: %q", &followed)
 	victim := tasks[1]
 	if err := syscall.Kill(int(victim.GetStatus().GetContainer().GetPid()), syscall.SIGKILL); err != nil {
@@ -354,4 +354,55 @@ func testExecTTY(t *testing.T, c *e2ecluster.Cluster, task *pb.Task) {
 	if err := cmd.Wait(); exitStatus(err) != 5 {
 		t.Fatalf("exec -it ended with %v, want exit code 5; screen %q", err, screen.String())
 	}
+}
+
+// testEvents: a task killed shows as failed, with its error, and its
+// replacement as created and running; live and from the history.
+func testEvents(t *testing.T, c *e2ecluster.Cluster) {
+	ctx := t.Context()
+	since := time.Now()
+	var live syncBuffer
+	fctx, stop := context.WithCancel(ctx)
+	follow := cliCmd(fctx, c, "events", "--filter", "name=talk", "--filter", "type=task", "--format", "json")
+	follow.Stdout, follow.Stderr = &live, &live
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop(); _ = follow.Wait() }()
+	var victim *pb.Task
+	await.True(t, wait, func() bool { victim = liveTasks(t, c, "talk")[3]; return victim != nil }, "slot 3 runs")
+	if err := syscall.Kill(int(victim.GetStatus().GetContainer().GetPid()), syscall.SIGKILL); err != nil {
+		t.Fatalf("kill task %s: %v", victim.GetId(), err)
+	}
+	var repl *pb.Task
+	await.True(t, wait, func() bool {
+		repl = liveTasks(t, c, "talk")[3]
+		return repl != nil && repl.GetId() != victim.GetId()
+	}, "slot 3 runs a new task")
+	failed := fmt.Sprintf(`"action":"failed","id":"%s","name":"talk.3"`, victim.GetId())
+	running := fmt.Sprintf(`"action":"running","id":"%s","name":"talk.3"`, repl.GetId())
+	await.True(t, wait, func() bool {
+		return strings.Contains(live.String(), failed) && strings.Contains(live.String(), running)
+	},
+		"berth events shows %s failed and %s running: %s", victim.GetId(), repl.GetId(), &live)
+	if !strings.Contains(live.String(), `"error":"`) {
+		t.Errorf("the failure carries no error: %s", &live)
+	}
+
+	// The same from the history, as a client coming back would ask.
+	out, errOut, err := cliOut(ctx, c, "events", "--since", since.Format(time.RFC3339Nano), "--until", time.Now().Add(time.Second).Format(time.RFC3339Nano),
+		"--filter", "name=talk", "--filter", "event=failed", "--filter", "event=create", "--filter", "event=running")
+	if err != nil {
+		t.Fatalf("events --since --until: %v: %s", err, errOut)
+	}
+	want := []string{" task failed talk.3 (id=" + victim.GetId(), " task create talk.3 (id=" + repl.GetId(), " task running talk.3 (id=" + repl.GetId()}
+	at := 0
+	for _, w := range want {
+		i := strings.Index(out[at:], w)
+		if i < 0 {
+			t.Fatalf("history lacks %q after the lines before it:\n%s", w, out)
+		}
+		at += i
+	}
+	t.Logf("events from the history:\n%s", out)
 }

@@ -37,6 +37,10 @@ func (s *MemoryStore) applyLocked(index uint64, b *berthv1.StoreBatch) error {
 		return fmt.Errorf("apply entry %d: set index: %w", index, err)
 	}
 	txn.Commit()
+	at := s.now()
+	for i := range events {
+		events[i].Time = at
+	}
 	s.changes.publish(index, events)
 	s.notifyApplied()
 	return nil

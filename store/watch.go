@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -38,6 +40,9 @@ type Event struct {
 	Kind   EventKind
 	Object proto.Message
 	Old    proto.Message
+	// Time is when this store applied the change (a replayed entry gets
+	// the time of its replay; objects carry their write time in meta).
+	Time time.Time
 }
 
 // Filter selects events; a watch with several filters passes an event when
@@ -125,6 +130,22 @@ func (s *MemoryStore) Watch(ctx context.Context, fromIndex uint64, filters ...Fi
 	c.watchers[w] = struct{}{}
 	go w.run(ctx)
 	return w, nil
+}
+
+// WatchHeld is Watch from the oldest change the changelog still holds
+// (the last DefaultChangelogSize or so): the bounded history of the
+// store. from is the index it starts after; a from above 0 means earlier
+// changes were dropped (or came with a snapshot).
+func (s *MemoryStore) WatchHeld(ctx context.Context, filters ...Filter) (w *Watcher, from uint64, err error) {
+	for {
+		s.changes.mu.Lock()
+		from = s.changes.start
+		s.changes.mu.Unlock()
+		w, err = s.Watch(ctx, from, filters...)
+		if !errors.Is(err, ErrCompacted) {
+			return w, from, err
+		}
+	}
 }
 
 // ViewAndWatch runs cb over a view and returns a watcher of every change

@@ -111,3 +111,36 @@ func TestWatcherStopsWithContext(t *testing.T) {
 	}
 	w.Close() // idempotent after the end
 }
+
+// TestWatchHeldReplaysTheBoundedHistory: a watch from the held history
+// gets the changes still held, stamped with the time they were applied,
+// and not those the changelog dropped.
+func TestWatchHeldReplaysTheBoundedHistory(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New(nil, WithChangelogSize(2), WithClock(func() time.Time { return at }))
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if err := s.Update(context.Background(), func(tx Tx) error {
+			return tx.CreateNode(&berthv1.Node{Id: id, Spec: &berthv1.NodeSpec{Annotations: &berthv1.Annotations{}}})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, from, err := s.WatchHeld(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if from != 1 {
+		t.Fatalf("held from index %d, want 1 (the first change dropped)", from)
+	}
+	for _, want := range []string{"n2", "n3"} {
+		select {
+		case e := <-w.Events():
+			if e.Object.(*berthv1.Node).GetId() != want || !e.Time.Equal(at) {
+				t.Fatalf("got %v at %v, want %s at %v", e.Object, e.Time, want, at)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no event for %s", want)
+		}
+	}
+}
