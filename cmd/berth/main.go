@@ -42,7 +42,32 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&opts.tlsDir, "tls-dir", envOr("BERTH_TLS_DIR", ""),
 		"directory with the client certificate bundle (default: $BERTH_TLS_DIR, else ~/.berth)")
 	root.AddCommand(newVersionCmd(), newServiceCmd(opts), newNodeCmd(opts), newNetworkCmd(opts), newClusterCmd(opts), newExecCmd(opts), newEventsCmd(opts))
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group below root fail on a
+// word that is not one of its commands (cobra would print the group's
+// help and exit 0); alone, a group still prints its help.
+func refuseUnknownSubcommands(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		refuseUnknownSubcommands(c)
+		if !c.HasSubCommands() || c.Runnable() {
+			continue
+		}
+		c.Args = cobra.ArbitraryArgs
+		c.SuggestionsMinimumDistance = 2
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+			}
+			return fmt.Errorf("%s; see '%s --help' for its commands", msg, cmd.CommandPath())
+		}
+	}
 }
 
 func newVersionCmd() *cobra.Command {
