@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -268,6 +270,58 @@ var controlRPCs = []controlRPC{
 	unary(func() *pb.GetJoinTokenRequest { return &pb.GetJoinTokenRequest{} }, (*Server).GetJoinToken),
 	streaming(func() *pb.WatchTasksRequest { return &pb.WatchTasksRequest{} }, (*Server).WatchTasks),
 	streaming(func() *pb.ServiceLogsRequest { return &pb.ServiceLogsRequest{} }, (*Server).ServiceLogs),
+	bounded(streaming(func() *pb.EventsRequest { return &pb.EventsRequest{} }, (*Server).Events)),
+	execRPC(),
+}
+
+// bounded ends a call that may wait for changes (Events) after a moment.
+func bounded(r controlRPC) controlRPC {
+	call := r.call
+	r.call = func(ctx context.Context, s *Server, req proto.Message) ([]proto.Message, error) {
+		ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		return call(ctx, s, req)
+	}
+	return r
+}
+
+// execRPC calls Exec with the request as its first message and no more
+// input.
+func execRPC() controlRPC {
+	return controlRPC{
+		method: "Exec",
+		newReq: func() proto.Message { return &pb.ExecInput{} },
+		call: func(ctx context.Context, s *Server, req proto.Message) ([]proto.Message, error) {
+			ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			st := &oneInput{ctx: ctx, first: req.(*pb.ExecInput)}
+			err := s.Exec(st)
+			return st.sent, err
+		},
+	}
+}
+
+// oneInput is an Exec client stream that sends one message.
+type oneInput struct {
+	grpc.ServerStream // nil: handlers call only Context, Recv and Send
+	ctx               context.Context
+	first             *pb.ExecInput
+	sent              []proto.Message
+}
+
+func (o *oneInput) Context() context.Context { return o.ctx }
+
+func (o *oneInput) Recv() (*pb.ExecInput, error) {
+	if m := o.first; m != nil {
+		o.first = nil
+		return m, nil
+	}
+	return nil, io.EOF
+}
+
+func (o *oneInput) Send(m *pb.ExecOutput) error {
+	o.sent = append(o.sent, m)
+	return nil
 }
 
 // TestFuzzReachesEveryMethod: the fuzz target calls every method of the
