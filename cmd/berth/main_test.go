@@ -10,11 +10,11 @@ import (
 // fails naming it (the CLI exits 1), instead of printing help.
 func TestUnknownSubcommandIsAnError(t *testing.T) {
 	for args, want := range map[string]string{
-		"node foo":           `unknown command "foo" for "berth node"`,
-		"service rollback x": `unknown command "rollback" for "berth service"`,
-		"service lgs web":    `(did you mean "logs"?)`,
-		"cluster nope":       `unknown command "nope" for "berth cluster"`,
-		"nope":               `unknown command "nope" for "berth"`,
+		"node foo":        `unknown command "foo" for "berth node"`,
+		"service frob x":  `unknown command "frob" for "berth service"`,
+		"service lgs web": `(did you mean "logs"?)`,
+		"cluster nope":    `unknown command "nope" for "berth cluster"`,
+		"nope":            `unknown command "nope" for "berth"`,
 	} {
 		root := newRootCmd()
 		var out bytes.Buffer
