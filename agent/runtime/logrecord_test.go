@@ -99,3 +99,22 @@ func TestContainerLogStreamsAndTimes(t *testing.T) {
 		t.Fatalf("stdout %q, stderr %q", out, errs)
 	}
 }
+
+// TestLogsPassPartsOfLines: Logs (berth-agent run) shows output without
+// a newline as soon as it is written.
+func TestLogsPassPartsOfLines(t *testing.T) {
+	e := newEnv(t)
+	c := e.run(t, e.spec("prompt", "sh", "-c", "printf 'name? '; sleep 1000"))
+	defer c.Kill(9)
+	var out syncWriter
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = e.rt.Logs(ctx, "prompt", true, &out) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for out.String() != "name? " && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out.String() != "name? " {
+		t.Fatalf("followed %q, want the prompt before its line ends", out.String())
+	}
+}

@@ -30,7 +30,7 @@ type LogEntry struct {
 	// Stderr says the line came from standard error (without a TTY).
 	Stderr bool
 	// Data is a line of output with its newline; only the last line of a
-	// log may lack it.
+	// log lacks it (or a part of a line, with LogOptions.Parts).
 	Data []byte
 }
 
@@ -44,6 +44,9 @@ type LogOptions struct {
 	Tail int
 	// Since skips records older than it; zero means from the start.
 	Since time.Time
+	// Parts passes the parts of a line on as they are read instead of
+	// joining them into whole lines (a prompt shows before its newline).
+	Parts bool
 }
 
 // LogEntries calls fn with the container's log records, oldest first
@@ -93,7 +96,7 @@ func (r *Runtime) LogEntries(ctx context.Context, id string, opts LogOptions, fn
 // follow it then keeps writing new output until the container has exited
 // and everything is written, or ctx ends.
 func (r *Runtime) Logs(ctx context.Context, id string, follow bool, w io.Writer) error {
-	return r.LogEntries(ctx, id, LogOptions{Follow: follow, Tail: -1}, func(e LogEntry) error {
+	return r.LogEntries(ctx, id, LogOptions{Follow: follow, Tail: -1, Parts: true}, func(e LogEntry) error {
 		_, err := w.Write(e.Data)
 		return err
 	})
@@ -173,7 +176,7 @@ func (lr *logReader) take(line []byte) error {
 		p.Data = append(p.Data, e.Data...)
 		e, lr.partial[s] = *p, nil
 	}
-	if !bytes.HasSuffix(e.Data, []byte("\n")) && len(e.Data) < maxRecord {
+	if !lr.opts.Parts && !bytes.HasSuffix(e.Data, []byte("\n")) && len(e.Data) < maxRecord {
 		lr.partial[s] = &e
 		return nil
 	}
