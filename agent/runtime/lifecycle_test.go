@@ -142,10 +142,18 @@ func TestPidsLimitAndStats(t *testing.T) {
 	if stats.MemoryLimitBytes != 64<<20 || stats.MemoryBytes == 0 || stats.CPUUsage == 0 {
 		t.Fatalf("stats = %+v", stats)
 	}
-	quota, _ := os.ReadFile(filepath.Join(c.rec.Cgroup.Paths["cpu"], "cpu.cfs_quota_us"))
-	shares, _ := os.ReadFile(filepath.Join(c.rec.Cgroup.Paths["cpu"], "cpu.shares"))
-	if strings.TrimSpace(string(quota)) != "50000" || strings.TrimSpace(string(shares)) != "512" {
-		t.Fatalf("cpu quota %q shares %q", quota, shares)
+	if v2 := c.rec.Cgroup.Paths[""]; v2 != "" {
+		max, _ := os.ReadFile(filepath.Join(v2, "cpu.max"))
+		weight, _ := os.ReadFile(filepath.Join(v2, "cpu.weight"))
+		if strings.TrimSpace(string(max)) != "50000 100000" || strings.TrimSpace(string(weight)) != "20" {
+			t.Fatalf("cgroup v2 cpu.max %q (want 50000 100000), cpu.weight %q (want 20, from 512 shares)", max, weight)
+		}
+	} else {
+		quota, _ := os.ReadFile(filepath.Join(c.rec.Cgroup.Paths["cpu"], "cpu.cfs_quota_us"))
+		shares, _ := os.ReadFile(filepath.Join(c.rec.Cgroup.Paths["cpu"], "cpu.shares"))
+		if strings.TrimSpace(string(quota)) != "50000" || strings.TrimSpace(string(shares)) != "512" {
+			t.Fatalf("cpu quota %q shares %q", quota, shares)
+		}
 	}
 	_, err = c.Stop(context.Background(), time.Second)
 	must(t, err)
