@@ -48,8 +48,10 @@ func TestStopTermIgnoringProcessIsKilledAfterGrace(t *testing.T) {
 
 func TestInitIsPID1AndReapsZombies(t *testing.T) {
 	e := newEnv(t)
-	// The subshell's sleep is orphaned to PID 1, which must reap it.
-	c := e.run(t, e.spec("reaper", "sh", "-c", `(sleep 0.1 &); echo pid1=$(cat /proc/1/cmdline | tr '\0' ' '); sleep 1000`))
+	// The subshell's sleep is orphaned to PID 1, which must reap it. The
+	// final "true" keeps sh from exec'ing into its last command, so that
+	// init, sh and sleep 1000 remain once the orphan is gone.
+	c := e.run(t, e.spec("reaper", "sh", "-c", `(sleep 0.1 &); echo pid1=$(cat /proc/1/cmdline | tr '\0' ' '); sleep 1000; true`))
 	await.True(t, 5*time.Second, func() bool { return strings.Contains(e.logs(t, "reaper"), "pid1=") }, "no output")
 	if got := e.logs(t, "reaper"); !strings.Contains(got, "pid1="+initconf.Arg0+" reaper") {
 		t.Fatalf("PID 1 in the container should be our init, log: %q", got)
