@@ -118,6 +118,8 @@ func pidMatches(name string, match func(int) bool) bool {
 
 func removeCgroups(match func(int) bool) {
 	groups, _ := filepath.Glob("/sys/fs/cgroup/*/" + testPrefix + "*")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/" + testPrefix + "*") // a v2-only host
+	groups = append(groups, v2...)
 	for _, g := range groups {
 		if pidMatches(filepath.Base(g), match) {
 			removeCgroupTree(g)

@@ -188,7 +188,8 @@ func sweep(match func(pid int) bool) {
 			os.RemoveAll(d)
 		}
 	}
-	for _, c := range []string{"memory", "cpu", "cpuacct", "pids", "devices", "unified"} {
+	// "" is a v2-only host's hierarchy, "unified" a hybrid host's.
+	for _, c := range []string{"memory", "cpu", "cpuacct", "pids", "devices", "unified", ""} {
 		own := "/"
 		data, _ := os.ReadFile("/proc/self/cgroup")
 		for _, l := range strings.Split(string(data), "\n") {

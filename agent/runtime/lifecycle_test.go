@@ -48,8 +48,10 @@ func TestStopTermIgnoringProcessIsKilledAfterGrace(t *testing.T) {
 
 func TestInitIsPID1AndReapsZombies(t *testing.T) {
 	e := newEnv(t)
-	// The subshell's sleep is orphaned to PID 1, which must reap it.
-	c := e.run(t, e.spec("reaper", "sh", "-c", `(sleep 0.1 &); echo pid1=$(cat /proc/1/cmdline | tr '\0' ' '); sleep 1000`))
+	// The subshell's sleep is orphaned to PID 1, which must reap it. The
+	// final "true" keeps sh from exec'ing into its last command, so that
+	// init, sh and sleep 1000 remain once the orphan is gone.
+	c := e.run(t, e.spec("reaper", "sh", "-c", `(sleep 0.1 &); echo pid1=$(cat /proc/1/cmdline | tr '\0' ' '); sleep 1000; true`))
 	await.True(t, 5*time.Second, func() bool { return strings.Contains(e.logs(t, "reaper"), "pid1=") }, "no output")
 	if got := e.logs(t, "reaper"); !strings.Contains(got, "pid1="+initconf.Arg0+" reaper") {
 		t.Fatalf("PID 1 in the container should be our init, log: %q", got)
@@ -142,10 +144,18 @@ func TestPidsLimitAndStats(t *testing.T) {
 	if stats.MemoryLimitBytes != 64<<20 || stats.MemoryBytes == 0 || stats.CPUUsage == 0 {
 		t.Fatalf("stats = %+v", stats)
 	}
-	quota, _ := os.ReadFile(filepath.Join(c.rec.Cgroup.Paths["cpu"], "cpu.cfs_quota_us"))
-	shares, _ := os.ReadFile(filepath.Join(c.rec.Cgroup.Paths["cpu"], "cpu.shares"))
-	if strings.TrimSpace(string(quota)) != "50000" || strings.TrimSpace(string(shares)) != "512" {
-		t.Fatalf("cpu quota %q shares %q", quota, shares)
+	if v2 := c.rec.Cgroup.Paths[""]; v2 != "" {
+		max, _ := os.ReadFile(filepath.Join(v2, "cpu.max"))
+		weight, _ := os.ReadFile(filepath.Join(v2, "cpu.weight"))
+		if strings.TrimSpace(string(max)) != "50000 100000" || strings.TrimSpace(string(weight)) != "20" {
+			t.Fatalf("cgroup v2 cpu.max %q (want 50000 100000), cpu.weight %q (want 20, from 512 shares)", max, weight)
+		}
+	} else {
+		quota, _ := os.ReadFile(filepath.Join(c.rec.Cgroup.Paths["cpu"], "cpu.cfs_quota_us"))
+		shares, _ := os.ReadFile(filepath.Join(c.rec.Cgroup.Paths["cpu"], "cpu.shares"))
+		if strings.TrimSpace(string(quota)) != "50000" || strings.TrimSpace(string(shares)) != "512" {
+			t.Fatalf("cpu quota %q shares %q", quota, shares)
+		}
 	}
 	_, err = c.Stop(context.Background(), time.Second)
 	must(t, err)

@@ -57,7 +57,7 @@ func assertNothingLeft(t *testing.T, e *env, id string) {
 	if _, err := e.rt.Get(id); err == nil {
 		t.Fatalf("%s still listed", id)
 	}
-	for _, ctrl := range []string{"memory", "pids", "cpu"} {
+	for _, ctrl := range []string{"memory", "pids", "cpu", ""} { // "": the v2 hierarchy
 		g, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", ctrl, "*", e.parent, id))
 		g2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", ctrl, "*", "*", e.parent, id))
 		g3, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", ctrl, e.parent, id))

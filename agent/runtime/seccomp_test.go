@@ -26,6 +26,11 @@ var probeBinary struct {
 func addProbe(t *testing.T, rootfs string) {
 	t.Helper()
 	probeBinary.once.Do(func() {
+		// The cgroup v2 VM has no go tool: it is built there beforehand.
+		if pre := os.Getenv("BERTH_SYSPROBE"); pre != "" {
+			probeBinary.path = pre
+			return
+		}
 		// Named for this test process, so that sweep removes it.
 		dir, err := os.MkdirTemp("", testPrefix+strconv.Itoa(os.Getpid())+"-sysprobe-")
 		if err != nil {

@@ -27,18 +27,33 @@ var appBinary struct {
 	bin []byte
 }
 
+// AppBinaryEnv names a file holding the test app already built (by
+// AppBinary on another machine); AppBinary then reads it instead of
+// building. The cgroup v2 VM (make test-cgroup2) sets it: it has no go tool.
+const AppBinaryEnv = "BERTH_TESTIMAGE_APP"
+
 // AppBinary returns the test app compiled as a static linux binary for the
 // host's architecture. The first call runs `go build` (the go tool must be
 // on PATH and the process must run inside the berth module, or from a
-// binary whose source tree is still in place); later calls return the
-// cached bytes. Callers must not modify the returned slice.
+// binary whose source tree is still in place) unless $BERTH_TESTIMAGE_APP
+// names a prebuilt one; later calls return the cached bytes. Callers must
+// not modify the returned slice.
 func AppBinary(ctx context.Context) ([]byte, error) {
 	appBinary.mu.Lock()
 	defer appBinary.mu.Unlock()
 	if appBinary.bin != nil {
 		return appBinary.bin, nil
 	}
-	bin, err := buildApp(ctx)
+	var bin []byte
+	var err error
+	if pre := os.Getenv(AppBinaryEnv); pre != "" {
+		bin, err = os.ReadFile(pre)
+		if err != nil {
+			err = fmt.Errorf("prebuilt %s ($%s): %w", AppPackage, AppBinaryEnv, err)
+		}
+	} else {
+		bin, err = buildApp(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -235,9 +235,17 @@ func (g *Group) Pids() ([]int, error) {
 	return nil, nil
 }
 
-// Kill sends SIGKILL to every process in the group until it is empty or
+// Kill kills every process in the group and returns once it is empty or
 // the attempts run out.
 func (g *Group) Kill() error {
+	if g.Version == V2 {
+		return g.killV2()
+	}
+	return g.killEach()
+}
+
+// killEach sends SIGKILL to every process in the group until it is empty.
+func (g *Group) killEach() error {
 	for i := 0; i < 100; i++ {
 		pids, err := g.Pids()
 		if err != nil || len(pids) == 0 {

@@ -83,27 +83,15 @@ func (g *Group) setV2(r Resources) error {
 }
 
 // enableControllers turns ctrls on in the subtree_control of every
-// ancestor of dir up to the hierarchy root, checking first that each is
-// offered.
+// ancestor of dir up to the hierarchy root, top-down: a group offers a
+// controller (cgroup.controllers) only once its parent has enabled it, so
+// each level is checked just before it is written.
 func enableControllers(dir string, ctrls []string) error {
 	if len(ctrls) == 0 {
 		return nil
 	}
-	parent := filepath.Dir(dir)
-	offered, err := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
-	if err != nil {
-		return fmt.Errorf("cgroup v2 controllers of %s: %w", parent, err)
-	}
-	have := strings.Fields(string(offered))
-	for _, c := range ctrls {
-		if !contains(have, c) {
-			return fmt.Errorf("cgroup v2 controller %q in %s (offered: %q): %w", c, parent, strings.TrimSpace(string(offered)), ErrControllerMissing)
-		}
-	}
-	// Enable top-down: a controller must be on in the grandparent before
-	// the parent can pass it on.
 	var chain []string
-	for p := parent; ; p = filepath.Dir(p) {
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
 		if _, err := os.Stat(filepath.Join(p, "cgroup.subtree_control")); err != nil {
 			break
 		}
@@ -113,9 +101,17 @@ func enableControllers(dir string, ctrls []string) error {
 		}
 	}
 	for _, p := range chain {
+		offered, err := os.ReadFile(filepath.Join(p, "cgroup.controllers"))
+		if err != nil {
+			return fmt.Errorf("cgroup v2 controllers of %s: %w", p, err)
+		}
+		have := strings.Fields(string(offered))
 		cur, _ := os.ReadFile(filepath.Join(p, "cgroup.subtree_control"))
 		var add []string
 		for _, c := range ctrls {
+			if !contains(have, c) {
+				return fmt.Errorf("cgroup v2 controller %q in %s (offered: %q): %w", c, p, strings.TrimSpace(string(offered)), ErrControllerMissing)
+			}
 			if !contains(strings.Fields(string(cur)), c) {
 				add = append(add, "+"+c)
 			}
@@ -177,4 +173,32 @@ func countProcs(d string) int {
 		return 0
 	}
 	return len(strings.Fields(string(data)))
+}
+
+// killV2 kills the whole group at once, so that nothing in it can fork
+// while its processes are signalled one by one: cgroup.kill (Linux 5.14)
+// does it in the kernel, descendants included; older kernels freeze the
+// group first. (The group's cgroup.procs lists the processes of its
+// threaded payload too, so killEach sees them.)
+func (g *Group) killV2() error {
+	d := g.Paths[""]
+	if _, err := os.Stat(filepath.Join(d, "cgroup.kill")); err != nil {
+		return g.killFrozen()
+	}
+	if err := writeFile(d, "cgroup.kill", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return g.killEach() // waits for the kernel's kill to finish
+}
+
+// killFrozen freezes the group (cgroup.freeze, Linux 5.2), kills each
+// process and thaws it. A frozen process cannot fork, and children of a
+// fork under way are born frozen, so the listing misses none for long;
+// SIGKILL reaches frozen processes.
+func (g *Group) killFrozen() error {
+	d := g.Paths[""]
+	if err := writeFile(d, "cgroup.freeze", "1"); err == nil {
+		defer writeFile(d, "cgroup.freeze", "0") // the group may be gone by now
+	}
+	return g.killEach()
 }
