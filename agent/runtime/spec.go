@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -68,6 +69,13 @@ type Spec struct {
 	// Docker's default profile when empty, none with "unconfined", else a
 	// profile in Docker's JSON format.
 	Seccomp string `json:"seccomp,omitempty"`
+	// PreStart, if set, runs once the container's namespaces exist and
+	// before its user process starts, with the pid of its init: the agent
+	// gives the container its network interfaces there, so the process
+	// never runs without them (runc's createRuntime hooks). An error fails
+	// Run; PreStart undoes its own work before returning one, and the
+	// caller undoes it when Run fails later. Not saved with the container.
+	PreStart func(ctx context.Context, pid int) error `json:"-"`
 }
 
 // Defaults applied when a Spec leaves a field zero.

@@ -91,6 +91,13 @@ func (c *Container) start(ctx context.Context) error {
 	if err := cg.Join(c.rec.Pid); err != nil {
 		return err
 	}
+	// The init waits for its config before it spawns anything, so what
+	// PreStart sets up is there when the user process starts.
+	if s.PreStart != nil {
+		if err := s.PreStart(ctx, c.rec.Pid); err != nil {
+			return fmt.Errorf("pre-start: %w", err)
+		}
+	}
 	cfg := initConfig(s, mounts, filter, cg.PayloadThreadsFile() != "")
 	if err := c.handshake(ctx, conn, &cfg); err != nil {
 		return err
