@@ -323,10 +323,15 @@ func (c *controller) start(ctx context.Context) (*pb.TaskStatus, error) {
 	if err := c.bindPorts(ctx); err != nil {
 		return c.fatal(err), nil
 	}
-	ctr, err := c.env.exec.Run(ctx, *c.prep)
-	if errors.Is(err, runtime.ErrExists) {
+	task := c.current()
+	spec := *c.prep
+	spec.PreStart = c.attachNetworks(task)
+	ctr, err := c.env.exec.Run(ctx, spec)
+	existed := errors.Is(err, runtime.ErrExists)
+	if existed {
 		ctr, _ = c.env.exec.Container(c.id)
 	} else if err != nil {
+		c.detachNetworks(task)
 		c.unpublish()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -338,9 +343,9 @@ func (c *controller) start(ctx context.Context) (*pb.TaskStatus, error) {
 		return c.fatal(fmt.Errorf("starting container failed: %w", err)), nil
 	}
 	c.attach(ctx, ctr, timestamppb.New(c.env.now()))
-	if c.env.net != nil {
-		if err := c.env.net.Attach(ctx, ctr.Pid(), c.current()); err != nil {
-			return c.portsFailed(ctx, fmt.Errorf("attach to the task's networks: %w", err)), nil
+	if existed && spec.PreStart != nil { // attaching one attached before changes nothing
+		if err := spec.PreStart(ctx, ctr.Pid()); err != nil {
+			return c.portsFailed(ctx, err), nil
 		}
 	}
 	if err := c.servePorts(ctx, ctr); err != nil {

@@ -62,6 +62,13 @@ func (f *fakeExec) Run(ctx context.Context, spec runtime.Spec) (Container, error
 	if _, ok := f.containers[spec.ID]; ok {
 		return nil, runtime.ErrExists
 	}
+	// As the runtime does: PreStart sees the new container's pid before
+	// it runs, and its error leaves no container.
+	if spec.PreStart != nil {
+		if err := spec.PreStart(ctx, f.nextPid+1); err != nil {
+			return nil, fmt.Errorf("run %s: pre-start: %w", spec.ID, err)
+		}
+	}
 	f.runs = append(f.runs, spec.ID)
 	c := f.add(spec.ID)
 	c.spec = spec
@@ -234,12 +241,16 @@ type rig struct {
 	ctx  context.Context
 }
 
-func newRig(t *testing.T) *rig {
+// newRig starts a worker over fakes; net, if given, is its overlay.
+func newRig(t *testing.T, net ...networking) *rig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &rig{exec: newFakeExec(), rec: &recorder{by: map[string][]*pb.TaskStatus{}}, ctx: ctx}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	env := &taskEnv{exec: r.exec, secrets: fakeSecrets{}, report: r.rec.put, now: time.Now, log: log}
+	if len(net) > 0 {
+		env.net = net[0]
+	}
 	r.w = newWorker(env, newSecretStore())
 	done := make(chan struct{})
 	go func() { defer close(done); r.w.Run(ctx) }()

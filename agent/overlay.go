@@ -12,10 +12,35 @@ import (
 )
 
 // networking is all a task controller knows of the node's overlay: give a
-// started container its task's endpoints, take them away at its end.
+// container its task's endpoints (pid is its init, before the user process
+// runs), take them away at its end.
 type networking interface {
 	Attach(ctx context.Context, pid int, t *pb.Task) error
 	Detach(t *pb.Task)
+}
+
+// attachNetworks is the container's pre-start hook: it gives the new
+// network namespace the task's interfaces before the user process runs,
+// as Docker does, so a process that connects at its first instant finds
+// its network. A failed attach undoes itself.
+func (c *controller) attachNetworks(t *pb.Task) func(ctx context.Context, pid int) error {
+	if c.env.net == nil {
+		return nil
+	}
+	return func(ctx context.Context, pid int) error {
+		if err := c.env.net.Attach(ctx, pid, t); err != nil {
+			c.env.net.Detach(t)
+			return fmt.Errorf("attach to the task's networks: %w", err)
+		}
+		return nil
+	}
+}
+
+// detachNetworks undoes attachNetworks after a failed start.
+func (c *controller) detachNetworks(t *pb.Task) {
+	if c.env.net != nil {
+		c.env.net.Detach(t)
+	}
 }
 
 // overlay is the node's overlay networks, built by overlay/dataplane from
