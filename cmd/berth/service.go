@@ -89,7 +89,7 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVarP(&l.publish, "publish", "p", nil, "publish a port PUBLISHED:TARGET[/udp] (repeatable)")
 	fs.StringArrayVar(&l.mounts, "mount", nil, "mount type=volume|bind|tmpfs,source=S,target=T[,readonly] (repeatable)")
 	fs.StringArrayVar(&l.networks, "network", nil, "network to attach: NAME, or name=NAME,alias=ALIAS[,alias=...] (repeatable)")
-	fs.StringArrayVar(&l.sects, "secret", nil, "secret to expose at /run/secrets/NAME (repeatable)")
+	fs.StringArrayVar(&l.sects, "secret", nil, secretFlagHelp)
 	fs.StringVar(&l.entrypoint, "entrypoint", "", "replace the image's entrypoint (split on spaces)")
 	fs.BoolVarP(&l.detach, "detach", "d", false, waitFlagHelp)
 	return cmd
@@ -150,8 +150,8 @@ func (l *serviceLists) spec(args []string) (*pb.ServiceSpec, error) {
 		}
 		s.Networks = append(s.Networks, att)
 	}
-	for _, sec := range l.sects {
-		c.Secrets = append(c.Secrets, &pb.SecretReference{SecretName: sec, FileName: sec, Mode: 0o444})
+	if c.Secrets, err = secretRefs("secret", l.sects); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -221,7 +221,7 @@ func printServices(cmd *cobra.Command, svcs []*pb.Service, tasks []*pb.Task) err
 func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	var f serviceFlags
 	var image, args string
-	var envAdd, envRm, lblAdd, lblRm, conAdd, conRm, pubAdd, pubRm []string
+	var envAdd, envRm, lblAdd, lblRm, conAdd, conRm, pubAdd, pubRm, secAdd, secRm []string
 	var force, rollback, detach bool
 	var ra registryAuthFlags
 	cmd := &cobra.Command{Use: "update [OPTIONS] SERVICE", Short: "Change a service's spec (a rolling update)", Args: cobra.ExactArgs(1)}
@@ -238,6 +238,8 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVar(&conRm, "constraint-rm", nil, "remove a placement constraint")
 	fs.StringArrayVar(&pubAdd, "publish-add", nil, "publish a port")
 	fs.StringArrayVar(&pubRm, "publish-rm", nil, "unpublish a target port")
+	fs.StringArrayVar(&secAdd, "secret-add", nil, secretFlagHelp)
+	fs.StringArrayVar(&secRm, "secret-rm", nil, "stop exposing a secret, by name or target (repeatable)")
 	fs.BoolVar(&force, "force", false, "redeploy every task even if nothing changed")
 	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec (as `berth service rollback`)")
 	fs.BoolVarP(&detach, "detach", "d", false, "return at once instead of following the rolling update")
@@ -274,6 +276,9 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 				p := ensurePlacement(spec.Task)
 				p.Constraints = editList(p.Constraints, conAdd, conRm, false)
 				if err := editPorts(spec, pubAdd, pubRm); err != nil {
+					return err
+				}
+				if err := editSecrets(ct, secAdd, secRm); err != nil {
 					return err
 				}
 				if force {

@@ -2,6 +2,8 @@ package controlapi
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -94,12 +96,13 @@ func (s *Server) RemoveSecret(ctx context.Context, req *pb.RemoveSecretRequest) 
 		if err != nil {
 			return err
 		}
-		for _, svc := range svcs {
-			for _, ref := range svc.GetSpec().GetTask().GetContainer().GetSecrets() {
-				if ref.GetSecretId() == sec.GetId() {
-					return precondition("secret %s is used by service %s: remove the service or update it first", sec.GetSpec().GetAnnotations().GetName(), svc.GetSpec().GetAnnotations().GetName())
-				}
+		if users := secretUsers(svcs, sec.GetId()); len(users) > 0 {
+			name, noun := sec.GetSpec().GetAnnotations().GetName(), "service"
+			if len(users) > 1 {
+				noun = "services"
 			}
+			return precondition("secret %s is in use by %s %s: remove them or run `berth service update --secret-rm %s SERVICE` first",
+				name, noun, strings.Join(users, ", "), name)
 		}
 		return tx.DeleteSecret(sec.GetId())
 	})
@@ -107,4 +110,19 @@ func (s *Server) RemoveSecret(ctx context.Context, req *pb.RemoveSecretRequest) 
 		return nil, err
 	}
 	return &pb.RemoveSecretResponse{}, nil
+}
+
+// secretUsers names, sorted, the services whose spec refers to secret id.
+func secretUsers(svcs []*pb.Service, id string) []string {
+	var names []string
+	for _, svc := range svcs {
+		for _, ref := range svc.GetSpec().GetTask().GetContainer().GetSecrets() {
+			if ref.GetSecretId() == id {
+				names = append(names, svc.GetSpec().GetAnnotations().GetName())
+				break
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
 }

@@ -58,6 +58,9 @@ func secrets(refs []*pb.SecretReference) error {
 		if s.GetSecretName() == "" && s.GetSecretId() == "" {
 			return fieldErr(f, "no secret named", "name a secret created with `berth secret create`")
 		}
+		if s.GetMode() > 0o777 {
+			return fieldErr(f+".mode", fmt.Sprintf("%#o has bits beyond 0777", s.GetMode()), "give permission bits only, such as 0400")
+		}
 		t, err := SecretTarget(f+".target", s)
 		if err != nil {
 			return err

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"berth/internal/flagparse"
+	pb "berth/proto/berth/v1"
+)
+
+func newSecretCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{Use: "secret", Short: "Manage secrets"}
+	cmd.AddCommand(newSecretCreateCmd(g), newSecretLsCmd(g), newSecretInspectCmd(g), newSecretRmCmd(g))
+	return cmd
+}
+
+func newSecretCreateCmd(g *globalOpts) *cobra.Command {
+	var labels []string
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] NAME FILE|-",
+		Short: "Create a secret from a file or from stdin (-)",
+		Long: `Create a secret from the content of FILE, or of stdin with "-".
+
+The managers keep it encrypted with the cluster key and send it only to the
+nodes running tasks of services that name it (service create --secret NAME),
+where it appears on a tmpfs at /run/secrets/NAME. No command shows the value
+again: to rotate it, create a new secret and update the services to it.`,
+		Args: cobra.ExactArgs(2),
+	}
+	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "secret label key=value (repeatable)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		lbls, err := flagparse.Labels("label", labels)
+		if err != nil {
+			return err
+		}
+		data, err := readSecretData(cmd.InOrStdin(), args[1])
+		if err != nil {
+			return err
+		}
+		spec := &pb.SecretSpec{Annotations: &pb.Annotations{Name: args[0], Labels: lbls}, Data: data}
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			r, err := c.CreateSecret(ctx, &pb.CreateSecretRequest{Spec: spec})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), r.GetSecret().GetId())
+			return nil
+		})
+	}
+	return cmd
+}
+
+// readSecretData reads a secret's content from file, or from stdin for
+// "-". The manager refuses empty and oversized secrets.
+func readSecretData(stdin io.Reader, file string) ([]byte, error) {
+	if file == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read the secret from stdin: %w", err)
+		}
+		return b, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read the secret: %w", err)
+	}
+	return b, nil
+}
+
+func newSecretLsCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List secrets (never their values)", Args: cobra.NoArgs}
+	format := addFormatFlag(cmd, "table")
+	quiet := cmd.Flags().BoolP("quiet", "q", false, "print IDs only")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkFormat(*format); err != nil {
+			return err
+		}
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			r, err := c.ListSecrets(ctx, &pb.ListSecretsRequest{})
+			if err != nil {
+				return err
+			}
+			secs := r.GetSecrets()
+			sort.Slice(secs, func(i, j int) bool {
+				return secs[i].GetSpec().GetAnnotations().GetName() < secs[j].GetSpec().GetAnnotations().GetName()
+			})
+			switch {
+			case *quiet:
+				for _, s := range secs {
+					fmt.Fprintln(cmd.OutOrStdout(), s.GetId())
+				}
+				return nil
+			case *format == "json":
+				return printJSON(cmd.OutOrStdout(), secs)
+			}
+			now := time.Now()
+			rows := [][]string{{"ID", "NAME", "CREATED", "UPDATED", "LABELS"}}
+			for _, s := range secs {
+				rows = append(rows, []string{s.GetId(), s.GetSpec().GetAnnotations().GetName(),
+					ago(s.GetMeta().GetCreatedAt().AsTime(), now), ago(s.GetMeta().GetUpdatedAt().AsTime(), now),
+					labelString(s.GetSpec().GetAnnotations().GetLabels())})
+			}
+			return table(cmd.OutOrStdout(), rows)
+		})
+	}
+	return cmd
+}
+
+func newSecretInspectCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{Use: "inspect SECRET [SECRET...]", Short: "Show secrets in detail (JSON, never their values)", Args: cobra.MinimumNArgs(1)}
+	format := addFormatFlag(cmd, "json")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *format != "json" {
+			return fmt.Errorf("--format %q: inspect prints json", *format)
+		}
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			var out []*pb.Secret
+			for _, a := range args {
+				r, err := c.GetSecret(ctx, &pb.GetSecretRequest{SecretId: a})
+				if err != nil {
+					return err
+				}
+				out = append(out, r.GetSecret())
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		})
+	}
+	return cmd
+}
+
+func newSecretRmCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{Use: "rm SECRET [SECRET...]", Aliases: []string{"remove"}, Short: "Remove secrets no service uses", Args: cobra.MinimumNArgs(1)}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			for _, id := range args {
+				if _, err := c.RemoveSecret(ctx, &pb.RemoveSecretRequest{SecretId: id}); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+			}
+			return nil
+		})
+	}
+	return cmd
+}
+
+// secretFlagHelp describes --secret and --secret-add.
+const secretFlagHelp = "expose a secret: NAME (at /run/secrets/NAME, mode 0444) or source=NAME,target=FILE,uid=U,gid=G,mode=0400 (repeatable)"
+
+// secretRefs reads --secret flags into references.
+func secretRefs(flag string, vals []string) ([]*pb.SecretReference, error) {
+	var refs []*pb.SecretReference
+	for _, v := range vals {
+		ref, err := flagparse.Secret(flag, v)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, ref)
+	}
+	return refs, nil
+}
+
+// editSecrets applies update's --secret-rm (by secret name or ID, or by
+// target) and then --secret-add; an added secret replaces one with the
+// same target, as Docker's CLI does.
+func editSecrets(c *pb.ContainerSpec, add, rm []string) error {
+	adds, err := secretRefs("secret-add", add)
+	if err != nil {
+		return err
+	}
+	drop := map[string]bool{}
+	for _, r := range rm {
+		drop[r] = true
+	}
+	for _, a := range adds {
+		drop["target:"+a.GetFileName()] = true
+	}
+	var keep []*pb.SecretReference
+	for _, ref := range c.GetSecrets() {
+		if drop[ref.GetSecretName()] || drop[ref.GetSecretId()] || drop[ref.GetFileName()] || drop["target:"+ref.GetFileName()] {
+			continue
+		}
+		keep = append(keep, ref)
+	}
+	c.Secrets = append(keep, adds...)
+	return nil
+}
