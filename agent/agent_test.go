@@ -155,17 +155,28 @@ func TestAgentRunsAssignedTasks(t *testing.T) {
 	})
 	t.Run("secret", func(t *testing.T) {
 		c.setSecret("sec1", []byte("s3cr3t"))
-		tk := busyTask("withsecret", f.Busybox.Tag, pb.TaskState_TASK_STATE_RUNNING, "sh", "-c", "cat /run/secrets/db_pass; stat -c %a /run/secrets/db_pass")
-		tk.Spec.Container.Secrets = []*pb.SecretReference{{SecretId: "sec1", SecretName: "db", FileName: "db_pass", Mode: 0o400}}
+		tk := busyTask("withsecret", f.Busybox.Tag, pb.TaskState_TASK_STATE_RUNNING, "sh", "-c", "cat /run/secrets/db_pass; stat -c 'perm=%a owner=%u:%g' /run/secrets/db_pass")
+		tk.Spec.Container.Secrets = []*pb.SecretReference{{SecretId: "sec1", SecretName: "db", FileName: "db_pass", Uid: 1000, Gid: 1001, Mode: 0o400}}
+		// A task of another service, on the same node, names no secret.
+		other := busyTask("nosecret", f.Busybox.Tag, pb.TaskState_TASK_STATE_RUNNING, "sh", "-c", "ls -la /run/secrets; grep secrets /proc/mounts; echo end")
 		c.setTask(tk)
+		c.setTask(other)
 		waitReported(t, c, "withsecret", pb.TaskState_TASK_STATE_COMPLETE)
-		var out bytes.Buffer
+		waitReported(t, c, "nosecret", pb.TaskState_TASK_STATE_COMPLETE)
+		var out, otherOut bytes.Buffer
 		if err := a.rt.Logs(context.Background(), "withsecret", false, &out); err != nil {
 			t.Fatal(err)
 		}
-		if got := out.String(); !strings.Contains(got, "s3cr3t") || !strings.Contains(got, "400") {
-			t.Errorf("container saw %q, want the secret with mode 400", got)
+		if got := out.String(); !strings.Contains(got, "s3cr3t") || !strings.Contains(got, "perm=400 owner=1000:1001") {
+			t.Errorf("container saw %q, want the secret with mode 400, owned by 1000:1001", got)
 		}
+		if err := a.rt.Logs(context.Background(), "nosecret", false, &otherOut); err != nil {
+			t.Fatal(err)
+		}
+		if got := otherOut.String(); !strings.Contains(got, "end") || strings.Contains(got, "db_pass") || strings.Contains(got, "secrets") && strings.Contains(got, "tmpfs") {
+			t.Errorf("a container naming no secret saw %q, want no /run/secrets", got)
+		}
+		c.removeTask("nosecret")
 		c.removeTask("withsecret")
 		await.True(t, 10*time.Second, func() bool {
 			_, err := os.Stat(filepath.Join(dir, "secrets", "withsecret"))
