@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -177,9 +178,11 @@ func editSecrets(c *pb.ContainerSpec, add, rm []string) error {
 	drop := map[string]bool{}
 	for _, r := range rm {
 		drop[r] = true
+		// Targets are stored relative to /run/secrets.
+		drop[strings.TrimLeft(strings.TrimPrefix(r, "/run/secrets/"), "/")] = true
 	}
 	for _, a := range adds {
-		drop["target:"+a.GetFileName()] = true
+		drop["target:"+strings.TrimLeft(strings.TrimPrefix(a.GetFileName(), "/run/secrets/"), "/")] = true
 	}
 	var keep []*pb.SecretReference
 	for _, ref := range c.GetSecrets() {

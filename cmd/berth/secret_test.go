@@ -127,7 +127,7 @@ func TestSecretCommands(t *testing.T) {
 	if refs := serviceSecrets(t, run, "web"); len(refs) != 1 || refs[0].GetSecretName() != "db" || refs[0].GetFileName() != "keys/api" || refs[0].GetMode() != 0o440 {
 		t.Fatalf("web's secrets after update: %v", refs)
 	}
-	if _, err := run("service", "update", "-d", "--secret-rm", "db", "worker"); err != nil {
+	if _, err := run("service", "update", "-d", "--secret-rm", "/run/secrets/db", "worker"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := run("secret", "rm", "api"); err != nil {
