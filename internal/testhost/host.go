@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // hostIf is the name of each host's interface inside its namespace.
@@ -66,7 +67,7 @@ func (h *Host) build(br netlink.Link, bits int) error {
 }
 
 func (h *Host) configureInside(ns netns.NsHandle, bits int) error {
-	nh, err := netlink.NewHandleAt(ns)
+	nh, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink in %s: %w", h.Netns, err)
 	}

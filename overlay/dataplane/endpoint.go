@@ -6,6 +6,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Endpoint is a local task's interface on a network.
@@ -74,7 +75,7 @@ func (p *Plane) Attach(nsPath string, ep Endpoint) error {
 // configureInside names the container end, gives it its address and
 // brings it and lo up.
 func (p *Plane) configureInside(ns netns.NsHandle, tmp string, ep Endpoint, gw netip.Addr) error {
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink in the container: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // VXLANPort is the IANA VXLAN port the devices send and listen on.
@@ -83,7 +84,7 @@ func New(cfg Config) (*Plane, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dataplane: open %s: %w", cfg.NetNSPath, err)
 		}
-		if p.h, err = netlink.NewHandleAt(ns); err != nil {
+		if p.h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE); err != nil {
 			ns.Close()
 			return nil, fmt.Errorf("dataplane: netlink in %s: %w", cfg.NetNSPath, err)
 		}
