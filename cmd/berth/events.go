@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -91,25 +90,13 @@ func printEvents(ctx context.Context, c pb.ControlClient, req *pb.EventsRequest,
 	if err != nil {
 		return err
 	}
-	for {
-		m, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
+	return recvAll(ctx, st.Recv, func(m *pb.EventsMessage) error {
 		if n := m.GetNotice(); n != "" {
 			fmt.Fprintln(errOut, "berth:", n)
-			continue
+			return nil
 		}
-		if err := printEvent(out, m.GetEvent(), format); err != nil {
-			return err
-		}
-	}
+		return printEvent(out, m.GetEvent(), format)
+	})
 }
 
 // printEvent writes TIME TYPE ACTION NAME (id=ID, key=value, ...) or a

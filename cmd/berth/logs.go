@@ -97,8 +97,15 @@ func printLogs(ctx context.Context, c pb.ControlClient, req *pb.ServiceLogsReque
 	if err != nil {
 		return err
 	}
+	return recvAll(ctx, st.Recv, func(m *pb.LogMessage) error { p.print(ctx, m); return nil })
+}
+
+// recvAll hands each message of a stream to fn until the stream ends; a
+// stream ended because the caller's context did (Ctrl-C, --until) is no
+// error.
+func recvAll[T any](ctx context.Context, recv func() (T, error), fn func(T) error) error {
 	for {
-		m, err := st.Recv()
+		m, err := recv()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -108,7 +115,9 @@ func printLogs(ctx context.Context, c pb.ControlClient, req *pb.ServiceLogsReque
 			}
 			return err
 		}
-		p.print(ctx, m)
+		if err := fn(m); err != nil {
+			return err
+		}
 	}
 }
 

@@ -53,3 +53,8 @@ func invalid(format string, args ...any) error {
 func precondition(format string, args ...any) error {
 	return status.Error(codes.FailedPrecondition, fmt.Sprintf(format, args...))
 }
+
+// errNoAgents answers logs and exec on a Control server wired without a
+// dispatcher. Every manager has one (manager.go sets Config.Agents); only
+// servers built bare, as some tests build them, lack it.
+var errNoAgents = status.Error(codes.FailedPrecondition, "this Control server has no dispatcher to reach agents through")

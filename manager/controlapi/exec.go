@@ -40,7 +40,7 @@ func (s *Server) Exec(stream pb.Control_ExecServer) error {
 		return forwardExec(fctx, leader, first, stream)
 	}
 	if s.cfg.Agents == nil {
-		return status.Error(codes.Unimplemented, "this manager does not reach agents (no dispatcher)")
+		return errNoAgents
 	}
 	task, err := s.execTarget(ctx, start.GetTask())
 	if err != nil {

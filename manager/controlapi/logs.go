@@ -41,7 +41,7 @@ func (s *Server) ServiceLogs(req *pb.ServiceLogsRequest, stream pb.Control_Servi
 		return forwardLogs(fctx, leader, req, stream)
 	}
 	if s.cfg.Agents == nil {
-		return status.Error(codes.Unimplemented, "this manager does not reach agents (no dispatcher)")
+		return errNoAgents
 	}
 	if req.Tail != nil && req.GetTail() < 0 {
 		return invalid("tail %d: give a number of lines, 0 or more (or leave it unset for all)", req.GetTail())
