@@ -507,6 +507,7 @@ type AssignmentChange struct {
 	//	*AssignmentChange_SecretData
 	//	*AssignmentChange_Network
 	//	*AssignmentChange_Peer
+	//	*AssignmentChange_Endpoint
 	Item          isAssignmentChange_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -601,6 +602,15 @@ func (x *AssignmentChange) GetPeer() *NetworkPeer {
 	return nil
 }
 
+func (x *AssignmentChange) GetEndpoint() *ServiceEndpoint {
+	if x != nil {
+		if x, ok := x.Item.(*AssignmentChange_Endpoint); ok {
+			return x.Endpoint
+		}
+	}
+	return nil
+}
+
 type isAssignmentChange_Item interface {
 	isAssignmentChange_Item()
 }
@@ -630,6 +640,14 @@ type AssignmentChange_Peer struct {
 	Peer *NetworkPeer `protobuf:"bytes,141,opt,name=peer,proto3,oneof"`
 }
 
+type AssignmentChange_Endpoint struct {
+	// endpoint is a service on one of the node's networks, with the tasks
+	// behind it: what the agent's DNS server answers and its VIP load
+	// balancer spreads connections over. Removal carries only service_id
+	// and network_id.
+	Endpoint *ServiceEndpoint `protobuf:"bytes,150,opt,name=endpoint,proto3,oneof"`
+}
+
 func (*AssignmentChange_Task) isAssignmentChange_Item() {}
 
 func (*AssignmentChange_Secret) isAssignmentChange_Item() {}
@@ -639,6 +657,8 @@ func (*AssignmentChange_SecretData) isAssignmentChange_Item() {}
 func (*AssignmentChange_Network) isAssignmentChange_Item() {}
 
 func (*AssignmentChange_Peer) isAssignmentChange_Item() {}
+
+func (*AssignmentChange_Endpoint) isAssignmentChange_Item() {}
 
 // NetworkPeer is a remote task's address on a network and the underlay
 // address of its node, which the VXLAN device sends its frames to.
@@ -712,6 +732,194 @@ func (x *NetworkPeer) GetNodeAddr() string {
 	return ""
 }
 
+// ServiceEndpoint is a service as seen on one overlay network.
+type ServiceEndpoint struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId   string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	ServiceName string                 `protobuf:"bytes,2,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	NetworkId   string                 `protobuf:"bytes,3,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// vip in CIDR form; empty with endpoint mode dnsrr.
+	Vip  string            `protobuf:"bytes,4,opt,name=vip,proto3" json:"vip,omitempty"`
+	Mode EndpointSpec_Mode `protobuf:"varint,5,opt,name=mode,proto3,enum=berth.v1.EndpointSpec_Mode" json:"mode,omitempty"`
+	// aliases are the service's extra names on this network.
+	Aliases []string `protobuf:"bytes,6,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// ports are the service's published ports, published_port filled in.
+	Ports []*PortConfig `protobuf:"bytes,7,rep,name=ports,proto3" json:"ports,omitempty"`
+	// tasks are the service's tasks on this network, from the moment they
+	// have an address until their container ends (ordered by task ID).
+	Tasks         []*EndpointTask `protobuf:"bytes,8,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpoint) Reset() {
+	*x = ServiceEndpoint{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpoint) ProtoMessage() {}
+
+func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpoint.ProtoReflect.Descriptor instead.
+func (*ServiceEndpoint) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ServiceEndpoint) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetVip() string {
+	if x != nil {
+		return x.Vip
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetMode() EndpointSpec_Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointSpec_MODE_VIP
+}
+
+func (x *ServiceEndpoint) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *ServiceEndpoint) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *ServiceEndpoint) GetTasks() []*EndpointTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+// EndpointTask is one task behind a ServiceEndpoint.
+type EndpointTask struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// name is the task's DNS name: SERVICE.SLOT.TASKID, or SERVICE.NODEID.TASKID
+	// for a global service's task, as Swarm names them.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// address in CIDR form.
+	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	NodeId  string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// ready: running, and healthy if the task has a health check. Only ready
+	// tasks get traffic or DNS answers.
+	Ready         bool `protobuf:"varint,5,opt,name=ready,proto3" json:"ready,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointTask) Reset() {
+	*x = EndpointTask{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointTask) ProtoMessage() {}
+
+func (x *EndpointTask) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointTask.ProtoReflect.Descriptor instead.
+func (*EndpointTask) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *EndpointTask) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *EndpointTask) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EndpointTask) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *EndpointTask) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *EndpointTask) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
 // SecretData is a secret's content sent to the node that needs it.
 type SecretData struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -723,7 +931,7 @@ type SecretData struct {
 
 func (x *SecretData) Reset() {
 	*x = SecretData{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +943,7 @@ func (x *SecretData) String() string {
 func (*SecretData) ProtoMessage() {}
 
 func (x *SecretData) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +956,7 @@ func (x *SecretData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretData.ProtoReflect.Descriptor instead.
 func (*SecretData) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SecretData) GetSecretId() string {
@@ -774,7 +982,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +994,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +1007,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HeartbeatRequest) GetSessionId() string {
@@ -818,7 +1026,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +1038,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1051,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
@@ -863,7 +1071,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1083,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1096,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateTaskStatusRequest) GetSessionId() string {
@@ -916,7 +1124,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1136,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1149,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -966,7 +1174,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1186,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1199,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 type PublishLogsRequest struct {
@@ -1008,7 +1216,7 @@ type PublishLogsRequest struct {
 
 func (x *PublishLogsRequest) Reset() {
 	*x = PublishLogsRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1228,7 @@ func (x *PublishLogsRequest) String() string {
 func (*PublishLogsRequest) ProtoMessage() {}
 
 func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1241,7 @@ func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsRequest.ProtoReflect.Descriptor instead.
 func (*PublishLogsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PublishLogsRequest) GetSessionId() string {
@@ -1072,7 +1280,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1292,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1305,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{16}
 }
 
 var File_berth_v1_dispatcher_proto protoreflect.FileDescriptor
@@ -1141,7 +1349,7 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\fWeightedPeer\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\xee\x02\n" +
+	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\xa8\x03\n" +
 	"\x10AssignmentChange\x129\n" +
 	"\x06action\x18\x01 \x01(\x0e2!.berth.v1.AssignmentChange.ActionR\x06action\x12$\n" +
 	"\x04task\x18\x02 \x01(\v2\x0e.berth.v1.TaskH\x00R\x04task\x12*\n" +
@@ -1149,7 +1357,8 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\vsecret_data\x18\x04 \x01(\v2\x14.berth.v1.SecretDataH\x00R\n" +
 	"secretData\x12.\n" +
 	"\anetwork\x18\x8c\x01 \x01(\v2\x11.berth.v1.NetworkH\x00R\anetwork\x12,\n" +
-	"\x04peer\x18\x8d\x01 \x01(\v2\x15.berth.v1.NetworkPeerH\x00R\x04peer\".\n" +
+	"\x04peer\x18\x8d\x01 \x01(\v2\x15.berth.v1.NetworkPeerH\x00R\x04peer\x128\n" +
+	"\bendpoint\x18\x96\x01 \x01(\v2\x19.berth.v1.ServiceEndpointH\x00R\bendpoint\".\n" +
 	"\x06Action\x12\x11\n" +
 	"\rACTION_UPDATE\x10\x00\x12\x11\n" +
 	"\rACTION_REMOVE\x10\x01B\x06\n" +
@@ -1159,7 +1368,24 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x1b\n" +
-	"\tnode_addr\x18\x04 \x01(\tR\bnodeAddr\"=\n" +
+	"\tnode_addr\x18\x04 \x01(\tR\bnodeAddr\"\xa9\x02\n" +
+	"\x0fServiceEndpoint\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x01 \x01(\tR\tserviceId\x12!\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x03 \x01(\tR\tnetworkId\x12\x10\n" +
+	"\x03vip\x18\x04 \x01(\tR\x03vip\x12/\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x1b.berth.v1.EndpointSpec.ModeR\x04mode\x12\x18\n" +
+	"\aaliases\x18\x06 \x03(\tR\aaliases\x12*\n" +
+	"\x05ports\x18\a \x03(\v2\x14.berth.v1.PortConfigR\x05ports\x12,\n" +
+	"\x05tasks\x18\b \x03(\v2\x16.berth.v1.EndpointTaskR\x05tasks\"\x84\x01\n" +
+	"\fEndpointTask\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05ready\x18\x05 \x01(\bR\x05ready\"=\n" +
 	"\n" +
 	"SecretData\x12\x1b\n" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12\x12\n" +
@@ -1206,7 +1432,7 @@ func file_berth_v1_dispatcher_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),     // 0: berth.v1.AssignmentChange.Action
 	(*SessionRequest)(nil),           // 1: berth.v1.SessionRequest
@@ -1216,60 +1442,68 @@ var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(*WeightedPeer)(nil),             // 5: berth.v1.WeightedPeer
 	(*AssignmentChange)(nil),         // 6: berth.v1.AssignmentChange
 	(*NetworkPeer)(nil),              // 7: berth.v1.NetworkPeer
-	(*SecretData)(nil),               // 8: berth.v1.SecretData
-	(*HeartbeatRequest)(nil),         // 9: berth.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 10: berth.v1.HeartbeatResponse
-	(*UpdateTaskStatusRequest)(nil),  // 11: berth.v1.UpdateTaskStatusRequest
-	(*TaskStatusUpdate)(nil),         // 12: berth.v1.TaskStatusUpdate
-	(*UpdateTaskStatusResponse)(nil), // 13: berth.v1.UpdateTaskStatusResponse
-	(*PublishLogsRequest)(nil),       // 14: berth.v1.PublishLogsRequest
-	(*PublishLogsResponse)(nil),      // 15: berth.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 16: berth.v1.NodeDescription
-	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
-	(NodeSpec_Role)(0),               // 18: berth.v1.NodeSpec.Role
-	(*ExecStart)(nil),                // 19: berth.v1.ExecStart
-	(*Task)(nil),                     // 20: berth.v1.Task
-	(*Secret)(nil),                   // 21: berth.v1.Secret
-	(*Network)(nil),                  // 22: berth.v1.Network
-	(*TaskStatus)(nil),               // 23: berth.v1.TaskStatus
-	(*LogMessage)(nil),               // 24: berth.v1.LogMessage
-	(*ExecOutput)(nil),               // 25: berth.v1.ExecOutput
-	(*ExecInput)(nil),                // 26: berth.v1.ExecInput
+	(*ServiceEndpoint)(nil),          // 8: berth.v1.ServiceEndpoint
+	(*EndpointTask)(nil),             // 9: berth.v1.EndpointTask
+	(*SecretData)(nil),               // 10: berth.v1.SecretData
+	(*HeartbeatRequest)(nil),         // 11: berth.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 12: berth.v1.HeartbeatResponse
+	(*UpdateTaskStatusRequest)(nil),  // 13: berth.v1.UpdateTaskStatusRequest
+	(*TaskStatusUpdate)(nil),         // 14: berth.v1.TaskStatusUpdate
+	(*UpdateTaskStatusResponse)(nil), // 15: berth.v1.UpdateTaskStatusResponse
+	(*PublishLogsRequest)(nil),       // 16: berth.v1.PublishLogsRequest
+	(*PublishLogsResponse)(nil),      // 17: berth.v1.PublishLogsResponse
+	(*NodeDescription)(nil),          // 18: berth.v1.NodeDescription
+	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
+	(NodeSpec_Role)(0),               // 20: berth.v1.NodeSpec.Role
+	(*ExecStart)(nil),                // 21: berth.v1.ExecStart
+	(*Task)(nil),                     // 22: berth.v1.Task
+	(*Secret)(nil),                   // 23: berth.v1.Secret
+	(*Network)(nil),                  // 24: berth.v1.Network
+	(EndpointSpec_Mode)(0),           // 25: berth.v1.EndpointSpec.Mode
+	(*PortConfig)(nil),               // 26: berth.v1.PortConfig
+	(*TaskStatus)(nil),               // 27: berth.v1.TaskStatus
+	(*LogMessage)(nil),               // 28: berth.v1.LogMessage
+	(*ExecOutput)(nil),               // 29: berth.v1.ExecOutput
+	(*ExecInput)(nil),                // 30: berth.v1.ExecInput
 }
 var file_berth_v1_dispatcher_proto_depIdxs = []int32{
-	16, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
+	18, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
 	5,  // 1: berth.v1.SessionMessage.managers:type_name -> berth.v1.WeightedPeer
-	17, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
+	19, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
 	6,  // 3: berth.v1.SessionMessage.changes:type_name -> berth.v1.AssignmentChange
-	18, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
+	20, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
 	3,  // 5: berth.v1.SessionMessage.requests:type_name -> berth.v1.AgentRequest
 	4,  // 6: berth.v1.AgentRequest.logs:type_name -> berth.v1.TaskLogsRequest
-	19, // 7: berth.v1.AgentRequest.exec:type_name -> berth.v1.ExecStart
+	21, // 7: berth.v1.AgentRequest.exec:type_name -> berth.v1.ExecStart
 	0,  // 8: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
-	20, // 9: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
-	21, // 10: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
-	8,  // 11: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
-	22, // 12: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
+	22, // 9: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
+	23, // 10: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
+	10, // 11: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
+	24, // 12: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
 	7,  // 13: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
-	17, // 14: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	12, // 15: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
-	23, // 16: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
-	24, // 17: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
-	1,  // 18: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
-	9,  // 19: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	11, // 20: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
-	14, // 21: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
-	25, // 22: berth.v1.Dispatcher.Exec:input_type -> berth.v1.ExecOutput
-	2,  // 23: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
-	10, // 24: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	13, // 25: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
-	15, // 26: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
-	26, // 27: berth.v1.Dispatcher.Exec:output_type -> berth.v1.ExecInput
-	23, // [23:28] is the sub-list for method output_type
-	18, // [18:23] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	8,  // 14: berth.v1.AssignmentChange.endpoint:type_name -> berth.v1.ServiceEndpoint
+	25, // 15: berth.v1.ServiceEndpoint.mode:type_name -> berth.v1.EndpointSpec.Mode
+	26, // 16: berth.v1.ServiceEndpoint.ports:type_name -> berth.v1.PortConfig
+	9,  // 17: berth.v1.ServiceEndpoint.tasks:type_name -> berth.v1.EndpointTask
+	19, // 18: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	14, // 19: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
+	27, // 20: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
+	28, // 21: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
+	1,  // 22: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
+	11, // 23: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	13, // 24: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
+	16, // 25: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
+	29, // 26: berth.v1.Dispatcher.Exec:input_type -> berth.v1.ExecOutput
+	2,  // 27: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
+	12, // 28: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	15, // 29: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
+	17, // 30: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
+	30, // 31: berth.v1.Dispatcher.Exec:output_type -> berth.v1.ExecInput
+	27, // [27:32] is the sub-list for method output_type
+	22, // [22:27] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_dispatcher_proto_init() }
@@ -1292,6 +1526,7 @@ func file_berth_v1_dispatcher_proto_init() {
 		(*AssignmentChange_SecretData)(nil),
 		(*AssignmentChange_Network)(nil),
 		(*AssignmentChange_Peer)(nil),
+		(*AssignmentChange_Endpoint)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1299,7 +1534,7 @@ func file_berth_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_dispatcher_proto_rawDesc), len(file_berth_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
