@@ -29,25 +29,28 @@ type peerSet struct {
 	node  string
 	nets  map[string]*pb.Network
 	peers map[string]*pb.NetworkPeer // by network ID + "/" + task ID
+	eps   map[string]*pb.ServiceEndpoint // by service ID + "/" + network ID
 }
 
 func newPeerSet(node string) *peerSet {
-	return &peerSet{node: node, nets: map[string]*pb.Network{}, peers: map[string]*pb.NetworkPeer{}}
+	return &peerSet{node: node, nets: map[string]*pb.Network{}, peers: map[string]*pb.NetworkPeer{},
+		eps: map[string]*pb.ServiceEndpoint{}}
 }
 
 // full forgets what was sent and returns the complete view.
 func (p *peerSet) full(tx store.ReadTx, tasks map[string]*pb.Task) []*pb.AssignmentChange {
-	p.nets, p.peers = map[string]*pb.Network{}, map[string]*pb.NetworkPeer{}
+	p.nets, p.peers, p.eps = map[string]*pb.Network{}, map[string]*pb.NetworkPeer{}, map[string]*pb.ServiceEndpoint{}
 	add, _ := p.changes(tx, tasks)
 	return add
 }
 
 // changes brings the view in line with the node's tasks: it returns the
-// networks and peers to add (networks first), and the peers and networks
-// to remove (networks last), so an agent applying them in order never
-// has a peer on a network it has not built.
+// networks, peers and endpoints to add (networks first), and the
+// endpoints, peers and networks to remove (networks last), so an agent
+// applying them in order never has a peer or endpoint on a network it has
+// not built.
 func (p *peerSet) changes(tx store.ReadTx, tasks map[string]*pb.Task) (add, remove []*pb.AssignmentChange) {
-	nets, peers := p.want(tx, tasks)
+	nets, peers, eps := p.want(tx, tasks)
 	for _, id := range slices.Sorted(maps.Keys(nets)) {
 		if old, ok := p.nets[id]; !ok || !proto.Equal(old, nets[id]) {
 			add = append(add, &pb.AssignmentChange{Item: &pb.AssignmentChange_Network{Network: nets[id]}})
@@ -56,6 +59,18 @@ func (p *peerSet) changes(tx store.ReadTx, tasks map[string]*pb.Task) (add, remo
 	for _, k := range slices.Sorted(maps.Keys(peers)) {
 		if old, ok := p.peers[k]; !ok || !proto.Equal(old, peers[k]) {
 			add = append(add, &pb.AssignmentChange{Item: &pb.AssignmentChange_Peer{Peer: peers[k]}})
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(eps)) {
+		if old, ok := p.eps[k]; !ok || !proto.Equal(old, eps[k]) {
+			add = append(add, &pb.AssignmentChange{Item: &pb.AssignmentChange_Endpoint{Endpoint: eps[k]}})
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.eps)) {
+		if _, ok := eps[k]; !ok {
+			old := p.eps[k]
+			remove = append(remove, &pb.AssignmentChange{Action: pb.AssignmentChange_ACTION_REMOVE,
+				Item: &pb.AssignmentChange_Endpoint{Endpoint: &pb.ServiceEndpoint{ServiceId: old.GetServiceId(), NetworkId: old.GetNetworkId()}}})
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(p.peers)) {
@@ -70,13 +85,13 @@ func (p *peerSet) changes(tx store.ReadTx, tasks map[string]*pb.Task) (add, remo
 				Item: &pb.AssignmentChange_Network{Network: &pb.Network{Id: id}}})
 		}
 	}
-	p.nets, p.peers = nets, peers
+	p.nets, p.peers, p.eps = nets, peers, eps
 	return add, remove
 }
 
-// want computes the networks the node's tasks join and the live tasks of
-// other nodes on them.
-func (p *peerSet) want(tx store.ReadTx, tasks map[string]*pb.Task) (map[string]*pb.Network, map[string]*pb.NetworkPeer) {
+// want computes the networks the node's tasks join, the live tasks of
+// other nodes on them, and the services on them with their tasks.
+func (p *peerSet) want(tx store.ReadTx, tasks map[string]*pb.Task) (map[string]*pb.Network, map[string]*pb.NetworkPeer, map[string]*pb.ServiceEndpoint) {
 	nets := map[string]*pb.Network{}
 	for _, t := range tasks {
 		for _, a := range t.GetNetworks() {
@@ -87,11 +102,13 @@ func (p *peerSet) want(tx store.ReadTx, tasks map[string]*pb.Task) (map[string]*
 	}
 	peers := map[string]*pb.NetworkPeer{}
 	if len(nets) == 0 {
-		return nets, peers
+		return nets, peers, map[string]*pb.ServiceEndpoint{}
 	}
 	all, _ := tx.FindTasks(store.All)
 	addrs := map[string]string{}
+	eps := newEndpoints(tx, nets)
 	for _, t := range all {
+		eps.add(t)
 		if t.GetNodeId() == p.node || !onNode(t) {
 			continue
 		}
@@ -111,7 +128,7 @@ func (p *peerSet) want(tx store.ReadTx, tasks map[string]*pb.Task) (map[string]*
 				Address: a.GetAddresses()[0], NodeAddr: node}
 		}
 	}
-	return nets, peers
+	return nets, peers, eps.done()
 }
 
 // onNode says whether t's container may be up on its node: placed there

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -34,6 +35,8 @@ func describeChanges(cs []*pb.AssignmentChange) []string {
 			out = append(out, sign+"peer "+p.GetNetworkId()+"/"+p.GetTaskId()+"@"+p.GetNodeAddr())
 		case c.GetPeer() != nil:
 			out = append(out, sign+"peer "+c.GetPeer().GetNetworkId()+"/"+c.GetPeer().GetTaskId())
+		case c.GetEndpoint() != nil:
+			out = append(out, sign+"ep "+c.GetEndpoint().GetServiceId()+"/"+c.GetEndpoint().GetNetworkId())
 		}
 	}
 	return out
@@ -109,5 +112,85 @@ func TestPeerSetFollowsTasks(t *testing.T) {
 	})
 	if want := []string{"-peer a/t5", "-net a"}; !slices.Equal(got, want) {
 		t.Fatalf("changes = %v, want %v", got, want)
+	}
+}
+
+func TestPeerSetSendsServiceEndpoints(t *testing.T) {
+	st := store.New(nil)
+	mustUpdate := func(cb func(store.Tx) error) {
+		t.Helper()
+		if err := st.Update(context.Background(), cb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	running := pb.TaskState_TASK_STATE_RUNNING
+	web := &pb.Service{Id: "svc", Spec: &pb.ServiceSpec{Annotations: &pb.Annotations{Name: "web"},
+		Endpoint: &pb.EndpointSpec{Ports: []*pb.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}},
+		Endpoint: &pb.Endpoint{VirtualIps: []*pb.VirtualIP{{NetworkId: "a", Addr: "10.0.0.9/24"}}}}
+	mustUpdate(func(tx store.Tx) error {
+		for id, addr := range map[string]string{"n1": "198.18.0.11", "n2": "198.18.0.12"} {
+			n := workerNode(id)
+			n.Description = &pb.NodeDescription{Addr: addr}
+			if err := tx.CreateNode(n); err != nil {
+				return err
+			}
+		}
+		if err := tx.CreateNetwork(&pb.Network{Id: "a", Vni: 4097, Subnet: "10.0.0.0/24"}); err != nil {
+			return err
+		}
+		if err := tx.CreateService(web); err != nil {
+			return err
+		}
+		t1 := onNet("t1", "n1", "a", "10.0.0.2/24", running)
+		t1.Slot, t1.Networks[0].Aliases = 1, []string{"www"}
+		t2 := onNet("t2", "n2", "a", "10.0.0.3/24", running) // failing its health check
+		t2.Slot = 2
+		t2.Status.Container = &pb.ContainerStatus{Health: pb.ContainerStatus_HEALTH_UNHEALTHY}
+		t3 := onNet("t3", "n2", "a", "10.0.0.4/24", pb.TaskState_TASK_STATE_ASSIGNED) // not started yet
+		t3.Slot = 3
+		for _, tk := range []*pb.Task{t1, t2, t3} {
+			if err := tx.CreateTask(tk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	mine := map[string]*pb.Task{}
+	st.View(func(tx store.ReadTx) { mine["t1"] = tx.GetTask("t1") })
+	p := newPeerSet("n1")
+	var full []*pb.AssignmentChange
+	st.View(func(tx store.ReadTx) { full = p.full(tx, mine) })
+	if got, want := describeChanges(full), []string{"+net a", "+peer a/t2@198.18.0.12", "+peer a/t3@198.18.0.12", "+ep svc/a"}; !slices.Equal(got, want) {
+		t.Fatalf("full = %v, want %v", got, want)
+	}
+	ep := full[len(full)-1].GetEndpoint()
+	if ep.GetServiceName() != "web" || ep.GetVip() != "10.0.0.9/24" || !slices.Equal(ep.GetAliases(), []string{"www"}) ||
+		len(ep.GetPorts()) != 1 || ep.GetPorts()[0].GetPublishedPort() != 8080 {
+		t.Fatalf("endpoint = %v", ep)
+	}
+	var got []string
+	for _, et := range ep.GetTasks() {
+		got = append(got, fmt.Sprintf("%s %s %v", et.GetName(), et.GetAddress(), et.GetReady()))
+	}
+	if want := []string{"web.1.t1 10.0.0.2/24 true", "web.2.t2 10.0.0.3/24 false", "web.3.t3 10.0.0.4/24 false"}; !slices.Equal(got, want) {
+		t.Fatalf("endpoint tasks = %v, want %v", got, want)
+	}
+
+	// Switched to dnsrr: the VIP is no longer sent.
+	mustUpdate(func(tx store.Tx) error {
+		s := proto.Clone(tx.GetService("svc")).(*pb.Service)
+		s.Spec.Endpoint.Mode = pb.EndpointSpec_MODE_DNSRR
+		return tx.UpdateService(s)
+	})
+	var add, remove []*pb.AssignmentChange
+	st.View(func(tx store.ReadTx) { add, remove = p.changes(tx, mine) })
+	if got := describeChanges(append(add, remove...)); !slices.Equal(got, []string{"+ep svc/a"}) || add[0].GetEndpoint().GetVip() != "" {
+		t.Fatalf("after dnsrr: %v %v", got, add)
+	}
+
+	// The node's last task on a leaves: the endpoint goes before the network.
+	st.View(func(tx store.ReadTx) { add, remove = p.changes(tx, map[string]*pb.Task{}) })
+	if got, want := describeChanges(append(add, remove...)), []string{"-ep svc/a", "-peer a/t2", "-peer a/t3", "-net a"}; !slices.Equal(got, want) {
+		t.Fatalf("leave = %v, want %v", got, want)
 	}
 }

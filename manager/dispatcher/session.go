@@ -163,8 +163,9 @@ func (s *session) run(ctx context.Context) error {
 }
 
 // filter passes the events a session may act on: its node's tasks (also
-// those moved away), secret updates and changes to its own Node (removal,
-// or a new desired role).
+// those moved away), tasks on networks, services (for their endpoints),
+// secret updates and changes to its own Node (removal, or a new desired
+// role).
 func (s *session) filter(e store.Event) bool {
 	switch o := e.Object.(type) {
 	case *pb.Task:
@@ -173,6 +174,8 @@ func (s *session) filter(e store.Event) bool {
 		return o.GetNodeId() == s.node || old.GetNodeId() == s.node || len(o.GetNetworks()) > 0
 	case *pb.Secret:
 		return e.Kind == store.EventUpdate
+	case *pb.Service:
+		return true // names, VIPs and ports of endpoints
 	case *pb.Node:
 		return o.GetId() == s.node && (e.Kind == store.EventDelete || e.Kind == store.EventUpdate)
 	}
@@ -236,6 +239,8 @@ func (s *session) note(e store.Event, dirty map[string]*pb.Task) bool {
 		if s.set.stale(o.GetId()) {
 			dirty[""] = nil // nothing about tasks, but the data must go out
 		}
+	case *pb.Service:
+		dirty[""] = nil // endpoints are recomputed on every send
 	case *pb.Node:
 		if e.Kind == store.EventDelete {
 			return false

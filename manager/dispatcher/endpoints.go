@@ -1,0 +1,107 @@
+package dispatcher
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// endpoints gathers, while want scans the cluster's tasks, the services on
+// the node's networks and their tasks, keyed by service ID + "/" +
+// network ID. The node's own tasks count: its DNS server and load balancer
+// answer for them too.
+type endpoints struct {
+	tx       store.ReadTx
+	nets     map[string]*pb.Network
+	services map[string]*pb.Service
+	out      map[string]*pb.ServiceEndpoint
+}
+
+func newEndpoints(tx store.ReadTx, nets map[string]*pb.Network) *endpoints {
+	return &endpoints{tx: tx, nets: nets, services: map[string]*pb.Service{}, out: map[string]*pb.ServiceEndpoint{}}
+}
+
+// add records t behind its service on each of the node's networks it has
+// an address on.
+func (e *endpoints) add(t *pb.Task) {
+	if t.GetServiceId() == "" || !onNode(t) {
+		return
+	}
+	for _, a := range t.GetNetworks() {
+		if e.nets[a.GetNetworkId()] == nil || len(a.GetAddresses()) == 0 {
+			continue
+		}
+		ep := e.endpoint(t.GetServiceId(), a)
+		if ep == nil {
+			return
+		}
+		ep.Tasks = append(ep.Tasks, &pb.EndpointTask{TaskId: t.GetId(), Name: dnsName(ep.GetServiceName(), t),
+			Address: a.GetAddresses()[0], NodeId: t.GetNodeId(), Ready: ready(t)})
+	}
+}
+
+// endpoint returns the entry of service id on a's network, making it on
+// first use; nil when the service is gone.
+func (e *endpoints) endpoint(id string, a *pb.NetworkAttachmentStatus) *pb.ServiceEndpoint {
+	key := id + "/" + a.GetNetworkId()
+	if ep, ok := e.out[key]; ok {
+		return ep
+	}
+	svc, ok := e.services[id]
+	if !ok {
+		svc = e.tx.GetService(id)
+		e.services[id] = svc
+	}
+	if svc == nil {
+		return nil
+	}
+	ep := &pb.ServiceEndpoint{ServiceId: id, ServiceName: svc.GetSpec().GetAnnotations().GetName(),
+		NetworkId: a.GetNetworkId(), Mode: svc.GetSpec().GetEndpoint().GetMode(),
+		Aliases: slices.Clone(a.GetAliases()), Ports: publishedPorts(svc)}
+	for _, v := range svc.GetEndpoint().GetVirtualIps() {
+		if v.GetNetworkId() == a.GetNetworkId() && ep.Mode == pb.EndpointSpec_MODE_VIP {
+			ep.Vip = v.GetAddr()
+		}
+	}
+	e.out[key] = ep
+	return ep
+}
+
+// done sorts each entry's tasks so that equal views compare equal.
+func (e *endpoints) done() map[string]*pb.ServiceEndpoint {
+	for _, ep := range e.out {
+		slices.SortFunc(ep.Tasks, func(a, b *pb.EndpointTask) int { return cmp.Compare(a.GetTaskId(), b.GetTaskId()) })
+	}
+	return e.out
+}
+
+// publishedPorts are the ports the allocator gave the service, or its
+// spec's while it has given none.
+func publishedPorts(svc *pb.Service) []*pb.PortConfig {
+	if ps := svc.GetEndpoint().GetPorts(); len(ps) > 0 {
+		return ps
+	}
+	return svc.GetSpec().GetEndpoint().GetPorts()
+}
+
+// dnsName is a task's name as Swarm gives it: SERVICE.SLOT.TASKID, or
+// SERVICE.NODEID.TASKID for a global service's task.
+func dnsName(service string, t *pb.Task) string {
+	if t.GetSlot() == 0 {
+		return fmt.Sprintf("%s.%s.%s", service, t.GetNodeId(), t.GetId())
+	}
+	return fmt.Sprintf("%s.%d.%s", service, t.GetSlot(), t.GetId())
+}
+
+// ready says whether t may take traffic: running, and healthy if it has a
+// health check.
+func ready(t *pb.Task) bool {
+	if t.GetStatus().GetState() != pb.TaskState_TASK_STATE_RUNNING || t.GetDesiredState() > pb.TaskState_TASK_STATE_RUNNING {
+		return false
+	}
+	h := t.GetStatus().GetContainer().GetHealth()
+	return h == pb.ContainerStatus_HEALTH_NONE || h == pb.ContainerStatus_HEALTH_HEALTHY
+}
