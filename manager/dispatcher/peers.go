@@ -28,7 +28,7 @@ import (
 type peerSet struct {
 	node  string
 	nets  map[string]*pb.Network
-	peers map[string]*pb.NetworkPeer // by network ID + "/" + task ID
+	peers map[string]*pb.NetworkPeer     // by network ID + "/" + task ID
 	eps   map[string]*pb.ServiceEndpoint // by service ID + "/" + network ID
 }
 
