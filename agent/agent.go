@@ -36,6 +36,10 @@ type Config struct {
 	// network namespace and gives containers their addresses on them;
 	// false runs containers with loopback only.
 	Overlay bool
+	// ResolvConf is the resolv.conf whose nameservers get the names the
+	// node's DNS server does not answer, and whose search domains and
+	// options containers get; empty means /etc/resolv.conf.
+	ResolvConf string
 	// Labels are the node's engine labels (--label k=v).
 	Labels map[string]string
 	// InsecureRegistries are plain-HTTP registries (host:port) in addition
@@ -75,6 +79,7 @@ type Agent struct {
 	images  *image.Store
 	rt      *runtime.Runtime
 	secrets *tmpfsSecrets
+	names   *names // nil without overlay networking
 	peers   *peers
 	link    link
 	worker  *worker
@@ -139,6 +144,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Overlay {
 		o := newOverlay(a.underlay, a.log.With("part", "overlay"))
 		env.net, a.worker.net = o, o
+		resolv := cfg.ResolvConf
+		if resolv == "" {
+			resolv = "/etc/resolv.conf"
+		}
+		a.names = newNames(filepath.Join(cfg.DataDir, "resolv"), resolv, a.log.With("part", "dns"))
+		env.dns, a.worker.names = a.names, a.names
 	}
 	a.nodeID.Store("")
 	return a, nil
@@ -196,9 +207,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// close detaches from the containers (they keep running) and closes the
-// image store.
+// close stops the DNS server, detaches from the containers (they keep
+// running) and closes the image store.
 func (a *Agent) close() {
+	if a.names != nil {
+		a.names.close()
+	}
 	a.rt.Close()
 	if err := a.images.Close(); err != nil {
 		a.log.Warn("close image store", "err", err)

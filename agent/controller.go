@@ -28,6 +28,9 @@ type taskEnv struct {
 	// net gives containers their overlay interfaces; nil runs them with
 	// loopback only.
 	net networking
+	// dns gives containers on overlay networks the node's DNS server as
+	// their resolver; nil leaves them their image's.
+	dns resolvers
 	// portsStopping, if set, says whether a task other than self that this
 	// node shuts down publishes one of ports (see bindPorts).
 	portsStopping func(self string, ports []*pb.PortConfig) bool
@@ -41,6 +44,15 @@ type secretFiles interface {
 	Mounts(taskID string, refs []*pb.SecretReference) ([]runtime.Mount, error)
 	Remove(taskID string) error
 	// IDs lists the tasks that have secret files.
+	IDs() []string
+}
+
+// resolvers writes a task's resolv.conf, pointing at the node's DNS
+// server, and removes it with the task.
+type resolvers interface {
+	Mounts(t *pb.Task) ([]runtime.Mount, error)
+	Remove(taskID string) error
+	// IDs lists the tasks that have a resolv.conf.
 	IDs() []string
 }
 
@@ -301,6 +313,13 @@ func (c *controller) build(ctx context.Context) error {
 		return err
 	}
 	spec.Mounts = append(spec.Mounts, mounts...)
+	if c.env.dns != nil {
+		mounts, err := c.env.dns.Mounts(t)
+		if err != nil {
+			return err
+		}
+		spec.Mounts = append(spec.Mounts, mounts...)
+	}
 	c.prep = &spec
 	return nil
 }
@@ -458,7 +477,7 @@ func (c *controller) stop(ctx context.Context) error {
 	return nil
 }
 
-// cleanup deletes the task's container, rootfs and secrets.
+// cleanup deletes the task's container, rootfs, secrets and resolv.conf.
 func (c *controller) cleanup(ctx context.Context) {
 	c.stopMonitor()
 	c.unpublish()
@@ -470,6 +489,11 @@ func (c *controller) cleanup(ctx context.Context) {
 	}
 	if err := c.env.secrets.Remove(c.id); err != nil {
 		c.log.Warn("remove task secrets", "err", err)
+	}
+	if c.env.dns != nil {
+		if err := c.env.dns.Remove(c.id); err != nil {
+			c.log.Warn("remove task resolv.conf", "err", err)
+		}
 	}
 	c.ctr, c.prep, c.cleaned = nil, nil, true
 }

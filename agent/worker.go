@@ -19,6 +19,7 @@ type assignment struct {
 type worker struct {
 	env     *taskEnv
 	net     *overlay // nil without overlay networking
+	names   *names   // the DNS server; nil without overlay networking
 	secrets *secretStore
 	in      chan assignment
 
@@ -69,6 +70,9 @@ func (w *worker) apply(ctx context.Context, wg *sync.WaitGroup, a assignment) {
 			}
 		}
 		w.net.apply(a.full, a.changes, tasks)
+	}
+	if w.names != nil {
+		w.names.apply(a.full, a.changes)
 	}
 	// Secrets first: tasks of the same message may need them.
 	secrets := map[string]bool{}
@@ -175,7 +179,7 @@ func (w *worker) retain(tasks, secrets map[string]bool) {
 	w.secrets.mu.Unlock()
 }
 
-// sweep removes containers, root filesystems and secret files that belong
+// sweep removes containers, root filesystems, secret and resolv.conf files that belong
 // to no task this node runs (left by tasks removed while the agent was
 // down).
 func (w *worker) sweep(ctx context.Context) {
@@ -184,6 +188,9 @@ func (w *worker) sweep(ctx context.Context) {
 		w.env.log.Warn("list containers to sweep", "err", err)
 	}
 	ids = append(ids, w.env.secrets.IDs()...)
+	if w.env.dns != nil {
+		ids = append(ids, w.env.dns.IDs()...)
+	}
 	for _, id := range ids {
 		w.mu.Lock()
 		_, busy := w.tasks[id]
@@ -197,6 +204,11 @@ func (w *worker) sweep(ctx context.Context) {
 		}
 		if err := w.env.secrets.Remove(id); err != nil {
 			w.env.log.Warn("remove unassigned secrets", "task", id, "err", err)
+		}
+		if w.env.dns != nil {
+			if err := w.env.dns.Remove(id); err != nil {
+				w.env.log.Warn("remove unassigned resolv.conf", "task", id, "err", err)
+			}
 		}
 	}
 }

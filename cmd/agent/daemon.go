@@ -45,7 +45,7 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 	g := &gossipJoiner{log: log, bind: o.advertiseAddr, port: o.gossipPort}
 	defer g.shutdown()
 	a, err := agent.New(agent.Config{
-		DataDir: dataDir, Join: o.join, Token: o.token, AdvertiseAddr: o.advertiseAddr, Overlay: o.overlay,
+		DataDir: dataDir, Join: o.join, Token: o.token, AdvertiseAddr: o.advertiseAddr, Overlay: o.overlay, ResolvConf: o.resolvConf,
 		Hostname: o.hostname, Labels: labels, InsecureRegistries: o.insecureRegs, Logger: log,
 		MaxLayerSize: maxSize, MaxLayerEntries: maxEntries,
 		OnGossip:      func(key []byte, accept [][]byte, peers []string) { g.update(ctx, key, accept, peers) },

@@ -26,6 +26,7 @@ type options struct {
 	token         string
 	advertiseAddr string
 	overlay       bool
+	resolvConf    string
 	labels        []string
 	insecureRegs  []string
 	gossipPort    int
@@ -81,6 +82,7 @@ that joins the Raft cluster; demoted, it stops that manager and runs on.`,
 	f.StringVar(&o.token, "token", "", "worker join token, from `berth cluster join-token worker`")
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "IP other nodes reach this node on")
 	f.BoolVar(&o.overlay, "overlay", true, "build overlay networks (VXLAN, nftables) in this network namespace; false gives containers loopback only")
+	f.StringVar(&o.resolvConf, "resolv-conf", "/etc/resolv.conf", "resolv.conf whose nameservers get the names berth's DNS server does not answer, and whose search and options lines containers get")
 	f.StringArrayVar(&o.labels, "label", nil, "node label key=value (repeatable)")
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT (repeatable)")
 	f.StringVar(&o.hostname, "hostname", "", "node name to report (default: the host's name)")
