@@ -69,7 +69,9 @@ unit: build-init
 	$(GO) test -count=1 -short ./...
 
 bench: deps build
-	@if ! command -v runc >/dev/null 2>&1; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc >/dev/null; fi
+	@missing=""; for d in runc:runc dnsperf:dnsperf dnsmasq:dnsmasq-base; do \
+	  command -v $${d%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${d%%:*} ] || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	./bench/run.sh
 
 $(TOOLS)/protoc-gen-go:

@@ -42,8 +42,15 @@ func TestMain(m *testing.M) {
 // it prints the tail of every node's log.
 func up(t *testing.T, managers, agents int, labels func(int) []string) *e2ecluster.Cluster {
 	t.Helper()
+	return upWith(t, e2ecluster.Options{Managers: managers, Agents: agents, AgentLabels: labels, SpareHosts: 1})
+}
+
+// upWith is up with more options; Bins and Dir are filled in.
+func upWith(t *testing.T, opts e2ecluster.Options) *e2ecluster.Cluster {
+	t.Helper()
 	dir := t.TempDir()
-	c, err := e2ecluster.Up(t.Context(), e2ecluster.Options{Managers: managers, Agents: agents, Bins: bins, Dir: dir, AgentLabels: labels, SpareHosts: 1})
+	opts.Bins, opts.Dir = bins, dir
+	c, err := e2ecluster.Up(t.Context(), opts)
 	if err != nil {
 		dumpLogs(t, dir)
 		t.Fatal(err)

@@ -89,6 +89,8 @@ type Options struct {
 	Logger *slog.Logger
 	// AgentLabels, if set, gives agent i (from 0) its --label flags.
 	AgentLabels func(i int) []string
+	// AgentArgs are more flags for every agent.
+	AgentArgs []string
 	// SpareHosts are made but left empty, for AddAgent.
 	SpareHosts int
 }
@@ -215,6 +217,7 @@ func (c *Cluster) startAgent(ctx context.Context) (*Node, error) {
 			n.Args = append(n.Args, "--label", l)
 		}
 	}
+	n.Args = append(n.Args, c.opts.AgentArgs...)
 	if err := c.start(ctx, n, c.opts.Bins.Agent); err != nil {
 		return nil, err
 	}
