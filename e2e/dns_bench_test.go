@@ -70,4 +70,3 @@ func runningTask(tb testing.TB, c *e2ecluster.Cluster, svc string) *pb.Task {
 	}, "%s has a running task", svc)
 	return got
 }
-
