@@ -1,7 +1,8 @@
 // Package discovery owns how berth nodes find each other and notice each
 // other's failure: every node (manager or agent) is a memberlist gossip
 // member, and the leader learns from it within about a second that a node
-// has died. The DNS server that answers service names will live here too.
+// has died. The DNS server that answers service names is the subpackage
+// discovery/dns: a job of its own, sharing nothing with gossip.
 //
 // The package is a leaf below the manager and the agent: it must not import
 // berth/deploy, berth/scheduler, berth/manager, berth/agent or berth/store.

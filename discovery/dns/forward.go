@@ -140,6 +140,7 @@ func ParseResolv(b []byte) Resolv {
 type ResolvFile struct {
 	path string
 	log  *slog.Logger
+	now  func() time.Time
 
 	mu      sync.Mutex
 	checked time.Time
@@ -151,14 +152,14 @@ type ResolvFile struct {
 // ResolvConf returns the resolv.conf at path; a missing file has no
 // nameservers (forwarded names then fail with SERVFAIL).
 func ResolvConf(path string, log *slog.Logger) *ResolvFile {
-	return &ResolvFile{path: path, log: log}
+	return &ResolvFile{path: path, log: log, now: time.Now}
 }
 
 // Read returns the file's current contents.
 func (r *ResolvFile) Read() Resolv {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := time.Now()
+	now := r.now()
 	if !r.checked.IsZero() && now.Sub(r.checked) < time.Second {
 		return r.conf
 	}

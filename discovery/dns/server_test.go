@@ -2,11 +2,15 @@ package dns
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -236,5 +240,40 @@ func TestParseResolv(t *testing.T) {
 	if !slices.Equal(r.Nameservers, want) || !slices.Equal(r.Search, []string{"a.example", "b.example"}) ||
 		!slices.Equal(r.Options, []string{"ndots:2", "timeout:1", "rotate"}) {
 		t.Fatalf("ParseResolv = %+v", r)
+	}
+}
+
+// TestResolvFileFollowsChanges: the host's resolv.conf is read again when
+// it changes (checked at most once a second), and a missing one has no
+// nameservers.
+func TestResolvFileFollowsChanges(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "resolv.conf")
+	now := time.Unix(1000, 0)
+	r := ResolvConf(path, slog.New(slog.DiscardHandler))
+	r.now = func() time.Time { return now }
+	if got := r.Upstreams(); len(got) != 0 {
+		t.Fatalf("missing file: %v", got)
+	}
+	write := func(body string, mtime time.Time) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("nameserver 10.0.0.2\n", time.Unix(1, 0))
+	now = now.Add(2 * time.Second)
+	if got := r.Upstreams(); !slices.Equal(got, []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:53")}) {
+		t.Fatalf("first read: %v", got)
+	}
+	write("nameserver 10.0.0.3\n", time.Unix(2, 0))
+	if got := r.Upstreams(); got[0].Addr() != addr("10.0.0.2") {
+		t.Fatalf("read again within a second: %v", got)
+	}
+	now = now.Add(2 * time.Second)
+	if got := r.Upstreams(); got[0].Addr() != addr("10.0.0.3") {
+		t.Fatalf("after the change: %v", got)
 	}
 }
