@@ -114,6 +114,27 @@ func TestDNSOnRealHosts(t *testing.T) {
 		t.Logf("replacement %s resolves on %s %s after its agent reported it running", repl.GetId(), a3,
 			back.Sub(repl.GetStatus().GetTimestamp().AsTime()).Round(time.Millisecond))
 	}
+
+	// A task with a health check is answered once healthy, not while it
+	// runs unchecked: when its address first resolves, the cluster
+	// already knows it healthy.
+	if _, err := c.CLI(ctx, "service", "create", "--detach", "--name", "hc", "--network", "back", "--constraint", "node.hostname=="+c.Agents[0].Name,
+		"--health-http", "8080/health", "--health-interval", "1s", c.Images.AppV1.Tag); err != nil {
+		t.Fatal(err)
+	}
+	var first []string
+	waitAnswer(t, probe, gw, "tasks.hc.", func(a []string) bool { first = slices.Clone(a); return len(a) == 1 })
+	hc, err := c.Tasks(ctx, "hc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range hc {
+		if len(tk.GetNetworks()) > 0 && taskAddrOf(tk) == first[0] {
+			if h := tk.GetStatus().GetContainer().GetHealth(); h != pb.ContainerStatus_HEALTH_HEALTHY {
+				t.Errorf("tasks.hc answered %s while its task's health is %s", first[0], h)
+			}
+		}
+	}
 }
 
 // nameserver is the nameserver of the task's container's /etc/resolv.conf.
