@@ -48,7 +48,7 @@ func BenchmarkNameResolvesAcrossHosts(b *testing.B) {
 	}
 	report(b, "resolves-after-start", fromStart, time.Millisecond, "ms")
 	report(b, "resolves-after-create", fromCreate, time.Millisecond, "ms")
-	b.Log(noise)
+	b.Logf(noise)
 }
 
 // runningTask waits until svc has a running task and returns it.
