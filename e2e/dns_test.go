@@ -115,6 +115,15 @@ func TestDNSOnRealHosts(t *testing.T) {
 			back.Sub(repl.GetStatus().GetTimestamp().AsTime()).Round(time.Millisecond))
 	}
 
+	// The probe's agent restarts (kill -9, then started again): the
+	// running probe resolves again as soon as the new agent serves.
+	restarted := time.Now()
+	if err := c.Restart(ctx, c.Agents[2]); err != nil {
+		t.Fatal(err)
+	}
+	again := waitAnswer(t, probe, gw, "tasks.web.", func(a []string) bool { return len(a) == 3 })
+	t.Logf("the probe resolves again %s after its agent was restarted", again.Sub(restarted).Round(time.Millisecond))
+
 	// A task with a health check is answered once healthy, not while it
 	// runs unchecked: when its address first resolves, the cluster
 	// already knows it healthy.
