@@ -29,8 +29,10 @@ const (
 //     (A/AAAA/ANY for addresses, PTR/ANY for pointers; no data otherwise);
 //   - a class other than IN, or a name outside our scope, is forwarded;
 //   - our scope is single-label names, tasks.*, and reverse names of
-//     addresses inside a network in scope: those are NXDOMAIN, so that a
-//     lookup of a service that does not exist never leaves the node.
+//     addresses inside any network the node serves: those are NXDOMAIN
+//     (for another network's address too: not answered, and not sent
+//     out), so that a lookup of a service that does not exist, or of an
+//     overlay address, never leaves the node.
 func lookup(t *table, z *zone, src netip.Addr, q *query) (verdict, *rrset) {
 	if !z.net.Subnet.Contains(src.Unmap()) {
 		return vRefused, nil
@@ -46,7 +48,7 @@ func lookup(t *table, z *zone, src netip.Addr, q *query) (verdict, *rrset) {
 			return vNoData, nil
 		}
 	}
-	if ours(t, z, src.Unmap(), q) {
+	if ours(t, q.name) {
 		return vNXDomain, nil
 	}
 	return vForward, nil
@@ -78,8 +80,7 @@ var (
 )
 
 // ours says whether a name that no zone has is in our scope.
-func ours(t *table, z *zone, src netip.Addr, q *query) bool {
-	name := q.name
+func ours(t *table, name []byte) bool {
 	if bytes.Count(name, []byte{'.'}) == 1 && len(name) > 1 {
 		return true
 	}
@@ -90,8 +91,8 @@ func ours(t *table, z *zone, src netip.Addr, q *query) bool {
 	if !ok {
 		return false
 	}
-	for _, zz := range scope(t, z, src, q) {
-		if zz.net.Subnet.Contains(a) {
+	for _, z := range t.zones {
+		if z.net.Subnet.Contains(a) {
 			return true
 		}
 	}

@@ -128,6 +128,13 @@ func TestScopedPerNetwork(t *testing.T) {
 				mdns.RcodeToString[r.Rcode], got, mdns.RcodeToString[tc.rcode], tc.answers)
 		}
 	}
+	// Reverse names of the other network's addresses are neither answered
+	// nor sent out (the server has no upstream: a forwarded name would get
+	// SERVFAIL).
+	if r := ask(t, "udp", b, addr("127.77.2.9"), "11.1.77.127.in-addr.arpa.", mdns.TypePTR); r.Rcode != mdns.RcodeNameError {
+		t.Errorf("PTR of an n1 task asked from n2: %s %v, want NXDOMAIN", mdns.RcodeToString[r.Rcode], addrsOf(r))
+	}
+
 	// A removed network's address stops answering; its names go.
 	s.RemoveNetwork("n2")
 	if _, err := exchange("udp", b, addr("127.77.2.9"), "db", mdns.TypeA); err == nil {
