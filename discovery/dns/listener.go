@@ -36,7 +36,7 @@ type listener struct {
 
 // listen opens n's UDP and TCP sockets on one port (with port 0, the one
 // the kernel gives the UDP socket, trying again if TCP has it taken).
-func (s *Server) listen(n Network) (*listener, error) {
+func listen(n Network) (*listener, error) {
 	var err error
 	for range 5 {
 		var udp *net.UDPConn
@@ -44,6 +44,10 @@ func (s *Server) listen(n Network) (*listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dns: network %s: listen on udp %s: %w", n.ID, n.Listen, err)
 		}
+		// A burst of queries (every container of a service starting at
+		// once) waits in the socket rather than being dropped; the kernel
+		// caps this at net.core.rmem_max.
+		udp.SetReadBuffer(1 << 20)
 		at := netip.AddrPortFrom(n.Listen.Addr(), udp.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 		var tcp *net.TCPListener
 		tcp, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(at))

@@ -133,12 +133,12 @@ func (s *Server) SetNetwork(n Network) error {
 		}
 		s.closeLocked(n.ID)
 	}
-	want := n
-	l, err := s.listen(n)
+	l, err := listen(n)
 	if err != nil {
+		s.rebuildLocked(map[string]bool{n.ID: true}) // drops a moved network's zone
 		return err
 	}
-	l.want = want
+	l.want = n
 	s.nets[n.ID] = l
 	s.rebuildLocked(map[string]bool{n.ID: true})
 	l.serve(s)
