@@ -3,6 +3,8 @@ package dns
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -27,10 +29,11 @@ type forwarder struct {
 	upstreams func() []netip.AddrPort
 	own       func(netip.AddrPort) bool
 	slots     chan struct{}
+	log       *slog.Logger
 }
 
-func newForwarder(upstreams func() []netip.AddrPort, own func(netip.AddrPort) bool) *forwarder {
-	return &forwarder{upstreams: upstreams, own: own, slots: make(chan struct{}, maxForwards)}
+func newForwarder(upstreams func() []netip.AddrPort, own func(netip.AddrPort) bool, log *slog.Logger) *forwarder {
+	return &forwarder{upstreams: upstreams, own: own, slots: make(chan struct{}, maxForwards), log: log}
 }
 
 func (f *forwarder) acquire() bool {
@@ -58,6 +61,7 @@ func (f *forwarder) exchange(req []byte, tcp bool) []byte {
 	if tcp {
 		c.Net = "tcp"
 	}
+	var errs []error
 	for _, up := range f.upstreams() {
 		if f.own(up) {
 			continue // it would ask us again
@@ -65,6 +69,7 @@ func (f *forwarder) exchange(req []byte, tcp bool) []byte {
 		m.Id = mdns.Id()
 		r, _, err := c.Exchange(m, up.String())
 		if err != nil || r == nil {
+			errs = append(errs, fmt.Errorf("%s: %v", up, err))
 			continue
 		}
 		r.Id = id
@@ -75,6 +80,9 @@ func (f *forwarder) exchange(req []byte, tcp bool) []byte {
 		if out, err := r.Pack(); err == nil {
 			return out
 		}
+	}
+	if len(m.Question) > 0 {
+		f.log.Debug("dns: no upstream answered", "name", m.Question[0].Name, "err", errors.Join(errs...))
 	}
 	return servfail(req)
 }

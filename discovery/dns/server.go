@@ -54,7 +54,7 @@ func New(cfg Config) *Server {
 		cfg.Readers = max(2, runtime.GOMAXPROCS(0))
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, services: map[Key]Service{}, nets: map[string]*listener{}}
-	s.fwd = newForwarder(cfg.Upstreams, s.isOwn)
+	s.fwd = newForwarder(cfg.Upstreams, s.isOwn, cfg.Log)
 	s.table.Store(emptyTable())
 	return s
 }
