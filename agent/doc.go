@@ -26,6 +26,11 @@
 //     running for a task when the agent starts is adopted, not restarted.
 //   - reporter: the latest status per task, sent in batches with
 //     UpdateTaskStatus every 100ms, retried until a session takes them.
+//   - overlay (overlay.go) and names (dns.go): the networks, peers and
+//     service endpoints of the assignment stream become the node's bridges,
+//     VXLAN entries and DNS records (discovery/dns, served on each
+//     network's gateway); a task on a network gets a read-only
+//     /etc/resolv.conf (DATA_DIR/resolv/<task>) naming that server.
 //
 // A task's registry credentials (sent in clear, only to this node) go to
 // its image pull and nowhere else: not to logs, statuses or disk.
