@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -53,7 +55,7 @@ func newNames(dir, resolvConf string, log *slog.Logger) *names {
 
 // apply takes a session message's networks and endpoints; overlay has
 // applied the message's networks first.
-func (n *names) apply(full bool, changes []*pb.AssignmentChange) {
+func (n *names) apply(ctx context.Context, full bool, changes []*pb.AssignmentChange) {
 	if !full && !touchesNames(changes) {
 		return
 	}
@@ -83,7 +85,7 @@ func (n *names) apply(full bool, changes []*pb.AssignmentChange) {
 			u.Set = append(u.Set, dnsService(ch.GetEndpoint(), n.log))
 		}
 	}
-	n.serveLocked(full)
+	n.serveLocked(ctx, full)
 	n.srv.Apply(u)
 }
 
@@ -98,7 +100,7 @@ func touchesNames(changes []*pb.AssignmentChange) bool {
 
 // serveLocked serves every wanted network (again, for one whose listen
 // failed before) and, after a full message, stops the others.
-func (n *names) serveLocked(full bool) {
+func (n *names) serveLocked(ctx context.Context, full bool) {
 	if full {
 		for _, id := range n.srv.Networks() {
 			if _, ok := n.nets[id]; !ok {
@@ -107,8 +109,10 @@ func (n *names) serveLocked(full bool) {
 		}
 	}
 	for id, dn := range n.nets {
-		err := n.srv.SetNetwork(dn)
+		err := n.srv.SetNetwork(ctx, dn)
 		switch {
+		case errors.Is(err, dns.ErrUDPOnly):
+			n.log.Warn("dns: another DNS server of the host holds TCP port 53 on every address", "network", id, "err", err)
 		case err != nil && n.failed[id] != err.Error():
 			n.failed[id] = err.Error()
 			n.log.Error("dns: cannot serve network; its containers cannot resolve names", "network", id, "err", err)

@@ -31,7 +31,7 @@ func TestNamesFollowAssignments(t *testing.T) {
 		Mode: pb.EndpointSpec_MODE_VIP, Aliases: []string{"www"}, Tasks: []*pb.EndpointTask{
 			{TaskId: "t1", Name: "web.1.t1", Address: "127.78.1.11/24", Ready: true},
 			{TaskId: "t2", Name: "web.2.t2", Address: "127.78.1.12/24", Ready: true}}}
-	n.apply(true, []*pb.AssignmentChange{
+	n.apply(t.Context(), true, []*pb.AssignmentChange{
 		{Item: &pb.AssignmentChange_Network{Network: net1}},
 		{Item: &pb.AssignmentChange_Endpoint{Endpoint: web}},
 	})
@@ -62,7 +62,7 @@ func TestNamesFollowAssignments(t *testing.T) {
 
 	// t2 stops being ready (a failing health check): it leaves the answers.
 	web.Tasks[1].Ready = false
-	n.apply(false, []*pb.AssignmentChange{{Item: &pb.AssignmentChange_Endpoint{Endpoint: web}}})
+	n.apply(t.Context(), false, []*pb.AssignmentChange{{Item: &pb.AssignmentChange_Endpoint{Endpoint: web}}})
 	if _, got := ask("tasks.web."); !slices.Equal(got, []string{"127.78.1.11"}) {
 		t.Fatalf("tasks.web. with t2 unhealthy = %v", got)
 	}
@@ -86,12 +86,12 @@ func TestNamesFollowAssignments(t *testing.T) {
 	}
 
 	// The endpoint goes: NXDOMAIN. Then a full assignment without n1.
-	n.apply(false, []*pb.AssignmentChange{{Action: pb.AssignmentChange_ACTION_REMOVE,
+	n.apply(t.Context(), false, []*pb.AssignmentChange{{Action: pb.AssignmentChange_ACTION_REMOVE,
 		Item: &pb.AssignmentChange_Endpoint{Endpoint: &pb.ServiceEndpoint{ServiceId: "s1", NetworkId: "n1"}}}})
 	if rcode, got := ask("web."); rcode != mdns.RcodeNameError {
 		t.Fatalf("web. after its endpoint was removed: %s %v", mdns.RcodeToString[rcode], got)
 	}
-	n.apply(true, nil)
+	n.apply(t.Context(), true, nil)
 	if _, ok := n.srv.Addr("n1"); ok {
 		t.Fatal("n1 still served after a full assignment without it")
 	}

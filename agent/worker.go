@@ -72,7 +72,7 @@ func (w *worker) apply(ctx context.Context, wg *sync.WaitGroup, a assignment) {
 		w.net.apply(a.full, a.changes, tasks)
 	}
 	if w.names != nil {
-		w.names.apply(a.full, a.changes)
+		w.names.apply(ctx, a.full, a.changes)
 	}
 	// Secrets first: tasks of the same message may need them.
 	secrets := map[string]bool{}

@@ -30,7 +30,7 @@ func newServer(t testing.TB, ups ...netip.AddrPort) *Server {
 
 func setNet(t testing.TB, s *Server, n Network) netip.AddrPort {
 	t.Helper()
-	if err := s.SetNetwork(n); err != nil {
+	if err := s.SetNetwork(t.Context(), n); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := s.Addr(n.ID)

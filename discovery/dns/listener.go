@@ -2,6 +2,7 @@ package dns
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,9 +10,11 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -27,7 +30,9 @@ type listener struct {
 	net  Network // Listen with its port resolved
 	want Network // as SetNetwork was given it
 	udp  *net.UDPConn
-	tcp  *net.TCPListener
+	tcp  *net.TCPListener // nil when the port is taken for TCP
+	// tcpErr says why there is no TCP listener.
+	tcpErr error
 
 	mu     sync.Mutex
 	conns  map[*net.TCPConn]struct{}
@@ -36,25 +41,39 @@ type listener struct {
 
 // listen opens n's UDP and TCP sockets on one port (with port 0, the one
 // the kernel gives the UDP socket, trying again if TCP has it taken).
-func listen(n Network) (*listener, error) {
+//
+// A DNS server of the host that listens on the wildcard address (dnsmasq
+// does, with SO_REUSEADDR) holds port 53 on every address, our gateways
+// included. The UDP socket sets SO_REUSEADDR too, so the kernel hands the
+// gateway's queries to it, the more specific one; Linux refuses that for
+// TCP whatever the options, so then the network is served over UDP alone
+// (answers too big for UDP fail) and the caller is told so.
+func listen(ctx context.Context, n Network) (*listener, error) {
+	lc := net.ListenConfig{Control: reuseAddr}
 	var err error
 	for range 5 {
-		var udp *net.UDPConn
-		udp, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(n.Listen))
+		var pc net.PacketConn
+		pc, err = lc.ListenPacket(ctx, "udp", n.Listen.String())
 		if err != nil {
 			return nil, fmt.Errorf("dns: network %s: listen on udp %s: %w", n.ID, n.Listen, err)
 		}
+		udp := pc.(*net.UDPConn)
 		// A burst of queries (every container of a service starting at
 		// once) waits in the socket rather than being dropped; the kernel
 		// caps this at net.core.rmem_max.
 		udp.SetReadBuffer(1 << 20)
-		at := netip.AddrPortFrom(n.Listen.Addr(), udp.LocalAddr().(*net.UDPAddr).AddrPort().Port())
-		var tcp *net.TCPListener
-		tcp, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(at))
+		got := n
+		got.Listen = netip.AddrPortFrom(n.Listen.Addr(), udp.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		l := &listener{net: got, udp: udp, conns: map[*net.TCPConn]struct{}{}}
+		var ln net.Listener
+		ln, err = lc.Listen(ctx, "tcp", got.Listen.String())
 		if err == nil {
-			got := n
-			got.Listen = at
-			return &listener{net: got, udp: udp, tcp: tcp, conns: map[*net.TCPConn]struct{}{}}, nil
+			l.tcp = ln.(*net.TCPListener)
+			return l, nil
+		}
+		if n.Listen.Port() != 0 && errors.Is(err, unix.EADDRINUSE) {
+			l.tcpErr = err
+			return l, nil
 		}
 		udp.Close()
 		if n.Listen.Port() != 0 {
@@ -64,12 +83,22 @@ func listen(n Network) (*listener, error) {
 	return nil, fmt.Errorf("dns: network %s: listen on tcp %s: %w", n.ID, n.Listen, err)
 }
 
+func reuseAddr(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	})
+	return errors.Join(err, serr)
+}
+
 // serve starts the listener's goroutines, owned by the server's group.
 func (l *listener) serve(s *Server) {
 	for range s.cfg.Readers {
 		s.wg.Go(func() { l.readUDP(s) })
 	}
-	s.wg.Go(func() { l.acceptTCP(s) })
+	if l.tcp != nil {
+		s.wg.Go(func() { l.acceptTCP(s) })
+	}
 }
 
 func (l *listener) close() {
@@ -80,7 +109,9 @@ func (l *listener) close() {
 	}
 	l.mu.Unlock()
 	l.udp.Close()
-	l.tcp.Close()
+	if l.tcp != nil {
+		l.tcp.Close()
+	}
 }
 
 // zone is the listener's network in the current table; nil once the

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,8 +118,10 @@ func (s *Server) servicesOn(netID string) []Service {
 
 // SetNetwork starts answering network n's queries on n.Listen (UDP and
 // TCP). Setting a network again with the same address and subnet changes
-// nothing; with another, it moves.
-func (s *Server) SetNetwork(n Network) error {
+// nothing; with another, it moves. When another server holds the port for
+// TCP on the wildcard address, n is served over UDP alone and the error
+// says so (errors.Is ErrUDPOnly).
+func (s *Server) SetNetwork(ctx context.Context, n Network) error {
 	if !n.Subnet.IsValid() || !n.Listen.Addr().IsValid() {
 		return fmt.Errorf("dns: network %s: need a subnet and an address to listen on, have %s and %s", n.ID, n.Subnet, n.Listen)
 	}
@@ -133,7 +136,7 @@ func (s *Server) SetNetwork(n Network) error {
 		}
 		s.closeLocked(n.ID)
 	}
-	l, err := listen(n)
+	l, err := listen(ctx, n)
 	if err != nil {
 		s.rebuildLocked(map[string]bool{n.ID: true}) // drops a moved network's zone
 		return err
@@ -143,8 +146,15 @@ func (s *Server) SetNetwork(n Network) error {
 	s.rebuildLocked(map[string]bool{n.ID: true})
 	l.serve(s)
 	s.log.Debug("dns serving network", "network", n.ID, "addr", l.net.Listen)
+	if l.tcpErr != nil {
+		return fmt.Errorf("dns: network %s: %w: %w", n.ID, ErrUDPOnly, l.tcpErr)
+	}
 	return nil
 }
+
+// ErrUDPOnly says a network is served over UDP alone: its TCP port is
+// another server's.
+var ErrUDPOnly = errors.New("served over UDP only (the TCP port is taken; answers too big for UDP fail)")
 
 // RemoveNetwork stops answering on network id; its services stay known
 // until an Update removes them.

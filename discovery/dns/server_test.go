@@ -1,8 +1,10 @@
 package dns
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -282,5 +284,34 @@ func TestResolvFileFollowsChanges(t *testing.T) {
 	now = now.Add(2 * time.Second)
 	if got := r.Upstreams(); got[0].Addr() != addr("10.0.0.3") {
 		t.Fatalf("after the change: %v", got)
+	}
+}
+
+// TestBesideAWildcardServer: a DNS server of the host listening on the
+// wildcard address with SO_REUSEADDR (as dnsmasq does) does not keep a
+// network from being served over UDP, and the caller learns that TCP is
+// the other server's.
+func TestBesideAWildcardServer(t *testing.T) {
+	lc := net.ListenConfig{Control: reuseAddr}
+	pc, err := lc.ListenPacket(t.Context(), "udp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	ln, err := lc.Listen(t.Context(), "tcp", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		t.Skipf("tcp port %d taken: %v", port, err)
+	}
+	defer ln.Close()
+	s := newServer(t)
+	n := testNet("n1", 1)
+	n.Listen = netip.AddrPortFrom(addr("127.77.1.1"), uint16(port))
+	if err := s.SetNetwork(t.Context(), n); !errors.Is(err, ErrUDPOnly) {
+		t.Fatalf("SetNetwork beside a wildcard server: %v, want ErrUDPOnly", err)
+	}
+	s.Apply(Update{Set: backend()})
+	if got := addrsOf(ask(t, "udp", n.Listen, addr("127.77.1.11"), "web", mdns.TypeA)); !slices.Equal(got, []string{"127.77.1.100"}) {
+		t.Fatalf("web over UDP beside a wildcard server: %v", got)
 	}
 }
