@@ -314,8 +314,13 @@ func (x *ListFilters) GetNamePrefixes() []string {
 }
 
 type ListServicesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Filters       *ListFilters           `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Filters *ListFilters           `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	// modes keeps services of these modes; empty keeps all.
+	Modes []ServiceMode `protobuf:"varint,220,rep,packed,name=modes,proto3,enum=berth.v1.ServiceMode" json:"modes,omitempty"`
+	// status fills in each service's task counts.
+	Status        bool   `protobuf:"varint,221,opt,name=status,proto3" json:"status,omitempty"`
+	PageToken     string `protobuf:"bytes,222,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -357,9 +362,31 @@ func (x *ListServicesRequest) GetFilters() *ListFilters {
 	return nil
 }
 
+func (x *ListServicesRequest) GetModes() []ServiceMode {
+	if x != nil {
+		return x.Modes
+	}
+	return nil
+}
+
+func (x *ListServicesRequest) GetStatus() bool {
+	if x != nil {
+		return x.Status
+	}
+	return false
+}
+
+func (x *ListServicesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListServicesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Services      []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,220,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -399,6 +426,13 @@ func (x *ListServicesResponse) GetServices() []*Service {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *ListServicesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // UpdateServiceRequest replaces a service's spec. service_version must be
@@ -690,6 +724,10 @@ type ListTasksRequest struct {
 	ServiceIds    []string               `protobuf:"bytes,2,rep,name=service_ids,json=serviceIds,proto3" json:"service_ids,omitempty"`
 	NodeIds       []string               `protobuf:"bytes,3,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
 	DesiredStates []TaskState            `protobuf:"varint,4,rep,packed,name=desired_states,json=desiredStates,proto3,enum=berth.v1.TaskState" json:"desired_states,omitempty"`
+	// On tasks, filters' names and name_prefixes match the task's name:
+	// SERVICE.SLOT (SERVICE.NODEID for a global task), with ".TASKID" after
+	// it for prefixes, as Docker names tasks.
+	PageToken     string `protobuf:"bytes,220,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -752,9 +790,17 @@ func (x *ListTasksRequest) GetDesiredStates() []TaskState {
 	return nil
 }
 
+func (x *ListTasksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListTasksResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tasks         []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,220,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -794,6 +840,13 @@ func (x *ListTasksResponse) GetTasks() []*Task {
 		return x.Tasks
 	}
 	return nil
+}
+
+func (x *ListTasksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetNodeRequest struct {
@@ -885,8 +938,11 @@ func (x *GetNodeResponse) GetNode() *Node {
 }
 
 type ListNodesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Filters       *ListFilters           `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Filters *ListFilters           `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	// roles keeps nodes holding these roles; empty keeps all.
+	Roles         []NodeSpec_Role `protobuf:"varint,220,rep,packed,name=roles,proto3,enum=berth.v1.NodeSpec_Role" json:"roles,omitempty"`
+	PageToken     string          `protobuf:"bytes,221,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -928,9 +984,24 @@ func (x *ListNodesRequest) GetFilters() *ListFilters {
 	return nil
 }
 
+func (x *ListNodesRequest) GetRoles() []NodeSpec_Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *ListNodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListNodesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,220,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -970,6 +1041,13 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type UpdateNodeRequest struct {
@@ -1344,6 +1422,7 @@ func (x *GetNetworkResponse) GetNetwork() *Network {
 type ListNetworksRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Filters       *ListFilters           `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	PageToken     string                 `protobuf:"bytes,220,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1385,9 +1464,17 @@ func (x *ListNetworksRequest) GetFilters() *ListFilters {
 	return nil
 }
 
+func (x *ListNetworksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListNetworksResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Networks      []*Network             `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,220,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1427,6 +1514,13 @@ func (x *ListNetworksResponse) GetNetworks() []*Network {
 		return x.Networks
 	}
 	return nil
+}
+
+func (x *ListNetworksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RemoveNetworkRequest struct {
@@ -1688,6 +1782,7 @@ func (x *GetSecretResponse) GetSecret() *Secret {
 type ListSecretsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Filters       *ListFilters           `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	PageToken     string                 `protobuf:"bytes,220,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1729,9 +1824,17 @@ func (x *ListSecretsRequest) GetFilters() *ListFilters {
 	return nil
 }
 
+func (x *ListSecretsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSecretsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Secrets       []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,220,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1771,6 +1874,13 @@ func (x *ListSecretsResponse) GetSecrets() []*Secret {
 		return x.Secrets
 	}
 	return nil
+}
+
+func (x *ListSecretsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RemoveSecretRequest struct {
@@ -3225,11 +3335,16 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\rname_prefixes\x18\x04 \x03(\tR\fnamePrefixes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"F\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x01\n" +
 	"\x13ListServicesRequest\x12/\n" +
-	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\"E\n" +
+	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\x12,\n" +
+	"\x05modes\x18\xdc\x01 \x03(\x0e2\x15.berth.v1.ServiceModeR\x05modes\x12\x17\n" +
+	"\x06status\x18\xdd\x01 \x01(\bR\x06status\x12\x1e\n" +
+	"\n" +
+	"page_token\x18\xde\x01 \x01(\tR\tpageToken\"n\n" +
 	"\x14ListServicesResponse\x12-\n" +
-	"\bservices\x18\x01 \x03(\v2\x11.berth.v1.ServiceR\bservices\"\xa5\x01\n" +
+	"\bservices\x18\x01 \x03(\v2\x11.berth.v1.ServiceR\bservices\x12'\n" +
+	"\x0fnext_page_token\x18\xdc\x01 \x01(\tR\rnextPageToken\"\xa5\x01\n" +
 	"\x14UpdateServiceRequest\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12'\n" +
@@ -3245,23 +3360,30 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\x0eGetTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"5\n" +
 	"\x0fGetTaskResponse\x12\"\n" +
-	"\x04task\x18\x01 \x01(\v2\x0e.berth.v1.TaskR\x04task\"\xbb\x01\n" +
+	"\x04task\x18\x01 \x01(\v2\x0e.berth.v1.TaskR\x04task\"\xdb\x01\n" +
 	"\x10ListTasksRequest\x12/\n" +
 	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\x12\x1f\n" +
 	"\vservice_ids\x18\x02 \x03(\tR\n" +
 	"serviceIds\x12\x19\n" +
 	"\bnode_ids\x18\x03 \x03(\tR\anodeIds\x12:\n" +
-	"\x0edesired_states\x18\x04 \x03(\x0e2\x13.berth.v1.TaskStateR\rdesiredStates\"9\n" +
+	"\x0edesired_states\x18\x04 \x03(\x0e2\x13.berth.v1.TaskStateR\rdesiredStates\x12\x1e\n" +
+	"\n" +
+	"page_token\x18\xdc\x01 \x01(\tR\tpageToken\"b\n" +
 	"\x11ListTasksResponse\x12$\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x0e.berth.v1.TaskR\x05tasks\")\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0e.berth.v1.TaskR\x05tasks\x12'\n" +
+	"\x0fnext_page_token\x18\xdc\x01 \x01(\tR\rnextPageToken\")\n" +
 	"\x0eGetNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"5\n" +
 	"\x0fGetNodeResponse\x12\"\n" +
-	"\x04node\x18\x01 \x01(\v2\x0e.berth.v1.NodeR\x04node\"C\n" +
+	"\x04node\x18\x01 \x01(\v2\x0e.berth.v1.NodeR\x04node\"\x93\x01\n" +
 	"\x10ListNodesRequest\x12/\n" +
-	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\"9\n" +
+	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\x12.\n" +
+	"\x05roles\x18\xdc\x01 \x03(\x0e2\x17.berth.v1.NodeSpec.RoleR\x05roles\x12\x1e\n" +
+	"\n" +
+	"page_token\x18\xdd\x01 \x01(\tR\tpageToken\"b\n" +
 	"\x11ListNodesResponse\x12$\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0e.berth.v1.NodeR\x05nodes\"w\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0e.berth.v1.NodeR\x05nodes\x12'\n" +
+	"\x0fnext_page_token\x18\xdc\x01 \x01(\tR\rnextPageToken\"w\n" +
 	"\x11UpdateNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fnode_version\x18\x02 \x01(\x04R\vnodeVersion\x12&\n" +
@@ -3280,11 +3402,14 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\"A\n" +
 	"\x12GetNetworkResponse\x12+\n" +
-	"\anetwork\x18\x01 \x01(\v2\x11.berth.v1.NetworkR\anetwork\"F\n" +
+	"\anetwork\x18\x01 \x01(\v2\x11.berth.v1.NetworkR\anetwork\"f\n" +
 	"\x13ListNetworksRequest\x12/\n" +
-	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\"E\n" +
+	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\x12\x1e\n" +
+	"\n" +
+	"page_token\x18\xdc\x01 \x01(\tR\tpageToken\"n\n" +
 	"\x14ListNetworksResponse\x12-\n" +
-	"\bnetworks\x18\x01 \x03(\v2\x11.berth.v1.NetworkR\bnetworks\"5\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x11.berth.v1.NetworkR\bnetworks\x12'\n" +
+	"\x0fnext_page_token\x18\xdc\x01 \x01(\tR\rnextPageToken\"5\n" +
 	"\x14RemoveNetworkRequest\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\"\x17\n" +
@@ -3296,11 +3421,14 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\x10GetSecretRequest\x12\x1b\n" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\"=\n" +
 	"\x11GetSecretResponse\x12(\n" +
-	"\x06secret\x18\x01 \x01(\v2\x10.berth.v1.SecretR\x06secret\"E\n" +
+	"\x06secret\x18\x01 \x01(\v2\x10.berth.v1.SecretR\x06secret\"e\n" +
 	"\x12ListSecretsRequest\x12/\n" +
-	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\"A\n" +
+	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\x12\x1e\n" +
+	"\n" +
+	"page_token\x18\xdc\x01 \x01(\tR\tpageToken\"j\n" +
 	"\x13ListSecretsResponse\x12*\n" +
-	"\asecrets\x18\x01 \x03(\v2\x10.berth.v1.SecretR\asecrets\"2\n" +
+	"\asecrets\x18\x01 \x03(\v2\x10.berth.v1.SecretR\asecrets\x12'\n" +
+	"\x0fnext_page_token\x18\xdc\x01 \x01(\tR\rnextPageToken\"2\n" +
 	"\x13RemoveSecretRequest\x12\x1b\n" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\"\x16\n" +
 	"\x14RemoveSecretResponse\"\x13\n" +
@@ -3518,18 +3646,19 @@ var file_berth_v1_control_proto_goTypes = []any{
 	nil,                           // 60: berth.v1.Event.AttributesEntry
 	(*ServiceSpec)(nil),           // 61: berth.v1.ServiceSpec
 	(*Service)(nil),               // 62: berth.v1.Service
-	(*Task)(nil),                  // 63: berth.v1.Task
-	(TaskState)(0),                // 64: berth.v1.TaskState
-	(*Node)(nil),                  // 65: berth.v1.Node
-	(*NodeSpec)(nil),              // 66: berth.v1.NodeSpec
-	(*NetworkSpec)(nil),           // 67: berth.v1.NetworkSpec
-	(*Network)(nil),               // 68: berth.v1.Network
-	(*SecretSpec)(nil),            // 69: berth.v1.SecretSpec
-	(*Secret)(nil),                // 70: berth.v1.Secret
-	(*Cluster)(nil),               // 71: berth.v1.Cluster
-	(*RaftMember)(nil),            // 72: berth.v1.RaftMember
-	(*ClusterSpec)(nil),           // 73: berth.v1.ClusterSpec
-	(NodeSpec_Role)(0),            // 74: berth.v1.NodeSpec.Role
+	(ServiceMode)(0),              // 63: berth.v1.ServiceMode
+	(*Task)(nil),                  // 64: berth.v1.Task
+	(TaskState)(0),                // 65: berth.v1.TaskState
+	(*Node)(nil),                  // 66: berth.v1.Node
+	(NodeSpec_Role)(0),            // 67: berth.v1.NodeSpec.Role
+	(*NodeSpec)(nil),              // 68: berth.v1.NodeSpec
+	(*NetworkSpec)(nil),           // 69: berth.v1.NetworkSpec
+	(*Network)(nil),               // 70: berth.v1.Network
+	(*SecretSpec)(nil),            // 71: berth.v1.SecretSpec
+	(*Secret)(nil),                // 72: berth.v1.Secret
+	(*Cluster)(nil),               // 73: berth.v1.Cluster
+	(*RaftMember)(nil),            // 74: berth.v1.RaftMember
+	(*ClusterSpec)(nil),           // 75: berth.v1.ClusterSpec
 }
 var file_berth_v1_control_proto_depIdxs = []int32{
 	61, // 0: berth.v1.CreateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
@@ -3537,99 +3666,101 @@ var file_berth_v1_control_proto_depIdxs = []int32{
 	62, // 2: berth.v1.GetServiceResponse.service:type_name -> berth.v1.Service
 	59, // 3: berth.v1.ListFilters.labels:type_name -> berth.v1.ListFilters.LabelsEntry
 	5,  // 4: berth.v1.ListServicesRequest.filters:type_name -> berth.v1.ListFilters
-	62, // 5: berth.v1.ListServicesResponse.services:type_name -> berth.v1.Service
-	61, // 6: berth.v1.UpdateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
-	62, // 7: berth.v1.UpdateServiceResponse.service:type_name -> berth.v1.Service
-	63, // 8: berth.v1.GetTaskResponse.task:type_name -> berth.v1.Task
-	5,  // 9: berth.v1.ListTasksRequest.filters:type_name -> berth.v1.ListFilters
-	64, // 10: berth.v1.ListTasksRequest.desired_states:type_name -> berth.v1.TaskState
-	63, // 11: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.Task
-	65, // 12: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
-	5,  // 13: berth.v1.ListNodesRequest.filters:type_name -> berth.v1.ListFilters
-	65, // 14: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
-	66, // 15: berth.v1.UpdateNodeRequest.spec:type_name -> berth.v1.NodeSpec
-	65, // 16: berth.v1.UpdateNodeResponse.node:type_name -> berth.v1.Node
-	67, // 17: berth.v1.CreateNetworkRequest.spec:type_name -> berth.v1.NetworkSpec
-	68, // 18: berth.v1.CreateNetworkResponse.network:type_name -> berth.v1.Network
-	68, // 19: berth.v1.GetNetworkResponse.network:type_name -> berth.v1.Network
-	5,  // 20: berth.v1.ListNetworksRequest.filters:type_name -> berth.v1.ListFilters
-	68, // 21: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
-	69, // 22: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
-	70, // 23: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
-	70, // 24: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
-	5,  // 25: berth.v1.ListSecretsRequest.filters:type_name -> berth.v1.ListFilters
-	70, // 26: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
-	71, // 27: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
-	72, // 28: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
-	73, // 29: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
-	71, // 30: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
-	74, // 31: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
-	63, // 32: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
-	0,  // 33: berth.v1.LogMessage.stream:type_name -> berth.v1.LogMessage.Stream
-	51, // 34: berth.v1.ExecStart.size:type_name -> berth.v1.WindowSize
-	50, // 35: berth.v1.ExecInput.start:type_name -> berth.v1.ExecStart
-	51, // 36: berth.v1.ExecInput.resize:type_name -> berth.v1.WindowSize
-	54, // 37: berth.v1.ExecOutput.started:type_name -> berth.v1.ExecStarted
-	55, // 38: berth.v1.ExecOutput.error:type_name -> berth.v1.ExecError
-	58, // 39: berth.v1.EventsMessage.event:type_name -> berth.v1.Event
-	60, // 40: berth.v1.Event.attributes:type_name -> berth.v1.Event.AttributesEntry
-	1,  // 41: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
-	3,  // 42: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
-	6,  // 43: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
-	8,  // 44: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
-	10, // 45: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
-	12, // 46: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
-	14, // 47: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
-	16, // 48: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
-	18, // 49: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
-	20, // 50: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
-	22, // 51: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
-	24, // 52: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
-	26, // 53: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
-	28, // 54: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
-	30, // 55: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
-	32, // 56: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
-	34, // 57: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
-	36, // 58: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
-	38, // 59: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
-	40, // 60: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
-	42, // 61: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
-	44, // 62: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
-	46, // 63: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
-	48, // 64: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
-	52, // 65: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
-	56, // 66: berth.v1.Control.Events:input_type -> berth.v1.EventsRequest
-	2,  // 67: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
-	4,  // 68: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
-	7,  // 69: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
-	9,  // 70: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
-	11, // 71: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
-	13, // 72: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
-	15, // 73: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
-	17, // 74: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
-	19, // 75: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
-	21, // 76: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
-	23, // 77: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
-	25, // 78: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
-	27, // 79: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
-	29, // 80: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
-	31, // 81: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
-	33, // 82: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
-	35, // 83: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
-	37, // 84: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
-	39, // 85: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
-	41, // 86: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
-	43, // 87: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
-	45, // 88: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
-	47, // 89: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
-	49, // 90: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
-	53, // 91: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
-	57, // 92: berth.v1.Control.Events:output_type -> berth.v1.EventsMessage
-	67, // [67:93] is the sub-list for method output_type
-	41, // [41:67] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	63, // 5: berth.v1.ListServicesRequest.modes:type_name -> berth.v1.ServiceMode
+	62, // 6: berth.v1.ListServicesResponse.services:type_name -> berth.v1.Service
+	61, // 7: berth.v1.UpdateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
+	62, // 8: berth.v1.UpdateServiceResponse.service:type_name -> berth.v1.Service
+	64, // 9: berth.v1.GetTaskResponse.task:type_name -> berth.v1.Task
+	5,  // 10: berth.v1.ListTasksRequest.filters:type_name -> berth.v1.ListFilters
+	65, // 11: berth.v1.ListTasksRequest.desired_states:type_name -> berth.v1.TaskState
+	64, // 12: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.Task
+	66, // 13: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
+	5,  // 14: berth.v1.ListNodesRequest.filters:type_name -> berth.v1.ListFilters
+	67, // 15: berth.v1.ListNodesRequest.roles:type_name -> berth.v1.NodeSpec.Role
+	66, // 16: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
+	68, // 17: berth.v1.UpdateNodeRequest.spec:type_name -> berth.v1.NodeSpec
+	66, // 18: berth.v1.UpdateNodeResponse.node:type_name -> berth.v1.Node
+	69, // 19: berth.v1.CreateNetworkRequest.spec:type_name -> berth.v1.NetworkSpec
+	70, // 20: berth.v1.CreateNetworkResponse.network:type_name -> berth.v1.Network
+	70, // 21: berth.v1.GetNetworkResponse.network:type_name -> berth.v1.Network
+	5,  // 22: berth.v1.ListNetworksRequest.filters:type_name -> berth.v1.ListFilters
+	70, // 23: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
+	71, // 24: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
+	72, // 25: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
+	72, // 26: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
+	5,  // 27: berth.v1.ListSecretsRequest.filters:type_name -> berth.v1.ListFilters
+	72, // 28: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
+	73, // 29: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
+	74, // 30: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
+	75, // 31: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
+	73, // 32: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
+	67, // 33: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
+	64, // 34: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
+	0,  // 35: berth.v1.LogMessage.stream:type_name -> berth.v1.LogMessage.Stream
+	51, // 36: berth.v1.ExecStart.size:type_name -> berth.v1.WindowSize
+	50, // 37: berth.v1.ExecInput.start:type_name -> berth.v1.ExecStart
+	51, // 38: berth.v1.ExecInput.resize:type_name -> berth.v1.WindowSize
+	54, // 39: berth.v1.ExecOutput.started:type_name -> berth.v1.ExecStarted
+	55, // 40: berth.v1.ExecOutput.error:type_name -> berth.v1.ExecError
+	58, // 41: berth.v1.EventsMessage.event:type_name -> berth.v1.Event
+	60, // 42: berth.v1.Event.attributes:type_name -> berth.v1.Event.AttributesEntry
+	1,  // 43: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
+	3,  // 44: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
+	6,  // 45: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
+	8,  // 46: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
+	10, // 47: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
+	12, // 48: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
+	14, // 49: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
+	16, // 50: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
+	18, // 51: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
+	20, // 52: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
+	22, // 53: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
+	24, // 54: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
+	26, // 55: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
+	28, // 56: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
+	30, // 57: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
+	32, // 58: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
+	34, // 59: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
+	36, // 60: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
+	38, // 61: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
+	40, // 62: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
+	42, // 63: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
+	44, // 64: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
+	46, // 65: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
+	48, // 66: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
+	52, // 67: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
+	56, // 68: berth.v1.Control.Events:input_type -> berth.v1.EventsRequest
+	2,  // 69: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
+	4,  // 70: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
+	7,  // 71: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
+	9,  // 72: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
+	11, // 73: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
+	13, // 74: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
+	15, // 75: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
+	17, // 76: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
+	19, // 77: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
+	21, // 78: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
+	23, // 79: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
+	25, // 80: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
+	27, // 81: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
+	29, // 82: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
+	31, // 83: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
+	33, // 84: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
+	35, // 85: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
+	37, // 86: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
+	39, // 87: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
+	41, // 88: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
+	43, // 89: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
+	45, // 90: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
+	47, // 91: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
+	49, // 92: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
+	53, // 93: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
+	57, // 94: berth.v1.Control.Events:output_type -> berth.v1.EventsMessage
+	69, // [69:95] is the sub-list for method output_type
+	43, // [43:69] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_control_proto_init() }

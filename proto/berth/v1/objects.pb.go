@@ -261,7 +261,7 @@ func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateStatus_State.Descriptor instead.
 func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{10, 0}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type ContainerStatus_Health int32
@@ -313,7 +313,7 @@ func (x ContainerStatus_Health) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ContainerStatus_Health.Descriptor instead.
 func (ContainerStatus_Health) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{13, 0}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{14, 0}
 }
 
 // Meta is bookkeeping every stored object carries.
@@ -832,8 +832,11 @@ type Service struct {
 	PreviousSpecVersion uint64        `protobuf:"varint,6,opt,name=previous_spec_version,json=previousSpecVersion,proto3" json:"previous_spec_version,omitempty"`
 	Endpoint            *Endpoint     `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	UpdateStatus        *UpdateStatus `protobuf:"bytes,8,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// status is computed by the Control API when a list asks for it
+	// (ListServicesRequest.status); it is never stored.
+	Status        *ServiceStatus `protobuf:"bytes,220,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
@@ -922,6 +925,69 @@ func (x *Service) GetUpdateStatus() *UpdateStatus {
 	return nil
 }
 
+func (x *Service) GetStatus() *ServiceStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// ServiceStatus counts a service's tasks, as Docker's ServiceStatus does.
+type ServiceStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// running_tasks are tasks running and desired running.
+	RunningTasks uint64 `protobuf:"varint,1,opt,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
+	// desired_tasks is the replica count of a replicated service; for a
+	// global one, its tasks desired running.
+	DesiredTasks  uint64 `protobuf:"varint,2,opt,name=desired_tasks,json=desiredTasks,proto3" json:"desired_tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceStatus) Reset() {
+	*x = ServiceStatus{}
+	mi := &file_berth_v1_objects_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceStatus) ProtoMessage() {}
+
+func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_objects_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceStatus.ProtoReflect.Descriptor instead.
+func (*ServiceStatus) Descriptor() ([]byte, []int) {
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ServiceStatus) GetRunningTasks() uint64 {
+	if x != nil {
+		return x.RunningTasks
+	}
+	return 0
+}
+
+func (x *ServiceStatus) GetDesiredTasks() uint64 {
+	if x != nil {
+		return x.DesiredTasks
+	}
+	return 0
+}
+
 // Endpoint is what the allocator gave a service: virtual IPs and ports.
 type Endpoint struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -934,7 +1000,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_berth_v1_objects_proto_msgTypes[8]
+	mi := &file_berth_v1_objects_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1012,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[8]
+	mi := &file_berth_v1_objects_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1025,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Endpoint) GetSpec() *EndpointSpec {
@@ -995,7 +1061,7 @@ type VirtualIP struct {
 
 func (x *VirtualIP) Reset() {
 	*x = VirtualIP{}
-	mi := &file_berth_v1_objects_proto_msgTypes[9]
+	mi := &file_berth_v1_objects_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1073,7 @@ func (x *VirtualIP) String() string {
 func (*VirtualIP) ProtoMessage() {}
 
 func (x *VirtualIP) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[9]
+	mi := &file_berth_v1_objects_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1086,7 @@ func (x *VirtualIP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualIP.ProtoReflect.Descriptor instead.
 func (*VirtualIP) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VirtualIP) GetNetworkId() string {
@@ -1050,7 +1116,7 @@ type UpdateStatus struct {
 
 func (x *UpdateStatus) Reset() {
 	*x = UpdateStatus{}
-	mi := &file_berth_v1_objects_proto_msgTypes[10]
+	mi := &file_berth_v1_objects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1128,7 @@ func (x *UpdateStatus) String() string {
 func (*UpdateStatus) ProtoMessage() {}
 
 func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[10]
+	mi := &file_berth_v1_objects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1141,7 @@ func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
 func (*UpdateStatus) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateStatus) GetState() UpdateStatus_State {
@@ -1120,17 +1186,21 @@ type Task struct {
 	// desired_state is set by managers.
 	DesiredState TaskState `protobuf:"varint,8,opt,name=desired_state,json=desiredState,proto3,enum=berth.v1.TaskState" json:"desired_state,omitempty"`
 	// status is observed by the agent (or the scheduler while pending).
-	Status        *TaskStatus                `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
-	Networks      []*NetworkAttachmentStatus `protobuf:"bytes,10,rep,name=networks,proto3" json:"networks,omitempty"`
-	Endpoint      *Endpoint                  `protobuf:"bytes,11,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	Annotations   *Annotations               `protobuf:"bytes,12,opt,name=annotations,proto3" json:"annotations,omitempty"`
+	Status      *TaskStatus                `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
+	Networks    []*NetworkAttachmentStatus `protobuf:"bytes,10,rep,name=networks,proto3" json:"networks,omitempty"`
+	Endpoint    *Endpoint                  `protobuf:"bytes,11,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Annotations *Annotations               `protobuf:"bytes,12,opt,name=annotations,proto3" json:"annotations,omitempty"`
+	// spec_networks are the service's networks (targets as network IDs) the
+	// task was made for: a change of them makes the task out of date, as a
+	// change of its spec does.
+	SpecNetworks  []*NetworkAttachment `protobuf:"bytes,220,rep,name=spec_networks,json=specNetworks,proto3" json:"spec_networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_berth_v1_objects_proto_msgTypes[11]
+	mi := &file_berth_v1_objects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1212,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[11]
+	mi := &file_berth_v1_objects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1225,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Task) GetId() string {
@@ -1242,6 +1312,13 @@ func (x *Task) GetAnnotations() *Annotations {
 	return nil
 }
 
+func (x *Task) GetSpecNetworks() []*NetworkAttachment {
+	if x != nil {
+		return x.SpecNetworks
+	}
+	return nil
+}
+
 // TaskStatus is the observed state of a task.
 type TaskStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1259,7 +1336,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_berth_v1_objects_proto_msgTypes[12]
+	mi := &file_berth_v1_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1348,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[12]
+	mi := &file_berth_v1_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1361,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -1349,7 +1426,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_berth_v1_objects_proto_msgTypes[13]
+	mi := &file_berth_v1_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1438,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[13]
+	mi := &file_berth_v1_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1451,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ContainerStatus) GetContainerId() string {
@@ -1446,7 +1523,7 @@ type NetworkAttachmentStatus struct {
 
 func (x *NetworkAttachmentStatus) Reset() {
 	*x = NetworkAttachmentStatus{}
-	mi := &file_berth_v1_objects_proto_msgTypes[14]
+	mi := &file_berth_v1_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1535,7 @@ func (x *NetworkAttachmentStatus) String() string {
 func (*NetworkAttachmentStatus) ProtoMessage() {}
 
 func (x *NetworkAttachmentStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[14]
+	mi := &file_berth_v1_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1548,7 @@ func (x *NetworkAttachmentStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentStatus.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentStatus) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NetworkAttachmentStatus) GetNetworkId() string {
@@ -1512,7 +1589,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_berth_v1_objects_proto_msgTypes[15]
+	mi := &file_berth_v1_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1601,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[15]
+	mi := &file_berth_v1_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1614,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Network) GetId() string {
@@ -1598,7 +1675,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_berth_v1_objects_proto_msgTypes[16]
+	mi := &file_berth_v1_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1687,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[16]
+	mi := &file_berth_v1_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1700,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Secret) GetId() string {
@@ -1677,7 +1754,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_berth_v1_objects_proto_msgTypes[17]
+	mi := &file_berth_v1_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1766,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[17]
+	mi := &file_berth_v1_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1779,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Cluster) GetId() string {
@@ -1783,7 +1860,7 @@ type GossipKeyRotation struct {
 
 func (x *GossipKeyRotation) Reset() {
 	*x = GossipKeyRotation{}
-	mi := &file_berth_v1_objects_proto_msgTypes[18]
+	mi := &file_berth_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +1872,7 @@ func (x *GossipKeyRotation) String() string {
 func (*GossipKeyRotation) ProtoMessage() {}
 
 func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[18]
+	mi := &file_berth_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +1885,7 @@ func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
 func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GossipKeyRotation) GetNext() []byte {
@@ -1853,7 +1930,7 @@ type RemovedNode struct {
 
 func (x *RemovedNode) Reset() {
 	*x = RemovedNode{}
-	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	mi := &file_berth_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +1942,7 @@ func (x *RemovedNode) String() string {
 func (*RemovedNode) ProtoMessage() {}
 
 func (x *RemovedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	mi := &file_berth_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +1955,7 @@ func (x *RemovedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovedNode.ProtoReflect.Descriptor instead.
 func (*RemovedNode) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RemovedNode) GetId() string {
@@ -1913,7 +1990,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_berth_v1_objects_proto_msgTypes[20]
+	mi := &file_berth_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2002,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[20]
+	mi := &file_berth_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2015,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1970,7 +2047,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_berth_v1_objects_proto_msgTypes[21]
+	mi := &file_berth_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2059,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[21]
+	mi := &file_berth_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2072,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RootCA) GetCaCert() []byte {
@@ -2033,7 +2110,7 @@ type RaftMember struct {
 
 func (x *RaftMember) Reset() {
 	*x = RaftMember{}
-	mi := &file_berth_v1_objects_proto_msgTypes[22]
+	mi := &file_berth_v1_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2122,7 @@ func (x *RaftMember) String() string {
 func (*RaftMember) ProtoMessage() {}
 
 func (x *RaftMember) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[22]
+	mi := &file_berth_v1_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2135,7 @@ func (x *RaftMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMember.ProtoReflect.Descriptor instead.
 func (*RaftMember) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RaftMember) GetNodeId() string {
@@ -2154,7 +2231,7 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12 \n" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12\x0e\n" +
 	"\x02cn\x18\x03 \x01(\tR\x02cn\x127\n" +
-	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\xe8\x02\n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\x9a\x03\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12)\n" +
@@ -2163,7 +2240,11 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\rprevious_spec\x18\x05 \x01(\v2\x15.berth.v1.ServiceSpecR\fpreviousSpec\x122\n" +
 	"\x15previous_spec_version\x18\x06 \x01(\x04R\x13previousSpecVersion\x12.\n" +
 	"\bendpoint\x18\a \x01(\v2\x12.berth.v1.EndpointR\bendpoint\x12;\n" +
-	"\rupdate_status\x18\b \x01(\v2\x16.berth.v1.UpdateStatusR\fupdateStatus\"\x98\x01\n" +
+	"\rupdate_status\x18\b \x01(\v2\x16.berth.v1.UpdateStatusR\fupdateStatus\x120\n" +
+	"\x06status\x18\xdc\x01 \x01(\v2\x17.berth.v1.ServiceStatusR\x06status\"Y\n" +
+	"\rServiceStatus\x12#\n" +
+	"\rrunning_tasks\x18\x01 \x01(\x04R\frunningTasks\x12#\n" +
+	"\rdesired_tasks\x18\x02 \x01(\x04R\fdesiredTasks\"\x98\x01\n" +
 	"\bEndpoint\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.berth.v1.EndpointSpecR\x04spec\x12*\n" +
 	"\x05ports\x18\x02 \x03(\v2\x14.berth.v1.PortConfigR\x05ports\x124\n" +
@@ -2186,7 +2267,7 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\x0fSTATE_COMPLETED\x10\x03\x12\x1a\n" +
 	"\x16STATE_ROLLBACK_STARTED\x10\x04\x12\x19\n" +
 	"\x15STATE_ROLLBACK_PAUSED\x10\x05\x12\x1c\n" +
-	"\x18STATE_ROLLBACK_COMPLETED\x10\x06\"\xe1\x03\n" +
+	"\x18STATE_ROLLBACK_COMPLETED\x10\x06\"\xa4\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12\x1d\n" +
@@ -2201,7 +2282,8 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\bnetworks\x18\n" +
 	" \x03(\v2!.berth.v1.NetworkAttachmentStatusR\bnetworks\x12.\n" +
 	"\bendpoint\x18\v \x01(\v2\x12.berth.v1.EndpointR\bendpoint\x127\n" +
-	"\vannotations\x18\f \x01(\v2\x15.berth.v1.AnnotationsR\vannotations\"\x82\x02\n" +
+	"\vannotations\x18\f \x01(\v2\x15.berth.v1.AnnotationsR\vannotations\x12A\n" +
+	"\rspec_networks\x18\xdc\x01 \x03(\v2\x1b.berth.v1.NetworkAttachmentR\fspecNetworks\"\x82\x02\n" +
 	"\n" +
 	"TaskStatus\x12)\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x13.berth.v1.TaskStateR\x05state\x128\n" +
@@ -2310,7 +2392,7 @@ func file_berth_v1_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_berth_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_berth_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_berth_v1_objects_proto_goTypes = []any{
 	(TaskState)(0),                  // 0: berth.v1.TaskState
 	(NodeStatus_State)(0),           // 1: berth.v1.NodeStatus.State
@@ -2325,95 +2407,99 @@ var file_berth_v1_objects_proto_goTypes = []any{
 	(*ManagerStatus)(nil),           // 10: berth.v1.ManagerStatus
 	(*Certificate)(nil),             // 11: berth.v1.Certificate
 	(*Service)(nil),                 // 12: berth.v1.Service
-	(*Endpoint)(nil),                // 13: berth.v1.Endpoint
-	(*VirtualIP)(nil),               // 14: berth.v1.VirtualIP
-	(*UpdateStatus)(nil),            // 15: berth.v1.UpdateStatus
-	(*Task)(nil),                    // 16: berth.v1.Task
-	(*TaskStatus)(nil),              // 17: berth.v1.TaskStatus
-	(*ContainerStatus)(nil),         // 18: berth.v1.ContainerStatus
-	(*NetworkAttachmentStatus)(nil), // 19: berth.v1.NetworkAttachmentStatus
-	(*Network)(nil),                 // 20: berth.v1.Network
-	(*Secret)(nil),                  // 21: berth.v1.Secret
-	(*Cluster)(nil),                 // 22: berth.v1.Cluster
-	(*GossipKeyRotation)(nil),       // 23: berth.v1.GossipKeyRotation
-	(*RemovedNode)(nil),             // 24: berth.v1.RemovedNode
-	(*JoinTokens)(nil),              // 25: berth.v1.JoinTokens
-	(*RootCA)(nil),                  // 26: berth.v1.RootCA
-	(*RaftMember)(nil),              // 27: berth.v1.RaftMember
-	nil,                             // 28: berth.v1.NodeDescription.EngineLabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
-	(*NodeSpec)(nil),                // 30: berth.v1.NodeSpec
-	(NodeSpec_Role)(0),              // 31: berth.v1.NodeSpec.Role
-	(*ResourceSet)(nil),             // 32: berth.v1.ResourceSet
-	(*ServiceSpec)(nil),             // 33: berth.v1.ServiceSpec
-	(*EndpointSpec)(nil),            // 34: berth.v1.EndpointSpec
-	(*PortConfig)(nil),              // 35: berth.v1.PortConfig
-	(*TaskSpec)(nil),                // 36: berth.v1.TaskSpec
-	(*Annotations)(nil),             // 37: berth.v1.Annotations
-	(*NetworkSpec)(nil),             // 38: berth.v1.NetworkSpec
-	(*SecretSpec)(nil),              // 39: berth.v1.SecretSpec
-	(*ClusterSpec)(nil),             // 40: berth.v1.ClusterSpec
+	(*ServiceStatus)(nil),           // 13: berth.v1.ServiceStatus
+	(*Endpoint)(nil),                // 14: berth.v1.Endpoint
+	(*VirtualIP)(nil),               // 15: berth.v1.VirtualIP
+	(*UpdateStatus)(nil),            // 16: berth.v1.UpdateStatus
+	(*Task)(nil),                    // 17: berth.v1.Task
+	(*TaskStatus)(nil),              // 18: berth.v1.TaskStatus
+	(*ContainerStatus)(nil),         // 19: berth.v1.ContainerStatus
+	(*NetworkAttachmentStatus)(nil), // 20: berth.v1.NetworkAttachmentStatus
+	(*Network)(nil),                 // 21: berth.v1.Network
+	(*Secret)(nil),                  // 22: berth.v1.Secret
+	(*Cluster)(nil),                 // 23: berth.v1.Cluster
+	(*GossipKeyRotation)(nil),       // 24: berth.v1.GossipKeyRotation
+	(*RemovedNode)(nil),             // 25: berth.v1.RemovedNode
+	(*JoinTokens)(nil),              // 26: berth.v1.JoinTokens
+	(*RootCA)(nil),                  // 27: berth.v1.RootCA
+	(*RaftMember)(nil),              // 28: berth.v1.RaftMember
+	nil,                             // 29: berth.v1.NodeDescription.EngineLabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*NodeSpec)(nil),                // 31: berth.v1.NodeSpec
+	(NodeSpec_Role)(0),              // 32: berth.v1.NodeSpec.Role
+	(*ResourceSet)(nil),             // 33: berth.v1.ResourceSet
+	(*ServiceSpec)(nil),             // 34: berth.v1.ServiceSpec
+	(*EndpointSpec)(nil),            // 35: berth.v1.EndpointSpec
+	(*PortConfig)(nil),              // 36: berth.v1.PortConfig
+	(*TaskSpec)(nil),                // 37: berth.v1.TaskSpec
+	(*Annotations)(nil),             // 38: berth.v1.Annotations
+	(*NetworkAttachment)(nil),       // 39: berth.v1.NetworkAttachment
+	(*NetworkSpec)(nil),             // 40: berth.v1.NetworkSpec
+	(*SecretSpec)(nil),              // 41: berth.v1.SecretSpec
+	(*ClusterSpec)(nil),             // 42: berth.v1.ClusterSpec
 }
 var file_berth_v1_objects_proto_depIdxs = []int32{
-	29, // 0: berth.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	29, // 1: berth.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 0: berth.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	30, // 1: berth.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: berth.v1.Node.meta:type_name -> berth.v1.Meta
-	30, // 3: berth.v1.Node.spec:type_name -> berth.v1.NodeSpec
+	31, // 3: berth.v1.Node.spec:type_name -> berth.v1.NodeSpec
 	7,  // 4: berth.v1.Node.description:type_name -> berth.v1.NodeDescription
 	9,  // 5: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
 	10, // 6: berth.v1.Node.manager_status:type_name -> berth.v1.ManagerStatus
-	31, // 7: berth.v1.Node.role:type_name -> berth.v1.NodeSpec.Role
+	32, // 7: berth.v1.Node.role:type_name -> berth.v1.NodeSpec.Role
 	11, // 8: berth.v1.Node.certificate:type_name -> berth.v1.Certificate
 	8,  // 9: berth.v1.NodeDescription.platform:type_name -> berth.v1.Platform
-	32, // 10: berth.v1.NodeDescription.resources:type_name -> berth.v1.ResourceSet
-	28, // 11: berth.v1.NodeDescription.engine_labels:type_name -> berth.v1.NodeDescription.EngineLabelsEntry
+	33, // 10: berth.v1.NodeDescription.resources:type_name -> berth.v1.ResourceSet
+	29, // 11: berth.v1.NodeDescription.engine_labels:type_name -> berth.v1.NodeDescription.EngineLabelsEntry
 	1,  // 12: berth.v1.NodeStatus.state:type_name -> berth.v1.NodeStatus.State
-	29, // 13: berth.v1.NodeStatus.changed_at:type_name -> google.protobuf.Timestamp
+	30, // 13: berth.v1.NodeStatus.changed_at:type_name -> google.protobuf.Timestamp
 	2,  // 14: berth.v1.ManagerStatus.reachability:type_name -> berth.v1.ManagerStatus.Reachability
-	29, // 15: berth.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	30, // 15: berth.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	5,  // 16: berth.v1.Service.meta:type_name -> berth.v1.Meta
-	33, // 17: berth.v1.Service.spec:type_name -> berth.v1.ServiceSpec
-	33, // 18: berth.v1.Service.previous_spec:type_name -> berth.v1.ServiceSpec
-	13, // 19: berth.v1.Service.endpoint:type_name -> berth.v1.Endpoint
-	15, // 20: berth.v1.Service.update_status:type_name -> berth.v1.UpdateStatus
-	34, // 21: berth.v1.Endpoint.spec:type_name -> berth.v1.EndpointSpec
-	35, // 22: berth.v1.Endpoint.ports:type_name -> berth.v1.PortConfig
-	14, // 23: berth.v1.Endpoint.virtual_ips:type_name -> berth.v1.VirtualIP
-	3,  // 24: berth.v1.UpdateStatus.state:type_name -> berth.v1.UpdateStatus.State
-	29, // 25: berth.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	29, // 26: berth.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	5,  // 27: berth.v1.Task.meta:type_name -> berth.v1.Meta
-	36, // 28: berth.v1.Task.spec:type_name -> berth.v1.TaskSpec
-	0,  // 29: berth.v1.Task.desired_state:type_name -> berth.v1.TaskState
-	17, // 30: berth.v1.Task.status:type_name -> berth.v1.TaskStatus
-	19, // 31: berth.v1.Task.networks:type_name -> berth.v1.NetworkAttachmentStatus
-	13, // 32: berth.v1.Task.endpoint:type_name -> berth.v1.Endpoint
-	37, // 33: berth.v1.Task.annotations:type_name -> berth.v1.Annotations
-	0,  // 34: berth.v1.TaskStatus.state:type_name -> berth.v1.TaskState
-	29, // 35: berth.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	18, // 36: berth.v1.TaskStatus.container:type_name -> berth.v1.ContainerStatus
-	35, // 37: berth.v1.TaskStatus.ports:type_name -> berth.v1.PortConfig
-	29, // 38: berth.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
-	29, // 39: berth.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
-	4,  // 40: berth.v1.ContainerStatus.health:type_name -> berth.v1.ContainerStatus.Health
-	5,  // 41: berth.v1.Network.meta:type_name -> berth.v1.Meta
-	38, // 42: berth.v1.Network.spec:type_name -> berth.v1.NetworkSpec
-	5,  // 43: berth.v1.Secret.meta:type_name -> berth.v1.Meta
-	39, // 44: berth.v1.Secret.spec:type_name -> berth.v1.SecretSpec
-	5,  // 45: berth.v1.Cluster.meta:type_name -> berth.v1.Meta
-	40, // 46: berth.v1.Cluster.spec:type_name -> berth.v1.ClusterSpec
-	25, // 47: berth.v1.Cluster.join_tokens:type_name -> berth.v1.JoinTokens
-	26, // 48: berth.v1.Cluster.root_ca:type_name -> berth.v1.RootCA
-	23, // 49: berth.v1.Cluster.gossip_rotation:type_name -> berth.v1.GossipKeyRotation
-	29, // 50: berth.v1.GossipKeyRotation.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 51: berth.v1.RemovedNode.meta:type_name -> berth.v1.Meta
-	29, // 52: berth.v1.RemovedNode.removed_at:type_name -> google.protobuf.Timestamp
-	2,  // 53: berth.v1.RaftMember.reachability:type_name -> berth.v1.ManagerStatus.Reachability
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	34, // 17: berth.v1.Service.spec:type_name -> berth.v1.ServiceSpec
+	34, // 18: berth.v1.Service.previous_spec:type_name -> berth.v1.ServiceSpec
+	14, // 19: berth.v1.Service.endpoint:type_name -> berth.v1.Endpoint
+	16, // 20: berth.v1.Service.update_status:type_name -> berth.v1.UpdateStatus
+	13, // 21: berth.v1.Service.status:type_name -> berth.v1.ServiceStatus
+	35, // 22: berth.v1.Endpoint.spec:type_name -> berth.v1.EndpointSpec
+	36, // 23: berth.v1.Endpoint.ports:type_name -> berth.v1.PortConfig
+	15, // 24: berth.v1.Endpoint.virtual_ips:type_name -> berth.v1.VirtualIP
+	3,  // 25: berth.v1.UpdateStatus.state:type_name -> berth.v1.UpdateStatus.State
+	30, // 26: berth.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	30, // 27: berth.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	5,  // 28: berth.v1.Task.meta:type_name -> berth.v1.Meta
+	37, // 29: berth.v1.Task.spec:type_name -> berth.v1.TaskSpec
+	0,  // 30: berth.v1.Task.desired_state:type_name -> berth.v1.TaskState
+	18, // 31: berth.v1.Task.status:type_name -> berth.v1.TaskStatus
+	20, // 32: berth.v1.Task.networks:type_name -> berth.v1.NetworkAttachmentStatus
+	14, // 33: berth.v1.Task.endpoint:type_name -> berth.v1.Endpoint
+	38, // 34: berth.v1.Task.annotations:type_name -> berth.v1.Annotations
+	39, // 35: berth.v1.Task.spec_networks:type_name -> berth.v1.NetworkAttachment
+	0,  // 36: berth.v1.TaskStatus.state:type_name -> berth.v1.TaskState
+	30, // 37: berth.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	19, // 38: berth.v1.TaskStatus.container:type_name -> berth.v1.ContainerStatus
+	36, // 39: berth.v1.TaskStatus.ports:type_name -> berth.v1.PortConfig
+	30, // 40: berth.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
+	30, // 41: berth.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 42: berth.v1.ContainerStatus.health:type_name -> berth.v1.ContainerStatus.Health
+	5,  // 43: berth.v1.Network.meta:type_name -> berth.v1.Meta
+	40, // 44: berth.v1.Network.spec:type_name -> berth.v1.NetworkSpec
+	5,  // 45: berth.v1.Secret.meta:type_name -> berth.v1.Meta
+	41, // 46: berth.v1.Secret.spec:type_name -> berth.v1.SecretSpec
+	5,  // 47: berth.v1.Cluster.meta:type_name -> berth.v1.Meta
+	42, // 48: berth.v1.Cluster.spec:type_name -> berth.v1.ClusterSpec
+	26, // 49: berth.v1.Cluster.join_tokens:type_name -> berth.v1.JoinTokens
+	27, // 50: berth.v1.Cluster.root_ca:type_name -> berth.v1.RootCA
+	24, // 51: berth.v1.Cluster.gossip_rotation:type_name -> berth.v1.GossipKeyRotation
+	30, // 52: berth.v1.GossipKeyRotation.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 53: berth.v1.RemovedNode.meta:type_name -> berth.v1.Meta
+	30, // 54: berth.v1.RemovedNode.removed_at:type_name -> google.protobuf.Timestamp
+	2,  // 55: berth.v1.RaftMember.reachability:type_name -> berth.v1.ManagerStatus.Reachability
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_objects_proto_init() }
@@ -2428,7 +2514,7 @@ func file_berth_v1_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_objects_proto_rawDesc), len(file_berth_v1_objects_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
