@@ -191,6 +191,9 @@ func newTask(s *pb.Service, u unit, now time.Time) *pb.Task {
 			Message:   "pending task scheduling",
 		},
 	}
+	for _, n := range s.GetSpec().GetNetworks() {
+		t.SpecNetworks = append(t.SpecNetworks, proto.Clone(n).(*pb.NetworkAttachment))
+	}
 	t.Endpoint = taskEndpoint(s)
 	return t
 }

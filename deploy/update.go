@@ -116,6 +116,12 @@ func (p rolloutPlan) empty() bool {
 //     the policy gives up (see retryAt).
 //   - With no dirty or busy unit left, the update completes once monitor
 //     has passed since its last task came up.
+//   - A global service's units on paused nodes take no part in an update
+//     (their tasks keep the old spec while the node is paused). A dirty
+//     global unit under a finished update is such a unit back from pause:
+//     it is replaced at once, stop-first, with no update status and none
+//     of the update settings, as Swarm's global orchestrator does (see
+//     catchUp).
 func planRollout(in rollout) rolloutPlan {
 	svc := in.svc
 	p := rolloutPlan{service: svc.GetId(), version: svc.GetSpecVersion()}
@@ -128,6 +134,14 @@ func planRollout(in rollout) rolloutPlan {
 	case stPaused, stRollbackPaused:
 		return p
 	case stUpdating, stRollbackStarted:
+	case stCompleted, stRollbackCompleted:
+		if len(sv.dirty) == 0 {
+			return p
+		}
+		if svc.GetSpec().GetMode() == pb.ServiceMode_SERVICE_MODE_GLOBAL {
+			return catchUp(p, sv.dirty, svc, in.now)
+		}
+		fallthrough
 	default:
 		if len(sv.dirty) == 0 {
 			return p
@@ -247,9 +261,24 @@ func liveTasks(tasks []*pb.Task, svc *pb.Service) (cur, old []*pb.Task) {
 	return cur, old
 }
 
-// isCurrent reports whether a task runs the service's current task spec.
+// isCurrent reports whether a task runs the service's current task spec
+// and joins the service's current networks.
 func isCurrent(t *pb.Task, svc *pb.Service) bool {
-	return proto.Equal(t.GetSpec(), svc.GetSpec().GetTask())
+	return proto.Equal(t.GetSpec(), svc.GetSpec().GetTask()) &&
+		sameNetworks(t.GetSpecNetworks(), svc.GetSpec().GetNetworks())
+}
+
+// TasksChange reports whether going from spec a to spec b changes what a
+// service's tasks run: their task spec or the networks they join (Swarm
+// keeps networks in the task spec for this reason). A change of anything
+// else, such as replicas or labels, leaves the tasks as they are.
+func TasksChange(a, b *pb.ServiceSpec) bool {
+	return !proto.Equal(a.GetTask(), b.GetTask()) || !sameNetworks(a.GetNetworks(), b.GetNetworks())
+}
+
+// sameNetworks compares two lists of network attachments, in order.
+func sameNetworks(a, b []*pb.NetworkAttachment) bool {
+	return slices.EqualFunc(a, b, func(x, y *pb.NetworkAttachment) bool { return proto.Equal(x, y) })
 }
 
 // up reports whether a task counts as running for an update: running, and
@@ -372,6 +401,19 @@ func complete(p rolloutPlan, st *pb.UpdateStatus, state updateState, at, now tim
 		st.State, st.Message = stRollbackCompleted, msgRollbackCompleted
 	}
 	p.status = st
+	return p
+}
+
+// catchUp replaces the dirty units of a global service whose update has
+// finished: nodes that were paused during it and are active again. As in
+// Swarm (reconcileOneNode), this is not a rolling update — it observes no
+// parallelism, delay or failure action and leaves the update status as it
+// is — the node's task is brought up to date the way a node that joins
+// gets its first one.
+func catchUp(p rolloutPlan, dirty []unitTasks, svc *pb.Service, now time.Time) rolloutPlan {
+	for _, ut := range dirty {
+		p.replace = append(p.replace, replaceUnit(ut, svc, pb.UpdateConfig_ORDER_STOP_FIRST, now))
+	}
 	return p
 }
 

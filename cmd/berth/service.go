@@ -221,7 +221,7 @@ func printServices(cmd *cobra.Command, svcs []*pb.Service, tasks []*pb.Task) err
 func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	var f serviceFlags
 	var image, args string
-	var envAdd, envRm, lblAdd, lblRm, conAdd, conRm, pubAdd, pubRm, secAdd, secRm []string
+	var envAdd, envRm, lblAdd, lblRm, conAdd, conRm, pubAdd, pubRm, secAdd, secRm, netAdd, netRm []string
 	var force, rollback, detach bool
 	var ra registryAuthFlags
 	cmd := &cobra.Command{Use: "update [OPTIONS] SERVICE", Short: "Change a service's spec (a rolling update)", Args: cobra.ExactArgs(1)}
@@ -240,6 +240,8 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVar(&pubRm, "publish-rm", nil, "unpublish a target port")
 	fs.StringArrayVar(&secAdd, "secret-add", nil, secretFlagHelp)
 	fs.StringArrayVar(&secRm, "secret-rm", nil, "stop exposing a secret, by name or target (repeatable)")
+	fs.StringArrayVar(&netAdd, "network-add", nil, "attach a network: NAME, or name=NAME,alias=ALIAS[,alias=...] (repeatable)")
+	fs.StringArrayVar(&netRm, "network-rm", nil, "detach a network, by name or ID (repeatable)")
 	fs.BoolVar(&force, "force", false, "redeploy every task even if nothing changed")
 	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec (as `berth service rollback`)")
 	fs.BoolVarP(&detach, "detach", "d", false, "return at once instead of following the rolling update")
@@ -279,6 +281,9 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 					return err
 				}
 				if err := editSecrets(ct, secAdd, secRm); err != nil {
+					return err
+				}
+				if err := editNetworks(ctx, c, spec, netAdd, netRm); err != nil {
 					return err
 				}
 				if force {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"berth/deploy"
 	"berth/internal/ids"
 	"berth/manager/validate"
 	pb "berth/proto/berth/v1"
@@ -177,7 +178,8 @@ func (s *Server) UpdateService(ctx context.Context, req *pb.UpdateServiceRequest
 }
 
 // nextUpdateStatus is a service's update status after a spec change: a
-// rollback starts one; a change of what tasks run starts an update, which
+// rollback starts one; a change of what tasks run (deploy.TasksChange:
+// their spec or networks) starts an update, which
 // supersedes one in progress and resumes a paused one (Docker Swarm's
 // rule); a change of replicas alone keeps the status as it was.
 func nextUpdateStatus(cur *pb.Service, next *pb.ServiceSpec, rollback bool, now time.Time) *pb.UpdateStatus {
@@ -185,7 +187,7 @@ func nextUpdateStatus(cur *pb.Service, next *pb.ServiceSpec, rollback bool, now 
 	switch {
 	case rollback:
 		return &pb.UpdateStatus{State: pb.UpdateStatus_STATE_ROLLBACK_STARTED, StartedAt: timestamppb.New(now), Message: "manually requested rollback"}
-	case !proto.Equal(cur.GetSpec().GetTask(), next.GetTask()),
+	case deploy.TasksChange(cur.GetSpec(), next),
 		st.GetState() == pb.UpdateStatus_STATE_PAUSED, st.GetState() == pb.UpdateStatus_STATE_ROLLBACK_PAUSED:
 		return &pb.UpdateStatus{State: pb.UpdateStatus_STATE_UPDATING, StartedAt: timestamppb.New(now), Message: "update in progress"}
 	}
