@@ -56,22 +56,35 @@ set when the cluster was created).`,
 func newNetworkLsCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List networks", Args: cobra.NoArgs}
 	format := addFormatFlag(cmd, "table")
+	lf := addListFlags(cmd, "id", "name", "label")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkFormat(*format); err != nil {
 			return err
 		}
+		f, err := lf.parse()
+		if err != nil {
+			return err
+		}
+		req := &pb.ListNetworksRequest{Filters: common(f)}
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			r, err := c.ListNetworks(ctx, &pb.ListNetworksRequest{})
+			nets, err := listAll(ctx, func(ctx context.Context, token string) ([]*pb.Network, string, error) {
+				req.PageToken = token
+				r, err := c.ListNetworks(ctx, req)
+				return r.GetNetworks(), r.GetNextPageToken(), err
+			})
 			if err != nil {
 				return err
-			}
-			nets := r.GetNetworks()
-			if *format == "json" {
-				return printJSON(cmd.OutOrStdout(), nets)
 			}
 			sort.Slice(nets, func(i, j int) bool {
 				return nets[i].GetSpec().GetAnnotations().GetName() < nets[j].GetSpec().GetAnnotations().GetName()
 			})
+			switch {
+			case lf.quiet:
+				printIDs(cmd.OutOrStdout(), nets, (*pb.Network).GetId)
+				return nil
+			case *format == "json":
+				return printJSON(cmd.OutOrStdout(), nets)
+			}
 			rows := [][]string{{"ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "VNI", "ATTACHABLE", "LABELS"}}
 			for _, n := range nets {
 				rows = append(rows, []string{n.GetId(), n.GetSpec().GetAnnotations().GetName(), n.GetSpec().GetDriver(),

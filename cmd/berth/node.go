@@ -21,39 +21,6 @@ func newNodeCmd(g *globalOpts) *cobra.Command {
 	return cmd
 }
 
-func newNodeLsCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List nodes", Args: cobra.NoArgs}
-	format := addFormatFlag(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkFormat(*format); err != nil {
-			return err
-		}
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			r, err := c.ListNodes(ctx, &pb.ListNodesRequest{})
-			if err != nil {
-				return err
-			}
-			nodes := r.GetNodes()
-			if *format == "json" {
-				return printJSON(cmd.OutOrStdout(), nodes)
-			}
-			sort.Slice(nodes, func(i, j int) bool {
-				return nodes[i].GetDescription().GetHostname() < nodes[j].GetDescription().GetHostname()
-			})
-			rows := [][]string{{"ID", "HOSTNAME", "STATUS", "AVAILABILITY", "ROLE", "MANAGER STATUS", "ADDRESS", "LABELS"}}
-			for _, n := range nodes {
-				rows = append(rows, []string{n.GetId(), n.GetDescription().GetHostname(),
-					lowerEnum(n.GetStatus().GetState().String(), "STATE_"),
-					lowerEnum(n.GetSpec().GetAvailability().String(), "AVAILABILITY_"),
-					lowerEnum(n.GetRole().String(), "ROLE_"), managerStatus(n), n.GetDescription().GetAddr(),
-					labelString(n.GetSpec().GetAnnotations().GetLabels())})
-			}
-			return table(cmd.OutOrStdout(), rows)
-		})
-	}
-	return cmd
-}
-
 func managerStatus(n *pb.Node) string {
 	ms := n.GetManagerStatus()
 	if ms == nil {

@@ -77,22 +77,30 @@ func readSecretData(stdin io.Reader, file string) ([]byte, error) {
 func newSecretLsCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List secrets (never their values)", Args: cobra.NoArgs}
 	format := addFormatFlag(cmd, "table")
-	quiet := cmd.Flags().BoolP("quiet", "q", false, "print IDs only")
+	lf := addListFlags(cmd, "id", "name", "label")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkFormat(*format); err != nil {
 			return err
 		}
+		f, err := lf.parse()
+		if err != nil {
+			return err
+		}
+		req := &pb.ListSecretsRequest{Filters: common(f)}
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			r, err := c.ListSecrets(ctx, &pb.ListSecretsRequest{})
+			secs, err := listAll(ctx, func(ctx context.Context, token string) ([]*pb.Secret, string, error) {
+				req.PageToken = token
+				r, err := c.ListSecrets(ctx, req)
+				return r.GetSecrets(), r.GetNextPageToken(), err
+			})
 			if err != nil {
 				return err
 			}
-			secs := r.GetSecrets()
 			sort.Slice(secs, func(i, j int) bool {
 				return secs[i].GetSpec().GetAnnotations().GetName() < secs[j].GetSpec().GetAnnotations().GetName()
 			})
 			switch {
-			case *quiet:
+			case lf.quiet:
 				for _, s := range secs {
 					fmt.Fprintln(cmd.OutOrStdout(), s.GetId())
 				}

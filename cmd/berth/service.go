@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
@@ -165,57 +163,6 @@ func defaultName(image string) string {
 	n, _, _ = strings.Cut(n, "@")
 	n, _, _ = strings.Cut(n, ":")
 	return n
-}
-
-func newServiceLsCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List services", Args: cobra.NoArgs}
-	format := addFormatFlag(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkFormat(*format); err != nil {
-			return err
-		}
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			svcs, err := c.ListServices(ctx, &pb.ListServicesRequest{})
-			if err != nil {
-				return err
-			}
-			if *format == "json" {
-				return printJSON(cmd.OutOrStdout(), svcs.GetServices())
-			}
-			tasks, err := c.ListTasks(ctx, &pb.ListTasksRequest{})
-			if err != nil {
-				return err
-			}
-			return printServices(cmd, svcs.GetServices(), tasks.GetTasks())
-		})
-	}
-	return cmd
-}
-
-func printServices(cmd *cobra.Command, svcs []*pb.Service, tasks []*pb.Task) error {
-	running := map[string]int{}
-	for _, t := range tasks {
-		if t.GetStatus().GetState() == pb.TaskState_TASK_STATE_RUNNING && t.GetDesiredState() == pb.TaskState_TASK_STATE_RUNNING {
-			running[t.GetServiceId()]++
-		}
-	}
-	sort.Slice(svcs, func(i, j int) bool {
-		return svcs[i].GetSpec().GetAnnotations().GetName() < svcs[j].GetSpec().GetAnnotations().GetName()
-	})
-	rows := [][]string{{"ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS", "UPDATE"}}
-	for _, s := range svcs {
-		mode, replicas := "replicated", fmt.Sprintf("%d/%d", running[s.GetId()], s.GetSpec().GetReplicas())
-		if s.GetSpec().GetMode() == pb.ServiceMode_SERVICE_MODE_GLOBAL {
-			mode, replicas = "global", strconv.Itoa(running[s.GetId()])
-		}
-		var ports []string
-		for _, p := range s.GetSpec().GetEndpoint().GetPorts() {
-			ports = append(ports, fmt.Sprintf("*:%d->%d/%s", p.GetPublishedPort(), p.GetTargetPort(), lowerEnum(p.GetProtocol().String(), "PROTOCOL_")))
-		}
-		rows = append(rows, []string{shortID(s.GetId()), s.GetSpec().GetAnnotations().GetName(), mode, replicas,
-			s.GetSpec().GetTask().GetContainer().GetImage(), strings.Join(ports, ","), updateState(s.GetUpdateStatus())})
-	}
-	return table(cmd.OutOrStdout(), rows)
 }
 
 func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
@@ -414,72 +361,4 @@ func newServiceRmCmd(g *globalOpts) *cobra.Command {
 			})
 		},
 	}
-}
-
-func newServicePsCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "ps SERVICE", Short: "List a service's tasks, with history", Args: cobra.ExactArgs(1)}
-	format := addFormatFlag(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*format); err != nil {
-			return err
-		}
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			svc, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: args[0]})
-			if err != nil {
-				return err
-			}
-			tasks, err := c.ListTasks(ctx, &pb.ListTasksRequest{ServiceIds: []string{svc.GetService().GetId()}})
-			if err != nil {
-				return err
-			}
-			if *format == "json" {
-				return printJSON(cmd.OutOrStdout(), tasks.GetTasks())
-			}
-			nodes, err := c.ListNodes(ctx, &pb.ListNodesRequest{})
-			if err != nil {
-				return err
-			}
-			return printTasks(cmd, svc.GetService(), tasks.GetTasks(), nodes.GetNodes(), time.Now())
-		})
-	}
-	return cmd
-}
-
-func printTasks(cmd *cobra.Command, svc *pb.Service, tasks []*pb.Task, nodes []*pb.Node, now time.Time) error {
-	hostnames := map[string]string{}
-	for _, n := range nodes {
-		hostnames[n.GetId()] = n.GetDescription().GetHostname()
-	}
-	sort.Slice(tasks, func(i, j int) bool {
-		a, b := tasks[i], tasks[j]
-		if a.GetSlot() != b.GetSlot() {
-			return a.GetSlot() < b.GetSlot()
-		}
-		if a.GetSlot() == 0 && a.GetNodeId() != b.GetNodeId() {
-			return a.GetNodeId() < b.GetNodeId()
-		}
-		return a.GetMeta().GetCreatedAt().AsTime().After(b.GetMeta().GetCreatedAt().AsTime())
-	})
-	rows := [][]string{{"ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"}}
-	name := svc.GetSpec().GetAnnotations().GetName()
-	prev := ""
-	for _, t := range tasks {
-		tname := fmt.Sprintf("%s.%d", name, t.GetSlot())
-		if t.GetSlot() == 0 {
-			tname = name + "." + shortID(t.GetNodeId())
-		}
-		shown := tname
-		if tname == prev {
-			shown = ` \_ ` + tname
-		}
-		prev = tname
-		state := lowerEnum(t.GetStatus().GetState().String(), "TASK_STATE_")
-		if ts := t.GetStatus().GetTimestamp(); ts != nil {
-			state += " " + ago(ts.AsTime(), now)
-		}
-		state += healthNote(t)
-		rows = append(rows, []string{shortID(t.GetId()), shown, t.GetSpec().GetContainer().GetImage(), hostnames[t.GetNodeId()],
-			lowerEnum(t.GetDesiredState().String(), "TASK_STATE_"), state, taskErr(t)})
-	}
-	return table(cmd.OutOrStdout(), rows)
 }

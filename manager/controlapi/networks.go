@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -71,25 +72,27 @@ func (s *Server) GetNetwork(ctx context.Context, req *pb.GetNetworkRequest) (*pb
 	return &pb.GetNetworkResponse{Network: n}, nil
 }
 
-// ListNetworks lists networks.
+// ListNetworks lists networks by ID, name and label, a page at a time.
 func (s *Server) ListNetworks(ctx context.Context, req *pb.ListNetworksRequest) (*pb.ListNetworksResponse, error) {
-	if err := validate.Filters(req.GetFilters()); err != nil {
+	if err := firstErr(validate.Filters(req.GetFilters()), validate.PageToken(req.GetPageToken())); err != nil {
 		return nil, toStatus(err)
 	}
-	var out []*pb.Network
+	resp := &pb.ListNetworksResponse{}
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		all, err := tx.FindNetworks(store.All)
-		for _, n := range all {
-			if matches(req.GetFilters(), n.GetId(), n.GetSpec().GetAnnotations()) {
-				out = append(out, n)
-			}
+		if err != nil {
+			return err
 		}
-		return err
+		all = slices.DeleteFunc(all, func(n *pb.Network) bool {
+			return !matches(req.GetFilters(), n.GetId(), n.GetSpec().GetAnnotations())
+		})
+		resp.Networks, resp.NextPageToken = page(all, (*pb.Network).GetId, req.GetPageToken(), pageBudget, same[*pb.Network])
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pb.ListNetworksResponse{Networks: out}, nil
+	return resp, nil
 }
 
 // RemoveNetwork removes a network no service uses.

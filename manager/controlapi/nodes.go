@@ -2,6 +2,7 @@ package controlapi
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -34,29 +35,33 @@ func (s *Server) GetNode(ctx context.Context, req *pb.GetNodeRequest) (*pb.GetNo
 	return &pb.GetNodeResponse{Node: s.withManagerStatus(n)}, nil
 }
 
-// ListNodes lists nodes, with managers' Raft status filled in.
+// ListNodes lists nodes by ID, name, label and role, a page at a time,
+// with managers' Raft status filled in.
 func (s *Server) ListNodes(ctx context.Context, req *pb.ListNodesRequest) (*pb.ListNodesResponse, error) {
-	if err := validate.Filters(req.GetFilters()); err != nil {
+	if err := firstErr(validate.Filters(req.GetFilters()), validate.ListRoles(req.GetRoles()), validate.PageToken(req.GetPageToken())); err != nil {
 		return nil, toStatus(err)
 	}
-	var out []*pb.Node
+	resp := &pb.ListNodesResponse{}
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		all, err := tx.FindNodes(store.All)
-		for _, n := range all {
+		if err != nil {
+			return err
+		}
+		all = slices.DeleteFunc(all, func(n *pb.Node) bool {
 			a := n.GetSpec().GetAnnotations()
 			if a.GetName() == "" {
 				a = &pb.Annotations{Name: n.GetDescription().GetHostname(), Labels: a.GetLabels()}
 			}
-			if matches(req.GetFilters(), n.GetId(), a) {
-				out = append(out, s.withManagerStatus(n))
-			}
-		}
-		return err
+			return !matches(req.GetFilters(), n.GetId(), a) ||
+				len(req.GetRoles()) > 0 && !slices.Contains(req.GetRoles(), n.GetRole())
+		})
+		resp.Nodes, resp.NextPageToken = page(all, (*pb.Node).GetId, req.GetPageToken(), pageBudget, s.withManagerStatus)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pb.ListNodesResponse{Nodes: out}, nil
+	return resp, nil
 }
 
 // withManagerStatus returns n with its live Raft status, if it is a member.

@@ -64,25 +64,28 @@ func (s *Server) GetSecret(ctx context.Context, req *pb.GetSecretRequest) (*pb.G
 	return &pb.GetSecretResponse{Secret: withoutData(sec)}, nil
 }
 
-// ListSecrets lists secrets without their data.
+// ListSecrets lists secrets by ID, name and label, without their data, a
+// page at a time.
 func (s *Server) ListSecrets(ctx context.Context, req *pb.ListSecretsRequest) (*pb.ListSecretsResponse, error) {
-	if err := validate.Filters(req.GetFilters()); err != nil {
+	if err := firstErr(validate.Filters(req.GetFilters()), validate.PageToken(req.GetPageToken())); err != nil {
 		return nil, toStatus(err)
 	}
-	var out []*pb.Secret
+	resp := &pb.ListSecretsResponse{}
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		all, err := tx.FindSecrets(store.All)
-		for _, sec := range all {
-			if matches(req.GetFilters(), sec.GetId(), sec.GetSpec().GetAnnotations()) {
-				out = append(out, withoutData(sec))
-			}
+		if err != nil {
+			return err
 		}
-		return err
+		all = slices.DeleteFunc(all, func(sec *pb.Secret) bool {
+			return !matches(req.GetFilters(), sec.GetId(), sec.GetSpec().GetAnnotations())
+		})
+		resp.Secrets, resp.NextPageToken = page(all, (*pb.Secret).GetId, req.GetPageToken(), pageBudget, withoutData)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pb.ListSecretsResponse{Secrets: out}, nil
+	return resp, nil
 }
 
 // RemoveSecret removes a secret no service uses.

@@ -3,6 +3,7 @@ package controlapi
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,25 +100,38 @@ func (s *Server) GetService(ctx context.Context, req *pb.GetServiceRequest) (*pb
 	return &pb.GetServiceResponse{Service: publicService(svc)}, nil
 }
 
-// ListServices lists services matching the filters.
+// ListServices lists services matching the filters, a page at a time,
+// with their task counts when asked.
 func (s *Server) ListServices(ctx context.Context, req *pb.ListServicesRequest) (*pb.ListServicesResponse, error) {
 	if err := validate.Filters(req.GetFilters()); err != nil {
 		return nil, toStatus(err)
 	}
-	var out []*pb.Service
+	if err := validate.ListModes(req.GetModes()); err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &pb.ListServicesResponse{}
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		all, err := tx.FindServices(store.All)
-		for _, svc := range all {
-			if matches(req.GetFilters(), svc.GetId(), svc.GetSpec().GetAnnotations()) {
-				out = append(out, publicService(svc))
-			}
+		if err != nil {
+			return err
 		}
-		return err
+		all = slices.DeleteFunc(all, func(svc *pb.Service) bool {
+			return !matches(req.GetFilters(), svc.GetId(), svc.GetSpec().GetAnnotations()) ||
+				len(req.GetModes()) > 0 && !slices.Contains(req.GetModes(), svc.GetSpec().GetMode())
+		})
+		var countErr error
+		resp.Services, resp.NextPageToken = page(all, (*pb.Service).GetId, req.GetPageToken(), pageBudget, func(svc *pb.Service) *pb.Service {
+			if req.GetStatus() && countErr == nil {
+				svc, countErr = withStatus(tx, svc)
+			}
+			return publicService(svc)
+		})
+		return countErr
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pb.ListServicesResponse{Services: out}, nil
+	return resp, nil
 }
 
 // UpdateService replaces a service's spec (or rolls back to the previous
