@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -178,5 +180,49 @@ func TestListsFilterOnTheManager(t *testing.T) {
 		if err := call(); code(err) != codes.InvalidArgument {
 			t.Errorf("bad %s: %v, want InvalidArgument", name, err)
 		}
+	}
+}
+
+// TestWatchTasksFirstViewInPages: a watch's first view of a service whose
+// tasks together exceed a reply's budget comes in several messages, none
+// over the budget plus one task, with that service's tasks only.
+func TestWatchTasksFirstViewInPages(t *testing.T) {
+	s, st := newServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	big := &pb.TaskSpec{Container: &pb.ContainerSpec{Image: "x", Env: []string{"PAD=" + strings.Repeat("x", 600<<10)}}}
+	err := st.Update(ctx, func(tx store.Tx) error {
+		for i := range 5 {
+			if err := tx.CreateTask(&pb.Task{Id: fmt.Sprintf("a%d", i), ServiceId: "a", Slot: uint64(i + 1), Spec: big}); err != nil {
+				return err
+			}
+		}
+		return tx.CreateTask(&pb.Task{Id: "b1", ServiceId: "b", Slot: 1})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := &watchStream{ctx: ctx, sent: make(chan *pb.WatchTasksResponse, 16)}
+	done := make(chan error, 1)
+	go func() { done <- s.WatchTasks(&pb.WatchTasksRequest{ServiceIds: []string{"a"}}, stream) }()
+	defer func() { cancel(); <-done }()
+	var got []string
+	msgs := 0
+	for len(got) < 5 {
+		select {
+		case m := <-stream.sent:
+			msgs++
+			if size := proto.Size(m); size > pageBudget+700<<10 {
+				t.Errorf("message %d is %d bytes", msgs, size)
+			}
+			for _, task := range m.GetTasks() {
+				got = append(got, task.GetId())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("first view incomplete after 10s: %v", got)
+		}
+	}
+	if slices.Sort(got); !slices.Equal(got, []string{"a0", "a1", "a2", "a3", "a4"}) || msgs < 2 {
+		t.Errorf("first view: %v in %d messages, want a0..a4 in several", got, msgs)
 	}
 }

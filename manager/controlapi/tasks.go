@@ -138,9 +138,18 @@ func (s *Server) WatchTasks(req *pb.WatchTasksRequest, stream pb.Control_WatchTa
 	}
 	var first []*pb.Task
 	w, err := s.st.ViewAndWatch(ctx, func(tx store.ReadTx) {
-		all, _ := tx.FindTasks(store.All)
-		for _, t := range all {
-			if want(t) {
+		// Through the service index: a watch of one service reads its
+		// tasks, not the cluster's.
+		sel := []store.By{store.All}
+		if ids := req.GetServiceIds(); len(ids) > 0 {
+			sel = sel[:0]
+			for _, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
+				sel = append(sel, store.ByServiceID(id))
+			}
+		}
+		for _, by := range sel {
+			ts, _ := tx.FindTasks(by)
+			for _, t := range ts {
 				first = append(first, publicTask(t))
 			}
 		}
