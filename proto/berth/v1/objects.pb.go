@@ -313,7 +313,7 @@ func (x ContainerStatus_Health) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ContainerStatus_Health.Descriptor instead.
 func (ContainerStatus_Health) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{14, 0}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{15, 0}
 }
 
 // Meta is bookkeeping every stored object carries.
@@ -1192,8 +1192,10 @@ type Task struct {
 	Annotations *Annotations               `protobuf:"bytes,12,opt,name=annotations,proto3" json:"annotations,omitempty"`
 	// spec_networks are the service's networks (targets as network IDs) the
 	// task was made for: a change of them makes the task out of date, as a
-	// change of its spec does.
-	SpecNetworks  []*NetworkAttachment `protobuf:"bytes,220,rep,name=spec_networks,json=specNetworks,proto3" json:"spec_networks,omitempty"`
+	// change of its spec does. Tasks made before berth recorded them have
+	// none set and are judged by their spec alone, so an upgrade rolls
+	// nothing.
+	SpecNetworks  *SpecNetworks `protobuf:"bytes,220,opt,name=spec_networks,json=specNetworks,proto3" json:"spec_networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1312,9 +1314,55 @@ func (x *Task) GetAnnotations() *Annotations {
 	return nil
 }
 
-func (x *Task) GetSpecNetworks() []*NetworkAttachment {
+func (x *Task) GetSpecNetworks() *SpecNetworks {
 	if x != nil {
 		return x.SpecNetworks
+	}
+	return nil
+}
+
+// SpecNetworks are the network attachments of a service's spec, as a task
+// was made for them (empty: the service named none).
+type SpecNetworks struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attachments   []*NetworkAttachment   `protobuf:"bytes,1,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpecNetworks) Reset() {
+	*x = SpecNetworks{}
+	mi := &file_berth_v1_objects_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpecNetworks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpecNetworks) ProtoMessage() {}
+
+func (x *SpecNetworks) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_objects_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpecNetworks.ProtoReflect.Descriptor instead.
+func (*SpecNetworks) Descriptor() ([]byte, []int) {
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SpecNetworks) GetAttachments() []*NetworkAttachment {
+	if x != nil {
+		return x.Attachments
 	}
 	return nil
 }
@@ -1336,7 +1384,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_berth_v1_objects_proto_msgTypes[13]
+	mi := &file_berth_v1_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1396,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[13]
+	mi := &file_berth_v1_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1409,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -1426,7 +1474,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_berth_v1_objects_proto_msgTypes[14]
+	mi := &file_berth_v1_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1486,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[14]
+	mi := &file_berth_v1_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1499,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ContainerStatus) GetContainerId() string {
@@ -1523,7 +1571,7 @@ type NetworkAttachmentStatus struct {
 
 func (x *NetworkAttachmentStatus) Reset() {
 	*x = NetworkAttachmentStatus{}
-	mi := &file_berth_v1_objects_proto_msgTypes[15]
+	mi := &file_berth_v1_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1583,7 @@ func (x *NetworkAttachmentStatus) String() string {
 func (*NetworkAttachmentStatus) ProtoMessage() {}
 
 func (x *NetworkAttachmentStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[15]
+	mi := &file_berth_v1_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1596,7 @@ func (x *NetworkAttachmentStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentStatus.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentStatus) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NetworkAttachmentStatus) GetNetworkId() string {
@@ -1589,7 +1637,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_berth_v1_objects_proto_msgTypes[16]
+	mi := &file_berth_v1_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1649,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[16]
+	mi := &file_berth_v1_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1662,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Network) GetId() string {
@@ -1675,7 +1723,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_berth_v1_objects_proto_msgTypes[17]
+	mi := &file_berth_v1_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1735,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[17]
+	mi := &file_berth_v1_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1748,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Secret) GetId() string {
@@ -1754,7 +1802,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_berth_v1_objects_proto_msgTypes[18]
+	mi := &file_berth_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +1814,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[18]
+	mi := &file_berth_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +1827,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Cluster) GetId() string {
@@ -1860,7 +1908,7 @@ type GossipKeyRotation struct {
 
 func (x *GossipKeyRotation) Reset() {
 	*x = GossipKeyRotation{}
-	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	mi := &file_berth_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +1920,7 @@ func (x *GossipKeyRotation) String() string {
 func (*GossipKeyRotation) ProtoMessage() {}
 
 func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	mi := &file_berth_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +1933,7 @@ func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
 func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GossipKeyRotation) GetNext() []byte {
@@ -1930,7 +1978,7 @@ type RemovedNode struct {
 
 func (x *RemovedNode) Reset() {
 	*x = RemovedNode{}
-	mi := &file_berth_v1_objects_proto_msgTypes[20]
+	mi := &file_berth_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +1990,7 @@ func (x *RemovedNode) String() string {
 func (*RemovedNode) ProtoMessage() {}
 
 func (x *RemovedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[20]
+	mi := &file_berth_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2003,7 @@ func (x *RemovedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovedNode.ProtoReflect.Descriptor instead.
 func (*RemovedNode) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RemovedNode) GetId() string {
@@ -1990,7 +2038,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_berth_v1_objects_proto_msgTypes[21]
+	mi := &file_berth_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2050,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[21]
+	mi := &file_berth_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2063,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -2047,7 +2095,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_berth_v1_objects_proto_msgTypes[22]
+	mi := &file_berth_v1_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2107,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[22]
+	mi := &file_berth_v1_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2120,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RootCA) GetCaCert() []byte {
@@ -2110,7 +2158,7 @@ type RaftMember struct {
 
 func (x *RaftMember) Reset() {
 	*x = RaftMember{}
-	mi := &file_berth_v1_objects_proto_msgTypes[23]
+	mi := &file_berth_v1_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2170,7 @@ func (x *RaftMember) String() string {
 func (*RaftMember) ProtoMessage() {}
 
 func (x *RaftMember) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[23]
+	mi := &file_berth_v1_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2183,7 @@ func (x *RaftMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMember.ProtoReflect.Descriptor instead.
 func (*RaftMember) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RaftMember) GetNodeId() string {
@@ -2267,7 +2315,7 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\x0fSTATE_COMPLETED\x10\x03\x12\x1a\n" +
 	"\x16STATE_ROLLBACK_STARTED\x10\x04\x12\x19\n" +
 	"\x15STATE_ROLLBACK_PAUSED\x10\x05\x12\x1c\n" +
-	"\x18STATE_ROLLBACK_COMPLETED\x10\x06\"\xa4\x04\n" +
+	"\x18STATE_ROLLBACK_COMPLETED\x10\x06\"\x9f\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12\x1d\n" +
@@ -2282,8 +2330,10 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\bnetworks\x18\n" +
 	" \x03(\v2!.berth.v1.NetworkAttachmentStatusR\bnetworks\x12.\n" +
 	"\bendpoint\x18\v \x01(\v2\x12.berth.v1.EndpointR\bendpoint\x127\n" +
-	"\vannotations\x18\f \x01(\v2\x15.berth.v1.AnnotationsR\vannotations\x12A\n" +
-	"\rspec_networks\x18\xdc\x01 \x03(\v2\x1b.berth.v1.NetworkAttachmentR\fspecNetworks\"\x82\x02\n" +
+	"\vannotations\x18\f \x01(\v2\x15.berth.v1.AnnotationsR\vannotations\x12<\n" +
+	"\rspec_networks\x18\xdc\x01 \x01(\v2\x16.berth.v1.SpecNetworksR\fspecNetworks\"M\n" +
+	"\fSpecNetworks\x12=\n" +
+	"\vattachments\x18\x01 \x03(\v2\x1b.berth.v1.NetworkAttachmentR\vattachments\"\x82\x02\n" +
 	"\n" +
 	"TaskStatus\x12)\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x13.berth.v1.TaskStateR\x05state\x128\n" +
@@ -2392,7 +2442,7 @@ func file_berth_v1_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_berth_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_berth_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_berth_v1_objects_proto_goTypes = []any{
 	(TaskState)(0),                  // 0: berth.v1.TaskState
 	(NodeStatus_State)(0),           // 1: berth.v1.NodeStatus.State
@@ -2412,94 +2462,96 @@ var file_berth_v1_objects_proto_goTypes = []any{
 	(*VirtualIP)(nil),               // 15: berth.v1.VirtualIP
 	(*UpdateStatus)(nil),            // 16: berth.v1.UpdateStatus
 	(*Task)(nil),                    // 17: berth.v1.Task
-	(*TaskStatus)(nil),              // 18: berth.v1.TaskStatus
-	(*ContainerStatus)(nil),         // 19: berth.v1.ContainerStatus
-	(*NetworkAttachmentStatus)(nil), // 20: berth.v1.NetworkAttachmentStatus
-	(*Network)(nil),                 // 21: berth.v1.Network
-	(*Secret)(nil),                  // 22: berth.v1.Secret
-	(*Cluster)(nil),                 // 23: berth.v1.Cluster
-	(*GossipKeyRotation)(nil),       // 24: berth.v1.GossipKeyRotation
-	(*RemovedNode)(nil),             // 25: berth.v1.RemovedNode
-	(*JoinTokens)(nil),              // 26: berth.v1.JoinTokens
-	(*RootCA)(nil),                  // 27: berth.v1.RootCA
-	(*RaftMember)(nil),              // 28: berth.v1.RaftMember
-	nil,                             // 29: berth.v1.NodeDescription.EngineLabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
-	(*NodeSpec)(nil),                // 31: berth.v1.NodeSpec
-	(NodeSpec_Role)(0),              // 32: berth.v1.NodeSpec.Role
-	(*ResourceSet)(nil),             // 33: berth.v1.ResourceSet
-	(*ServiceSpec)(nil),             // 34: berth.v1.ServiceSpec
-	(*EndpointSpec)(nil),            // 35: berth.v1.EndpointSpec
-	(*PortConfig)(nil),              // 36: berth.v1.PortConfig
-	(*TaskSpec)(nil),                // 37: berth.v1.TaskSpec
-	(*Annotations)(nil),             // 38: berth.v1.Annotations
-	(*NetworkAttachment)(nil),       // 39: berth.v1.NetworkAttachment
-	(*NetworkSpec)(nil),             // 40: berth.v1.NetworkSpec
-	(*SecretSpec)(nil),              // 41: berth.v1.SecretSpec
-	(*ClusterSpec)(nil),             // 42: berth.v1.ClusterSpec
+	(*SpecNetworks)(nil),            // 18: berth.v1.SpecNetworks
+	(*TaskStatus)(nil),              // 19: berth.v1.TaskStatus
+	(*ContainerStatus)(nil),         // 20: berth.v1.ContainerStatus
+	(*NetworkAttachmentStatus)(nil), // 21: berth.v1.NetworkAttachmentStatus
+	(*Network)(nil),                 // 22: berth.v1.Network
+	(*Secret)(nil),                  // 23: berth.v1.Secret
+	(*Cluster)(nil),                 // 24: berth.v1.Cluster
+	(*GossipKeyRotation)(nil),       // 25: berth.v1.GossipKeyRotation
+	(*RemovedNode)(nil),             // 26: berth.v1.RemovedNode
+	(*JoinTokens)(nil),              // 27: berth.v1.JoinTokens
+	(*RootCA)(nil),                  // 28: berth.v1.RootCA
+	(*RaftMember)(nil),              // 29: berth.v1.RaftMember
+	nil,                             // 30: berth.v1.NodeDescription.EngineLabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
+	(*NodeSpec)(nil),                // 32: berth.v1.NodeSpec
+	(NodeSpec_Role)(0),              // 33: berth.v1.NodeSpec.Role
+	(*ResourceSet)(nil),             // 34: berth.v1.ResourceSet
+	(*ServiceSpec)(nil),             // 35: berth.v1.ServiceSpec
+	(*EndpointSpec)(nil),            // 36: berth.v1.EndpointSpec
+	(*PortConfig)(nil),              // 37: berth.v1.PortConfig
+	(*TaskSpec)(nil),                // 38: berth.v1.TaskSpec
+	(*Annotations)(nil),             // 39: berth.v1.Annotations
+	(*NetworkAttachment)(nil),       // 40: berth.v1.NetworkAttachment
+	(*NetworkSpec)(nil),             // 41: berth.v1.NetworkSpec
+	(*SecretSpec)(nil),              // 42: berth.v1.SecretSpec
+	(*ClusterSpec)(nil),             // 43: berth.v1.ClusterSpec
 }
 var file_berth_v1_objects_proto_depIdxs = []int32{
-	30, // 0: berth.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	30, // 1: berth.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 0: berth.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	31, // 1: berth.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: berth.v1.Node.meta:type_name -> berth.v1.Meta
-	31, // 3: berth.v1.Node.spec:type_name -> berth.v1.NodeSpec
+	32, // 3: berth.v1.Node.spec:type_name -> berth.v1.NodeSpec
 	7,  // 4: berth.v1.Node.description:type_name -> berth.v1.NodeDescription
 	9,  // 5: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
 	10, // 6: berth.v1.Node.manager_status:type_name -> berth.v1.ManagerStatus
-	32, // 7: berth.v1.Node.role:type_name -> berth.v1.NodeSpec.Role
+	33, // 7: berth.v1.Node.role:type_name -> berth.v1.NodeSpec.Role
 	11, // 8: berth.v1.Node.certificate:type_name -> berth.v1.Certificate
 	8,  // 9: berth.v1.NodeDescription.platform:type_name -> berth.v1.Platform
-	33, // 10: berth.v1.NodeDescription.resources:type_name -> berth.v1.ResourceSet
-	29, // 11: berth.v1.NodeDescription.engine_labels:type_name -> berth.v1.NodeDescription.EngineLabelsEntry
+	34, // 10: berth.v1.NodeDescription.resources:type_name -> berth.v1.ResourceSet
+	30, // 11: berth.v1.NodeDescription.engine_labels:type_name -> berth.v1.NodeDescription.EngineLabelsEntry
 	1,  // 12: berth.v1.NodeStatus.state:type_name -> berth.v1.NodeStatus.State
-	30, // 13: berth.v1.NodeStatus.changed_at:type_name -> google.protobuf.Timestamp
+	31, // 13: berth.v1.NodeStatus.changed_at:type_name -> google.protobuf.Timestamp
 	2,  // 14: berth.v1.ManagerStatus.reachability:type_name -> berth.v1.ManagerStatus.Reachability
-	30, // 15: berth.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	31, // 15: berth.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	5,  // 16: berth.v1.Service.meta:type_name -> berth.v1.Meta
-	34, // 17: berth.v1.Service.spec:type_name -> berth.v1.ServiceSpec
-	34, // 18: berth.v1.Service.previous_spec:type_name -> berth.v1.ServiceSpec
+	35, // 17: berth.v1.Service.spec:type_name -> berth.v1.ServiceSpec
+	35, // 18: berth.v1.Service.previous_spec:type_name -> berth.v1.ServiceSpec
 	14, // 19: berth.v1.Service.endpoint:type_name -> berth.v1.Endpoint
 	16, // 20: berth.v1.Service.update_status:type_name -> berth.v1.UpdateStatus
 	13, // 21: berth.v1.Service.status:type_name -> berth.v1.ServiceStatus
-	35, // 22: berth.v1.Endpoint.spec:type_name -> berth.v1.EndpointSpec
-	36, // 23: berth.v1.Endpoint.ports:type_name -> berth.v1.PortConfig
+	36, // 22: berth.v1.Endpoint.spec:type_name -> berth.v1.EndpointSpec
+	37, // 23: berth.v1.Endpoint.ports:type_name -> berth.v1.PortConfig
 	15, // 24: berth.v1.Endpoint.virtual_ips:type_name -> berth.v1.VirtualIP
 	3,  // 25: berth.v1.UpdateStatus.state:type_name -> berth.v1.UpdateStatus.State
-	30, // 26: berth.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	30, // 27: berth.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	31, // 26: berth.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	31, // 27: berth.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
 	5,  // 28: berth.v1.Task.meta:type_name -> berth.v1.Meta
-	37, // 29: berth.v1.Task.spec:type_name -> berth.v1.TaskSpec
+	38, // 29: berth.v1.Task.spec:type_name -> berth.v1.TaskSpec
 	0,  // 30: berth.v1.Task.desired_state:type_name -> berth.v1.TaskState
-	18, // 31: berth.v1.Task.status:type_name -> berth.v1.TaskStatus
-	20, // 32: berth.v1.Task.networks:type_name -> berth.v1.NetworkAttachmentStatus
+	19, // 31: berth.v1.Task.status:type_name -> berth.v1.TaskStatus
+	21, // 32: berth.v1.Task.networks:type_name -> berth.v1.NetworkAttachmentStatus
 	14, // 33: berth.v1.Task.endpoint:type_name -> berth.v1.Endpoint
-	38, // 34: berth.v1.Task.annotations:type_name -> berth.v1.Annotations
-	39, // 35: berth.v1.Task.spec_networks:type_name -> berth.v1.NetworkAttachment
-	0,  // 36: berth.v1.TaskStatus.state:type_name -> berth.v1.TaskState
-	30, // 37: berth.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	19, // 38: berth.v1.TaskStatus.container:type_name -> berth.v1.ContainerStatus
-	36, // 39: berth.v1.TaskStatus.ports:type_name -> berth.v1.PortConfig
-	30, // 40: berth.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
-	30, // 41: berth.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
-	4,  // 42: berth.v1.ContainerStatus.health:type_name -> berth.v1.ContainerStatus.Health
-	5,  // 43: berth.v1.Network.meta:type_name -> berth.v1.Meta
-	40, // 44: berth.v1.Network.spec:type_name -> berth.v1.NetworkSpec
-	5,  // 45: berth.v1.Secret.meta:type_name -> berth.v1.Meta
-	41, // 46: berth.v1.Secret.spec:type_name -> berth.v1.SecretSpec
-	5,  // 47: berth.v1.Cluster.meta:type_name -> berth.v1.Meta
-	42, // 48: berth.v1.Cluster.spec:type_name -> berth.v1.ClusterSpec
-	26, // 49: berth.v1.Cluster.join_tokens:type_name -> berth.v1.JoinTokens
-	27, // 50: berth.v1.Cluster.root_ca:type_name -> berth.v1.RootCA
-	24, // 51: berth.v1.Cluster.gossip_rotation:type_name -> berth.v1.GossipKeyRotation
-	30, // 52: berth.v1.GossipKeyRotation.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 53: berth.v1.RemovedNode.meta:type_name -> berth.v1.Meta
-	30, // 54: berth.v1.RemovedNode.removed_at:type_name -> google.protobuf.Timestamp
-	2,  // 55: berth.v1.RaftMember.reachability:type_name -> berth.v1.ManagerStatus.Reachability
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	39, // 34: berth.v1.Task.annotations:type_name -> berth.v1.Annotations
+	18, // 35: berth.v1.Task.spec_networks:type_name -> berth.v1.SpecNetworks
+	40, // 36: berth.v1.SpecNetworks.attachments:type_name -> berth.v1.NetworkAttachment
+	0,  // 37: berth.v1.TaskStatus.state:type_name -> berth.v1.TaskState
+	31, // 38: berth.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	20, // 39: berth.v1.TaskStatus.container:type_name -> berth.v1.ContainerStatus
+	37, // 40: berth.v1.TaskStatus.ports:type_name -> berth.v1.PortConfig
+	31, // 41: berth.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
+	31, // 42: berth.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 43: berth.v1.ContainerStatus.health:type_name -> berth.v1.ContainerStatus.Health
+	5,  // 44: berth.v1.Network.meta:type_name -> berth.v1.Meta
+	41, // 45: berth.v1.Network.spec:type_name -> berth.v1.NetworkSpec
+	5,  // 46: berth.v1.Secret.meta:type_name -> berth.v1.Meta
+	42, // 47: berth.v1.Secret.spec:type_name -> berth.v1.SecretSpec
+	5,  // 48: berth.v1.Cluster.meta:type_name -> berth.v1.Meta
+	43, // 49: berth.v1.Cluster.spec:type_name -> berth.v1.ClusterSpec
+	27, // 50: berth.v1.Cluster.join_tokens:type_name -> berth.v1.JoinTokens
+	28, // 51: berth.v1.Cluster.root_ca:type_name -> berth.v1.RootCA
+	25, // 52: berth.v1.Cluster.gossip_rotation:type_name -> berth.v1.GossipKeyRotation
+	31, // 53: berth.v1.GossipKeyRotation.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 54: berth.v1.RemovedNode.meta:type_name -> berth.v1.Meta
+	31, // 55: berth.v1.RemovedNode.removed_at:type_name -> google.protobuf.Timestamp
+	2,  // 56: berth.v1.RaftMember.reachability:type_name -> berth.v1.ManagerStatus.Reachability
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_objects_proto_init() }
@@ -2514,7 +2566,7 @@ func file_berth_v1_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_objects_proto_rawDesc), len(file_berth_v1_objects_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
