@@ -191,8 +191,9 @@ func newTask(s *pb.Service, u unit, now time.Time) *pb.Task {
 			Message:   "pending task scheduling",
 		},
 	}
+	t.SpecNetworks = &pb.SpecNetworks{}
 	for _, n := range s.GetSpec().GetNetworks() {
-		t.SpecNetworks = append(t.SpecNetworks, proto.Clone(n).(*pb.NetworkAttachment))
+		t.SpecNetworks.Attachments = append(t.SpecNetworks.Attachments, proto.Clone(n).(*pb.NetworkAttachment))
 	}
 	t.Endpoint = taskEndpoint(s)
 	return t

@@ -48,14 +48,14 @@ func TestNetworkChangeRollsTasks(t *testing.T) {
 	for slot := range f.units {
 		task := f.units[slot][0]
 		task.Spec = f.svc.Spec.Task
-		task.SpecNetworks = f.svc.PreviousSpec.Networks
+		task.SpecNetworks = &pb.SpecNetworks{Attachments: f.svc.PreviousSpec.Networks}
 	}
 	for round := 1; round <= 3; round++ {
 		p := f.plan()
 		if len(p.replace) != 1 {
 			t.Fatalf("round %d replaces slots %v, want one (parallelism 1)", round, f.slotsOf(p))
 		}
-		got := p.replace[0].create.GetSpecNetworks()
+		got := p.replace[0].create.GetSpecNetworks().GetAttachments()
 		if !sameNetworks(got, f.svc.Spec.Networks) {
 			t.Fatalf("new task records networks %v, want the service's %v", got, f.svc.Spec.Networks)
 		}
@@ -71,5 +71,27 @@ func TestNetworkChangeRollsTasks(t *testing.T) {
 		if n := len(ts); n != 2 {
 			t.Errorf("slot %d has %d tasks, want 2 (updated once)", slot, n)
 		}
+	}
+}
+
+// TestTasksBeforeSpecNetworksStay: a task made before tasks recorded their
+// networks (none set) counts as current when its spec is, so upgrading the
+// managers starts no update; one that records no networks for a service
+// that now has some is out of date.
+func TestTasksBeforeSpecNetworksStay(t *testing.T) {
+	svc := &pb.Service{Spec: &pb.ServiceSpec{
+		Task:     &pb.TaskSpec{Container: &pb.ContainerSpec{Image: "app:v1"}},
+		Networks: []*pb.NetworkAttachment{{Target: "net1"}},
+	}}
+	legacy := &pb.Task{Spec: &pb.TaskSpec{Container: &pb.ContainerSpec{Image: "app:v1"}}}
+	if !isCurrent(legacy, svc) {
+		t.Errorf("a task from before spec_networks is out of date")
+	}
+	none := &pb.Task{Spec: legacy.Spec, SpecNetworks: &pb.SpecNetworks{}}
+	if isCurrent(none, svc) {
+		t.Errorf("a task made for no networks is current on a service with one")
+	}
+	if made := newTask(svc, unit{service: "s", slot: 1}, t0); !isCurrent(made, svc) || made.GetSpecNetworks() == nil {
+		t.Errorf("a new task is not current or records no networks: %v", made.GetSpecNetworks())
 	}
 }

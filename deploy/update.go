@@ -262,10 +262,12 @@ func liveTasks(tasks []*pb.Task, svc *pb.Service) (cur, old []*pb.Task) {
 }
 
 // isCurrent reports whether a task runs the service's current task spec
-// and joins the service's current networks.
+// and joins the service's current networks. A task made before tasks
+// recorded their networks is judged by its spec alone: an upgrade of the
+// managers rolls no task.
 func isCurrent(t *pb.Task, svc *pb.Service) bool {
 	return proto.Equal(t.GetSpec(), svc.GetSpec().GetTask()) &&
-		sameNetworks(t.GetSpecNetworks(), svc.GetSpec().GetNetworks())
+		(t.GetSpecNetworks() == nil || sameNetworks(t.GetSpecNetworks().GetAttachments(), svc.GetSpec().GetNetworks()))
 }
 
 // TasksChange reports whether going from spec a to spec b changes what a

@@ -46,9 +46,11 @@ func TestServiceUpdateNetworks(t *testing.T) {
 		}
 		var tasks []struct {
 			DesiredState string `json:"desired_state"`
-			SpecNetworks []struct {
-				Target  string   `json:"target"`
-				Aliases []string `json:"aliases"`
+			SpecNetworks struct {
+				Attachments []struct {
+					Target  string   `json:"target"`
+					Aliases []string `json:"aliases"`
+				} `json:"attachments"`
 			} `json:"spec_networks"`
 		}
 		if err := json.Unmarshal([]byte(out), &tasks); err != nil {
@@ -60,7 +62,7 @@ func TestServiceUpdateNetworks(t *testing.T) {
 				continue
 			}
 			var nets []string
-			for _, n := range task.SpecNetworks {
+			for _, n := range task.SpecNetworks.Attachments {
 				nets = append(nets, n.Target+strings.Join(n.Aliases, "+"))
 			}
 			live = append(live, nets)
