@@ -38,7 +38,7 @@ func newServiceLsCmd(g *globalOpts) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		req := &pb.ListServicesRequest{Filters: common(f), Status: !lf.quiet && *format == "table"}
+		req := &pb.ListServicesRequest{Filters: common(f), Status: !lf.quiet}
 		if req.Modes, err = oneOf("mode", f["mode"], serviceModes); err != nil {
 			return err
 		}
