@@ -29,7 +29,7 @@ func addListFlags(cmd *cobra.Command, keys ...string) *listFlags {
 	l := &listFlags{keys: keys}
 	cmd.Flags().BoolVarP(&l.quiet, "quiet", "q", false, "print IDs only")
 	cmd.Flags().StringArrayVarP(&l.filters, "filter", "f", nil,
-		fmt.Sprintf("filter KEY=VALUE, keys: %s (repeatable; one key given twice matches either value)", strings.Join(keys, ", ")))
+		fmt.Sprintf("filter by `KEY=VALUE`, keys: %s (repeatable: either value of a key matches, every label must)", strings.Join(keys, ", ")))
 	return l
 }
 
