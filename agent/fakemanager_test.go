@@ -37,6 +37,7 @@ type fakeCluster struct {
 	lastDesc  *pb.NodeDescription
 	issued    int
 	heartbeat time.Duration
+	beats     int // heartbeats received
 	// promoted is the node's desired role manager: sessions say so and
 	// NodeCA issues a manager certificate to a renewal that asks for one.
 	promoted   bool
@@ -310,6 +311,7 @@ func (m *fakeManager) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (
 	if _, ok := m.c.sessions[req.GetSessionId()]; !ok {
 		return nil, status.Error(codes.FailedPrecondition, "unknown session")
 	}
+	m.c.beats++
 	return &pb.HeartbeatResponse{Period: durationpb.New(m.c.heartbeat)}, nil
 }
 

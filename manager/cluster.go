@@ -19,6 +19,7 @@ import (
 
 	"berth/ca"
 	"berth/manager/admit"
+	"berth/manager/dispatcher"
 	"berth/manager/nodeca"
 	"berth/manager/raftapi"
 	"berth/overlay/ipam"
@@ -26,9 +27,6 @@ import (
 	"berth/store"
 	"berth/store/raftstore"
 )
-
-// DefaultHeartbeatPeriod is how often agents heartbeat unless the cluster says otherwise.
-const DefaultHeartbeatPeriod = time.Second
 
 // ensureCluster writes the Cluster object when the cluster has none: the
 // first leader of a new cluster does it from what bootstrap left in its
@@ -61,7 +59,7 @@ func (m *Manager) ensureCluster(ctx context.Context) error {
 		Id: m.clusterID,
 		Spec: &pb.ClusterSpec{
 			Annotations:        &pb.Annotations{Name: "default"},
-			HeartbeatPeriod:    durationpb.New(DefaultHeartbeatPeriod),
+			HeartbeatPeriod:    durationpb.New(cmp.Or(m.cfg.HeartbeatPeriod, dispatcher.DefaultHeartbeatPeriod)),
 			TaskHistoryLimit:   5,
 			CertExpiry:         durationpb.New(m.cfg.CertLifetime),
 			InsecureRegistries: m.cfg.InsecureRegistries,
@@ -287,16 +285,6 @@ func (m *Manager) bundleCurrent(dir string, rootPEM []byte) bool {
 	leaf := creds.Leaf()
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	return m.cfg.Now().Before(leaf.NotAfter.Add(-life / 3))
-}
-
-// certLifetime is the cluster's certificate lifetime.
-func (m *Manager) certLifetime() time.Duration {
-	var c *pb.Cluster
-	m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
-	if d := c.GetSpec().GetCertExpiry(); d != nil && d.AsDuration() > 0 {
-		return d.AsDuration()
-	}
-	return m.cfg.CertLifetime
 }
 
 // JoinToken waits until the cluster object exists and returns its join

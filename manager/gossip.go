@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"berth/discovery"
-	"berth/manager/dispatcher"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -246,17 +245,7 @@ func (s *gossip) peers() []string {
 	return out
 }
 
-// gossipKeys are the cluster's gossip keys as the store holds them: the
-// one to encrypt with and the others accepted meanwhile.
-func (m *Manager) gossipKeys() (primary []byte, accept [][]byte) {
-	var c *pb.Cluster
-	m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
-	return gossipKeys(c)
-}
-
-// keyRotator rotates the gossip key while this manager leads, spacing its
-// steps by twice the time a session may go silent before its node is put
-// down: by then each step reached every live node.
+// keyRotator rotates the gossip key while this manager leads.
 func (m *Manager) keyRotator() *keyRotator {
 	every := m.cfg.GossipKeyRotation
 	if every <= 0 {
@@ -264,15 +253,6 @@ func (m *Manager) keyRotator() *keyRotator {
 	}
 	return &keyRotator{
 		st: m.node.Store(), clusterID: m.clusterID, every: every,
-		settle: 2 * time.Duration(dispatcher.DefaultHeartbeatGrace) * m.heartbeatPeriod(),
-		now:    m.cfg.Now, log: m.log.With("loop", "gossip-keys"),
+		now: m.cfg.Now, log: m.log.With("loop", "gossip-keys"),
 	}
-}
-
-// heartbeatPeriod is the period agents heartbeat at.
-func (m *Manager) heartbeatPeriod() time.Duration {
-	if m.cfg.HeartbeatPeriod > 0 {
-		return m.cfg.HeartbeatPeriod
-	}
-	return DefaultHeartbeatPeriod
 }

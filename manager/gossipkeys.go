@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/ca"
+	"berth/manager/dispatcher"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -95,9 +96,15 @@ type keyRotator struct {
 	st        *store.MemoryStore
 	clusterID string
 	every     time.Duration
-	settle    time.Duration
 	now       func() time.Time
 	log       *slog.Logger
+}
+
+// keySettle spaces rotation steps by twice the time a session may go silent
+// before its node is put down, at the cluster's heartbeat period now: by
+// then each step reached every live node.
+func keySettle(c *pb.Cluster) time.Duration {
+	return 2 * time.Duration(dispatcher.DefaultHeartbeatGrace) * heartbeatPeriod(c)
 }
 
 // errStaleView says the cluster changed since a step was decided.
@@ -124,7 +131,7 @@ func (r *keyRotator) follow(ctx context.Context) error {
 		now := r.now()
 		step, due, why := keyWait, now.Add(r.every), ""
 		if len(c.GetGossipKey()) > 0 { // none before the cluster object is written
-			step, due, why = p.pace(c, removal, now, r.every, r.settle)
+			step, due, why = p.pace(c, removal, now, r.every, keySettle(c))
 		}
 		if step == keyWait {
 			err = r.wait(ctx, w, due.Sub(now))

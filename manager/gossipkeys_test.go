@@ -18,6 +18,7 @@ import (
 	"berth/ca"
 	"berth/discovery"
 	"berth/internal/await"
+	"berth/manager/dispatcher"
 	pb "berth/proto/berth/v1"
 )
 
@@ -183,7 +184,7 @@ func rotatedFrom(t *testing.T, tm *testManager, old []byte) []byte {
 // takes to declare a member dead (~0.7 s): steps that did not wait for
 // sessions to carry them would show here as a dead manager.
 func TestRemovalRotatesTheGossipKey(t *testing.T) {
-	tm := gossipManager(t, 0, DefaultHeartbeatPeriod)
+	tm := gossipManager(t, 0, dispatcher.DefaultHeartbeatPeriod)
 	ctx := ctxFor(t, 3*settle)
 	gone := startGossipAgent(t, tm, workerCreds(t, tm))
 	live := startGossipAgent(t, tm, workerCreds(t, tm))

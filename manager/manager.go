@@ -22,7 +22,6 @@ import (
 	"berth/manager/raftapi"
 	"berth/overlay/allocator"
 	pb "berth/proto/berth/v1"
-	"berth/store"
 	"berth/store/raftstore"
 )
 
@@ -46,7 +45,10 @@ type Config struct {
 	// GossipPort is where this manager gossips (TCP and UDP, on the
 	// advertise address): 0 means the API port + 1, -1 turns gossip off.
 	GossipPort int
-	// HeartbeatPeriod agents heartbeat at; DefaultHeartbeatPeriod when zero.
+	// HeartbeatPeriod seeds the cluster spec's heartbeat_period when this
+	// manager creates the cluster (first run only);
+	// dispatcher.DefaultHeartbeatPeriod when zero. The spec is the one
+	// source afterwards (`berth cluster update --heartbeat-period`).
 	HeartbeatPeriod time.Duration
 	// GossipKeyRotation is how often the gossip key rotates (it also
 	// rotates after every node removal); DefaultGossipKeyRotation when zero.
@@ -204,18 +206,14 @@ func (m *Manager) grpcServer() *grpc.Server {
 	pb.RegisterRaftMembershipServer(srv, raftapi.New(m.node, m.peers, m.log))
 	m.dispatcher = dispatcher.New(dispatcher.Config{
 		Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("part", "dispatcher"),
-		HeartbeatPeriod: m.cfg.HeartbeatPeriod,
-		Managers:        m.managerPeers,
-		IsLeader:        m.node.IsLeader,
-		LeaderAddr:      m.node.Leader,
-		InsecureRegistries: func() []string {
-			var c *pb.Cluster
-			m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
-			return c.GetSpec().GetInsecureRegistries()
-		},
-		GossipKeys:  m.gossipKeys,
-		GossipPeers: m.gossip.peers,
-		OpenSecret:  func(b []byte) ([]byte, error) { return ca.Open(m.id.clusterKey, b) },
+		HeartbeatPeriod:    m.heartbeatPeriod,
+		Managers:           m.managerPeers,
+		IsLeader:           m.node.IsLeader,
+		LeaderAddr:         m.node.Leader,
+		InsecureRegistries: m.insecureRegistries,
+		GossipKeys:         m.gossipKeys,
+		GossipPeers:        m.gossip.peers,
+		OpenSecret:         func(b []byte) ([]byte, error) { return ca.Open(m.id.clusterKey, b) },
 	})
 	pb.RegisterControlServer(srv, controlapi.New(controlapi.Config{
 		Store: m.node.Store(), Reads: m.consistentRead, Membership: membership{Node: m.node, peers: m.peers}, ClusterID: m.clusterID,

@@ -12,7 +12,7 @@ import (
 
 func newClusterCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Cluster-wide information and join tokens"}
-	cmd.AddCommand(newClusterInfoCmd(g), newJoinTokenCmd(g))
+	cmd.AddCommand(newClusterInfoCmd(g), newJoinTokenCmd(g), newClusterUpdateCmd(g))
 	return cmd
 }
 
@@ -32,8 +32,9 @@ func newClusterInfoCmd(g *globalOpts) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), []*pb.GetClusterResponse{r})
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "Cluster ID:    %s\nLeader:        %s\nCommit index:  %d\nCA hash:       %s\nManagers:\n",
-				r.GetCluster().GetId(), r.GetLeaderAddr(), r.GetCommitIndex(), r.GetCluster().GetRootCa().GetCaCertHash())
+			fmt.Fprintf(w, "Cluster ID:    %s\nLeader:        %s\nCommit index:  %d\nCA hash:       %s\nHeartbeat:     %s\nManagers:\n",
+				r.GetCluster().GetId(), r.GetLeaderAddr(), r.GetCommitIndex(), r.GetCluster().GetRootCa().GetCaCertHash(),
+				r.GetCluster().GetSpec().GetHeartbeatPeriod().AsDuration())
 			rows := [][]string{{"  NODE", "ADDRESS", "VOTER", "STATUS"}}
 			for _, m := range r.GetMembers() {
 				st := lowerEnum(m.GetReachability().String(), "REACHABILITY_")

@@ -38,8 +38,11 @@ type Config struct {
 	Store *store.MemoryStore
 	Now   func() time.Time
 	Log   *slog.Logger
-	// HeartbeatPeriod is the period agents are told to heartbeat at.
-	HeartbeatPeriod time.Duration
+	// HeartbeatPeriod returns the period agents are told to heartbeat at:
+	// the cluster spec's heartbeat_period, read anew at every session
+	// message and heartbeat, so a change reaches each agent at its next
+	// heartbeat. Nil or a result <= 0 means DefaultHeartbeatPeriod.
+	HeartbeatPeriod func() time.Duration
 	// HeartbeatGrace is how many periods without a heartbeat (or without a
 	// session, after a stream ended) put a node down; default 3.
 	HeartbeatGrace int
@@ -104,9 +107,6 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.HeartbeatPeriod <= 0 {
-		cfg.HeartbeatPeriod = DefaultHeartbeatPeriod
-	}
 	if cfg.HeartbeatGrace <= 0 {
 		cfg.HeartbeatGrace = DefaultHeartbeatGrace
 	}
@@ -127,9 +127,20 @@ func peerIdentity(ctx context.Context) (ca.Identity, error) {
 	return id, nil
 }
 
-// grace is how long a node may go without a heartbeat or a session.
-func (d *Dispatcher) grace() time.Duration {
-	return d.cfg.HeartbeatPeriod * time.Duration(d.cfg.HeartbeatGrace)
+// period is the heartbeat period agents are told now.
+func (d *Dispatcher) period() time.Duration {
+	if d.cfg.HeartbeatPeriod != nil {
+		if p := d.cfg.HeartbeatPeriod(); p > 0 {
+			return p
+		}
+	}
+	return DefaultHeartbeatPeriod
+}
+
+// grace is how long a node heartbeating at period may go without a
+// heartbeat or a session.
+func (d *Dispatcher) grace(period time.Duration) time.Duration {
+	return period * time.Duration(d.cfg.HeartbeatGrace)
 }
 
 // Run serves sessions until ctx ends (the leader's term): it puts down
@@ -156,7 +167,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 func (d *Dispatcher) startTerm(t *term) error {
-	deadline := d.cfg.Now().Add(d.grace())
+	deadline := d.cfg.Now().Add(d.grace(d.period()))
 	var ready []string
 	d.cfg.Store.View(func(tx store.ReadTx) {
 		ns, _ := tx.FindNodes(store.All)
@@ -302,14 +313,13 @@ func (d *Dispatcher) MarkDownIfSilent(nodeID, reason string, silence time.Durati
 // expire puts down the nodes whose deadline passed, checking a few times
 // per heartbeat period.
 func (d *Dispatcher) expire(ctx context.Context, t *term) error {
-	every := min(max(d.cfg.HeartbeatPeriod/4, 10*time.Millisecond), 500*time.Millisecond)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
 	for {
+		// The period may change with the cluster spec: check at its pace.
+		every := min(max(d.period()/4, 10*time.Millisecond), 500*time.Millisecond)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-time.After(every):
 		}
 		for id, reason := range d.expired(t) {
 			d.log.Info("node down", "node", id, "reason", reason)

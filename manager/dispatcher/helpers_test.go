@@ -84,7 +84,7 @@ func newHarness(t *testing.T, tune func(*Config)) *harness {
 	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	st := store.New(nil, store.WithClock(clk.Now))
 	cfg := Config{
-		Store: st, Now: clk.Now, HeartbeatPeriod: time.Second, HeartbeatGrace: 3, BatchWindow: 20 * time.Millisecond,
+		Store: st, Now: clk.Now, HeartbeatPeriod: func() time.Duration { return time.Second }, HeartbeatGrace: 3, BatchWindow: 20 * time.Millisecond,
 		Managers:           func() []*pb.WeightedPeer { return []*pb.WeightedPeer{{Addr: "10.0.0.1:4242", NodeId: "m1", Weight: 1}} },
 		InsecureRegistries: func() []string { return []string{"registry.local:5000"} },
 		GossipKeys:         func() ([]byte, [][]byte) { return []byte("gossip-key"), nil },

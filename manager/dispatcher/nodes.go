@@ -23,6 +23,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	period := d.period()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := t.nodes[id.NodeID]
@@ -30,8 +31,8 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*
 		return nil, errUnknownSession
 	}
 	n.heard = d.cfg.Now()
-	n.deadline = n.heard.Add(d.grace())
-	return &pb.HeartbeatResponse{Period: durationpb.New(d.cfg.HeartbeatPeriod)}, nil
+	n.deadline = n.heard.Add(d.grace(period))
+	return &pb.HeartbeatResponse{Period: durationpb.New(period)}, nil
 }
 
 // register makes sid the node's live session, ending any older one, and
@@ -39,6 +40,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*
 // requests it is to send.
 func (d *Dispatcher) register(ctx context.Context, t *term, nodeID, sid string) (context.Context, <-chan *pb.AgentRequest, error) {
 	sctx, end := context.WithCancelCause(ctx)
+	grace := d.grace(d.period())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.term != t {
@@ -50,13 +52,14 @@ func (d *Dispatcher) register(ctx context.Context, t *term, nodeID, sid string) 
 	}
 	now := d.cfg.Now()
 	reqs := make(chan *pb.AgentRequest, requestQueue)
-	t.nodes[nodeID] = &nodeRec{sid: sid, deadline: now.Add(d.grace()), end: end, reason: ReasonHeartbeat, heard: now, reqs: reqs, gone: sctx.Done()}
+	t.nodes[nodeID] = &nodeRec{sid: sid, deadline: now.Add(grace), end: end, reason: ReasonHeartbeat, heard: now, reqs: reqs, gone: sctx.Done()}
 	return sctx, reqs, nil
 }
 
 // unregister notes that the stream of session sid ended: the node goes
 // down unless a new session opens within the grace.
 func (d *Dispatcher) unregister(t *term, nodeID, sid string) {
+	grace := d.grace(d.period())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := t.nodes[nodeID]
@@ -64,7 +67,7 @@ func (d *Dispatcher) unregister(t *term, nodeID, sid string) {
 		return // replaced, expired or marked down meanwhile
 	}
 	n.end(nil)
-	t.nodes[nodeID] = &nodeRec{deadline: d.cfg.Now().Add(d.grace()), reason: ReasonSessionEnded}
+	t.nodes[nodeID] = &nodeRec{deadline: d.cfg.Now().Add(grace), reason: ReasonSessionEnded}
 }
 
 // live says whether the node has a live session in term t.

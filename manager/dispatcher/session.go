@@ -118,7 +118,7 @@ func (s settings) equal(o settings) bool {
 func (s *session) message(set settings, full bool, changes []*pb.AssignmentChange) *pb.SessionMessage {
 	m := &pb.SessionMessage{
 		SessionId: s.sid, NodeId: s.node, Full: full, Changes: changes,
-		HeartbeatPeriod: durationpb.New(s.d.cfg.HeartbeatPeriod),
+		HeartbeatPeriod: durationpb.New(s.d.period()),
 	}
 	if full || !set.equal(s.sent) {
 		s.sent = set
@@ -187,7 +187,7 @@ func (s *session) filter(e store.Event) bool {
 func (s *session) follow(ctx context.Context, w *store.Watcher) error {
 	dirty := map[string]*pb.Task{}
 	var flush <-chan time.Time
-	tick := time.NewTicker(s.d.cfg.HeartbeatPeriod)
+	tick := time.NewTicker(s.d.period())
 	defer tick.Stop()
 	for {
 		select {
@@ -280,6 +280,6 @@ func (s *session) sendRequests(r *pb.AgentRequest) error {
 	}
 	return s.stream.Send(&pb.SessionMessage{
 		SessionId: s.sid, NodeId: s.node, Requests: rs,
-		HeartbeatPeriod: durationpb.New(s.d.cfg.HeartbeatPeriod),
+		HeartbeatPeriod: durationpb.New(s.d.period()),
 	})
 }

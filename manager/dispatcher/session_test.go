@@ -279,7 +279,7 @@ func TestSessionCarriesRotatedGossipKeys(t *testing.T) {
 	var mu sync.Mutex
 	primary, accept := "k1", []string(nil)
 	h := newHarness(t, func(c *Config) {
-		c.HeartbeatPeriod = 50 * time.Millisecond
+		c.HeartbeatPeriod = func() time.Duration { return 50 * time.Millisecond }
 		c.GossipKeys = func() ([]byte, [][]byte) {
 			mu.Lock()
 			defer mu.Unlock()

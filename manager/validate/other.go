@@ -3,6 +3,9 @@ package validate
 import (
 	"fmt"
 	"net/netip"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "berth/proto/berth/v1"
 )
@@ -87,7 +90,7 @@ func ClusterSpec(s *pb.ClusterSpec) error {
 		each("insecure_registries", s.GetInsecureRegistries(), shortLen), shortLen("address_pool", s.GetAddressPool())); err != nil {
 		return err
 	}
-	if err := duration("heartbeat_period", s.GetHeartbeatPeriod()); err != nil {
+	if err := heartbeatPeriod(s.GetHeartbeatPeriod()); err != nil {
 		return err
 	}
 	if err := duration("cert_expiry", s.GetCertExpiry()); err != nil {
@@ -135,6 +138,27 @@ func PortConflict(serviceID string, spec *pb.ServiceSpec, others []*pb.Service) 
 		if owner, ok := used[key{p.GetPublishedPort(), p.GetProtocol()}]; ok && p.GetPublishedPort() != 0 {
 			return fieldErr(fmt.Sprintf("ports[%d].published", i), fmt.Sprintf("port %d is already published by service %q", p.GetPublishedPort(), owner), "pick another port, or leave it 0 to get a free one")
 		}
+	}
+	return nil
+}
+
+// Bounds of a cluster's heartbeat period: shorter ones spend the
+// managers on heartbeats and put nodes down on a scheduling hiccup;
+// longer ones leave a dead node's tasks unreplaced for minutes when
+// gossip cannot tell (its verdict waits for half a period of silence).
+const (
+	minHeartbeatPeriod = 100 * time.Millisecond
+	maxHeartbeatPeriod = time.Minute
+)
+
+// heartbeatPeriod checks a cluster's heartbeat_period: 0 (the default)
+// or within the bounds.
+func heartbeatPeriod(d *durationpb.Duration) error {
+	if err := duration("heartbeat_period", d); err != nil || d == nil || d.AsDuration() == 0 {
+		return err
+	}
+	if p := d.AsDuration(); p < minHeartbeatPeriod || p > maxHeartbeatPeriod {
+		return fieldErr("heartbeat_period", fmt.Sprintf("%s is out of range", p), "use a period from %s to %s, such as 1s", minHeartbeatPeriod, maxHeartbeatPeriod)
 	}
 	return nil
 }

@@ -193,6 +193,9 @@ func TestOtherSpecs(t *testing.T) {
 		{ClusterSpec(&pb.ClusterSpec{AddressPool: "nope"}), "IPv4 CIDR"},
 		{ClusterSpec(&pb.ClusterSpec{AddressPool: "10.0.0.0/16", AddressPoolMaskLen: 8}), "address_pool_mask_len"},
 		{ClusterSpec(&pb.ClusterSpec{AddressPool: "10.0.0.0/16", AddressPoolMaskLen: 30}), "from 16 to 29"},
+		{ClusterSpec(&pb.ClusterSpec{HeartbeatPeriod: durationpb.New(time.Millisecond)}), "heartbeat_period: 1ms is out of range"},
+		{ClusterSpec(&pb.ClusterSpec{HeartbeatPeriod: durationpb.New(time.Hour)}), "from 100ms to 1m0s"},
+		{ClusterSpec(&pb.ClusterSpec{HeartbeatPeriod: durationpb.New(-time.Second)}), "heartbeat_period"},
 	} {
 		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
 			t.Errorf("got %v, want %q", tc.err, tc.want)
@@ -200,5 +203,10 @@ func TestOtherSpecs(t *testing.T) {
 	}
 	if err := NetworkSpec(&pb.NetworkSpec{Annotations: &pb.Annotations{Name: "n"}, Subnet: "10.0.0.0/24"}); err != nil {
 		t.Error(err)
+	}
+	for _, p := range []time.Duration{0, 100 * time.Millisecond, 5 * time.Second, time.Minute} {
+		if err := ClusterSpec(&pb.ClusterSpec{HeartbeatPeriod: durationpb.New(p)}); err != nil {
+			t.Errorf("heartbeat period %s: %v", p, err)
+		}
 	}
 }

@@ -1,0 +1,50 @@
+package manager
+
+import (
+	"time"
+
+	"berth/manager/dispatcher"
+	pb "berth/proto/berth/v1"
+	"berth/store"
+)
+
+// cluster is the Cluster object as this manager's store holds it: nil
+// until the first leader has written it.
+func (m *Manager) cluster() *pb.Cluster {
+	var c *pb.Cluster
+	m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
+	return c
+}
+
+// heartbeatPeriod is the period agents heartbeat at now: the cluster
+// spec's heartbeat_period, the one source every part reads (the
+// dispatcher tells agents, gossip and the key rotator pace themselves by
+// it), so `berth cluster update --heartbeat-period` changes it everywhere.
+func (m *Manager) heartbeatPeriod() time.Duration { return heartbeatPeriod(m.cluster()) }
+
+// heartbeatPeriod is c's heartbeat period, the default when it sets none.
+func heartbeatPeriod(c *pb.Cluster) time.Duration {
+	if d := c.GetSpec().GetHeartbeatPeriod().AsDuration(); d > 0 {
+		return d
+	}
+	return dispatcher.DefaultHeartbeatPeriod
+}
+
+// certLifetime is the cluster's certificate lifetime.
+func (m *Manager) certLifetime() time.Duration {
+	if d := m.cluster().GetSpec().GetCertExpiry(); d != nil && d.AsDuration() > 0 {
+		return d.AsDuration()
+	}
+	return m.cfg.CertLifetime
+}
+
+// insecureRegistries are the plain-HTTP registries handed to agents.
+func (m *Manager) insecureRegistries() []string {
+	return m.cluster().GetSpec().GetInsecureRegistries()
+}
+
+// gossipKeys are the cluster's gossip keys as the store holds them: the
+// one to encrypt with and the others accepted meanwhile.
+func (m *Manager) gossipKeys() (primary []byte, accept [][]byte) {
+	return gossipKeys(m.cluster())
+}
