@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -17,14 +18,52 @@ import (
 // gossip runs this manager's memberlist member once the cluster's gossip
 // key is in the store: it joins the other managers (at their Raft
 // address's port + 1 unless they chose another port, in which case they
-// join us) and, while this manager leads, puts a node gossip confirms dead
-// down at once through onNodeDead, instead of waiting for its heartbeat
-// deadline.
+// join us) and hands the verdicts it reaches on agents' nodes to the owner
+// of node liveness (the dispatcher), which puts a dead node down at once
+// instead of waiting for its heartbeat deadline. It touches nothing else
+// of the manager: what it needs is in gossipConfig.
 type gossip struct {
-	m *Manager
+	cfg gossipConfig
 
 	mu sync.Mutex
 	g  *discovery.Gossip
+}
+
+// gossipConfig is what the gossip member reads of its manager.
+type gossipConfig struct {
+	nodeID    string
+	advertise string // the manager's API address, told to members
+	// addr is where to gossip, "" when gossip is off or shared.
+	addr string
+	// shared, when set, is the gossip member of the agent this manager
+	// runs in (nil until it has one): one node ID gossips once.
+	shared func() *discovery.Gossip
+	// st and clusterID are where the gossip keys are kept.
+	st        *store.MemoryStore
+	clusterID string
+	// members are the Raft members, the managers to join.
+	members func() ([]*pb.RaftMember, error)
+	log     *slog.Logger
+}
+
+// verdicts takes gossip's verdicts on nodes: the dispatcher, the one
+// owner of node liveness, which weighs them against heartbeats and takes
+// them only while it leads.
+type verdicts interface {
+	ReportDead(nodeID, detector string) (down bool, err error)
+}
+
+// newGossip assembles this manager's gossip member; run starts it.
+func (m *Manager) newGossip() *gossip {
+	cfg := gossipConfig{
+		nodeID: m.nodeID, advertise: m.advertise, addr: m.gossipAddr(),
+		st: m.node.Store(), clusterID: m.clusterID, members: m.node.Members,
+		log: m.log,
+	}
+	if m.cfg.SharedNode {
+		cfg.shared = m.cfg.SharedGossip // nil: no gossip at all
+	}
+	return &gossip{cfg: cfg}
 }
 
 // gossipAddr is where this manager gossips, or "" when gossip is off.
@@ -55,11 +94,12 @@ func peerGossipAddr(raftAddr string) string {
 	return net.JoinHostPort(host, strconv.Itoa(n+1))
 }
 
-func (s *gossip) run(ctx context.Context) error {
-	if s.m.cfg.SharedNode {
-		return s.runShared(ctx)
+// run runs the member until ctx ends, handing verdicts to v.
+func (s *gossip) run(ctx context.Context, v verdicts) error {
+	if s.cfg.shared != nil {
+		return s.runShared(ctx, v)
 	}
-	addr := s.m.gossipAddr()
+	addr := s.cfg.addr
 	if addr == "" {
 		return nil
 	}
@@ -70,30 +110,30 @@ func (s *gossip) run(ctx context.Context) error {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	g, err := discovery.NewGossip(discovery.GossipConfig{
-		NodeID: s.m.nodeID, BindAddr: host, BindPort: p, Key: key, AcceptKeys: accept,
-		Role: "manager", APIAddr: s.m.advertise, Logger: s.m.log.With("part", "gossip"),
+		NodeID: s.cfg.nodeID, BindAddr: host, BindPort: p, Key: key, AcceptKeys: accept,
+		Role: "manager", APIAddr: s.cfg.advertise, Logger: s.cfg.log.With("part", "gossip"),
 	})
 	if err == nil {
 		err = g.Start(ctx)
 	}
 	if err != nil {
-		s.m.log.Warn("gossip not started; node failure detection falls back to heartbeats", "addr", addr, "err", err)
+		s.cfg.log.Warn("gossip not started; node failure detection falls back to heartbeats", "addr", addr, "err", err)
 		return nil
 	}
 	s.mu.Lock()
 	s.g = g
 	s.mu.Unlock()
 	defer g.Shutdown()
-	s.m.log.Info("gossip started", "addr", addr)
+	s.cfg.log.Info("gossip started", "addr", addr)
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return s.followKeys(ctx, g) })
-	eg.Go(func() error { return s.watch(ctx, g) })
+	eg.Go(func() error { return s.watch(ctx, g, v) })
 	return eg.Wait()
 }
 
 // watch joins the other managers now and then and handles the member's
 // events.
-func (s *gossip) watch(ctx context.Context, g *discovery.Gossip) error {
+func (s *gossip) watch(ctx context.Context, g *discovery.Gossip, v verdicts) error {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	s.joinManagers(ctx, g)
@@ -104,20 +144,17 @@ func (s *gossip) watch(ctx context.Context, g *discovery.Gossip) error {
 		case <-t.C:
 			s.joinManagers(ctx, g)
 		case ev := <-g.Events():
-			s.handle(ev)
+			s.handle(ev, v)
 		}
 	}
 }
 
 // runShared watches the gossip member of the agent this manager runs in
 // (a promoted node): one node ID gossips once.
-func (s *gossip) runShared(ctx context.Context) error {
-	if s.m.cfg.SharedGossip == nil {
-		return nil
-	}
+func (s *gossip) runShared(ctx context.Context, v verdicts) error {
 	var g *discovery.Gossip
 	for g == nil {
-		if g = s.m.cfg.SharedGossip(); g != nil {
+		if g = s.cfg.shared(); g != nil {
 			break
 		}
 		select {
@@ -129,7 +166,7 @@ func (s *gossip) runShared(ctx context.Context) error {
 	s.mu.Lock()
 	s.g = g
 	s.mu.Unlock()
-	s.m.log.Info("watching the agent's gossip member", "addr", g.Addr())
+	s.cfg.log.Info("watching the agent's gossip member", "addr", g.Addr())
 	for {
 		select {
 		case <-ctx.Done():
@@ -138,7 +175,7 @@ func (s *gossip) runShared(ctx context.Context) error {
 			if !ok {
 				return nil // the agent's member shut down
 			}
-			s.handle(ev)
+			s.handle(ev, v)
 		}
 	}
 }
@@ -147,8 +184,9 @@ func (s *gossip) runShared(ctx context.Context) error {
 // key, and returns it with the keys accepted meanwhile.
 func (s *gossip) waitKeys(ctx context.Context) ([]byte, [][]byte, error) {
 	for {
-		key, accept := s.m.gossipKeys()
-		if len(key) > 0 {
+		var c *pb.Cluster
+		s.cfg.st.View(func(tx store.ReadTx) { c = tx.GetCluster(s.cfg.clusterID) })
+		if key, accept := gossipKeys(c); len(key) > 0 {
 			return key, accept, nil
 		}
 		select {
@@ -161,17 +199,17 @@ func (s *gossip) waitKeys(ctx context.Context) ([]byte, [][]byte, error) {
 
 // followKeys gives the member the keys the store holds as they rotate.
 func (s *gossip) followKeys(ctx context.Context, g *discovery.Gossip) error {
-	st := s.m.node.Store()
-	return store.Follow(ctx, s.m.log, func(ctx context.Context) error {
+	st := s.cfg.st
+	return store.Follow(ctx, s.cfg.log, func(ctx context.Context) error {
 		for {
 			var c *pb.Cluster
-			w, err := st.ViewAndWatch(ctx, func(tx store.ReadTx) { c = tx.GetCluster(s.m.clusterID) }, store.Only[*pb.Cluster]())
+			w, err := st.ViewAndWatch(ctx, func(tx store.ReadTx) { c = tx.GetCluster(s.cfg.clusterID) }, store.Only[*pb.Cluster]())
 			if err != nil {
 				return err
 			}
 			if key, accept := gossipKeys(c); len(key) > 0 {
 				if err := g.SetKeys(key, accept); err != nil {
-					s.m.log.Error("set the gossip keys", "err", err)
+					s.cfg.log.Error("set the gossip keys", "err", err)
 				}
 			}
 			select {
@@ -189,13 +227,13 @@ func (s *gossip) followKeys(ctx context.Context, g *discovery.Gossip) error {
 
 // joinManagers joins the Raft members gossip does not know yet.
 func (s *gossip) joinManagers(ctx context.Context, g *discovery.Gossip) {
-	members, err := s.m.node.Members()
+	members, err := s.cfg.members()
 	if err != nil {
 		return
 	}
 	var peers []string
 	for _, rm := range members {
-		if rm.NodeId == s.m.nodeID || g.IsAlive(rm.NodeId) {
+		if rm.NodeId == s.cfg.nodeID || g.IsAlive(rm.NodeId) {
 			continue
 		}
 		if a := peerGossipAddr(rm.Addr); a != "" {
@@ -204,26 +242,23 @@ func (s *gossip) joinManagers(ctx context.Context, g *discovery.Gossip) {
 	}
 	if len(peers) > 0 {
 		if _, err := g.Join(ctx, peers); err != nil {
-			s.m.log.Debug("gossip join of managers", "peers", peers, "err", err)
+			s.cfg.log.Debug("gossip join of managers", "peers", peers, "err", err)
 		}
 	}
 }
 
-func (s *gossip) handle(ev discovery.Event) {
-	s.m.log.Debug("gossip event", "node", ev.NodeID, "kind", ev.Kind.String(), "addr", ev.Addr)
-	// Managers are watched by Raft; gossip puts only agents' nodes down.
-	if ev.Kind != discovery.EventDead || ev.Role == "manager" || !s.m.node.IsLeader() {
+// handle passes a death gossip confirmed to v. Managers are watched by
+// Raft: gossip's verdicts concern only agents' nodes.
+func (s *gossip) handle(ev discovery.Event, v verdicts) {
+	s.cfg.log.Debug("gossip event", "node", ev.NodeID, "kind", ev.Kind.String(), "addr", ev.Addr)
+	if ev.Kind != discovery.EventDead || ev.Role == "manager" {
 		return
 	}
-	// Gossip takes ~0.9 s to confirm a death, by when a dead agent has been
-	// silent at least that long; one that heartbeated within half a period
-	// is alive (gossip misjudged a starved prober or path), so this costs
-	// no detection time and spares a false alarm its task moves.
-	down, err := s.m.dispatcher.MarkDownIfSilent(ev.NodeID, "node confirmed dead by gossip", s.m.heartbeatPeriod()/2)
+	down, err := v.ReportDead(ev.NodeID, "gossip")
 	if err != nil {
-		s.m.log.Debug("gossip: mark node down", "node", ev.NodeID, "err", err)
+		s.cfg.log.Debug("gossip: mark node down", "node", ev.NodeID, "err", err)
 	} else if down {
-		s.m.log.Info("node down: gossip confirmed it dead", "node", ev.NodeID)
+		s.cfg.log.Info("node down: gossip confirmed it dead", "node", ev.NodeID)
 	}
 }
 
@@ -238,7 +273,7 @@ func (s *gossip) peers() []string {
 	}
 	out := []string{g.Addr()}
 	for _, mb := range g.Members() {
-		if mb.State == discovery.MemberAlive && mb.NodeID != s.m.nodeID {
+		if mb.State == discovery.MemberAlive && mb.NodeID != s.cfg.nodeID {
 			out = append(out, mb.Addr)
 		}
 	}

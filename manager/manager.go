@@ -116,7 +116,6 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, advertise: adv, ready: make(chan struct{})}
-	m.gossip = &gossip{m: m}
 	return m, nil
 }
 
@@ -174,6 +173,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 
+	m.gossip = m.newGossip()
 	srv := m.grpcServer()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mx.Serve(gctx) })
@@ -189,7 +189,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	g.Go(func() error { return node.RunWhileLeader(gctx, m.leaderLoops) })
 	g.Go(func() error { return m.registerSelf(gctx) })
 	g.Go(func() error { return m.renewer().Run(gctx) })
-	g.Go(func() error { return m.gossip.run(gctx) })
+	g.Go(func() error { return m.gossip.run(gctx, m.dispatcher) })
 	if mustJoin {
 		g.Go(func() error { return m.joinRaft(gctx) })
 	}
