@@ -1,8 +1,10 @@
 package manager
 
 import (
+	"context"
 	"time"
 
+	"berth/ca"
 	"berth/manager/dispatcher"
 	pb "berth/proto/berth/v1"
 	"berth/store"
@@ -47,4 +49,24 @@ func (m *Manager) insecureRegistries() []string {
 // one to encrypt with and the others accepted meanwhile.
 func (m *Manager) gossipKeys() (primary []byte, accept [][]byte) {
 	return gossipKeys(m.cluster())
+}
+
+// JoinToken waits until the cluster object exists and returns its join
+// token for role (ca.RoleWorker or ca.RoleManager).
+func (m *Manager) JoinToken(ctx context.Context, role string) (string, error) {
+	for {
+		var c *pb.Cluster
+		m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
+		if c != nil {
+			if role == ca.RoleManager {
+				return c.GetJoinTokens().GetManager(), nil
+			}
+			return c.GetJoinTokens().GetWorker(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
