@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/ca"
+	"berth/internal/ids"
 	"berth/manager/dispatcher"
 	"berth/overlay/ipam"
 	pb "berth/proto/berth/v1"
@@ -106,4 +107,50 @@ func (m *Manager) updateRegistries(ctx context.Context, cur *pb.Cluster) error {
 		c.Spec.InsecureRegistries = append(c.Spec.InsecureRegistries, add...)
 		return tx.UpdateCluster(c)
 	})
+}
+
+// bootstrap makes a new cluster: its CA, its key and this first manager.
+func (m *Manager) bootstrap() (*identity, error) {
+	now := m.cfg.Now()
+	clusterID, nodeID := ids.New(), ids.New()
+	root, err := ca.NewRoot(clusterID, now)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ca.NewClusterKey()
+	if err != nil {
+		return nil, err
+	}
+	caKey, err := root.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := ca.Seal(key, caKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.WriteFileAtomic(m.path(clusterKeyFile), key, 0o600); err != nil {
+		return nil, err
+	}
+	if err := ca.WriteFileAtomic(m.path(sealedCAKeyFile), sealed, 0o600); err != nil {
+		return nil, err
+	}
+	keyPEM, csrPEM, err := ca.NewKeyAndCSR()
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: nodeID, Role: ca.RoleManager, Lifetime: m.cfg.CertLifetime}, now)
+	if err != nil {
+		return nil, err
+	}
+	dir := ca.Dir(m.path(certsDir))
+	if err := dir.Save(root.CertPEM, certPEM, keyPEM); err != nil {
+		return nil, err
+	}
+	creds, err := dir.Load()
+	if err != nil {
+		return nil, err
+	}
+	m.log.Info("bootstrapped a new cluster", "cluster", clusterID, "node", nodeID)
+	return &identity{creds: creds, clusterKey: key, bootstrapped: true}, nil
 }

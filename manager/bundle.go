@@ -59,7 +59,7 @@ func (m *Manager) writeClientBundle() error {
 	if err != nil {
 		return err
 	}
-	cert, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: admit.ClientID(m.nodeID), Role: ca.RoleClient, Lifetime: m.certLifetime()}, m.cfg.Now())
+	cert, _, err := m.ca.Issue(csrPEM, admit.ClientID(m.nodeID), ca.RoleClient)
 	if err != nil {
 		return err
 	}

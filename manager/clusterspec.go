@@ -32,14 +32,6 @@ func heartbeatPeriod(c *pb.Cluster) time.Duration {
 	return dispatcher.DefaultHeartbeatPeriod
 }
 
-// certLifetime is the cluster's certificate lifetime.
-func (m *Manager) certLifetime() time.Duration {
-	if d := m.cluster().GetSpec().GetCertExpiry(); d != nil && d.AsDuration() > 0 {
-		return d.AsDuration()
-	}
-	return m.cfg.CertLifetime
-}
-
 // insecureRegistries are the plain-HTTP registries handed to agents.
 func (m *Manager) insecureRegistries() []string {
 	return m.cluster().GetSpec().GetInsecureRegistries()

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"berth/ca"
-	"berth/internal/ids"
 	pb "berth/proto/berth/v1"
 )
 
@@ -52,6 +50,19 @@ type identity struct {
 
 func (m *Manager) path(p string) string { return filepath.Join(m.cfg.DataDir, p) }
 
+// loadIdentity is Run's first step: this manager's identity, and the
+// cluster and node IDs its certificate names.
+func (m *Manager) loadIdentity(ctx context.Context) error {
+	id, err := m.loadOrCreateIdentity(ctx)
+	if err != nil {
+		return err
+	}
+	m.id = id
+	ident := id.creds.Identity()
+	m.clusterID, m.nodeID = ident.ClusterID, ident.NodeID
+	return nil
+}
+
 // loadOrCreateIdentity loads the identity in the data dir, or makes a new
 // cluster (no --join), or joins the cluster at --join with the token.
 func (m *Manager) loadOrCreateIdentity(ctx context.Context) (*identity, error) {
@@ -80,52 +91,6 @@ func (m *Manager) loadOrCreateIdentity(ctx context.Context) (*identity, error) {
 		return nil, fmt.Errorf("--force-new-cluster needs the data dir of a manager; %s holds none", m.cfg.DataDir)
 	}
 	return m.bootstrap()
-}
-
-// bootstrap makes a new cluster: its CA, its key and this first manager.
-func (m *Manager) bootstrap() (*identity, error) {
-	now := m.cfg.Now()
-	clusterID, nodeID := ids.New(), ids.New()
-	root, err := ca.NewRoot(clusterID, now)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ca.NewClusterKey()
-	if err != nil {
-		return nil, err
-	}
-	caKey, err := root.KeyPEM()
-	if err != nil {
-		return nil, err
-	}
-	sealed, err := ca.Seal(key, caKey)
-	if err != nil {
-		return nil, err
-	}
-	if err := ca.WriteFileAtomic(m.path(clusterKeyFile), key, 0o600); err != nil {
-		return nil, err
-	}
-	if err := ca.WriteFileAtomic(m.path(sealedCAKeyFile), sealed, 0o600); err != nil {
-		return nil, err
-	}
-	keyPEM, csrPEM, err := ca.NewKeyAndCSR()
-	if err != nil {
-		return nil, err
-	}
-	certPEM, err := root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: nodeID, Role: ca.RoleManager, Lifetime: m.cfg.CertLifetime}, now)
-	if err != nil {
-		return nil, err
-	}
-	dir := ca.Dir(m.path(certsDir))
-	if err := dir.Save(root.CertPEM, certPEM, keyPEM); err != nil {
-		return nil, err
-	}
-	creds, err := dir.Load()
-	if err != nil {
-		return nil, err
-	}
-	m.log.Info("bootstrapped a new cluster", "cluster", clusterID, "node", nodeID)
-	return &identity{creds: creds, clusterKey: key, bootstrapped: true}, nil
 }
 
 // join gets a manager certificate from an existing cluster with a token.
@@ -163,62 +128,6 @@ func (m *Manager) join(ctx context.Context) (*identity, error) {
 		return &identity{creds: creds, clusterKey: resp.GetClusterKey(), joined: true}, nil
 	}
 	return nil, lastErr
-}
-
-// mustJoinRaft says, once Raft is open, whether this run must ask the
-// cluster to add this manager to Raft: a run that joined the CA must; so
-// must a restart after a run that joined the CA but stopped before Raft
-// added it (its raft-join file remains and Raft holds no state), asking
-// the managers given now or, without --join, those of that run. A manager
-// whose Raft holds state was added (and may since have been removed: it
-// must not add itself back), so its pending join is recorded as done.
-func (m *Manager) mustJoinRaft() (bool, error) {
-	if m.id.joined {
-		return true, nil
-	}
-	pending, ok, err := m.pendingRaftJoin()
-	if err != nil || !ok {
-		return false, err
-	}
-	members, err := m.node.Members()
-	if err != nil {
-		return false, err
-	}
-	if len(members) > 0 {
-		return false, m.markRaftJoined()
-	}
-	if len(m.cfg.Join) == 0 {
-		m.cfg.Join = pending
-	}
-	if len(m.cfg.Join) == 0 {
-		return false, fmt.Errorf("an earlier run joined the cluster but Raft did not add this manager, and %s names no manager to ask: start with --join MANAGER_ADDR", m.path(raftJoinFile))
-	}
-	m.id.joined = true
-	m.log.Info("an earlier run joined the cluster but Raft did not add it; asking to join Raft", "via", m.cfg.Join)
-	return true, nil
-}
-
-// pendingRaftJoin returns the managers to join Raft through, and true,
-// when an earlier run joined the cluster and Raft was not known to have
-// added this manager.
-func (m *Manager) pendingRaftJoin() ([]string, bool, error) {
-	b, err := os.ReadFile(m.path(raftJoinFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("pending raft join: %w", err)
-	}
-	return strings.Fields(string(b)), true, nil
-}
-
-// markRaftJoined records that Raft has added this manager: later starts
-// do not ask to join again.
-func (m *Manager) markRaftJoined() error {
-	if err := os.Remove(m.path(raftJoinFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("record the raft join: %w", err)
-	}
-	return nil
 }
 
 // issued is a certificate response with the key its CSR was made from.
@@ -288,4 +197,12 @@ func advertiseAddr(listen, advertise string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("--listen-addr %s does not name an address others can reach: give --advertise-addr IP:PORT", listen)
+}
+
+func (m *Manager) rootPEM() []byte {
+	root, _, _, err := ca.Dir(m.path(certsDir)).Read()
+	if err != nil {
+		return nil
+	}
+	return root
 }

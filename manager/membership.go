@@ -13,10 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/manager/nodeca"
-	"berth/manager/raftapi"
 	pb "berth/proto/berth/v1"
 	"berth/store"
-	"berth/store/raftstore"
 )
 
 // ErrRemoved ends Run when this manager is no longer a Raft voter.
@@ -109,29 +107,6 @@ func (m *Manager) writeSelf(ctx context.Context) error {
 		}
 		return tx.UpdateNode(n)
 	})
-}
-
-// membership is the Raft membership the Control API changes (demote): a
-// removal asked of a follower is made by the leader, which alone knows
-// which managers are reachable and so whether quorum would survive.
-type membership struct {
-	*raftstore.Node
-	peers *raftapi.Peers
-}
-
-// RemoveServer removes manager id through the leader, wherever it is asked.
-func (ms membership) RemoveServer(ctx context.Context, id string) error {
-	if ms.IsLeader() {
-		err := ms.Node.RemoveServer(ctx, id)
-		if !errors.Is(err, store.ErrNotLeader) {
-			return err
-		}
-	}
-	_, addr := ms.Leader()
-	if addr == "" {
-		return ms.Node.RemoveServer(ctx, id) // says why there is no leader
-	}
-	return ms.peers.Leave(ctx, addr, id)
 }
 
 // watchMembership returns ErrRemoved once this manager has lost its vote

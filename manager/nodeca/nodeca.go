@@ -33,8 +33,11 @@ type Config struct {
 	ClusterID string
 	// ClusterKey decrypts the CA key kept in the replicated state.
 	ClusterKey []byte
-	Now        func() time.Time
-	Log        *slog.Logger
+	// CertLifetime is a certificate's life while the cluster spec sets no
+	// cert_expiry; DefaultCertLifetime when zero.
+	CertLifetime time.Duration
+	Now          func() time.Time
+	Log          *slog.Logger
 }
 
 // Server implements pb.NodeCAServer.
@@ -86,6 +89,33 @@ func (s *Server) Root() (*ca.Root, error) {
 	return root, nil
 }
 
+// Issue signs csrPEM for nodeID in role, for the manager's own use (its
+// certificate's renewal, the CLI's bundle), and returns the certificate
+// with the CA's.
+func (s *Server) Issue(csrPEM []byte, nodeID, role string) (certPEM, rootPEM []byte, err error) {
+	c, err := s.cluster()
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err := s.Root()
+	if err != nil {
+		return nil, nil, err
+	}
+	certPEM, err = root.Issue(ca.IssueRequest{CSRPEM: csrPEM, NodeID: nodeID, Role: role, Lifetime: s.lifetime(c)}, s.cfg.Now())
+	return certPEM, root.CertPEM, err
+}
+
+// lifetime is the life of the certificates c's CA signs now.
+func (s *Server) lifetime(c *pb.Cluster) time.Duration {
+	if d := c.GetSpec().GetCertExpiry(); d != nil && d.AsDuration() > 0 {
+		return d.AsDuration()
+	}
+	if s.cfg.CertLifetime > 0 {
+		return s.cfg.CertLifetime
+	}
+	return DefaultCertLifetime
+}
+
 // GetRootCACertificate returns the CA certificate; joiners check its hash.
 func (s *Server) GetRootCACertificate(context.Context, *pb.GetRootCACertificateRequest) (*pb.GetRootCACertificateResponse, error) {
 	c, err := s.cluster()
@@ -124,11 +154,7 @@ func (s *Server) IssueNodeCertificate(ctx context.Context, req *pb.IssueNodeCert
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	lifetime := DefaultCertLifetime
-	if d := c.GetSpec().GetCertExpiry(); d != nil && d.AsDuration() > 0 {
-		lifetime = d.AsDuration()
-	}
-	certPEM, err := root.Issue(ca.IssueRequest{CSRPEM: req.GetCsr(), NodeID: nodeID, Role: roleName(role), Lifetime: lifetime}, s.cfg.Now())
+	certPEM, err := root.Issue(ca.IssueRequest{CSRPEM: req.GetCsr(), NodeID: nodeID, Role: roleName(role), Lifetime: s.lifetime(c)}, s.cfg.Now())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
