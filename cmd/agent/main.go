@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"berth/agent"
+	"berth/agent/promote"
 	"berth/agent/runtime/initproc"
 	"berth/internal/logging"
 	"berth/internal/version"
@@ -86,8 +88,8 @@ that joins the Raft cluster; demoted, it stops that manager and runs on.`,
 	f.StringArrayVar(&o.labels, "label", nil, "node label key=value (repeatable)")
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT (repeatable)")
 	f.StringVar(&o.hostname, "hostname", "", "node name to report (default: the host's name)")
-	f.IntVar(&o.gossipPort, "gossip-port", DefaultGossipPort, "port for gossip failure detection (TCP and UDP)")
-	f.StringVar(&o.managerListen, "manager-listen-addr", "", "address HOST:PORT the node's manager listens on once `berth node promote` makes it one (default: ADVERTISE_ADDR:"+DefaultManagerPort+")")
+	f.IntVar(&o.gossipPort, "gossip-port", agent.DefaultGossipPort, "port for gossip failure detection (TCP and UDP)")
+	f.StringVar(&o.managerListen, "manager-listen-addr", "", "address HOST:PORT the node's manager listens on once `berth node promote` makes it one (default: ADVERTISE_ADDR:"+promote.DefaultManagerPort+")")
 	o.layers.register(f)
 	o.log.Register(f)
 	cmd.AddCommand(newRunCmd())

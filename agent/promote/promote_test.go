@@ -1,4 +1,4 @@
-package main
+package promote
 
 import (
 	"log/slog"
@@ -7,7 +7,7 @@ import (
 	pb "berth/proto/berth/v1"
 )
 
-func TestManagerAddrs(t *testing.T) {
+func TestAddrs(t *testing.T) {
 	for _, tc := range []struct {
 		listen, advertiseIP, wantListen, wantAdvertise string
 	}{
@@ -17,20 +17,20 @@ func TestManagerAddrs(t *testing.T) {
 		{":5000", "10.0.0.5", ":5000", "10.0.0.5:5000"},
 		{"10.0.0.6:4242", "10.0.0.5", "10.0.0.6:4242", ""},
 	} {
-		l, a, err := managerAddrs(tc.listen, tc.advertiseIP)
+		l, a, err := Addrs(tc.listen, tc.advertiseIP)
 		if err != nil || l != tc.wantListen || a != tc.wantAdvertise {
-			t.Errorf("managerAddrs(%q, %q) = %q, %q, %v; want %q, %q", tc.listen, tc.advertiseIP, l, a, err, tc.wantListen, tc.wantAdvertise)
+			t.Errorf("Addrs(%q, %q) = %q, %q, %v; want %q, %q", tc.listen, tc.advertiseIP, l, a, err, tc.wantListen, tc.wantAdvertise)
 		}
 	}
 }
 
-// TestManagerPartKeepsTheLatestRole: a session's news never blocks it, and
+// TestPartKeepsTheLatestRole: a session's news never blocks it, and
 // the manager part acts on the latest.
-func TestManagerPartKeepsTheLatestRole(t *testing.T) {
-	p := newManagerPart(t.TempDir(), "127.0.0.1:0", "", nil, slog.New(slog.DiscardHandler))
-	p.want(pb.NodeSpec_ROLE_MANAGER)
-	p.want(pb.NodeSpec_ROLE_MANAGER)
-	p.want(pb.NodeSpec_ROLE_WORKER)
+func TestPartKeepsTheLatestRole(t *testing.T) {
+	p := New(Config{Dir: t.TempDir(), ListenAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+	p.Want(pb.NodeSpec_ROLE_MANAGER)
+	p.Want(pb.NodeSpec_ROLE_MANAGER)
+	p.Want(pb.NodeSpec_ROLE_WORKER)
 	if got := <-p.roles; got != pb.NodeSpec_ROLE_WORKER {
 		t.Fatalf("latest role %v, want worker", got)
 	}
