@@ -224,6 +224,9 @@ func (a *Agent) session(ctx context.Context, addr string) (established bool, err
 	}
 	var period atomic.Int64
 	period.Store(int64(defaultHeartbeat))
+	if p := first.GetHeartbeatPeriod().AsDuration(); p > 0 {
+		period.Store(int64(p))
+	}
 	if err := a.apply(ctx, first, &period); err != nil {
 		return false, err
 	}
@@ -255,9 +258,7 @@ func (a *Agent) apply(ctx context.Context, msg *pb.SessionMessage, period *atomi
 	if id := msg.GetNodeId(); id != "" && id != a.creds.Identity().NodeID {
 		a.log.Warn("the manager knows this node by another ID than its certificate", "session_node", id, "certificate_node", a.creds.Identity().NodeID)
 	}
-	if p := msg.GetHeartbeatPeriod().AsDuration(); p > 0 {
-		period.Store(int64(p))
-	}
+	a.setPeriod(period, msg.GetHeartbeatPeriod().AsDuration())
 	a.peers.update(msg.GetManagers())
 	if msg.GetFull() || len(msg.GetInsecureRegistries()) > 0 {
 		a.setInsecure(msg.GetInsecureRegistries())
@@ -285,6 +286,17 @@ func (a *Agent) setInsecure(cluster []string) {
 	a.images.SetInsecure(regs)
 }
 
+// setPeriod takes the heartbeat period a manager named (none when d is 0);
+// a change is logged, as operators change it (berth cluster update).
+func (a *Agent) setPeriod(period *atomic.Int64, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	if old := time.Duration(period.Swap(int64(d))); old != d {
+		a.log.Info("heartbeat period changed", "period", d, "was", old)
+	}
+}
+
 // heartbeats keeps the session alive at the period the manager sets.
 func (a *Agent) heartbeats(ctx context.Context, client pb.DispatcherClient, sid string, period *atomic.Int64) error {
 	for {
@@ -303,8 +315,6 @@ func (a *Agent) heartbeats(ctx context.Context, client pb.DispatcherClient, sid 
 		if err != nil {
 			return fmt.Errorf("heartbeat: %w", err)
 		}
-		if d := resp.GetPeriod().AsDuration(); d > 0 {
-			period.Store(int64(d))
-		}
+		a.setPeriod(period, resp.GetPeriod().AsDuration())
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -182,6 +183,32 @@ func TestAgentsRunAServiceAndHealIt(t *testing.T) {
 	}
 	nodeStatus(t, c, cut.Name, "ready")
 	runningOn(t, c, "sleepers", 6)
+
+	// A new heartbeat period reaches every agent at its next heartbeat,
+	// within its session.
+	if out, err := c.CLI(ctx, "cluster", "update", "--heartbeat-period", "300ms"); err != nil || !strings.Contains(out, "300ms") {
+		t.Fatalf("cluster update --heartbeat-period 300ms: %q, %v", out, err)
+	}
+	for _, a := range c.Agents {
+		await.True(t, wait, func() bool {
+			b, _ := os.ReadFile(a.Log)
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, `msg="heartbeat period changed"`) && strings.Contains(line, " period=300ms") {
+					return true
+				}
+			}
+			return false
+		}, "agent %s heartbeats at 300ms", a.Name)
+	}
+	nodes, err = c.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Status != "ready" {
+			t.Errorf("at the new period node %s is %s, want ready", n.Hostname, n.Status)
+		}
+	}
 }
 
 // TestOrchestrationOnRealHosts: scale, drain, global services, restart of
