@@ -14,7 +14,7 @@ TEST_FLAGS ?= -race -count=1 -p 2 -timeout 15m
 FUZZTIME ?= 20s
 
 # System packages tests and the demo need; installed with apt-get when absent.
-DEPS := busybox:busybox-static ip:iproute2 nft:nftables jq:jq nsenter:util-linux
+DEPS := busybox:busybox-static ip:iproute2 nft:nftables jq:jq nsenter:util-linux etcd:etcd-server
 
 .PHONY: all build build-init test test-cgroup2 unit check proto proto-check deps bench demo demo-down clean sweep
 
