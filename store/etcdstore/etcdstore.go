@@ -33,6 +33,9 @@ type Config struct {
 	Prefix string
 	// RequestTimeout bounds each request; DefaultRequestTimeout when zero.
 	RequestTimeout time.Duration
+	// LeaseTTL is the leader's lease (whole seconds, at least 2);
+	// DefaultLeaseTTL when zero.
+	LeaseTTL time.Duration
 	// StoreOptions are passed to store.New.
 	StoreOptions []store.Option
 	Logger       *slog.Logger
@@ -48,6 +51,8 @@ type Backend struct {
 	// from is the revision the watch starts at after Open's snapshot.
 	from      int64
 	reachable atomic.Bool
+	// renewed is when the leader lease was last renewed (UnixNano).
+	renewed atomic.Int64
 }
 
 // keys are the backend's keys under its prefix.
@@ -87,6 +92,12 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.LeaseTTL < 2*time.Second || cfg.LeaseTTL%time.Second != 0 {
+		return nil, fmt.Errorf("etcdstore: LeaseTTL %s: want whole seconds, at least 2s", cfg.LeaseTTL)
 	}
 	b := &Backend{
 		cfg: cfg, log: cfg.Logger, keys: newKeys(cfg.Prefix),
