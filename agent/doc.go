@@ -31,6 +31,12 @@
 //     VXLAN entries and DNS records (discovery/dns, served on each
 //     network's gateway); a task on a network gets a read-only
 //     /etc/resolv.conf (DATA_DIR/resolv/<task>) naming that server.
+//   - gossip (gossip.go): the node's memberlist member, started on the
+//     first key a session delivers (Config.OnGossip feeds Gossip.Update);
+//     the managers take its verdicts on dead nodes.
+//
+// A promoted node also runs a manager beside its agent: package
+// agent/promote, which alone may link the manager.
 //
 // A task's registry credentials (sent in clear, only to this node) go to
 // its image pull and nowhere else: not to logs, statuses or disk.

@@ -12,7 +12,7 @@ import (
 // The dispatcher owns node liveness while this manager leads: a node is
 // READY while its session heartbeats, and goes down when its deadline
 // passes or another detector (gossip) reports it dead and it has not
-// spoken lately. Every verdict on a node's liveness passes through here.
+// spoken lately. Every verdict that puts a node down passes through here.
 
 // ReportDead takes another detector's verdict that a node is dead (gossip
 // confirms deaths in about a second): the node goes down at once, unless
