@@ -57,25 +57,35 @@ func (j *Gossip) Update(ctx context.Context, key []byte, accept [][]byte, peers 
 		if err := j.g.SetKeys(key, accept); err != nil {
 			j.cfg.Log.Error("set the gossip keys a session delivered", "err", err)
 		}
+	} else if !j.start(ctx, key, accept) {
+		return
 	}
-	if j.g == nil {
-		bind := j.cfg.BindAddr
-		if bind == "" {
-			bind = "0.0.0.0"
-		}
-		g, err := discovery.NewGossip(discovery.GossipConfig{
-			NodeID: j.cfg.NodeID(), BindAddr: bind, BindPort: j.cfg.Port, Key: key, AcceptKeys: accept,
-			Role: "worker", Logger: j.cfg.Log.With("part", "gossip"),
-		})
-		if err == nil {
-			err = g.Start(ctx)
-		}
-		if err != nil {
-			j.cfg.Log.Warn("gossip not started; failure detection falls back to heartbeats", "err", err)
-			return
-		}
-		j.g, j.joined = g, map[string]bool{}
+	j.join(ctx, peers)
+}
+
+// start starts the member with the first keys; callers hold mu.
+func (j *Gossip) start(ctx context.Context, key []byte, accept [][]byte) bool {
+	bind := j.cfg.BindAddr
+	if bind == "" {
+		bind = "0.0.0.0"
 	}
+	g, err := discovery.NewGossip(discovery.GossipConfig{
+		NodeID: j.cfg.NodeID(), BindAddr: bind, BindPort: j.cfg.Port, Key: key, AcceptKeys: accept,
+		Role: "worker", Logger: j.cfg.Log.With("part", "gossip"),
+	})
+	if err == nil {
+		err = g.Start(ctx)
+	}
+	if err != nil {
+		j.cfg.Log.Warn("gossip not started; failure detection falls back to heartbeats", "err", err)
+		return false
+	}
+	j.g, j.joined = g, map[string]bool{}
+	return true
+}
+
+// join joins the peers not joined yet; callers hold mu.
+func (j *Gossip) join(ctx context.Context, peers []string) {
 	var fresh []string
 	for _, p := range peers {
 		if _, _, err := net.SplitHostPort(p); err == nil && !j.joined[p] {

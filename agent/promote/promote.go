@@ -86,61 +86,89 @@ func (p *Part) hasIdentity() bool {
 	return ca.Dir(filepath.Join(p.cfg.Dir, "certs")).Exists()
 }
 
-// Run runs the manager part until ctx ends.
+// next says what Run does after a step.
+type next int
+
+const (
+	stop  next = iota // ctx ended
+	again             // step again at once
+	fresh             // step again at once, the backoff back to its start
+	later             // step again after the backoff, which then doubles
+)
+
+// Run runs the manager part until ctx ends: the node's manager while the
+// data dir holds a manager identity, else it waits to be promoted.
 func (p *Part) Run(ctx context.Context) error {
 	wait := p.retryAfter
 	for {
+		step := p.awaitPromotion
 		if p.hasIdentity() {
-			err := p.runManager(ctx)
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, manager.ErrRemoved) {
-				p.log.Info("this node was demoted: its manager stopped, the agent runs on", "node_dir", p.cfg.Dir)
-				if err := os.RemoveAll(p.cfg.Dir); err != nil {
-					p.log.Error("remove the demoted manager's data", "dir", p.cfg.Dir, "err", err)
-				}
-				wait = p.retryAfter
-				continue
-			}
-			p.log.Error("manager stopped; starting it again", "err", err, "retry_in", wait)
-		} else {
+			step = p.manage
+		}
+		switch step(ctx, wait) {
+		case stop:
+			return nil
+		case fresh:
+			wait = p.retryAfter
+		case later:
 			select {
 			case <-ctx.Done():
 				return nil
-			case role := <-p.roles:
-				if role != pb.NodeSpec_ROLE_MANAGER {
-					continue
-				}
+			case <-time.After(wait):
 			}
-			err := p.adopt(ctx)
-			if err == nil {
-				wait = p.retryAfter
-				continue
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, agent.ErrNotPromoted) {
-				// Stale news: the node was demoted again meanwhile; the
-				// next session message says what is wanted now.
-				p.log.Info("no longer promoted; staying a worker", "err", err)
-				continue
-			}
-			p.log.Warn("cannot become a manager yet; retrying", "err", err, "retry_in", wait)
-			// Still promoted as far as we know, unless news came since.
-			select {
-			case p.roles <- pb.NodeSpec_ROLE_MANAGER:
-			default:
-			}
+			wait = min(2*wait, 30*time.Second)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
 	}
+}
+
+// manage runs the manager until it ends: demoted, it removes the
+// manager's data and the node stays a worker; failed, it is started again.
+func (p *Part) manage(ctx context.Context, wait time.Duration) next {
+	err := p.runManager(ctx)
+	if ctx.Err() != nil {
+		return stop
+	}
+	if errors.Is(err, manager.ErrRemoved) {
+		p.log.Info("this node was demoted: its manager stopped, the agent runs on", "node_dir", p.cfg.Dir)
+		if err := os.RemoveAll(p.cfg.Dir); err != nil {
+			p.log.Error("remove the demoted manager's data", "dir", p.cfg.Dir, "err", err)
+		}
+		return fresh
+	}
+	p.log.Error("manager stopped; starting it again", "err", err, "retry_in", wait)
+	return later
+}
+
+// awaitPromotion waits for a session to say the node is to be a manager,
+// then gets it a manager identity.
+func (p *Part) awaitPromotion(ctx context.Context, wait time.Duration) next {
+	select {
+	case <-ctx.Done():
+		return stop
+	case role := <-p.roles:
+		if role != pb.NodeSpec_ROLE_MANAGER {
+			return again
+		}
+	}
+	err := p.adopt(ctx)
+	switch {
+	case err == nil:
+		return fresh
+	case ctx.Err() != nil:
+		return stop
+	case errors.Is(err, agent.ErrNotPromoted):
+		// Stale news: the node was demoted again meanwhile; the next
+		// session message says what is wanted now.
+		p.log.Info("no longer promoted; staying a worker", "err", err)
+		return again
+	}
+	p.log.Warn("cannot become a manager yet; retrying", "err", err, "retry_in", wait)
+	// Still promoted as far as we know, unless news came since.
+	select {
+	case p.roles <- pb.NodeSpec_ROLE_MANAGER:
+	default:
+	}
+	return later
 }
 
 // adopt gets a manager certificate and writes it into DIR/manager.
