@@ -53,6 +53,8 @@ type Backend struct {
 	reachable atomic.Bool
 	// renewed is when the leader lease was last renewed (UnixNano).
 	renewed atomic.Int64
+	// writing holds the one write of this manager under way.
+	writing chan struct{}
 }
 
 // keys are the backend's keys under its prefix.
@@ -102,6 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	b := &Backend{
 		cfg: cfg, log: cfg.Logger, keys: newKeys(cfg.Prefix),
 		endpoints: strings.Join(cfg.Client.Endpoints(), ","),
+		writing:   make(chan struct{}, 1),
 	}
 	b.reachable.Store(true)
 	b.store = store.New(b, cfg.StoreOptions...)
