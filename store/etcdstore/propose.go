@@ -22,7 +22,8 @@ const maxRaces = 50
 // it waits to apply the writes that came first and checks again: a batch
 // that no longer fits fails as Apply would fail it (a stale version is
 // store.ErrSequenceConflict), and one that still fits is retried. It
-// returns once this manager's store has applied the batch.
+// returns once this manager's store has applied the batch, so Run must
+// be running.
 func (b *Backend) Propose(ctx context.Context, batch *berthv1.StoreBatch) (uint64, error) {
 	value, err := proto.Marshal(batch)
 	if err != nil {
