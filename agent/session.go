@@ -18,12 +18,8 @@ import (
 	pb "berth/proto/berth/v1"
 )
 
-// Session defaults.
-const (
-	defaultHeartbeat = 5 * time.Second
-	// firstMessageTimeout bounds the wait for a new session's full set.
-	firstMessageTimeout = 10 * time.Second
-)
+// firstMessageTimeout bounds the wait for a new session's full set.
+const firstMessageTimeout = 10 * time.Second
 
 var errNoSession = errors.New("no session with a manager")
 
@@ -219,14 +215,13 @@ func (a *Agent) session(ctx context.Context, addr string) (established bool, err
 	if err != nil {
 		return false, fmt.Errorf("open session: %w", err)
 	}
-	if !first.GetFull() || first.GetSessionId() == "" {
-		return false, fmt.Errorf("open session: the manager's first message is not a full assignment set with a session ID")
+	// The heartbeat period is the cluster's, told by the manager: the
+	// agent keeps no default of its own.
+	if !first.GetFull() || first.GetSessionId() == "" || first.GetHeartbeatPeriod().AsDuration() <= 0 {
+		return false, fmt.Errorf("open session: the manager's first message is not a full assignment set with a session ID and a heartbeat period")
 	}
 	var period atomic.Int64
-	period.Store(int64(defaultHeartbeat))
-	if p := first.GetHeartbeatPeriod().AsDuration(); p > 0 {
-		period.Store(int64(p))
-	}
+	period.Store(int64(first.GetHeartbeatPeriod().AsDuration()))
 	if err := a.apply(ctx, first, &period); err != nil {
 		return false, err
 	}
