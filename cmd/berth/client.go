@@ -95,6 +95,23 @@ func (o *globalOpts) control(ctx context.Context, fn func(context.Context, pb.Co
 	return o.explain(fn(ctx, pb.NewControlClient(conn)))
 }
 
+// edit is control for a read-modify-write of one object: fn reads the
+// object, changes its spec and writes it back with the version it read.
+// Managers write services and nodes too (addresses, update status), so a
+// write refused as out of sequence (Aborted) is tried again from a fresh
+// read, a few times: fn must be a function of what it reads alone.
+func (o *globalOpts) edit(ctx context.Context, fn func(context.Context, pb.ControlClient) error) error {
+	return o.control(ctx, func(ctx context.Context, c pb.ControlClient) error {
+		var err error
+		for try := 0; try < 5; try++ {
+			if err = fn(ctx, c); status.Code(err) != codes.Aborted {
+				return err
+			}
+		}
+		return err
+	})
+}
+
 // stream is control without the deadline, for commands that follow a
 // stream until the user interrupts them.
 func (o *globalOpts) stream(ctx context.Context, fn func(context.Context, pb.ControlClient) error) error {

@@ -235,7 +235,7 @@ func newServiceRollbackCmd(g *globalOpts) *cobra.Command {
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return at once instead of following the rollback")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var svc *pb.Service
-		err := g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+		err := g.edit(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
 			cur, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: args[0]})
 			if err != nil {
 				return err

@@ -200,7 +200,7 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 			return err
 		}
 		var updated *pb.Service
-		err := g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+		err := g.edit(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
 			cur, err := c.GetService(ctx, &pb.GetServiceRequest{ServiceId: a[0]})
 			if err != nil {
 				return err
