@@ -3317,7 +3317,7 @@ var File_berth_v1_control_proto protoreflect.FileDescriptor
 
 const file_berth_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/control.proto\x12\bberth.v1\x1a\x16berth/v1/objects.proto\x1a\x14berth/v1/specs.proto\"A\n" +
+	"\x16berth/v1/control.proto\x12\bberth.v1\x1a\x16berth/v1/objects.proto\x1a\x14berth/v1/specs.proto\x1a\x14berth/v1/stats.proto\"A\n" +
 	"\x14CreateServiceRequest\x12)\n" +
 	"\x04spec\x18\x01 \x01(\v2\x15.berth.v1.ServiceSpecR\x04spec\"D\n" +
 	"\x15CreateServiceResponse\x12+\n" +
@@ -3533,7 +3533,7 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\x05index\x18\a \x01(\x04R\x05index\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x90\x0f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xcb\x0f\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.berth.v1.CreateServiceRequest\x1a\x1f.berth.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -3564,7 +3564,8 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\fGetJoinToken\x12\x1d.berth.v1.GetJoinTokenRequest\x1a\x1e.berth.v1.GetJoinTokenResponse\x12I\n" +
 	"\n" +
 	"WatchTasks\x12\x1b.berth.v1.WatchTasksRequest\x1a\x1c.berth.v1.WatchTasksResponse0\x01\x12C\n" +
-	"\vServiceLogs\x12\x1c.berth.v1.ServiceLogsRequest\x1a\x14.berth.v1.LogMessage0\x01\x125\n" +
+	"\vServiceLogs\x12\x1c.berth.v1.ServiceLogsRequest\x1a\x14.berth.v1.LogMessage0\x01\x129\n" +
+	"\x05Stats\x12\x16.berth.v1.StatsRequest\x1a\x16.berth.v1.StatsMessage0\x01\x125\n" +
 	"\x04Exec\x12\x13.berth.v1.ExecInput\x1a\x14.berth.v1.ExecOutput(\x010\x01\x12<\n" +
 	"\x06Events\x12\x17.berth.v1.EventsRequest\x1a\x17.berth.v1.EventsMessage0\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
 
@@ -3659,6 +3660,8 @@ var file_berth_v1_control_proto_goTypes = []any{
 	(*Cluster)(nil),               // 73: berth.v1.Cluster
 	(*RaftMember)(nil),            // 74: berth.v1.RaftMember
 	(*ClusterSpec)(nil),           // 75: berth.v1.ClusterSpec
+	(*StatsRequest)(nil),          // 76: berth.v1.StatsRequest
+	(*StatsMessage)(nil),          // 77: berth.v1.StatsMessage
 }
 var file_berth_v1_control_proto_depIdxs = []int32{
 	61, // 0: berth.v1.CreateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
@@ -3728,36 +3731,38 @@ var file_berth_v1_control_proto_depIdxs = []int32{
 	44, // 64: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
 	46, // 65: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
 	48, // 66: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
-	52, // 67: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
-	56, // 68: berth.v1.Control.Events:input_type -> berth.v1.EventsRequest
-	2,  // 69: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
-	4,  // 70: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
-	7,  // 71: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
-	9,  // 72: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
-	11, // 73: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
-	13, // 74: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
-	15, // 75: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
-	17, // 76: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
-	19, // 77: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
-	21, // 78: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
-	23, // 79: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
-	25, // 80: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
-	27, // 81: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
-	29, // 82: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
-	31, // 83: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
-	33, // 84: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
-	35, // 85: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
-	37, // 86: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
-	39, // 87: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
-	41, // 88: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
-	43, // 89: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
-	45, // 90: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
-	47, // 91: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
-	49, // 92: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
-	53, // 93: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
-	57, // 94: berth.v1.Control.Events:output_type -> berth.v1.EventsMessage
-	69, // [69:95] is the sub-list for method output_type
-	43, // [43:69] is the sub-list for method input_type
+	76, // 67: berth.v1.Control.Stats:input_type -> berth.v1.StatsRequest
+	52, // 68: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
+	56, // 69: berth.v1.Control.Events:input_type -> berth.v1.EventsRequest
+	2,  // 70: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
+	4,  // 71: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
+	7,  // 72: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
+	9,  // 73: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
+	11, // 74: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
+	13, // 75: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
+	15, // 76: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
+	17, // 77: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
+	19, // 78: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
+	21, // 79: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
+	23, // 80: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
+	25, // 81: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
+	27, // 82: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
+	29, // 83: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
+	31, // 84: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
+	33, // 85: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
+	35, // 86: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
+	37, // 87: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
+	39, // 88: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
+	41, // 89: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
+	43, // 90: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
+	45, // 91: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
+	47, // 92: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
+	49, // 93: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
+	77, // 94: berth.v1.Control.Stats:output_type -> berth.v1.StatsMessage
+	53, // 95: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
+	57, // 96: berth.v1.Control.Events:output_type -> berth.v1.EventsMessage
+	70, // [70:97] is the sub-list for method output_type
+	43, // [43:70] is the sub-list for method input_type
 	43, // [43:43] is the sub-list for extension type_name
 	43, // [43:43] is the sub-list for extension extendee
 	0,  // [0:43] is the sub-list for field type_name
@@ -3770,6 +3775,7 @@ func file_berth_v1_control_proto_init() {
 	}
 	file_berth_v1_objects_proto_init()
 	file_berth_v1_specs_proto_init()
+	file_berth_v1_stats_proto_init()
 	file_berth_v1_control_proto_msgTypes[47].OneofWrappers = []any{}
 	file_berth_v1_control_proto_msgTypes[51].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),

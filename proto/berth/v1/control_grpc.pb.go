@@ -43,6 +43,7 @@ const (
 	Control_GetJoinToken_FullMethodName  = "/berth.v1.Control/GetJoinToken"
 	Control_WatchTasks_FullMethodName    = "/berth.v1.Control/WatchTasks"
 	Control_ServiceLogs_FullMethodName   = "/berth.v1.Control/ServiceLogs"
+	Control_Stats_FullMethodName         = "/berth.v1.Control/Stats"
 	Control_Exec_FullMethodName          = "/berth.v1.Control/Exec"
 	Control_Events_FullMethodName        = "/berth.v1.Control/Events"
 )
@@ -81,6 +82,10 @@ type ControlClient interface {
 	// ServiceLogs streams the logs of a service's tasks, or of one task,
 	// merged; with follow it goes on with new output and new tasks.
 	ServiceLogs(ctx context.Context, in *ServiceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error)
+	// Stats streams the resource usage of running tasks (all, or those of
+	// the services named), read from cgroups by each task's agent: one
+	// message per node and sampling period, or one sample with no_stream.
+	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatsMessage], error)
 	// Exec runs a process in a running task's container, on whichever node
 	// it runs, through the leader and that node's agent. The first input is
 	// the start; then come stdin, its end and terminal sizes. The output
@@ -359,9 +364,28 @@ func (c *controlClient) ServiceLogs(ctx context.Context, in *ServiceLogsRequest,
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_ServiceLogsClient = grpc.ServerStreamingClient[LogMessage]
 
+func (c *controlClient) Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatsMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[2], Control_Stats_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StatsRequest, StatsMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_StatsClient = grpc.ServerStreamingClient[StatsMessage]
+
 func (c *controlClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[2], Control_Exec_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[3], Control_Exec_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +398,7 @@ type Control_ExecClient = grpc.BidiStreamingClient[ExecInput, ExecOutput]
 
 func (c *controlClient) Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EventsMessage], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[3], Control_Events_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[4], Control_Events_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -425,6 +449,10 @@ type ControlServer interface {
 	// ServiceLogs streams the logs of a service's tasks, or of one task,
 	// merged; with follow it goes on with new output and new tasks.
 	ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[LogMessage]) error
+	// Stats streams the resource usage of running tasks (all, or those of
+	// the services named), read from cgroups by each task's agent: one
+	// message per node and sampling period, or one sample with no_stream.
+	Stats(*StatsRequest, grpc.ServerStreamingServer[StatsMessage]) error
 	// Exec runs a process in a running task's container, on whichever node
 	// it runs, through the leader and that node's agent. The first input is
 	// the start; then come stdin, its end and terminal sizes. The output
@@ -516,6 +544,9 @@ func (UnimplementedControlServer) WatchTasks(*WatchTasksRequest, grpc.ServerStre
 }
 func (UnimplementedControlServer) ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[LogMessage]) error {
 	return status.Error(codes.Unimplemented, "method ServiceLogs not implemented")
+}
+func (UnimplementedControlServer) Stats(*StatsRequest, grpc.ServerStreamingServer[StatsMessage]) error {
+	return status.Error(codes.Unimplemented, "method Stats not implemented")
 }
 func (UnimplementedControlServer) Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
 	return status.Error(codes.Unimplemented, "method Exec not implemented")
@@ -962,6 +993,17 @@ func _Control_ServiceLogs_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_ServiceLogsServer = grpc.ServerStreamingServer[LogMessage]
 
+func _Control_Stats_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StatsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServer).Stats(m, &grpc.GenericServerStream[StatsRequest, StatsMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_StatsServer = grpc.ServerStreamingServer[StatsMessage]
+
 func _Control_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(ControlServer).Exec(&grpc.GenericServerStream[ExecInput, ExecOutput]{ServerStream: stream})
 }
@@ -1085,6 +1127,11 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ServiceLogs",
 			Handler:       _Control_ServiceLogs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Stats",
+			Handler:       _Control_Stats_Handler,
 			ServerStreams: true,
 		},
 		{

@@ -274,6 +274,7 @@ type AgentRequest struct {
 	//
 	//	*AgentRequest_Logs
 	//	*AgentRequest_Exec
+	//	*AgentRequest_Stats
 	Kind          isAgentRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -348,6 +349,15 @@ func (x *AgentRequest) GetExec() *ExecStart {
 	return nil
 }
 
+func (x *AgentRequest) GetStats() *TaskStatsRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*AgentRequest_Stats); ok {
+			return x.Stats
+		}
+	}
+	return nil
+}
+
 type isAgentRequest_Kind interface {
 	isAgentRequest_Kind()
 }
@@ -361,9 +371,16 @@ type AgentRequest_Exec struct {
 	Exec *ExecStart `protobuf:"bytes,4,opt,name=exec,proto3,oneof"`
 }
 
+type AgentRequest_Stats struct {
+	// stats samples tasks' resource usage, answered with PublishStats.
+	Stats *TaskStatsRequest `protobuf:"bytes,230,opt,name=stats,proto3,oneof"`
+}
+
 func (*AgentRequest_Logs) isAgentRequest_Kind() {}
 
 func (*AgentRequest_Exec) isAgentRequest_Kind() {}
+
+func (*AgentRequest_Stats) isAgentRequest_Kind() {}
 
 // TaskLogsRequest asks for one task's log, answered with PublishLogs.
 type TaskLogsRequest struct {
@@ -1312,7 +1329,7 @@ var File_berth_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19berth/v1/dispatcher.proto\x12\bberth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16berth/v1/objects.proto\x1a\x16berth/v1/control.proto\x1a\x14berth/v1/specs.proto\"l\n" +
+	"\x19berth/v1/dispatcher.proto\x12\bberth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16berth/v1/objects.proto\x1a\x16berth/v1/control.proto\x1a\x14berth/v1/specs.proto\x1a\x14berth/v1/stats.proto\"l\n" +
 	"\x0eSessionRequest\x12;\n" +
 	"\vdescription\x18\x01 \x01(\v2\x19.berth.v1.NodeDescriptionR\vdescription\x12\x1d\n" +
 	"\n" +
@@ -1333,12 +1350,13 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	" \x01(\x0e2\x17.berth.v1.NodeSpec.RoleH\x00R\vdesiredRole\x88\x01\x01\x12,\n" +
 	"\x12gossip_accept_keys\x18d \x03(\fR\x10gossipAcceptKeys\x123\n" +
 	"\brequests\x18\xa0\x01 \x03(\v2\x16.berth.v1.AgentRequestR\brequestsB\x0f\n" +
-	"\r_desired_role\"\x9a\x01\n" +
+	"\r_desired_role\"\xcf\x01\n" +
 	"\fAgentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06cancel\x18\x02 \x01(\bR\x06cancel\x12/\n" +
 	"\x04logs\x18\x03 \x01(\v2\x19.berth.v1.TaskLogsRequestH\x00R\x04logs\x12)\n" +
-	"\x04exec\x18\x04 \x01(\v2\x13.berth.v1.ExecStartH\x00R\x04execB\x06\n" +
+	"\x04exec\x18\x04 \x01(\v2\x13.berth.v1.ExecStartH\x00R\x04exec\x123\n" +
+	"\x05stats\x18\xe6\x01 \x01(\v2\x1a.berth.v1.TaskStatsRequestH\x00R\x05statsB\x06\n" +
 	"\x04kind\"\x8c\x01\n" +
 	"\x0fTaskLogsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
@@ -1410,13 +1428,14 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\xa0\x01 \x01(\tR\trequestId\x12\x15\n" +
 	"\x05error\x18\xa1\x01 \x01(\tR\x05error\"\x15\n" +
-	"\x13PublishLogsResponse2\xf3\x02\n" +
+	"\x13PublishLogsResponse2\xc4\x03\n" +
 	"\n" +
 	"Dispatcher\x12?\n" +
 	"\aSession\x12\x18.berth.v1.SessionRequest\x1a\x18.berth.v1.SessionMessage0\x01\x12D\n" +
 	"\tHeartbeat\x12\x1a.berth.v1.HeartbeatRequest\x1a\x1b.berth.v1.HeartbeatResponse\x12Y\n" +
 	"\x10UpdateTaskStatus\x12!.berth.v1.UpdateTaskStatusRequest\x1a\".berth.v1.UpdateTaskStatusResponse\x12L\n" +
-	"\vPublishLogs\x12\x1c.berth.v1.PublishLogsRequest\x1a\x1d.berth.v1.PublishLogsResponse(\x01\x125\n" +
+	"\vPublishLogs\x12\x1c.berth.v1.PublishLogsRequest\x1a\x1d.berth.v1.PublishLogsResponse(\x01\x12O\n" +
+	"\fPublishStats\x12\x1d.berth.v1.PublishStatsRequest\x1a\x1e.berth.v1.PublishStatsResponse(\x01\x125\n" +
 	"\x04Exec\x12\x14.berth.v1.ExecOutput\x1a\x13.berth.v1.ExecInput(\x010\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
@@ -1456,15 +1475,18 @@ var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
 	(NodeSpec_Role)(0),               // 20: berth.v1.NodeSpec.Role
 	(*ExecStart)(nil),                // 21: berth.v1.ExecStart
-	(*Task)(nil),                     // 22: berth.v1.Task
-	(*Secret)(nil),                   // 23: berth.v1.Secret
-	(*Network)(nil),                  // 24: berth.v1.Network
-	(EndpointSpec_Mode)(0),           // 25: berth.v1.EndpointSpec.Mode
-	(*PortConfig)(nil),               // 26: berth.v1.PortConfig
-	(*TaskStatus)(nil),               // 27: berth.v1.TaskStatus
-	(*LogMessage)(nil),               // 28: berth.v1.LogMessage
-	(*ExecOutput)(nil),               // 29: berth.v1.ExecOutput
-	(*ExecInput)(nil),                // 30: berth.v1.ExecInput
+	(*TaskStatsRequest)(nil),         // 22: berth.v1.TaskStatsRequest
+	(*Task)(nil),                     // 23: berth.v1.Task
+	(*Secret)(nil),                   // 24: berth.v1.Secret
+	(*Network)(nil),                  // 25: berth.v1.Network
+	(EndpointSpec_Mode)(0),           // 26: berth.v1.EndpointSpec.Mode
+	(*PortConfig)(nil),               // 27: berth.v1.PortConfig
+	(*TaskStatus)(nil),               // 28: berth.v1.TaskStatus
+	(*LogMessage)(nil),               // 29: berth.v1.LogMessage
+	(*PublishStatsRequest)(nil),      // 30: berth.v1.PublishStatsRequest
+	(*ExecOutput)(nil),               // 31: berth.v1.ExecOutput
+	(*PublishStatsResponse)(nil),     // 32: berth.v1.PublishStatsResponse
+	(*ExecInput)(nil),                // 33: berth.v1.ExecInput
 }
 var file_berth_v1_dispatcher_proto_depIdxs = []int32{
 	18, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
@@ -1475,35 +1497,38 @@ var file_berth_v1_dispatcher_proto_depIdxs = []int32{
 	3,  // 5: berth.v1.SessionMessage.requests:type_name -> berth.v1.AgentRequest
 	4,  // 6: berth.v1.AgentRequest.logs:type_name -> berth.v1.TaskLogsRequest
 	21, // 7: berth.v1.AgentRequest.exec:type_name -> berth.v1.ExecStart
-	0,  // 8: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
-	22, // 9: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
-	23, // 10: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
-	10, // 11: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
-	24, // 12: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
-	7,  // 13: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
-	8,  // 14: berth.v1.AssignmentChange.endpoint:type_name -> berth.v1.ServiceEndpoint
-	25, // 15: berth.v1.ServiceEndpoint.mode:type_name -> berth.v1.EndpointSpec.Mode
-	26, // 16: berth.v1.ServiceEndpoint.ports:type_name -> berth.v1.PortConfig
-	9,  // 17: berth.v1.ServiceEndpoint.tasks:type_name -> berth.v1.EndpointTask
-	19, // 18: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	14, // 19: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
-	27, // 20: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
-	28, // 21: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
-	1,  // 22: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
-	11, // 23: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	13, // 24: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
-	16, // 25: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
-	29, // 26: berth.v1.Dispatcher.Exec:input_type -> berth.v1.ExecOutput
-	2,  // 27: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
-	12, // 28: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	15, // 29: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
-	17, // 30: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
-	30, // 31: berth.v1.Dispatcher.Exec:output_type -> berth.v1.ExecInput
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	22, // 8: berth.v1.AgentRequest.stats:type_name -> berth.v1.TaskStatsRequest
+	0,  // 9: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
+	23, // 10: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
+	24, // 11: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
+	10, // 12: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
+	25, // 13: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
+	7,  // 14: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
+	8,  // 15: berth.v1.AssignmentChange.endpoint:type_name -> berth.v1.ServiceEndpoint
+	26, // 16: berth.v1.ServiceEndpoint.mode:type_name -> berth.v1.EndpointSpec.Mode
+	27, // 17: berth.v1.ServiceEndpoint.ports:type_name -> berth.v1.PortConfig
+	9,  // 18: berth.v1.ServiceEndpoint.tasks:type_name -> berth.v1.EndpointTask
+	19, // 19: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	14, // 20: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
+	28, // 21: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
+	29, // 22: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
+	1,  // 23: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
+	11, // 24: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	13, // 25: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
+	16, // 26: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
+	30, // 27: berth.v1.Dispatcher.PublishStats:input_type -> berth.v1.PublishStatsRequest
+	31, // 28: berth.v1.Dispatcher.Exec:input_type -> berth.v1.ExecOutput
+	2,  // 29: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
+	12, // 30: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	15, // 31: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
+	17, // 32: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
+	32, // 33: berth.v1.Dispatcher.PublishStats:output_type -> berth.v1.PublishStatsResponse
+	33, // 34: berth.v1.Dispatcher.Exec:output_type -> berth.v1.ExecInput
+	29, // [29:35] is the sub-list for method output_type
+	23, // [23:29] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_dispatcher_proto_init() }
@@ -1514,10 +1539,12 @@ func file_berth_v1_dispatcher_proto_init() {
 	file_berth_v1_objects_proto_init()
 	file_berth_v1_control_proto_init()
 	file_berth_v1_specs_proto_init()
+	file_berth_v1_stats_proto_init()
 	file_berth_v1_dispatcher_proto_msgTypes[1].OneofWrappers = []any{}
 	file_berth_v1_dispatcher_proto_msgTypes[2].OneofWrappers = []any{
 		(*AgentRequest_Logs)(nil),
 		(*AgentRequest_Exec)(nil),
+		(*AgentRequest_Stats)(nil),
 	}
 	file_berth_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{}
 	file_berth_v1_dispatcher_proto_msgTypes[5].OneofWrappers = []any{

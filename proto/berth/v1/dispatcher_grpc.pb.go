@@ -23,6 +23,7 @@ const (
 	Dispatcher_Heartbeat_FullMethodName        = "/berth.v1.Dispatcher/Heartbeat"
 	Dispatcher_UpdateTaskStatus_FullMethodName = "/berth.v1.Dispatcher/UpdateTaskStatus"
 	Dispatcher_PublishLogs_FullMethodName      = "/berth.v1.Dispatcher/PublishLogs"
+	Dispatcher_PublishStats_FullMethodName     = "/berth.v1.Dispatcher/PublishStats"
 	Dispatcher_Exec_FullMethodName             = "/berth.v1.Dispatcher/Exec"
 )
 
@@ -43,6 +44,10 @@ type DispatcherClient interface {
 	// the lines (request_id in the first message) and closes the stream at
 	// the log's end; the manager ends it early when nobody reads any more.
 	PublishLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PublishLogsRequest, PublishLogsResponse], error)
+	// PublishStats answers an AgentRequest for tasks' resource usage: the
+	// first message names the request; then a sample of every task each
+	// period (or once), until the manager ends the stream.
+	PublishStats(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PublishStatsRequest, PublishStatsResponse], error)
 	// Exec answers an AgentRequest to exec: the agent's first message is the
 	// request_id; the manager then sends input, the agent output and, last,
 	// the exit code.
@@ -109,9 +114,22 @@ func (c *dispatcherClient) PublishLogs(ctx context.Context, opts ...grpc.CallOpt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_PublishLogsClient = grpc.ClientStreamingClient[PublishLogsRequest, PublishLogsResponse]
 
+func (c *dispatcherClient) PublishStats(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PublishStatsRequest, PublishStatsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[2], Dispatcher_PublishStats_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishStatsRequest, PublishStatsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_PublishStatsClient = grpc.ClientStreamingClient[PublishStatsRequest, PublishStatsResponse]
+
 func (c *dispatcherClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecOutput, ExecInput], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[2], Dispatcher_Exec_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[3], Dispatcher_Exec_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +157,10 @@ type DispatcherServer interface {
 	// the lines (request_id in the first message) and closes the stream at
 	// the log's end; the manager ends it early when nobody reads any more.
 	PublishLogs(grpc.ClientStreamingServer[PublishLogsRequest, PublishLogsResponse]) error
+	// PublishStats answers an AgentRequest for tasks' resource usage: the
+	// first message names the request; then a sample of every task each
+	// period (or once), until the manager ends the stream.
+	PublishStats(grpc.ClientStreamingServer[PublishStatsRequest, PublishStatsResponse]) error
 	// Exec answers an AgentRequest to exec: the agent's first message is the
 	// request_id; the manager then sends input, the agent output and, last,
 	// the exit code.
@@ -164,6 +186,9 @@ func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTa
 }
 func (UnimplementedDispatcherServer) PublishLogs(grpc.ClientStreamingServer[PublishLogsRequest, PublishLogsResponse]) error {
 	return status.Error(codes.Unimplemented, "method PublishLogs not implemented")
+}
+func (UnimplementedDispatcherServer) PublishStats(grpc.ClientStreamingServer[PublishStatsRequest, PublishStatsResponse]) error {
+	return status.Error(codes.Unimplemented, "method PublishStats not implemented")
 }
 func (UnimplementedDispatcherServer) Exec(grpc.BidiStreamingServer[ExecOutput, ExecInput]) error {
 	return status.Error(codes.Unimplemented, "method Exec not implemented")
@@ -243,6 +268,13 @@ func _Dispatcher_PublishLogs_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_PublishLogsServer = grpc.ClientStreamingServer[PublishLogsRequest, PublishLogsResponse]
 
+func _Dispatcher_PublishStats_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DispatcherServer).PublishStats(&grpc.GenericServerStream[PublishStatsRequest, PublishStatsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_PublishStatsServer = grpc.ClientStreamingServer[PublishStatsRequest, PublishStatsResponse]
+
 func _Dispatcher_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(DispatcherServer).Exec(&grpc.GenericServerStream[ExecOutput, ExecInput]{ServerStream: stream})
 }
@@ -275,6 +307,11 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "PublishLogs",
 			Handler:       _Dispatcher_PublishLogs_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "PublishStats",
+			Handler:       _Dispatcher_PublishStats_Handler,
 			ClientStreams: true,
 		},
 		{
