@@ -27,7 +27,7 @@ const (
 )
 
 // v1Controllers are the v1 hierarchies a container is placed in.
-var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices"}
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices", "blkio"}
 
 // Resources are the limits of one group. Zero means "no limit".
 type Resources struct {
@@ -47,6 +47,11 @@ type Stats struct {
 	Pids             uint64        // current number of tasks
 	PidsLimit        uint64        // 0 when unlimited
 	OOMKills         uint64        // processes the OOM killer killed in the group
+	// MemoryInactiveFileBytes is the reclaimable page cache within
+	// MemoryBytes, which Docker leaves out of the usage it shows.
+	MemoryInactiveFileBytes uint64
+	BlockReadBytes          uint64 // read from block devices, all devices
+	BlockWriteBytes         uint64 // written to block devices, all devices
 }
 
 // ErrControllerMissing reports that a limit needs a controller the host

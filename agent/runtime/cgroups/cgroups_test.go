@@ -80,3 +80,14 @@ func TestV2OnUnifiedHierarchy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseBlockIO(t *testing.T) {
+	v1 := []byte("8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:16 Read 100\n8:16 Write 0\nTotal 12388\n")
+	if r, w := parseBlkioV1(v1); r != 4196 || w != 8192 {
+		t.Errorf("v1 blkio = %d read, %d written; want 4196, 8192", r, w)
+	}
+	v2 := []byte("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=100 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n")
+	if r, w := parseIOV2(v2); r != 4196 || w != 8192 {
+		t.Errorf("v2 io.stat = %d read, %d written; want 4196, 8192", r, w)
+	}
+}

@@ -114,6 +114,10 @@ func (g *Group) statsV1() (Stats, error) {
 		oom, err := readKeyed(d, "memory.oom_control")
 		errs = append(errs, err)
 		s.OOMKills = oom["oom_kill"]
+		s.MemoryInactiveFileBytes = readInactiveFile(d, V1)
+	}
+	if d, ok := g.Paths["blkio"]; ok {
+		s.BlockReadBytes, s.BlockWriteBytes = blkioV1(d)
 	}
 	if d := g.pidsDir(); d != "" {
 		var err error

@@ -53,6 +53,7 @@ func (g *Group) setV2(r Resources) error {
 	if err := enableControllers(d, controllersFor(r)); err != nil {
 		return err
 	}
+	enableForStats(d)
 	if r.MemoryBytes > 0 {
 		v := strconv.FormatInt(r.MemoryBytes, 10)
 		if err := writeFile(d, "memory.max", v); err != nil {
@@ -150,6 +151,7 @@ func (g *Group) statsV2() (Stats, error) {
 		ev, err := readKeyed(d, "memory.events")
 		errs = append(errs, err)
 		s.OOMKills = ev["oom_kill"]
+		s.MemoryInactiveFileBytes = readInactiveFile(d, V2)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
@@ -161,6 +163,7 @@ func (g *Group) statsV2() (Stats, error) {
 	} else {
 		s.Pids = uint64(countProcs(d))
 	}
+	s.BlockReadBytes, s.BlockWriteBytes = ioV2(d)
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("cgroup v2 stats: %w", err)
 	}

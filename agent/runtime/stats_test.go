@@ -1,0 +1,59 @@
+package runtime
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"berth/internal/await"
+)
+
+// TestStatsOfBusyAndHungryContainers: a container filling its memory
+// shows usage rising to near its limit (page cache left out), a busy loop
+// shows CPU time growing, and network counters come from the container's
+// own interfaces.
+func TestStatsOfBusyAndHungryContainers(t *testing.T) {
+	e := newEnv(t)
+	const limit = 32 << 20
+	// /dev/shm is a tmpfs: its pages are charged to the container and are
+	// not reclaimable page cache, so they count as used memory.
+	hog := e.spec("hog", "sh", "-c", `for i in $(seq 28); do head -c 1048576 /dev/zero > /dev/shm/h$i; sleep 0.05; done; echo filled; exec sleep 1000`)
+	hog.Resources.MemoryBytes = limit
+	h := e.run(t, hog)
+	first, err := h.Stats()
+	must(t, err)
+	await.True(t, 20*time.Second, func() bool { return strings.Contains(e.logs(t, "hog"), "filled") }, "the hog never filled its memory: %q", e.logs(t, "hog"))
+	st, err := h.Stats()
+	must(t, err)
+	used := st.MemoryBytes - st.MemoryInactiveFileBytes
+	t.Logf("hog: %d MiB used (%d MiB at start, %d MiB inactive file) of %d MiB", used>>20, first.MemoryBytes>>20, st.MemoryInactiveFileBytes>>20, st.MemoryLimitBytes>>20)
+	if st.MemoryLimitBytes != limit || used < 28<<20 || used > limit || first.MemoryBytes >= used {
+		t.Errorf("hog's memory = %d bytes used of %d (at start %d), want it risen to 28 MiB or more of %d", used, st.MemoryLimitBytes, first.MemoryBytes, limit)
+	}
+
+	busy := e.run(t, e.spec("busy", "sh", "-c", `while :; do :; done`))
+	a, err := busy.Stats()
+	must(t, err)
+	await.True(t, 10*time.Second, func() bool {
+		b, err := busy.Stats()
+		return err == nil && b.CPUUsage-a.CPUUsage > 50*time.Millisecond
+	}, "a busy loop's CPU time does not grow")
+
+	rx, tx, err := busy.NetIO()
+	must(t, err)
+	if rx != 0 || tx != 0 {
+		t.Errorf("a container with only loopback has %d bytes in, %d out; want 0 (lo is left out)", rx, tx)
+	}
+}
+
+func TestParseNetDev(t *testing.T) {
+	data := []byte(`Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    9000      10    0    0    0     0          0         0     9000      10    0    0    0     0       0          0
+  eth0:    1500       3    0    0    0     0          0         0      700       2    0    0    0     0       0          0
+  eth1:      10       1    0    0    0     0          0         0        5       1    0    0    0     0       0          0
+`)
+	if rx, tx := parseNetDev(data); rx != 1510 || tx != 705 {
+		t.Fatalf("parseNetDev = %d, %d; want 1510, 705 (lo left out)", rx, tx)
+	}
+}
