@@ -46,6 +46,8 @@ func (r *requests) handle(ctx context.Context, rs []*pb.AgentRequest) {
 			r.start(ctx, req.GetId(), func(ctx context.Context) error { return r.serveLogs(ctx, req.GetId(), k.Logs) })
 		case *pb.AgentRequest_Exec:
 			r.start(ctx, req.GetId(), func(ctx context.Context) error { return r.serveExec(ctx, req.GetId(), k.Exec) })
+		case *pb.AgentRequest_Stats:
+			r.start(ctx, req.GetId(), func(ctx context.Context) error { return r.serveStats(ctx, req.GetId(), k.Stats) })
 		default:
 			r.log.Warn("a request of a kind this agent does not serve; upgrade the agent", "request", req.GetId())
 		}

@@ -272,6 +272,7 @@ var controlRPCs = []controlRPC{
 	streaming(func() *pb.ServiceLogsRequest { return &pb.ServiceLogsRequest{} }, (*Server).ServiceLogs),
 	bounded(streaming(func() *pb.EventsRequest { return &pb.EventsRequest{} }, (*Server).Events)),
 	execRPC(),
+	bounded(streaming(func() *pb.StatsRequest { return &pb.StatsRequest{} }, (*Server).Stats)),
 }
 
 // bounded ends a call that may wait for changes (Events) after a moment.

@@ -34,6 +34,9 @@ type call struct {
 	done chan error
 	// out receives log lines (a logs call).
 	out chan<- *pb.LogMessage
+	// stats receives rounds of samples (a stats call); tasks are those asked.
+	stats chan<- []*pb.TaskStats
+	tasks map[string]bool
 	// exec receives the agent's stream (an exec call).
 	exec chan pb.Dispatcher_ExecServer
 }
