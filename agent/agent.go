@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"berth/agent/image"
@@ -65,6 +66,9 @@ type Config struct {
 	// ManagerCertificate and run a manager beside the agent. It is called
 	// on the session's goroutine and must not block.
 	OnDesiredRole func(role pb.NodeSpec_Role)
+	// Metrics, if set, is the registry the agent's metrics go to
+	// (container starts, image pulls); nil counts nothing.
+	Metrics prometheus.Registerer
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock of status timestamps; nil means time.Now.
@@ -133,7 +137,7 @@ func New(cfg Config) (*Agent, error) {
 	a.secrets = &tmpfsSecrets{dir: filepath.Join(cfg.DataDir, "secrets"), store: store}
 	a.report = newReporter(a.sendStatuses, a.log)
 	env := &taskEnv{
-		exec:    &localExecutor{images: images, rt: rt},
+		exec:    meter(&localExecutor{images: images, rt: rt}, cfg.Metrics),
 		secrets: a.secrets,
 		report:  a.report.Put,
 		forget:  a.report.forget,

@@ -59,9 +59,12 @@ type Config struct {
 	InstallClientBundle string
 	// Raft tunes the Raft node (timeouts, snapshots); identity fields are
 	// filled in by the manager.
-	Raft   raftstore.Config
-	Now    func() time.Time
-	Logger *slog.Logger
+	Raft raftstore.Config
+	// OnHeartbeat, if set, is called for each agent heartbeat the
+	// dispatcher takes (metrics count them); it must not block.
+	OnHeartbeat func()
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Manager is one running manager.

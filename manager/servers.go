@@ -54,6 +54,7 @@ func (m *Manager) newDispatcher() *dispatcher.Dispatcher {
 		GossipKeys:         m.gossipKeys,
 		GossipPeers:        m.gossip.peers,
 		OpenSecret:         func(b []byte) ([]byte, error) { return ca.Open(m.id.clusterKey, b) },
+		OnHeartbeat:        m.cfg.OnHeartbeat,
 	})
 }
 

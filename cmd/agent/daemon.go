@@ -12,6 +12,7 @@ import (
 
 	"berth/agent"
 	"berth/agent/promote"
+	"berth/internal/metrics"
 	pb "berth/proto/berth/v1"
 )
 
@@ -36,6 +37,11 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	ep, err := metrics.Open(o.metricsAddr, log)
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
 	// The parts know each other through funcs that are first called once
 	// the agent runs, by when all three exist.
 	var a *agent.Agent
@@ -47,7 +53,7 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 		Hostname: o.hostname, Labels: labels, InsecureRegistries: o.insecureRegs, Logger: log,
 		MaxLayerSize: maxSize, MaxLayerEntries: maxEntries,
 		OnGossip:      func(key []byte, accept [][]byte, peers []string) { g.Update(ctx, key, accept, peers) },
-		OnDesiredRole: func(role pb.NodeSpec_Role) { part.Want(role) },
+		OnDesiredRole: func(role pb.NodeSpec_Role) { part.Want(role) }, Metrics: ep.Registerer(),
 	})
 	if err != nil {
 		return err
@@ -60,6 +66,7 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 	ectx, cancel := context.WithCancel(ectx)
 	eg.Go(func() error { defer cancel(); return a.Run(ectx) })
 	eg.Go(func() error { return part.Run(ectx) })
+	eg.Go(func() error { return ep.Run(ectx) })
 	err = eg.Wait()
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		return nil

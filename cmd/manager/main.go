@@ -22,6 +22,7 @@ import (
 	"berth/manager"
 
 	"berth/internal/logging"
+	"berth/internal/metrics"
 	"berth/internal/version"
 )
 
@@ -37,6 +38,7 @@ type options struct {
 	insecureRegs    []string
 	addrPool        string
 	addrPoolMaskLen int
+	metricsAddr     string
 	log             logging.Flags
 }
 
@@ -92,6 +94,7 @@ an embedded agent.`,
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT, handed to every agent (repeatable)")
 	f.StringVar(&o.addrPool, "default-addr-pool", "", "address pool network subnets are carved from, when this manager creates the cluster (default 10.0.0.0/8)")
 	f.IntVar(&o.addrPoolMaskLen, "default-addr-pool-mask-len", 0, "prefix length of the subnets carved from the pool (default 24)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on HOST:PORT (default: off)")
 	o.log.Register(f)
 	return cmd
 }
@@ -147,14 +150,22 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		// A manager that makes a cluster sets up the CLI on its host.
 		cfg.InstallClientBundle = filepath.Join(home, ".berth")
 	}
+	ep, err := metrics.Open(o.metricsAddr, log)
+	if err != nil {
+		return err
+	}
+	tm := managerMetrics(ep, &cfg)
 	m, err := manager.New(cfg)
 	if err != nil {
+		ep.Close()
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.Run(gctx) })
+	g.Go(func() error { return ep.Run(gctx) })
+	g.Go(func() error { return watchStore(gctx, ep, tm, m) })
 	if o.dev {
-		g.Go(func() error { return runDevAgent(gctx, m, o, log) })
+		g.Go(func() error { return runDevAgent(gctx, m, o, ep, log) })
 	}
 	err = g.Wait()
 	log.Info("stopped")
@@ -166,7 +177,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 
 // runDevAgent runs the embedded agent of --dev: it joins its own manager
 // with the worker token, as any agent would.
-func runDevAgent(ctx context.Context, m *manager.Manager, o *options, log *slog.Logger) error {
+func runDevAgent(ctx context.Context, m *manager.Manager, o *options, ep *metrics.Endpoint, log *slog.Logger) error {
 	select {
 	case <-m.Ready():
 	case <-ctx.Done():
@@ -182,7 +193,7 @@ func runDevAgent(ctx context.Context, m *manager.Manager, o *options, log *slog.
 	}
 	a, err := agent.New(agent.Config{
 		DataDir: dir, Join: []string{m.AdvertiseAddr()}, Token: token,
-		InsecureRegistries: o.insecureRegs, Logger: log.With("part", "agent"),
+		InsecureRegistries: o.insecureRegs, Logger: log.With("part", "agent"), Metrics: ep.Registerer(),
 	})
 	if err != nil {
 		return fmt.Errorf("--dev agent: %w", err)

@@ -64,6 +64,9 @@ type Config struct {
 	// Identify returns the caller's verified identity; it defaults to the
 	// TLS peer certificate (mux.PeerIdentity). Tests without TLS set it.
 	Identify func(ctx context.Context) (ca.Identity, error)
+	// OnHeartbeat, if set, is called for each heartbeat of a live session
+	// (for metrics); it must not block.
+	OnHeartbeat func()
 }
 
 // Dispatcher implements pb.DispatcherServer. Its sessions live only while

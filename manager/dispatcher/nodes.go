@@ -32,6 +32,9 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*
 	}
 	n.heard = d.cfg.Now()
 	n.deadline = n.heard.Add(d.grace(period))
+	if d.cfg.OnHeartbeat != nil {
+		d.cfg.OnHeartbeat()
+	}
 	return &pb.HeartbeatResponse{Period: durationpb.New(period)}, nil
 }
 

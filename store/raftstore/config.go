@@ -64,6 +64,14 @@ type Config struct {
 	LeaderWait time.Duration
 	// ProbeTimeout bounds dialing a peer to tell whether it is reachable.
 	ProbeTimeout time.Duration
+
+	// OnCommit, if set, receives how long each write proposed on this
+	// node, as leader, took to commit and apply (for metrics).
+	OnCommit func(time.Duration)
+	// OnLeaderChange, if set, is called with the new leader's ID ("" for
+	// none) at each leadership change this node observes (for metrics);
+	// it must not block.
+	OnLeaderChange func(leaderID string)
 }
 
 // Peer is one Raft voter.

@@ -141,6 +141,9 @@ func (n *Node) observe() {
 			n.mu.Lock()
 			switch d := o.Data.(type) {
 			case raft.LeaderObservation, raft.RaftState:
+				if lo, ok := d.(raft.LeaderObservation); ok && n.cfg.OnLeaderChange != nil {
+					n.cfg.OnLeaderChange(string(lo.LeaderID))
+				}
 				clear(n.unreachable)
 				close(n.changed)
 				n.changed = make(chan struct{})

@@ -93,9 +93,13 @@ func (n *Node) proposeOnce(ctx context.Context, batch *berthv1.StoreBatch) (uint
 	if err != nil {
 		return 0, err
 	}
+	start := time.Now()
 	f := n.raft.Apply(data, n.cfg.WriteTimeout)
 	if err := wait(ctx, f); err != nil {
 		return 0, n.applyError(err)
+	}
+	if n.cfg.OnCommit != nil {
+		n.cfg.OnCommit(time.Since(start))
 	}
 	if err, ok := f.Response().(error); ok && err != nil {
 		return f.Index(), err
