@@ -34,7 +34,7 @@ func suites() []vmtest.Suite {
 		{Name: "runtime", Package: "./agent/runtime", Args: args("-test.skip=^TestEmbeddedInitIsCurrent$")},
 		{Name: "image", Package: "./agent/image", Args: args()},
 		{Name: "agent", Package: "./agent", Args: args()},
-		{Name: "manager", Package: "./cmd/manager", Args: args("-test.run=^TestDevRunsContainers$")},
+		{Name: "manager", Package: "./cmd/manager", Args: args("-test.run=^(TestDevRunsContainers|TestDevStatsAndMetrics)$")},
 	}
 }
 
