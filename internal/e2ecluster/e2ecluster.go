@@ -93,6 +93,9 @@ type Options struct {
 	AgentArgs []string
 	// SpareHosts are made but left empty, for AddAgent.
 	SpareHosts int
+	// MetricsPort, if set, has every node serve /metrics on its host's
+	// address at this port (--metrics-addr); see Node.MetricsURL.
+	MetricsPort int
 }
 
 // Node is one berth process on one host.
@@ -153,6 +156,7 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 		n := &Node{Name: fmt.Sprintf("m%d", i+1), Host: c.Hosts.Hosts[i], DataDir: filepath.Join(opts.Dir, fmt.Sprintf("m%d", i+1))}
 		n.Log = n.DataDir + ".log"
 		n.Args = []string{"--data-dir", n.DataDir, "--listen-addr", n.Addr(), "--insecure-registry", c.Images.Registry.Addr()}
+		n.Args = append(n.Args, c.metricsArgs(n)...)
 		if i > 0 {
 			tok, err := c.CLI(ctx, "cluster", "join-token", "-q", "manager")
 			if err != nil {
@@ -212,6 +216,7 @@ func (c *Cluster) startAgent(ctx context.Context) (*Node, error) {
 		"--advertise-addr", h.Addr.String(), "--hostname", n.Name, "--insecure-registry", c.Images.Registry.Addr(),
 		// Where its manager listens once `berth node promote` makes it one.
 		"--manager-listen-addr", n.Addr()}
+	n.Args = append(n.Args, c.metricsArgs(n)...)
 	if c.opts.AgentLabels != nil {
 		for _, l := range c.opts.AgentLabels(i) {
 			n.Args = append(n.Args, "--label", l)
@@ -223,6 +228,19 @@ func (c *Cluster) startAgent(ctx context.Context) (*Node, error) {
 	}
 	c.Agents = append(c.Agents, n)
 	return n, nil
+}
+
+// metricsArgs are n's --metrics-addr flag, when Options.MetricsPort is set.
+func (c *Cluster) metricsArgs(n *Node) []string {
+	if c.opts.MetricsPort == 0 {
+		return nil
+	}
+	return []string{"--metrics-addr", net.JoinHostPort(n.Host.Addr.String(), fmt.Sprint(c.opts.MetricsPort))}
+}
+
+// MetricsURL is n's /metrics address (with Options.MetricsPort set).
+func (c *Cluster) MetricsURL(n *Node) string {
+	return "http://" + net.JoinHostPort(n.Host.Addr.String(), fmt.Sprint(c.opts.MetricsPort)) + "/metrics"
 }
 
 func (c *Cluster) managerAddrs() string {
