@@ -148,7 +148,10 @@ type TaskStats struct {
 	Pids             uint64 `protobuf:"varint,13,opt,name=pids,proto3" json:"pids,omitempty"`
 	// error says why the task has no sample: its node is down, its
 	// container has exited.
-	Error         string `protobuf:"bytes,14,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,14,opt,name=error,proto3" json:"error,omitempty"`
+	// gone says the task no longer runs (it stopped, or was replaced):
+	// a live view drops it. A gone message carries nothing else.
+	Gone          bool `protobuf:"varint,15,opt,name=gone,proto3" json:"gone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -279,6 +282,13 @@ func (x *TaskStats) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *TaskStats) GetGone() bool {
+	if x != nil {
+		return x.Gone
+	}
+	return false
 }
 
 // TaskStatsRequest asks an agent to sample its tasks' usage.
@@ -442,7 +452,7 @@ const file_berth_v1_stats_proto_rawDesc = "" +
 	"\bservices\x18\x01 \x03(\tR\bservices\x12\x1b\n" +
 	"\tno_stream\x18\x02 \x01(\bR\bnoStream\"9\n" +
 	"\fStatsMessage\x12)\n" +
-	"\x05stats\x18\x01 \x03(\v2\x13.berth.v1.TaskStatsR\x05stats\"\xdf\x03\n" +
+	"\x05stats\x18\x01 \x03(\v2\x13.berth.v1.TaskStatsR\x05stats\"\xf3\x03\n" +
 	"\tTaskStats\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -461,7 +471,8 @@ const file_berth_v1_stats_proto_rawDesc = "" +
 	"\x10block_read_bytes\x18\v \x01(\x04R\x0eblockReadBytes\x12*\n" +
 	"\x11block_write_bytes\x18\f \x01(\x04R\x0fblockWriteBytes\x12\x12\n" +
 	"\x04pids\x18\r \x01(\x04R\x04pids\x12\x14\n" +
-	"\x05error\x18\x0e \x01(\tR\x05error\"A\n" +
+	"\x05error\x18\x0e \x01(\tR\x05error\x12\x12\n" +
+	"\x04gone\x18\x0f \x01(\bR\x04gone\"A\n" +
 	"\x10TaskStatsRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\tR\ataskIds\x12\x12\n" +
 	"\x04once\x18\x02 \x01(\bR\x04once\"~\n" +
