@@ -85,21 +85,20 @@ func TestStatsAndMetricsAcrossNodes(t *testing.T) {
 	if err := c.Kill9(victim); err != nil {
 		t.Fatal(err)
 	}
-	var down, alive string
+	var down, alive, msg string
 	await.True(t, wait, func() bool {
 		for name, ss := range samples(out.String()) {
-			l := last(ss)
-			if l["node_id"] == vnode.ID {
-				if e, _ := l["error"].(string); e != "" {
-					down = name
+			for _, x := range ss {
+				if e, _ := x["error"].(string); e != "" && x["node_id"] == vnode.ID {
+					down, msg = name, e
 				}
-			} else if down != "" && len(ss) > 0 {
+			}
+			if name != down && len(ss) > 0 {
 				alive = name
 			}
 		}
 		return down != "" && alive != "" && len(samples(out.String())[alive]) > 3
 	}, "the task on %s (killed) shown as down while the other goes on: %s", victim.Name, &out)
-	msg := last(samples(out.String())[down])["error"].(string)
 	t.Logf("%s on the killed agent: %s", down, msg)
 	if !strings.Contains(msg, "down") {
 		t.Errorf("the error of a task whose node died does not say it is down: %q", msg)

@@ -30,7 +30,8 @@ func newStatsCmd(g *globalOpts) *cobra.Command {
 		Use:   "stats [OPTIONS] [SERVICE...]",
 		Short: "Show running tasks' CPU, memory, network and block I/O, and PIDs, live",
 		Long: "Show the resource usage of running tasks (of the services named, or all), read from\n" +
-			"their cgroups by each node's agent and refreshed every second, as `docker stats` does.\n" +
+			"their cgroups by each node's agent and refreshed every second, as `docker stats` does;\n" +
+			"tasks that start later join, tasks that stop leave (json prints a line with gone).\n" +
 			"Memory leaves out the reclaimable page cache. A task whose node is down says so.\n" +
 			"--format takes table, json (one object a line) or a Go template over .ID, .Name,\n" +
 			".Node, .CPUPerc, .MemUsage, .MemPerc, .NetIO, .BlockIO, .PIDs and .Error.",
@@ -141,6 +142,10 @@ func newStatsPrinter(format string, w io.Writer, stream bool) (*statsPrinter, er
 
 func (p *statsPrinter) add(ss []*pb.TaskStats) {
 	for _, s := range ss {
+		if s.GetGone() {
+			delete(p.last, s.GetTaskId()) // it stopped: docker stats drops it too
+			continue
+		}
 		p.last[s.GetTaskId()] = s
 	}
 	p.fresh = append(p.fresh, ss...)

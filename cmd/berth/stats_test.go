@@ -44,6 +44,12 @@ func TestStatsTableShowsWhatDockerStatsShows(t *testing.T) {
 	if err := p.print(); err != nil || b.String() != "web.1 1.5KiB / unlimited 2\n" {
 		t.Fatalf("template: %v %q", err, b.String())
 	}
+	// A task that stopped leaves the view.
+	b.Reset()
+	p.add([]*pb.TaskStats{{TaskId: "t", Name: "web.1", Gone: true}})
+	if err := p.print(); err != nil || b.String() != "" {
+		t.Fatalf("a gone task still shows: %v %q", err, b.String())
+	}
 	if _, err := newStatsPrinter("yaml", &b, false); err == nil || !strings.Contains(err.Error(), "table, json or a Go template") {
 		t.Fatalf("--format yaml: %v", err)
 	}

@@ -3,7 +3,6 @@ package controlapi
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 
 	"google.golang.org/grpc/status"
@@ -20,10 +19,12 @@ type taskStatser interface {
 }
 
 // Stats streams the resource usage of the running tasks of the services
-// named (of every service when none is), sampled by each task's agent:
-// a message per node and period, or one sample per task with no_stream.
-// The tasks of a node that is down, or goes down, get one sample saying
-// so instead of hanging the call.
+// named (of every service when none is), each sampled every second by
+// its agent, until the client leaves: tasks that start later join, and
+// a task that stops gets one message with gone set. With no_stream,
+// one sample of each task running now, then the end. A task whose node
+// is down, or goes down, gets a sample saying so instead of hanging the
+// call.
 func (s *Server) Stats(req *pb.StatsRequest, stream pb.Control_StatsServer) error {
 	ctx := stream.Context()
 	leader, fctx, err := s.toLeader(ctx)
@@ -37,40 +38,166 @@ func (s *Server) Stats(req *pb.StatsRequest, stream pb.Control_StatsServer) erro
 	if !ok {
 		return errNoAgents
 	}
-	byNode, names, err := s.statsTargets(ctx, req.GetServices())
+	if err := s.view(ctx, func(store.ReadTx) error { return nil }); err != nil {
+		return err
+	}
+	r := &statsRun{s: s, agents: agents, once: req.GetNoStream(), out: make(chan []*pb.TaskStats, 16),
+		sampling: map[string]context.CancelFunc{}, names: map[string]string{}}
+	defer r.wg.Wait() // after cancel: the samplers end with ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := r.watch(ctx, req.GetServices())
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	out := make(chan []*pb.TaskStats, 16)
-	var wg sync.WaitGroup
-	for node, tasks := range byNode {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sampleNode(ctx, agents, node, tasks, req.GetNoStream(), out)
-		}()
+	defer w.Close()
+	return r.relay(ctx, w, stream)
+}
+
+// statsRun is one Stats call: the tasks it samples, one agent request
+// each, and the samples they send.
+type statsRun struct {
+	s        *Server
+	agents   taskStatser
+	once     bool
+	out      chan []*pb.TaskStats
+	wg       sync.WaitGroup
+	services map[string]bool // followed by ID; nil: every service
+	sampling map[string]context.CancelFunc
+	names    map[string]string // "web.2" by task ID
+}
+
+// watch resolves the services and starts sampling their running tasks;
+// it returns the watch of later task changes.
+func (r *statsRun) watch(ctx context.Context, refs []string) (*store.Watcher, error) {
+	var tasks []*pb.Task
+	var rerr error
+	w, err := r.s.st.ViewAndWatch(ctx, func(tx store.ReadTx) {
+		tasks, rerr = r.targets(tx, refs)
+	}, store.Only[*pb.Task]())
+	if err != nil {
+		return nil, toStatus(err)
 	}
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
-	send := func(round []*pb.TaskStats) error {
-		for _, st := range round {
-			st.Name = names[st.GetTaskId()]
+	if rerr != nil {
+		w.Close()
+		return nil, rerr
+	}
+	for _, t := range tasks {
+		r.start(ctx, t)
+	}
+	return w, nil
+}
+
+// targets resolves the services named (all when none is) and returns
+// their tasks, naming each.
+func (r *statsRun) targets(tx store.ReadTx, refs []string) ([]*pb.Task, error) {
+	var services []*pb.Service
+	if len(refs) == 0 {
+		all, err := tx.FindServices(store.All)
+		if err != nil {
+			return nil, toStatus(err)
 		}
-		return stream.Send(&pb.StatsMessage{Stats: round})
+		services = all
+	} else {
+		r.services = map[string]bool{}
+		for _, ref := range refs {
+			svc, err := resolve("service", ref, tx.GetService, tx.FindServices)
+			if err != nil {
+				return nil, err
+			}
+			services = append(services, svc)
+			r.services[svc.GetId()] = true
+		}
+	}
+	var out []*pb.Task
+	for _, svc := range services {
+		tasks, err := tx.FindTasks(store.ByServiceID(svc.GetId()))
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		for _, t := range tasks {
+			r.names[t.GetId()] = taskName(svc, t)
+		}
+		out = append(out, tasks...)
+	}
+	return out, nil
+}
+
+// runs says whether a task is running and meant to.
+func runs(t *pb.Task) bool {
+	return t.GetNodeId() != "" && t.GetStatus().GetState() == pb.TaskState_TASK_STATE_RUNNING &&
+		t.GetDesiredState() == pb.TaskState_TASK_STATE_RUNNING
+}
+
+// start samples a running task, once per task.
+func (r *statsRun) start(ctx context.Context, t *pb.Task) {
+	if _, on := r.sampling[t.GetId()]; on || !runs(t) {
+		return
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	r.sampling[t.GetId()] = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		sampleNode(tctx, r.agents, t.GetNodeId(), []string{t.GetId()}, r.once, r.out)
+	}()
+}
+
+// follow starts sampling a task of a followed service that starts
+// running, and stops one that no longer runs, telling the client.
+func (r *statsRun) follow(ctx context.Context, e store.Event, stream pb.Control_StatsServer) error {
+	t := e.Object.(*pb.Task)
+	if r.services != nil && !r.services[t.GetServiceId()] {
+		return nil
+	}
+	if e.Kind != store.EventDelete && runs(t) {
+		if _, named := r.names[t.GetId()]; !named {
+			r.s.st.View(func(tx store.ReadTx) {
+				if svc := tx.GetService(t.GetServiceId()); svc != nil {
+					r.names[t.GetId()] = taskName(svc, t)
+				}
+			})
+		}
+		r.start(ctx, t)
+		return nil
+	}
+	cancel, on := r.sampling[t.GetId()]
+	if !on {
+		return nil
+	}
+	cancel()
+	delete(r.sampling, t.GetId())
+	return stream.Send(&pb.StatsMessage{Stats: []*pb.TaskStats{{TaskId: t.GetId(), NodeId: t.GetNodeId(), Name: r.names[t.GetId()], Gone: true}}})
+}
+
+// relay sends the samples of the tasks sampled, named, as they come.
+// With once it ends when every task has sent its sample; else it follows
+// the tasks until the client leaves.
+func (r *statsRun) relay(ctx context.Context, w *store.Watcher, stream pb.Control_StatsServer) error {
+	finished := make(chan struct{})
+	events := w.Events()
+	if r.once {
+		events = nil
+		go func() { r.wg.Wait(); close(finished) }()
 	}
 	for {
 		select {
-		case round := <-out:
-			if err := send(round); err != nil {
+		case round := <-r.out:
+			if err := r.send(round, stream); err != nil {
+				return err
+			}
+		case e, ok := <-events:
+			if !ok {
+				return toStatus(w.Err())
+			}
+			if err := r.follow(ctx, e, stream); err != nil {
 				return err
 			}
 		case <-finished:
 			for {
 				select {
-				case round := <-out:
-					if err := send(round); err != nil {
+				case round := <-r.out:
+					if err := r.send(round, stream); err != nil {
 						return err
 					}
 				default:
@@ -81,6 +208,21 @@ func (s *Server) Stats(req *pb.StatsRequest, stream pb.Control_StatsServer) erro
 			return nil
 		}
 	}
+}
+
+// send names a round's samples and sends those of tasks still sampled.
+func (r *statsRun) send(round []*pb.TaskStats, stream pb.Control_StatsServer) error {
+	kept := round[:0]
+	for _, st := range round {
+		if _, on := r.sampling[st.GetTaskId()]; on {
+			st.Name = r.names[st.GetTaskId()]
+			kept = append(kept, st)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return stream.Send(&pb.StatsMessage{Stats: kept})
 }
 
 // sampleNode relays a node's samples to out; when the node cannot be
@@ -98,53 +240,6 @@ func sampleNode(ctx context.Context, agents taskStatser, node string, tasks []st
 	case out <- round:
 	case <-ctx.Done():
 	}
-}
-
-// statsTargets finds the running tasks of the services named (every
-// service when none is), by node, and their names ("web.2").
-func (s *Server) statsTargets(ctx context.Context, refs []string) (map[string][]string, map[string]string, error) {
-	byNode, names := map[string][]string{}, map[string]string{}
-	err := s.view(ctx, func(tx store.ReadTx) error {
-		services, err := statsServices(tx, refs)
-		if err != nil {
-			return err
-		}
-		for _, svc := range services {
-			tasks, err := tx.FindTasks(store.ByServiceID(svc.GetId()))
-			if err != nil {
-				return toStatus(err)
-			}
-			for _, t := range tasks {
-				if t.GetStatus().GetState() != pb.TaskState_TASK_STATE_RUNNING || t.GetDesiredState() != pb.TaskState_TASK_STATE_RUNNING || t.GetNodeId() == "" {
-					continue
-				}
-				byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], t.GetId())
-				names[t.GetId()] = taskName(svc, t)
-			}
-		}
-		return nil
-	})
-	for _, ts := range byNode {
-		sort.Strings(ts)
-	}
-	return byNode, names, err
-}
-
-// statsServices resolves the services named, or lists them all.
-func statsServices(tx store.ReadTx, refs []string) ([]*pb.Service, error) {
-	if len(refs) == 0 {
-		all, err := tx.FindServices(store.All)
-		return all, toStatus(err)
-	}
-	var out []*pb.Service
-	for _, ref := range refs {
-		svc, err := resolve("service", ref, tx.GetService, tx.FindServices)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, svc)
-	}
-	return out, nil
 }
 
 // taskName is how `docker stats` names a Swarm task: service.slot, or
