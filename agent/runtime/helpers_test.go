@@ -189,7 +189,7 @@ func sweep(match func(pid int) bool) {
 		}
 	}
 	// "" is a v2-only host's hierarchy, "unified" a hybrid host's.
-	for _, c := range []string{"memory", "cpu", "cpuacct", "pids", "devices", "unified", ""} {
+	for _, c := range []string{"memory", "cpu", "cpuacct", "pids", "devices", "blkio", "unified", ""} {
 		own := "/"
 		data, _ := os.ReadFile("/proc/self/cgroup")
 		for _, l := range strings.Split(string(data), "\n") {

@@ -5,7 +5,8 @@
 // Every process makes its own registry (NewRegistry) and hands it to the
 // parts that count things; nothing registers with client_golang's global
 // default registry, and the pprof handlers are mounted on this package's
-// own mux, never on http.DefaultServeMux. What to count lives with the
+// own mux (net/http/pprof's own init also adds them to
+// http.DefaultServeMux, which berth never serves). What to count lives with the
 // part that counts it (manager/telemetry, agent's metered executor); this
 // package only serves.
 package metrics
