@@ -31,6 +31,19 @@ func TestStatsOfBusyAndHungryContainers(t *testing.T) {
 		t.Errorf("hog's memory = %d bytes used of %d (at start %d), want it risen to 28 MiB or more of %d", used, st.MemoryLimitBytes, first.MemoryBytes, limit)
 	}
 
+	// A file written to disk fills the page cache, which the kernel
+	// charges to the container but can reclaim: docker leaves it out.
+	cache := e.spec("cache", "sh", "-c", `head -c 20971520 /dev/zero > /cachefile && echo written; exec sleep 1000`)
+	cache.Resources.MemoryBytes = 64 << 20
+	cc := e.run(t, cache)
+	await.True(t, 20*time.Second, func() bool { return strings.Contains(e.logs(t, "cache"), "written") }, "the file was never written")
+	cs, err := cc.Stats()
+	must(t, err)
+	t.Logf("cache: %d MiB charged, %d MiB of it inactive file", cs.MemoryBytes>>20, cs.MemoryInactiveFileBytes>>20)
+	if cs.MemoryInactiveFileBytes < 15<<20 || cs.MemoryBytes-cs.MemoryInactiveFileBytes > 10<<20 {
+		t.Errorf("a container that wrote 20 MiB to a file: %d bytes charged, %d inactive file; want 15 MiB or more of it reclaimable cache", cs.MemoryBytes, cs.MemoryInactiveFileBytes)
+	}
+
 	busy := e.run(t, e.spec("busy", "sh", "-c", `while :; do :; done`))
 	a, err := busy.Stats()
 	must(t, err)
