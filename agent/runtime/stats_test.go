@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"berth/internal/await"
 )
 
@@ -22,7 +24,7 @@ func TestStatsOfBusyAndHungryContainers(t *testing.T) {
 	h := e.run(t, hog)
 	first, err := h.Stats()
 	must(t, err)
-	await.True(t, 20*time.Second, func() bool { return strings.Contains(e.logs(t, "hog"), "filled") }, "the hog never filled its memory: %q", e.logs(t, "hog"))
+	await.True(t, 60*time.Second, func() bool { return strings.Contains(e.logs(t, "hog"), "filled") }, "the hog never filled its memory: %q", e.logs(t, "hog"))
 	st, err := h.Stats()
 	must(t, err)
 	used := st.MemoryBytes - st.MemoryInactiveFileBytes
@@ -33,15 +35,13 @@ func TestStatsOfBusyAndHungryContainers(t *testing.T) {
 
 	// A file written to disk fills the page cache, which the kernel
 	// charges to the container but can reclaim: docker leaves it out.
-	cache := e.spec("cache", "sh", "-c", `head -c 20971520 /dev/zero > /cachefile && echo written; exec sleep 1000`)
-	cache.Resources.MemoryBytes = 64 << 20
-	cc := e.run(t, cache)
-	await.True(t, 20*time.Second, func() bool { return strings.Contains(e.logs(t, "cache"), "written") }, "the file was never written")
-	cs, err := cc.Stats()
-	must(t, err)
-	t.Logf("cache: %d MiB charged, %d MiB of it inactive file", cs.MemoryBytes>>20, cs.MemoryInactiveFileBytes>>20)
-	if cs.MemoryInactiveFileBytes < 15<<20 || cs.MemoryBytes-cs.MemoryInactiveFileBytes > 10<<20 {
-		t.Errorf("a container that wrote 20 MiB to a file: %d bytes charged, %d inactive file; want 15 MiB or more of it reclaimable cache", cs.MemoryBytes, cs.MemoryInactiveFileBytes)
+	var fs unix.Statfs_t
+	must(t, unix.Statfs(e.rootfs, &fs))
+	if fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC {
+		// As in the cgroup v2 VM, whose root is its initramfs.
+		t.Logf("the test rootfs is in memory (%#x), its files are no page cache: cache part skipped", fs.Type)
+	} else {
+		checkPageCache(t, e)
 	}
 
 	busy := e.run(t, e.spec("busy", "sh", "-c", `while :; do :; done`))
@@ -68,5 +68,21 @@ func TestParseNetDev(t *testing.T) {
 `)
 	if rx, tx := parseNetDev(data); rx != 1510 || tx != 705 {
 		t.Fatalf("parseNetDev = %d, %d; want 1510, 705 (lo left out)", rx, tx)
+	}
+}
+
+// checkPageCache: a container that wrote 20 MiB to a file on disk has
+// them charged as page cache, most of it inactive (reclaimable), which
+// the usage shown leaves out.
+func checkPageCache(t *testing.T, e *env) {
+	cache := e.spec("cache", "sh", "-c", `head -c 20971520 /dev/zero > /cachefile && echo written; exec sleep 1000`)
+	cache.Resources.MemoryBytes = 64 << 20
+	cc := e.run(t, cache)
+	await.True(t, 60*time.Second, func() bool { return strings.Contains(e.logs(t, "cache"), "written") }, "the file was never written")
+	cs, err := cc.Stats()
+	must(t, err)
+	t.Logf("cache: %d MiB charged, %d MiB of it inactive file", cs.MemoryBytes>>20, cs.MemoryInactiveFileBytes>>20)
+	if cs.MemoryInactiveFileBytes < 15<<20 || cs.MemoryBytes-cs.MemoryInactiveFileBytes > 10<<20 {
+		t.Errorf("a container that wrote 20 MiB to a file: %d bytes charged, %d inactive file; want 15 MiB or more of it reclaimable cache", cs.MemoryBytes, cs.MemoryInactiveFileBytes)
 	}
 }
