@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,8 @@ const metricsPort = 9323
 // whose agent dies is shown as down while the others go on. Each agent's
 // and the manager's /metrics, parsed with Prometheus' text parser, count
 // what a user would expect: the running tasks, one container start and
-// one image pull per agent.
+// one image pull per agent; a promoted agent's endpoint adds its
+// manager's figures.
 func TestStatsAndMetricsAcrossNodes(t *testing.T) {
 	dir := t.TempDir()
 	c, err := e2ecluster.Up(t.Context(), e2ecluster.Options{Managers: 1, Agents: 2, Bins: bins, Dir: dir, MetricsPort: metricsPort})
@@ -103,6 +105,27 @@ func TestStatsAndMetricsAcrossNodes(t *testing.T) {
 	if !strings.Contains(msg, "down") {
 		t.Errorf("the error of a task whose node died does not say it is down: %q", msg)
 	}
+
+	// Promoted, the surviving agent's manager counts on the same endpoint:
+	// among the nodes, the killed one down.
+	a1, err := c.NodeByName(ctx, c.Agents[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.CLI(ctx, "node", "promote", a1.ID); err != nil {
+		t.Fatalf("promote %s: %v\n%s", c.Agents[0].Name, err, out)
+	}
+	var nodesDown, starts float64
+	var scrapeErr error
+	await.True(t, wait, func() bool {
+		f, err := metricstest.Scrape(ctx, c.MetricsURL(c.Agents[0]))
+		if scrapeErr = err; err != nil {
+			return false
+		}
+		nodesDown, _ = f.Value("berth_nodes", "state", "down", "availability", "active")
+		starts, _ = f.Value("berth_agent_container_starts_total", "result", "ok")
+		return nodesDown == 1 && starts == 1
+	}, "the promoted agent's /metrics: %v nodes down (want 1, the killed agent), %v container starts (want 1), scrape error %v", seen(func() any { return nodesDown }), seen(func() any { return starts }), seen(func() any { return scrapeErr }))
 }
 
 // scrapeNode parses n's /metrics.
@@ -135,3 +158,8 @@ func last(ss []map[string]any) map[string]any {
 	}
 	return ss[len(ss)-1]
 }
+
+// seen formats a value when a failure message is printed, not before.
+type seen func() any
+
+func (s seen) String() string { return fmt.Sprint(s()) }

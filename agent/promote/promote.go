@@ -14,10 +14,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"berth/agent"
 	"berth/ca"
 	"berth/discovery"
 	"berth/manager"
+	"berth/manager/telemetry"
 	pb "berth/proto/berth/v1"
 )
 
@@ -39,7 +42,10 @@ type Config struct {
 	// Gossip is the agent's gossip member, nil until it runs: the manager
 	// watches it rather than gossip a second time as the same node.
 	Gossip func() *discovery.Gossip
-	Log    *slog.Logger
+	// Metrics count what the manager does, on the agent's endpoint (nil:
+	// --metrics-addr not given).
+	Metrics *telemetry.Metrics
+	Log     *slog.Logger
 }
 
 // Part is the manager part of a node's daemon: when a session says the
@@ -197,14 +203,20 @@ func (p *Part) adopt(ctx context.Context) error {
 
 // runManager runs the manager on DIR/manager until it ends.
 func (p *Part) runManager(ctx context.Context) error {
-	m, err := manager.New(manager.Config{
+	cfg := manager.Config{
 		DataDir: p.cfg.Dir, ListenAddr: p.cfg.ListenAddr, AdvertiseAddr: p.cfg.AdvertiseAddr,
 		InsecureRegistries: p.cfg.InsecureRegistries, SharedNode: true, SharedGossip: p.cfg.Gossip, Logger: p.log,
-	})
+	}
+	p.cfg.Metrics.Instrument(&cfg)
+	m, err := manager.New(cfg)
 	if err != nil {
 		return err
 	}
-	return m.Run(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	gctx, stop := context.WithCancel(gctx)
+	g.Go(func() error { defer stop(); return m.Run(gctx) }) // whatever ends it ends the counting
+	g.Go(func() error { return p.cfg.Metrics.Follow(gctx, m) })
+	return g.Wait()
 }
 
 // Addrs derives the manager part's listen and advertise addresses from

@@ -13,6 +13,7 @@ import (
 	"berth/agent"
 	"berth/agent/promote"
 	"berth/internal/metrics"
+	"berth/manager/telemetry"
 	pb "berth/proto/berth/v1"
 )
 
@@ -42,6 +43,10 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	defer ep.Close()
+	var tm *telemetry.Metrics // the manager's, once the node is promoted; nil: metrics off
+	if ep != nil {
+		tm = telemetry.New(ep.Registry)
+	}
 	// The parts know each other through funcs that are first called once
 	// the agent runs, by when all three exist.
 	var a *agent.Agent
@@ -61,6 +66,7 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 	part = promote.New(promote.Config{
 		Dir: filepath.Join(dataDir, "manager"), ListenAddr: listen, AdvertiseAddr: advertise,
 		InsecureRegistries: o.insecureRegs, Issuer: a, Gossip: g.Member, Log: log,
+		Metrics: tm,
 	})
 	eg, ectx := errgroup.WithContext(ctx)
 	ectx, cancel := context.WithCancel(ectx)

@@ -20,6 +20,7 @@ import (
 	"berth/agent/runtime/initproc"
 	"berth/ca"
 	"berth/manager"
+	"berth/manager/telemetry"
 
 	"berth/internal/logging"
 	"berth/internal/metrics"
@@ -154,7 +155,11 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	tm := managerMetrics(ep, &cfg)
+	var tm *telemetry.Metrics // nil: metrics off
+	if ep != nil {
+		tm = telemetry.New(ep.Registry)
+	}
+	tm.Instrument(&cfg)
 	m, err := manager.New(cfg)
 	if err != nil {
 		ep.Close()
@@ -163,7 +168,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.Run(gctx) })
 	g.Go(func() error { return ep.Run(gctx) })
-	g.Go(func() error { return watchStore(gctx, ep, tm, m) })
+	g.Go(func() error { return tm.Follow(gctx, m) })
 	if o.dev {
 		g.Go(func() error { return runDevAgent(gctx, m, o, ep, log) })
 	}

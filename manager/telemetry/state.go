@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -13,14 +14,15 @@ import (
 // stateCollector counts tasks and nodes by state from the store when
 // scraped, so the figures are exactly the store's, on every manager.
 type stateCollector struct {
-	st    *store.MemoryStore
+	// st is the store of the manager running now; nil (no figures) while
+	// none runs, as in an agent not promoted.
+	st    atomic.Pointer[store.MemoryStore]
 	tasks *prometheus.Desc
 	nodes *prometheus.Desc
 }
 
-func newStateCollector(st *store.MemoryStore) *stateCollector {
+func newStateCollector() *stateCollector {
 	return &stateCollector{
-		st: st,
 		tasks: prometheus.NewDesc(metrics.Namespace+"_tasks", "Tasks in the store by observed state (new ... running, then the ended states).",
 			[]string{"state"}, nil),
 		nodes: prometheus.NewDesc(metrics.Namespace+"_nodes", "Nodes in the store by status (ready, down, unknown, disconnected) and availability.",
@@ -36,13 +38,17 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect counts from one read of the store; every state shows, zero or not.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.st.Load()
+	if st == nil {
+		return
+	}
 	tasks := map[pb.TaskState]int{}
 	type nodeKey struct {
 		state pb.NodeStatus_State
 		avail pb.NodeSpec_Availability
 	}
 	nodes := map[nodeKey]int{}
-	c.st.View(func(tx store.ReadTx) {
+	st.View(func(tx store.ReadTx) {
 		ts, _ := tx.FindTasks(store.All)
 		for _, t := range ts {
 			tasks[t.GetStatus().GetState()]++

@@ -29,6 +29,7 @@ type Metrics struct {
 	leaderChanges prometheus.Counter
 	scheduling    prometheus.Histogram
 	convergence   prometheus.Histogram
+	state         *stateCollector
 }
 
 // New registers a manager's metrics with reg.
@@ -54,8 +55,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: metrics.Namespace, Subsystem: "tasks", Name: "convergence_latency_seconds",
 			Help: "Time from a task's creation to its container running.", Buckets: latencyBuckets,
 		}),
+		state: newStateCollector(),
 	}
-	reg.MustRegister(m.heartbeats, m.raftCommit, m.leaderChanges, m.scheduling, m.convergence)
+	reg.MustRegister(m.heartbeats, m.raftCommit, m.leaderChanges, m.scheduling, m.convergence, m.state)
 	return m
 }
 

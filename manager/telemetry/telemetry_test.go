@@ -43,7 +43,7 @@ func TestManagerMetricsFromTheStore(t *testing.T) {
 	m := New(reg)
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- m.Watch(wctx, reg, st) }()
+	go func() { done <- m.Watch(wctx, st) }()
 	srv := httptest.NewServer(metrics.Handler(reg, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	scrape := func() metricstest.Families {

@@ -5,25 +5,21 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
 
-// Watch counts tasks and nodes by state from st when scraped (registered
-// with reg), and follows task changes to time scheduling and convergence,
-// until ctx ends. Only changes seen while it runs count, so a manager
-// that starts counts no task twice and none it did not see move.
-func (m *Metrics) Watch(ctx context.Context, reg prometheus.Registerer, st *store.MemoryStore) error {
+// Watch counts tasks and nodes by state from st when scraped, and
+// follows task changes to time scheduling and convergence, until ctx
+// ends. Only changes seen while it runs count, so a manager that starts
+// counts no task twice and none it did not see move.
+func (m *Metrics) Watch(ctx context.Context, st *store.MemoryStore) error {
 	w, err := watchTasks(ctx, st)
 	if err != nil {
 		return err
 	}
-	if err := reg.Register(newStateCollector(st)); err != nil {
-		w.Close()
-		return fmt.Errorf("register store metrics: %w", err)
-	}
+	m.state.st.Store(st)
+	defer m.state.st.Store(nil)
 	for {
 		for e := range w.Events() {
 			m.observe(e)
