@@ -91,7 +91,7 @@ that joins the Raft cluster; demoted, it stops that manager and runs on.`,
 	f.StringVar(&o.hostname, "hostname", "", "node name to report (default: the host's name)")
 	f.IntVar(&o.gossipPort, "gossip-port", agent.DefaultGossipPort, "port for gossip failure detection (TCP and UDP)")
 	f.StringVar(&o.managerListen, "manager-listen-addr", "", "address HOST:PORT the node's manager listens on once `berth node promote` makes it one (default: ADVERTISE_ADDR:"+promote.DefaultManagerPort+")")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on HOST:PORT (default: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on `HOST:PORT` (default: off)")
 	o.layers.register(f)
 	o.log.Register(f)
 	cmd.AddCommand(newRunCmd())

@@ -94,11 +94,13 @@ func TestDevStatsAndMetrics(t *testing.T) {
 	}
 	testStatsRise(t, bins.CLI, dir)
 
+	start := time.Now()
 	out, err := cli("stats", "--no-stream")
+	took := time.Since(start)
 	if err != nil || !strings.Contains(out, "hog.1") || !strings.Contains(out, "busy.2") || !strings.Contains(out, "/ 32MiB") {
 		t.Errorf("stats --no-stream: %v\n%s", err, out)
 	}
-	t.Logf("berth stats --no-stream:\n%s", out)
+	t.Logf("berth stats --no-stream took %v (one 1 s sampling period included):\n%s", took.Round(time.Millisecond), out)
 
 	after := scrape(t, metricsURL)
 	for _, c := range []struct {

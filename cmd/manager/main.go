@@ -95,7 +95,7 @@ an embedded agent.`,
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT, handed to every agent (repeatable)")
 	f.StringVar(&o.addrPool, "default-addr-pool", "", "address pool network subnets are carved from, when this manager creates the cluster (default 10.0.0.0/8)")
 	f.IntVar(&o.addrPoolMaskLen, "default-addr-pool-mask-len", 0, "prefix length of the subnets carved from the pool (default 24)")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on HOST:PORT (default: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on `HOST:PORT` (default: off)")
 	o.log.Register(f)
 	return cmd
 }
