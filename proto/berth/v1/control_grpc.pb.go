@@ -83,8 +83,9 @@ type ControlClient interface {
 	// merged; with follow it goes on with new output and new tasks.
 	ServiceLogs(ctx context.Context, in *ServiceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error)
 	// Stats streams the resource usage of running tasks (all, or those of
-	// the services named), read from cgroups by each task's agent: one
-	// message per node and sampling period, or one sample with no_stream.
+	// the services named), read from cgroups by each task's agent every
+	// second; tasks that start later join, tasks that stop are sent once
+	// with gone. With no_stream, one sample of each task, then the end.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatsMessage], error)
 	// Exec runs a process in a running task's container, on whichever node
 	// it runs, through the leader and that node's agent. The first input is
@@ -450,8 +451,9 @@ type ControlServer interface {
 	// merged; with follow it goes on with new output and new tasks.
 	ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[LogMessage]) error
 	// Stats streams the resource usage of running tasks (all, or those of
-	// the services named), read from cgroups by each task's agent: one
-	// message per node and sampling period, or one sample with no_stream.
+	// the services named), read from cgroups by each task's agent every
+	// second; tasks that start later join, tasks that stop are sent once
+	// with gone. With no_stream, one sample of each task, then the end.
 	Stats(*StatsRequest, grpc.ServerStreamingServer[StatsMessage]) error
 	// Exec runs a process in a running task's container, on whichever node
 	// it runs, through the leader and that node's agent. The first input is
