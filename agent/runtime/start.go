@@ -54,6 +54,11 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (*Container, error) {
 }
 
 // start does the work of Run; abort undoes whatever it got done.
+//
+// The init is started first: while its runtime comes up (most of a
+// millisecond), the agent makes the cgroup and the exec socket, and sends
+// their descriptors with the config. The init does nothing before its
+// config arrives, and by then it is in the container's cgroup.
 func (c *Container) start(ctx context.Context) error {
 	s := &c.rec.Spec
 	filter, err := c.rt.seccompFilter(s)
@@ -70,27 +75,21 @@ func (c *Container) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cg, err := c.rt.cg.Create(c.rt.cfg.CgroupParent, c.id)
+	dirf, err := os.Open(c.dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("open state dir: %w", err)
 	}
-	c.rec.Cgroup = cg
-	if err := cg.Set(cgroupResources(s.Resources)); err != nil {
-		return fmt.Errorf("set limits: %w", err)
-	}
-	payload, err := openPayload(cg)
-	if err != nil {
-		return err
-	}
-	conn, err := c.spawnInit(payload)
-	payload.Close()
+	defer dirf.Close()
+	conn, err := c.spawnInit(dirf)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := cg.Join(c.rec.Pid); err != nil {
+	sent, payload, err := c.placeInit(dirf)
+	if err != nil {
 		return err
 	}
+	defer closeAll(sent)
 	// The init waits for its config before it spawns anything, so what
 	// PreStart sets up is there when the user process starts.
 	if s.PreStart != nil {
@@ -98,32 +97,51 @@ func (c *Container) start(ctx context.Context) error {
 			return fmt.Errorf("pre-start: %w", err)
 		}
 	}
-	cfg := initConfig(s, mounts, filter, cg.PayloadThreadsFile() != "")
-	if err := c.handshake(ctx, conn, &cfg); err != nil {
+	cfg := initConfig(s, mounts, filter, payload)
+	if err := c.handshake(ctx, conn, &cfg, sent); err != nil {
 		return err
 	}
 	return c.rec.save(c.dir)
 }
 
-// openPayload opens the file through which the init's forking thread
-// joins the container's payload cgroup, or /dev/null when there is none.
-// The agent opens it: the kernel checks the opener's rights, and a
-// user-namespaced init has none on the host's cgroup files.
-func openPayload(cg *cgroups.Group) (*os.File, error) {
-	name := cg.PayloadThreadsFile()
-	if name == "" {
-		name = os.DevNull
-	}
-	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+// placeInit makes the container's cgroup, moves the init into it and opens
+// what the init gets with its config (initconf.SentExec,
+// initconf.SentPayload); payload says whether the payload cgroup's file
+// is among them.
+func (c *Container) placeInit(dirf *os.File) (sent []*os.File, payload bool, err error) {
+	cg, err := c.rt.cg.Create(c.rt.cfg.CgroupParent, c.id)
 	if err != nil {
-		return nil, fmt.Errorf("open payload cgroup: %w", err)
+		return nil, false, err
 	}
-	return f, nil
+	c.rec.Cgroup = cg
+	if err := cg.Set(cgroupResources(c.rec.Spec.Resources)); err != nil {
+		return nil, false, fmt.Errorf("set limits: %w", err)
+	}
+	if err := cg.Join(c.rec.Pid); err != nil {
+		return nil, false, err
+	}
+	listener, err := listenExec(dirf)
+	if err != nil {
+		return nil, false, err
+	}
+	sent = []*os.File{listener}
+	if name := cg.PayloadThreadsFile(); name != "" {
+		// The agent opens it: the kernel checks the opener's rights, and
+		// a user-namespaced init has none on the host's cgroup files.
+		f, err := os.OpenFile(name, os.O_WRONLY, 0)
+		if err != nil {
+			listener.Close()
+			return nil, false, fmt.Errorf("open payload cgroup: %w", err)
+		}
+		sent = append(sent, f)
+	}
+	return sent, len(sent) > initconf.SentPayload, nil
 }
 
 // spawnInit starts the init binary (Config.InitPath) in new
-// namespaces and returns the agent's end of the sync socket.
-func (c *Container) spawnInit(payload *os.File) (*net.UnixConn, error) {
+// namespaces with the state directory dirf and returns the agent's end of
+// the sync socket.
+func (c *Container) spawnInit(dirf *os.File) (*net.UnixConn, error) {
 	s := &c.rec.Spec
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -132,16 +150,6 @@ func (c *Container) spawnInit(payload *os.File) (*net.UnixConn, error) {
 	ours, theirs := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-init")
 	defer ours.Close()
 	defer theirs.Close()
-	dirf, err := os.Open(c.dir)
-	if err != nil {
-		return nil, fmt.Errorf("open state dir: %w", err)
-	}
-	defer dirf.Close()
-	listener, err := listenExec(dirf)
-	if err != nil {
-		return nil, err
-	}
-	defer listener.Close()
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err
@@ -171,7 +179,7 @@ func (c *Container) spawnInit(payload *os.File) (*net.UnixConn, error) {
 	proc, err := os.StartProcess(c.rt.cfg.InitPath, []string{initconf.Arg0, c.id}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   []string{},
-		Files: []*os.File{null, initLog, initLog, theirs, dirf, listener, payload},
+		Files: []*os.File{null, initLog, initLog, theirs, dirf},
 		Sys:   attr,
 	})
 	if err != nil {
@@ -220,9 +228,10 @@ func listenExec(dir *os.File) (*os.File, error) {
 	return f, nil
 }
 
-// handshake sends the config and waits for the init to report the user
-// process running, or its setup error, or its death.
-func (c *Container) handshake(ctx context.Context, conn *net.UnixConn, cfg *initconf.Config) error {
+// handshake sends the config frame with the descriptors sent, and waits
+// for the init to report the user process running, or its setup error,
+// or its death.
+func (c *Container) handshake(ctx context.Context, conn *net.UnixConn, cfg *initconf.Config, sent []*os.File) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(setupTimeout)
@@ -230,7 +239,19 @@ func (c *Container) handshake(ctx context.Context, conn *net.UnixConn, cfg *init
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	if err := json.NewEncoder(conn).Encode(cfg); err != nil {
+	frame, err := initconf.EncodeConfig(cfg)
+	if err != nil {
+		return err
+	}
+	fds := make([]int, len(sent))
+	for i, f := range sent {
+		fds[i] = int(f.Fd())
+	}
+	n, _, err := conn.WriteMsgUnix(frame, unix.UnixRights(fds...), nil)
+	if err == nil && n < len(frame) {
+		_, err = conn.Write(frame[n:])
+	}
+	if err != nil {
 		return fmt.Errorf("send config to init: %w%s", err, c.initLogTail())
 	}
 	var reply initconf.Reply

@@ -15,12 +15,18 @@ import (
 // Arg0 is os.Args[0] of a container init, whichever binary runs it.
 const Arg0 = "berth-init"
 
-// File descriptors the agent passes to the init.
+// File descriptors the agent passes to the init when it starts it.
 const (
-	FdSync     = 3 // socketpair: Config in, Reply out
+	FdSync     = 3 // socketpair: the config frame in, Reply out
 	FdStateDir = 4 // the container's state directory (logs, exit file)
-	FdExec     = 5 // listening unix socket for exec requests
-	FdPayload  = 6 // the payload cgroup's threads file (or /dev/null)
+)
+
+// Descriptors that travel with the config frame (SCM_RIGHTS), in this
+// order. The agent makes them while the init's runtime starts, rather
+// than before it starts the init: they are off the start's critical path.
+const (
+	SentExec    = 0 // listening unix socket for exec requests
+	SentPayload = 1 // the payload cgroup's threads file, when Config.Payload
 )
 
 // Files the init writes in the container's state directory.
@@ -70,8 +76,8 @@ type Config struct {
 	LogMaxFiles int    `json:"logMaxFiles"`
 	// Seccomp is the compiled filter; nil runs unconfined.
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
-	// Payload: FdPayload is the payload cgroup's threads file, which the
-	// init's forking thread joins.
+	// Payload: the SentPayload descriptor is the payload cgroup's threads
+	// file, which the init's forking thread joins.
 	Payload bool `json:"payload,omitempty"`
 }
 
@@ -105,7 +111,9 @@ type Rlimit struct {
 // Seccomp is a compiled seccomp program.
 type Seccomp struct {
 	Flags uint32 `json:"flags,omitempty"` // SECCOMP_FILTER_FLAG_*
-	Code  []byte `json:"code"`            // struct sock_filter[], host byte order
+	// Code is struct sock_filter[] in host byte order. It travels raw
+	// after the JSON in the config frame (frame.go), not in it.
+	Code []byte `json:"-"`
 }
 
 // Reply is the init's answer once the user process runs or setup failed.

@@ -1,0 +1,108 @@
+package initproc
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"berth/agent/runtime/initconf"
+)
+
+// readConfig receives the agent's config frame on FdSync and the
+// descriptors sent with it (initconf.SentExec, initconf.SentPayload),
+// close-on-exec. It reads with raw system calls: FdSync is blocking, and
+// the init has nothing else to do until its config arrives.
+func readConfig() (*initconf.Config, []int, error) {
+	buf := make([]byte, 32<<10)
+	oob := make([]byte, unix.CmsgSpace(2*4))
+	n, oobn, err := recvmsg(initconf.FdSync, buf, oob)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config: %w", err)
+	}
+	fds, err := parseRights(oob[:oobn])
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := readFrame(buf, n)
+	if err == nil && len(fds) != wantSent(cfg) {
+		err = fmt.Errorf("read config: %d descriptors with the config, want %d", len(fds), wantSent(cfg))
+	}
+	if err != nil {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, nil, err
+	}
+	return cfg, fds, nil
+}
+
+// readFrame completes a frame of which buf[:n] has arrived.
+func readFrame(buf []byte, n int) (*initconf.Config, error) {
+	n, err := readAtLeast(buf, n, initconf.FrameHeader)
+	if err != nil {
+		return nil, err
+	}
+	size, err := initconf.FrameSize(buf[:n])
+	if err != nil {
+		return nil, err
+	}
+	if n > size {
+		return nil, fmt.Errorf("read config: %d bytes after the frame", n-size)
+	}
+	if size > len(buf) {
+		buf = append(buf[:n], make([]byte, size-n)...)
+	}
+	if _, err := readAtLeast(buf[:size], n, size); err != nil {
+		return nil, err
+	}
+	return initconf.DecodeConfig(buf[:size])
+}
+
+// readAtLeast reads from FdSync into buf[n:] until need bytes are there.
+func readAtLeast(buf []byte, n, need int) (int, error) {
+	for n < need {
+		m, err := unix.Read(initconf.FdSync, buf[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || m == 0 {
+			return n, fmt.Errorf("read config: %d of %d bytes: %v", n, need, err)
+		}
+		n += m
+	}
+	return n, nil
+}
+
+func wantSent(cfg *initconf.Config) int {
+	if cfg.Payload {
+		return 2
+	}
+	return 1
+}
+
+func recvmsg(fd int, buf, oob []byte) (n, oobn int, err error) {
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if !errors.Is(err, unix.EINTR) {
+			return n, oobn, err
+		}
+	}
+}
+
+// parseRights returns the descriptors in a control message.
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("config descriptors: %w", err)
+	}
+	var fds []int
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return nil, fmt.Errorf("config descriptors: %w", err)
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
