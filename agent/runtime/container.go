@@ -242,7 +242,7 @@ func (c *Container) finalize(ws *syscall.WaitStatus) {
 		st.FinishedAt = time.Now().UTC()
 	}
 	if cg := c.rec.Cgroup; cg != nil {
-		if s, err := cg.Stats(); err == nil && s.OOMKills > 0 {
+		if n, err := cg.OOMKills(); err == nil && n > 0 {
 			st.OOMKilled, st.Reason = true, ReasonOOMKilled
 		}
 		if err := errors.Join(cg.Kill(), cg.Remove()); err != nil {
