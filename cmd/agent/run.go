@@ -132,7 +132,11 @@ func (o *runOptions) run(ctx context.Context, args []string, stdout, stderr io.W
 	if id == "" {
 		id = randomID()
 	}
-	rootfs, err := images.Prepare(ctx, id, img)
+	var prep []image.PrepareOption
+	if o.rm {
+		prep = append(prep, image.Ephemeral()) // its writes go with it
+	}
+	rootfs, err := images.Prepare(ctx, id, img, prep...)
 	if err != nil {
 		return 0, err
 	}
