@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -62,6 +63,15 @@ type Spec struct {
 	HostNetwork    bool           `json:"hostNetwork,omitempty"`
 	UserNS         bool           `json:"userNS,omitempty"` // map root to Config.UserNSBase
 	TTY            bool           `json:"tty,omitempty"`
+	// Rows and Cols size the terminal before the process starts (TTY
+	// only; zero leaves the kernel's default).
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// Stdin, if set, is what the user process reads (with TTY, what is
+	// typed into its terminal) instead of /dev/null: the read end of a
+	// pipe the caller writes, as `docker run -i`. Run hands it to the
+	// container; the caller closes its copy after Run. Not saved.
+	Stdin *os.File `json:"-"`
 	LogMaxBytes    int64          `json:"logMaxBytes,omitempty"` // 10 MiB when zero
 	LogMaxFiles    int            `json:"logMaxFiles,omitempty"` // 3 when zero (current + 2 rotated)
 	// Seccomp is the syscall filter of every process in the container:

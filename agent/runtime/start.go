@@ -90,6 +90,9 @@ func (c *Container) start(ctx context.Context) error {
 		return err
 	}
 	defer closeAll(sent)
+	if s.Stdin != nil {
+		sent = append(sent[:len(sent):len(sent)], s.Stdin) // the caller's to close
+	}
 	// The init waits for its config before it spawns anything, so what
 	// PreStart sets up is there when the user process starts.
 	if s.PreStart != nil {
@@ -105,9 +108,8 @@ func (c *Container) start(ctx context.Context) error {
 }
 
 // placeInit makes the container's cgroup, moves the init into it and opens
-// what the init gets with its config (initconf.SentExec,
-// initconf.SentPayload); payload says whether the payload cgroup's file
-// is among them.
+// what the init gets with its config: the exec socket and, when payload
+// says so, the payload cgroup's threads file.
 func (c *Container) placeInit(dirf *os.File) (sent []*os.File, payload bool, err error) {
 	cg, err := c.rt.cg.Create(c.rt.cfg.CgroupParent, c.id)
 	if err != nil {
@@ -135,7 +137,7 @@ func (c *Container) placeInit(dirf *os.File) (sent []*os.File, payload bool, err
 		}
 		sent = append(sent, f)
 	}
-	return sent, len(sent) > initconf.SentPayload, nil
+	return sent, len(sent) > 1, nil
 }
 
 // spawnInit starts the init binary (Config.InitPath) in new

@@ -21,13 +21,12 @@ const (
 	FdStateDir = 4 // the container's state directory (logs, exit file)
 )
 
-// Descriptors that travel with the config frame (SCM_RIGHTS), in this
-// order. The agent makes them while the init's runtime starts, rather
-// than before it starts the init: they are off the start's critical path.
-const (
-	SentExec    = 0 // listening unix socket for exec requests
-	SentPayload = 1 // the payload cgroup's threads file, when Config.Payload
-)
+// Descriptors travel with the config frame (SCM_RIGHTS), in this order:
+// the listening unix socket for exec requests; the payload cgroup's
+// threads file, when Config.Payload; the user process's stdin, when
+// Config.Stdin. The agent makes them while the init's runtime starts,
+// rather than before it starts the init: they are off the start's
+// critical path.
 
 // Files the init writes in the container's state directory.
 const (
@@ -76,9 +75,11 @@ type Config struct {
 	LogMaxFiles int    `json:"logMaxFiles"`
 	// Seccomp is the compiled filter; nil runs unconfined.
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
-	// Payload: the SentPayload descriptor is the payload cgroup's threads
-	// file, which the init's forking thread joins.
+	// Payload: a payload cgroup's threads file is sent, which the init's
+	// forking thread joins.
 	Payload bool `json:"payload,omitempty"`
+	// Stdin: the user process's stdin is sent (else it reads /dev/null).
+	Stdin bool `json:"stdin,omitempty"`
 }
 
 // Process is a process the init starts in the container.
@@ -88,6 +89,9 @@ type Process struct {
 	Cwd  string   `json:"cwd,omitempty"`
 	User string   `json:"user,omitempty"` // uid[:gid] or name[:group] from the image
 	TTY  bool     `json:"tty,omitempty"`
+	// Rows and Cols size the terminal before the process starts.
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
 }
 
 // Mount is one mount the init places in the rootfs: a bind of a host path

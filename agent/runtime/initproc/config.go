@@ -9,20 +9,26 @@ import (
 	"berth/agent/runtime/initconf"
 )
 
+// sentFiles are the descriptors that came with the config; -1 when not sent.
+type sentFiles struct {
+	exec, payload, stdin int
+}
+
 // readConfig receives the agent's config frame on FdSync and the
-// descriptors sent with it (initconf.SentExec, initconf.SentPayload),
-// close-on-exec. It reads with raw system calls: FdSync is blocking, and
-// the init has nothing else to do until its config arrives.
-func readConfig() (*initconf.Config, []int, error) {
+// descriptors sent with it, close-on-exec. It reads with raw system
+// calls: FdSync is blocking, and the init has nothing else to do until
+// its config arrives.
+func readConfig() (*initconf.Config, sentFiles, error) {
+	none := sentFiles{-1, -1, -1}
 	buf := make([]byte, 32<<10)
-	oob := make([]byte, unix.CmsgSpace(2*4))
+	oob := make([]byte, unix.CmsgSpace(3*4))
 	n, oobn, err := recvmsg(initconf.FdSync, buf, oob)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read config: %w", err)
+		return nil, none, fmt.Errorf("read config: %w", err)
 	}
 	fds, err := parseRights(oob[:oobn])
 	if err != nil {
-		return nil, nil, err
+		return nil, none, err
 	}
 	cfg, err := readFrame(buf, n)
 	if err == nil && len(fds) != wantSent(cfg) {
@@ -32,9 +38,17 @@ func readConfig() (*initconf.Config, []int, error) {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
-		return nil, nil, err
+		return nil, none, err
 	}
-	return cfg, fds, nil
+	sent := sentFiles{exec: fds[0], payload: -1, stdin: -1}
+	fds = fds[1:]
+	if cfg.Payload {
+		sent.payload, fds = fds[0], fds[1:]
+	}
+	if cfg.Stdin {
+		sent.stdin = fds[0]
+	}
+	return cfg, sent, nil
 }
 
 // readFrame completes a frame of which buf[:n] has arrived.
@@ -74,11 +88,17 @@ func readAtLeast(buf []byte, n, need int) (int, error) {
 	return n, nil
 }
 
+// wantSent is how many descriptors come with cfg: the exec socket, and
+// the payload file and stdin when cfg says so.
 func wantSent(cfg *initconf.Config) int {
+	n := 1
 	if cfg.Payload {
-		return 2
+		n++
 	}
-	return 1
+	if cfg.Stdin {
+		n++
+	}
+	return n
 }
 
 func recvmsg(fd int, buf, oob []byte) (n, oobn int, err error) {

@@ -71,14 +71,19 @@ func runInit() int {
 
 // prepare builds the container around the init and starts the user
 // process. Everything that can fail for a user-visible reason fails here.
-func prepare(cfg *initconf.Config, sent []int, sigs chan os.Signal) (*initState, error) {
+func prepare(cfg *initconf.Config, sent sentFiles, sigs chan os.Signal) (*initState, error) {
 	s := cfg
-	exec := os.NewFile(uintptr(sent[initconf.SentExec]), "exec")
+	exec := os.NewFile(uintptr(sent.exec), "exec")
 	defer exec.Close()
+	var stdin *os.File
+	if sent.stdin >= 0 {
+		stdin = os.NewFile(uintptr(sent.stdin), "stdin")
+		defer stdin.Close()
+	}
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl dumpable: %w", err)
 	}
-	if err := joinPayload(sent); err != nil {
+	if err := joinPayload(sent.payload); err != nil {
 		return nil, err
 	}
 	if err := setupRootfs(cfg); err != nil {
@@ -102,7 +107,7 @@ func prepare(cfg *initconf.Config, sent []int, sigs chan os.Signal) (*initState,
 		execReq: make(chan *execConn),
 		execCtl: make(chan execSignal),
 	}
-	if err := in.startLogging(); err != nil {
+	if err := in.startLogging(stdin); err != nil {
 		return nil, err
 	}
 	if err := limitProcess(s.Rlimits, s.Caps); err != nil {
@@ -111,7 +116,8 @@ func prepare(cfg *initconf.Config, sent []int, sigs chan os.Signal) (*initState,
 	if err := installSeccomp(cfg.Seccomp); err != nil { // after no_new_privs, on the forking thread
 		return nil, err
 	}
-	p, err := in.spawn(processSpec(s.Process), in.stdio)
+	up := s.Process
+	p, err := in.spawn(processSpec{Args: up.Args, Env: up.Env, Cwd: up.Cwd, User: up.User, TTY: up.TTY}, in.stdio)
 	for _, f := range in.stdio {
 		f.Close()
 	}
@@ -143,9 +149,8 @@ func limitProcess(limits []initconf.Rlimit, caps []uint) error {
 // container's processes are born in the group that counts them against
 // the pids limit, the init's other threads are not, and /proc/self/cgroup
 // shows "/" inside.
-func joinPayload(sent []int) error {
-	if len(sent) > initconf.SentPayload {
-		fd := sent[initconf.SentPayload]
+func joinPayload(fd int) error {
+	if fd >= 0 {
 		_, err := unix.Write(fd, []byte("0"))
 		unix.Close(fd)
 		if err != nil {

@@ -43,8 +43,10 @@ type execSignal struct {
 }
 
 // startLogging connects the user process's output to the rotated log,
-// through a pipe or, with a TTY, a pseudo-terminal.
-func (in *initState) startLogging() error {
+// through a pipe or, with a TTY, a pseudo-terminal. stdin, when the
+// agent sent one, is the process's input (copied into the terminal with
+// a TTY); else it reads /dev/null.
+func (in *initState) startLogging(stdin *os.File) error {
 	rot, err := newRotator(int(in.dir.Fd()), in.cfg.LogMaxBytes, in.cfg.LogMaxFiles)
 	if err != nil {
 		return initconf.DiskError(err)
@@ -55,6 +57,12 @@ func (in *initState) startLogging() error {
 			return err
 		}
 		in.stdio = []*os.File{s}
+		if p := in.cfg.Process; p.Rows > 0 && p.Cols > 0 {
+			_ = unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: p.Rows, Col: p.Cols})
+		}
+		if stdin != nil {
+			in.copyInput(m, stdin)
+		}
 		sink := newLogSink(rot, 1)
 		in.logDone = sink.done
 		go copyLog(sink, streamStdout, m)
@@ -68,11 +76,14 @@ func (in *initState) startLogging() error {
 	if err != nil {
 		return fmt.Errorf("log pipe: %w", err)
 	}
-	null, err := os.Open("/dev/null")
-	if err != nil {
-		return fmt.Errorf("open /dev/null: %w", err)
+	if stdin == nil {
+		if stdin, err = os.Open("/dev/null"); err != nil {
+			return fmt.Errorf("open /dev/null: %w", err)
+		}
+	} else if stdin, err = dupFile(stdin); err != nil {
+		return err
 	}
-	in.stdio = []*os.File{null, outW, errW}
+	in.stdio = []*os.File{stdin, outW, errW}
 	sink := newLogSink(rot, 2)
 	in.logDone = sink.done
 	go copyLog(sink, streamStdout, outR)
