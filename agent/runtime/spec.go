@@ -71,9 +71,9 @@ type Spec struct {
 	// typed into its terminal) instead of /dev/null: the read end of a
 	// pipe the caller writes, as `docker run -i`. Run hands it to the
 	// container; the caller closes its copy after Run. Not saved.
-	Stdin *os.File `json:"-"`
-	LogMaxBytes    int64          `json:"logMaxBytes,omitempty"` // 10 MiB when zero
-	LogMaxFiles    int            `json:"logMaxFiles,omitempty"` // 3 when zero (current + 2 rotated)
+	Stdin       *os.File `json:"-"`
+	LogMaxBytes int64    `json:"logMaxBytes,omitempty"` // 10 MiB when zero
+	LogMaxFiles int      `json:"logMaxFiles,omitempty"` // 3 when zero (current + 2 rotated)
 	// Seccomp is the syscall filter of every process in the container:
 	// Docker's default profile when empty, none with "unconfined", else a
 	// profile in Docker's JSON format.
