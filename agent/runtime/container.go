@@ -28,8 +28,11 @@ type Container struct {
 
 	mu    sync.Mutex
 	rec   *record
-	pidfd int         // -1 when none
-	proc  *os.Process // nil when adopted: the init is not our child
+	pidfd int // -1 when none
+	// madeDir: start created the state directory, so abort may remove
+	// it (not when it belonged to another container of that ID).
+	madeDir bool
+	proc    *os.Process // nil when adopted: the init is not our child
 }
 
 func newContainer(r *Runtime, rec *record) *Container {

@@ -114,6 +114,16 @@ func (r *Runtime) VolumeDir(name string) string {
 	return filepath.Join(r.cfg.DataDir, "volumes", name, "_data")
 }
 
+// Taken reports whether a container with id exists here, known to this
+// Runtime or only on disk (one another process started).
+func (r *Runtime) Taken(id string) bool {
+	if _, err := r.Get(id); err == nil {
+		return true
+	}
+	_, err := os.Lstat(r.containerDir(id))
+	return err == nil
+}
+
 // Get returns the container with id.
 func (r *Runtime) Get(id string) (*Container, error) {
 	r.mu.Lock()

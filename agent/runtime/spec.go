@@ -95,6 +95,10 @@ const (
 	DefaultPath        = initconf.DefaultPath
 )
 
+// ValidID reports whether id can name a container: 1-128 letters,
+// digits, '_', '.' or '-', starting with a letter or digit.
+func ValidID(id string) bool { return isName(id, 128) }
+
 // isName reports whether s is 1 to max (any when 0) letters, digits,
 // '_', '.' or '-', starting with a letter or digit. (A regexp did this:
 // compiling `{0,127}` at package init cost every berth-agent process,

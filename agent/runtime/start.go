@@ -71,6 +71,7 @@ func (c *Container) start(ctx context.Context) error {
 		}
 		return fmt.Errorf("create state dir: %w", err)
 	}
+	c.madeDir = true
 	mounts, err := c.rt.resolveMounts(s.Mounts)
 	if err != nil {
 		return err
@@ -295,6 +296,9 @@ func (c *Container) abort() {
 		if err := errors.Join(cg.Kill(), cg.Remove()); err != nil {
 			c.rt.log.Warn("clean up cgroup of failed container", "container", c.id, "err", err)
 		}
+	}
+	if !c.madeDir {
+		return // a container of that ID is there, not ours to remove
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		c.rt.log.Warn("clean up state of failed container", "container", c.id, "err", err)

@@ -92,7 +92,7 @@ that joins the Raft cluster; demoted, it stops that manager and runs on.`,
 	f.StringVar(&o.managerListen, "manager-listen-addr", "", "address HOST:PORT the node's manager listens on once `berth node promote` makes it one (default: ADVERTISE_ADDR:"+promote.DefaultManagerPort+")")
 	o.layers.register(f)
 	o.log.Register(f)
-	cmd.AddCommand(newRunCmd())
+	cmd.AddCommand(runCommands()...)
 	return cmd
 }
 
