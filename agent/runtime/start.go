@@ -56,9 +56,13 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (*Container, error) {
 // start does the work of Run; abort undoes whatever it got done.
 //
 // The init is started first: while its runtime comes up (most of a
-// millisecond), the agent makes the cgroup and the exec socket, and sends
-// their descriptors with the config. The init does nothing before its
-// config arrives, and by then it is in the container's cgroup.
+// millisecond), the agent makes the cgroup and the exec socket and sends
+// their descriptors with the config. While the init builds the
+// container's filesystem, the agent moves it into the cgroup (on cgroup
+// v1 the first move after a pause waits out an RCU grace period, often
+// 5-15 ms) and runs PreStart (the task's network); then it tells the init
+// to go on. The init forks nothing before that word, so every container
+// process is born in the cgroup, with its network in place.
 func (c *Container) start(ctx context.Context) error {
 	s := &c.rec.Spec
 	filter, err := c.rt.seccompFilter(s)
@@ -86,46 +90,50 @@ func (c *Container) start(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	sent, payload, err := c.placeInit(dirf)
+	sent, err := c.makeCgroup(dirf)
 	if err != nil {
 		return err
 	}
 	defer closeAll(sent)
+	payload := len(sent) > 1
 	if s.Stdin != nil {
 		sent = append(sent[:len(sent):len(sent)], s.Stdin) // the caller's to close
 	}
-	// The init waits for its config before it spawns anything, so what
-	// PreStart sets up is there when the user process starts.
+	stop := c.bound(ctx, conn)
+	defer stop()
+	cfg := initConfig(s, mounts, filter, payload)
+	if err := c.sendConfig(conn, &cfg, sent); err != nil {
+		return err
+	}
+	if err := c.rec.Cgroup.Join(c.rec.Pid); err != nil {
+		return err
+	}
 	if s.PreStart != nil {
 		if err := s.PreStart(ctx, c.rec.Pid); err != nil {
 			return fmt.Errorf("pre-start: %w", err)
 		}
 	}
-	cfg := initConfig(s, mounts, filter, payload)
-	if err := c.handshake(ctx, conn, &cfg, sent); err != nil {
+	if err := c.awaitStart(ctx, conn); err != nil {
 		return err
 	}
 	return c.rec.save(c.dir)
 }
 
-// placeInit makes the container's cgroup, moves the init into it and opens
-// what the init gets with its config: the exec socket and, when payload
-// says so, the payload cgroup's threads file.
-func (c *Container) placeInit(dirf *os.File) (sent []*os.File, payload bool, err error) {
+// makeCgroup makes the container's cgroup and opens what the init gets
+// with its config: the exec socket and, when there is a payload cgroup,
+// its threads file.
+func (c *Container) makeCgroup(dirf *os.File) (sent []*os.File, err error) {
 	cg, err := c.rt.cg.Create(c.rt.cfg.CgroupParent, c.id)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	c.rec.Cgroup = cg
 	if err := cg.Set(cgroupResources(c.rec.Spec.Resources)); err != nil {
-		return nil, false, fmt.Errorf("set limits: %w", err)
-	}
-	if err := cg.Join(c.rec.Pid); err != nil {
-		return nil, false, err
+		return nil, fmt.Errorf("set limits: %w", err)
 	}
 	listener, err := listenExec(dirf)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	sent = []*os.File{listener}
 	if name := cg.PayloadThreadsFile(); name != "" {
@@ -134,11 +142,11 @@ func (c *Container) placeInit(dirf *os.File) (sent []*os.File, payload bool, err
 		f, err := os.OpenFile(name, os.O_WRONLY, 0)
 		if err != nil {
 			listener.Close()
-			return nil, false, fmt.Errorf("open payload cgroup: %w", err)
+			return nil, fmt.Errorf("open payload cgroup: %w", err)
 		}
 		sent = append(sent, f)
 	}
-	return sent, len(sent) > 1, nil
+	return sent, nil
 }
 
 // spawnInit starts the init binary (Config.InitPath) in new
@@ -231,17 +239,19 @@ func listenExec(dir *os.File) (*os.File, error) {
 	return f, nil
 }
 
-// handshake sends the config frame with the descriptors sent, and waits
-// for the init to report the user process running, or its setup error,
-// or its death.
-func (c *Container) handshake(ctx context.Context, conn *net.UnixConn, cfg *initconf.Config, sent []*os.File) error {
+// bound limits the talk with the init to ctx's deadline (setupTimeout
+// when it has none) and cuts it short when ctx ends.
+func (c *Container) bound(ctx context.Context, conn *net.UnixConn) (stop func() bool) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(setupTimeout)
 	}
 	_ = conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
+	return context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+}
+
+// sendConfig sends the config frame with the descriptors sent.
+func (c *Container) sendConfig(conn *net.UnixConn, cfg *initconf.Config, sent []*os.File) error {
 	frame, err := initconf.EncodeConfig(cfg)
 	if err != nil {
 		return err
@@ -257,6 +267,15 @@ func (c *Container) handshake(ctx context.Context, conn *net.UnixConn, cfg *init
 	if err != nil {
 		return fmt.Errorf("send config to init: %w%s", err, c.initLogTail())
 	}
+	return nil
+}
+
+// awaitStart tells the init to go on (initconf.Go) and waits for it to
+// report the user process running, or its setup error, or its death.
+func (c *Container) awaitStart(ctx context.Context, conn *net.UnixConn) error {
+	// A failed write is an init that already failed or died: its reply,
+	// or the end of the stream, says which.
+	_, _ = conn.Write([]byte{initconf.Go})
 	var reply initconf.Reply
 	if err := json.NewDecoder(conn).Decode(&reply); err != nil {
 		if ctx.Err() != nil {

@@ -28,6 +28,11 @@ const (
 // rather than before it starts the init: they are off the start's
 // critical path.
 
+// Go is the byte the agent sends on FdSync after the config once the init
+// is in the container's cgroup and PreStart has run: until it comes, the
+// init builds the container's filesystem but starts no process.
+const Go = 'G'
+
 // Files the init writes in the container's state directory.
 const (
 	// ExitFile is written just before the init exits: the user process's

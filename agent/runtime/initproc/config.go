@@ -9,6 +9,26 @@ import (
 	"berth/agent/runtime/initconf"
 )
 
+// awaitGo waits for the agent's initconf.Go: the init is in the
+// container's cgroup and the agent's PreStart has run.
+func awaitGo() error {
+	b := make([]byte, 1)
+	for {
+		n, err := unix.Read(initconf.FdSync, b)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return fmt.Errorf("wait for the agent: %w", err)
+		case n == 0:
+			return errors.New("wait for the agent: it went away")
+		case b[0] != initconf.Go:
+			return fmt.Errorf("wait for the agent: got %q", b[0])
+		}
+		return nil
+	}
+}
+
 // sentFiles are the descriptors that came with the config; -1 when not sent.
 type sentFiles struct {
 	exec, payload, stdin int

@@ -71,6 +71,9 @@ func runInit() int {
 
 // prepare builds the container around the init and starts the user
 // process. Everything that can fail for a user-visible reason fails here.
+// It builds the filesystem while the agent moves the init into the
+// container's cgroup, and waits for the agent's word (awaitGo) before it
+// joins the payload cgroup and forks anything.
 func prepare(cfg *initconf.Config, sent sentFiles, sigs chan os.Signal) (*initState, error) {
 	s := cfg
 	exec := os.NewFile(uintptr(sent.exec), "exec")
@@ -82,9 +85,6 @@ func prepare(cfg *initconf.Config, sent sentFiles, sigs chan os.Signal) (*initSt
 	}
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl dumpable: %w", err)
-	}
-	if err := joinPayload(sent.payload); err != nil {
-		return nil, err
 	}
 	if err := setupRootfs(cfg); err != nil {
 		return nil, err
@@ -108,6 +108,12 @@ func prepare(cfg *initconf.Config, sent sentFiles, sigs chan os.Signal) (*initSt
 		execCtl: make(chan execSignal),
 	}
 	if err := in.startLogging(stdin); err != nil {
+		return nil, err
+	}
+	if err := awaitGo(); err != nil {
+		return nil, err
+	}
+	if err := joinPayload(sent.payload); err != nil {
 		return nil, err
 	}
 	if err := limitProcess(s.Rlimits, s.Caps); err != nil {
