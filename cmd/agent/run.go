@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
-	"berth/agent"
 	"berth/agent/image"
 	"berth/agent/runtime"
 	"berth/internal/flagparse"
@@ -154,15 +153,42 @@ func (o *runOptions) ports() ([]*pb.PortConfig, error) {
 	return out, nil
 }
 
-func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+// runPlan is what run's flags and arguments ask for, checked before
+// anything is pulled or started.
+type runPlan struct {
+	ref    string
+	spec   *pb.ContainerSpec
+	limits *pb.ResourceSet
+	policy image.PullPolicy
+	ports  []*pb.PortConfig
+}
+
+func (o *runOptions) plan(args []string) (*runPlan, error) {
 	ref, command, err := o.runArgs(args)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := o.checkModes(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	ports, err := o.ports()
+	p := &runPlan{ref: ref}
+	if p.ports, err = o.ports(); err != nil {
+		return nil, err
+	}
+	if p.spec, err = o.containerSpec(ref, command); err != nil {
+		return nil, err
+	}
+	if p.limits, err = o.limits(); err != nil {
+		return nil, err
+	}
+	if p.policy, err = image.ParsePullPolicy(o.pull); err != nil {
+		return nil, fmt.Errorf("--pull: %w", err)
+	}
+	return p, nil
+}
+
+func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	p, err := o.plan(args)
 	if err != nil {
 		return 0, err
 	}
@@ -170,29 +196,15 @@ func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, st
 	if err != nil {
 		return 0, err
 	}
-	spec, err := o.containerSpec(ref, command)
-	if err != nil {
-		return 0, err
-	}
-	limits, err := o.limits()
-	if err != nil {
-		return 0, err
-	}
-	policy, err := image.ParsePullPolicy(o.pull)
-	if err != nil {
-		return 0, fmt.Errorf("--pull: %w", err)
-	}
 	images, rt, err := o.open(log)
 	if err != nil {
 		return 0, err
 	}
 	defer images.Close()
 	defer rt.Close()
-
-	progress := newProgressPrinter(stderr, o.quiet)
-	img, err := images.Get(ctx, ref, policy, progress.update)
+	img, err := images.Get(ctx, p.ref, p.policy, newProgressPrinter(stderr, o.quiet).update)
 	if err != nil {
-		return 0, pullHint(err, ref, policy)
+		return 0, pullHint(err, p.ref, p.policy)
 	}
 	id := o.name
 	if id == "" {
@@ -202,33 +214,13 @@ func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, st
 		return 125, nameHint(runtime.ErrExists, id)
 	}
 	s := &session{o: o, log: log, stdin: stdin, stdout: stdout, stderr: stderr, rt: rt}
-	if s.fwd, err = listenPorts(ctx, ports, log, stderr, o.quiet); err != nil {
+	if s.fwd, err = listenPorts(ctx, p.ports, log, stderr, o.quiet); err != nil {
 		return 0, err
 	}
 	if s.fwd != nil {
 		defer s.fwd.Close()
 	}
-	var prep []image.PrepareOption
-	if o.rm {
-		prep = append(prep, image.Ephemeral()) // its writes go with it
-	}
-	rootfs, err := images.Prepare(ctx, id, img, prep...)
-	if err != nil {
-		return 0, err
-	}
-	s.removeRootfs = func() {
-		if err := images.Remove(context.WithoutCancel(ctx), id); err != nil {
-			log.Warn("remove rootfs", "container", id, "err", err)
-		}
-	}
-	rs, err := agent.RuntimeSpec(id, rootfs, img.Config, spec, limits)
-	if err == nil {
-		rs.HostNetwork = o.hostNet
-		rs.StopGrace = o.stopGrace
-		err = s.start(ctx, rs)
-	}
-	if err != nil {
-		s.removeRootfs()
+	if err := s.create(ctx, images, id, img, p); err != nil {
 		return exitCodeFor(err), nameHint(err, id)
 	}
 	if o.detach {

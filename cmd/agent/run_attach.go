@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/agent"
+	"berth/agent/image"
 	"berth/agent/runtime"
 	pb "berth/proto/berth/v1"
 )
@@ -30,6 +31,34 @@ type session struct {
 	stdinW         *os.File             // our end of the container's stdin (-i)
 	restoreTerm    func()               // puts our terminal back (-it on a terminal)
 	removeRootfs   func()
+}
+
+// create makes the container's rootfs from img (ephemeral with --rm) and
+// starts it; on failure it removes the rootfs again.
+func (s *session) create(ctx context.Context, images *image.Store, id string, img image.Image, p *runPlan) error {
+	var prep []image.PrepareOption
+	if s.o.rm {
+		prep = append(prep, image.Ephemeral()) // its writes go with it
+	}
+	rootfs, err := images.Prepare(ctx, id, img, prep...)
+	if err != nil {
+		return err
+	}
+	s.removeRootfs = func() {
+		if err := images.Remove(context.WithoutCancel(ctx), id); err != nil {
+			s.log.Warn("remove rootfs", "container", id, "err", err)
+		}
+	}
+	rs, err := agent.RuntimeSpec(id, rootfs, img.Config, p.spec, p.limits)
+	if err == nil {
+		rs.HostNetwork = s.o.hostNet
+		rs.StopGrace = s.o.stopGrace
+		err = s.start(ctx, rs)
+	}
+	if err != nil {
+		s.removeRootfs()
+	}
+	return err
 }
 
 // start runs the container with -i's pipe and -t's terminal size, and
