@@ -16,7 +16,7 @@ import (
 	"berth/internal/testimage"
 )
 
-// BenchmarkRunVsRunc measures `berth-agent run --rm -- true` of a pulled
+// BenchmarkRunVsRunc measures `berth-agent run --rm IMAGE true` of a pulled
 // busybox image as a whole process, from the command's start to its exit,
 // with the registry stopped, and `runc run` of `true` on a snapshot of the
 // same image, in the same run (make bench installs Debian's runc). runc
