@@ -122,6 +122,12 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.meta = m
+	// A use within touchSaveEvery of the file's last write is not saved
+	// again, even by a new process: otherwise every one-off berth-agent
+	// run rewrote the file.
+	if fi, err := os.Stat(s.path("images.json")); err == nil {
+		s.metaSaved = fi.ModTime()
+	}
 	return s, nil
 }
 
