@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -171,15 +172,15 @@ func TestRunInteractive(t *testing.T) {
 		t.Fatal(err)
 	}
 	tty.Close()
-	var seen bytes.Buffer
+	var seen lockedBuffer
 	done := make(chan struct{})
 	go func() { defer close(done); _, _ = io.Copy(&seen, ptm) }() // ends with EIO once the run exits
-	await.True(t, 20*time.Second, func() bool { return strings.Contains(seenString(&seen), "41 101") }, "the container's terminal is 41x101")
+	await.True(t, 20*time.Second, func() bool { return strings.Contains(seen.String(), "41 101") }, "the container's terminal is 41x101")
 	if _, err := ptm.Write([]byte("typed\r")); err != nil {
 		t.Fatal(err)
 	}
 	if err := waitExit(cmd, 20*time.Second); err != nil {
-		t.Fatalf("-it: %v; terminal showed %q", err, seenString(&seen))
+		t.Fatalf("-it: %v; terminal showed %q", err, seen.String())
 	}
 	<-done
 	if got := seen.String(); !strings.Contains(got, "got:typed") {
@@ -187,9 +188,23 @@ func TestRunInteractive(t *testing.T) {
 	}
 }
 
-// seenString reads a buffer another goroutine writes (io.Copy writes it
-// whole chunks at a time; a torn read only delays the wait).
-func seenString(b *bytes.Buffer) string { return string(append([]byte(nil), b.Bytes()...)) }
+// lockedBuffer is a buffer one goroutine writes while another reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // waitExit waits for cmd with a deadline, killing it past that.
 func waitExit(cmd *exec.Cmd, d time.Duration) error {
