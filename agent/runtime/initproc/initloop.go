@@ -148,14 +148,14 @@ func (in *initState) finish() int {
 	case <-time.After(5 * time.Second): // a writer escaped the namespace's death
 	}
 	data, _ := json.Marshal(in.user)
-	dir := int(in.dir.Fd())
-	fd, err := unix.Openat(dir, initconf.ExitFile+".tmp", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	// Written in place, not renamed into place: it is read only once the
+	// init is gone, and one torn by the init's death mid-write does not
+	// parse, so the agent falls back to the wait status. A rename is one
+	// more journaled metadata change on every container's way out.
+	fd, err := unix.Openat(int(in.dir.Fd()), initconf.ExitFile, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600)
 	if err == nil {
 		_, err = unix.Write(fd, data)
 		unix.Close(fd)
-	}
-	if err == nil {
-		err = unix.Renameat(dir, initconf.ExitFile+".tmp", dir, initconf.ExitFile)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "berth-init: record exit status: %v\n", err)
