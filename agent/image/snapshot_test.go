@@ -6,14 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"berth/internal/await"
-
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"berth/internal/await"
 )
 
 func TestOverlayWhiteoutsAndOpaqueDirs(t *testing.T) {
@@ -287,5 +289,69 @@ func TestPrepareFailsCleanly(t *testing.T) {
 	}
 	if m := mountsUnder(t, root); len(m) > 0 {
 		t.Errorf("mounts left: %v", m)
+	}
+}
+
+// TestKeyAndDiffIDChecksMatchThePatterns checks the hand-written checks
+// against the regexps they replaced.
+func TestKeyAndDiffIDChecksMatchThePatterns(t *testing.T) {
+	key := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	diffID := regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	hex := strings.Repeat("0123456789abcdef", 4)
+	for _, s := range []string{"", "a", ".a", "a.b-c_d", "a/b", strings.Repeat("k", 128), strings.Repeat("k", 129), "sha256:" + hex} {
+		if got, want := validKey(s), key.MatchString(s); got != want {
+			t.Errorf("validKey(%q) = %v, the pattern says %v", s, got, want)
+		}
+	}
+	for _, s := range []string{"sha256:" + hex, "sha256:" + hex[:63], "sha256:" + hex + "0", "sha256:" + strings.ToUpper(hex),
+		"sha512:" + hex, "sha256:" + hex[:63] + "g", "", "sha256:"} {
+		if got, want := validDiffID(s), diffID.MatchString(s); got != want {
+			t.Errorf("validDiffID(%q) = %v, the pattern says %v", s, got, want)
+		}
+	}
+}
+
+// TestEphemeralSnapshot: an ephemeral snapshot is a volatile overlay (no
+// sync of the upper layer on unmount); after its mount is gone (a crash)
+// it comes back empty instead of failing to mount.
+func TestEphemeralSnapshot(t *testing.T) {
+	needRoot(t)
+	reg := newRegistry(t)
+	reg.push(t, "app:v1", tarLayer(t, file("hello", "world")))
+	root := testRoot(t)
+	s := newStore(t, root, nil)
+	img, err := s.Pull(ctxT(t), reg.Host+"/app:v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs, err := s.Prepare(ctxT(t), "eph", img, Ephemeral())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(rootfs))
+	if err != nil || len(mounts) != 1 || !strings.Contains(mounts[0].VFSOptions, "volatile") {
+		t.Fatalf("mount of the ephemeral snapshot = %+v, %v; want overlay with volatile", mounts, err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "scratch"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Unmount(rootfs, 0); err != nil { // the crash
+		t.Fatal(err)
+	}
+	again, err := s.Prepare(ctxT(t), "eph", img)
+	if err != nil || again != rootfs {
+		t.Fatalf("Prepare after the mount was lost = %q, %v", again, err)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "scratch")); !os.IsNotExist(err) {
+		t.Errorf("the lost ephemeral snapshot's write is still there: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(rootfs, "hello")); string(b) != "world" {
+		t.Errorf("hello = %q after making it anew", b)
+	}
+	if err := s.Remove(ctxT(t), "eph"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.snapDir("eph")); !os.IsNotExist(err) {
+		t.Errorf("snapshot dir left after Remove: %v", err)
 	}
 }

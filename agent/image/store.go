@@ -122,6 +122,12 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.meta = m
+	// A use within touchSaveEvery of the file's last write is not saved
+	// again, even by a new process: otherwise every one-off berth-agent
+	// run rewrote the file.
+	if fi, err := os.Stat(s.path("images.json")); err == nil {
+		s.metaSaved = fi.ModTime()
+	}
 	return s, nil
 }
 
@@ -210,8 +216,14 @@ func (s *Store) saveMeta() error {
 	return writeJSON(s.path("images.json"), s.meta)
 }
 
-// writeJSON replaces path atomically with v as JSON.
-func writeJSON(path string, v any) error {
+// writeJSON replaces path atomically and durably with v as JSON.
+func writeJSON(path string, v any) error { return replaceJSON(path, v, true) }
+
+// replaceJSON replaces path atomically with v as JSON; durable syncs the
+// new file before it takes the old one's place. Records whose loss in a
+// crash costs nothing (a last-used time, a snapshot thrown away with its
+// container) skip the fsync, a few milliseconds on a busy disk.
+func replaceJSON(path string, v any, durable bool) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
@@ -222,7 +234,7 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	_, err = f.Write(b)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

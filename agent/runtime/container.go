@@ -28,8 +28,11 @@ type Container struct {
 
 	mu    sync.Mutex
 	rec   *record
-	pidfd int         // -1 when none
-	proc  *os.Process // nil when adopted: the init is not our child
+	pidfd int // -1 when none
+	// madeDir: start created the state directory, so abort may remove
+	// it (not when it belonged to another container of that ID).
+	madeDir bool
+	proc    *os.Process // nil when adopted: the init is not our child
 }
 
 func newContainer(r *Runtime, rec *record) *Container {
@@ -242,7 +245,7 @@ func (c *Container) finalize(ws *syscall.WaitStatus) {
 		st.FinishedAt = time.Now().UTC()
 	}
 	if cg := c.rec.Cgroup; cg != nil {
-		if s, err := cg.Stats(); err == nil && s.OOMKills > 0 {
+		if n, err := cg.OOMKills(); err == nil && n > 0 {
 			st.OOMKilled, st.Reason = true, ReasonOOMKilled
 		}
 		if err := errors.Join(cg.Kill(), cg.Remove()); err != nil {

@@ -39,10 +39,11 @@ type Config struct {
 
 // Runtime runs the containers of one node.
 type Runtime struct {
-	cfg     Config
-	cg      *cgroups.Hierarchy
-	log     *slog.Logger
-	filters seccomp.Cache // compiled seccomp programs by profile
+	cfg      Config
+	cg       *cgroups.Hierarchy
+	log      *slog.Logger
+	filters  seccomp.Cache // compiled seccomp programs by profile
+	programs *programCache // and on disk, for the next process
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -81,7 +82,8 @@ func New(cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("runtime: %w", err)
 		}
 	}
-	return &Runtime{cfg: cfg, cg: h, log: cfg.Logger, containers: map[string]*Container{}}, nil
+	return &Runtime{cfg: cfg, cg: h, log: cfg.Logger, containers: map[string]*Container{},
+		programs: &programCache{dir: filepath.Join(cfg.DataDir, "seccomp")}}, nil
 }
 
 // defaultInit installs the embedded init in dataDir, or falls back to the
@@ -112,6 +114,16 @@ func (r *Runtime) containerDir(id string) string {
 // VolumeDir is the host directory holding the named volume's data.
 func (r *Runtime) VolumeDir(name string) string {
 	return filepath.Join(r.cfg.DataDir, "volumes", name, "_data")
+}
+
+// Taken reports whether a container with id exists here, known to this
+// Runtime or only on disk (one another process started).
+func (r *Runtime) Taken(id string) bool {
+	if _, err := r.Get(id); err == nil {
+		return true
+	}
+	_, err := os.Lstat(r.containerDir(id))
+	return err == nil
 }
 
 // Get returns the container with id.

@@ -3,8 +3,8 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
-	"regexp"
 	"syscall"
 	"time"
 
@@ -63,8 +63,17 @@ type Spec struct {
 	HostNetwork    bool           `json:"hostNetwork,omitempty"`
 	UserNS         bool           `json:"userNS,omitempty"` // map root to Config.UserNSBase
 	TTY            bool           `json:"tty,omitempty"`
-	LogMaxBytes    int64          `json:"logMaxBytes,omitempty"` // 10 MiB when zero
-	LogMaxFiles    int            `json:"logMaxFiles,omitempty"` // 3 when zero (current + 2 rotated)
+	// Rows and Cols size the terminal before the process starts (TTY
+	// only; zero leaves the kernel's default).
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// Stdin, if set, is what the user process reads (with TTY, what is
+	// typed into its terminal) instead of /dev/null: the read end of a
+	// pipe the caller writes, as `docker run -i`. Run hands it to the
+	// container; the caller closes its copy after Run. Not saved.
+	Stdin       *os.File `json:"-"`
+	LogMaxBytes int64    `json:"logMaxBytes,omitempty"` // 10 MiB when zero
+	LogMaxFiles int      `json:"logMaxFiles,omitempty"` // 3 when zero (current + 2 rotated)
 	// Seccomp is the syscall filter of every process in the container:
 	// Docker's default profile when empty, none with "unconfined", else a
 	// profile in Docker's JSON format.
@@ -86,7 +95,27 @@ const (
 	DefaultPath        = initconf.DefaultPath
 )
 
-var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+// ValidID reports whether id can name a container: 1-128 letters,
+// digits, '_', '.' or '-', starting with a letter or digit.
+func ValidID(id string) bool { return isName(id, 128) }
+
+// isName reports whether s is 1 to max (any when 0) letters, digits,
+// '_', '.' or '-', starting with a letter or digit. (A regexp did this:
+// compiling `{0,127}` at package init cost every berth-agent process,
+// `run` included, a fifth of a millisecond.)
+func isName(s string, max int) bool {
+	if s == "" || (max > 0 && len(s) > max) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ErrInvalidSpec wraps every validation failure of a Spec.
 var ErrInvalidSpec = initconf.ErrInvalidSpec
@@ -97,7 +126,7 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalidSpec, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case !idPattern.MatchString(s.ID):
+	case !isName(s.ID, 128):
 		return bad("id %q: use 1-128 letters, digits, '_', '.' or '-'", s.ID)
 	case !filepath.IsAbs(s.Rootfs):
 		return bad("rootfs %q: must be an absolute path", s.Rootfs)
@@ -123,8 +152,6 @@ func (s *Spec) Validate() error {
 	return nil
 }
 
-var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
 func (m *Mount) validate() error {
 	if !filepath.IsAbs(m.Target) || filepath.Clean(m.Target) == "/" {
 		return fmt.Errorf("target %q: must be an absolute path other than /", m.Target)
@@ -135,7 +162,7 @@ func (m *Mount) validate() error {
 			return fmt.Errorf("bind source %q: must be an absolute host path", m.Source)
 		}
 	case MountVolume:
-		if !volumeName.MatchString(m.Source) {
+		if !isName(m.Source, 0) {
 			return fmt.Errorf("volume name %q: use letters, digits, '_', '.' or '-'", m.Source)
 		}
 	case MountTmpfs:

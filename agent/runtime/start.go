@@ -54,6 +54,15 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (*Container, error) {
 }
 
 // start does the work of Run; abort undoes whatever it got done.
+//
+// The init is started first: while its runtime comes up (most of a
+// millisecond), the agent makes the cgroup and the exec socket and sends
+// their descriptors with the config. While the init builds the
+// container's filesystem, the agent moves it into the cgroup (on cgroup
+// v1 the first move after a pause waits out an RCU grace period, often
+// 5-15 ms) and runs PreStart (the task's network); then it tells the init
+// to go on. The init forks nothing before that word, so every container
+// process is born in the cgroup, with its network in place.
 func (c *Container) start(ctx context.Context) error {
 	s := &c.rec.Spec
 	filter, err := c.rt.seccompFilter(s)
@@ -66,64 +75,84 @@ func (c *Container) start(ctx context.Context) error {
 		}
 		return fmt.Errorf("create state dir: %w", err)
 	}
+	c.madeDir = true
 	mounts, err := c.rt.resolveMounts(s.Mounts)
 	if err != nil {
 		return err
 	}
-	cg, err := c.rt.cg.Create(c.rt.cfg.CgroupParent, c.id)
+	dirf, err := os.Open(c.dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("open state dir: %w", err)
 	}
-	c.rec.Cgroup = cg
-	if err := cg.Set(cgroupResources(s.Resources)); err != nil {
-		return fmt.Errorf("set limits: %w", err)
-	}
-	payload, err := openPayload(cg)
-	if err != nil {
-		return err
-	}
-	conn, err := c.spawnInit(payload)
-	payload.Close()
+	defer dirf.Close()
+	conn, err := c.spawnInit(dirf)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := cg.Join(c.rec.Pid); err != nil {
+	sent, err := c.makeCgroup(dirf)
+	if err != nil {
 		return err
 	}
-	// The init waits for its config before it spawns anything, so what
-	// PreStart sets up is there when the user process starts.
+	defer closeAll(sent)
+	payload := len(sent) > 1
+	if s.Stdin != nil {
+		sent = append(sent[:len(sent):len(sent)], s.Stdin) // the caller's to close
+	}
+	stop := c.bound(ctx, conn)
+	defer stop()
+	cfg := initConfig(s, mounts, filter, payload)
+	if err := c.sendConfig(conn, &cfg, sent); err != nil {
+		return err
+	}
+	if err := c.rec.Cgroup.Join(c.rec.Pid); err != nil {
+		return err
+	}
 	if s.PreStart != nil {
 		if err := s.PreStart(ctx, c.rec.Pid); err != nil {
 			return fmt.Errorf("pre-start: %w", err)
 		}
 	}
-	cfg := initConfig(s, mounts, filter, cg.PayloadThreadsFile() != "")
-	if err := c.handshake(ctx, conn, &cfg); err != nil {
+	if err := c.awaitStart(ctx, conn); err != nil {
 		return err
 	}
 	return c.rec.save(c.dir)
 }
 
-// openPayload opens the file through which the init's forking thread
-// joins the container's payload cgroup, or /dev/null when there is none.
-// The agent opens it: the kernel checks the opener's rights, and a
-// user-namespaced init has none on the host's cgroup files.
-func openPayload(cg *cgroups.Group) (*os.File, error) {
-	name := cg.PayloadThreadsFile()
-	if name == "" {
-		name = os.DevNull
-	}
-	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+// makeCgroup makes the container's cgroup and opens what the init gets
+// with its config: the exec socket and, when there is a payload cgroup,
+// its threads file.
+func (c *Container) makeCgroup(dirf *os.File) (sent []*os.File, err error) {
+	cg, err := c.rt.cg.Create(c.rt.cfg.CgroupParent, c.id)
 	if err != nil {
-		return nil, fmt.Errorf("open payload cgroup: %w", err)
+		return nil, err
 	}
-	return f, nil
+	c.rec.Cgroup = cg
+	if err := cg.Set(cgroupResources(c.rec.Spec.Resources)); err != nil {
+		return nil, fmt.Errorf("set limits: %w", err)
+	}
+	listener, err := listenExec(dirf)
+	if err != nil {
+		return nil, err
+	}
+	sent = []*os.File{listener}
+	if name := cg.PayloadThreadsFile(); name != "" {
+		// The agent opens it: the kernel checks the opener's rights, and
+		// a user-namespaced init has none on the host's cgroup files.
+		f, err := os.OpenFile(name, os.O_WRONLY, 0)
+		if err != nil {
+			listener.Close()
+			return nil, fmt.Errorf("open payload cgroup: %w", err)
+		}
+		sent = append(sent, f)
+	}
+	return sent, nil
 }
 
 // spawnInit starts the init binary (Config.InitPath) in new
-// namespaces and returns the agent's end of the sync socket.
-func (c *Container) spawnInit(payload *os.File) (*net.UnixConn, error) {
+// namespaces with the state directory dirf and returns the agent's end of
+// the sync socket.
+func (c *Container) spawnInit(dirf *os.File) (*net.UnixConn, error) {
 	s := &c.rec.Spec
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -132,16 +161,6 @@ func (c *Container) spawnInit(payload *os.File) (*net.UnixConn, error) {
 	ours, theirs := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-init")
 	defer ours.Close()
 	defer theirs.Close()
-	dirf, err := os.Open(c.dir)
-	if err != nil {
-		return nil, fmt.Errorf("open state dir: %w", err)
-	}
-	defer dirf.Close()
-	listener, err := listenExec(dirf)
-	if err != nil {
-		return nil, err
-	}
-	defer listener.Close()
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err
@@ -171,7 +190,7 @@ func (c *Container) spawnInit(payload *os.File) (*net.UnixConn, error) {
 	proc, err := os.StartProcess(c.rt.cfg.InitPath, []string{initconf.Arg0, c.id}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   []string{},
-		Files: []*os.File{null, initLog, initLog, theirs, dirf, listener, payload},
+		Files: []*os.File{null, initLog, initLog, theirs, dirf},
 		Sys:   attr,
 	})
 	if err != nil {
@@ -220,19 +239,43 @@ func listenExec(dir *os.File) (*os.File, error) {
 	return f, nil
 }
 
-// handshake sends the config and waits for the init to report the user
-// process running, or its setup error, or its death.
-func (c *Container) handshake(ctx context.Context, conn *net.UnixConn, cfg *initconf.Config) error {
+// bound limits the talk with the init to ctx's deadline (setupTimeout
+// when it has none) and cuts it short when ctx ends.
+func (c *Container) bound(ctx context.Context, conn *net.UnixConn) (stop func() bool) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(setupTimeout)
 	}
 	_ = conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
-	if err := json.NewEncoder(conn).Encode(cfg); err != nil {
+	return context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+}
+
+// sendConfig sends the config frame with the descriptors sent.
+func (c *Container) sendConfig(conn *net.UnixConn, cfg *initconf.Config, sent []*os.File) error {
+	frame, err := initconf.EncodeConfig(cfg)
+	if err != nil {
+		return err
+	}
+	fds := make([]int, len(sent))
+	for i, f := range sent {
+		fds[i] = int(f.Fd())
+	}
+	n, _, err := conn.WriteMsgUnix(frame, unix.UnixRights(fds...), nil)
+	if err == nil && n < len(frame) {
+		_, err = conn.Write(frame[n:])
+	}
+	if err != nil {
 		return fmt.Errorf("send config to init: %w%s", err, c.initLogTail())
 	}
+	return nil
+}
+
+// awaitStart tells the init to go on (initconf.Go) and waits for it to
+// report the user process running, or its setup error, or its death.
+func (c *Container) awaitStart(ctx context.Context, conn *net.UnixConn) error {
+	// A failed write is an init that already failed or died: its reply,
+	// or the end of the stream, says which.
+	_, _ = conn.Write([]byte{initconf.Go})
 	var reply initconf.Reply
 	if err := json.NewDecoder(conn).Decode(&reply); err != nil {
 		if ctx.Err() != nil {
@@ -272,6 +315,9 @@ func (c *Container) abort() {
 		if err := errors.Join(cg.Kill(), cg.Remove()); err != nil {
 			c.rt.log.Warn("clean up cgroup of failed container", "container", c.id, "err", err)
 		}
+	}
+	if !c.madeDir {
+		return // a container of that ID is there, not ours to remove
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		c.rt.log.Warn("clean up state of failed container", "container", c.id, "err", err)

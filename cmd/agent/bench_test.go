@@ -16,7 +16,7 @@ import (
 	"berth/internal/testimage"
 )
 
-// BenchmarkRunVsRunc measures `berth-agent run --rm -- true` of a pulled
+// BenchmarkRunVsRunc measures `berth-agent run --rm IMAGE true` of a pulled
 // busybox image as a whole process, from the command's start to its exit,
 // with the registry stopped, and `runc run` of `true` on a snapshot of the
 // same image, in the same run (make bench installs Debian's runc). runc
@@ -34,8 +34,8 @@ func BenchmarkRunVsRunc(b *testing.B) {
 	bin, data, ref := pulledOffline(b)
 	rc := newRuncBundle(b, runc, snapshotRootfs(b, data, ref))
 	agentRun := func(extra ...string) time.Duration {
-		args := append([]string{"run", "--data-dir", data, "--rm", "-q", "--image", ref}, extra...)
-		cmd := exec.Command(bin, append(args, "--", "true")...)
+		args := append([]string{"run", "--data-dir", data, "--rm", "-q"}, extra...)
+		cmd := exec.Command(bin, append(args, ref, "true")...)
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("berth-agent run: %v\n%s", err, out)
@@ -70,7 +70,7 @@ func pulledOffline(tb testing.TB) (bin, data, ref string) {
 	tb.Helper()
 	fx := testimage.Serve(tb)
 	bin, data = buildAgent(tb), tb.TempDir()
-	if out, err := exec.Command(bin, "run", "--data-dir", data, "--rm", "-q", "--image", fx.Busybox.Tag, "--", "true").CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "run", "--data-dir", data, "--rm", "-q", fx.Busybox.Tag, "true").CombinedOutput(); err != nil {
 		tb.Fatalf("first run (pull): %v\n%s", err, out)
 	}
 	if err := fx.Close(); err != nil {

@@ -53,7 +53,7 @@ func TestRunRefusesLayerOverLimit(t *testing.T) {
 	fx := testimage.Serve(t)
 	bin := buildAgent(t)
 	data := t.TempDir()
-	cmd := exec.Command(bin, "run", "--data-dir", data, "--rm", "-q", "--max-layer-entries", "2", "--image", fx.Busybox.Tag, "--", "true")
+	cmd := exec.Command(bin, "run", "--data-dir", data, "--rm", "-q", "--max-layer-entries", "2", fx.Busybox.Tag, "true")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 125 {

@@ -94,7 +94,7 @@ that joins the Raft cluster; demoted, it stops that manager and runs on.`,
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on `HOST:PORT` (default: off)")
 	o.layers.register(f)
 	o.log.Register(f)
-	cmd.AddCommand(newRunCmd())
+	cmd.AddCommand(runCommands()...)
 	return cmd
 }
 

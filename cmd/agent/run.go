@@ -3,19 +3,20 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
+	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
-	"berth/agent"
 	"berth/agent/image"
 	"berth/agent/runtime"
 	"berth/internal/flagparse"
@@ -23,14 +24,17 @@ import (
 	pb "berth/proto/berth/v1"
 )
 
+// runUsage is the command line of `berth-agent run`, as docker run's.
+const runUsage = "berth-agent run [OPTIONS] IMAGE [COMMAND [ARG...]]"
+
 // runOptions are the flags of `berth-agent run`.
 type runOptions struct {
 	dataDir, imageRef, name, memory, user, workdir, hostname string
 	pull                                                     string
 	cpus                                                     float64
 	pids                                                     int64
-	env, mounts, insecure, securityOpts                      []string
-	rm, readOnly, hostNet, quiet                             bool
+	env, mounts, insecure, securityOpts, publish             []string
+	rm, readOnly, hostNet, quiet, detach, interactive, tty   bool
 	stopGrace                                                time.Duration
 	layers                                                   layerLimits
 	log                                                      logging.Flags
@@ -39,16 +43,24 @@ type runOptions struct {
 func newRunCmd() *cobra.Command {
 	o := &runOptions{}
 	cmd := &cobra.Command{
-		Use:   "run --image REF [OPTIONS] [-- COMMAND [ARG...]]",
-		Short: "Run one container in the foreground, like docker run",
+		Use:   "run [OPTIONS] IMAGE [COMMAND [ARG...]]",
+		Short: "Run one container, like docker run",
 		Long: `run pulls an image unless it is here already (--pull; progress on stderr),
 runs one container with native isolation, streams its output and exits with
 its exit code. Ctrl-C stops the container (SIGTERM, then SIGKILL after
---stop-timeout).`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
+--stop-timeout). Options go before IMAGE; what follows IMAGE is the command.
+
+With -d the container runs on after run returns, which prints its ID:
+see it with berth-agent ps and logs, end it with stop and rm.`,
+		Example: `  berth-agent run --rm 127.0.0.1:5000/busybox echo hello
+  berth-agent run -it --rm 127.0.0.1:5000/busybox sh
+  berth-agent run --rm -p 8080:80 127.0.0.1:5000/nginx
+  berth-agent run -d --name web 127.0.0.1:5000/nginx; berth-agent logs web; berth-agent rm -f web`,
+		DisableFlagsInUseLine: true,
+		SilenceUsage:          true,
+		SilenceErrors:         true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := o.run(cmd.Context(), args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			code, err := o.run(cmd.Context(), args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), "berth-agent:", err)
 				code = max(code, 125)
@@ -58,10 +70,17 @@ its exit code. Ctrl-C stops the container (SIGTERM, then SIGKILL after
 		},
 	}
 	f := cmd.Flags()
+	// Flags stop at IMAGE: the command's own flags (sh -c) are its.
+	f.SetInterspersed(false)
 	f.StringVar(&o.dataDir, "data-dir", "/var/lib/berth/agent", "directory for images, containers and volumes")
-	f.StringVar(&o.imageRef, "image", "", "image reference, e.g. 127.0.0.1:5000/busybox:latest (required)")
+	f.StringVar(&o.imageRef, "image", "", "gone: give the image as the first argument")
+	_ = f.MarkHidden("image")
 	f.StringVar(&o.pull, "pull", "missing", "when to pull the image: missing (only when not here), always, never")
-	f.StringVar(&o.name, "name", "", "container ID (default: random)")
+	f.StringVar(&o.name, "name", "", "container name, also its ID (default: random)")
+	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the container's ID")
+	f.BoolVarP(&o.interactive, "interactive", "i", false, "pass stdin to the container")
+	f.BoolVarP(&o.tty, "tty", "t", false, "give the container a terminal")
+	f.StringArrayVarP(&o.publish, "publish", "p", nil, "publish a container port on the host's addresses, HOST:CONTAINER[/tcp|udp] (repeatable)")
 	f.StringVarP(&o.memory, "memory", "m", "", "memory limit, e.g. 64M")
 	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit, e.g. 0.5")
 	f.Int64Var(&o.pids, "pids-limit", 0, "maximum number of processes")
@@ -83,119 +102,170 @@ its exit code. Ctrl-C stops the container (SIGTERM, then SIGKILL after
 	return cmd
 }
 
-func (o *runOptions) run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	if o.imageRef == "" {
-		return 0, errors.New("--image is required, e.g. --image 127.0.0.1:5000/busybox:latest")
+// runArgs splits IMAGE [COMMAND [ARG...]]; a "--" before the command is
+// allowed.
+func (o *runOptions) runArgs(args []string) (ref string, command []string, err error) {
+	if o.imageRef != "" {
+		return "", nil, fmt.Errorf("--image is gone: give the image as the first argument, as with docker run: %s", runUsage)
+	}
+	if len(args) == 0 {
+		return "", nil, fmt.Errorf("an image is required: %s", runUsage)
+	}
+	command = args[1:]
+	if len(command) > 0 && command[0] == "--" {
+		command = command[1:]
+	}
+	return args[0], command, nil
+}
+
+// checkModes refuses the flag combinations that cannot work, before
+// anything is pulled or started.
+func (o *runOptions) checkModes() error {
+	switch {
+	case o.name != "" && !runtime.ValidID(o.name):
+		return fmt.Errorf("--name %q: use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", o.name)
+	case o.detach && o.rm:
+		return errors.New("--rm with -d: nothing stays to remove the container when it exits; remove it with `berth-agent rm ID` once it has")
+	case o.detach && o.interactive:
+		return errors.New("-i with -d: a detached container has no one to read stdin from; use -i in the foreground, or run something that waits without it (sleep infinity)")
+	case o.detach && len(o.publish) > 0:
+		return errors.New("-p with -d: published ports are forwarded by the foreground berth-agent run and would close with it; run in the foreground, or publish from a service (berth service create -p)")
+	case o.hostNet && len(o.publish) > 0:
+		return errors.New("-p with --network-host: the container already listens on the host's own ports")
+	}
+	return nil
+}
+
+// ports parses -p into the ports to forward.
+func (o *runOptions) ports() ([]*pb.PortConfig, error) {
+	var out []*pb.PortConfig
+	for _, s := range o.publish {
+		if strings.Contains(s, "=") || strings.Count(s, ":") > 1 {
+			return nil, fmt.Errorf("--publish %q: berth-agent run takes HOST:CONTAINER[/tcp|udp] and publishes on all the host's addresses", s)
+		}
+		p, err := flagparse.Port(s)
+		if err != nil {
+			return nil, err
+		}
+		p.PublishMode = pb.PortConfig_PUBLISH_MODE_HOST // exclusive, as a one-off run's
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// runPlan is what run's flags and arguments ask for, checked before
+// anything is pulled or started.
+type runPlan struct {
+	ref    string
+	spec   *pb.ContainerSpec
+	limits *pb.ResourceSet
+	policy image.PullPolicy
+	ports  []*pb.PortConfig
+}
+
+func (o *runOptions) plan(args []string) (*runPlan, error) {
+	ref, command, err := o.runArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.checkModes(); err != nil {
+		return nil, err
+	}
+	p := &runPlan{ref: ref}
+	if p.ports, err = o.ports(); err != nil {
+		return nil, err
+	}
+	if p.spec, err = o.containerSpec(ref, command); err != nil {
+		return nil, err
+	}
+	if p.limits, err = o.limits(); err != nil {
+		return nil, err
+	}
+	if p.policy, err = image.ParsePullPolicy(o.pull); err != nil {
+		return nil, fmt.Errorf("--pull: %w", err)
+	}
+	return p, nil
+}
+
+func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	p, err := o.plan(args)
+	if err != nil {
+		return 0, err
 	}
 	log, err := o.log.New(stderr)
 	if err != nil {
 		return 0, err
 	}
-	spec, err := o.containerSpec(args)
-	if err != nil {
-		return 0, err
-	}
-	limits, err := o.limits()
-	if err != nil {
-		return 0, err
-	}
-	policy, err := image.ParsePullPolicy(o.pull)
-	if err != nil {
-		return 0, fmt.Errorf("--pull: %w", err)
-	}
-	maxSize, maxEntries, err := o.layers.config()
-	if err != nil {
-		return 0, err
-	}
-	dataDir, err := filepath.Abs(o.dataDir)
-	if err != nil {
-		return 0, err
-	}
-	images, err := image.New(image.Config{Root: filepath.Join(dataDir, "images"), Insecure: o.insecure, Logger: log,
-		MaxLayerSize: maxSize, MaxLayerEntries: maxEntries})
+	images, rt, err := o.open(log)
 	if err != nil {
 		return 0, err
 	}
 	defer images.Close()
-	rt, err := runtime.New(runtime.Config{DataDir: filepath.Join(dataDir, "runtime"), Logger: log})
-	if err != nil {
-		return 0, err
-	}
 	defer rt.Close()
-
-	progress := newProgressPrinter(stderr, o.quiet)
-	img, err := images.Get(ctx, o.imageRef, policy, progress.update)
+	img, err := images.Get(ctx, p.ref, p.policy, newProgressPrinter(stderr, o.quiet).update)
 	if err != nil {
-		return 0, pullHint(err, policy)
+		return 0, pullHint(err, p.ref, p.policy)
 	}
 	id := o.name
 	if id == "" {
 		id = randomID()
 	}
-	rootfs, err := images.Prepare(ctx, id, img)
-	if err != nil {
+	if rt.Taken(id) { // before Prepare, which would hand back its rootfs
+		return 125, nameHint(runtime.ErrExists, id)
+	}
+	s := &session{o: o, log: log, stdin: stdin, stdout: stdout, stderr: stderr, rt: rt}
+	if s.fwd, err = listenPorts(ctx, p.ports, log, stderr, o.quiet); err != nil {
 		return 0, err
 	}
-	removeRootfs := func() {
-		if err := images.Remove(context.WithoutCancel(ctx), id); err != nil {
-			log.Warn("remove rootfs", "container", id, "err", err)
-		}
+	if s.fwd != nil {
+		defer s.fwd.Close()
 	}
-	rs, err := agent.RuntimeSpec(id, rootfs, img.Config, spec, limits)
-	if err == nil {
-		rs.HostNetwork = o.hostNet
-		rs.StopGrace = o.stopGrace
+	if err := s.create(ctx, images, id, img, p); err != nil {
+		return exitCodeFor(err), nameHint(err, id)
 	}
-	var c *runtime.Container
-	if err == nil {
-		c, err = rt.Run(ctx, rs)
+	if o.detach {
+		fmt.Fprintln(stdout, id)
+		return 0, nil
 	}
+	return s.attach(ctx)
+}
+
+// open opens the image store and the runtime of berth-agent run.
+func (o *runOptions) open(log *slog.Logger) (*image.Store, *runtime.Runtime, error) {
+	maxSize, maxEntries, err := o.layers.config()
 	if err != nil {
-		removeRootfs()
-		return exitCodeFor(err), err
+		return nil, nil, err
 	}
-	return o.attach(ctx, rt, c, stdout, stderr, removeRootfs)
+	return openStores(o.dataDir, image.Config{Insecure: o.insecure, MaxLayerSize: maxSize, MaxLayerEntries: maxEntries}, log)
 }
 
-// attach streams the container's output until it exits, stopping it on
-// SIGINT/SIGTERM, and returns its exit code.
-func (o *runOptions) attach(ctx context.Context, rt *runtime.Runtime, c *runtime.Container, stdout, stderr io.Writer, removeRootfs func()) (int, error) {
-	logCtx, stopLogs := context.WithCancel(ctx)
-	logsDone := make(chan error, 1)
-	go func() { logsDone <- rt.Logs(logCtx, c.ID(), true, stdout) }()
+// runDir holds the containers of berth-agent run under the data dir,
+// apart from the node daemon's ("runtime"), which would adopt them and
+// remove them as not assigned to it.
+const runDir = "run"
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	exited := make(chan runtime.ExitStatus, 1)
-	go func() {
-		st, _ := c.Wait(context.WithoutCancel(ctx))
-		exited <- st
-	}()
-	var st runtime.ExitStatus
-	select {
-	case st = <-exited:
-	case <-sigs:
-		fmt.Fprintf(stderr, "stopping %s (grace %s)\n", c.ID(), o.stopGrace)
-		st, _ = c.Stop(context.WithoutCancel(ctx), o.stopGrace)
+// openStores opens the image store (cfg completed with its root and
+// logger) and the runtime of berth-agent run's containers under dataDir.
+func openStores(dataDir string, cfg image.Config, log *slog.Logger) (*image.Store, *runtime.Runtime, error) {
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, nil, err
 	}
-	// Let the follower drain what the container wrote last.
-	time.AfterFunc(200*time.Millisecond, stopLogs)
-	<-logsDone
-	if st.OOMKilled {
-		fmt.Fprintf(stderr, "container %s was killed: out of memory (limit %s)\n", c.ID(), o.memory)
+	cfg.Root, cfg.Logger = filepath.Join(dataDir, "images"), log
+	images, err := image.New(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
-	if o.rm {
-		if err := c.Delete(context.WithoutCancel(ctx)); err != nil {
-			fmt.Fprintf(stderr, "remove container %s: %v\n", c.ID(), err)
-		}
-		removeRootfs()
+	rt, err := runtime.New(runtime.Config{DataDir: filepath.Join(dataDir, runDir), Logger: log})
+	if err != nil {
+		images.Close()
+		return nil, nil, err
 	}
-	return st.Code, nil
+	return images, rt, nil
 }
 
-func (o *runOptions) containerSpec(args []string) (*pb.ContainerSpec, error) {
-	c := &pb.ContainerSpec{Image: o.imageRef, Args: args, Env: o.env, User: o.user, Workdir: o.workdir, Hostname: o.hostname, ReadOnly: o.readOnly}
+func (o *runOptions) containerSpec(ref string, args []string) (*pb.ContainerSpec, error) {
+	c := &pb.ContainerSpec{Image: ref, Args: args, Env: o.env, User: o.user, Workdir: o.workdir, Hostname: o.hostname, ReadOnly: o.readOnly, Tty: o.tty}
 	if len(args) > 0 {
 		c.Command, c.Args = args, nil
 	}
@@ -223,13 +293,31 @@ func (o *runOptions) limits() (*pb.ResourceSet, error) {
 }
 
 // pullHint adds to a failed image look-up what --pull did and what else
-// to try.
-func pullHint(err error, policy image.PullPolicy) error {
+// to try; a registry that answered HTTPS with plain HTTP gets the flag
+// that speaks HTTP to it.
+func pullHint(err error, ref string, policy image.PullPolicy) error {
+	var rec tls.RecordHeaderError
+	if errors.As(err, &rec) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") ||
+		strings.Contains(err.Error(), "first record does not look like a TLS handshake") {
+		reg := "HOST:PORT"
+		if r, perr := name.ParseReference(ref); perr == nil {
+			reg = r.Context().RegistryStr()
+		}
+		return fmt.Errorf("%w (the registry speaks plain HTTP: if you trust it, add --insecure-registry %s)", err, reg)
+	}
 	switch {
 	case policy == image.PullNever && errors.Is(err, image.ErrNotFound):
 		return fmt.Errorf("%w (--pull never: pull it first, or use --pull missing)", err)
 	case policy == image.PullAlways && errors.Is(err, image.ErrUnreachable):
 		return fmt.Errorf("%w (--pull always; --pull missing runs an image already here)", err)
+	}
+	return err
+}
+
+// nameHint says how to free a name that is taken.
+func nameHint(err error, id string) error {
+	if errors.Is(err, runtime.ErrExists) {
+		return fmt.Errorf("%w: the name %s is taken; remove that container with `berth-agent rm %s`, or pick another --name", err, id, id)
 	}
 	return err
 }

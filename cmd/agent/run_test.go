@@ -46,7 +46,7 @@ func TestRunLikeDockerRun(t *testing.T) {
 		return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
 	}
 
-	out, errOut, code := run("--image", fx.Busybox.Tag, "--hostname", "box", "--", "sh", "-c", "echo hello from $(hostname); exit 3")
+	out, errOut, code := run("--hostname", "box", fx.Busybox.Tag, "sh", "-c", "echo hello from $(hostname); exit 3")
 	if code != 3 || !strings.Contains(out, "hello from box") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -54,7 +54,7 @@ func TestRunLikeDockerRun(t *testing.T) {
 		t.Errorf("no pull progress on stderr: %q", errOut)
 	}
 
-	out, errOut, code = run("--image", fx.Busybox.ByDigest, "--memory", "32M", "--", "cat", "/proc/1/cmdline")
+	out, errOut, code = run("--memory", "32M", fx.Busybox.ByDigest, "cat", "/proc/1/cmdline")
 	if code != 0 || !strings.Contains(out, "berth-init") {
 		t.Fatalf("by digest: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -62,18 +62,18 @@ func TestRunLikeDockerRun(t *testing.T) {
 	// Nothing of the host is reachable through a descriptor or the
 	// working directory (runc's CVE-2024-21626).
 	marker := escapetest.Plant(t, data)
-	out, errOut, code = run("--image", fx.Busybox.Tag, "-q", "--", "sh", "-c", marker.Script())
+	out, errOut, code = run("-q", fx.Busybox.Tag, "sh", "-c", marker.Script())
 	if code != 0 {
 		t.Fatalf("descriptor probe: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	marker.Check(t, out)
 
-	_, errOut, code = run("--image", fx.Busybox.Tag, "-q", "--", "nosuchcmd")
+	_, errOut, code = run("-q", fx.Busybox.Tag, "nosuchcmd")
 	if code != 127 || !strings.Contains(errOut, `"nosuchcmd" is not in the image`) {
 		t.Fatalf("missing command: exit %d, stderr %q", code, errOut)
 	}
 
-	_, errOut, code = run("--image", fx.Registry.Addr()+"/nope:latest")
+	_, errOut, code = run(fx.Registry.Addr() + "/nope:latest")
 	if code != 125 || !strings.Contains(errOut, "not found in registry") {
 		t.Fatalf("unknown image: exit %d, stderr %q", code, errOut)
 	}
@@ -93,7 +93,7 @@ func TestRunLikeDockerRun(t *testing.T) {
 		{[]string{"--security-opt", "seccomp=unconfined"}, "Seccomp:\t0\nunshare=0\nmkdir=0\n"},
 		{[]string{"--security-opt", "seccomp=" + profile}, "Seccomp:\t2\nunshare=0\nmkdir=1\n"},
 	} {
-		args := append(append([]string{"--image", fx.Busybox.Tag, "-q"}, tc.opts...), "--", "sh", "-c", script)
+		args := append(append([]string{"-q"}, tc.opts...), fx.Busybox.Tag, "--", "sh", "-c", script)
 		out, errOut, code := run(args...)
 		if code != 0 || out != tc.want {
 			t.Errorf("run %q: exit %d, stdout %q (want %q), stderr %q", tc.opts, code, out, tc.want, errOut)
@@ -108,13 +108,13 @@ func TestRunLikeDockerRun(t *testing.T) {
 		"seccomp=" + badProfile:     `syscalls[0]: action: "DENY" is not an action`,
 		"seccomp=/nonexistent.json": "read the seccomp profile",
 	} {
-		_, errOut, code := run("--image", fx.Busybox.Tag, "-q", "--security-opt", opt, "--", "true")
+		_, errOut, code := run("-q", "--security-opt", opt, fx.Busybox.Tag, "true")
 		if code != 125 || !strings.Contains(errOut, msg) {
 			t.Errorf("--security-opt %s: exit %d, stderr %q; want 125 and %q", opt, code, errOut, msg)
 		}
 	}
 
-	for _, dir := range []string{"runtime/containers", "images/containers"} {
+	for _, dir := range []string{runDir + "/containers", "images/containers"} {
 		entries, _ := os.ReadDir(filepath.Join(data, dir))
 		if len(entries) != 0 {
 			t.Errorf("--rm left %d entries in %s", len(entries), dir)
@@ -141,7 +141,7 @@ func TestRunOffline(t *testing.T) {
 		return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
 	}
 	for _, pull := range [][]string{nil, {"--pull", "missing"}, {"--pull", "never"}} {
-		args := append(append([]string{"--image", ref}, pull...), "--", "echo", "offline")
+		args := append(pull, ref, "echo", "offline")
 		out, errOut, code := run(args...)
 		if code != 0 || out != "offline\n" || errOut != "" {
 			t.Errorf("registry stopped, %q: exit %d, stdout %q, stderr %q; want 0, \"offline\\n\" and nothing on stderr", pull, code, out, errOut)
@@ -152,13 +152,13 @@ func TestRunOffline(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--pull", "never", "--image", unknown}, `image "` + unknown + `" has not been pulled on this node (--pull never: pull it first`},
-		{[]string{"--pull", "always", "--image", ref}, "unreachable"},
-		{[]string{"--pull", "always", "--image", ref}, "--pull always; --pull missing runs an image already here"},
-		{[]string{"--pull", "missing", "--image", unknown}, "unreachable"},
-		{[]string{"--pull", "sometimes", "--image", ref}, `--pull: pull policy "sometimes": want missing, always or never`},
+		{[]string{"--pull", "never", unknown}, `image "` + unknown + `" has not been pulled on this node (--pull never: pull it first`},
+		{[]string{"--pull", "always", ref}, "unreachable"},
+		{[]string{"--pull", "always", ref}, "--pull always; --pull missing runs an image already here"},
+		{[]string{"--pull", "missing", unknown}, "unreachable"},
+		{[]string{"--pull", "sometimes", ref}, `--pull: pull policy "sometimes": want missing, always or never`},
 	} {
-		_, errOut, code := run(append(tc.args, "-q", "--", "true")...)
+		_, errOut, code := run(append([]string{"-q"}, append(tc.args, "true")...)...)
 		if code != 125 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want 125 and %q", tc.args, code, errOut, tc.want)
 		}

@@ -17,7 +17,8 @@ var defaultDevices = []string{
 	"c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
 }
 
-// allowDevices denies all devices and allows Docker's default list.
+// allowDevices denies all devices and allows Docker's default list,
+// one rule per write(2) on one open file.
 func (g *Group) allowDevices() error {
 	d, ok := g.Paths["devices"]
 	if !ok {
@@ -26,9 +27,14 @@ func (g *Group) allowDevices() error {
 	if err := writeFile(d, "devices.deny", "a"); err != nil {
 		return err
 	}
+	f, err := os.OpenFile(filepath.Join(d, "devices.allow"), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", filepath.Join(d, "devices.allow"), err)
+	}
+	defer f.Close()
 	for _, rule := range defaultDevices {
-		if err := writeFile(d, "devices.allow", rule); err != nil {
-			return err
+		if _, err := f.WriteString(rule); err != nil {
+			return fmt.Errorf("write %s=%q: %w", filepath.Join(d, "devices.allow"), rule, err)
 		}
 	}
 	return nil

@@ -15,13 +15,23 @@ import (
 // Arg0 is os.Args[0] of a container init, whichever binary runs it.
 const Arg0 = "berth-init"
 
-// File descriptors the agent passes to the init.
+// File descriptors the agent passes to the init when it starts it.
 const (
-	FdSync     = 3 // socketpair: Config in, Reply out
+	FdSync     = 3 // socketpair: the config frame in, Reply out
 	FdStateDir = 4 // the container's state directory (logs, exit file)
-	FdExec     = 5 // listening unix socket for exec requests
-	FdPayload  = 6 // the payload cgroup's threads file (or /dev/null)
 )
+
+// Descriptors travel with the config frame (SCM_RIGHTS), in this order:
+// the listening unix socket for exec requests; the payload cgroup's
+// threads file, when Config.Payload; the user process's stdin, when
+// Config.Stdin. The agent makes them while the init's runtime starts,
+// rather than before it starts the init: they are off the start's
+// critical path.
+
+// Go is the byte the agent sends on FdSync after the config once the init
+// is in the container's cgroup and PreStart has run: until it comes, the
+// init builds the container's filesystem but starts no process.
+const Go = 'G'
 
 // Files the init writes in the container's state directory.
 const (
@@ -70,9 +80,11 @@ type Config struct {
 	LogMaxFiles int    `json:"logMaxFiles"`
 	// Seccomp is the compiled filter; nil runs unconfined.
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
-	// Payload: FdPayload is the payload cgroup's threads file, which the
-	// init's forking thread joins.
+	// Payload: a payload cgroup's threads file is sent, which the init's
+	// forking thread joins.
 	Payload bool `json:"payload,omitempty"`
+	// Stdin: the user process's stdin is sent (else it reads /dev/null).
+	Stdin bool `json:"stdin,omitempty"`
 }
 
 // Process is a process the init starts in the container.
@@ -82,6 +94,9 @@ type Process struct {
 	Cwd  string   `json:"cwd,omitempty"`
 	User string   `json:"user,omitempty"` // uid[:gid] or name[:group] from the image
 	TTY  bool     `json:"tty,omitempty"`
+	// Rows and Cols size the terminal before the process starts.
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
 }
 
 // Mount is one mount the init places in the rootfs: a bind of a host path
@@ -105,7 +120,9 @@ type Rlimit struct {
 // Seccomp is a compiled seccomp program.
 type Seccomp struct {
 	Flags uint32 `json:"flags,omitempty"` // SECCOMP_FILTER_FLAG_*
-	Code  []byte `json:"code"`            // struct sock_filter[], host byte order
+	// Code is struct sock_filter[] in host byte order. It travels raw
+	// after the JSON in the config frame (frame.go), not in it.
+	Code []byte `json:"-"`
 }
 
 // Reply is the init's answer once the user process runs or setup failed.

@@ -46,12 +46,12 @@ func runInit() int {
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, append(forwarded, unix.SIGCHLD)...)
 	sync := os.NewFile(initconf.FdSync, "sync")
-	var cfg initconf.Config
-	if err := json.NewDecoder(sync).Decode(&cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "berth-init: read config: %v\n", err)
+	cfg, sent, err := readConfig()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth-init: %v\n", err)
 		return 125
 	}
-	in, err := prepare(&cfg, sigs)
+	in, err := prepare(cfg, sent, sigs)
 	reply := initconf.Reply{}
 	if err != nil {
 		reply.Error, reply.Kind = err.Error(), initconf.KindOf(err)
@@ -71,13 +71,20 @@ func runInit() int {
 
 // prepare builds the container around the init and starts the user
 // process. Everything that can fail for a user-visible reason fails here.
-func prepare(cfg *initconf.Config, sigs chan os.Signal) (*initState, error) {
+// It builds the filesystem while the agent moves the init into the
+// container's cgroup, and waits for the agent's word (awaitGo) before it
+// joins the payload cgroup and forks anything.
+func prepare(cfg *initconf.Config, sent sentFiles, sigs chan os.Signal) (*initState, error) {
 	s := cfg
+	exec := os.NewFile(uintptr(sent.exec), "exec")
+	defer exec.Close()
+	var stdin *os.File
+	if sent.stdin >= 0 {
+		stdin = os.NewFile(uintptr(sent.stdin), "stdin")
+		defer stdin.Close()
+	}
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl dumpable: %w", err)
-	}
-	if err := joinPayload(cfg.Payload); err != nil {
-		return nil, err
 	}
 	if err := setupRootfs(cfg); err != nil {
 		return nil, err
@@ -100,7 +107,13 @@ func prepare(cfg *initconf.Config, sigs chan os.Signal) (*initState, error) {
 		execReq: make(chan *execConn),
 		execCtl: make(chan execSignal),
 	}
-	if err := in.startLogging(); err != nil {
+	if err := in.startLogging(stdin); err != nil {
+		return nil, err
+	}
+	if err := awaitGo(); err != nil {
+		return nil, err
+	}
+	if err := joinPayload(sent.payload); err != nil {
 		return nil, err
 	}
 	if err := limitProcess(s.Rlimits, s.Caps); err != nil {
@@ -109,7 +122,8 @@ func prepare(cfg *initconf.Config, sigs chan os.Signal) (*initState, error) {
 	if err := installSeccomp(cfg.Seccomp); err != nil { // after no_new_privs, on the forking thread
 		return nil, err
 	}
-	p, err := in.spawn(processSpec(s.Process), in.stdio)
+	up := s.Process
+	p, err := in.spawn(processSpec{Args: up.Args, Env: up.Env, Cwd: up.Cwd, User: up.User, TTY: up.TTY}, in.stdio)
 	for _, f := range in.stdio {
 		f.Close()
 	}
@@ -117,7 +131,7 @@ func prepare(cfg *initconf.Config, sigs chan os.Signal) (*initState, error) {
 		return nil, err
 	}
 	in.userPid = p
-	in.serveExec(os.NewFile(initconf.FdExec, "exec"))
+	in.serveExec(exec)
 	return in, nil
 }
 
@@ -136,14 +150,16 @@ func limitProcess(limits []initconf.Rlimit, caps []uint) error {
 }
 
 // joinPayload moves the init's locked thread, which forks every container
-// process, into the payload cgroup (when the agent made one) and gives it
-// a cgroup namespace rooted there: the container's processes are born in
-// the group that counts them against the pids limit, the init's other
-// threads are not, and /proc/self/cgroup shows "/" inside.
-func joinPayload(payload bool) error {
-	defer unix.Close(initconf.FdPayload)
-	if payload {
-		if _, err := unix.Write(initconf.FdPayload, []byte("0")); err != nil {
+// process, into the payload cgroup (when the agent made one and sent its
+// threads file) and gives it a cgroup namespace rooted there: the
+// container's processes are born in the group that counts them against
+// the pids limit, the init's other threads are not, and /proc/self/cgroup
+// shows "/" inside.
+func joinPayload(fd int) error {
+	if fd >= 0 {
+		_, err := unix.Write(fd, []byte("0"))
+		unix.Close(fd)
+		if err != nil {
 			return fmt.Errorf("join payload cgroup: %w", err)
 		}
 	}

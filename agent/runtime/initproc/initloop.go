@@ -43,8 +43,10 @@ type execSignal struct {
 }
 
 // startLogging connects the user process's output to the rotated log,
-// through a pipe or, with a TTY, a pseudo-terminal.
-func (in *initState) startLogging() error {
+// through a pipe or, with a TTY, a pseudo-terminal. stdin, when the
+// agent sent one, is the process's input (copied into the terminal with
+// a TTY); else it reads /dev/null.
+func (in *initState) startLogging(stdin *os.File) error {
 	rot, err := newRotator(int(in.dir.Fd()), in.cfg.LogMaxBytes, in.cfg.LogMaxFiles)
 	if err != nil {
 		return initconf.DiskError(err)
@@ -55,6 +57,12 @@ func (in *initState) startLogging() error {
 			return err
 		}
 		in.stdio = []*os.File{s}
+		if p := in.cfg.Process; p.Rows > 0 && p.Cols > 0 {
+			_ = unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: p.Rows, Col: p.Cols})
+		}
+		if stdin != nil {
+			in.copyInput(m, stdin)
+		}
 		sink := newLogSink(rot, 1)
 		in.logDone = sink.done
 		go copyLog(sink, streamStdout, m)
@@ -68,11 +76,14 @@ func (in *initState) startLogging() error {
 	if err != nil {
 		return fmt.Errorf("log pipe: %w", err)
 	}
-	null, err := os.Open("/dev/null")
-	if err != nil {
-		return fmt.Errorf("open /dev/null: %w", err)
+	if stdin == nil {
+		if stdin, err = os.Open("/dev/null"); err != nil {
+			return fmt.Errorf("open /dev/null: %w", err)
+		}
+	} else if stdin, err = dupFile(stdin); err != nil {
+		return err
 	}
-	in.stdio = []*os.File{null, outW, errW}
+	in.stdio = []*os.File{stdin, outW, errW}
 	sink := newLogSink(rot, 2)
 	in.logDone = sink.done
 	go copyLog(sink, streamStdout, outR)
@@ -137,14 +148,14 @@ func (in *initState) finish() int {
 	case <-time.After(5 * time.Second): // a writer escaped the namespace's death
 	}
 	data, _ := json.Marshal(in.user)
-	dir := int(in.dir.Fd())
-	fd, err := unix.Openat(dir, initconf.ExitFile+".tmp", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	// Written in place, not renamed into place: it is read only once the
+	// init is gone, and one torn by the init's death mid-write does not
+	// parse, so the agent falls back to the wait status. A rename is one
+	// more journaled metadata change on every container's way out.
+	fd, err := unix.Openat(int(in.dir.Fd()), initconf.ExitFile, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600)
 	if err == nil {
 		_, err = unix.Write(fd, data)
 		unix.Close(fd)
-	}
-	if err == nil {
-		err = unix.Renameat(dir, initconf.ExitFile+".tmp", dir, initconf.ExitFile)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "berth-init: record exit status: %v\n", err)
