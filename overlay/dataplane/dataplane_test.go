@@ -94,11 +94,13 @@ func newContainer(t *testing.T) container {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	c := container{pid: cmd.Process.Pid}
-	// unshare execs sleep once the namespace is made.
+	// unshare execs sleep once the namespace is made. (Comparing with
+	// /proc/self/ns/net would not do: that is the main thread's, which a
+	// goroutine that ended locked in a test host's namespace can leave
+	// there, since the runtime parks the main thread rather than end it.)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		self, _ := os.Readlink("/proc/self/ns/net")
-		if got, _ := os.Readlink(c.ns()); got != "" && got != self {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c.pid)); string(comm) == "sleep\n" {
 			return c
 		}
 		if time.Now().After(deadline) {

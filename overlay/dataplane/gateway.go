@@ -19,11 +19,12 @@ import (
 // route everything else through it, and the node masquerades what leaves
 // a network, as Docker's docker_gwbridge does. Routing between two
 // networks through the node is dropped, so networks stay isolated. The
-// rules live in one nftables table named by the prefix, rebuilt whole (in
-// one atomic batch) whenever the set of networks changes.
+// rules live in one nftables table named by the prefix, with those that
+// publish ports (publish.go), rebuilt whole (in one atomic batch) whenever
+// the networks or the published ports change.
 
-// ruleSet rebuilds the table for the networks built now; with none, it
-// removes the table.
+// ruleSet rebuilds the table for the networks built and the ports
+// published now; with neither, it removes the table.
 func (p *Plane) ruleSet() error {
 	nets := make([]Network, 0, len(p.nets))
 	for _, n := range p.nets {
@@ -38,7 +39,7 @@ func (p *Plane) ruleSet() error {
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
 	c.AddTable(t) // so that the delete below finds one
 	c.DelTable(t)
-	if len(nets) > 0 {
+	if len(nets) > 0 || len(p.pubs) > 0 {
 		c.AddTable(t)
 		accept := nftables.ChainPolicyAccept
 		fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
@@ -56,6 +57,9 @@ func (p *Plane) ruleSet() error {
 			c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
 				match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpNeq),
 				[]expr.Any{&expr.Masq{}})})
+		}
+		if err := addPublished(c, t, p.pubs); err != nil {
+			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 		}
 	}
 	if err := c.Flush(); err != nil {

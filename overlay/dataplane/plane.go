@@ -54,6 +54,7 @@ type Plane struct {
 
 	mu   sync.Mutex
 	nets map[string]*network // by network ID
+	pubs []Published         // by service ID
 }
 
 // network is a network built on this node.
