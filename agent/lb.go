@@ -52,6 +52,7 @@ func (o *overlay) refreshLocked(p *dataplane.Plane) {
 			o.log.Warn("write the container's VIPs", "task", id, "err", err)
 			continue
 		}
+		o.log.Debug("VIPs written", "task", id, "ns", l.ns, "vips", len(vips))
 		l.vips = vips
 	}
 	pubs := o.published()
@@ -62,6 +63,7 @@ func (o *overlay) refreshLocked(p *dataplane.Plane) {
 		o.log.Warn("publish ports", "err", err)
 		return
 	}
+	o.log.Debug("ports published", "services", len(pubs))
 	o.pubs = pubs
 }
 
