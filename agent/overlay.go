@@ -281,8 +281,9 @@ func ingress(ports []*pb.PortConfig) []*pb.PortConfig {
 func (o *overlay) Detach(t *pb.Task) {
 	o.mu.Lock()
 	p := o.plane
-	if p != nil {
+	if l := o.ctrs[t.GetId()]; p != nil && l != nil {
 		delete(o.ctrs, t.GetId())
+		p.ReleaseVIPs(l.ns)
 		o.refreshLocked(p)
 	}
 	o.mu.Unlock()

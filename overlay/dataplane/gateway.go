@@ -23,29 +23,36 @@ import (
 // publish ports (publish.go), rebuilt whole (in one atomic batch) whenever
 // the networks or the published ports change.
 
-// ruleSet rebuilds the table for the networks built and the ports
-// published now; with neither, it removes the table.
-func (p *Plane) ruleSet() error {
+// ruleSet rewrites the table for the networks built and the ports
+// published now, in one batch; with neither, it removes the table. The
+// table and its chains are kept and emptied rather than made anew
+// (deleting a base chain waits for an RCU grace period); fresh deletes
+// the table first, dropping whatever else an earlier agent left in it.
+func (p *Plane) ruleSet(fresh bool) error {
 	nets := make([]Network, 0, len(p.nets))
 	for _, n := range p.nets {
 		nets = append(nets, n.Network)
 	}
 	slices.SortFunc(nets, func(a, b Network) int { return int(a.VNI) - int(b.VNI) })
-	c, err := p.nft()
+	c, err := p.hostConn()
 	if err != nil {
 		return err
 	}
-	defer c.CloseLasting()
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
-	c.AddTable(t) // so that the delete below finds one
-	c.DelTable(t)
-	if len(nets) > 0 || len(p.pubs) > 0 {
+	empty := len(nets) == 0 && len(p.pubs) == 0
+	if fresh || empty {
+		c.AddTable(t) // so that the delete below finds one
+		c.DelTable(t)
+	}
+	if !empty {
 		c.AddTable(t)
 		accept := nftables.ChainPolicyAccept
 		fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 		nat := c.AddChain(&nftables.Chain{Name: "masquerade", Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+		c.FlushChain(fwd)
+		c.FlushChain(nat)
 		for _, n := range nets {
 			for _, m := range nets {
 				if m.ID != n.ID {
@@ -58,14 +65,28 @@ func (p *Plane) ruleSet() error {
 				match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpNeq),
 				[]expr.Any{&expr.Masq{}})})
 		}
-		if err := addPublished(c, t, p.pubs); err != nil {
+		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh)); err != nil {
 			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 		}
 	}
 	if err := c.Flush(); err != nil {
+		p.host.CloseLasting() // start the next batch on a new socket
+		p.host = nil
 		return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 	}
 	return nil
+}
+
+// hostConn is the socket kept open in the Plane's namespace (p.mu held).
+func (p *Plane) hostConn() (*nftables.Conn, error) {
+	if p.host == nil {
+		c, err := p.nft()
+		if err != nil {
+			return nil, err
+		}
+		p.host = c
+	}
+	return p.host, nil
 }
 
 // match compares the IPv4 address at offset (12 source, 16 destination)
@@ -89,19 +110,6 @@ func (p *Plane) nft() (*nftables.Conn, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	return c, nil
-}
-
-// deleteTable removes the Plane's nftables table, if there is one.
-func (p *Plane) deleteTable() error {
-	c, err := p.nft()
-	if err != nil {
-		return err
-	}
-	defer c.CloseLasting()
-	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
-	c.AddTable(t)
-	c.DelTable(t)
-	return c.Flush()
 }
 
 // enableForwarding turns on IPv4 forwarding in the Plane's namespace: the

@@ -78,7 +78,7 @@ func (p *Plane) SetPublished(pubs []Published) error {
 			return fmt.Errorf("dataplane: publish: %w", err)
 		}
 	}
-	if err := p.ruleSet(); err != nil {
+	if err := p.ruleSet(false); err != nil {
 		return fmt.Errorf("dataplane: publish: %w", err)
 	}
 	return nil
@@ -104,23 +104,26 @@ func (pub Published) check() error {
 // addPublished adds the publishing chains and rules to c's batch: DNAT in
 // prerouting (clients elsewhere) and output (the node itself) for what
 // is addressed to this node, masquerade of what it forwards.
-func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published) error {
+func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps) error {
 	ports := c.AddChain(&nftables.Chain{Name: "ports", Table: t})
+	c.FlushChain(ports)
 	for _, hook := range []struct {
 		name string
 		num  *nftables.ChainHook
 	}{{"publish", nftables.ChainHookPrerouting}, {"publish-out", nftables.ChainHookOutput}} {
 		ch := c.AddChain(&nftables.Chain{Name: hook.name, Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: hook.num, Priority: nftables.ChainPriorityNATDest})
+		c.FlushChain(ch)
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(toLocal(),
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: ports.Name})})
 	}
 	masq := c.AddChain(&nftables.Chain{Name: "publish-masq", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	c.FlushChain(masq)
 	c.AddRule(&nftables.Rule{Table: t, Chain: masq, Exprs: append(hasMark(meshMark), &expr.Masq{})})
 	for _, pub := range pubs {
 		for _, pt := range pub.Ports {
-			exprs, err := portRule(c, t, pub, pt)
+			exprs, err := portRule(m, pub, pt)
 			if err != nil {
 				return fmt.Errorf("service %s port %d: %w", pub.ServiceID, pt.Port, err)
 			}
@@ -129,26 +132,29 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published) error {
 			}
 		}
 	}
+	m.dropUnused()
 	return nil
 }
 
 // portRule is the rule for one published port: to a local task, else
 // (ingress) to another node, else none.
-func portRule(c *nftables.Conn, t *nftables.Table, pub Published, pt PublishedPort) ([]expr.Any, error) {
+func portRule(m *maps, pub Published, pt PublishedPort) ([]expr.Any, error) {
 	match := portIs(pt.Protocol, pt.Port)
+	// One map per service and port: its rules' maps are named after them.
+	name := fmt.Sprintf("%s-%d-%d", hashName(pub.ServiceID), pt.Protocol, pt.Port)
 	switch {
 	case len(pub.Local) > 0:
-		pick, err := pickAddr(c, t, 1, pub.Local)
+		pick, err := m.pick("local-"+name, 1, pub.Local)
 		if err != nil {
 			return nil, err
 		}
 		return slices.Concat(match, pick, dnat(pt.Target)), nil
 	case !pt.Host && len(pub.Remote) > 0:
-		notNode, err := notFrom(c, t, pub.Remote)
+		notNode, err := m.notFrom("nodes-"+name, pub.Remote)
 		if err != nil {
 			return nil, err
 		}
-		pick, err := pickAddr(c, t, 1, pub.Remote)
+		pick, err := m.pick("remote-"+name, 1, pub.Remote)
 		if err != nil {
 			return nil, err
 		}

@@ -39,42 +39,87 @@ type VIP struct {
 // named with the Plane's prefix, is replaced whole in one atomic netlink
 // batch, so a connection sees either the old backends or the new ones.
 // A new connection to a VIP goes to one of its backends at random
-// (`dnat to numgen random mod N map {…}`, kube-proxy's nftables way); a
+// (`dnat to numgen random mod N map @vip-…`, kube-proxy's nftables way); a
 // VIP without backends is refused at once (ICMP port unreachable), never
 // sent to a task known dead. No VIPs removes the table.
 func (p *Plane) SetVIPs(nsPath string, vips []VIP) error {
-	ns, err := netns.GetFromPath(nsPath)
+	p.vmu.Lock()
+	defer p.vmu.Unlock()
+	c, err := p.vipConn(nsPath)
 	if err != nil {
 		return fmt.Errorf("dataplane: VIPs in %s: %w", nsPath, err)
 	}
-	defer ns.Close()
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(ns)))
-	if err != nil {
-		return fmt.Errorf("dataplane: VIPs in %s: nftables: %w", nsPath, err)
-	}
-	defer c.CloseLasting()
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
-	c.AddTable(t) // so that the delete below finds one
-	c.DelTable(t)
-	if len(vips) > 0 {
-		if err := addVIPs(c, t, vips); err != nil {
-			return fmt.Errorf("dataplane: VIPs in %s: %w", nsPath, err)
-		}
+	if len(vips) == 0 {
+		c.AddTable(t) // so that the delete finds one
+		c.DelTable(t)
+	} else if err := addVIPs(c, t, vips, newMaps(c, t, false)); err != nil {
+		return fmt.Errorf("dataplane: VIPs in %s: %w", nsPath, err)
 	}
 	if err := c.Flush(); err != nil {
+		p.releaseLocked(nsPath) // start the next write on a new socket
 		return fmt.Errorf("dataplane: VIPs in %s: %w", nsPath, err)
 	}
 	return nil
 }
 
-// addVIPs adds the table and its chains to c's batch.
-func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP) error {
+// nsConn is a netlink socket kept open in a container's namespace.
+type nsConn struct {
+	id string // the namespace's device and inode
+	c  *nftables.Conn
+}
+
+// vipConn returns the socket kept open in the namespace at nsPath, making
+// one if there is none, or if the one there is belongs to a namespace
+// that the path no longer names (the PID was reused). Sockets are kept:
+// closing one costs ~10 ms (the kernel waits for an RCU grace period).
+func (p *Plane) vipConn(nsPath string) (*nftables.Conn, error) {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	id := ns.UniqueId()
+	if cur := p.vns[nsPath]; cur != nil && cur.id == id {
+		return cur.c, nil
+	}
+	p.releaseLocked(nsPath)
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	p.vns[nsPath] = &nsConn{id: id, c: c}
+	return c, nil
+}
+
+// ReleaseVIPs closes the socket SetVIPs keeps open in the container at
+// nsPath (it holds the namespace alive): call it when the container ends.
+func (p *Plane) ReleaseVIPs(nsPath string) {
+	p.vmu.Lock()
+	defer p.vmu.Unlock()
+	p.releaseLocked(nsPath)
+}
+
+func (p *Plane) releaseLocked(nsPath string) {
+	if cur := p.vns[nsPath]; cur != nil {
+		cur.c.CloseLasting()
+		delete(p.vns, nsPath)
+	}
+}
+
+// addVIPs adds to c's batch the table and its chains, made if missing
+// and emptied, and their rules. The chains are kept rather than the table
+// made anew: deleting a base chain unregisters its hook, which waits for
+// an RCU grace period (tens of ms on a busy host) on every update.
+func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP, m *maps) error {
 	c.AddTable(t)
 	accept := nftables.ChainPolicyAccept
 	dnat := c.AddChain(&nftables.Chain{Name: "vip", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
 	refuse := c.AddChain(&nftables.Chain{Name: "vip-refuse", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	c.FlushChain(dnat)
+	c.FlushChain(refuse)
 	// The NAT chain also makes the kernel run NAT at every hook of this
 	// namespace (nf_nat registers them all for the first chain), so a
 	// DNATed connection whose translated tuple another connection still
@@ -95,12 +140,19 @@ func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP) error {
 				&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3})})
 			continue
 		}
-		pick, err := pickAddr(c, t, 1, v.Backends)
+		pick, err := m.pick("vip-"+hex4(v.Addr), 1, v.Backends)
 		if err != nil {
 			return fmt.Errorf("service %s: %w", v.ServiceID, err)
 		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: dnat, Exprs: slices.Concat(daddr, pick,
 			[]expr.Any{&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}})})
 	}
+	m.dropUnused()
 	return nil
+}
+
+// hex4 names an IPv4 address in 8 hex digits, for set names.
+func hex4(a netip.Addr) string {
+	b := a.As4()
+	return fmt.Sprintf("%02x%02x%02x%02x", b[0], b[1], b[2], b[3])
 }

@@ -114,7 +114,7 @@ func answers(t *testing.T, c container, vip netip.Addr, n int) map[string]int {
 }
 
 // synRetrans is the count of SYNs c's TCP stack has retransmitted.
-func synRetrans(t *testing.T, c container) int {
+func synRetrans(t testing.TB, c container) int {
 	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/net/netstat", c.pid))
 	mustDo(t, err)
@@ -158,7 +158,7 @@ func nsTables(t *testing.T, path string) []string {
 }
 
 // fetchFrom connects from port of c to addr and returns what it says.
-func fetchFrom(t *testing.T, c container, port int, addr string) (string, error) {
+func fetchFrom(t testing.TB, c container, port int, addr string) (string, error) {
 	t.Helper()
 	var got []byte
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{Port: port},
