@@ -252,7 +252,7 @@ func firstAddr(t *pb.Task) string {
 }
 
 // containerPid is the host PID of the init of svc's running task.
-func containerPid(t *testing.T, c *e2ecluster.Cluster, svc string) int {
+func containerPid(t testing.TB, c *e2ecluster.Cluster, svc string) int {
 	t.Helper()
 	tasks, err := c.Tasks(t.Context(), svc)
 	if err != nil {
@@ -269,7 +269,7 @@ func containerPid(t *testing.T, c *e2ecluster.Cluster, svc string) int {
 
 // vipBackends lists the backend addresses of the VIP maps in the
 // container with init pid.
-func vipBackends(t *testing.T, pid int) []string {
+func vipBackends(t testing.TB, pid int) []string {
 	t.Helper()
 	conn := nftIn(t, fmt.Sprintf("/proc/%d/ns/net", pid))
 	defer conn.CloseLasting()
@@ -323,7 +323,7 @@ func ourChains(t *testing.T, nsPath string) []string {
 	return out
 }
 
-func nftIn(t *testing.T, nsPath string) *nftables.Conn {
+func nftIn(t testing.TB, nsPath string) *nftables.Conn {
 	t.Helper()
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {
