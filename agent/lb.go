@@ -43,6 +43,9 @@ func endpointKey(ep *pb.ServiceEndpoint) string { return ep.GetServiceId() + "/"
 // refreshLocked rewrites the VIP table of each container whose VIPs
 // changed, and the node's published ports when they changed.
 func (o *overlay) refreshLocked(p *dataplane.Plane) {
+	if !o.synced {
+		return
+	}
 	for id, l := range o.ctrs {
 		vips := o.vipsFor(l.task)
 		if slices.EqualFunc(vips, l.vips, sameVIP) && l.vips != nil {

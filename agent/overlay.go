@@ -69,11 +69,15 @@ type overlay struct {
 	plane *dataplane.Plane
 	self  netip.Addr // the node's underlay address
 	swept bool
-	nets  map[string]dataplane.Network
-	peers map[string]dataplane.Peer      // by network ID + "/" + task ID
-	eps   map[string]*pb.ServiceEndpoint // by service ID + "/" + network ID
-	ctrs  map[string]*local              // attached containers, by task ID
-	pubs  []dataplane.Published          // as last published
+	// synced: a full message was applied; until then nothing is
+	// published nor written into containers (an adopted container
+	// registering first would lose its VIPs for a moment).
+	synced bool
+	nets   map[string]dataplane.Network
+	peers  map[string]dataplane.Peer      // by network ID + "/" + task ID
+	eps    map[string]*pb.ServiceEndpoint // by service ID + "/" + network ID
+	ctrs   map[string]*local              // attached containers, by task ID
+	pubs   []dataplane.Published          // as last published
 }
 
 func newOverlay(underlay func() (netip.Addr, error), log *slog.Logger) *overlay {
@@ -114,6 +118,7 @@ func (o *overlay) apply(full bool, changes []*pb.AssignmentChange, tasks []*pb.T
 	}
 	if full {
 		o.resync(p, changes, tasks)
+		o.synced = true
 	}
 	for _, ch := range changes {
 		if err := o.change(p, ch); err != nil {

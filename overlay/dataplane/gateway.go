@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netns"
 )
@@ -45,26 +46,7 @@ func (p *Plane) ruleSet(fresh bool) error {
 		c.DelTable(t)
 	}
 	if !empty {
-		c.AddTable(t)
-		accept := nftables.ChainPolicyAccept
-		fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
-			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
-		nat := c.AddChain(&nftables.Chain{Name: "masquerade", Table: t, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
-		c.FlushChain(fwd)
-		c.FlushChain(nat)
-		for _, n := range nets {
-			for _, m := range nets {
-				if m.ID != n.ID {
-					c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(
-						match(12, n.Subnet, expr.CmpOpEq), match(16, m.Subnet, expr.CmpOpEq),
-						[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
-				}
-			}
-			c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
-				match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpNeq),
-				[]expr.Any{&expr.Masq{}})})
-		}
+		addNetworkRules(c, t, nets)
 		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh)); err != nil {
 			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 		}
@@ -87,6 +69,47 @@ func (p *Plane) hostConn() (*nftables.Conn, error) {
 		p.host = c
 	}
 	return p.host, nil
+}
+
+// addNetworkRules adds the table, made if missing, and the networks'
+// chains, emptied and filled: isolation between networks, masquerade of
+// what leaves a network, and of a published port's connection from a
+// container to a task of its own network (hairpin): without it the task
+// would answer the container straight over the bridge, from its own
+// address, which the container does not expect.
+func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network) {
+	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	nat := c.AddChain(&nftables.Chain{Name: "masquerade", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	c.FlushChain(fwd)
+	c.FlushChain(nat)
+	masq := []expr.Any{&expr.Masq{}}
+	for _, n := range nets {
+		for _, m := range nets {
+			if m.ID != n.ID {
+				c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(
+					match(12, n.Subnet, expr.CmpOpEq), match(16, m.Subnet, expr.CmpOpEq),
+					[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+			}
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
+			match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpNeq), masq)})
+		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
+			dnatted(), match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpEq), masq)})
+	}
+}
+
+// dnatted matches connections whose destination was translated.
+func dnatted() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(0x20), Xor: binaryutil.NativeEndian.PutUint32(0)}, // IPS_DST_NAT
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
 }
 
 // match compares the IPv4 address at offset (12 source, 16 destination)
