@@ -68,10 +68,11 @@ test-cgroup2: deps build
 unit: build-init
 	$(GO) test -count=1 -short ./...
 
+# BENCH_DEPS are the yardsticks and clients the benchmarks run next to berth.
+BENCH_DEPS := runc:runc dnsperf:dnsperf dnsmasq:dnsmasq-base iperf3:iperf3 redis-server:redis-server redis-benchmark:redis-tools
+
 bench: deps build
-	@missing=""; for d in runc:runc dnsperf:dnsperf dnsmasq:dnsmasq-base; do \
-	  command -v $${d%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${d%%:*} ] || missing="$$missing $${d#*:}"; done; \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
 	./bench/run.sh
 
 $(TOOLS)/protoc-gen-go:

@@ -25,17 +25,14 @@ type taskEnv struct {
 	report func(taskID string, st *pb.TaskStatus)
 	// forget, if set, is told when a task has left the node.
 	forget func(taskID string)
-	// net gives containers their overlay interfaces; nil runs them with
-	// loopback only.
+	// net gives containers their overlay interfaces, VIPs and published
+	// ports; nil runs them with loopback only.
 	net networking
 	// dns gives containers on overlay networks the node's DNS server as
 	// their resolver; nil leaves them their image's.
 	dns resolvers
-	// portsStopping, if set, says whether a task other than self that this
-	// node shuts down publishes one of ports (see bindPorts).
-	portsStopping func(self string, ports []*pb.PortConfig) bool
-	now           func() time.Time
-	log           *slog.Logger
+	now func() time.Time
+	log *slog.Logger
 }
 
 // secretFiles puts the secrets a task references where its container can
@@ -84,7 +81,7 @@ type controller struct {
 	// imageHealth is the image's HEALTHCHECK, known once the image is
 	// pulled (an agent that adopted a running container does not know it).
 	imageHealth *image.HealthConfig
-	ports       *PortForwarder // the task's published ports, while its container runs
+	ports       []*pb.PortConfig // the task's published ports, while its container runs
 	cleaned     bool
 }
 
@@ -144,10 +141,9 @@ func (c *controller) isRemoved() bool {
 // run steps the task until it is removed and cleaned up, or ctx ends.
 // An ending ctx (the agent exiting) leaves the container running.
 func (c *controller) run(ctx context.Context) {
-	defer c.unpublish()
 	defer c.stopMonitor()
 	c.adopt(ctx)
-	c.publishAdopted(ctx)
+	c.attachAdopted(ctx)
 	for ctx.Err() == nil {
 		next, err := c.step(ctx)
 		switch {
@@ -337,38 +333,35 @@ func (c *controller) start(ctx context.Context) (*pb.TaskStatus, error) {
 			return c.fatal(err), nil
 		}
 	}
-	// Ports are bound first: a port taken on the node fails the task
-	// before its container runs, as Docker's does.
-	if err := c.bindPorts(ctx); err != nil {
-		return c.fatal(err), nil
-	}
 	task := c.current()
+	if c.env.net == nil && len(task.GetEndpoint().GetPorts()) > 0 {
+		return c.fatal(errNoOverlay), nil
+	}
+	var ports []*pb.PortConfig
 	spec := *c.prep
-	spec.PreStart = c.attachNetworks(task)
+	spec.PreStart = c.attachNetworks(task, &ports)
 	ctr, err := c.env.exec.Run(ctx, spec)
 	existed := errors.Is(err, runtime.ErrExists)
 	if existed {
 		ctr, _ = c.env.exec.Container(c.id)
 	} else if err != nil {
 		c.detachNetworks(task)
-		c.unpublish()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return c.fatal(fmt.Errorf("starting container failed: %w", err)), nil
 	}
 	if ctr == nil {
-		c.unpublish()
+		c.detachNetworks(task)
 		return c.fatal(fmt.Errorf("starting container failed: %w", err)), nil
 	}
+	c.ports = ports
 	c.attach(ctx, ctr, timestamppb.New(c.env.now()))
 	if existed && spec.PreStart != nil { // attaching one attached before changes nothing
 		if err := spec.PreStart(ctx, ctr.Pid()); err != nil {
-			return c.portsFailed(ctx, err), nil
+			return c.attachFailed(ctx, err), nil
 		}
-	}
-	if err := c.servePorts(ctx, ctr); err != nil {
-		return c.portsFailed(ctx, err), nil
+		c.ports = ports
 	}
 	return c.newStatus(pb.TaskState_TASK_STATE_RUNNING, "started"), nil
 }
@@ -399,7 +392,7 @@ func (c *controller) wait(ctx context.Context) (*pb.TaskStatus, error) {
 	select {
 	case ex := <-c.mon.exit:
 		c.stopMonitor()
-		c.unpublish()
+		c.detachNetworks(c.current())
 		return c.exited(ex), nil
 	case h := <-c.mon.health:
 		c.health = h
@@ -409,7 +402,7 @@ func (c *controller) wait(ctx context.Context) (*pb.TaskStatus, error) {
 		out := c.mon.lastOutput()
 		c.stopMonitor()
 		c.stop(ctx)
-		c.unpublish()
+		c.detachNetworks(c.current())
 		s := c.newStatus(pb.TaskState_TASK_STATE_FAILED, "failed")
 		s.Err = "unhealthy container"
 		if out != "" {
@@ -451,14 +444,14 @@ func (c *controller) shutdown(ctx context.Context) (*pb.TaskStatus, error) {
 	c.stopMonitor()
 	if c.ctr != nil {
 		if ex, ok := c.ctr.Exited(); ok && c.status.GetState() == pb.TaskState_TASK_STATE_RUNNING {
-			c.unpublish()
+			c.detachNetworks(c.current())
 			return c.exited(ex), nil // it ended on its own before we stopped it
 		}
 		if err := c.stop(ctx); err != nil {
 			return nil, err
 		}
 	}
-	c.unpublish()
+	c.detachNetworks(c.current())
 	return c.newStatus(pb.TaskState_TASK_STATE_SHUTDOWN, "shutdown"), nil
 }
 
@@ -480,10 +473,7 @@ func (c *controller) stop(ctx context.Context) error {
 // cleanup deletes the task's container, rootfs, secrets and resolv.conf.
 func (c *controller) cleanup(ctx context.Context) {
 	c.stopMonitor()
-	c.unpublish()
-	if c.env.net != nil {
-		c.env.net.Detach(c.current())
-	}
+	c.detachNetworks(c.current())
 	if err := c.env.exec.Remove(ctx, c.id); err != nil {
 		c.log.Warn("remove task container", "err", err)
 	}

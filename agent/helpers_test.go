@@ -208,3 +208,8 @@ func (r reportList) String() string {
 }
 
 func alive(pid int64) bool { return pid > 0 && unix.Kill(int(pid), 0) == nil }
+
+// testLogger logs warnings and worse to stderr.
+func testLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

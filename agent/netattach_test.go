@@ -19,17 +19,17 @@ type fakeNet struct {
 	running   func(id string) bool // whether task id's container ran at Attach
 }
 
-func (n *fakeNet) Attach(ctx context.Context, pid int, t *pb.Task) error {
+func (n *fakeNet) Attach(ctx context.Context, pid int, t *pb.Task) ([]*pb.PortConfig, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.attachErr != nil {
-		return n.attachErr
+		return nil, n.attachErr
 	}
 	if n.running != nil && n.running(t.GetId()) {
-		return errors.New("attached after the container started")
+		return nil, errors.New("attached after the container started")
 	}
 	n.attached[t.GetId()] = pid
-	return nil
+	return t.GetEndpoint().GetPorts(), nil
 }
 
 func (n *fakeNet) Detach(t *pb.Task) {
@@ -79,5 +79,33 @@ func TestControllerAttachFailureFailsStart(t *testing.T) {
 	defer net.mu.Unlock()
 	if len(net.detached) == 0 {
 		t.Fatal("the failed attach was not undone")
+	}
+}
+
+// TestPortsWithoutOverlayAreRefused: an agent without overlay networking
+// cannot publish (the rules point at the task's overlay address): the
+// task fails saying so, and no container runs.
+func TestPortsWithoutOverlayAreRefused(t *testing.T) {
+	r := newRig(t)
+	tk := task("t1", pb.TaskState_TASK_STATE_RUNNING)
+	tk.Endpoint = &pb.Endpoint{Ports: []*pb.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}
+	r.assign(t, true, tk)
+	st := r.waitState(t, "t1", pb.TaskState_TASK_STATE_FAILED)
+	if !strings.Contains(st.GetErr(), "--overlay=false") || r.exec.runCount() != 0 {
+		t.Fatalf("err = %q, containers run %d; want the overlay named and none run", st.GetErr(), r.exec.runCount())
+	}
+}
+
+// TestPublishedPortsReachTheStatus: the ports the overlay published for
+// the task are in its RUNNING status.
+func TestPublishedPortsReachTheStatus(t *testing.T) {
+	net := &fakeNet{attached: map[string]int{}}
+	r := newRig(t, net)
+	tk := task("t1", pb.TaskState_TASK_STATE_RUNNING)
+	tk.Endpoint = &pb.Endpoint{Ports: []*pb.PortConfig{{TargetPort: 80, PublishedPort: 30000}}}
+	r.assign(t, true, tk)
+	st := r.waitState(t, "t1", pb.TaskState_TASK_STATE_RUNNING)
+	if p := st.GetPorts(); len(p) != 1 || p[0].GetPublishedPort() != 30000 {
+		t.Fatalf("status ports %v, want 30000->80", p)
 	}
 }

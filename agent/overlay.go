@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"berth/overlay/dataplane"
@@ -12,35 +14,47 @@ import (
 )
 
 // networking is all a task controller knows of the node's overlay: give a
-// container its task's endpoints (pid is its init, before the user process
-// runs), take them away at its end.
+// container its task's endpoints — its interfaces, the VIPs it reaches,
+// the ports it publishes — (pid is its init, before the user process
+// runs), take them away at its end. Attach returns the ports published
+// for the task, node ports filled in, for its status.
 type networking interface {
-	Attach(ctx context.Context, pid int, t *pb.Task) error
+	Attach(ctx context.Context, pid int, t *pb.Task) ([]*pb.PortConfig, error)
 	Detach(t *pb.Task)
 }
 
+// errNoOverlay refuses published ports on an agent without overlay
+// networking: they are kernel rules towards the task's overlay address.
+var errNoOverlay = errors.New("publishing ports needs overlay networking, and this agent runs with --overlay=false; publish none, or run the agent with overlay networking")
+
 // attachNetworks is the container's pre-start hook: it gives the new
-// network namespace the task's interfaces before the user process runs,
-// as Docker does, so a process that connects at its first instant finds
-// its network. A failed attach undoes itself.
-func (c *controller) attachNetworks(t *pb.Task) func(ctx context.Context, pid int) error {
+// network namespace the task's interfaces and VIPs, and publishes its
+// ports, before the user process runs, as Docker does, so a process that
+// connects at its first instant finds its network. A failed attach undoes
+// itself. The published ports go to *ports.
+func (c *controller) attachNetworks(t *pb.Task, ports *[]*pb.PortConfig) func(ctx context.Context, pid int) error {
 	if c.env.net == nil {
 		return nil
 	}
 	return func(ctx context.Context, pid int) error {
-		if err := c.env.net.Attach(ctx, pid, t); err != nil {
+		got, err := c.env.net.Attach(ctx, pid, t)
+		if err != nil {
 			c.env.net.Detach(t)
 			return fmt.Errorf("attach to the task's networks: %w", err)
 		}
+		*ports = got
 		return nil
 	}
 }
 
-// detachNetworks undoes attachNetworks after a failed start.
+// detachNetworks takes the task's endpoints away: after a failed start,
+// or once its container has ended (its interfaces went with it; its VIP
+// table and published ports go now).
 func (c *controller) detachNetworks(t *pb.Task) {
 	if c.env.net != nil {
 		c.env.net.Detach(t)
 	}
+	c.ports = nil
 }
 
 // overlay is the node's overlay networks, built by overlay/dataplane from
@@ -53,13 +67,22 @@ type overlay struct {
 
 	mu    sync.Mutex
 	plane *dataplane.Plane
+	self  netip.Addr // the node's underlay address
 	swept bool
-	nets  map[string]dataplane.Network
-	peers map[string]dataplane.Peer // by network ID + "/" + task ID
+	// synced: a full message was applied; until then nothing is
+	// published nor written into containers (an adopted container
+	// registering first would lose its VIPs for a moment).
+	synced bool
+	nets   map[string]dataplane.Network
+	peers  map[string]dataplane.Peer      // by network ID + "/" + task ID
+	eps    map[string]*pb.ServiceEndpoint // by service ID + "/" + network ID
+	ctrs   map[string]*local              // attached containers, by task ID
+	pubs   []dataplane.Published          // as last published
 }
 
 func newOverlay(underlay func() (netip.Addr, error), log *slog.Logger) *overlay {
-	return &overlay{underlay: underlay, log: log, nets: map[string]dataplane.Network{}, peers: map[string]dataplane.Peer{}}
+	return &overlay{underlay: underlay, log: log, nets: map[string]dataplane.Network{}, peers: map[string]dataplane.Peer{},
+		eps: map[string]*pb.ServiceEndpoint{}, ctrs: map[string]*local{}}
 }
 
 // planeLocked returns the Plane, making it on first use.
@@ -75,7 +98,7 @@ func (o *overlay) planeLocked() (*dataplane.Plane, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.plane = p
+	o.plane, o.self = p, addr
 	return p, nil
 }
 
@@ -95,17 +118,19 @@ func (o *overlay) apply(full bool, changes []*pb.AssignmentChange, tasks []*pb.T
 	}
 	if full {
 		o.resync(p, changes, tasks)
+		o.synced = true
 	}
 	for _, ch := range changes {
 		if err := o.change(p, ch); err != nil {
 			o.log.Warn("overlay change failed", "err", err)
 		}
 	}
+	o.refreshLocked(p)
 }
 
 func touchesOverlay(changes []*pb.AssignmentChange) bool {
 	for _, ch := range changes {
-		if ch.GetNetwork() != nil || ch.GetPeer() != nil {
+		if ch.GetNetwork() != nil || ch.GetPeer() != nil || ch.GetEndpoint() != nil {
 			return true
 		}
 	}
@@ -128,6 +153,7 @@ func (o *overlay) resync(p *dataplane.Plane, changes []*pb.AssignmentChange, tas
 			peers[pr.GetNetworkId()+"/"+pr.GetTaskId()] = true
 		}
 	}
+	o.eps = map[string]*pb.ServiceEndpoint{} // the message's own come next
 	if !o.swept {
 		o.swept = true
 		var eps []dataplane.Endpoint
@@ -166,6 +192,10 @@ func (o *overlay) change(p *dataplane.Plane, ch *pb.AssignmentChange) error {
 			return err
 		}
 		o.nets[n.ID] = n
+	case ch.GetEndpoint() != nil && remove:
+		delete(o.eps, endpointKey(ch.GetEndpoint()))
+	case ch.GetEndpoint() != nil:
+		o.eps[endpointKey(ch.GetEndpoint())] = ch.GetEndpoint()
 	case ch.GetPeer() != nil:
 		pr := ch.GetPeer()
 		key := pr.GetNetworkId() + "/" + pr.GetTaskId()
@@ -205,31 +235,62 @@ func (o *overlay) removeNetwork(p *dataplane.Plane, id string) {
 	}
 }
 
-// Attach gives the container with pid an interface on each of t's networks.
-func (o *overlay) Attach(ctx context.Context, pid int, t *pb.Task) error {
+// Attach gives the container with pid an interface on each of t's
+// networks, writes the VIPs it reaches into it and publishes its ports.
+// Attaching a container attached before (an agent restart adopting it)
+// changes nothing but registers it again.
+func (o *overlay) Attach(ctx context.Context, pid int, t *pb.Task) ([]*pb.PortConfig, error) {
 	eps := endpoints(t)
 	if len(eps) == 0 {
-		return nil
+		if len(t.GetEndpoint().GetPorts()) > 0 {
+			return nil, errors.New("publishing ports needs the task on an overlay network, and it has no address on one")
+		}
+		return nil, nil
+	}
+	host, err := hostPorts(t)
+	if err != nil {
+		return nil, err
 	}
 	o.mu.Lock()
 	p, err := o.planeLocked()
 	o.mu.Unlock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ns := fmt.Sprintf("/proc/%d/ns/net", pid)
 	for _, ep := range eps {
 		if err := p.Attach(ns, ep); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.ctrs[t.GetId()] = &local{task: t, ns: ns, addr: eps[0].Addr.Addr(), host: host}
+	o.refreshLocked(p)
+	return slices.Concat(host, ingress(t.GetEndpoint().GetPorts())), nil
 }
 
-// Detach removes t's interfaces.
+// ingress are the ingress-mode ports of ports.
+func ingress(ports []*pb.PortConfig) []*pb.PortConfig {
+	var out []*pb.PortConfig
+	for _, p := range ports {
+		if p.GetPublishMode() == pb.PortConfig_PUBLISH_MODE_INGRESS {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Detach removes t's interfaces, its published ports and its place behind
+// this node's published ports.
 func (o *overlay) Detach(t *pb.Task) {
 	o.mu.Lock()
 	p := o.plane
+	if l := o.ctrs[t.GetId()]; p != nil && l != nil {
+		delete(o.ctrs, t.GetId())
+		p.ReleaseVIPs(l.ns)
+		o.refreshLocked(p)
+	}
 	o.mu.Unlock()
 	if p == nil {
 		return

@@ -28,11 +28,7 @@ type worker struct {
 }
 
 func newWorker(env *taskEnv, secrets *secretStore) *worker {
-	w := &worker{env: env, secrets: secrets, in: make(chan assignment, 16), tasks: map[string]*controller{}}
-	if env.portsStopping == nil {
-		env.portsStopping = w.portsStopping
-	}
-	return w
+	return &worker{env: env, secrets: secrets, in: make(chan assignment, 16), tasks: map[string]*controller{}}
 }
 
 // Assign queues a session message's assignments for Run.

@@ -77,7 +77,13 @@ func printServices(cmd *cobra.Command, svcs []*pb.Service) error {
 			mode = "global"
 		}
 		var ports []string
-		for _, p := range s.GetSpec().GetEndpoint().GetPorts() {
+		// The endpoint's ports, once allocated, carry the node port an
+		// ingress port published as 0 was given.
+		listed := s.GetEndpoint().GetPorts()
+		if len(listed) == 0 {
+			listed = s.GetSpec().GetEndpoint().GetPorts()
+		}
+		for _, p := range listed {
 			ports = append(ports, fmt.Sprintf("*:%d->%d/%s", p.GetPublishedPort(), p.GetTargetPort(), lowerEnum(p.GetProtocol().String(), "PROTOCOL_")))
 		}
 		rows = append(rows, []string{shortID(s.GetId()), s.GetSpec().GetAnnotations().GetName(), mode, replicas,

@@ -88,3 +88,18 @@ func listJSON(ctx context.Context, c *Cluster, mk func() proto.Message, add func
 }
 
 func lower(s, prefix string) string { return strings.ToLower(strings.TrimPrefix(s, prefix)) }
+
+// Service reads one service through the CLI (`service inspect`).
+func (c *Cluster) Service(ctx context.Context, name string) (*pb.Service, error) {
+	var out []*pb.Service
+	err := listJSON(ctx, c, func() proto.Message { return &pb.Service{} }, func(m proto.Message) {
+		out = append(out, m.(*pb.Service))
+	}, "service", "inspect", name)
+	if err == nil && len(out) != 1 {
+		err = fmt.Errorf("service inspect %s: %d services", name, len(out))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}

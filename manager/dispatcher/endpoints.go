@@ -12,16 +12,41 @@ import (
 // endpoints gathers, while want scans the cluster's tasks, the services on
 // the node's networks and their tasks, keyed by service ID + "/" +
 // network ID. The node's own tasks count: its DNS server and load balancer
-// answer for them too.
+// answer for them too. Services publishing ingress ports count on every
+// network: the node's routing mesh forwards to their tasks' nodes.
 type endpoints struct {
 	tx       store.ReadTx
 	nets     map[string]*pb.Network
+	nodeAddr func(nodeID string) string
 	services map[string]*pb.Service
 	out      map[string]*pb.ServiceEndpoint
 }
 
-func newEndpoints(tx store.ReadTx, nets map[string]*pb.Network) *endpoints {
-	return &endpoints{tx: tx, nets: nets, services: map[string]*pb.Service{}, out: map[string]*pb.ServiceEndpoint{}}
+func newEndpoints(tx store.ReadTx, nets map[string]*pb.Network, nodeAddr func(string) string) *endpoints {
+	return &endpoints{tx: tx, nets: nets, nodeAddr: nodeAddr, services: map[string]*pb.Service{}, out: map[string]*pb.ServiceEndpoint{}}
+}
+
+// service returns service id, looked up once; nil when it is gone.
+func (e *endpoints) service(id string) *pb.Service {
+	svc, ok := e.services[id]
+	if !ok {
+		svc = e.tx.GetService(id)
+		e.services[id] = svc
+	}
+	return svc
+}
+
+// anyIngress says whether a service publishes an ingress port.
+func anyIngress(tx store.ReadTx) bool {
+	svcs, _ := tx.FindServices(store.All)
+	return slices.ContainsFunc(svcs, publishesIngress)
+}
+
+// publishesIngress says whether svc publishes a port on every node.
+func publishesIngress(svc *pb.Service) bool {
+	return slices.ContainsFunc(publishedPorts(svc), func(p *pb.PortConfig) bool {
+		return p.GetPublishMode() == pb.PortConfig_PUBLISH_MODE_INGRESS
+	})
 }
 
 // add records t behind its service on each of the node's networks it has
@@ -31,7 +56,7 @@ func (e *endpoints) add(t *pb.Task) {
 		return
 	}
 	for _, a := range t.GetNetworks() {
-		if e.nets[a.GetNetworkId()] == nil || len(a.GetAddresses()) == 0 {
+		if len(a.GetAddresses()) == 0 || e.nets[a.GetNetworkId()] == nil && !publishesIngress(e.service(t.GetServiceId())) {
 			continue
 		}
 		ep := e.endpoint(t.GetServiceId(), a)
@@ -39,7 +64,7 @@ func (e *endpoints) add(t *pb.Task) {
 			return
 		}
 		ep.Tasks = append(ep.Tasks, &pb.EndpointTask{TaskId: t.GetId(), Name: dnsName(ep.GetServiceName(), t),
-			Address: a.GetAddresses()[0], NodeId: t.GetNodeId(), Ready: ready(t)})
+			Address: a.GetAddresses()[0], NodeId: t.GetNodeId(), Ready: ready(t), NodeAddr: e.nodeAddr(t.GetNodeId())})
 	}
 }
 
@@ -50,11 +75,7 @@ func (e *endpoints) endpoint(id string, a *pb.NetworkAttachmentStatus) *pb.Servi
 	if ep, ok := e.out[key]; ok {
 		return ep
 	}
-	svc, ok := e.services[id]
-	if !ok {
-		svc = e.tx.GetService(id)
-		e.services[id] = svc
-	}
+	svc := e.service(id)
 	if svc == nil {
 		return nil
 	}

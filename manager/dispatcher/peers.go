@@ -90,7 +90,9 @@ func (p *peerSet) changes(tx store.ReadTx, tasks map[string]*pb.Task) (add, remo
 }
 
 // want computes the networks the node's tasks join, the live tasks of
-// other nodes on them, and the services on them with their tasks.
+// other nodes on them, and the services on them with their tasks, and
+// every service publishing ingress ports (the node answers on those
+// ports whether or not it runs a task of theirs).
 func (p *peerSet) want(tx store.ReadTx, tasks map[string]*pb.Task) (map[string]*pb.Network, map[string]*pb.NetworkPeer, map[string]*pb.ServiceEndpoint) {
 	nets := map[string]*pb.Network{}
 	for _, t := range tasks {
@@ -101,12 +103,20 @@ func (p *peerSet) want(tx store.ReadTx, tasks map[string]*pb.Task) (map[string]*
 		}
 	}
 	peers := map[string]*pb.NetworkPeer{}
-	if len(nets) == 0 {
+	if len(nets) == 0 && !anyIngress(tx) {
 		return nets, peers, map[string]*pb.ServiceEndpoint{}
 	}
 	all, _ := tx.FindTasks(store.All)
 	addrs := map[string]string{}
-	eps := newEndpoints(tx, nets)
+	nodeAddr := func(id string) string {
+		node, ok := addrs[id]
+		if !ok {
+			node = underlay(tx.GetNode(id).GetDescription().GetAddr())
+			addrs[id] = node
+		}
+		return node
+	}
+	eps := newEndpoints(tx, nets, nodeAddr)
 	for _, t := range all {
 		eps.add(t)
 		if t.GetNodeId() == p.node || !onNode(t) {
@@ -116,11 +126,7 @@ func (p *peerSet) want(tx store.ReadTx, tasks map[string]*pb.Task) (map[string]*
 			if nets[a.GetNetworkId()] == nil || len(a.GetAddresses()) == 0 {
 				continue
 			}
-			node, ok := addrs[t.GetNodeId()]
-			if !ok {
-				node = underlay(tx.GetNode(t.GetNodeId()).GetDescription().GetAddr())
-				addrs[t.GetNodeId()] = node
-			}
+			node := nodeAddr(t.GetNodeId())
 			if node == "" {
 				continue
 			}

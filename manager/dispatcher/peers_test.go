@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -188,9 +189,57 @@ func TestPeerSetSendsServiceEndpoints(t *testing.T) {
 		t.Fatalf("after dnsrr: %v %v", got, add)
 	}
 
-	// The node's last task on a leaves: the endpoint goes before the network.
+	// The node's last task on a leaves: the service publishes 8080 on
+	// every node (ingress), so its endpoint stays, the network goes.
 	st.View(func(tx store.ReadTx) { add, remove = p.changes(tx, map[string]*pb.Task{}) })
-	if got, want := describeChanges(append(add, remove...)), []string{"-ep svc/a", "-peer a/t2", "-peer a/t3", "-net a"}; !slices.Equal(got, want) {
+	if got, want := describeChanges(append(add, remove...)), []string{"-peer a/t2", "-peer a/t3", "-net a"}; !slices.Equal(got, want) {
 		t.Fatalf("leave = %v, want %v", got, want)
+	}
+
+	// Published in host mode only, it is no business of a node without
+	// its tasks: the endpoint goes.
+	mustUpdate(func(tx store.Tx) error {
+		s := proto.Clone(tx.GetService("svc")).(*pb.Service)
+		s.Spec.Endpoint.Ports[0].PublishMode = pb.PortConfig_PUBLISH_MODE_HOST
+		return tx.UpdateService(s)
+	})
+	st.View(func(tx store.ReadTx) { add, remove = p.changes(tx, map[string]*pb.Task{}) })
+	if got, want := describeChanges(append(add, remove...)), []string{"-ep svc/a"}; !slices.Equal(got, want) {
+		t.Fatalf("host mode = %v, want %v", got, want)
+	}
+}
+
+// TestPeerSetSendsIngressEverywhere: a node running no task at all learns
+// the services that publish ingress ports, with their tasks' nodes, which
+// its routing mesh forwards to.
+func TestPeerSetSendsIngressEverywhere(t *testing.T) {
+	st := store.New(nil)
+	web := &pb.Service{Id: "svc", Spec: &pb.ServiceSpec{Annotations: &pb.Annotations{Name: "web"},
+		Endpoint: &pb.EndpointSpec{Ports: []*pb.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}}}
+	quiet := &pb.Service{Id: "quiet", Spec: &pb.ServiceSpec{Annotations: &pb.Annotations{Name: "quiet"}}}
+	err := st.Update(context.Background(), func(tx store.Tx) error {
+		n := workerNode("n2")
+		n.Description = &pb.NodeDescription{Addr: "198.18.0.12:4242"}
+		return errors.Join(tx.CreateNode(n), tx.CreateNode(workerNode("n3")),
+			tx.CreateNetwork(&pb.Network{Id: "a", Vni: 4097, Subnet: "10.0.0.0/24"}),
+			tx.CreateService(web), tx.CreateService(quiet),
+			tx.CreateTask(onNet("t1", "n2", "a", "10.0.0.2/24", pb.TaskState_TASK_STATE_RUNNING)),
+			tx.CreateTask(func() *pb.Task {
+				tk := onNet("q1", "n2", "a", "10.0.0.3/24", pb.TaskState_TASK_STATE_RUNNING)
+				tk.ServiceId = "quiet"
+				return tk
+			}()))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full []*pb.AssignmentChange
+	st.View(func(tx store.ReadTx) { full = newPeerSet("n3").full(tx, map[string]*pb.Task{}) })
+	if got, want := describeChanges(full), []string{"+ep svc/a"}; !slices.Equal(got, want) {
+		t.Fatalf("full = %v, want %v", got, want)
+	}
+	tasks := full[0].GetEndpoint().GetTasks()
+	if len(tasks) != 1 || tasks[0].GetNodeAddr() != "198.18.0.12" || !tasks[0].GetReady() {
+		t.Fatalf("tasks = %v, want t1 ready on 198.18.0.12", tasks)
 	}
 }

@@ -25,7 +25,8 @@ const pendingMessage = "pending task scheduling"
 
 // plan is one round's decisions, written in one store batch.
 type plan struct {
-	services []*pb.Service // services with their new endpoint
+	ports    map[portKey]bool // published ports taken, as the round gives them
+	services []*pb.Service    // services with their new endpoint
 	dropped  map[string][]string
 	tasks    []*pb.Task // tasks with their attachments and endpoint
 	failed   []*pb.Task // tasks with the reason they have no addresses
@@ -37,7 +38,7 @@ func (a *Allocator) round(ctx context.Context, st *state) error {
 	if st.defaultID == "" {
 		return a.createDefault(ctx, st)
 	}
-	p := &plan{dropped: map[string][]string{}}
+	p := &plan{dropped: map[string][]string{}, ports: st.takenPorts()}
 	// A service's tasks take their endpoint from the stored service, so
 	// they wait for a round after their service's endpoint was written.
 	ready := map[string]error{}
@@ -121,6 +122,9 @@ func (s *state) planService(p *plan, svc *pb.Service) (inSync bool, err error) {
 		ep.Spec = proto.Clone(spec).(*pb.EndpointSpec)
 		for _, port := range spec.GetPorts() {
 			ep.Ports = append(ep.Ports, proto.Clone(port).(*pb.PortConfig))
+		}
+		if err := givePorts(svc, ep.Ports, p.ports); err != nil {
+			return false, err
 		}
 	}
 	want := map[string]bool{}

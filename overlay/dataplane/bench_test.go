@@ -13,7 +13,7 @@ import (
 func BenchmarkSetPeer(b *testing.B) {
 	cl := testhost.NewT(b, 1)
 	n := newBenchNode(b, cl.Hosts[0])
-	if err := n.SetNetwork(Network{ID: "a", VNI: 4099, Subnet: netip.MustParsePrefix("10.0.0.0/8")}); err != nil {
+	if err := n.SetNetwork(Network{ID: "a", VNI: 4099, Subnet: netip.MustParsePrefix("10.0.0.0/8"), Gateway: netip.MustParseAddr("10.0.0.1")}); err != nil {
 		b.Fatal(err)
 	}
 	node := netip.MustParseAddr("198.18.0.99")

@@ -27,7 +27,7 @@ type node struct {
 	plane *Plane
 }
 
-func newNode(t *testing.T, h *testhost.Host) *node {
+func newNode(t testing.TB, h *testhost.Host) *node {
 	t.Helper()
 	n := &node{host: h}
 	n.plane, n.h = planeIn(t, h)
@@ -69,7 +69,7 @@ type container struct {
 func (c container) ns() string { return fmt.Sprintf("/proc/%d/ns/net", c.pid) }
 
 // handle is a netlink socket in c's namespace.
-func (c container) handle(t *testing.T) *netlink.Handle {
+func (c container) handle(t testing.TB) *netlink.Handle {
 	t.Helper()
 	ns, err := netns.GetFromPath(c.ns())
 	if err != nil {
@@ -84,7 +84,7 @@ func (c container) handle(t *testing.T) *netlink.Handle {
 	return h
 }
 
-func newContainer(t *testing.T) container {
+func newContainer(t testing.TB) container {
 	t.Helper()
 	cmd := exec.Command("unshare", "--net", "sleep", "600")
 	// No Pdeathsig: it fires when the forking thread exits, and inNS ends
@@ -94,11 +94,13 @@ func newContainer(t *testing.T) container {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	c := container{pid: cmd.Process.Pid}
-	// unshare execs sleep once the namespace is made.
+	// unshare execs sleep once the namespace is made. (Comparing with
+	// /proc/self/ns/net would not do: that is the main thread's, which a
+	// goroutine that ended locked in a test host's namespace can leave
+	// there, since the runtime parks the main thread rather than end it.)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		self, _ := os.Readlink("/proc/self/ns/net")
-		if got, _ := os.Readlink(c.ns()); got != "" && got != self {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c.pid)); string(comm) == "sleep\n" {
 			return c
 		}
 		if time.Now().After(deadline) {
@@ -109,7 +111,7 @@ func newContainer(t *testing.T) container {
 }
 
 // inNS runs fn on a thread in the namespace at path.
-func inNS(t *testing.T, path string, fn func() error) error {
+func inNS(t testing.TB, path string, fn func() error) error {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
@@ -130,7 +132,7 @@ func inNS(t *testing.T, path string, fn func() error) error {
 }
 
 // serve answers each connection to addr, in c, with word.
-func serve(t *testing.T, c container, addr, word string) {
+func serve(t testing.TB, c container, addr, word string) {
 	t.Helper()
 	var ln net.Listener
 	if err := inNS(t, c.ns(), func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
@@ -150,7 +152,7 @@ func serve(t *testing.T, c container, addr, word string) {
 }
 
 // fetch connects from c to addr and returns what it says.
-func fetch(t *testing.T, c container, addr string, timeout time.Duration) (string, error) {
+func fetch(t testing.TB, c container, addr string, timeout time.Duration) (string, error) {
 	t.Helper()
 	var got []byte
 	err := inNS(t, c.ns(), func() error {
@@ -165,7 +167,7 @@ func fetch(t *testing.T, c container, addr string, timeout time.Duration) (strin
 	return string(got), err
 }
 
-func mustDo(t *testing.T, err error) {
+func mustDo(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

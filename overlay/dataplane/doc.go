@@ -14,6 +14,12 @@
 // there is no layer-3 path between two networks on a node: containers on
 // different networks cannot reach each other.
 //
-// Every link the package makes is named with Config.Prefix; Sweep removes
-// them all, for a restarted agent or a test that crashed.
+// It also balances services' virtual IPs, in an nftables table in each
+// client container (vip.go), and publishes ports, ingress (the routing
+// mesh) and host mode, in the node's one nftables table beside the
+// masquerade and isolation rules (publish.go, gateway.go).
+//
+// Every link and the table the package makes are named with
+// Config.Prefix; Sweep removes what no running container uses, and makes
+// the table anew, for a restarted agent or a test that crashed.
 package dataplane

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netns"
 )
@@ -19,49 +20,96 @@ import (
 // route everything else through it, and the node masquerades what leaves
 // a network, as Docker's docker_gwbridge does. Routing between two
 // networks through the node is dropped, so networks stay isolated. The
-// rules live in one nftables table named by the prefix, rebuilt whole (in
-// one atomic batch) whenever the set of networks changes.
+// rules live in one nftables table named by the prefix, with those that
+// publish ports (publish.go), rebuilt whole (in one atomic batch) whenever
+// the networks or the published ports change.
 
-// ruleSet rebuilds the table for the networks built now; with none, it
-// removes the table.
-func (p *Plane) ruleSet() error {
+// ruleSet rewrites the table for the networks built and the ports
+// published now, in one batch; with neither, it removes the table. The
+// table and its chains are kept and emptied rather than made anew
+// (deleting a base chain waits for an RCU grace period); fresh deletes
+// the table first, dropping whatever else an earlier agent left in it.
+func (p *Plane) ruleSet(fresh bool) error {
 	nets := make([]Network, 0, len(p.nets))
 	for _, n := range p.nets {
 		nets = append(nets, n.Network)
 	}
 	slices.SortFunc(nets, func(a, b Network) int { return int(a.VNI) - int(b.VNI) })
-	c, err := p.nft()
+	c, err := p.hostConn()
 	if err != nil {
 		return err
 	}
-	defer c.CloseLasting()
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
-	c.AddTable(t) // so that the delete below finds one
-	c.DelTable(t)
-	if len(nets) > 0 {
-		c.AddTable(t)
-		accept := nftables.ChainPolicyAccept
-		fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
-			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
-		nat := c.AddChain(&nftables.Chain{Name: "masquerade", Table: t, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
-		for _, n := range nets {
-			for _, m := range nets {
-				if m.ID != n.ID {
-					c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(
-						match(12, n.Subnet, expr.CmpOpEq), match(16, m.Subnet, expr.CmpOpEq),
-						[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
-				}
-			}
-			c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
-				match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpNeq),
-				[]expr.Any{&expr.Masq{}})})
+	empty := len(nets) == 0 && len(p.pubs) == 0
+	if fresh || empty {
+		c.AddTable(t) // so that the delete below finds one
+		c.DelTable(t)
+	}
+	if !empty {
+		addNetworkRules(c, t, nets)
+		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh)); err != nil {
+			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 		}
 	}
 	if err := c.Flush(); err != nil {
+		p.host.CloseLasting() // start the next batch on a new socket
+		p.host = nil
 		return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 	}
 	return nil
+}
+
+// hostConn is the socket kept open in the Plane's namespace (p.mu held).
+func (p *Plane) hostConn() (*nftables.Conn, error) {
+	if p.host == nil {
+		c, err := p.nft()
+		if err != nil {
+			return nil, err
+		}
+		p.host = c
+	}
+	return p.host, nil
+}
+
+// addNetworkRules adds the table, made if missing, and the networks'
+// chains, emptied and filled: isolation between networks, masquerade of
+// what leaves a network, and of a published port's connection from a
+// container to a task of its own network (hairpin): without it the task
+// would answer the container straight over the bridge, from its own
+// address, which the container does not expect.
+func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network) {
+	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	nat := c.AddChain(&nftables.Chain{Name: "masquerade", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	c.FlushChain(fwd)
+	c.FlushChain(nat)
+	masq := []expr.Any{&expr.Masq{}}
+	for _, n := range nets {
+		for _, m := range nets {
+			if m.ID != n.ID {
+				c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(
+					match(12, n.Subnet, expr.CmpOpEq), match(16, m.Subnet, expr.CmpOpEq),
+					[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+			}
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
+			match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpNeq), masq)})
+		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
+			dnatted(), match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpEq), masq)})
+	}
+}
+
+// dnatted matches connections whose destination was translated.
+func dnatted() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(0x20), Xor: binaryutil.NativeEndian.PutUint32(0)}, // IPS_DST_NAT
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
 }
 
 // match compares the IPv4 address at offset (12 source, 16 destination)
@@ -85,19 +133,6 @@ func (p *Plane) nft() (*nftables.Conn, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	return c, nil
-}
-
-// deleteTable removes the Plane's nftables table, if there is one.
-func (p *Plane) deleteTable() error {
-	c, err := p.nft()
-	if err != nil {
-		return err
-	}
-	defer c.CloseLasting()
-	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
-	c.AddTable(t)
-	c.DelTable(t)
-	return c.Flush()
 }
 
 // enableForwarding turns on IPv4 forwarding in the Plane's namespace: the

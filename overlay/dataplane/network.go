@@ -49,7 +49,7 @@ func (p *Plane) SetNetwork(n Network) error {
 		return fmt.Errorf("dataplane: network %s (VNI %d): %w", n.ID, n.VNI, err)
 	}
 	p.nets[n.ID] = &network{Network: n, bridge: br, vxlan: vx, peers: map[netip.Addr]Peer{}}
-	if err := p.ruleSet(); err != nil {
+	if err := p.ruleSet(false); err != nil {
 		return fmt.Errorf("dataplane: network %s: %w", n.ID, err)
 	}
 	p.log.Debug("network built", "network", n.ID, "vni", n.VNI, "bridge", br.Attrs().Name, "vxlan", vx.Attrs().Name)
@@ -146,7 +146,7 @@ func (p *Plane) RemoveNetwork(id string) error {
 	if err := p.deleteLinks(n.VNI); err != nil {
 		return fmt.Errorf("dataplane: remove network %s: %w", id, err)
 	}
-	if err := p.ruleSet(); err != nil {
+	if err := p.ruleSet(false); err != nil {
 		return fmt.Errorf("dataplane: remove network %s: %w", id, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -54,6 +55,11 @@ type Plane struct {
 
 	mu   sync.Mutex
 	nets map[string]*network // by network ID
+	pubs []Published         // by service ID
+	host *nftables.Conn      // kept open (closing costs ~10 ms); made on first use
+
+	vmu sync.Mutex
+	vns map[string]*nsConn // sockets in containers' namespaces, by path
 }
 
 // network is a network built on this node.
@@ -78,7 +84,7 @@ func New(cfg Config) (*Plane, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	p := &Plane{h: &netlink.Handle{}, underlay: cfg.Underlay, prefix: cfg.Prefix, log: cfg.Log, nets: map[string]*network{}}
+	p := &Plane{h: &netlink.Handle{}, underlay: cfg.Underlay, prefix: cfg.Prefix, log: cfg.Log, nets: map[string]*network{}, vns: map[string]*nsConn{}}
 	if cfg.NetNSPath != "" {
 		ns, err := netns.GetFromPath(cfg.NetNSPath)
 		if err != nil {
@@ -102,6 +108,17 @@ func New(cfg Config) (*Plane, error) {
 // Close releases the Plane's sockets; what it built stays.
 func (p *Plane) Close() {
 	p.h.Close()
+	p.mu.Lock()
+	if p.host != nil {
+		p.host.CloseLasting()
+		p.host = nil
+	}
+	p.mu.Unlock()
+	p.vmu.Lock()
+	for path := range p.vns {
+		p.releaseLocked(path)
+	}
+	p.vmu.Unlock()
 	if p.ns != nil {
 		p.ns.Close()
 	}
@@ -128,7 +145,8 @@ func linkWithAddr(h *netlink.Handle, addr netip.Addr) (netlink.Link, error) {
 // networks and endpoints to keep (a restarted agent keeps what its
 // running containers use): what a previous run of the agent, or a crashed
 // test, left behind. Deleting a veth's node end removes its container end.
-// Networks built by this Plane but not kept are forgotten.
+// Networks built by this Plane but not kept are forgotten, and the
+// nftables table is made anew, whatever an earlier agent left in it.
 func (p *Plane) Sweep(nets []Network, eps []Endpoint) error {
 	keep := map[string]bool{}
 	keepNet := map[string]bool{}
@@ -156,7 +174,7 @@ func (p *Plane) Sweep(nets []Network, eps []Endpoint) error {
 			delete(p.nets, id)
 		}
 	}
-	if err := p.ruleSet(); err != nil {
+	if err := p.ruleSet(true); err != nil {
 		errs = append(errs, err)
 	}
 	p.mu.Unlock()

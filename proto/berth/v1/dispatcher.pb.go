@@ -764,6 +764,8 @@ type ServiceEndpoint struct {
 	Ports []*PortConfig `protobuf:"bytes,7,rep,name=ports,proto3" json:"ports,omitempty"`
 	// tasks are the service's tasks on this network, from the moment they
 	// have an address until their container ends (ordered by task ID).
+	// Every node gets the services publishing ingress ports, on whatever
+	// networks: it answers on those ports even without tasks on them.
 	Tasks         []*EndpointTask `protobuf:"bytes,8,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -867,7 +869,11 @@ type EndpointTask struct {
 	NodeId  string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// ready: running, and healthy if the task has a health check. Only ready
 	// tasks get traffic or DNS answers.
-	Ready         bool `protobuf:"varint,5,opt,name=ready,proto3" json:"ready,omitempty"`
+	Ready bool `protobuf:"varint,5,opt,name=ready,proto3" json:"ready,omitempty"`
+	// node_addr is the IP of the task's node (NodeDescription.addr's host):
+	// a node running no task of a service forwards connections to its
+	// published ports there (the routing mesh).
+	NodeAddr      string `protobuf:"bytes,210,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -935,6 +941,13 @@ func (x *EndpointTask) GetReady() bool {
 		return x.Ready
 	}
 	return false
+}
+
+func (x *EndpointTask) GetNodeAddr() string {
+	if x != nil {
+		return x.NodeAddr
+	}
+	return ""
 }
 
 // SecretData is a secret's content sent to the node that needs it.
@@ -1397,13 +1410,14 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\x04mode\x18\x05 \x01(\x0e2\x1b.berth.v1.EndpointSpec.ModeR\x04mode\x12\x18\n" +
 	"\aaliases\x18\x06 \x03(\tR\aaliases\x12*\n" +
 	"\x05ports\x18\a \x03(\v2\x14.berth.v1.PortConfigR\x05ports\x12,\n" +
-	"\x05tasks\x18\b \x03(\v2\x16.berth.v1.EndpointTaskR\x05tasks\"\x84\x01\n" +
+	"\x05tasks\x18\b \x03(\v2\x16.berth.v1.EndpointTaskR\x05tasks\"\xa2\x01\n" +
 	"\fEndpointTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x17\n" +
 	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x14\n" +
-	"\x05ready\x18\x05 \x01(\bR\x05ready\"=\n" +
+	"\x05ready\x18\x05 \x01(\bR\x05ready\x12\x1c\n" +
+	"\tnode_addr\x18\xd2\x01 \x01(\tR\bnodeAddr\"=\n" +
 	"\n" +
 	"SecretData\x12\x1b\n" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12\x12\n" +
