@@ -1,0 +1,118 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// Options say which Compose files to read and with which environment.
+type Options struct {
+	// Files are the Compose files, in order: each later file is merged
+	// over the earlier ones, as `docker stack deploy -c A -c B` does.
+	Files []string
+	// Env is the environment variables are taken from (KEY=VALUE, e.g.
+	// os.Environ()); a `.env` file beside the first file adds to it.
+	Env []string
+	// Profiles enables services listed under those profiles; services
+	// with a profile not enabled are left out.
+	Profiles []string
+}
+
+// Project is a set of Compose files read, merged and interpolated, with the
+// warnings about keys berth does not support.
+type Project struct {
+	// Name is the stack's name: the prefix of every object it creates.
+	Name    string
+	compose *types.Project
+	loc     *locator
+	// Warnings name each key of the files that berth does not use.
+	Warnings []Warning
+}
+
+// Warning is a key of a Compose file that berth ignores.
+type Warning struct {
+	// Where is the key's place in its file, "compose.yaml:12", when found.
+	Where string
+	// Msg says what is ignored, e.g. `service "web": ignoring unsupported option: build`.
+	Msg string
+}
+
+func (w Warning) String() string {
+	if w.Where == "" {
+		return w.Msg
+	}
+	return w.Where + ": " + w.Msg
+}
+
+// Load reads the files of o into a project for the stack name.
+func Load(ctx context.Context, name string, o Options) (*Project, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if len(o.Files) == 0 {
+		return nil, errors.New("no Compose file: give one with -c FILE")
+	}
+	loc, err := newLocator(o.Files)
+	if err != nil {
+		return nil, err
+	}
+	var found []loader.UnsupportedAttribute
+	report := func(u []loader.UnsupportedAttribute) { found = u }
+	opts, err := cli.NewProjectOptions(o.Files,
+		cli.WithName(name),
+		cli.WithWorkingDirectory(filepath.Dir(o.Files[0])),
+		cli.WithEnv(o.Env),
+		cli.WithEnvFiles(),
+		cli.WithDotEnv,
+		cli.WithProfiles(o.Profiles),
+		cli.WithLoadOptions(loader.WithSupportedAttributes(supported(), report)),
+	)
+	if err != nil {
+		return nil, loc.explain(err)
+	}
+	cp, err := opts.LoadProject(ctx)
+	if err != nil {
+		return nil, loc.explain(err)
+	}
+	p := &Project{Name: name, compose: cp, loc: loc}
+	for _, u := range found {
+		if _, disabled := cp.DisabledServices[serviceOf(u.Path.String())]; disabled {
+			continue
+		}
+		p.Warnings = append(p.Warnings, loc.warning(u.Path.String()))
+	}
+	return p, nil
+}
+
+// serviceOf is the service a key path is under, or "".
+func serviceOf(path string) string {
+	parts := strings.SplitN(path, ".", 3)
+	if len(parts) >= 2 && parts[0] == "services" {
+		return parts[1]
+	}
+	return ""
+}
+
+// YAML is the project as berth reads it: merged, interpolated, with paths
+// made absolute and defaults filled in (`berth stack config`).
+func (p *Project) YAML() ([]byte, error) {
+	return p.compose.MarshalYAML()
+}
+
+var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// checkName refuses a stack name that could not prefix object names.
+func checkName(name string) error {
+	if !stackName.MatchString(name) || len(name) > 40 {
+		return fmt.Errorf("stack name %q is not valid: use 1-40 lowercase letters, digits, '-' or '_', starting with a letter or digit", name)
+	}
+	return nil
+}
