@@ -54,6 +54,7 @@ test: deps check build
 	$(GO) test -run '^$$' -fuzz '^FuzzControl$$' -fuzztime $(FUZZTIME) ./manager/controlapi
 	$(GO) test -run '^$$' -fuzz '^FuzzSpecs$$' -fuzztime 10s ./manager/validate
 	$(GO) test -run '^$$' -fuzz '^FuzzDNSQuery$$' -fuzztime 10s ./discovery/dns
+	$(GO) test -run '^$$' -fuzz '^FuzzStack$$' -fuzztime 10s ./deploy/stack
 
 # test-cgroup2 runs the cgroups, runtime, image and agent tests and a
 # `berth-manager --dev` cluster in a qemu VM whose cgroup filesystem is v2

@@ -78,7 +78,7 @@ func Load(ctx context.Context, name string, o Options) (*Project, error) {
 	if err != nil {
 		return nil, loc.explain(err)
 	}
-	cp, err := opts.LoadProject(ctx)
+	cp, err := loadProject(ctx, opts)
 	if err != nil {
 		return nil, loc.explain(err)
 	}
@@ -90,6 +90,18 @@ func Load(ctx context.Context, name string, o Options) (*Project, error) {
 		p.Warnings = append(p.Warnings, loc.warning(u.Path.String()))
 	}
 	return p, nil
+}
+
+// loadProject runs compose-go's loader, which panics on some malformed
+// files (a null where it expects a string, found by FuzzStack): that is an
+// invalid file, not a crash of berth.
+func loadProject(ctx context.Context, opts *cli.ProjectOptions) (p *types.Project, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("the Compose file is not valid (compose-go failed reading it: %v); look for a key with an empty value", r)
+		}
+	}()
+	return opts.LoadProject(ctx)
 }
 
 // serviceOf is the service a key path is under, or "".

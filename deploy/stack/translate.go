@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -170,7 +171,7 @@ func (p *Project) secretData(key string, sec types.SecretConfig) ([]byte, error)
 	var data []byte
 	switch {
 	case sec.File != "":
-		b, err := os.ReadFile(sec.File)
+		b, err := readBounded(sec.File, maxSecretSize)
 		if err != nil {
 			return nil, p.loc.errorf(at+".file", "cannot read the secret: %v", err)
 		}
@@ -187,7 +188,24 @@ func (p *Project) secretData(key string, sec types.SecretConfig) ([]byte, error)
 	if len(data) == 0 {
 		return nil, p.loc.errorf(at, "the secret is empty; berth keeps no empty secrets")
 	}
+	if len(data) > maxSecretSize {
+		return nil, p.loc.errorf(at, "the secret is larger than 500 KiB; keep secrets under 500 KiB")
+	}
 	return data, nil
+}
+
+// maxSecretSize is the largest secret managers accept (Docker's 500 KiB).
+const maxSecretSize = 500 << 10
+
+// readBounded reads at most limit+1 bytes of a file: enough to tell it is
+// too large without reading all of it (a secret file: /dev/zero ends).
+func readBounded(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit+1))
 }
 
 func (p *Project) unusedVolumes(s *Stack, used map[string]bool) {
