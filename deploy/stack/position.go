@@ -244,6 +244,7 @@ var (
 	schemaErr = regexp.MustCompile(`^validating (.+?): (\S+) (.*)$`)
 	yamlLine  = regexp.MustCompile(`^failed to parse (.+?): (?:yaml: )?(?:line (\d+): )?(.*)$`)
 	extraKey  = regexp.MustCompile(`additional properties? '([^']+)'`)
+	bareErr   = regexp.MustCompile(`^((?:services|networks|volumes|secrets|configs)\.[^\s:]+):? (.*)$`)
 	interpErr = regexp.MustCompile(`^error while interpolating (\S+): (.*)$`)
 	decodeErr = regexp.MustCompile(`'([^']+)' (.*)`)
 	undefErr  = regexp.MustCompile(`^service "([^"]+)" refers to undefined (network|secret|config|volume) (.*?)(: invalid compose project)?$`)
@@ -260,6 +261,11 @@ func (l *locator) explain(err error) error {
 		}
 		e := l.at(path, m[1])
 		e.Msg = m[3]
+		return e
+	}
+	if m := bareErr.FindStringSubmatch(msg); m != nil {
+		e := l.at(m[1], "")
+		e.Msg = m[2]
 		return e
 	}
 	if m := interpErr.FindStringSubmatch(msg); m != nil {

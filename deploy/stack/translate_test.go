@@ -282,6 +282,7 @@ func TestMalformedFilesFailWithPositions(t *testing.T) {
 		"bad/undefnet.yaml":    `testdata/bad/undefnet.yaml:4:5: services.web.networks: network "nowhere" is not declared`,
 		"bad/undefsecret.yaml": `testdata/bad/undefsecret.yaml:4:5: services.web.secrets: secret "nope" is not declared`,
 		"bad/secretfile.yaml":  "testdata/bad/secretfile.yaml:7:5: secrets.key.file: cannot read the secret",
+		"bad/negative.yaml":    "testdata/bad/negative.yaml:5:7: services.web.deploy.replicas: must be greater than or equal to 0",
 		"bad/flowseq.yaml":     "testdata/bad/flowseq.yaml:6:1: did not find expected ',' or ']'",
 		"bad/tab.yaml":         "testdata/bad/tab.yaml:4:1: found a tab character",
 		"configs/compose.yaml": "testdata/configs/compose.yaml:7:1: configs: configs are not supported by berth yet",

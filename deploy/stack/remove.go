@@ -1,0 +1,150 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	pb "berth/proto/berth/v1"
+)
+
+// Remove deletes what stack name created: its services, then, once their
+// tasks are gone, its networks and secrets. External objects carry no
+// stack label and are never touched. It returns false when the cluster
+// has nothing of the stack. Waiting for tasks polls every poll until ctx
+// ends; then the networks and secrets are kept and the error names the
+// tasks still there.
+func Remove(ctx context.Context, api API, name string, poll time.Duration, report func(string)) (bool, error) {
+	cur, err := current(ctx, api, name)
+	if err != nil {
+		return false, err
+	}
+	if len(cur.services)+len(cur.networks)+len(cur.secrets) == 0 {
+		return false, nil
+	}
+	var errs []error
+	var ids []string
+	for _, n := range sortedKeys(cur.services) {
+		svc := cur.services[n]
+		if _, err := api.RemoveService(ctx, &pb.RemoveServiceRequest{ServiceId: svc.GetId()}); err != nil {
+			errs = append(errs, fmt.Errorf("remove service %s: %w", n, err))
+			continue
+		}
+		ids = append(ids, svc.GetId())
+		report("Removed service " + n)
+	}
+	if err := waitTasksGone(ctx, api, ids, poll); err != nil {
+		return true, errors.Join(append(errs, err)...)
+	}
+	for _, n := range sortedKeys(cur.networks) {
+		if _, err := api.RemoveNetwork(ctx, &pb.RemoveNetworkRequest{NetworkId: cur.networks[n].GetId()}); err != nil {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", n, err))
+			continue
+		}
+		report("Removed network " + n)
+	}
+	for _, n := range sortedKeys(cur.secrets) {
+		if _, err := api.RemoveSecret(ctx, &pb.RemoveSecretRequest{SecretId: cur.secrets[n].GetId()}); err != nil {
+			errs = append(errs, fmt.Errorf("remove secret %s: %w", n, err))
+			continue
+		}
+		report("Removed secret " + n)
+	}
+	return true, errors.Join(errs...)
+}
+
+// waitTasksGone returns once the services have no tasks left.
+func waitTasksGone(ctx context.Context, api API, services []string, poll time.Duration) error {
+	if len(services) == 0 {
+		return nil
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		resp, err := api.ListTasks(ctx, &pb.ListTasksRequest{ServiceIds: services})
+		if err == nil && len(resp.GetTasks()) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s; networks and secrets kept: run `berth stack rm` again once the tasks are gone", stillThere(resp, err))
+		case <-tick.C:
+		}
+	}
+}
+
+func stillThere(resp *pb.ListTasksResponse, err error) string {
+	if err != nil {
+		return fmt.Sprintf("list the stack's tasks: %v", err)
+	}
+	var where []string
+	for _, t := range resp.GetTasks() {
+		where = append(where, fmt.Sprintf("%s (%s on node %s)", t.GetId(), strings.ToLower(strings.TrimPrefix(t.GetStatus().GetState().String(), "TASK_STATE_")), t.GetNodeId()))
+	}
+	sort.Strings(where)
+	return fmt.Sprintf("%d task(s) not gone yet: %s", len(where), strings.Join(where, ", "))
+}
+
+// Summary is one stack in the cluster.
+type Summary struct {
+	Name     string `json:"name"`
+	Services int    `json:"services"`
+	Networks int    `json:"networks"`
+	Secrets  int    `json:"secrets"`
+}
+
+// List returns the stacks of the cluster, by name: every name found in a
+// namespace label of a service, network or secret.
+func List(ctx context.Context, api API) ([]Summary, error) {
+	inAny := &pb.ListFilters{Labels: map[string]string{Namespace: ""}}
+	by := map[string]*Summary{}
+	get := func(a *pb.Annotations) *Summary {
+		n := a.GetLabels()[Namespace]
+		if by[n] == nil {
+			by[n] = &Summary{Name: n}
+		}
+		return by[n]
+	}
+	svcs, err := api.ListServices(ctx, &pb.ListServicesRequest{Filters: inAny})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range svcs.GetServices() {
+		get(s.GetSpec().GetAnnotations()).Services++
+	}
+	nets, err := api.ListNetworks(ctx, &pb.ListNetworksRequest{Filters: inAny})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets.GetNetworks() {
+		get(n.GetSpec().GetAnnotations()).Networks++
+	}
+	secs, err := api.ListSecrets(ctx, &pb.ListSecretsRequest{Filters: inAny})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range secs.GetSecrets() {
+		get(s.GetSpec().GetAnnotations()).Secrets++
+	}
+	out := make([]Summary, 0, len(by))
+	for _, n := range sortedKeys(by) {
+		out = append(out, *by[n])
+	}
+	return out, nil
+}
+
+// Services lists the services of stack name.
+func Services(ctx context.Context, api API, name string) ([]*pb.Service, error) {
+	resp, err := api.ListServices(ctx, &pb.ListServicesRequest{Filters: byNamespace(name)})
+	if err != nil {
+		return nil, err
+	}
+	svcs := resp.GetServices()
+	sort.Slice(svcs, func(i, j int) bool {
+		return svcs[i].GetSpec().GetAnnotations().GetName() < svcs[j].GetSpec().GetAnnotations().GetName()
+	})
+	return svcs, nil
+}
