@@ -149,6 +149,20 @@ func TestStackCommands(t *testing.T) {
 		t.Fatalf("re-deploy changed services: %v, was %v", after, before)
 	}
 
+	// A service scaled by hand keeps its scale when its file gives no
+	// replicas: db is left alone.
+	if out, err := run("service", "scale", "--detach", "shop_db=3"); err != nil {
+		t.Fatalf("scale: %v\n%s", err, out)
+	}
+	before = versions(stackServicesJSON(t, run, "shop"))
+	out, err = run("stack", "deploy", "-c", file, "--detach", "shop")
+	if err != nil || !strings.Contains(out, "Unchanged service shop_db") {
+		t.Fatalf("re-deploy after scale: %v\n%s", err, out)
+	}
+	if svcs := stackServicesJSON(t, run, "shop"); svcs["shop_db"].GetSpec().GetReplicas() != 3 {
+		t.Errorf("db has %d replicas after the re-deploy, want 3 as scaled", svcs["shop_db"].GetSpec().GetReplicas())
+	}
+
 	// A new API image (from the environment) updates the API alone.
 	t.Setenv("API_IMAGE", "busybox:1.37")
 	out, err = run("stack", "deploy", "-c", file, "--detach", "shop")
@@ -188,6 +202,15 @@ func TestStackCommands(t *testing.T) {
 	}
 	if out, err := run("stack", "ps", "shop"); err != nil || !strings.Contains(out, "shop_api.1") || !strings.Contains(out, "shop_db.1") {
 		t.Errorf("stack ps: %v\n%s", err, out)
+	}
+	if out, err := run("stack", "ls"); err != nil || !strings.Contains(out, "NAME") || !strings.Contains(out, "shop ") {
+		t.Errorf("stack ls: %v\n%s", err, out)
+	}
+	if out, err := run("stack", "services", "shop"); err != nil || !strings.Contains(out, "shop_web") || !strings.Contains(out, "busybox:1.37") {
+		t.Errorf("stack services: %v\n%s", err, out)
+	}
+	if _, err := run("stack", "ps", "nosuch"); err == nil || !strings.Contains(err.Error(), "nothing found in stack nosuch") {
+		t.Errorf("ps of a stack that does not exist: %v", err)
 	}
 	out, err = run("stack", "config", "-c", file, "shop")
 	if err != nil || !strings.Contains(out, "image: busybox:1.37") || !strings.Contains(out, "name: shop_front") {
