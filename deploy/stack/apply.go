@@ -228,6 +228,8 @@ func planObjects(api API, s *Stack, cur *objects, report func(string)) []step {
 	for _, sec := range s.Secrets {
 		name := sec.GetAnnotations().GetName()
 		if cur.secrets[name] != nil {
+			// Managers hold no digest of a secret to compare with.
+			report("Kept secret " + name + " as it is (to change a secret, give it a new name)")
 			continue
 		}
 		steps = append(steps, step{"create secret " + name, func(ctx context.Context) error {
