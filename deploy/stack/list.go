@@ -1,0 +1,69 @@
+package stack
+
+import (
+	"context"
+	"sort"
+
+	pb "berth/proto/berth/v1"
+)
+
+// Summary is one stack in the cluster.
+type Summary struct {
+	Name     string `json:"name"`
+	Services int    `json:"services"`
+	Networks int    `json:"networks"`
+	Secrets  int    `json:"secrets"`
+}
+
+// List returns the stacks of the cluster, by name: every name found in a
+// namespace label of a service, network or secret.
+func List(ctx context.Context, api API) ([]Summary, error) {
+	inAny := &pb.ListFilters{Labels: map[string]string{Namespace: ""}}
+	by := map[string]*Summary{}
+	get := func(a *pb.Annotations) *Summary {
+		n := a.GetLabels()[Namespace]
+		if by[n] == nil {
+			by[n] = &Summary{Name: n}
+		}
+		return by[n]
+	}
+	svcs, err := api.ListServices(ctx, &pb.ListServicesRequest{Filters: inAny})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range svcs.GetServices() {
+		get(s.GetSpec().GetAnnotations()).Services++
+	}
+	nets, err := api.ListNetworks(ctx, &pb.ListNetworksRequest{Filters: inAny})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets.GetNetworks() {
+		get(n.GetSpec().GetAnnotations()).Networks++
+	}
+	secs, err := api.ListSecrets(ctx, &pb.ListSecretsRequest{Filters: inAny})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range secs.GetSecrets() {
+		get(s.GetSpec().GetAnnotations()).Secrets++
+	}
+	out := make([]Summary, 0, len(by))
+	for _, n := range sortedKeys(by) {
+		out = append(out, *by[n])
+	}
+	return out, nil
+}
+
+// Services lists the services of stack name.
+func Services(ctx context.Context, api API, name string) ([]*pb.Service, error) {
+	resp, err := api.ListServices(ctx, &pb.ListServicesRequest{Filters: byNamespace(name)})
+	if err != nil {
+		return nil, err
+	}
+	svcs := resp.GetServices()
+	sort.Slice(svcs, func(i, j int) bool {
+		return svcs[i].GetSpec().GetAnnotations().GetName() < svcs[j].GetSpec().GetAnnotations().GetName()
+	})
+	return svcs, nil
+}
