@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -77,7 +79,7 @@ func (c *svcCtx) resourceSet(key string, r *types.Resource) (*pb.ResourceSet, er
 	if r == nil {
 		return nil, nil
 	}
-	s := &pb.ResourceSet{NanoCpus: int64(float64(r.NanoCPUs.Value()) * 1e9), MemoryBytes: int64(r.MemoryBytes), Pids: r.Pids}
+	s := &pb.ResourceSet{NanoCpus: nanoCPUs(r.NanoCPUs.Value()), MemoryBytes: int64(r.MemoryBytes), Pids: r.Pids}
 	switch {
 	case s.NanoCpus < 0:
 		return nil, c.errorf(key+".cpus", "negative; use a number of CPUs such as 0.5")
@@ -87,6 +89,14 @@ func (c *svcCtx) resourceSet(key string, r *types.Resource) (*pb.ResourceSet, er
 		return nil, c.errorf(key+".pids", "negative; use a number of processes such as 100")
 	}
 	return s, nil
+}
+
+// nanoCPUs converts compose-go's float32 CPU count without its binary
+// error: float32(0.1) is 0.10000000149, which would be 100000001 nano
+// CPUs; its shortest decimal form is "0.1", which is 1e8.
+func nanoCPUs(v float32) int64 {
+	f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(v), 'g', -1, 32), 64)
+	return int64(math.Round(f * 1e9))
 }
 
 func (c *svcCtx) restart(r *types.RestartPolicy) (*pb.RestartPolicy, error) {

@@ -304,3 +304,12 @@ func TestStackName(t *testing.T) {
 		}
 	}
 }
+
+// TestNanoCPUs: CPU counts come out exact, as Docker parses them.
+func TestNanoCPUs(t *testing.T) {
+	for in, want := range map[float32]int64{0.1: 1e8, 0.5: 5e8, 1.5: 1.5e9, 0.001: 1e6, 3: 3e9, 0.3: 3e8} {
+		if got := nanoCPUs(in); got != want {
+			t.Errorf("%g CPUs: %d nano CPUs, want %d", in, got, want)
+		}
+	}
+}
