@@ -10,6 +10,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -66,6 +67,7 @@ func Load(ctx context.Context, name string, o Options) (*Project, error) {
 	}
 	var found []loader.UnsupportedAttribute
 	report := func(u []loader.UnsupportedAttribute) { found = u }
+	unset := map[string]bool{}
 	opts, err := cli.NewProjectOptions(o.Files,
 		cli.WithName(name),
 		cli.WithWorkingDirectory(filepath.Dir(o.Files[0])),
@@ -73,7 +75,7 @@ func Load(ctx context.Context, name string, o Options) (*Project, error) {
 		cli.WithEnvFiles(),
 		cli.WithDotEnv,
 		cli.WithProfiles(o.Profiles),
-		cli.WithLoadOptions(loader.WithSupportedAttributes(supported(), report)),
+		cli.WithLoadOptions(loader.WithSupportedAttributes(supported(), report), recordUnset(unset)),
 	)
 	if err != nil {
 		return nil, loc.explain(err)
@@ -83,6 +85,9 @@ func Load(ctx context.Context, name string, o Options) (*Project, error) {
 		return nil, loc.explain(err)
 	}
 	p := &Project{Name: name, compose: cp, loc: loc}
+	for _, v := range sortedKeys(unset) {
+		p.Warnings = append(p.Warnings, Warning{Msg: fmt.Sprintf("variable %s is not set: an empty string is used", v)})
+	}
 	for _, u := range found {
 		if _, disabled := cp.DisabledServices[serviceOf(u.Path.String())]; disabled {
 			continue
@@ -102,6 +107,34 @@ func loadProject(ctx context.Context, opts *cli.ProjectOptions) (p *types.Projec
 		}
 	}()
 	return opts.LoadProject(ctx)
+}
+
+// recordUnset makes interpolation note each variable that is neither set
+// nor given a default, instead of compose-go logging it on its own.
+func recordUnset(unset map[string]bool) func(*loader.Options) {
+	replace := func(sub string, m template.Mapping, cfg *template.Config) (string, error) {
+		var missing string
+		look := func(k string) (string, bool) {
+			v, ok := m(k)
+			if !ok {
+				missing = k
+			}
+			return v, ok
+		}
+		v, applied, err := template.DefaultReplacementAppliedFunc(sub, look, cfg)
+		if err == nil && !applied && missing != "" {
+			unset[missing] = true
+		}
+		return v, err
+	}
+	return func(o *loader.Options) {
+		if o.Interpolate == nil {
+			return
+		}
+		o.Interpolate.Substitute = func(s string, m template.Mapping) (string, error) {
+			return template.SubstituteWithOptions(s, m, template.WithoutLogging, template.WithReplacementFunction(replace))
+		}
+	}
 }
 
 // serviceOf is the service a key path is under, or "".

@@ -313,3 +313,22 @@ func TestNanoCPUs(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsetVariablesWarn: a variable neither set nor defaulted is named in
+// a warning (and so refused by --strict); defaults and $$ are not.
+func TestUnsetVariablesWarn(t *testing.T) {
+	o := files("vars/compose.yaml")
+	o.Env = []string{"SET_B=b"}
+	s := read(t, o)
+	var got []string
+	for _, w := range s.Warnings {
+		got = append(got, w.String())
+	}
+	want := []string{"variable TAG is not set: an empty string is used", "variable UNSET_A is not set: an empty string is used"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("warnings (-want +got):\n%s", d)
+	}
+	if env := strings.Join(s.Services[0].GetTask().GetContainer().GetEnv(), ","); env != "A=,B=d,C=$ESCAPED,D=b" {
+		t.Errorf("env: %s", env)
+	}
+}
