@@ -111,8 +111,16 @@ func loadProject(ctx context.Context, opts *cli.ProjectOptions) (p *types.Projec
 
 // recordUnset makes interpolation note each variable that is neither set
 // nor given a default, instead of compose-go logging it on its own.
+// compose-go's replacement handles "${A:-x}/${B}" as one match and
+// substitutes what follows the first expression with logging on; the
+// match is split here so that every expression comes through replace.
 func recordUnset(unset map[string]bool) func(*loader.Options) {
-	replace := func(sub string, m template.Mapping, cfg *template.Config) (string, error) {
+	var replace template.ReplacementFunc
+	replace = func(sub string, m template.Mapping, cfg *template.Config) (string, error) {
+		head, rest := sub, ""
+		if i := closingBrace(sub); i >= 0 {
+			head, rest = sub[:i+1], sub[i+1:]
+		}
 		var missing string
 		look := func(k string) (string, bool) {
 			v, ok := m(k)
@@ -121,11 +129,18 @@ func recordUnset(unset map[string]bool) func(*loader.Options) {
 			}
 			return v, ok
 		}
-		v, applied, err := template.DefaultReplacementAppliedFunc(sub, look, cfg)
-		if err == nil && !applied && missing != "" {
+		v, applied, err := template.DefaultReplacementAppliedFunc(head, look, cfg)
+		if err != nil {
+			return v, err
+		}
+		if !applied && missing != "" {
 			unset[missing] = true
 		}
-		return v, err
+		if rest == "" {
+			return v, nil
+		}
+		r, err := template.SubstituteWithOptions(rest, m, template.WithoutLogging, template.WithReplacementFunction(replace))
+		return v + r, err
 	}
 	return func(o *loader.Options) {
 		if o.Interpolate == nil {
@@ -135,6 +150,23 @@ func recordUnset(unset map[string]bool) func(*loader.Options) {
 			return template.SubstituteWithOptions(s, m, template.WithoutLogging, template.WithReplacementFunction(replace))
 		}
 	}
+}
+
+// closingBrace is the index of the brace that closes the expression s
+// starts with ("${A:-${B}}" nests), or -1; as compose-go's template.
+func closingBrace(s string) int {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '}':
+			if depth--; depth == 0 {
+				return i
+			}
+		case '{':
+			depth++
+		}
+	}
+	return -1
 }
 
 // serviceOf is the service a key path is under, or "".

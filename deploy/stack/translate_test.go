@@ -324,11 +324,11 @@ func TestUnsetVariablesWarn(t *testing.T) {
 	for _, w := range s.Warnings {
 		got = append(got, w.String())
 	}
-	want := []string{"variable TAG is not set: an empty string is used", "variable UNSET_A is not set: an empty string is used"}
+	want := []string{"variable TAG is not set: an empty string is used", "variable UNSET_A is not set: an empty string is used", "variable UNSET_E is not set: an empty string is used"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("warnings (-want +got):\n%s", d)
 	}
-	if env := strings.Join(s.Services[0].GetTask().GetContainer().GetEnv(), ","); env != "A=,B=d,C=$ESCAPED,D=b" {
+	if env := strings.Join(s.Services[0].GetTask().GetContainer().GetEnv(), ","); env != "A=,B=d,C=$ESCAPED,D=b,E=reg/x:,F=b-b-f" {
 		t.Errorf("env: %s", env)
 	}
 }
