@@ -100,9 +100,8 @@ func syntaxError(file string, err error) error {
 }
 
 // find returns the file index and node of path (dot-separated; "[]" or
-// a number for list items), or of its deepest part found, and whether the
-// whole path was found.
-func (l *locator) find(path string, prefer int) (int, *yaml.Node, bool) {
+// a number for list items), or of its deepest part found.
+func (l *locator) find(path string, prefer int) (int, *yaml.Node) {
 	parts := splitPath(path)
 	bestFile, bestDepth := -1, -1
 	var best *yaml.Node
@@ -124,7 +123,7 @@ func (l *locator) find(path string, prefer int) (int, *yaml.Node, bool) {
 			break
 		}
 	}
-	return bestFile, best, bestDepth == len(parts)
+	return bestFile, best
 }
 
 func splitPath(path string) []string {
@@ -194,7 +193,7 @@ func (l *locator) at(path, abs string) *Error {
 		}
 	}
 	e := &Error{Key: displayPath(path)}
-	i, n, _ := l.find(path, prefer)
+	i, n := l.find(path, prefer)
 	switch {
 	case i >= 0 && n != nil:
 		e.File, e.Line, e.Column = l.names[i], n.Line, n.Column
