@@ -332,3 +332,15 @@ func TestUnsetVariablesWarn(t *testing.T) {
 		t.Errorf("env: %s", env)
 	}
 }
+
+// BenchmarkRead reads and translates testdata/full (every key, two
+// services, .env, env_file, a secret file).
+func BenchmarkRead(b *testing.B) {
+	o := files("full/compose.yaml")
+	o.Env = []string{"API_TOKEN=tok"}
+	for b.Loop() {
+		if _, err := Read(context.Background(), "shop", o, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
