@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -76,16 +79,31 @@ func newStackConfigCmd() *cobra.Command {
 func newStackLsCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List stacks", Args: cobra.NoArgs}
 	format := addFormatFlag(cmd, "table")
+	lf := addListFlags(cmd, "name")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkFormat(*format); err != nil {
 			return err
 		}
+		f, err := lf.parse()
+		if err != nil {
+			return err
+		}
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			list, err := stack.List(ctx, stackAPI{c})
+			all, err := stack.List(ctx, stackAPI{c})
 			if err != nil {
 				return err
 			}
-			if *format == "json" {
+			list := []stack.Summary{}
+			for _, s := range all {
+				if len(f["name"]) == 0 || slices.ContainsFunc(f["name"], func(p string) bool { return strings.HasPrefix(s.Name, p) }) {
+					list = append(list, s)
+				}
+			}
+			switch {
+			case lf.quiet:
+				printIDs(cmd.OutOrStdout(), list, func(s stack.Summary) string { return s.Name })
+				return nil
+			case *format == "json":
 				b, err := json.MarshalIndent(list, "", "  ")
 				if err != nil {
 					return err
@@ -106,16 +124,29 @@ func newStackLsCmd(g *globalOpts) *cobra.Command {
 func newStackServicesCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "services STACK", Short: "List the services of a stack", Args: cobra.ExactArgs(1)}
 	format := addFormatFlag(cmd, "table")
+	lf := addListFlags(cmd, "id", "name", "label", "mode")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := checkFormat(*format); err != nil {
 			return err
 		}
+		f, err := lf.parse()
+		if err != nil {
+			return err
+		}
+		req := &pb.ListServicesRequest{Filters: inStack(common(f), args[0]), Status: !lf.quiet}
+		if req.Modes, err = oneOf("mode", f["mode"], serviceModes); err != nil {
+			return err
+		}
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			svcs, err := stackServices(ctx, c, args[0])
+			svcs, err := stackServices(ctx, c, req, args[0])
 			if err != nil {
 				return err
 			}
-			if *format == "json" {
+			switch {
+			case lf.quiet:
+				printIDs(cmd.OutOrStdout(), svcs, func(s *pb.Service) string { return shortID(s.GetId()) })
+				return nil
+			case *format == "json":
 				return printJSON(cmd.OutOrStdout(), svcs)
 			}
 			return printServices(cmd, svcs)
@@ -124,22 +155,33 @@ func newStackServicesCmd(g *globalOpts) *cobra.Command {
 	return cmd
 }
 
-// stackServices lists a stack's services; a stack without any is an error.
-func stackServices(ctx context.Context, c pb.ControlClient, name string) ([]*pb.Service, error) {
-	svcs, err := stack.Services(ctx, stackAPI{c}, name)
-	if err == nil && len(svcs) == 0 {
-		return nil, fmt.Errorf("nothing found in stack %s", name)
+// inStack narrows list filters to the objects of stack name.
+func inStack(f *pb.ListFilters, name string) *pb.ListFilters {
+	if f.Labels == nil {
+		f.Labels = map[string]string{}
 	}
-	return svcs, err
+	f.Labels[stack.Namespace] = name
+	return f
 }
 
-func stackTasks(ctx context.Context, c pb.ControlClient, svcs []*pb.Service) ([]*pb.Task, error) {
-	ids := make([]string, len(svcs))
-	for i, s := range svcs {
-		ids[i] = s.GetId()
+// stackServices lists the services req asks for, sorted by name; a stack
+// without any service is an error.
+func stackServices(ctx context.Context, c pb.ControlClient, req *pb.ListServicesRequest, name string) ([]*pb.Service, error) {
+	svcs, err := listAll(ctx, func(ctx context.Context, token string) ([]*pb.Service, string, error) {
+		req.PageToken = token
+		r, err := c.ListServices(ctx, req)
+		return r.GetServices(), r.GetNextPageToken(), err
+	})
+	if err != nil {
+		return nil, err
 	}
-	resp, err := c.ListTasks(ctx, &pb.ListTasksRequest{ServiceIds: ids})
-	return resp.GetTasks(), err
+	if len(svcs) == 0 && len(req.GetFilters().GetLabels()) == 1 && len(req.GetFilters().GetNamePrefixes())+len(req.GetFilters().GetIdPrefixes())+len(req.GetModes()) == 0 {
+		return nil, fmt.Errorf("nothing found in stack %s", name)
+	}
+	sort.Slice(svcs, func(i, j int) bool {
+		return svcs[i].GetSpec().GetAnnotations().GetName() < svcs[j].GetSpec().GetAnnotations().GetName()
+	})
+	return svcs, nil
 }
 
 func newStackRmCmd(g *globalOpts) *cobra.Command {

@@ -209,6 +209,18 @@ func TestStackCommands(t *testing.T) {
 	if out, err := run("stack", "services", "shop"); err != nil || !strings.Contains(out, "shop_web") || !strings.Contains(out, "busybox:1.37") {
 		t.Errorf("stack services: %v\n%s", err, out)
 	}
+	if out, err := run("stack", "ls", "-q", "--filter", "name=sh"); err != nil || out != "shop\n" {
+		t.Errorf("stack ls -q --filter name=sh: %v %q", err, out)
+	}
+	if out, err := run("stack", "ls", "-q", "--filter", "name=x"); err != nil || out != "" {
+		t.Errorf("stack ls -q --filter name=x: %v %q", err, out)
+	}
+	if out, err := run("stack", "services", "-q", "--filter", "name=shop_w", "shop"); err != nil || len(strings.Fields(out)) != 1 {
+		t.Errorf("stack services -q --filter name=shop_w: %v %q", err, out)
+	}
+	if out, err := run("stack", "ps", "-q", "--filter", "name=shop_db", "shop"); err != nil || len(strings.Fields(out)) != 3 {
+		t.Errorf("stack ps -q --filter name=shop_db (3 replicas): %v %q", err, out)
+	}
 	if _, err := run("stack", "ps", "nosuch"); err == nil || !strings.Contains(err.Error(), "nothing found in stack nosuch") {
 		t.Errorf("ps of a stack that does not exist: %v", err)
 	}

@@ -115,25 +115,25 @@ func byNamespace(name string) *pb.ListFilters {
 // current lists the objects labelled with the stack's name.
 func current(ctx context.Context, api API, name string) (*objects, error) {
 	o := &objects{services: map[string]*pb.Service{}, networks: map[string]*pb.Network{}, secrets: map[string]*pb.Secret{}}
-	svcs, err := api.ListServices(ctx, &pb.ListServicesRequest{Filters: byNamespace(name)})
+	svcs, err := listServices(ctx, api, byNamespace(name))
 	if err != nil {
 		return nil, fmt.Errorf("list the stack's services: %w", err)
 	}
-	for _, s := range svcs.GetServices() {
+	for _, s := range svcs {
 		o.services[s.GetSpec().GetAnnotations().GetName()] = s
 	}
-	nets, err := api.ListNetworks(ctx, &pb.ListNetworksRequest{Filters: byNamespace(name)})
+	nets, err := listNetworks(ctx, api, byNamespace(name))
 	if err != nil {
 		return nil, fmt.Errorf("list the stack's networks: %w", err)
 	}
-	for _, n := range nets.GetNetworks() {
+	for _, n := range nets {
 		o.networks[n.GetSpec().GetAnnotations().GetName()] = n
 	}
-	secs, err := api.ListSecrets(ctx, &pb.ListSecretsRequest{Filters: byNamespace(name)})
+	secs, err := listSecrets(ctx, api, byNamespace(name))
 	if err != nil {
 		return nil, fmt.Errorf("list the stack's secrets: %w", err)
 	}
-	for _, s := range secs.GetSecrets() {
+	for _, s := range secs {
 		o.secrets[s.GetSpec().GetAnnotations().GetName()] = s
 	}
 	return o, nil
@@ -142,20 +142,20 @@ func current(ctx context.Context, api API, name string) (*objects, error) {
 // checkExternal fails unless every external object exists.
 func checkExternal(ctx context.Context, api API, s *Stack) error {
 	for _, n := range s.ExternalNetworks {
-		got, err := api.ListNetworks(ctx, &pb.ListNetworksRequest{Filters: &pb.ListFilters{Names: []string{n}}})
+		got, err := listNetworks(ctx, api, &pb.ListFilters{Names: []string{n}})
 		if err != nil {
 			return err
 		}
-		if len(got.GetNetworks()) == 0 {
+		if len(got) == 0 {
 			return fmt.Errorf("network %q is external but does not exist; create it with `berth network create %s`", n, n)
 		}
 	}
 	for _, n := range s.ExternalSecrets {
-		got, err := api.ListSecrets(ctx, &pb.ListSecretsRequest{Filters: &pb.ListFilters{Names: []string{n}}})
+		got, err := listSecrets(ctx, api, &pb.ListFilters{Names: []string{n}})
 		if err != nil {
 			return err
 		}
-		if len(got.GetSecrets()) == 0 {
+		if len(got) == 0 {
 			return fmt.Errorf("secret %q is external but does not exist; create it with `berth secret create %s FILE`", n, n)
 		}
 	}
@@ -170,11 +170,11 @@ func checkClashes(ctx context.Context, api API, s *Stack, cur *objects) error {
 		if cur.services[n] != nil {
 			continue
 		}
-		got, err := api.ListServices(ctx, &pb.ListServicesRequest{Filters: &pb.ListFilters{Names: []string{n}}})
+		got, err := listServices(ctx, api, &pb.ListFilters{Names: []string{n}})
 		if err != nil {
 			return err
 		}
-		if len(got.GetServices()) > 0 {
+		if len(got) > 0 {
 			return fmt.Errorf("service %s exists and is not part of stack %s; remove or rename it first", n, s.Name)
 		}
 	}
@@ -183,11 +183,11 @@ func checkClashes(ctx context.Context, api API, s *Stack, cur *objects) error {
 		if cur.networks[n] != nil {
 			continue
 		}
-		got, err := api.ListNetworks(ctx, &pb.ListNetworksRequest{Filters: &pb.ListFilters{Names: []string{n}}})
+		got, err := listNetworks(ctx, api, &pb.ListFilters{Names: []string{n}})
 		if err != nil {
 			return err
 		}
-		if len(got.GetNetworks()) > 0 {
+		if len(got) > 0 {
 			return fmt.Errorf("network %s exists and is not part of stack %s; remove it, or declare it external: true", n, s.Name)
 		}
 	}
@@ -196,11 +196,11 @@ func checkClashes(ctx context.Context, api API, s *Stack, cur *objects) error {
 		if cur.secrets[n] != nil {
 			continue
 		}
-		got, err := api.ListSecrets(ctx, &pb.ListSecretsRequest{Filters: &pb.ListFilters{Names: []string{n}}})
+		got, err := listSecrets(ctx, api, &pb.ListFilters{Names: []string{n}})
 		if err != nil {
 			return err
 		}
-		if len(got.GetSecrets()) > 0 {
+		if len(got) > 0 {
 			return fmt.Errorf("secret %s exists and is not part of stack %s; remove it, or declare it external: true", n, s.Name)
 		}
 	}

@@ -17,18 +17,18 @@ type ids struct {
 
 func resolver(ctx context.Context, api API) (*ids, error) {
 	r := &ids{networks: map[string]string{}, secrets: map[string]string{}}
-	nets, err := api.ListNetworks(ctx, &pb.ListNetworksRequest{})
+	nets, err := listNetworks(ctx, api, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list networks: %w", err)
 	}
-	for _, n := range nets.GetNetworks() {
+	for _, n := range nets {
 		r.networks[n.GetSpec().GetAnnotations().GetName()] = n.GetId()
 	}
-	secs, err := api.ListSecrets(ctx, &pb.ListSecretsRequest{})
+	secs, err := listSecrets(ctx, api, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list secrets: %w", err)
 	}
-	for _, s := range secs.GetSecrets() {
+	for _, s := range secs {
 		r.secrets[s.GetSpec().GetAnnotations().GetName()] = s.GetId()
 	}
 	return r, nil

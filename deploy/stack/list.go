@@ -2,7 +2,6 @@ package stack
 
 import (
 	"context"
-	"sort"
 
 	pb "berth/proto/berth/v1"
 )
@@ -27,25 +26,25 @@ func List(ctx context.Context, api API) ([]Summary, error) {
 		}
 		return by[n]
 	}
-	svcs, err := api.ListServices(ctx, &pb.ListServicesRequest{Filters: inAny})
+	svcs, err := listServices(ctx, api, inAny)
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range svcs.GetServices() {
+	for _, s := range svcs {
 		get(s.GetSpec().GetAnnotations()).Services++
 	}
-	nets, err := api.ListNetworks(ctx, &pb.ListNetworksRequest{Filters: inAny})
+	nets, err := listNetworks(ctx, api, inAny)
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range nets.GetNetworks() {
+	for _, n := range nets {
 		get(n.GetSpec().GetAnnotations()).Networks++
 	}
-	secs, err := api.ListSecrets(ctx, &pb.ListSecretsRequest{Filters: inAny})
+	secs, err := listSecrets(ctx, api, inAny)
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range secs.GetSecrets() {
+	for _, s := range secs {
 		get(s.GetSpec().GetAnnotations()).Secrets++
 	}
 	out := make([]Summary, 0, len(by))
@@ -53,17 +52,4 @@ func List(ctx context.Context, api API) ([]Summary, error) {
 		out = append(out, *by[n])
 	}
 	return out, nil
-}
-
-// Services lists the services of stack name.
-func Services(ctx context.Context, api API, name string) ([]*pb.Service, error) {
-	resp, err := api.ListServices(ctx, &pb.ListServicesRequest{Filters: byNamespace(name)})
-	if err != nil {
-		return nil, err
-	}
-	svcs := resp.GetServices()
-	sort.Slice(svcs, func(i, j int) bool {
-		return svcs[i].GetSpec().GetAnnotations().GetName() < svcs[j].GetSpec().GetAnnotations().GetName()
-	})
-	return svcs, nil
 }

@@ -64,24 +64,24 @@ func waitTasksGone(ctx context.Context, api API, services []string, poll time.Du
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
-		resp, err := api.ListTasks(ctx, &pb.ListTasksRequest{ServiceIds: services})
-		if err == nil && len(resp.GetTasks()) == 0 {
+		tasks, err := listTasks(ctx, api, services)
+		if err == nil && len(tasks) == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s; networks and secrets kept: run `berth stack rm` again once the tasks are gone", stillThere(resp, err))
+			return fmt.Errorf("%s; networks and secrets kept: run `berth stack rm` again once the tasks are gone", stillThere(tasks, err))
 		case <-tick.C:
 		}
 	}
 }
 
-func stillThere(resp *pb.ListTasksResponse, err error) string {
+func stillThere(tasks []*pb.Task, err error) string {
 	if err != nil {
 		return fmt.Sprintf("list the stack's tasks: %v", err)
 	}
 	var where []string
-	for _, t := range resp.GetTasks() {
+	for _, t := range tasks {
 		where = append(where, fmt.Sprintf("%s (%s on node %s)", t.GetId(), strings.ToLower(strings.TrimPrefix(t.GetStatus().GetState().String(), "TASK_STATE_")), t.GetNodeId()))
 	}
 	sort.Strings(where)
