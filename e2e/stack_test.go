@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,6 +47,8 @@ services:
       test: test -s /var/lib/db/index.html
       interval: 1s
       retries: 3
+    deploy:
+      endpoint_mode: dnsrr
     networks:
       back:
         aliases: [database]
@@ -60,17 +63,15 @@ secrets:
 `
 
 // TestStackOnRealHosts deploys a Compose file on real hosts: every service
-// runs, web answers on its published port, a container on the front
-// network reaches the API and one on the back network the database, the
-// database is unreachable from the front network, the database is healthy
-// and reads its secret into its volume. Deploying the same file again
-// changes no task; a second file changing the API's image rolls out the
-// API alone; stack rm leaves no service, network, secret, container or
-// overlay device.
-//
-// Not proven here: reaching services by name. Tasks carry their aliases
-// ("api", "database"), but berth's DNS server is not on main yet; the
-// probes use overlay addresses.
+// runs, web answers on its published port and resolves the API by name,
+// a container on the front network reaches the API by name and one on the
+// back network the database (by its alias too), the database is neither
+// reachable nor resolvable from the front network, it is healthy and
+// reads its secret into its volume. Deploying the same file again changes
+// no task; a second file changing the API's image rolls out the API alone;
+// stack rm leaves no service, network, secret, container or overlay
+// device. api is reached through its virtual IP, db (endpoint_mode
+// dnsrr) through its tasks' addresses.
 func TestStackOnRealHosts(t *testing.T) {
 	c := up(t, 1, 2, nil)
 	ctx := t.Context()
@@ -113,27 +114,46 @@ func TestStackOnRealHosts(t *testing.T) {
 		t.Fatalf("db's volume holds %q (%v), want the secret", got, err)
 	}
 
-	// Who reaches whom, by overlay address.
-	apiAddr := addrOn(t, c, "shop_api", "shop_front")
-	dbAddr := addrOn(t, c, "shop_db", "shop_back")
-	client(t, c, "probe-front-api", "shop_front", node, get(apiAddr))
-	client(t, c, "probe-back-db", "shop_back", node, fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 %s 8080 | grep -q %s`, dbAddr, secret))
-	client(t, c, "probe-front-db", "shop_front", node, get(dbAddr))
-	for probe, want := range map[string]pb.TaskState{
-		"probe-front-api": pb.TaskState_TASK_STATE_COMPLETE,
-		"probe-back-db":   pb.TaskState_TASK_STATE_COMPLETE,
-		"probe-front-db":  pb.TaskState_TASK_STATE_FAILED,
+	// web itself resolves tasks.api to the API's tasks.
+	lookup := fmt.Sprintf("http://%s:8080/?lookup=tasks.api", agentNamed(t, c, node).Host.Addr)
+	apiAddrs := []string{addrOn(t, c, "shop_api", "shop_front", 1), addrOn(t, c, "shop_api", "shop_front", 2)}
+	var view struct {
+		DNS struct{ Addresses []string } `json:"dns"`
+	}
+	await.True(t, wait, func() bool {
+		body, err := e2ecluster.Get(ctx, lookup)
+		if err != nil || json.Unmarshal([]byte(body), &view) != nil {
+			return false
+		}
+		got := slices.Sorted(slices.Values(view.DNS.Addresses))
+		return slices.Equal(got, slices.Sorted(slices.Values(apiAddrs)))
+	}, "web resolves tasks.api to the API's tasks %v (last: %v)", apiAddrs, view.DNS.Addresses)
+
+	// Who reaches whom, by name and by address.
+	dbAddr := addrOn(t, c, "shop_db", "shop_back", 1)
+	fetchDB := func(host string) string {
+		return fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 %s 8080 | grep -q %s`, host, secret)
+	}
+	probes := map[string]pb.TaskState{}
+	for _, p := range []struct {
+		name, net, script string
+		want              pb.TaskState
+	}{
+		{"probe-front-api", "shop_front", get("api"), pb.TaskState_TASK_STATE_COMPLETE},
+		{"probe-back-db", "shop_back", fetchDB("db"), pb.TaskState_TASK_STATE_COMPLETE},
+		{"probe-back-database", "shop_back", fetchDB("database"), pb.TaskState_TASK_STATE_COMPLETE},
+		{"probe-front-db-name", "shop_front", "nslookup api && ! nslookup db && ! nslookup database", pb.TaskState_TASK_STATE_COMPLETE},
+		{"probe-front-db-addr", "shop_front", fetchDB(dbAddr), pb.TaskState_TASK_STATE_FAILED},
 	} {
+		client(t, c, p.name, p.net, node, p.script)
+		probes[p.name] = p.want
+	}
+	for probe, want := range probes {
 		if st := finalState(t, c, probe); st != want {
 			t.Errorf("%s ended %s, want %s", probe, st, want)
 		}
 		if _, err := c.CLI(ctx, "service", "rm", probe); err != nil {
 			t.Fatal(err)
-		}
-	}
-	for svc, alias := range map[string]string{"shop_api": "api", "shop_db": "database"} {
-		if !hasAlias(t, c, svc, alias) {
-			t.Errorf("the tasks of %s do not carry the alias %q", svc, alias)
 		}
 	}
 
@@ -193,22 +213,21 @@ func agentNamed(t *testing.T, c *e2ecluster.Cluster, name string) *e2ecluster.No
 	return nil
 }
 
-// addrOn is the address a running task of svc has on network.
-func addrOn(t *testing.T, c *e2ecluster.Cluster, svc, network string) string {
+// addrOn is the address the running task of svc in slot has on network.
+func addrOn(t *testing.T, c *e2ecluster.Cluster, svc, network string, slot uint64) string {
 	t.Helper()
 	id := stackNetworkID(t, c, network)
-	for _, tk := range liveTasks(t, c, svc) {
-		for _, att := range tk.GetNetworks() {
-			if att.GetNetworkId() == id && len(att.GetAddresses()) > 0 {
-				addr, _, _ := strings.Cut(att.GetAddresses()[0], "/")
-				return addr
-			}
+	for _, att := range liveTasks(t, c, svc)[slot].GetNetworks() {
+		if att.GetNetworkId() == id && len(att.GetAddresses()) > 0 {
+			addr, _, _ := strings.Cut(att.GetAddresses()[0], "/")
+			return addr
 		}
 	}
-	t.Fatalf("%s has no running task on %s", svc, network)
+	t.Fatalf("%s has no running task in slot %d on %s", svc, slot, network)
 	return ""
 }
 
+// stackNetworkID is a network's ID, from network ls.
 func stackNetworkID(t *testing.T, c *e2ecluster.Cluster, name string) string {
 	t.Helper()
 	out, err := c.CLI(t.Context(), "network", "ls")
@@ -222,21 +241,6 @@ func stackNetworkID(t *testing.T, c *e2ecluster.Cluster, name string) string {
 	}
 	t.Fatalf("no network %s in\n%s", name, out)
 	return ""
-}
-
-// hasAlias says whether every running task of svc carries alias.
-func hasAlias(t *testing.T, c *e2ecluster.Cluster, svc, alias string) bool {
-	t.Helper()
-	for _, tk := range liveTasks(t, c, svc) {
-		found := false
-		for _, att := range tk.GetNetworks() {
-			found = found || slices.Contains(att.GetAliases(), alias)
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
 }
 
 // stackTaskIDs lists the running tasks of services, sorted.
