@@ -76,7 +76,7 @@ func Read(ctx context.Context, name string, o Options, strict bool) (*Stack, err
 		for i, w := range s.Warnings {
 			lines[i] = "  " + w.String()
 		}
-		return nil, fmt.Errorf("--strict: %d unsupported option(s), nothing deployed:\n%s", len(lines), strings.Join(lines, "\n"))
+		return nil, fmt.Errorf("--strict: %d warning(s), nothing deployed:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 	return s, nil
 }

@@ -262,7 +262,7 @@ func TestUnsupportedOptionsWarn(t *testing.T) {
 		t.Errorf("warnings (-want +got):\n%s", d)
 	}
 	_, err := Read(context.Background(), "shop", o, true)
-	if err == nil || !strings.Contains(err.Error(), "--strict: 12 unsupported option(s), nothing deployed") ||
+	if err == nil || !strings.Contains(err.Error(), "--strict: 12 warning(s), nothing deployed") ||
 		!strings.Contains(err.Error(), `service "web": ignoring unsupported option: build`) {
 		t.Errorf("strict: %v", err)
 	}
