@@ -64,7 +64,7 @@ func (x LogMessage_Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogMessage_Stream.Descriptor instead.
 func (LogMessage_Stream) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{48, 0}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{56, 0}
 }
 
 type CreateServiceRequest struct {
@@ -1963,6 +1963,350 @@ func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
 	return file_berth_v1_control_proto_rawDescGZIP(), []int{38}
 }
 
+type CreateConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *ConfigSpec            `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConfigRequest) Reset() {
+	*x = CreateConfigRequest{}
+	mi := &file_berth_v1_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConfigRequest) ProtoMessage() {}
+
+func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConfigRequest.ProtoReflect.Descriptor instead.
+func (*CreateConfigRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CreateConfigRequest) GetSpec() *ConfigSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type CreateConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConfigResponse) Reset() {
+	*x = CreateConfigResponse{}
+	mi := &file_berth_v1_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConfigResponse) ProtoMessage() {}
+
+func (x *CreateConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConfigResponse.ProtoReflect.Descriptor instead.
+func (*CreateConfigResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *CreateConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type GetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConfigId      string                 `protobuf:"bytes,1,opt,name=config_id,json=configId,proto3" json:"config_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigRequest) Reset() {
+	*x = GetConfigRequest{}
+	mi := &file_berth_v1_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigRequest) ProtoMessage() {}
+
+func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetConfigRequest) GetConfigId() string {
+	if x != nil {
+		return x.ConfigId
+	}
+	return ""
+}
+
+type GetConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigResponse) Reset() {
+	*x = GetConfigResponse{}
+	mi := &file_berth_v1_control_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigResponse) ProtoMessage() {}
+
+func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type ListConfigsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filters       *ListFilters           `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsRequest) Reset() {
+	*x = ListConfigsRequest{}
+	mi := &file_berth_v1_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsRequest) ProtoMessage() {}
+
+func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
+func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListConfigsRequest) GetFilters() *ListFilters {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+type ListConfigsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Configs       []*Config              `protobuf:"bytes,1,rep,name=configs,proto3" json:"configs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsResponse) Reset() {
+	*x = ListConfigsResponse{}
+	mi := &file_berth_v1_control_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsResponse) ProtoMessage() {}
+
+func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
+func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListConfigsResponse) GetConfigs() []*Config {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+type RemoveConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConfigId      string                 `protobuf:"bytes,1,opt,name=config_id,json=configId,proto3" json:"config_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigRequest) Reset() {
+	*x = RemoveConfigRequest{}
+	mi := &file_berth_v1_control_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigRequest) ProtoMessage() {}
+
+func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigRequest.ProtoReflect.Descriptor instead.
+func (*RemoveConfigRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RemoveConfigRequest) GetConfigId() string {
+	if x != nil {
+		return x.ConfigId
+	}
+	return ""
+}
+
+type RemoveConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigResponse) Reset() {
+	*x = RemoveConfigResponse{}
+	mi := &file_berth_v1_control_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigResponse) ProtoMessage() {}
+
+func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_control_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigResponse.ProtoReflect.Descriptor instead.
+func (*RemoveConfigResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{46}
+}
+
 type GetClusterRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1971,7 +2315,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_berth_v1_control_proto_msgTypes[39]
+	mi := &file_berth_v1_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2327,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[39]
+	mi := &file_berth_v1_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2340,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{47}
 }
 
 // GetClusterResponse has the cluster with secrets (CA key, tokens' secrets,
@@ -2013,7 +2357,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_berth_v1_control_proto_msgTypes[40]
+	mi := &file_berth_v1_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2369,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[40]
+	mi := &file_berth_v1_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2382,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -2082,7 +2426,7 @@ type UpdateClusterRequest struct {
 
 func (x *UpdateClusterRequest) Reset() {
 	*x = UpdateClusterRequest{}
-	mi := &file_berth_v1_control_proto_msgTypes[41]
+	mi := &file_berth_v1_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2438,7 @@ func (x *UpdateClusterRequest) String() string {
 func (*UpdateClusterRequest) ProtoMessage() {}
 
 func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[41]
+	mi := &file_berth_v1_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2451,7 @@ func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UpdateClusterRequest) GetClusterVersion() uint64 {
@@ -2147,7 +2491,7 @@ type UpdateClusterResponse struct {
 
 func (x *UpdateClusterResponse) Reset() {
 	*x = UpdateClusterResponse{}
-	mi := &file_berth_v1_control_proto_msgTypes[42]
+	mi := &file_berth_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2503,7 @@ func (x *UpdateClusterResponse) String() string {
 func (*UpdateClusterResponse) ProtoMessage() {}
 
 func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[42]
+	mi := &file_berth_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2516,7 @@ func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterResponse.ProtoReflect.Descriptor instead.
 func (*UpdateClusterResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UpdateClusterResponse) GetCluster() *Cluster {
@@ -2191,7 +2535,7 @@ type GetJoinTokenRequest struct {
 
 func (x *GetJoinTokenRequest) Reset() {
 	*x = GetJoinTokenRequest{}
-	mi := &file_berth_v1_control_proto_msgTypes[43]
+	mi := &file_berth_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2547,7 @@ func (x *GetJoinTokenRequest) String() string {
 func (*GetJoinTokenRequest) ProtoMessage() {}
 
 func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[43]
+	mi := &file_berth_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2560,7 @@ func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetJoinTokenRequest) GetRole() NodeSpec_Role {
@@ -2236,7 +2580,7 @@ type GetJoinTokenResponse struct {
 
 func (x *GetJoinTokenResponse) Reset() {
 	*x = GetJoinTokenResponse{}
-	mi := &file_berth_v1_control_proto_msgTypes[44]
+	mi := &file_berth_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2592,7 @@ func (x *GetJoinTokenResponse) String() string {
 func (*GetJoinTokenResponse) ProtoMessage() {}
 
 func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[44]
+	mi := &file_berth_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2605,7 @@ func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetJoinTokenResponse) GetToken() string {
@@ -2287,7 +2631,7 @@ type WatchTasksRequest struct {
 
 func (x *WatchTasksRequest) Reset() {
 	*x = WatchTasksRequest{}
-	mi := &file_berth_v1_control_proto_msgTypes[45]
+	mi := &file_berth_v1_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2643,7 @@ func (x *WatchTasksRequest) String() string {
 func (*WatchTasksRequest) ProtoMessage() {}
 
 func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[45]
+	mi := &file_berth_v1_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2656,7 @@ func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTasksRequest.ProtoReflect.Descriptor instead.
 func (*WatchTasksRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{45}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *WatchTasksRequest) GetServiceIds() []string {
@@ -2333,7 +2677,7 @@ type WatchTasksResponse struct {
 
 func (x *WatchTasksResponse) Reset() {
 	*x = WatchTasksResponse{}
-	mi := &file_berth_v1_control_proto_msgTypes[46]
+	mi := &file_berth_v1_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2689,7 @@ func (x *WatchTasksResponse) String() string {
 func (*WatchTasksResponse) ProtoMessage() {}
 
 func (x *WatchTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[46]
+	mi := &file_berth_v1_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2702,7 @@ func (x *WatchTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTasksResponse.ProtoReflect.Descriptor instead.
 func (*WatchTasksResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{46}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *WatchTasksResponse) GetTasks() []*Task {
@@ -2391,7 +2735,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_berth_v1_control_proto_msgTypes[47]
+	mi := &file_berth_v1_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2747,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[47]
+	mi := &file_berth_v1_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2760,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{47}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ServiceLogsRequest) GetServiceId() string {
@@ -2467,7 +2811,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_berth_v1_control_proto_msgTypes[48]
+	mi := &file_berth_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2823,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[48]
+	mi := &file_berth_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2836,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{48}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *LogMessage) GetTaskId() string {
@@ -2568,7 +2912,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_berth_v1_control_proto_msgTypes[49]
+	mi := &file_berth_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +2924,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[49]
+	mi := &file_berth_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +2937,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{49}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ExecStart) GetTask() string {
@@ -2663,7 +3007,7 @@ type WindowSize struct {
 
 func (x *WindowSize) Reset() {
 	*x = WindowSize{}
-	mi := &file_berth_v1_control_proto_msgTypes[50]
+	mi := &file_berth_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +3019,7 @@ func (x *WindowSize) String() string {
 func (*WindowSize) ProtoMessage() {}
 
 func (x *WindowSize) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[50]
+	mi := &file_berth_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +3032,7 @@ func (x *WindowSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowSize.ProtoReflect.Descriptor instead.
 func (*WindowSize) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{50}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *WindowSize) GetRows() uint32 {
@@ -2721,7 +3065,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_berth_v1_control_proto_msgTypes[51]
+	mi := &file_berth_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +3077,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[51]
+	mi := &file_berth_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +3090,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{51}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ExecInput) GetKind() isExecInput_Kind {
@@ -2839,7 +3183,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_berth_v1_control_proto_msgTypes[52]
+	mi := &file_berth_v1_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3195,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[52]
+	mi := &file_berth_v1_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3208,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{52}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ExecOutput) GetKind() isExecOutput_Kind {
@@ -2985,7 +3329,7 @@ type ExecStarted struct {
 
 func (x *ExecStarted) Reset() {
 	*x = ExecStarted{}
-	mi := &file_berth_v1_control_proto_msgTypes[53]
+	mi := &file_berth_v1_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3341,7 @@ func (x *ExecStarted) String() string {
 func (*ExecStarted) ProtoMessage() {}
 
 func (x *ExecStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[53]
+	mi := &file_berth_v1_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3354,7 @@ func (x *ExecStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStarted.ProtoReflect.Descriptor instead.
 func (*ExecStarted) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{53}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ExecStarted) GetTaskId() string {
@@ -3038,7 +3382,7 @@ type ExecError struct {
 
 func (x *ExecError) Reset() {
 	*x = ExecError{}
-	mi := &file_berth_v1_control_proto_msgTypes[54]
+	mi := &file_berth_v1_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +3394,7 @@ func (x *ExecError) String() string {
 func (*ExecError) ProtoMessage() {}
 
 func (x *ExecError) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[54]
+	mi := &file_berth_v1_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +3407,7 @@ func (x *ExecError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecError.ProtoReflect.Descriptor instead.
 func (*ExecError) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{54}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ExecError) GetCode() int32 {
@@ -3087,7 +3431,7 @@ type EventsRequest struct {
 	SinceUnixNano int64 `protobuf:"varint,1,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	// until_unix_nano ends the stream at that time; 0: never.
 	UntilUnixNano int64 `protobuf:"varint,2,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
-	// types: service, task, node, network, secret.
+	// types: service, task, node, network, secret, config.
 	Types []string `protobuf:"bytes,3,rep,name=types,proto3" json:"types,omitempty"`
 	// names match an event's name, its object's ID, or its service's name.
 	Names []string `protobuf:"bytes,4,rep,name=names,proto3" json:"names,omitempty"`
@@ -3100,7 +3444,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_berth_v1_control_proto_msgTypes[55]
+	mi := &file_berth_v1_control_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3456,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[55]
+	mi := &file_berth_v1_control_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3469,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{55}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *EventsRequest) GetSinceUnixNano() int64 {
@@ -3175,7 +3519,7 @@ type EventsMessage struct {
 
 func (x *EventsMessage) Reset() {
 	*x = EventsMessage{}
-	mi := &file_berth_v1_control_proto_msgTypes[56]
+	mi := &file_berth_v1_control_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3187,7 +3531,7 @@ func (x *EventsMessage) String() string {
 func (*EventsMessage) ProtoMessage() {}
 
 func (x *EventsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[56]
+	mi := &file_berth_v1_control_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3200,7 +3544,7 @@ func (x *EventsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsMessage.ProtoReflect.Descriptor instead.
 func (*EventsMessage) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{56}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *EventsMessage) GetEvent() *Event {
@@ -3236,7 +3580,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_v1_control_proto_msgTypes[57]
+	mi := &file_berth_v1_control_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3592,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_control_proto_msgTypes[57]
+	mi := &file_berth_v1_control_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3605,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_v1_control_proto_rawDescGZIP(), []int{57}
+	return file_berth_v1_control_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Event) GetTimeUnixNano() int64 {
@@ -3431,7 +3775,22 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\xdc\x01 \x01(\tR\rnextPageToken\"2\n" +
 	"\x13RemoveSecretRequest\x12\x1b\n" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\"\x16\n" +
-	"\x14RemoveSecretResponse\"\x13\n" +
+	"\x14RemoveSecretResponse\"?\n" +
+	"\x13CreateConfigRequest\x12(\n" +
+	"\x04spec\x18\x01 \x01(\v2\x14.berth.v1.ConfigSpecR\x04spec\"@\n" +
+	"\x14CreateConfigResponse\x12(\n" +
+	"\x06config\x18\x01 \x01(\v2\x10.berth.v1.ConfigR\x06config\"/\n" +
+	"\x10GetConfigRequest\x12\x1b\n" +
+	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\"=\n" +
+	"\x11GetConfigResponse\x12(\n" +
+	"\x06config\x18\x01 \x01(\v2\x10.berth.v1.ConfigR\x06config\"E\n" +
+	"\x12ListConfigsRequest\x12/\n" +
+	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\"A\n" +
+	"\x13ListConfigsResponse\x12*\n" +
+	"\aconfigs\x18\x01 \x03(\v2\x10.berth.v1.ConfigR\aconfigs\"2\n" +
+	"\x13RemoveConfigRequest\x12\x1b\n" +
+	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\"\x16\n" +
+	"\x14RemoveConfigResponse\"\x13\n" +
 	"\x11GetClusterRequest\"\xb5\x01\n" +
 	"\x12GetClusterResponse\x12+\n" +
 	"\acluster\x18\x01 \x01(\v2\x11.berth.v1.ClusterR\acluster\x12.\n" +
@@ -3533,7 +3892,7 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\x05index\x18\a \x01(\x04R\x05index\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xcb\x0f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xfb\x11\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.berth.v1.CreateServiceRequest\x1a\x1f.berth.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -3557,7 +3916,11 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\fCreateSecret\x12\x1d.berth.v1.CreateSecretRequest\x1a\x1e.berth.v1.CreateSecretResponse\x12D\n" +
 	"\tGetSecret\x12\x1a.berth.v1.GetSecretRequest\x1a\x1b.berth.v1.GetSecretResponse\x12J\n" +
 	"\vListSecrets\x12\x1c.berth.v1.ListSecretsRequest\x1a\x1d.berth.v1.ListSecretsResponse\x12M\n" +
-	"\fRemoveSecret\x12\x1d.berth.v1.RemoveSecretRequest\x1a\x1e.berth.v1.RemoveSecretResponse\x12G\n" +
+	"\fRemoveSecret\x12\x1d.berth.v1.RemoveSecretRequest\x1a\x1e.berth.v1.RemoveSecretResponse\x12M\n" +
+	"\fCreateConfig\x12\x1d.berth.v1.CreateConfigRequest\x1a\x1e.berth.v1.CreateConfigResponse\x12D\n" +
+	"\tGetConfig\x12\x1a.berth.v1.GetConfigRequest\x1a\x1b.berth.v1.GetConfigResponse\x12J\n" +
+	"\vListConfigs\x12\x1c.berth.v1.ListConfigsRequest\x1a\x1d.berth.v1.ListConfigsResponse\x12M\n" +
+	"\fRemoveConfig\x12\x1d.berth.v1.RemoveConfigRequest\x1a\x1e.berth.v1.RemoveConfigResponse\x12G\n" +
 	"\n" +
 	"GetCluster\x12\x1b.berth.v1.GetClusterRequest\x1a\x1c.berth.v1.GetClusterResponse\x12P\n" +
 	"\rUpdateCluster\x12\x1e.berth.v1.UpdateClusterRequest\x1a\x1f.berth.v1.UpdateClusterResponse\x12M\n" +
@@ -3582,7 +3945,7 @@ func file_berth_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_berth_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_berth_v1_control_proto_goTypes = []any{
 	(LogMessage_Stream)(0),        // 0: berth.v1.LogMessage.Stream
 	(*CreateServiceRequest)(nil),  // 1: berth.v1.CreateServiceRequest
@@ -3624,148 +3987,171 @@ var file_berth_v1_control_proto_goTypes = []any{
 	(*ListSecretsResponse)(nil),   // 37: berth.v1.ListSecretsResponse
 	(*RemoveSecretRequest)(nil),   // 38: berth.v1.RemoveSecretRequest
 	(*RemoveSecretResponse)(nil),  // 39: berth.v1.RemoveSecretResponse
-	(*GetClusterRequest)(nil),     // 40: berth.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),    // 41: berth.v1.GetClusterResponse
-	(*UpdateClusterRequest)(nil),  // 42: berth.v1.UpdateClusterRequest
-	(*UpdateClusterResponse)(nil), // 43: berth.v1.UpdateClusterResponse
-	(*GetJoinTokenRequest)(nil),   // 44: berth.v1.GetJoinTokenRequest
-	(*GetJoinTokenResponse)(nil),  // 45: berth.v1.GetJoinTokenResponse
-	(*WatchTasksRequest)(nil),     // 46: berth.v1.WatchTasksRequest
-	(*WatchTasksResponse)(nil),    // 47: berth.v1.WatchTasksResponse
-	(*ServiceLogsRequest)(nil),    // 48: berth.v1.ServiceLogsRequest
-	(*LogMessage)(nil),            // 49: berth.v1.LogMessage
-	(*ExecStart)(nil),             // 50: berth.v1.ExecStart
-	(*WindowSize)(nil),            // 51: berth.v1.WindowSize
-	(*ExecInput)(nil),             // 52: berth.v1.ExecInput
-	(*ExecOutput)(nil),            // 53: berth.v1.ExecOutput
-	(*ExecStarted)(nil),           // 54: berth.v1.ExecStarted
-	(*ExecError)(nil),             // 55: berth.v1.ExecError
-	(*EventsRequest)(nil),         // 56: berth.v1.EventsRequest
-	(*EventsMessage)(nil),         // 57: berth.v1.EventsMessage
-	(*Event)(nil),                 // 58: berth.v1.Event
-	nil,                           // 59: berth.v1.ListFilters.LabelsEntry
-	nil,                           // 60: berth.v1.Event.AttributesEntry
-	(*ServiceSpec)(nil),           // 61: berth.v1.ServiceSpec
-	(*Service)(nil),               // 62: berth.v1.Service
-	(ServiceMode)(0),              // 63: berth.v1.ServiceMode
-	(*Task)(nil),                  // 64: berth.v1.Task
-	(TaskState)(0),                // 65: berth.v1.TaskState
-	(*Node)(nil),                  // 66: berth.v1.Node
-	(NodeSpec_Role)(0),            // 67: berth.v1.NodeSpec.Role
-	(*NodeSpec)(nil),              // 68: berth.v1.NodeSpec
-	(*NetworkSpec)(nil),           // 69: berth.v1.NetworkSpec
-	(*Network)(nil),               // 70: berth.v1.Network
-	(*SecretSpec)(nil),            // 71: berth.v1.SecretSpec
-	(*Secret)(nil),                // 72: berth.v1.Secret
-	(*Cluster)(nil),               // 73: berth.v1.Cluster
-	(*RaftMember)(nil),            // 74: berth.v1.RaftMember
-	(*ClusterSpec)(nil),           // 75: berth.v1.ClusterSpec
-	(*StatsRequest)(nil),          // 76: berth.v1.StatsRequest
-	(*StatsMessage)(nil),          // 77: berth.v1.StatsMessage
+	(*CreateConfigRequest)(nil),   // 40: berth.v1.CreateConfigRequest
+	(*CreateConfigResponse)(nil),  // 41: berth.v1.CreateConfigResponse
+	(*GetConfigRequest)(nil),      // 42: berth.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),     // 43: berth.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),    // 44: berth.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),   // 45: berth.v1.ListConfigsResponse
+	(*RemoveConfigRequest)(nil),   // 46: berth.v1.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),  // 47: berth.v1.RemoveConfigResponse
+	(*GetClusterRequest)(nil),     // 48: berth.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),    // 49: berth.v1.GetClusterResponse
+	(*UpdateClusterRequest)(nil),  // 50: berth.v1.UpdateClusterRequest
+	(*UpdateClusterResponse)(nil), // 51: berth.v1.UpdateClusterResponse
+	(*GetJoinTokenRequest)(nil),   // 52: berth.v1.GetJoinTokenRequest
+	(*GetJoinTokenResponse)(nil),  // 53: berth.v1.GetJoinTokenResponse
+	(*WatchTasksRequest)(nil),     // 54: berth.v1.WatchTasksRequest
+	(*WatchTasksResponse)(nil),    // 55: berth.v1.WatchTasksResponse
+	(*ServiceLogsRequest)(nil),    // 56: berth.v1.ServiceLogsRequest
+	(*LogMessage)(nil),            // 57: berth.v1.LogMessage
+	(*ExecStart)(nil),             // 58: berth.v1.ExecStart
+	(*WindowSize)(nil),            // 59: berth.v1.WindowSize
+	(*ExecInput)(nil),             // 60: berth.v1.ExecInput
+	(*ExecOutput)(nil),            // 61: berth.v1.ExecOutput
+	(*ExecStarted)(nil),           // 62: berth.v1.ExecStarted
+	(*ExecError)(nil),             // 63: berth.v1.ExecError
+	(*EventsRequest)(nil),         // 64: berth.v1.EventsRequest
+	(*EventsMessage)(nil),         // 65: berth.v1.EventsMessage
+	(*Event)(nil),                 // 66: berth.v1.Event
+	nil,                           // 67: berth.v1.ListFilters.LabelsEntry
+	nil,                           // 68: berth.v1.Event.AttributesEntry
+	(*ServiceSpec)(nil),           // 69: berth.v1.ServiceSpec
+	(*Service)(nil),               // 70: berth.v1.Service
+	(ServiceMode)(0),              // 71: berth.v1.ServiceMode
+	(*Task)(nil),                  // 72: berth.v1.Task
+	(TaskState)(0),                // 73: berth.v1.TaskState
+	(*Node)(nil),                  // 74: berth.v1.Node
+	(NodeSpec_Role)(0),            // 75: berth.v1.NodeSpec.Role
+	(*NodeSpec)(nil),              // 76: berth.v1.NodeSpec
+	(*NetworkSpec)(nil),           // 77: berth.v1.NetworkSpec
+	(*Network)(nil),               // 78: berth.v1.Network
+	(*SecretSpec)(nil),            // 79: berth.v1.SecretSpec
+	(*Secret)(nil),                // 80: berth.v1.Secret
+	(*ConfigSpec)(nil),            // 81: berth.v1.ConfigSpec
+	(*Config)(nil),                // 82: berth.v1.Config
+	(*Cluster)(nil),               // 83: berth.v1.Cluster
+	(*RaftMember)(nil),            // 84: berth.v1.RaftMember
+	(*ClusterSpec)(nil),           // 85: berth.v1.ClusterSpec
+	(*StatsRequest)(nil),          // 86: berth.v1.StatsRequest
+	(*StatsMessage)(nil),          // 87: berth.v1.StatsMessage
 }
 var file_berth_v1_control_proto_depIdxs = []int32{
-	61, // 0: berth.v1.CreateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
-	62, // 1: berth.v1.CreateServiceResponse.service:type_name -> berth.v1.Service
-	62, // 2: berth.v1.GetServiceResponse.service:type_name -> berth.v1.Service
-	59, // 3: berth.v1.ListFilters.labels:type_name -> berth.v1.ListFilters.LabelsEntry
+	69, // 0: berth.v1.CreateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
+	70, // 1: berth.v1.CreateServiceResponse.service:type_name -> berth.v1.Service
+	70, // 2: berth.v1.GetServiceResponse.service:type_name -> berth.v1.Service
+	67, // 3: berth.v1.ListFilters.labels:type_name -> berth.v1.ListFilters.LabelsEntry
 	5,  // 4: berth.v1.ListServicesRequest.filters:type_name -> berth.v1.ListFilters
-	63, // 5: berth.v1.ListServicesRequest.modes:type_name -> berth.v1.ServiceMode
-	62, // 6: berth.v1.ListServicesResponse.services:type_name -> berth.v1.Service
-	61, // 7: berth.v1.UpdateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
-	62, // 8: berth.v1.UpdateServiceResponse.service:type_name -> berth.v1.Service
-	64, // 9: berth.v1.GetTaskResponse.task:type_name -> berth.v1.Task
+	71, // 5: berth.v1.ListServicesRequest.modes:type_name -> berth.v1.ServiceMode
+	70, // 6: berth.v1.ListServicesResponse.services:type_name -> berth.v1.Service
+	69, // 7: berth.v1.UpdateServiceRequest.spec:type_name -> berth.v1.ServiceSpec
+	70, // 8: berth.v1.UpdateServiceResponse.service:type_name -> berth.v1.Service
+	72, // 9: berth.v1.GetTaskResponse.task:type_name -> berth.v1.Task
 	5,  // 10: berth.v1.ListTasksRequest.filters:type_name -> berth.v1.ListFilters
-	65, // 11: berth.v1.ListTasksRequest.desired_states:type_name -> berth.v1.TaskState
-	64, // 12: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.Task
-	66, // 13: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
+	73, // 11: berth.v1.ListTasksRequest.desired_states:type_name -> berth.v1.TaskState
+	72, // 12: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.Task
+	74, // 13: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
 	5,  // 14: berth.v1.ListNodesRequest.filters:type_name -> berth.v1.ListFilters
-	67, // 15: berth.v1.ListNodesRequest.roles:type_name -> berth.v1.NodeSpec.Role
-	66, // 16: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
-	68, // 17: berth.v1.UpdateNodeRequest.spec:type_name -> berth.v1.NodeSpec
-	66, // 18: berth.v1.UpdateNodeResponse.node:type_name -> berth.v1.Node
-	69, // 19: berth.v1.CreateNetworkRequest.spec:type_name -> berth.v1.NetworkSpec
-	70, // 20: berth.v1.CreateNetworkResponse.network:type_name -> berth.v1.Network
-	70, // 21: berth.v1.GetNetworkResponse.network:type_name -> berth.v1.Network
+	75, // 15: berth.v1.ListNodesRequest.roles:type_name -> berth.v1.NodeSpec.Role
+	74, // 16: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
+	76, // 17: berth.v1.UpdateNodeRequest.spec:type_name -> berth.v1.NodeSpec
+	74, // 18: berth.v1.UpdateNodeResponse.node:type_name -> berth.v1.Node
+	77, // 19: berth.v1.CreateNetworkRequest.spec:type_name -> berth.v1.NetworkSpec
+	78, // 20: berth.v1.CreateNetworkResponse.network:type_name -> berth.v1.Network
+	78, // 21: berth.v1.GetNetworkResponse.network:type_name -> berth.v1.Network
 	5,  // 22: berth.v1.ListNetworksRequest.filters:type_name -> berth.v1.ListFilters
-	70, // 23: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
-	71, // 24: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
-	72, // 25: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
-	72, // 26: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
+	78, // 23: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
+	79, // 24: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
+	80, // 25: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
+	80, // 26: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
 	5,  // 27: berth.v1.ListSecretsRequest.filters:type_name -> berth.v1.ListFilters
-	72, // 28: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
-	73, // 29: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
-	74, // 30: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
-	75, // 31: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
-	73, // 32: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
-	67, // 33: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
-	64, // 34: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
-	0,  // 35: berth.v1.LogMessage.stream:type_name -> berth.v1.LogMessage.Stream
-	51, // 36: berth.v1.ExecStart.size:type_name -> berth.v1.WindowSize
-	50, // 37: berth.v1.ExecInput.start:type_name -> berth.v1.ExecStart
-	51, // 38: berth.v1.ExecInput.resize:type_name -> berth.v1.WindowSize
-	54, // 39: berth.v1.ExecOutput.started:type_name -> berth.v1.ExecStarted
-	55, // 40: berth.v1.ExecOutput.error:type_name -> berth.v1.ExecError
-	58, // 41: berth.v1.EventsMessage.event:type_name -> berth.v1.Event
-	60, // 42: berth.v1.Event.attributes:type_name -> berth.v1.Event.AttributesEntry
-	1,  // 43: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
-	3,  // 44: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
-	6,  // 45: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
-	8,  // 46: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
-	10, // 47: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
-	12, // 48: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
-	14, // 49: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
-	16, // 50: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
-	18, // 51: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
-	20, // 52: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
-	22, // 53: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
-	24, // 54: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
-	26, // 55: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
-	28, // 56: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
-	30, // 57: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
-	32, // 58: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
-	34, // 59: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
-	36, // 60: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
-	38, // 61: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
-	40, // 62: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
-	42, // 63: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
-	44, // 64: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
-	46, // 65: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
-	48, // 66: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
-	76, // 67: berth.v1.Control.Stats:input_type -> berth.v1.StatsRequest
-	52, // 68: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
-	56, // 69: berth.v1.Control.Events:input_type -> berth.v1.EventsRequest
-	2,  // 70: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
-	4,  // 71: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
-	7,  // 72: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
-	9,  // 73: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
-	11, // 74: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
-	13, // 75: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
-	15, // 76: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
-	17, // 77: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
-	19, // 78: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
-	21, // 79: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
-	23, // 80: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
-	25, // 81: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
-	27, // 82: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
-	29, // 83: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
-	31, // 84: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
-	33, // 85: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
-	35, // 86: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
-	37, // 87: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
-	39, // 88: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
-	41, // 89: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
-	43, // 90: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
-	45, // 91: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
-	47, // 92: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
-	49, // 93: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
-	77, // 94: berth.v1.Control.Stats:output_type -> berth.v1.StatsMessage
-	53, // 95: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
-	57, // 96: berth.v1.Control.Events:output_type -> berth.v1.EventsMessage
-	70, // [70:97] is the sub-list for method output_type
-	43, // [43:70] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	80, // 28: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
+	81, // 29: berth.v1.CreateConfigRequest.spec:type_name -> berth.v1.ConfigSpec
+	82, // 30: berth.v1.CreateConfigResponse.config:type_name -> berth.v1.Config
+	82, // 31: berth.v1.GetConfigResponse.config:type_name -> berth.v1.Config
+	5,  // 32: berth.v1.ListConfigsRequest.filters:type_name -> berth.v1.ListFilters
+	82, // 33: berth.v1.ListConfigsResponse.configs:type_name -> berth.v1.Config
+	83, // 34: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
+	84, // 35: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
+	85, // 36: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
+	83, // 37: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
+	75, // 38: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
+	72, // 39: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
+	0,  // 40: berth.v1.LogMessage.stream:type_name -> berth.v1.LogMessage.Stream
+	59, // 41: berth.v1.ExecStart.size:type_name -> berth.v1.WindowSize
+	58, // 42: berth.v1.ExecInput.start:type_name -> berth.v1.ExecStart
+	59, // 43: berth.v1.ExecInput.resize:type_name -> berth.v1.WindowSize
+	62, // 44: berth.v1.ExecOutput.started:type_name -> berth.v1.ExecStarted
+	63, // 45: berth.v1.ExecOutput.error:type_name -> berth.v1.ExecError
+	66, // 46: berth.v1.EventsMessage.event:type_name -> berth.v1.Event
+	68, // 47: berth.v1.Event.attributes:type_name -> berth.v1.Event.AttributesEntry
+	1,  // 48: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
+	3,  // 49: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
+	6,  // 50: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
+	8,  // 51: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
+	10, // 52: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
+	12, // 53: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
+	14, // 54: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
+	16, // 55: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
+	18, // 56: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
+	20, // 57: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
+	22, // 58: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
+	24, // 59: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
+	26, // 60: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
+	28, // 61: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
+	30, // 62: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
+	32, // 63: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
+	34, // 64: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
+	36, // 65: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
+	38, // 66: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
+	40, // 67: berth.v1.Control.CreateConfig:input_type -> berth.v1.CreateConfigRequest
+	42, // 68: berth.v1.Control.GetConfig:input_type -> berth.v1.GetConfigRequest
+	44, // 69: berth.v1.Control.ListConfigs:input_type -> berth.v1.ListConfigsRequest
+	46, // 70: berth.v1.Control.RemoveConfig:input_type -> berth.v1.RemoveConfigRequest
+	48, // 71: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
+	50, // 72: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
+	52, // 73: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
+	54, // 74: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
+	56, // 75: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
+	86, // 76: berth.v1.Control.Stats:input_type -> berth.v1.StatsRequest
+	60, // 77: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
+	64, // 78: berth.v1.Control.Events:input_type -> berth.v1.EventsRequest
+	2,  // 79: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
+	4,  // 80: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
+	7,  // 81: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
+	9,  // 82: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
+	11, // 83: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
+	13, // 84: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
+	15, // 85: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
+	17, // 86: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
+	19, // 87: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
+	21, // 88: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
+	23, // 89: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
+	25, // 90: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
+	27, // 91: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
+	29, // 92: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
+	31, // 93: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
+	33, // 94: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
+	35, // 95: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
+	37, // 96: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
+	39, // 97: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
+	41, // 98: berth.v1.Control.CreateConfig:output_type -> berth.v1.CreateConfigResponse
+	43, // 99: berth.v1.Control.GetConfig:output_type -> berth.v1.GetConfigResponse
+	45, // 100: berth.v1.Control.ListConfigs:output_type -> berth.v1.ListConfigsResponse
+	47, // 101: berth.v1.Control.RemoveConfig:output_type -> berth.v1.RemoveConfigResponse
+	49, // 102: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
+	51, // 103: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
+	53, // 104: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
+	55, // 105: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
+	57, // 106: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
+	87, // 107: berth.v1.Control.Stats:output_type -> berth.v1.StatsMessage
+	61, // 108: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
+	65, // 109: berth.v1.Control.Events:output_type -> berth.v1.EventsMessage
+	79, // [79:110] is the sub-list for method output_type
+	48, // [48:79] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_control_proto_init() }
@@ -3776,14 +4162,14 @@ func file_berth_v1_control_proto_init() {
 	file_berth_v1_objects_proto_init()
 	file_berth_v1_specs_proto_init()
 	file_berth_v1_stats_proto_init()
-	file_berth_v1_control_proto_msgTypes[47].OneofWrappers = []any{}
-	file_berth_v1_control_proto_msgTypes[51].OneofWrappers = []any{
+	file_berth_v1_control_proto_msgTypes[55].OneofWrappers = []any{}
+	file_berth_v1_control_proto_msgTypes[59].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_CloseStdin)(nil),
 		(*ExecInput_Resize)(nil),
 	}
-	file_berth_v1_control_proto_msgTypes[52].OneofWrappers = []any{
+	file_berth_v1_control_proto_msgTypes[60].OneofWrappers = []any{
 		(*ExecOutput_Started)(nil),
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
@@ -3797,7 +4183,7 @@ func file_berth_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_control_proto_rawDesc), len(file_berth_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   60,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -525,6 +525,8 @@ type AssignmentChange struct {
 	//	*AssignmentChange_Network
 	//	*AssignmentChange_Peer
 	//	*AssignmentChange_Endpoint
+	//	*AssignmentChange_Config
+	//	*AssignmentChange_ConfigData
 	Item          isAssignmentChange_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -628,6 +630,24 @@ func (x *AssignmentChange) GetEndpoint() *ServiceEndpoint {
 	return nil
 }
 
+func (x *AssignmentChange) GetConfig() *Config {
+	if x != nil {
+		if x, ok := x.Item.(*AssignmentChange_Config); ok {
+			return x.Config
+		}
+	}
+	return nil
+}
+
+func (x *AssignmentChange) GetConfigData() *ConfigData {
+	if x != nil {
+		if x, ok := x.Item.(*AssignmentChange_ConfigData); ok {
+			return x.ConfigData
+		}
+	}
+	return nil
+}
+
 type isAssignmentChange_Item interface {
 	isAssignmentChange_Item()
 }
@@ -665,6 +685,16 @@ type AssignmentChange_Endpoint struct {
 	Endpoint *ServiceEndpoint `protobuf:"bytes,150,opt,name=endpoint,proto3,oneof"`
 }
 
+type AssignmentChange_Config struct {
+	// config and config_data are for configs what secret and secret_data
+	// are for secrets: data only to nodes running tasks that name it.
+	Config *Config `protobuf:"bytes,240,opt,name=config,proto3,oneof"`
+}
+
+type AssignmentChange_ConfigData struct {
+	ConfigData *ConfigData `protobuf:"bytes,241,opt,name=config_data,json=configData,proto3,oneof"`
+}
+
 func (*AssignmentChange_Task) isAssignmentChange_Item() {}
 
 func (*AssignmentChange_Secret) isAssignmentChange_Item() {}
@@ -676,6 +706,10 @@ func (*AssignmentChange_Network) isAssignmentChange_Item() {}
 func (*AssignmentChange_Peer) isAssignmentChange_Item() {}
 
 func (*AssignmentChange_Endpoint) isAssignmentChange_Item() {}
+
+func (*AssignmentChange_Config) isAssignmentChange_Item() {}
+
+func (*AssignmentChange_ConfigData) isAssignmentChange_Item() {}
 
 // NetworkPeer is a remote task's address on a network and the underlay
 // address of its node, which the VXLAN device sends its frames to.
@@ -1003,6 +1037,59 @@ func (x *SecretData) GetData() []byte {
 	return nil
 }
 
+// ConfigData is a config's content sent to the node that needs it.
+type ConfigData struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConfigId      string                 `protobuf:"bytes,1,opt,name=config_id,json=configId,proto3" json:"config_id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigData) Reset() {
+	*x = ConfigData{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigData) ProtoMessage() {}
+
+func (x *ConfigData) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigData.ProtoReflect.Descriptor instead.
+func (*ConfigData) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ConfigData) GetConfigId() string {
+	if x != nil {
+		return x.ConfigId
+	}
+	return ""
+}
+
+func (x *ConfigData) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -1012,7 +1099,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1111,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1124,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatRequest) GetSessionId() string {
@@ -1056,7 +1143,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1155,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1168,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
@@ -1101,7 +1188,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1200,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1213,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateTaskStatusRequest) GetSessionId() string {
@@ -1154,7 +1241,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1253,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1266,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -1204,7 +1291,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1303,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1316,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{15}
 }
 
 type PublishLogsRequest struct {
@@ -1246,7 +1333,7 @@ type PublishLogsRequest struct {
 
 func (x *PublishLogsRequest) Reset() {
 	*x = PublishLogsRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1345,7 @@ func (x *PublishLogsRequest) String() string {
 func (*PublishLogsRequest) ProtoMessage() {}
 
 func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1358,7 @@ func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsRequest.ProtoReflect.Descriptor instead.
 func (*PublishLogsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PublishLogsRequest) GetSessionId() string {
@@ -1310,7 +1397,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1409,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1422,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{17}
 }
 
 var File_berth_v1_dispatcher_proto protoreflect.FileDescriptor
@@ -1380,7 +1467,7 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\fWeightedPeer\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\xa8\x03\n" +
+	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\x8f\x04\n" +
 	"\x10AssignmentChange\x129\n" +
 	"\x06action\x18\x01 \x01(\x0e2!.berth.v1.AssignmentChange.ActionR\x06action\x12$\n" +
 	"\x04task\x18\x02 \x01(\v2\x0e.berth.v1.TaskH\x00R\x04task\x12*\n" +
@@ -1389,7 +1476,10 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"secretData\x12.\n" +
 	"\anetwork\x18\x8c\x01 \x01(\v2\x11.berth.v1.NetworkH\x00R\anetwork\x12,\n" +
 	"\x04peer\x18\x8d\x01 \x01(\v2\x15.berth.v1.NetworkPeerH\x00R\x04peer\x128\n" +
-	"\bendpoint\x18\x96\x01 \x01(\v2\x19.berth.v1.ServiceEndpointH\x00R\bendpoint\".\n" +
+	"\bendpoint\x18\x96\x01 \x01(\v2\x19.berth.v1.ServiceEndpointH\x00R\bendpoint\x12+\n" +
+	"\x06config\x18\xf0\x01 \x01(\v2\x10.berth.v1.ConfigH\x00R\x06config\x128\n" +
+	"\vconfig_data\x18\xf1\x01 \x01(\v2\x14.berth.v1.ConfigDataH\x00R\n" +
+	"configData\".\n" +
 	"\x06Action\x12\x11\n" +
 	"\rACTION_UPDATE\x10\x00\x12\x11\n" +
 	"\rACTION_REMOVE\x10\x01B\x06\n" +
@@ -1421,6 +1511,10 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
 	"SecretData\x12\x1b\n" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"=\n" +
+	"\n" +
+	"ConfigData\x12\x1b\n" +
+	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"1\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
@@ -1465,7 +1559,7 @@ func file_berth_v1_dispatcher_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),     // 0: berth.v1.AssignmentChange.Action
 	(*SessionRequest)(nil),           // 1: berth.v1.SessionRequest
@@ -1478,71 +1572,75 @@ var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(*ServiceEndpoint)(nil),          // 8: berth.v1.ServiceEndpoint
 	(*EndpointTask)(nil),             // 9: berth.v1.EndpointTask
 	(*SecretData)(nil),               // 10: berth.v1.SecretData
-	(*HeartbeatRequest)(nil),         // 11: berth.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 12: berth.v1.HeartbeatResponse
-	(*UpdateTaskStatusRequest)(nil),  // 13: berth.v1.UpdateTaskStatusRequest
-	(*TaskStatusUpdate)(nil),         // 14: berth.v1.TaskStatusUpdate
-	(*UpdateTaskStatusResponse)(nil), // 15: berth.v1.UpdateTaskStatusResponse
-	(*PublishLogsRequest)(nil),       // 16: berth.v1.PublishLogsRequest
-	(*PublishLogsResponse)(nil),      // 17: berth.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 18: berth.v1.NodeDescription
-	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
-	(NodeSpec_Role)(0),               // 20: berth.v1.NodeSpec.Role
-	(*ExecStart)(nil),                // 21: berth.v1.ExecStart
-	(*TaskStatsRequest)(nil),         // 22: berth.v1.TaskStatsRequest
-	(*Task)(nil),                     // 23: berth.v1.Task
-	(*Secret)(nil),                   // 24: berth.v1.Secret
-	(*Network)(nil),                  // 25: berth.v1.Network
-	(EndpointSpec_Mode)(0),           // 26: berth.v1.EndpointSpec.Mode
-	(*PortConfig)(nil),               // 27: berth.v1.PortConfig
-	(*TaskStatus)(nil),               // 28: berth.v1.TaskStatus
-	(*LogMessage)(nil),               // 29: berth.v1.LogMessage
-	(*PublishStatsRequest)(nil),      // 30: berth.v1.PublishStatsRequest
-	(*ExecOutput)(nil),               // 31: berth.v1.ExecOutput
-	(*PublishStatsResponse)(nil),     // 32: berth.v1.PublishStatsResponse
-	(*ExecInput)(nil),                // 33: berth.v1.ExecInput
+	(*ConfigData)(nil),               // 11: berth.v1.ConfigData
+	(*HeartbeatRequest)(nil),         // 12: berth.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 13: berth.v1.HeartbeatResponse
+	(*UpdateTaskStatusRequest)(nil),  // 14: berth.v1.UpdateTaskStatusRequest
+	(*TaskStatusUpdate)(nil),         // 15: berth.v1.TaskStatusUpdate
+	(*UpdateTaskStatusResponse)(nil), // 16: berth.v1.UpdateTaskStatusResponse
+	(*PublishLogsRequest)(nil),       // 17: berth.v1.PublishLogsRequest
+	(*PublishLogsResponse)(nil),      // 18: berth.v1.PublishLogsResponse
+	(*NodeDescription)(nil),          // 19: berth.v1.NodeDescription
+	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
+	(NodeSpec_Role)(0),               // 21: berth.v1.NodeSpec.Role
+	(*ExecStart)(nil),                // 22: berth.v1.ExecStart
+	(*TaskStatsRequest)(nil),         // 23: berth.v1.TaskStatsRequest
+	(*Task)(nil),                     // 24: berth.v1.Task
+	(*Secret)(nil),                   // 25: berth.v1.Secret
+	(*Network)(nil),                  // 26: berth.v1.Network
+	(*Config)(nil),                   // 27: berth.v1.Config
+	(EndpointSpec_Mode)(0),           // 28: berth.v1.EndpointSpec.Mode
+	(*PortConfig)(nil),               // 29: berth.v1.PortConfig
+	(*TaskStatus)(nil),               // 30: berth.v1.TaskStatus
+	(*LogMessage)(nil),               // 31: berth.v1.LogMessage
+	(*PublishStatsRequest)(nil),      // 32: berth.v1.PublishStatsRequest
+	(*ExecOutput)(nil),               // 33: berth.v1.ExecOutput
+	(*PublishStatsResponse)(nil),     // 34: berth.v1.PublishStatsResponse
+	(*ExecInput)(nil),                // 35: berth.v1.ExecInput
 }
 var file_berth_v1_dispatcher_proto_depIdxs = []int32{
-	18, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
+	19, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
 	5,  // 1: berth.v1.SessionMessage.managers:type_name -> berth.v1.WeightedPeer
-	19, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
+	20, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
 	6,  // 3: berth.v1.SessionMessage.changes:type_name -> berth.v1.AssignmentChange
-	20, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
+	21, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
 	3,  // 5: berth.v1.SessionMessage.requests:type_name -> berth.v1.AgentRequest
 	4,  // 6: berth.v1.AgentRequest.logs:type_name -> berth.v1.TaskLogsRequest
-	21, // 7: berth.v1.AgentRequest.exec:type_name -> berth.v1.ExecStart
-	22, // 8: berth.v1.AgentRequest.stats:type_name -> berth.v1.TaskStatsRequest
+	22, // 7: berth.v1.AgentRequest.exec:type_name -> berth.v1.ExecStart
+	23, // 8: berth.v1.AgentRequest.stats:type_name -> berth.v1.TaskStatsRequest
 	0,  // 9: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
-	23, // 10: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
-	24, // 11: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
+	24, // 10: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
+	25, // 11: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
 	10, // 12: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
-	25, // 13: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
+	26, // 13: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
 	7,  // 14: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
 	8,  // 15: berth.v1.AssignmentChange.endpoint:type_name -> berth.v1.ServiceEndpoint
-	26, // 16: berth.v1.ServiceEndpoint.mode:type_name -> berth.v1.EndpointSpec.Mode
-	27, // 17: berth.v1.ServiceEndpoint.ports:type_name -> berth.v1.PortConfig
-	9,  // 18: berth.v1.ServiceEndpoint.tasks:type_name -> berth.v1.EndpointTask
-	19, // 19: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	14, // 20: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
-	28, // 21: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
-	29, // 22: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
-	1,  // 23: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
-	11, // 24: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	13, // 25: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
-	16, // 26: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
-	30, // 27: berth.v1.Dispatcher.PublishStats:input_type -> berth.v1.PublishStatsRequest
-	31, // 28: berth.v1.Dispatcher.Exec:input_type -> berth.v1.ExecOutput
-	2,  // 29: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
-	12, // 30: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	15, // 31: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
-	17, // 32: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
-	32, // 33: berth.v1.Dispatcher.PublishStats:output_type -> berth.v1.PublishStatsResponse
-	33, // 34: berth.v1.Dispatcher.Exec:output_type -> berth.v1.ExecInput
-	29, // [29:35] is the sub-list for method output_type
-	23, // [23:29] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	27, // 16: berth.v1.AssignmentChange.config:type_name -> berth.v1.Config
+	11, // 17: berth.v1.AssignmentChange.config_data:type_name -> berth.v1.ConfigData
+	28, // 18: berth.v1.ServiceEndpoint.mode:type_name -> berth.v1.EndpointSpec.Mode
+	29, // 19: berth.v1.ServiceEndpoint.ports:type_name -> berth.v1.PortConfig
+	9,  // 20: berth.v1.ServiceEndpoint.tasks:type_name -> berth.v1.EndpointTask
+	20, // 21: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	15, // 22: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
+	30, // 23: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
+	31, // 24: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
+	1,  // 25: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
+	12, // 26: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	14, // 27: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
+	17, // 28: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
+	32, // 29: berth.v1.Dispatcher.PublishStats:input_type -> berth.v1.PublishStatsRequest
+	33, // 30: berth.v1.Dispatcher.Exec:input_type -> berth.v1.ExecOutput
+	2,  // 31: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
+	13, // 32: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	16, // 33: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
+	18, // 34: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
+	34, // 35: berth.v1.Dispatcher.PublishStats:output_type -> berth.v1.PublishStatsResponse
+	35, // 36: berth.v1.Dispatcher.Exec:output_type -> berth.v1.ExecInput
+	31, // [31:37] is the sub-list for method output_type
+	25, // [25:31] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_dispatcher_proto_init() }
@@ -1568,6 +1666,8 @@ func file_berth_v1_dispatcher_proto_init() {
 		(*AssignmentChange_Network)(nil),
 		(*AssignmentChange_Peer)(nil),
 		(*AssignmentChange_Endpoint)(nil),
+		(*AssignmentChange_Config)(nil),
+		(*AssignmentChange_ConfigData)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1575,7 +1675,7 @@ func file_berth_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_dispatcher_proto_rawDesc), len(file_berth_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

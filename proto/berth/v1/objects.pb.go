@@ -1779,6 +1779,68 @@ func (x *Secret) GetDigest() string {
 	return ""
 }
 
+// Config is a named configuration file for containers. Unlike a secret,
+// its data is not sealed and the Control API returns it.
+type Config struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec          *ConfigSpec            `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Config) Reset() {
+	*x = Config{}
+	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Config) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Config) ProtoMessage() {}
+
+func (x *Config) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Config.ProtoReflect.Descriptor instead.
+func (*Config) Descriptor() ([]byte, []int) {
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Config) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Config) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Config) GetSpec() *ConfigSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
 // Cluster holds cluster-wide state: settings, tokens and the CA.
 type Cluster struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -1802,7 +1864,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	mi := &file_berth_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1876,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[19]
+	mi := &file_berth_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1889,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Cluster) GetId() string {
@@ -1908,7 +1970,7 @@ type GossipKeyRotation struct {
 
 func (x *GossipKeyRotation) Reset() {
 	*x = GossipKeyRotation{}
-	mi := &file_berth_v1_objects_proto_msgTypes[20]
+	mi := &file_berth_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +1982,7 @@ func (x *GossipKeyRotation) String() string {
 func (*GossipKeyRotation) ProtoMessage() {}
 
 func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[20]
+	mi := &file_berth_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +1995,7 @@ func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
 func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GossipKeyRotation) GetNext() []byte {
@@ -1978,7 +2040,7 @@ type RemovedNode struct {
 
 func (x *RemovedNode) Reset() {
 	*x = RemovedNode{}
-	mi := &file_berth_v1_objects_proto_msgTypes[21]
+	mi := &file_berth_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2052,7 @@ func (x *RemovedNode) String() string {
 func (*RemovedNode) ProtoMessage() {}
 
 func (x *RemovedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[21]
+	mi := &file_berth_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2065,7 @@ func (x *RemovedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovedNode.ProtoReflect.Descriptor instead.
 func (*RemovedNode) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RemovedNode) GetId() string {
@@ -2038,7 +2100,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_berth_v1_objects_proto_msgTypes[22]
+	mi := &file_berth_v1_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2112,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[22]
+	mi := &file_berth_v1_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2125,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -2095,7 +2157,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_berth_v1_objects_proto_msgTypes[23]
+	mi := &file_berth_v1_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2169,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[23]
+	mi := &file_berth_v1_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2182,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RootCA) GetCaCert() []byte {
@@ -2158,7 +2220,7 @@ type RaftMember struct {
 
 func (x *RaftMember) Reset() {
 	*x = RaftMember{}
-	mi := &file_berth_v1_objects_proto_msgTypes[24]
+	mi := &file_berth_v1_objects_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2232,7 @@ func (x *RaftMember) String() string {
 func (*RaftMember) ProtoMessage() {}
 
 func (x *RaftMember) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_objects_proto_msgTypes[24]
+	mi := &file_berth_v1_objects_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2245,7 @@ func (x *RaftMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMember.ProtoReflect.Descriptor instead.
 func (*RaftMember) Descriptor() ([]byte, []int) {
-	return file_berth_v1_objects_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_objects_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RaftMember) GetNodeId() string {
@@ -2375,7 +2437,11 @@ const file_berth_v1_objects_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12(\n" +
 	"\x04spec\x18\x03 \x01(\v2\x14.berth.v1.SecretSpecR\x04spec\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\tR\x06digest\"\xd1\x02\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\"f\n" +
+	"\x06Config\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
+	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12(\n" +
+	"\x04spec\x18\x03 \x01(\v2\x14.berth.v1.ConfigSpecR\x04spec\"\xd1\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.berth.v1.MetaR\x04meta\x12)\n" +
@@ -2442,7 +2508,7 @@ func file_berth_v1_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_berth_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_berth_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_berth_v1_objects_proto_goTypes = []any{
 	(TaskState)(0),                  // 0: berth.v1.TaskState
 	(NodeStatus_State)(0),           // 1: berth.v1.NodeStatus.State
@@ -2468,90 +2534,94 @@ var file_berth_v1_objects_proto_goTypes = []any{
 	(*NetworkAttachmentStatus)(nil), // 21: berth.v1.NetworkAttachmentStatus
 	(*Network)(nil),                 // 22: berth.v1.Network
 	(*Secret)(nil),                  // 23: berth.v1.Secret
-	(*Cluster)(nil),                 // 24: berth.v1.Cluster
-	(*GossipKeyRotation)(nil),       // 25: berth.v1.GossipKeyRotation
-	(*RemovedNode)(nil),             // 26: berth.v1.RemovedNode
-	(*JoinTokens)(nil),              // 27: berth.v1.JoinTokens
-	(*RootCA)(nil),                  // 28: berth.v1.RootCA
-	(*RaftMember)(nil),              // 29: berth.v1.RaftMember
-	nil,                             // 30: berth.v1.NodeDescription.EngineLabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
-	(*NodeSpec)(nil),                // 32: berth.v1.NodeSpec
-	(NodeSpec_Role)(0),              // 33: berth.v1.NodeSpec.Role
-	(*ResourceSet)(nil),             // 34: berth.v1.ResourceSet
-	(*ServiceSpec)(nil),             // 35: berth.v1.ServiceSpec
-	(*EndpointSpec)(nil),            // 36: berth.v1.EndpointSpec
-	(*PortConfig)(nil),              // 37: berth.v1.PortConfig
-	(*TaskSpec)(nil),                // 38: berth.v1.TaskSpec
-	(*Annotations)(nil),             // 39: berth.v1.Annotations
-	(*NetworkAttachment)(nil),       // 40: berth.v1.NetworkAttachment
-	(*NetworkSpec)(nil),             // 41: berth.v1.NetworkSpec
-	(*SecretSpec)(nil),              // 42: berth.v1.SecretSpec
-	(*ClusterSpec)(nil),             // 43: berth.v1.ClusterSpec
+	(*Config)(nil),                  // 24: berth.v1.Config
+	(*Cluster)(nil),                 // 25: berth.v1.Cluster
+	(*GossipKeyRotation)(nil),       // 26: berth.v1.GossipKeyRotation
+	(*RemovedNode)(nil),             // 27: berth.v1.RemovedNode
+	(*JoinTokens)(nil),              // 28: berth.v1.JoinTokens
+	(*RootCA)(nil),                  // 29: berth.v1.RootCA
+	(*RaftMember)(nil),              // 30: berth.v1.RaftMember
+	nil,                             // 31: berth.v1.NodeDescription.EngineLabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 32: google.protobuf.Timestamp
+	(*NodeSpec)(nil),                // 33: berth.v1.NodeSpec
+	(NodeSpec_Role)(0),              // 34: berth.v1.NodeSpec.Role
+	(*ResourceSet)(nil),             // 35: berth.v1.ResourceSet
+	(*ServiceSpec)(nil),             // 36: berth.v1.ServiceSpec
+	(*EndpointSpec)(nil),            // 37: berth.v1.EndpointSpec
+	(*PortConfig)(nil),              // 38: berth.v1.PortConfig
+	(*TaskSpec)(nil),                // 39: berth.v1.TaskSpec
+	(*Annotations)(nil),             // 40: berth.v1.Annotations
+	(*NetworkAttachment)(nil),       // 41: berth.v1.NetworkAttachment
+	(*NetworkSpec)(nil),             // 42: berth.v1.NetworkSpec
+	(*SecretSpec)(nil),              // 43: berth.v1.SecretSpec
+	(*ConfigSpec)(nil),              // 44: berth.v1.ConfigSpec
+	(*ClusterSpec)(nil),             // 45: berth.v1.ClusterSpec
 }
 var file_berth_v1_objects_proto_depIdxs = []int32{
-	31, // 0: berth.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	31, // 1: berth.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 0: berth.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	32, // 1: berth.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: berth.v1.Node.meta:type_name -> berth.v1.Meta
-	32, // 3: berth.v1.Node.spec:type_name -> berth.v1.NodeSpec
+	33, // 3: berth.v1.Node.spec:type_name -> berth.v1.NodeSpec
 	7,  // 4: berth.v1.Node.description:type_name -> berth.v1.NodeDescription
 	9,  // 5: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
 	10, // 6: berth.v1.Node.manager_status:type_name -> berth.v1.ManagerStatus
-	33, // 7: berth.v1.Node.role:type_name -> berth.v1.NodeSpec.Role
+	34, // 7: berth.v1.Node.role:type_name -> berth.v1.NodeSpec.Role
 	11, // 8: berth.v1.Node.certificate:type_name -> berth.v1.Certificate
 	8,  // 9: berth.v1.NodeDescription.platform:type_name -> berth.v1.Platform
-	34, // 10: berth.v1.NodeDescription.resources:type_name -> berth.v1.ResourceSet
-	30, // 11: berth.v1.NodeDescription.engine_labels:type_name -> berth.v1.NodeDescription.EngineLabelsEntry
+	35, // 10: berth.v1.NodeDescription.resources:type_name -> berth.v1.ResourceSet
+	31, // 11: berth.v1.NodeDescription.engine_labels:type_name -> berth.v1.NodeDescription.EngineLabelsEntry
 	1,  // 12: berth.v1.NodeStatus.state:type_name -> berth.v1.NodeStatus.State
-	31, // 13: berth.v1.NodeStatus.changed_at:type_name -> google.protobuf.Timestamp
+	32, // 13: berth.v1.NodeStatus.changed_at:type_name -> google.protobuf.Timestamp
 	2,  // 14: berth.v1.ManagerStatus.reachability:type_name -> berth.v1.ManagerStatus.Reachability
-	31, // 15: berth.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	32, // 15: berth.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	5,  // 16: berth.v1.Service.meta:type_name -> berth.v1.Meta
-	35, // 17: berth.v1.Service.spec:type_name -> berth.v1.ServiceSpec
-	35, // 18: berth.v1.Service.previous_spec:type_name -> berth.v1.ServiceSpec
+	36, // 17: berth.v1.Service.spec:type_name -> berth.v1.ServiceSpec
+	36, // 18: berth.v1.Service.previous_spec:type_name -> berth.v1.ServiceSpec
 	14, // 19: berth.v1.Service.endpoint:type_name -> berth.v1.Endpoint
 	16, // 20: berth.v1.Service.update_status:type_name -> berth.v1.UpdateStatus
 	13, // 21: berth.v1.Service.status:type_name -> berth.v1.ServiceStatus
-	36, // 22: berth.v1.Endpoint.spec:type_name -> berth.v1.EndpointSpec
-	37, // 23: berth.v1.Endpoint.ports:type_name -> berth.v1.PortConfig
+	37, // 22: berth.v1.Endpoint.spec:type_name -> berth.v1.EndpointSpec
+	38, // 23: berth.v1.Endpoint.ports:type_name -> berth.v1.PortConfig
 	15, // 24: berth.v1.Endpoint.virtual_ips:type_name -> berth.v1.VirtualIP
 	3,  // 25: berth.v1.UpdateStatus.state:type_name -> berth.v1.UpdateStatus.State
-	31, // 26: berth.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	31, // 27: berth.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	32, // 26: berth.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	32, // 27: berth.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
 	5,  // 28: berth.v1.Task.meta:type_name -> berth.v1.Meta
-	38, // 29: berth.v1.Task.spec:type_name -> berth.v1.TaskSpec
+	39, // 29: berth.v1.Task.spec:type_name -> berth.v1.TaskSpec
 	0,  // 30: berth.v1.Task.desired_state:type_name -> berth.v1.TaskState
 	19, // 31: berth.v1.Task.status:type_name -> berth.v1.TaskStatus
 	21, // 32: berth.v1.Task.networks:type_name -> berth.v1.NetworkAttachmentStatus
 	14, // 33: berth.v1.Task.endpoint:type_name -> berth.v1.Endpoint
-	39, // 34: berth.v1.Task.annotations:type_name -> berth.v1.Annotations
+	40, // 34: berth.v1.Task.annotations:type_name -> berth.v1.Annotations
 	18, // 35: berth.v1.Task.spec_networks:type_name -> berth.v1.SpecNetworks
-	40, // 36: berth.v1.SpecNetworks.attachments:type_name -> berth.v1.NetworkAttachment
+	41, // 36: berth.v1.SpecNetworks.attachments:type_name -> berth.v1.NetworkAttachment
 	0,  // 37: berth.v1.TaskStatus.state:type_name -> berth.v1.TaskState
-	31, // 38: berth.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	32, // 38: berth.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
 	20, // 39: berth.v1.TaskStatus.container:type_name -> berth.v1.ContainerStatus
-	37, // 40: berth.v1.TaskStatus.ports:type_name -> berth.v1.PortConfig
-	31, // 41: berth.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
-	31, // 42: berth.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
+	38, // 40: berth.v1.TaskStatus.ports:type_name -> berth.v1.PortConfig
+	32, // 41: berth.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
+	32, // 42: berth.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
 	4,  // 43: berth.v1.ContainerStatus.health:type_name -> berth.v1.ContainerStatus.Health
 	5,  // 44: berth.v1.Network.meta:type_name -> berth.v1.Meta
-	41, // 45: berth.v1.Network.spec:type_name -> berth.v1.NetworkSpec
+	42, // 45: berth.v1.Network.spec:type_name -> berth.v1.NetworkSpec
 	5,  // 46: berth.v1.Secret.meta:type_name -> berth.v1.Meta
-	42, // 47: berth.v1.Secret.spec:type_name -> berth.v1.SecretSpec
-	5,  // 48: berth.v1.Cluster.meta:type_name -> berth.v1.Meta
-	43, // 49: berth.v1.Cluster.spec:type_name -> berth.v1.ClusterSpec
-	27, // 50: berth.v1.Cluster.join_tokens:type_name -> berth.v1.JoinTokens
-	28, // 51: berth.v1.Cluster.root_ca:type_name -> berth.v1.RootCA
-	25, // 52: berth.v1.Cluster.gossip_rotation:type_name -> berth.v1.GossipKeyRotation
-	31, // 53: berth.v1.GossipKeyRotation.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 54: berth.v1.RemovedNode.meta:type_name -> berth.v1.Meta
-	31, // 55: berth.v1.RemovedNode.removed_at:type_name -> google.protobuf.Timestamp
-	2,  // 56: berth.v1.RaftMember.reachability:type_name -> berth.v1.ManagerStatus.Reachability
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	43, // 47: berth.v1.Secret.spec:type_name -> berth.v1.SecretSpec
+	5,  // 48: berth.v1.Config.meta:type_name -> berth.v1.Meta
+	44, // 49: berth.v1.Config.spec:type_name -> berth.v1.ConfigSpec
+	5,  // 50: berth.v1.Cluster.meta:type_name -> berth.v1.Meta
+	45, // 51: berth.v1.Cluster.spec:type_name -> berth.v1.ClusterSpec
+	28, // 52: berth.v1.Cluster.join_tokens:type_name -> berth.v1.JoinTokens
+	29, // 53: berth.v1.Cluster.root_ca:type_name -> berth.v1.RootCA
+	26, // 54: berth.v1.Cluster.gossip_rotation:type_name -> berth.v1.GossipKeyRotation
+	32, // 55: berth.v1.GossipKeyRotation.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 56: berth.v1.RemovedNode.meta:type_name -> berth.v1.Meta
+	32, // 57: berth.v1.RemovedNode.removed_at:type_name -> google.protobuf.Timestamp
+	2,  // 58: berth.v1.RaftMember.reachability:type_name -> berth.v1.ManagerStatus.Reachability
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_objects_proto_init() }
@@ -2566,7 +2636,7 @@ func file_berth_v1_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_objects_proto_rawDesc), len(file_berth_v1_objects_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -268,6 +268,7 @@ type StoreAction struct {
 	//	*StoreAction_Secret
 	//	*StoreAction_Cluster
 	//	*StoreAction_RemovedNode
+	//	*StoreAction_Config
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -380,6 +381,15 @@ func (x *StoreAction) GetRemovedNode() *RemovedNode {
 	return nil
 }
 
+func (x *StoreAction) GetConfig() *Config {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Config); ok {
+			return x.Config
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -412,6 +422,10 @@ type StoreAction_RemovedNode struct {
 	RemovedNode *RemovedNode `protobuf:"bytes,100,opt,name=removed_node,json=removedNode,proto3,oneof"`
 }
 
+type StoreAction_Config struct {
+	Config *Config `protobuf:"bytes,240,opt,name=config,proto3,oneof"`
+}
+
 func (*StoreAction_Node) isStoreAction_Target() {}
 
 func (*StoreAction_Service) isStoreAction_Target() {}
@@ -425,6 +439,8 @@ func (*StoreAction_Secret) isStoreAction_Target() {}
 func (*StoreAction_Cluster) isStoreAction_Target() {}
 
 func (*StoreAction_RemovedNode) isStoreAction_Target() {}
+
+func (*StoreAction_Config) isStoreAction_Target() {}
 
 // StoreBatch is the payload of one Raft log entry: changes applied atomically.
 type StoreBatch struct {
@@ -652,7 +668,7 @@ const file_berth_v1_raft_proto_rawDesc = "" +
 	"\amembers\x18\x01 \x03(\v2\x14.berth.v1.RaftMemberR\amembers\"'\n" +
 	"\fLeaveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x0f\n" +
-	"\rLeaveResponse\"\xc3\x03\n" +
+	"\rLeaveResponse\"\xf0\x03\n" +
 	"\vStoreAction\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.berth.v1.StoreAction.KindR\x04kind\x12$\n" +
 	"\x04node\x18\x02 \x01(\v2\x0e.berth.v1.NodeH\x00R\x04node\x12-\n" +
@@ -661,7 +677,8 @@ const file_berth_v1_raft_proto_rawDesc = "" +
 	"\anetwork\x18\x05 \x01(\v2\x11.berth.v1.NetworkH\x00R\anetwork\x12*\n" +
 	"\x06secret\x18\x06 \x01(\v2\x10.berth.v1.SecretH\x00R\x06secret\x12-\n" +
 	"\acluster\x18\a \x01(\v2\x11.berth.v1.ClusterH\x00R\acluster\x12:\n" +
-	"\fremoved_node\x18d \x01(\v2\x15.berth.v1.RemovedNodeH\x00R\vremovedNode\"9\n" +
+	"\fremoved_node\x18d \x01(\v2\x15.berth.v1.RemovedNodeH\x00R\vremovedNode\x12+\n" +
+	"\x06config\x18\xf0\x01 \x01(\v2\x10.berth.v1.ConfigH\x00R\x06config\"9\n" +
 	"\x04Kind\x12\x0f\n" +
 	"\vKIND_CREATE\x10\x00\x12\x0f\n" +
 	"\vKIND_UPDATE\x10\x01\x12\x0f\n" +
@@ -717,6 +734,7 @@ var file_berth_v1_raft_proto_goTypes = []any{
 	(*Secret)(nil),          // 16: berth.v1.Secret
 	(*Cluster)(nil),         // 17: berth.v1.Cluster
 	(*RemovedNode)(nil),     // 18: berth.v1.RemovedNode
+	(*Config)(nil),          // 19: berth.v1.Config
 }
 var file_berth_v1_raft_proto_depIdxs = []int32{
 	11, // 0: berth.v1.JoinResponse.members:type_name -> berth.v1.RaftMember
@@ -728,21 +746,22 @@ var file_berth_v1_raft_proto_depIdxs = []int32{
 	16, // 6: berth.v1.StoreAction.secret:type_name -> berth.v1.Secret
 	17, // 7: berth.v1.StoreAction.cluster:type_name -> berth.v1.Cluster
 	18, // 8: berth.v1.StoreAction.removed_node:type_name -> berth.v1.RemovedNode
-	5,  // 9: berth.v1.StoreBatch.actions:type_name -> berth.v1.StoreAction
-	6,  // 10: berth.v1.ProposeRequest.batch:type_name -> berth.v1.StoreBatch
-	1,  // 11: berth.v1.RaftMembership.Join:input_type -> berth.v1.JoinRequest
-	3,  // 12: berth.v1.RaftMembership.Leave:input_type -> berth.v1.LeaveRequest
-	7,  // 13: berth.v1.RaftMembership.Propose:input_type -> berth.v1.ProposeRequest
-	9,  // 14: berth.v1.RaftMembership.Barrier:input_type -> berth.v1.BarrierRequest
-	2,  // 15: berth.v1.RaftMembership.Join:output_type -> berth.v1.JoinResponse
-	4,  // 16: berth.v1.RaftMembership.Leave:output_type -> berth.v1.LeaveResponse
-	8,  // 17: berth.v1.RaftMembership.Propose:output_type -> berth.v1.ProposeResponse
-	10, // 18: berth.v1.RaftMembership.Barrier:output_type -> berth.v1.BarrierResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	19, // 9: berth.v1.StoreAction.config:type_name -> berth.v1.Config
+	5,  // 10: berth.v1.StoreBatch.actions:type_name -> berth.v1.StoreAction
+	6,  // 11: berth.v1.ProposeRequest.batch:type_name -> berth.v1.StoreBatch
+	1,  // 12: berth.v1.RaftMembership.Join:input_type -> berth.v1.JoinRequest
+	3,  // 13: berth.v1.RaftMembership.Leave:input_type -> berth.v1.LeaveRequest
+	7,  // 14: berth.v1.RaftMembership.Propose:input_type -> berth.v1.ProposeRequest
+	9,  // 15: berth.v1.RaftMembership.Barrier:input_type -> berth.v1.BarrierRequest
+	2,  // 16: berth.v1.RaftMembership.Join:output_type -> berth.v1.JoinResponse
+	4,  // 17: berth.v1.RaftMembership.Leave:output_type -> berth.v1.LeaveResponse
+	8,  // 18: berth.v1.RaftMembership.Propose:output_type -> berth.v1.ProposeResponse
+	10, // 19: berth.v1.RaftMembership.Barrier:output_type -> berth.v1.BarrierResponse
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_raft_proto_init() }
@@ -759,6 +778,7 @@ func file_berth_v1_raft_proto_init() {
 		(*StoreAction_Secret)(nil),
 		(*StoreAction_Cluster)(nil),
 		(*StoreAction_RemovedNode)(nil),
+		(*StoreAction_Config)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -491,7 +491,7 @@ func (x NodeSpec_Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Role.Descriptor instead.
 func (NodeSpec_Role) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{22, 0}
 }
 
 type NodeSpec_Availability int32
@@ -540,7 +540,7 @@ func (x NodeSpec_Availability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Availability.Descriptor instead.
 func (NodeSpec_Availability) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{22, 1}
 }
 
 // Annotations name an object and carry free-form labels.
@@ -809,7 +809,9 @@ type ContainerSpec struct {
 	// CLI does); "no-new-privileges" is always on. Managers refuse others.
 	SecurityOpts []string `protobuf:"bytes,17,rep,name=security_opts,json=securityOpts,proto3" json:"security_opts,omitempty"`
 	// log bounds the task's log files on its node (--log-opt).
-	Log           *LogConfig `protobuf:"bytes,160,opt,name=log,proto3" json:"log,omitempty"`
+	Log *LogConfig `protobuf:"bytes,160,opt,name=log,proto3" json:"log,omitempty"`
+	// configs are files placed read-only into the container.
+	Configs       []*ConfigReference `protobuf:"bytes,240,rep,name=configs,proto3" json:"configs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -966,6 +968,13 @@ func (x *ContainerSpec) GetSecurityOpts() []string {
 func (x *ContainerSpec) GetLog() *LogConfig {
 	if x != nil {
 		return x.Log
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetConfigs() []*ConfigReference {
+	if x != nil {
+		return x.Configs
 	}
 	return nil
 }
@@ -1963,6 +1972,94 @@ func (x *SecretReference) GetMode() uint32 {
 	return 0
 }
 
+// ConfigReference places a config's data into a container, read-only.
+type ConfigReference struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ConfigId   string                 `protobuf:"bytes,1,opt,name=config_id,json=configId,proto3" json:"config_id,omitempty"`
+	ConfigName string                 `protobuf:"bytes,2,opt,name=config_name,json=configName,proto3" json:"config_name,omitempty"`
+	// file_name is the absolute path where the config appears, stored
+	// cleaned; a relative one is taken from / ("app.conf" is /app.conf).
+	// Empty means /<config name>.
+	FileName      string `protobuf:"bytes,3,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	Uid           uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mode          uint32 `protobuf:"varint,6,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigReference) Reset() {
+	*x = ConfigReference{}
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigReference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigReference) ProtoMessage() {}
+
+func (x *ConfigReference) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigReference.ProtoReflect.Descriptor instead.
+func (*ConfigReference) Descriptor() ([]byte, []int) {
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ConfigReference) GetConfigId() string {
+	if x != nil {
+		return x.ConfigId
+	}
+	return ""
+}
+
+func (x *ConfigReference) GetConfigName() string {
+	if x != nil {
+		return x.ConfigName
+	}
+	return ""
+}
+
+func (x *ConfigReference) GetFileName() string {
+	if x != nil {
+		return x.FileName
+	}
+	return ""
+}
+
+func (x *ConfigReference) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ConfigReference) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *ConfigReference) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
 // NetworkSpec is the desired state of a network.
 type NetworkSpec struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1979,7 +2076,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2088,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2101,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -2054,7 +2151,7 @@ type SecretSpec struct {
 
 func (x *SecretSpec) Reset() {
 	*x = SecretSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2163,7 @@ func (x *SecretSpec) String() string {
 func (*SecretSpec) ProtoMessage() {}
 
 func (x *SecretSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2176,7 @@ func (x *SecretSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSpec.ProtoReflect.Descriptor instead.
 func (*SecretSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SecretSpec) GetAnnotations() *Annotations {
@@ -2090,6 +2187,60 @@ func (x *SecretSpec) GetAnnotations() *Annotations {
 }
 
 func (x *SecretSpec) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// ConfigSpec is a named config.
+type ConfigSpec struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Annotations *Annotations           `protobuf:"bytes,1,opt,name=annotations,proto3" json:"annotations,omitempty"`
+	// data is the config's content.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigSpec) Reset() {
+	*x = ConfigSpec{}
+	mi := &file_berth_v1_specs_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigSpec) ProtoMessage() {}
+
+func (x *ConfigSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_specs_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigSpec.ProtoReflect.Descriptor instead.
+func (*ConfigSpec) Descriptor() ([]byte, []int) {
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ConfigSpec) GetAnnotations() *Annotations {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+func (x *ConfigSpec) GetData() []byte {
 	if x != nil {
 		return x.Data
 	}
@@ -2108,7 +2259,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[20]
+	mi := &file_berth_v1_specs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2271,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[20]
+	mi := &file_berth_v1_specs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2284,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NodeSpec) GetAnnotations() *Annotations {
@@ -2179,7 +2330,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[21]
+	mi := &file_berth_v1_specs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2342,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[21]
+	mi := &file_berth_v1_specs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2355,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClusterSpec) GetAnnotations() *Annotations {
@@ -2282,7 +2433,7 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\tresources\x18\x02 \x01(\v2\x13.berth.v1.ResourcesR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.berth.v1.RestartPolicyR\arestart\x121\n" +
 	"\tplacement\x18\x04 \x01(\v2\x13.berth.v1.PlacementR\tplacement\x12!\n" +
-	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\xdf\x05\n" +
+	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\x95\x06\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2303,7 +2454,8 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\x06labels\x18\x0f \x03(\v2#.berth.v1.ContainerSpec.LabelsEntryR\x06labels\x12;\n" +
 	"\rregistry_auth\x18\x10 \x01(\v2\x16.berth.v1.RegistryAuthR\fregistryAuth\x12#\n" +
 	"\rsecurity_opts\x18\x11 \x03(\tR\fsecurityOpts\x12&\n" +
-	"\x03log\x18\xa0\x01 \x01(\v2\x13.berth.v1.LogConfigR\x03log\x1a9\n" +
+	"\x03log\x18\xa0\x01 \x01(\v2\x13.berth.v1.LogConfigR\x03log\x124\n" +
+	"\aconfigs\x18\xf0\x01 \x03(\v2\x19.berth.v1.ConfigReferenceR\aconfigs\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
@@ -2407,6 +2559,14 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\tfile_name\x18\x03 \x01(\tR\bfileName\x12\x10\n" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04mode\x18\x06 \x01(\rR\x04mode\"\xa4\x01\n" +
+	"\x0fConfigReference\x12\x1b\n" +
+	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\x12\x1f\n" +
+	"\vconfig_name\x18\x02 \x01(\tR\n" +
+	"configName\x12\x1b\n" +
+	"\tfile_name\x18\x03 \x01(\tR\bfileName\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x12\n" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\"\xb2\x01\n" +
 	"\vNetworkSpec\x127\n" +
 	"\vannotations\x18\x01 \x01(\v2\x15.berth.v1.AnnotationsR\vannotations\x12\x16\n" +
@@ -2418,6 +2578,10 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\binternal\x18\x05 \x01(\bR\binternal\"Y\n" +
 	"\n" +
 	"SecretSpec\x127\n" +
+	"\vannotations\x18\x01 \x01(\v2\x15.berth.v1.AnnotationsR\vannotations\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"Y\n" +
+	"\n" +
+	"ConfigSpec\x127\n" +
 	"\vannotations\x18\x01 \x01(\v2\x15.berth.v1.AnnotationsR\vannotations\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\xc8\x02\n" +
 	"\bNodeSpec\x127\n" +
@@ -2457,7 +2621,7 @@ func file_berth_v1_specs_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_specs_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_berth_v1_specs_proto_goTypes = []any{
 	(ServiceMode)(0),                // 0: berth.v1.ServiceMode
 	(Mount_Type)(0),                 // 1: berth.v1.Mount.Type
@@ -2488,16 +2652,18 @@ var file_berth_v1_specs_proto_goTypes = []any{
 	(*PortConfig)(nil),              // 26: berth.v1.PortConfig
 	(*NetworkAttachment)(nil),       // 27: berth.v1.NetworkAttachment
 	(*SecretReference)(nil),         // 28: berth.v1.SecretReference
-	(*NetworkSpec)(nil),             // 29: berth.v1.NetworkSpec
-	(*SecretSpec)(nil),              // 30: berth.v1.SecretSpec
-	(*NodeSpec)(nil),                // 31: berth.v1.NodeSpec
-	(*ClusterSpec)(nil),             // 32: berth.v1.ClusterSpec
-	nil,                             // 33: berth.v1.Annotations.LabelsEntry
-	nil,                             // 34: berth.v1.ContainerSpec.LabelsEntry
-	(*durationpb.Duration)(nil),     // 35: google.protobuf.Duration
+	(*ConfigReference)(nil),         // 29: berth.v1.ConfigReference
+	(*NetworkSpec)(nil),             // 30: berth.v1.NetworkSpec
+	(*SecretSpec)(nil),              // 31: berth.v1.SecretSpec
+	(*ConfigSpec)(nil),              // 32: berth.v1.ConfigSpec
+	(*NodeSpec)(nil),                // 33: berth.v1.NodeSpec
+	(*ClusterSpec)(nil),             // 34: berth.v1.ClusterSpec
+	nil,                             // 35: berth.v1.Annotations.LabelsEntry
+	nil,                             // 36: berth.v1.ContainerSpec.LabelsEntry
+	(*durationpb.Duration)(nil),     // 37: google.protobuf.Duration
 }
 var file_berth_v1_specs_proto_depIdxs = []int32{
-	33, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
+	35, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
 	11, // 1: berth.v1.ServiceSpec.annotations:type_name -> berth.v1.Annotations
 	13, // 2: berth.v1.ServiceSpec.task:type_name -> berth.v1.TaskSpec
 	0,  // 3: berth.v1.ServiceSpec.mode:type_name -> berth.v1.ServiceMode
@@ -2510,45 +2676,47 @@ var file_berth_v1_specs_proto_depIdxs = []int32{
 	21, // 10: berth.v1.TaskSpec.restart:type_name -> berth.v1.RestartPolicy
 	22, // 11: berth.v1.TaskSpec.placement:type_name -> berth.v1.Placement
 	17, // 12: berth.v1.ContainerSpec.mounts:type_name -> berth.v1.Mount
-	35, // 13: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	37, // 13: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	18, // 14: berth.v1.ContainerSpec.healthcheck:type_name -> berth.v1.HealthCheck
 	28, // 15: berth.v1.ContainerSpec.secrets:type_name -> berth.v1.SecretReference
-	34, // 16: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
+	36, // 16: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
 	16, // 17: berth.v1.ContainerSpec.registry_auth:type_name -> berth.v1.RegistryAuth
 	15, // 18: berth.v1.ContainerSpec.log:type_name -> berth.v1.LogConfig
-	1,  // 19: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
-	35, // 20: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	35, // 21: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	35, // 22: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	35, // 23: berth.v1.HealthCheck.start_interval:type_name -> google.protobuf.Duration
-	20, // 24: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
-	20, // 25: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
-	2,  // 26: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
-	35, // 27: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	35, // 28: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	23, // 29: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
-	3,  // 30: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
-	35, // 31: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	4,  // 32: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
-	35, // 33: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	5,  // 34: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
-	6,  // 35: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
-	26, // 36: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
-	7,  // 37: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
-	8,  // 38: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
-	11, // 39: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 40: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 41: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
-	9,  // 42: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
-	10, // 43: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
-	11, // 44: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
-	35, // 45: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
-	35, // 46: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	29, // 19: berth.v1.ContainerSpec.configs:type_name -> berth.v1.ConfigReference
+	1,  // 20: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
+	37, // 21: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	37, // 22: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	37, // 23: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	37, // 24: berth.v1.HealthCheck.start_interval:type_name -> google.protobuf.Duration
+	20, // 25: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
+	20, // 26: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
+	2,  // 27: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
+	37, // 28: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	37, // 29: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	23, // 30: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
+	3,  // 31: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
+	37, // 32: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	4,  // 33: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
+	37, // 34: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	5,  // 35: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
+	6,  // 36: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
+	26, // 37: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
+	7,  // 38: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
+	8,  // 39: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
+	11, // 40: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 41: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 42: berth.v1.ConfigSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 43: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
+	9,  // 44: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
+	10, // 45: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
+	11, // 46: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
+	37, // 47: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
+	37, // 48: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_specs_proto_init() }
@@ -2563,7 +2731,7 @@ func file_berth_v1_specs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_specs_proto_rawDesc), len(file_berth_v1_specs_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
