@@ -43,7 +43,7 @@ func (b byName) query(t *table) (string, string, bool, error) {
 }
 
 // ByName selects objects by name, ignoring case: services, networks,
-// secrets, the cluster, and nodes (spec name, else hostname).
+// secrets, configs, the cluster, and nodes (spec name, else hostname).
 func ByName(name string) By { return byName{name: name} }
 
 // ByNamePrefix selects objects whose name starts with prefix, ignoring case.

@@ -1,5 +1,5 @@
 // Package store keeps the cluster state: typed in-memory tables (go-memdb) of
-// nodes, services, tasks, networks, secrets and the cluster object, atomic
+// nodes, services, tasks, networks, secrets, configs and the cluster object, atomic
 // transactions over them, and watches that replay changes from a store index
 // and then follow live changes without a gap.
 //

@@ -34,6 +34,7 @@ const (
 	tableTask    = "task"
 	tableNetwork = "network"
 	tableSecret  = "secret"
+	tableConfig  = "config"
 	tableCluster = "cluster"
 	tableRemoved = "removed_node"
 	tableIndex   = "index"
@@ -123,6 +124,14 @@ var (
 			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Secret{Secret: o.(*berthv1.Secret)}}
 		},
 	}
+	configs = &table{
+		name:       tableConfig,
+		setMeta:    func(o object, m *berthv1.Meta) { o.(*berthv1.Config).Meta = m },
+		uniqueName: func(o object) string { return nameOf(o.(*berthv1.Config).GetSpec().GetAnnotations()) },
+		wrap: func(k berthv1.StoreAction_Kind, o object) *berthv1.StoreAction {
+			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Config{Config: o.(*berthv1.Config)}}
+		},
+	}
 	clusters = &table{
 		name:       tableCluster,
 		setMeta:    func(o object, m *berthv1.Meta) { o.(*berthv1.Cluster).Meta = m },
@@ -139,7 +148,7 @@ var (
 			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_RemovedNode{RemovedNode: o.(*berthv1.RemovedNode)}}
 		},
 	}
-	allTables = []*table{nodes, services, tasks, networks, secrets, clusters, removedNodes}
+	allTables = []*table{nodes, services, tasks, networks, secrets, configs, clusters, removedNodes}
 )
 
 func desiredKey(s berthv1.TaskState) string { return strconv.Itoa(int(s)) }
@@ -163,6 +172,8 @@ func unwrap(a *berthv1.StoreAction) (*table, object, error) {
 		return networks, t.Network, nil
 	case *berthv1.StoreAction_Secret:
 		return secrets, t.Secret, nil
+	case *berthv1.StoreAction_Config:
+		return configs, t.Config, nil
 	case *berthv1.StoreAction_Cluster:
 		return clusters, t.Cluster, nil
 	case *berthv1.StoreAction_RemovedNode:
@@ -184,6 +195,8 @@ func tableOf(o proto.Message) *table {
 		return networks
 	case *berthv1.Secret:
 		return secrets
+	case *berthv1.Config:
+		return configs
 	case *berthv1.Cluster:
 		return clusters
 	case *berthv1.RemovedNode:

@@ -25,6 +25,8 @@ type ReadTx interface {
 	FindNetworks(by By) ([]*berthv1.Network, error)
 	GetSecret(id string) *berthv1.Secret
 	FindSecrets(by By) ([]*berthv1.Secret, error)
+	GetConfig(id string) *berthv1.Config
+	FindConfigs(by By) ([]*berthv1.Config, error)
 	GetCluster(id string) *berthv1.Cluster
 	FindClusters(by By) ([]*berthv1.Cluster, error)
 	// GetRemovedNode says whether (and when) node id was removed; nil
@@ -57,6 +59,8 @@ type Tx interface {
 	CreateSecret(s *berthv1.Secret) error
 	UpdateSecret(s *berthv1.Secret) error
 	DeleteSecret(id string) error
+	CreateConfig(c *berthv1.Config) error
+	DeleteConfig(id string) error
 	CreateCluster(c *berthv1.Cluster) error
 	UpdateCluster(c *berthv1.Cluster) error
 	DeleteCluster(id string) error
@@ -158,6 +162,16 @@ func (r *readTx) GetSecret(id string) *berthv1.Secret {
 // FindSecrets returns the secrets by selects.
 func (r *readTx) FindSecrets(by By) ([]*berthv1.Secret, error) {
 	return find[*berthv1.Secret](r.txn, secrets, by)
+}
+
+// GetConfig returns the config with that ID, or nil.
+func (r *readTx) GetConfig(id string) *berthv1.Config {
+	return get[*berthv1.Config](r.txn, configs, id)
+}
+
+// FindConfigs returns the configs by selects.
+func (r *readTx) FindConfigs(by By) ([]*berthv1.Config, error) {
+	return find[*berthv1.Config](r.txn, configs, by)
 }
 
 // GetCluster returns the cluster object with that ID, or nil.

@@ -63,6 +63,13 @@ func (w *writeTx) UpdateSecret(o *berthv1.Secret) error { return w.update(secret
 // DeleteSecret removes the secret with that ID.
 func (w *writeTx) DeleteSecret(id string) error { return w.remove(secrets, id) }
 
+// CreateConfig stores a new config; its ID must be unused. Configs do not
+// change once made, as Docker's: a new version is a new config.
+func (w *writeTx) CreateConfig(o *berthv1.Config) error { return w.create(configs, o) }
+
+// DeleteConfig removes the config with that ID.
+func (w *writeTx) DeleteConfig(id string) error { return w.remove(configs, id) }
+
 // CreateCluster stores a new cluster; its ID must be unused.
 func (w *writeTx) CreateCluster(o *berthv1.Cluster) error { return w.create(clusters, o) }
 

@@ -18,6 +18,7 @@ const (
 	typeNode    = "node"
 	typeNetwork = "network"
 	typeSecret  = "secret"
+	typeConfig  = "config"
 
 	actionCreate = "create"
 	actionUpdate = "update"
@@ -60,6 +61,8 @@ func (n *eventNames) toEvent(e store.Event) *pb.Event {
 		ev = &pb.Event{Type: typeNetwork, Action: kindAction(e.Kind), Id: o.GetId(), Name: o.GetSpec().GetAnnotations().GetName()}
 	case *pb.Secret:
 		ev = &pb.Event{Type: typeSecret, Action: kindAction(e.Kind), Id: o.GetId(), Name: o.GetSpec().GetAnnotations().GetName()}
+	case *pb.Config:
+		ev = &pb.Event{Type: typeConfig, Action: kindAction(e.Kind), Id: o.GetId(), Name: o.GetSpec().GetAnnotations().GetName()}
 	}
 	if ev == nil {
 		return nil

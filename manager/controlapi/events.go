@@ -14,7 +14,7 @@ import (
 const drainIdle = 200 * time.Millisecond
 
 // eventTypes are the types Events knows, for checking filters.
-var eventTypes = []string{typeService, typeTask, typeNode, typeNetwork, typeSecret}
+var eventTypes = []string{typeService, typeTask, typeNode, typeNetwork, typeSecret, typeConfig}
 
 // Events streams what changes in the store, filtered: with since, the
 // changes the store's changelog still holds from then on (its bounded

@@ -273,6 +273,11 @@ var controlRPCs = []controlRPC{
 	bounded(streaming(func() *pb.EventsRequest { return &pb.EventsRequest{} }, (*Server).Events)),
 	execRPC(),
 	bounded(streaming(func() *pb.StatsRequest { return &pb.StatsRequest{} }, (*Server).Stats)),
+	// Appended, so that the seeds above keep calling what they call.
+	unary(func() *pb.CreateConfigRequest { return &pb.CreateConfigRequest{} }, (*Server).CreateConfig),
+	unary(func() *pb.GetConfigRequest { return &pb.GetConfigRequest{} }, (*Server).GetConfig),
+	unary(func() *pb.ListConfigsRequest { return &pb.ListConfigsRequest{} }, (*Server).ListConfigs),
+	unary(func() *pb.RemoveConfigRequest { return &pb.RemoveConfigRequest{} }, (*Server).RemoveConfig),
 }
 
 // bounded ends a call that may wait for changes (Events) after a moment.

@@ -3,7 +3,6 @@ package controlapi
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -95,37 +94,10 @@ func (s *Server) RemoveSecret(ctx context.Context, req *pb.RemoveSecretRequest) 
 		if err != nil {
 			return err
 		}
-		svcs, err := tx.FindServices(store.All)
-		if err != nil {
-			return err
-		}
-		if users := secretUsers(svcs, sec.GetId()); len(users) > 0 {
-			name, noun := sec.GetSpec().GetAnnotations().GetName(), "service"
-			if len(users) > 1 {
-				noun = "services"
-			}
-			return precondition("secret %s is in use by %s %s: remove them or run `berth service update --secret-rm %s SERVICE` first",
-				name, noun, strings.Join(users, ", "), name)
-		}
-		return tx.DeleteSecret(sec.GetId())
+		return removeUnused(tx, "secret", sec, sec.GetSpec().GetAnnotations().GetName(), secretIDs, tx.DeleteSecret)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &pb.RemoveSecretResponse{}, nil
-}
-
-// secretUsers names, sorted, the services whose spec refers to secret id.
-func secretUsers(svcs []*pb.Service, id string) []string {
-	var names []string
-	for _, svc := range svcs {
-		for _, ref := range svc.GetSpec().GetTask().GetContainer().GetSecrets() {
-			if ref.GetSecretId() == id {
-				names = append(names, svc.GetSpec().GetAnnotations().GetName())
-				break
-			}
-		}
-	}
-	slices.Sort(names)
-	return names
 }

@@ -22,8 +22,9 @@ func (s *Server) getService(tx store.ReadTx, ref string) (*pb.Service, error) {
 }
 
 // checkServiceRefs checks what a spec refers to in the cluster: networks
-// and secrets must exist (secret IDs are filled in, and targets kept in
-// their normal form, relative to /run/secrets), published ports must be
+// secrets and configs must exist (their IDs are filled in, and targets
+// kept in their normal form: relative to /run/secrets for secrets,
+// absolute for configs), published ports must be
 // free. spec is changed in place.
 func (s *Server) checkServiceRefs(tx store.ReadTx, serviceID string, spec *pb.ServiceSpec) error {
 	for i, n := range spec.GetNetworks() {
@@ -34,18 +35,17 @@ func (s *Server) checkServiceRefs(tx store.ReadTx, serviceID string, spec *pb.Se
 		n.Target = nw.GetId()
 	}
 	for i, ref := range spec.GetTask().GetContainer().GetSecrets() {
-		name := ref.GetSecretName()
-		if name == "" {
-			name = ref.GetSecretId()
-		}
-		sec, err := resolve("secret", name, tx.GetSecret, tx.FindSecrets)
+		sec, err := resolveRef("secret", i, ref.GetSecretName(), ref.GetSecretId(), tx.GetSecret, tx.FindSecrets)
 		if err != nil {
-			return invalid("invalid secrets[%d]: secret %q does not exist; create it with `berth secret create %s FILE`", i, name, name)
+			return err
 		}
 		ref.SecretId, ref.SecretName = sec.GetId(), sec.GetSpec().GetAnnotations().GetName()
 		if ref.FileName, err = validate.SecretTarget(fmt.Sprintf("secrets[%d].target", i), ref); err != nil {
 			return err
 		}
+	}
+	if err := checkConfigRefs(tx, spec.GetTask().GetContainer()); err != nil {
+		return err
 	}
 	all, err := tx.FindServices(store.All)
 	if err != nil {

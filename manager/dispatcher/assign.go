@@ -32,13 +32,13 @@ func sameAssignment(a, b *pb.Task) bool {
 }
 
 // assignSet is what one session has sent its agent: the node's tasks as
-// last sent, and the secrets whose data the agent holds.
+// last sent, and the secrets and configs whose data the agent holds.
 type assignSet struct {
-	node    string
-	open    func([]byte) ([]byte, error)
-	log     *slog.Logger
-	tasks   map[string]*pb.Task
-	secrets map[string]bool
+	node  string
+	open  func([]byte) ([]byte, error)
+	log   *slog.Logger
+	tasks map[string]*pb.Task
+	files map[fileKey]bool
 }
 
 func newAssignSet(node string, open func([]byte) ([]byte, error), log *slog.Logger) *assignSet {
@@ -46,9 +46,9 @@ func newAssignSet(node string, open func([]byte) ([]byte, error), log *slog.Logg
 }
 
 // full resets the set to the node's tasks in tx and returns the complete
-// assignment: secret data first, then tasks.
+// assignment: secret and config data first, then tasks.
 func (a *assignSet) full(tx store.ReadTx) []*pb.AssignmentChange {
-	a.tasks, a.secrets = map[string]*pb.Task{}, map[string]bool{}
+	a.tasks, a.files = map[string]*pb.Task{}, map[fileKey]bool{}
 	ts, err := tx.FindTasks(store.ByNodeID(a.node))
 	if err != nil {
 		a.log.Error("list the node's tasks", "err", err)
@@ -58,7 +58,7 @@ func (a *assignSet) full(tx store.ReadTx) []*pb.AssignmentChange {
 			a.tasks[t.GetId()] = t
 		}
 	}
-	out := a.secretChanges(tx)
+	out := a.fileChanges(tx)
 	for _, id := range slices.Sorted(maps.Keys(a.tasks)) {
 		out = append(out, a.update(a.tasks[id]))
 	}
@@ -66,9 +66,9 @@ func (a *assignSet) full(tx store.ReadTx) []*pb.AssignmentChange {
 }
 
 // changes folds the latest version of each changed task (nil: deleted)
-// into the set and returns what the agent must be told: secret data it
-// now needs first, then task updates and removals, then secrets no task
-// needs any more.
+// into the set and returns what the agent must be told: secret and config
+// data it now needs first, then task updates and removals, then secrets
+// and configs no task needs any more.
 func (a *assignSet) changes(tx store.ReadTx, dirty map[string]*pb.Task) []*pb.AssignmentChange {
 	var tasks []*pb.AssignmentChange
 	for _, id := range slices.Sorted(maps.Keys(dirty)) {
@@ -88,9 +88,8 @@ func (a *assignSet) changes(tx store.ReadTx, dirty map[string]*pb.Task) []*pb.As
 			})
 		}
 	}
-	secrets := a.secretChanges(tx)
 	var data, removed []*pb.AssignmentChange
-	for _, c := range secrets {
+	for _, c := range a.fileChanges(tx) {
 		if c.GetAction() == pb.AssignmentChange_ACTION_REMOVE {
 			removed = append(removed, c)
 		} else {
@@ -102,50 +101,12 @@ func (a *assignSet) changes(tx store.ReadTx, dirty map[string]*pb.Task) []*pb.As
 
 // stale forgets that the agent holds a secret's current data (it changed).
 func (a *assignSet) stale(secretID string) bool {
-	if !a.secrets[secretID] {
+	key := fileKey{"secret", secretID}
+	if !a.files[key] {
 		return false
 	}
-	delete(a.secrets, secretID)
+	delete(a.files, key)
 	return true
-}
-
-// secretChanges sends the data of secrets the tasks need that the agent
-// lacks, and removes those no task needs.
-func (a *assignSet) secretChanges(tx store.ReadTx) []*pb.AssignmentChange {
-	needed := map[string]bool{}
-	for _, t := range a.tasks {
-		for _, ref := range t.GetSpec().GetContainer().GetSecrets() {
-			needed[ref.GetSecretId()] = true
-		}
-	}
-	var out []*pb.AssignmentChange
-	for _, id := range slices.Sorted(maps.Keys(needed)) {
-		if a.secrets[id] {
-			continue
-		}
-		sec := tx.GetSecret(id)
-		if sec == nil {
-			a.log.Warn("a task of the node needs a secret that does not exist", "secret", id)
-			continue
-		}
-		data, err := a.open(sec.GetSpec().GetData())
-		if err != nil {
-			a.log.Error("open sealed secret", "secret", id, "err", err)
-			continue
-		}
-		a.secrets[id] = true
-		out = append(out, &pb.AssignmentChange{Item: &pb.AssignmentChange_SecretData{SecretData: &pb.SecretData{SecretId: id, Data: data}}})
-	}
-	for _, id := range slices.Sorted(maps.Keys(a.secrets)) {
-		if !needed[id] {
-			delete(a.secrets, id)
-			out = append(out, &pb.AssignmentChange{
-				Action: pb.AssignmentChange_ACTION_REMOVE,
-				Item:   &pb.AssignmentChange_Secret{Secret: &pb.Secret{Id: id}},
-			})
-		}
-	}
-	return out
 }
 
 // update sends task t to the agent, with its registry password opened.

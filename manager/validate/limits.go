@@ -26,6 +26,7 @@ const (
 	maxArgBytes    = 128 << 10 // one argument: the kernel's MAX_ARG_STRLEN
 	maxMounts      = 256
 	maxSecrets     = 256
+	maxConfigs     = 256
 	maxPorts       = 1024
 	maxNetworks    = 64
 	maxAliases     = 64
@@ -149,8 +150,8 @@ func taskLimits(t *pb.TaskSpec) error {
 		labels("container_labels", c.GetLabels()),
 		tooMany("mounts", len(c.GetMounts()), maxMounts, "mount fewer paths, or mount a common parent"),
 		mountLimits(c.GetMounts()),
-		tooMany("secrets", len(c.GetSecrets()), maxSecrets, "use fewer secrets, or bundle related ones into one"),
-		secretLimits(c.GetSecrets()),
+		fileLimits(secretKind, secretRefs(c.GetSecrets())),
+		fileLimits(configKind, configRefs(c.GetConfigs())),
 		tooMany("healthcheck.test", len(c.GetHealthcheck().GetTest()), maxArgs, "put the check in a script in the image"),
 		each("healthcheck.test", c.GetHealthcheck().GetTest(), argLen),
 		shortLen("registry_auth.server", c.GetRegistryAuth().GetServer()),
@@ -165,16 +166,6 @@ func mountLimits(ms []*pb.Mount) error {
 	for i, m := range ms {
 		f := fmt.Sprintf("mounts[%d]", i)
 		if err := firstErr(tooLong(f+".source", m.GetSource(), maxPath), tooLong(f+".target", m.GetTarget(), maxPath)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func secretLimits(refs []*pb.SecretReference) error {
-	for i, r := range refs {
-		f := fmt.Sprintf("secrets[%d]", i)
-		if err := firstErr(shortLen(f+".id", r.GetSecretId()), shortLen(f+".name", r.GetSecretName()), tooLong(f+".target", r.GetFileName(), maxPath)); err != nil {
 			return err
 		}
 	}

@@ -178,10 +178,10 @@ func FuzzSpecs(f *testing.F) {
 // TestSecretMode: a secret's file mode is permission bits only; a setuid
 // or sticky bit, or anything wider, is refused.
 func TestSecretMode(t *testing.T) {
-	if err := secrets([]*pb.SecretReference{{SecretName: "db", Mode: 0o400}}); err != nil {
+	if err := containerFiles(&pb.ContainerSpec{Secrets: []*pb.SecretReference{{SecretName: "db", Mode: 0o400}}}); err != nil {
 		t.Fatal(err)
 	}
-	err := secrets([]*pb.SecretReference{{SecretName: "db", Mode: 0o4755}})
+	err := containerFiles(&pb.ContainerSpec{Secrets: []*pb.SecretReference{{SecretName: "db", Mode: 0o4755}}})
 	if err == nil || !strings.Contains(err.Error(), "secrets[0].mode") || !strings.Contains(err.Error(), "04755") {
 		t.Fatalf("mode 04755: %v", err)
 	}

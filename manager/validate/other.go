@@ -47,19 +47,7 @@ func SecretSpec(s *pb.SecretSpec) error {
 	if s == nil {
 		return fieldErr("spec", "missing", "send a secret spec")
 	}
-	if err := Name("name", s.GetAnnotations().GetName()); err != nil {
-		return err
-	}
-	if err := labels("labels", s.GetAnnotations().GetLabels()); err != nil {
-		return err
-	}
-	if len(s.GetData()) == 0 {
-		return fieldErr("data", "secret is empty", "give the secret's content")
-	}
-	if len(s.GetData()) > MaxSecretSize {
-		return fieldErr("data", fmt.Sprintf("%d bytes is larger than %d", len(s.GetData()), MaxSecretSize), "keep secrets under 500 KiB")
-	}
-	return nil
+	return fileSpec("secret", s.GetAnnotations(), s.GetData(), MaxSecretSize)
 }
 
 // NodeSpec checks what a user sets on a node: the whole spec, as read

@@ -48,27 +48,3 @@ func SecretTarget(field string, ref *pb.SecretReference) (string, error) {
 	}
 	return clean, nil
 }
-
-// secrets checks a container's secret references: each names a secret
-// and a target of its own.
-func secrets(refs []*pb.SecretReference) error {
-	targets := map[string]bool{}
-	for i, s := range refs {
-		f := fmt.Sprintf("secrets[%d]", i)
-		if s.GetSecretName() == "" && s.GetSecretId() == "" {
-			return fieldErr(f, "no secret named", "name a secret created with `berth secret create`")
-		}
-		if s.GetMode() > 0o777 {
-			return fieldErr(f+".mode", fmt.Sprintf("%#o has bits beyond 0777", s.GetMode()), "give permission bits only, such as 0400")
-		}
-		t, err := SecretTarget(f+".target", s)
-		if err != nil {
-			return err
-		}
-		if t != "" && targets[t] {
-			return fieldErr(f+".target", fmt.Sprintf("%s/%s is the target of another secret", SecretsDir, t), "give each secret its own target")
-		}
-		targets[t] = true
-	}
-	return nil
-}

@@ -172,7 +172,7 @@ func TaskSpec(t *pb.TaskSpec) error {
 	if err := health(c.GetHealthcheck()); err != nil {
 		return err
 	}
-	if err := secrets(c.GetSecrets()); err != nil {
+	if err := containerFiles(c); err != nil {
 		return err
 	}
 	if err := resources(t.GetResources()); err != nil {
