@@ -82,7 +82,7 @@ type Agent struct {
 	log     *slog.Logger
 	images  *image.Store
 	rt      *runtime.Runtime
-	secrets *tmpfsSecrets
+	secrets *tmpfsFiles
 	names   *names // nil without overlay networking
 	peers   *peers
 	link    link
@@ -133,8 +133,8 @@ func New(cfg Config) (*Agent, error) {
 			a.log.Warn("record the managers of the session", "err", err)
 		}
 	}
-	store := newSecretStore()
-	a.secrets = &tmpfsSecrets{dir: filepath.Join(cfg.DataDir, "secrets"), store: store}
+	store := newFileStore()
+	a.secrets = &tmpfsFiles{dir: filepath.Join(cfg.DataDir, "secrets"), store: store}
 	a.report = newReporter(a.sendStatuses, a.log)
 	env := &taskEnv{
 		exec:    meter(&localExecutor{images: images, rt: rt}, cfg.Metrics),
@@ -212,8 +212,11 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // close stops the DNS server, detaches from the containers (they keep
-// running) and closes the image store.
+// running), unmounts the secrets tmpfs and closes the image store.
 func (a *Agent) close() {
+	if err := a.secrets.teardown(); err != nil {
+		a.log.Warn("unmount the secrets tmpfs", "err", err)
+	}
 	if a.names != nil {
 		a.names.close()
 	}

@@ -35,12 +35,12 @@ type taskEnv struct {
 	log *slog.Logger
 }
 
-// secretFiles puts the secrets a task references where its container can
-// mount them, and removes them with the task.
+// secretFiles puts the secrets and configs a task references where its
+// container can mount them, and removes them with the task.
 type secretFiles interface {
-	Mounts(taskID string, refs []*pb.SecretReference) ([]runtime.Mount, error)
+	Mounts(taskID string, c *pb.ContainerSpec) ([]runtime.Mount, error)
 	Remove(taskID string) error
-	// IDs lists the tasks that have secret files.
+	// IDs lists the tasks that have secret or config files.
 	IDs() []string
 }
 
@@ -304,7 +304,7 @@ func (c *controller) build(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("invalid spec: %w", err)
 	}
-	mounts, err := c.env.secrets.Mounts(c.id, cs.GetSecrets())
+	mounts, err := c.env.secrets.Mounts(c.id, cs)
 	if err != nil {
 		return err
 	}

@@ -203,9 +203,9 @@ func (c *fakeCtr) Exited() (runtime.ExitStatus, bool) {
 // fakeSecrets records nothing on disk.
 type fakeSecrets struct{}
 
-func (fakeSecrets) Mounts(string, []*pb.SecretReference) ([]runtime.Mount, error) { return nil, nil }
-func (fakeSecrets) Remove(string) error                                           { return nil }
-func (fakeSecrets) IDs() []string                                                 { return nil }
+func (fakeSecrets) Mounts(string, *pb.ContainerSpec) ([]runtime.Mount, error) { return nil, nil }
+func (fakeSecrets) Remove(string) error                                       { return nil }
+func (fakeSecrets) IDs() []string                                             { return nil }
 
 // recorder keeps every status reported, per task.
 type recorder struct {
@@ -251,7 +251,7 @@ func newRig(t *testing.T, net ...networking) *rig {
 	if len(net) > 0 {
 		env.net = net[0]
 	}
-	r.w = newWorker(env, newSecretStore())
+	r.w = newWorker(env, newFileStore())
 	done := make(chan struct{})
 	go func() { defer close(done); r.w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; r.checkForward(t) })

@@ -10,21 +10,23 @@ import (
 )
 
 // TestSecretsStayInTheirDirs: whatever the task says, the agent writes a
-// secret only under its task's directory in the secrets tmpfs, and mounts
-// it only under /run/secrets in the container. The manager refuses such
+// secret or config only under its task's directory in the secrets tmpfs,
+// mounts a secret only under /run/secrets in the container, and a config
+// only at a clean absolute path. The manager refuses such
 // specs too; this is the agent's own line.
 func TestSecretsStayInTheirDirs(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("writing secrets chowns them: run as root")
 	}
 	root := t.TempDir()
-	st := newSecretStore()
-	s := &tmpfsSecrets{dir: filepath.Join(root, "secrets"), store: st}
+	st := newFileStore()
+	s := &tmpfsFiles{dir: filepath.Join(root, "secrets"), store: st}
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	st.set("sec1", []byte("pw"))
-	st.set("../../../escaped", []byte("pw"))
+	st.set(fileKey{id: "sec1"}, []byte("pw"))
+	st.set(fileKey{config: true, id: "cfg1"}, []byte("conf"))
+	st.set(fileKey{id: "../../../escaped"}, []byte("pw"))
 
 	for _, tc := range []struct {
 		task string
@@ -40,10 +42,19 @@ func TestSecretsStayInTheirDirs(t *testing.T) {
 		{"t1", &pb.SecretReference{SecretId: "../../../escaped", FileName: "x"}},
 		{"../escaped-task", &pb.SecretReference{SecretId: "sec1", FileName: "x"}},
 	} {
-		mounts, err := s.Mounts(tc.task, []*pb.SecretReference{tc.ref})
+		mounts, err := s.Mounts(tc.task, &pb.ContainerSpec{Secrets: []*pb.SecretReference{tc.ref}})
 		if err == nil {
 			t.Errorf("task %q, secret %q at %q: mounted %+v, want a refusal", tc.task, tc.ref.GetSecretId(), tc.ref.GetFileName(), mounts)
 		}
+	}
+	for _, target := range []string{"etc/app.conf", "/../etc/x", "/", "", "/a/../../b"} {
+		ref := &pb.ConfigReference{ConfigId: "cfg1", FileName: target}
+		if mounts, err := s.Mounts("t1", &pb.ContainerSpec{Configs: []*pb.ConfigReference{ref}}); err == nil {
+			t.Errorf("config at %q: mounted %+v, want a refusal", target, mounts)
+		}
+	}
+	if mounts, err := s.Mounts("t1", &pb.ContainerSpec{Configs: []*pb.ConfigReference{{ConfigId: "../x", FileName: "/x"}}}); err == nil {
+		t.Errorf("config ID ../x: mounted %+v, want a refusal", mounts)
 	}
 	ents, _ := os.ReadDir(root)
 	for _, e := range ents {
@@ -63,7 +74,7 @@ func TestSecretsStayInTheirDirs(t *testing.T) {
 		{"/run/secrets/db", "/run/secrets/db"}, // as older managers stored it
 		{"conf/db.pem", "/run/secrets/conf/db.pem"},
 	} {
-		mounts, err := s.Mounts("t2", []*pb.SecretReference{{SecretId: "sec1", FileName: tc.name}})
+		mounts, err := s.Mounts("t2", &pb.ContainerSpec{Secrets: []*pb.SecretReference{{SecretId: "sec1", FileName: tc.name}}})
 		if err != nil {
 			t.Errorf("secret at %q: %v", tc.name, err)
 			continue
@@ -71,5 +82,9 @@ func TestSecretsStayInTheirDirs(t *testing.T) {
 		if len(mounts) != 1 || mounts[0].Target != tc.want || !strings.HasPrefix(mounts[0].Source, filepath.Join(s.dir, "t2")+"/") {
 			t.Errorf("secret at %q: mounts %+v, want %s from under %s", tc.name, mounts, tc.want, filepath.Join(s.dir, "t2"))
 		}
+	}
+	mounts, err := s.Mounts("t3", &pb.ContainerSpec{Configs: []*pb.ConfigReference{{ConfigId: "cfg1", ConfigName: "app", FileName: "/etc/app.conf"}}})
+	if err != nil || len(mounts) != 1 || mounts[0].Target != "/etc/app.conf" || !mounts[0].ReadOnly {
+		t.Errorf("config at /etc/app.conf: %+v, %v; want one read-only mount there", mounts, err)
 	}
 }

@@ -15,20 +15,20 @@ type assignment struct {
 
 // worker is the reconciler: it keeps one controller per assigned task,
 // hands each its task's changes, and removes containers, root filesystems
-// and secrets that no assigned task needs.
+// and secrets and configs that no assigned task needs.
 type worker struct {
-	env     *taskEnv
-	net     *overlay // nil without overlay networking
-	names   *names   // the DNS server; nil without overlay networking
-	secrets *secretStore
-	in      chan assignment
+	env   *taskEnv
+	net   *overlay // nil without overlay networking
+	names *names   // the DNS server; nil without overlay networking
+	files *fileStore
+	in    chan assignment
 
 	mu    sync.Mutex
 	tasks map[string]*controller
 }
 
-func newWorker(env *taskEnv, secrets *secretStore) *worker {
-	return &worker{env: env, secrets: secrets, in: make(chan assignment, 16), tasks: map[string]*controller{}}
+func newWorker(env *taskEnv, files *fileStore) *worker {
+	return &worker{env: env, files: files, in: make(chan assignment, 16), tasks: map[string]*controller{}}
 }
 
 // Assign queues a session message's assignments for Run.
@@ -70,20 +70,20 @@ func (w *worker) apply(ctx context.Context, wg *sync.WaitGroup, a assignment) {
 	if w.names != nil {
 		w.names.apply(ctx, a.full, a.changes)
 	}
-	// Secrets first: tasks of the same message may need them.
-	secrets := map[string]bool{}
+	// Secrets and configs first: tasks of the same message may need them.
+	files := map[fileKey]bool{}
 	for _, ch := range a.changes {
-		id, data, ok := secretOf(ch)
+		key, data, ok := fileOf(ch)
 		if !ok {
 			continue
 		}
 		if ch.GetAction() == pb.AssignmentChange_ACTION_REMOVE {
-			w.secrets.remove(id)
+			w.files.remove(key)
 			continue
 		}
-		secrets[id] = true
+		files[key] = true
 		if data != nil {
-			w.secrets.set(id, data)
+			w.files.set(key, data)
 		}
 	}
 	assigned := map[string]bool{}
@@ -100,24 +100,13 @@ func (w *worker) apply(ctx context.Context, wg *sync.WaitGroup, a assignment) {
 		w.updateTask(ctx, wg, t)
 	}
 	if a.full {
-		w.retain(assigned, secrets)
+		w.retain(assigned, files)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			w.sweep(ctx)
 		}()
 	}
-}
-
-// secretOf returns the secret a change is about, and its data if it has any.
-func secretOf(ch *pb.AssignmentChange) (string, []byte, bool) {
-	if d := ch.GetSecretData(); d != nil {
-		return d.GetSecretId(), d.GetData(), true
-	}
-	if s := ch.GetSecret(); s != nil {
-		return s.GetId(), nil, true
-	}
-	return "", nil, false
 }
 
 func (w *worker) updateTask(ctx context.Context, wg *sync.WaitGroup, t *pb.Task) {
@@ -157,8 +146,9 @@ func (w *worker) forget(c *controller) {
 	}
 }
 
-// retain removes the tasks and secrets a full assignment no longer holds.
-func (w *worker) retain(tasks, secrets map[string]bool) {
+// retain removes the tasks, secrets and configs a full assignment no
+// longer holds.
+func (w *worker) retain(tasks map[string]bool, files map[fileKey]bool) {
 	w.mu.Lock()
 	for id, c := range w.tasks {
 		if !tasks[id] {
@@ -166,16 +156,10 @@ func (w *worker) retain(tasks, secrets map[string]bool) {
 		}
 	}
 	w.mu.Unlock()
-	w.secrets.mu.Lock()
-	for id := range w.secrets.data {
-		if !secrets[id] {
-			delete(w.secrets.data, id)
-		}
-	}
-	w.secrets.mu.Unlock()
+	w.files.retain(files)
 }
 
-// sweep removes containers, root filesystems, secret and resolv.conf files that belong
+// sweep removes containers, root filesystems, secret, config and resolv.conf files that belong
 // to no task this node runs (left by tasks removed while the agent was
 // down).
 func (w *worker) sweep(ctx context.Context) {
