@@ -28,8 +28,8 @@ func newClusterInfoCmd(g *globalOpts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if *format == "json" {
-				return printJSON(cmd.OutOrStdout(), []*pb.GetClusterResponse{r})
+			if *format != "table" {
+				return printObjects(cmd.OutOrStdout(), *format, []*pb.GetClusterResponse{r})
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "Cluster ID:    %s\nLeader:        %s\nCommit index:  %d\nCA hash:       %s\nHeartbeat:     %s\nManagers:\n",

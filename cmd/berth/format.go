@@ -13,18 +13,22 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// addFormatFlag adds --format (table or json) to a list or inspect command.
+// addFormatFlag adds --format to a list or inspect command: table or json,
+// or a Go template (see formatHelp).
 func addFormatFlag(cmd *cobra.Command, def string) *string {
 	f := new(string)
-	cmd.Flags().StringVar(f, "format", def, "output format: table or json")
+	cmd.Flags().StringVar(f, "format", def, "output `FORMAT`: "+formatHelp)
 	return f
 }
 
+// checkFormat refuses a --format that is neither table, json nor a Go
+// template that parses.
 func checkFormat(f string) error {
-	if f != "table" && f != "json" {
-		return fmt.Errorf("--format %q: use table or json", f)
+	if f == "table" || f == "json" {
+		return nil
 	}
-	return nil
+	_, err := parseTemplate(f)
+	return err
 }
 
 // printJSON writes messages as one JSON array, fields named as in the .proto files.

@@ -18,9 +18,6 @@ func newServiceInspectCmd(g *globalOpts) *cobra.Command {
 	format := addFormatFlag(cmd, "json")
 	pretty := cmd.Flags().Bool("pretty", false, "print a human-readable summary, update status included")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if *format != "json" {
-			return fmt.Errorf("--format %q: inspect prints json", *format)
-		}
 		if *pretty && cmd.Flags().Changed("format") {
 			return errors.New("--pretty and --format both choose the output: use one")
 		}
@@ -42,7 +39,7 @@ func newServiceInspectCmd(g *globalOpts) *cobra.Command {
 				}
 				return nil
 			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return printObjects(cmd.OutOrStdout(), *format, out)
 		})
 	}
 	return cmd

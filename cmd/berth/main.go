@@ -41,7 +41,7 @@ func newRootCmd() *cobra.Command {
 		"manager address HOST:PORT (default: $BERTH_HOST, else this host's manager)")
 	root.PersistentFlags().StringVar(&opts.tlsDir, "tls-dir", envOr("BERTH_TLS_DIR", ""),
 		"directory with the client certificate bundle (default: $BERTH_TLS_DIR, else ~/.berth)")
-	root.AddCommand(newVersionCmd(), newServiceCmd(opts), newNodeCmd(opts), newNetworkCmd(opts), newClusterCmd(opts), newSecretCmd(opts), newExecCmd(opts), newEventsCmd(opts), newStatsCmd(opts), newStackCmd(opts))
+	root.AddCommand(newVersionCmd(), newServiceCmd(opts), newNodeCmd(opts), newNetworkCmd(opts), newClusterCmd(opts), newSecretCmd(opts), newConfigCmd(opts), newTaskCmd(opts), newExecCmd(opts), newEventsCmd(opts), newStatsCmd(opts), newStackCmd(opts))
 	refuseUnknownSubcommands(root)
 	return root
 }

@@ -91,7 +91,7 @@ func newNetworkLsCmd(g *globalOpts) *cobra.Command {
 					n.GetSubnet(), n.GetGateway(), fmt.Sprint(n.GetVni()), fmt.Sprint(n.GetSpec().GetAttachable()),
 					labelString(n.GetSpec().GetAnnotations().GetLabels())})
 			}
-			return table(cmd.OutOrStdout(), rows)
+			return printRows(cmd.OutOrStdout(), *format, rows)
 		})
 	}
 	return cmd
@@ -101,9 +101,6 @@ func newNetworkInspectCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "inspect NETWORK [NETWORK...]", Short: "Show networks in detail (JSON)", Args: cobra.MinimumNArgs(1)}
 	format := addFormatFlag(cmd, "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if *format != "json" {
-			return fmt.Errorf("--format %q: inspect prints json", *format)
-		}
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
 			var out []*pb.Network
 			for _, a := range args {
@@ -113,7 +110,7 @@ func newNetworkInspectCmd(g *globalOpts) *cobra.Command {
 				}
 				out = append(out, r.GetNetwork())
 			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return printObjects(cmd.OutOrStdout(), *format, out)
 		})
 	}
 	return cmd

@@ -17,7 +17,7 @@ import (
 func newNodeCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Manage nodes"}
 	cmd.AddCommand(newNodeLsCmd(g), newNodeInspectCmd(g), newNodeUpdateCmd(g),
-		newNodeRoleCmd(g, "promote", pb.NodeSpec_ROLE_MANAGER), newNodeRoleCmd(g, "demote", pb.NodeSpec_ROLE_WORKER), newNodeRmCmd(g))
+		newNodeRoleCmd(g, "promote", pb.NodeSpec_ROLE_MANAGER), newNodeRoleCmd(g, "demote", pb.NodeSpec_ROLE_WORKER), newNodeRmCmd(g), newNodePsCmd(g))
 	return cmd
 }
 
@@ -42,12 +42,9 @@ func labelString(m map[string]string) string {
 }
 
 func newNodeInspectCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "inspect NODE [NODE...]", Short: "Show nodes in detail (JSON)", Args: cobra.MinimumNArgs(1)}
+	cmd := &cobra.Command{Use: "inspect NODE [NODE...]", Short: "Show nodes in detail (JSON, or --format)", Args: cobra.MinimumNArgs(1)}
 	format := addFormatFlag(cmd, "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if *format != "json" {
-			return fmt.Errorf("--format %q: inspect prints json", *format)
-		}
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
 			var out []*pb.Node
 			for _, a := range args {
@@ -57,7 +54,7 @@ func newNodeInspectCmd(g *globalOpts) *cobra.Command {
 				}
 				out = append(out, r.GetNode())
 			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return printObjects(cmd.OutOrStdout(), *format, out)
 		})
 	}
 	return cmd

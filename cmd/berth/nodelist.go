@@ -58,7 +58,7 @@ func newNodeLsCmd(g *globalOpts) *cobra.Command {
 					lowerEnum(n.GetRole().String(), "ROLE_"), managerStatus(n), n.GetDescription().GetAddr(),
 					labelString(n.GetSpec().GetAnnotations().GetLabels())})
 			}
-			return table(cmd.OutOrStdout(), rows)
+			return printRows(cmd.OutOrStdout(), *format, rows)
 		})
 	}
 	return cmd

@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -40,7 +37,7 @@ again: to rotate it, create a new secret and update the services to it.`,
 		if err != nil {
 			return err
 		}
-		data, err := readSecretData(cmd.InOrStdin(), args[1])
+		data, err := readData(cmd.InOrStdin(), args[1], "secret")
 		if err != nil {
 			return err
 		}
@@ -55,23 +52,6 @@ again: to rotate it, create a new secret and update the services to it.`,
 		})
 	}
 	return cmd
-}
-
-// readSecretData reads a secret's content from file, or from stdin for
-// "-". The manager refuses empty and oversized secrets.
-func readSecretData(stdin io.Reader, file string) ([]byte, error) {
-	if file == "-" {
-		b, err := io.ReadAll(stdin)
-		if err != nil {
-			return nil, fmt.Errorf("read the secret from stdin: %w", err)
-		}
-		return b, nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("read the secret: %w", err)
-	}
-	return b, nil
 }
 
 func newSecretLsCmd(g *globalOpts) *cobra.Command {
@@ -99,23 +79,14 @@ func newSecretLsCmd(g *globalOpts) *cobra.Command {
 			sort.Slice(secs, func(i, j int) bool {
 				return secs[i].GetSpec().GetAnnotations().GetName() < secs[j].GetSpec().GetAnnotations().GetName()
 			})
-			switch {
-			case lf.quiet:
-				for _, s := range secs {
-					fmt.Fprintln(cmd.OutOrStdout(), s.GetId())
-				}
-				return nil
-			case *format == "json":
+			if *format == "json" && !lf.quiet {
 				return printJSON(cmd.OutOrStdout(), secs)
 			}
-			now := time.Now()
-			rows := [][]string{{"ID", "NAME", "CREATED", "UPDATED", "LABELS"}}
-			for _, s := range secs {
-				rows = append(rows, []string{s.GetId(), s.GetSpec().GetAnnotations().GetName(),
-					ago(s.GetMeta().GetCreatedAt().AsTime(), now), ago(s.GetMeta().GetUpdatedAt().AsTime(), now),
-					labelString(s.GetSpec().GetAnnotations().GetLabels())})
+			objs := make([]fileObject, len(secs))
+			for i, s := range secs {
+				objs[i] = fileObject{s.GetId(), s.GetMeta(), s.GetSpec().GetAnnotations()}
 			}
-			return table(cmd.OutOrStdout(), rows)
+			return printFileObjects(cmd.OutOrStdout(), *format, lf.quiet, objs)
 		})
 	}
 	return cmd
@@ -125,9 +96,6 @@ func newSecretInspectCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "inspect SECRET [SECRET...]", Short: "Show secrets in detail (JSON, never their values)", Args: cobra.MinimumNArgs(1)}
 	format := addFormatFlag(cmd, "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if *format != "json" {
-			return fmt.Errorf("--format %q: inspect prints json", *format)
-		}
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
 			var out []*pb.Secret
 			for _, a := range args {
@@ -137,7 +105,7 @@ func newSecretInspectCmd(g *globalOpts) *cobra.Command {
 				}
 				out = append(out, r.GetSecret())
 			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return printObjects(cmd.OutOrStdout(), *format, out)
 		})
 	}
 	return cmd
@@ -183,22 +151,11 @@ func editSecrets(c *pb.ContainerSpec, add, rm []string) error {
 	if err != nil {
 		return err
 	}
-	drop := map[string]bool{}
-	for _, r := range rm {
-		drop[r] = true
-		// Targets are stored relative to /run/secrets.
-		drop[strings.TrimLeft(strings.TrimPrefix(r, "/run/secrets/"), "/")] = true
+	// Targets are stored relative to /run/secrets.
+	target := func(t string) string { return strings.TrimLeft(strings.TrimPrefix(t, "/run/secrets/"), "/") }
+	keys := func(r *pb.SecretReference) refKeys {
+		return refKeys{r.GetSecretName(), r.GetSecretId(), r.GetFileName()}
 	}
-	for _, a := range adds {
-		drop["target:"+strings.TrimLeft(strings.TrimPrefix(a.GetFileName(), "/run/secrets/"), "/")] = true
-	}
-	var keep []*pb.SecretReference
-	for _, ref := range c.GetSecrets() {
-		if drop[ref.GetSecretName()] || drop[ref.GetSecretId()] || drop[ref.GetFileName()] || drop["target:"+ref.GetFileName()] {
-			continue
-		}
-		keep = append(keep, ref)
-	}
-	c.Secrets = append(keep, adds...)
+	c.Secrets = editRefs(c.GetSecrets(), adds, rm, keys, target)
 	return nil
 }

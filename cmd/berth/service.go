@@ -25,12 +25,12 @@ func newServiceCmd(g *globalOpts) *cobra.Command {
 
 // serviceLists are the repeatable options of create.
 type serviceLists struct {
-	name, mode                       string
-	env, labels, constraints, prefs  []string
-	publish, mounts, networks, sects []string
-	containerLabels                  []string
-	entrypoint                       string
-	detach                           bool
+	name, mode                                string
+	env, labels, constraints, prefs           []string
+	publish, mounts, networks, sects, configs []string
+	containerLabels                           []string
+	entrypoint                                string
+	detach                                    bool
 }
 
 func newServiceCreateCmd(g *globalOpts) *cobra.Command {
@@ -88,6 +88,7 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVar(&l.mounts, "mount", nil, "mount type=volume|bind|tmpfs,source=S,target=T[,readonly] (repeatable)")
 	fs.StringArrayVar(&l.networks, "network", nil, "network to attach: NAME, or name=NAME,alias=ALIAS[,alias=...] (repeatable)")
 	fs.StringArrayVar(&l.sects, "secret", nil, secretFlagHelp)
+	fs.StringArrayVar(&l.configs, "config", nil, configFlagHelp)
 	fs.StringVar(&l.entrypoint, "entrypoint", "", "replace the image's entrypoint (split on spaces)")
 	fs.BoolVarP(&l.detach, "detach", "d", false, waitFlagHelp)
 	return cmd
@@ -151,6 +152,9 @@ func (l *serviceLists) spec(args []string) (*pb.ServiceSpec, error) {
 	if c.Secrets, err = secretRefs("secret", l.sects); err != nil {
 		return nil, err
 	}
+	if c.Configs, err = configRefs("config", l.configs); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -168,7 +172,7 @@ func defaultName(image string) string {
 func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	var f serviceFlags
 	var image, args string
-	var envAdd, envRm, lblAdd, lblRm, conAdd, conRm, pubAdd, pubRm, secAdd, secRm, netAdd, netRm []string
+	var envAdd, envRm, lblAdd, lblRm, conAdd, conRm, pubAdd, pubRm, secAdd, secRm, netAdd, netRm, cfgAdd, cfgRm []string
 	var force, rollback, detach bool
 	var ra registryAuthFlags
 	cmd := &cobra.Command{Use: "update [OPTIONS] SERVICE", Short: "Change a service's spec (a rolling update)", Args: cobra.ExactArgs(1)}
@@ -189,6 +193,8 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVar(&secRm, "secret-rm", nil, "stop exposing a secret, by name or target (repeatable)")
 	fs.StringArrayVar(&netAdd, "network-add", nil, "attach a network: NAME, or name=NAME,alias=ALIAS[,alias=...] (repeatable)")
 	fs.StringArrayVar(&netRm, "network-rm", nil, "detach a network, by name or ID (repeatable)")
+	fs.StringArrayVar(&cfgAdd, "config-add", nil, configFlagHelp)
+	fs.StringArrayVar(&cfgRm, "config-rm", nil, "stop exposing a config, by name or target (repeatable)")
 	fs.BoolVar(&force, "force", false, "redeploy every task even if nothing changed")
 	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec (as `berth service rollback`)")
 	fs.BoolVarP(&detach, "detach", "d", false, "return at once instead of following the rolling update")
@@ -231,6 +237,9 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 					return err
 				}
 				if err := editNetworks(ctx, c, spec, netAdd, netRm); err != nil {
+					return err
+				}
+				if err := editConfigs(ct, cfgAdd, cfgRm); err != nil {
 					return err
 				}
 				if force {

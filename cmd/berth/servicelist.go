@@ -61,14 +61,14 @@ func newServiceLsCmd(g *globalOpts) *cobra.Command {
 			case *format == "json":
 				return printJSON(cmd.OutOrStdout(), svcs)
 			}
-			return printServices(cmd, svcs)
+			return printServices(cmd, *format, svcs)
 		})
 	}
 	return cmd
 }
 
 // printServices prints services with the task counts the manager computed.
-func printServices(cmd *cobra.Command, svcs []*pb.Service) error {
+func printServices(cmd *cobra.Command, format string, svcs []*pb.Service) error {
 	rows := [][]string{{"ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS", "UPDATE"}}
 	for _, s := range svcs {
 		st := s.GetStatus()
@@ -89,7 +89,7 @@ func printServices(cmd *cobra.Command, svcs []*pb.Service) error {
 		rows = append(rows, []string{shortID(s.GetId()), s.GetSpec().GetAnnotations().GetName(), mode, replicas,
 			s.GetSpec().GetTask().GetContainer().GetImage(), strings.Join(ports, ","), updateState(s.GetUpdateStatus())})
 	}
-	return table(cmd.OutOrStdout(), rows)
+	return printRows(cmd.OutOrStdout(), format, rows)
 }
 
 func newServicePsCmd(g *globalOpts) *cobra.Command {
@@ -163,7 +163,7 @@ func showTasks(ctx context.Context, cmd *cobra.Command, c pb.ControlClient, form
 	if err != nil {
 		return err
 	}
-	return printTasks(cmd, service, tasks, nodes, time.Now())
+	return printTasks(cmd, format, service, tasks, nodes, time.Now())
 }
 
 // sortTasks orders tasks as ps shows them: by service, slot (or node),
@@ -184,7 +184,7 @@ func sortTasks(tasks []*pb.Task) {
 	})
 }
 
-func printTasks(cmd *cobra.Command, service func(id string) *pb.Service, tasks []*pb.Task, nodes []*pb.Node, now time.Time) error {
+func printTasks(cmd *cobra.Command, format string, service func(id string) *pb.Service, tasks []*pb.Task, nodes []*pb.Node, now time.Time) error {
 	hostnames := map[string]string{}
 	for _, n := range nodes {
 		hostnames[n.GetId()] = n.GetDescription().GetHostname()
@@ -210,5 +210,5 @@ func printTasks(cmd *cobra.Command, service func(id string) *pb.Service, tasks [
 		rows = append(rows, []string{shortID(t.GetId()), shown, t.GetSpec().GetContainer().GetImage(), hostnames[t.GetNodeId()],
 			lowerEnum(t.GetDesiredState().String(), "TASK_STATE_"), state, taskErr(t)})
 	}
-	return table(cmd.OutOrStdout(), rows)
+	return printRows(cmd.OutOrStdout(), format, rows)
 }

@@ -149,7 +149,7 @@ func newStackServicesCmd(g *globalOpts) *cobra.Command {
 			case *format == "json":
 				return printJSON(cmd.OutOrStdout(), svcs)
 			}
-			return printServices(cmd, svcs)
+			return printServices(cmd, *format, svcs)
 		})
 	}
 	return cmd

@@ -37,3 +37,26 @@ func TestParseSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfig(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want *pb.ConfigReference
+		bad  string
+	}{
+		{in: "app", want: &pb.ConfigReference{ConfigName: "app", FileName: "/app", Mode: 0o444}},
+		{in: "source=app,target=/etc/app.conf,uid=1,gid=2,mode=0440",
+			want: &pb.ConfigReference{ConfigName: "app", FileName: "/etc/app.conf", Uid: 1, Gid: 2, Mode: 0o440}},
+		{in: "", bad: "no config named"},
+		{in: "target=/x", bad: "no source=NAME"},
+		{in: "source=app,mode=8", bad: "mode=8"},
+	} {
+		got, err := Config("config", tc.in)
+		switch {
+		case tc.bad == "" && (err != nil || !proto.Equal(got, tc.want)):
+			t.Errorf("%q: %v, %v; want %v", tc.in, got, err, tc.want)
+		case tc.bad != "" && (err == nil || !strings.Contains(err.Error(), tc.bad) || !strings.Contains(err.Error(), "--config")):
+			t.Errorf("%q: %v, %v; want an error naming --config and %s", tc.in, got, err, tc.bad)
+		}
+	}
+}
