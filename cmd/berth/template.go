@@ -8,10 +8,13 @@ import (
 	"strings"
 	"text/tabwriter"
 	"text/template"
+	"time"
 	"unicode"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // formatHelp describes --format on every list and inspect command.
@@ -67,11 +70,7 @@ func printObjects[M proto.Message](w io.Writer, f string, msgs []M) error {
 		return err
 	}
 	for _, m := range msgs {
-		v, err := templateData(m)
-		if err != nil {
-			return err
-		}
-		if err := execLine(w, t, v); err != nil {
+		if err := execLine(w, t, templateData(m)); err != nil {
 			return err
 		}
 	}
@@ -144,44 +143,77 @@ func columnKey(h string) string {
 	return b.String()
 }
 
-// templateData is an object as Docker's templates see one: fields named
-// in Go style (Spec, NodeID, CreatedAt), and annotations' name and labels
-// also on the spec itself, so {{.Spec.Name}} works as in Docker.
-func templateData(m proto.Message) (any, error) {
-	// Every field is there, zero or not, so that a template may name any.
-	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, err
-	}
-	return goNames(v), nil
+// templateData is an object as Docker's templates see one: every field
+// there, zero or not, named in Go style (Spec, NodeID, CreatedAt); enums
+// by name, times in RFC 3339, bytes as text; and the annotations' name
+// and labels also on the object that has them, so {{.Spec.Name}} works
+// as in Docker.
+func templateData(m proto.Message) any {
+	return messageData(m.ProtoReflect())
 }
 
-func goNames(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := map[string]any{}
-		for k, val := range x {
-			out[goName(k)] = goNames(val)
-		}
-		if a, ok := out["Annotations"].(map[string]any); ok {
-			for k, val := range a {
-				if _, taken := out[k]; !taken {
-					out[k] = val
-				}
+func messageData(m protoreflect.Message) any {
+	switch v := m.Interface().(type) {
+	case *timestamppb.Timestamp:
+		return v.AsTime().Format(time.RFC3339Nano)
+	case *durationpb.Duration:
+		return v.AsDuration().String()
+	}
+	if !m.IsValid() {
+		return nil
+	}
+	out := map[string]any{}
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		out[goName(string(fd.Name()))] = fieldData(fd, m.Get(fd), m.Has(fd))
+	}
+	if a, ok := out["Annotations"].(map[string]any); ok {
+		for k, val := range a {
+			if _, taken := out[k]; !taken {
+				out[k] = val
 			}
 		}
-		return out
-	case []any:
-		for i := range x {
-			x[i] = goNames(x[i])
-		}
-		return x
 	}
-	return v
+	return out
+}
+
+func fieldData(fd protoreflect.FieldDescriptor, v protoreflect.Value, has bool) any {
+	switch {
+	case fd.IsList():
+		l := v.List()
+		out := make([]any, l.Len())
+		for i := range l.Len() {
+			out[i] = scalarData(fd, l.Get(i), true)
+		}
+		return out
+	case fd.IsMap():
+		out := map[string]any{}
+		v.Map().Range(func(k protoreflect.MapKey, val protoreflect.Value) bool {
+			out[k.String()] = scalarData(fd.MapValue(), val, true)
+			return true
+		})
+		return out
+	}
+	return scalarData(fd, v, has)
+}
+
+func scalarData(fd protoreflect.FieldDescriptor, v protoreflect.Value, has bool) any {
+	switch fd.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		if !has {
+			return nil
+		}
+		return messageData(v.Message())
+	case protoreflect.EnumKind:
+		if e := fd.Enum().Values().ByNumber(v.Enum()); e != nil {
+			return string(e.Name())
+		}
+		return int32(v.Enum())
+	case protoreflect.BytesKind:
+		return string(v.Bytes())
+	}
+	return v.Interface()
 }
 
 // goName turns a proto field name into Go's: node_id is NodeID.

@@ -2,6 +2,8 @@ package controlapi
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -24,6 +26,14 @@ func resolve[T named](kind, ref string, get func(string) T, find func(store.By) 
 	}
 	if byName, err := find(store.ByName(ref)); err == nil && len(byName) == 1 {
 		return byName[0], nil
+	} else if len(byName) > 1 {
+		// Node hostnames need not be unique.
+		ids := make([]string, len(byName))
+		for i, o := range byName {
+			ids[i] = o.GetId()
+		}
+		slices.Sort(ids)
+		return zero, status.Error(codes.FailedPrecondition, fmt.Sprintf("%s %q is ambiguous: %d have that name (%s); give an ID", kind, ref, len(byName), strings.Join(ids, ", ")))
 	}
 	matches, err := find(store.ByIDPrefix(ref))
 	if err != nil {

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"berth/internal/await"
+	pb "berth/proto/berth/v1"
+)
+
+// TestInspectAndPs: task inspect, node ps (of nodes named, or of all),
+// service inspect --pretty, and --format as a Go template on inspect, ls
+// and ps, against a real manager whose tasks are placed on two workers.
+// A hostname two nodes share is ambiguous, and the error lists their IDs.
+func TestInspectAndPs(t *testing.T) {
+	bundle := startManager(t)
+	run := func(args ...string) (string, error) {
+		return berth(t, append([]string{"--tls-dir", bundle}, args...)...)
+	}
+	res := &pb.ResourceSet{NanoCpus: 2e9, MemoryBytes: 1 << 30}
+	w1 := startFakeWorker(t, bundle, "w1", res)
+	w2 := startFakeWorker(t, bundle, "w2", res)
+	if _, err := run("service", "create", "-d", "--name", "web", "--replicas", "2", "--label", "team=a", "busybox:latest", "sleep", "1d"); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, 20*time.Second, func() bool { return len(w1.assigned()) == 1 && len(w2.assigned()) == 1 }, "a task on each worker")
+	task := w1.assigned()[0]
+
+	out, err := run("node", "ps", "w1")
+	if err != nil || strings.Count(out, "\n") != 2 || !strings.Contains(out, "web.") || !strings.Contains(out, " w1 ") || !strings.Contains(out, shortID(task.GetId())) {
+		t.Errorf("node ps w1: %v\n%s", err, out)
+	}
+	out, err = run("node", "ps", "--format", "{{.Name}} {{.Node}} {{.DesiredState}}")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); err != nil || len(lines) != 2 || !strings.HasSuffix(lines[0], " running") ||
+		!strings.HasPrefix(lines[0], "web.") || lines[0][len("web.x "):] == lines[1][len("web.x "):] {
+		t.Errorf("node ps of every node, as a template: %v\n%s", err, out)
+	}
+	if _, err := run("node", "ps", "nope"); err == nil || !strings.Contains(err.Error(), `node "nope" not found`) {
+		t.Errorf("node ps of no such node: %v", err)
+	}
+
+	out, err = run("task", "inspect", "--format", "{{.ServiceID}} {{.NodeID}} {{.Slot}} {{.Spec.Container.Image}}", task.GetId()[:10])
+	if want := task.GetServiceId() + " " + w1.id; err != nil || !strings.HasPrefix(out, want) || !strings.HasSuffix(out, " busybox:latest\n") {
+		t.Errorf("task inspect --format: %v %q, want %q...", err, out, want)
+	}
+	if out, err = run("task", "inspect", task.GetId()); err != nil || len(jsonArray(t, out)) != 1 || !strings.Contains(out, `"service_id"`) {
+		t.Errorf("task inspect: %v\n%s", err, out)
+	}
+
+	for _, tc := range []struct{ cmd, format, want string }{
+		{"service inspect web", "{{.Spec.Name}}", "web\n"},
+		{"service inspect web", "{{.Spec.Labels.team}}/{{.Spec.Annotations.Name}} {{.Spec.Mode}}", "a/web SERVICE_MODE_REPLICATED\n"},
+		{"service inspect web", "{{json .Spec.Annotations}}", `{"Labels":{"team":"a"},"Name":"web"}` + "\n"},
+		{"service inspect web", "{{.Spec.Replicas}} {{.Spec.Task.Resources.Limits.NanoCpus}} {{.Spec.Update.Parallelism}} {{.Spec.Update.Delay}}", "2 0 1 <no value>\n"},
+		{"service ls", "{{.Name}}:{{.Replicas}}:{{.Image}}", "web:0/2:busybox:latest\n"},
+		{"service ls", `table {{.Name}}\t{{.Mode}}`, "NAME   MODE\nweb    replicated\n"},
+	} {
+		args := append(strings.Fields(tc.cmd), "--format", tc.format)
+		if out, err := run(args...); err != nil || out != tc.want {
+			t.Errorf("berth %s --format %s: %v %q, want %q", tc.cmd, tc.format, err, out, tc.want)
+		}
+	}
+	if out, err := run("service", "inspect", "--pretty", "web"); err != nil || !strings.Contains(out, "Name:\t\tweb\n") || !strings.Contains(out, " Replicas:\t2\n") {
+		t.Errorf("service inspect --pretty: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{
+		{"service", "inspect", "--format", "{{.Spec.Name", "web"},
+		{"service", "inspect", "--format", "{{.Nope}}", "web"},
+		{"node", "ls", "--format", "{{.Nope}}"},
+	} {
+		if _, err := run(args...); err == nil || !strings.Contains(err.Error(), "--format") {
+			t.Errorf("berth %s: %v, want an error about --format", strings.Join(args, " "), err)
+		}
+	}
+
+	// A second node named w1: the name no longer says which.
+	w3 := startFakeWorker(t, bundle, "w1", res)
+	_, err = run("node", "inspect", "w1")
+	if err == nil || !strings.Contains(err.Error(), `node "w1" is ambiguous`) || !strings.Contains(err.Error(), w1.id) || !strings.Contains(err.Error(), w3.id) {
+		t.Errorf("node inspect of a shared hostname: %v, want it ambiguous with both IDs", err)
+	}
+	if out, err := run("node", "inspect", "--format", "{{.Description.Hostname}}", w3.id); err != nil || out != "w1\n" {
+		t.Errorf("node inspect by ID: %v %q", err, out)
+	}
+}
