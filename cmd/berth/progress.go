@@ -82,7 +82,8 @@ func (p *progress) converged() bool {
 }
 
 // waitConverged follows the service's tasks and prints progress lines to
-// w until it converges or ctx ends. Lines are printed when they change,
+// w until it converges, its tasks fail for good (see failures.givenUp),
+// or ctx ends. Lines are printed when they change,
 // so the output reads well in a terminal and in a log alike.
 func waitConverged(ctx context.Context, c pb.ControlClient, svc *pb.Service, w io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -92,17 +93,21 @@ func waitConverged(ctx context.Context, c pb.ControlClient, svc *pb.Service, w i
 		return err
 	}
 	p := newProgress(svc)
+	fails := newFailures()
 	last := ""
 	printed := map[string]bool{}
 	for {
 		r, err := stream.Recv()
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("stopped waiting for %s to converge: %w (it keeps converging; see `berth service ps %s`)", svc.GetSpec().GetAnnotations().GetName(), ctx.Err(), svc.GetSpec().GetAnnotations().GetName())
+				return fmt.Errorf("stopped waiting for %s to converge: %w (it keeps converging; see `berth service ps %s`)", svc.GetSpec().GetAnnotations().GetName(), context.Cause(ctx), svc.GetSpec().GetAnnotations().GetName())
 			}
 			return err
 		}
 		p.apply(r)
+		for _, t := range r.GetTasks() {
+			fails.note(t)
+		}
 		running, want, problems := p.state()
 		line := fmt.Sprintf("overall progress: %d out of %d tasks running", running, want)
 		if line != last {
@@ -118,6 +123,9 @@ func waitConverged(ctx context.Context, c pb.ControlClient, svc *pb.Service, w i
 		if p.converged() {
 			fmt.Fprintln(w, "verify: service converged")
 			return nil
+		}
+		if why, ok := fails.givenUp(svc); ok {
+			return fmt.Errorf("%s did not converge: %s", svc.GetSpec().GetAnnotations().GetName(), why)
 		}
 	}
 }

@@ -168,9 +168,9 @@ func waitRollout(ctx context.Context, c pb.ControlClient, svc *pb.Service, w io.
 			if ctx.Err() == nil {
 				return err
 			}
-			return fmt.Errorf("stopped waiting for %s: %w (the update goes on; see `berth service inspect --pretty %s`)", name, ctx.Err(), name)
+			return fmt.Errorf("stopped waiting for %s: %w (the update goes on; see `berth service inspect --pretty %s`)", name, context.Cause(ctx), name)
 		case <-ctx.Done():
-			return fmt.Errorf("stopped waiting for %s: %w (the update goes on; see `berth service inspect --pretty %s`)", name, ctx.Err(), name)
+			return fmt.Errorf("stopped waiting for %s: %w (the update goes on; see `berth service inspect --pretty %s`)", name, context.Cause(ctx), name)
 		}
 		v.print(w, &last)
 		if end, err := v.finished(svc, w, &lastStatus); end {
@@ -218,9 +218,12 @@ func (v *rolloutView) rollbackReason() string {
 	return "a task of the update failed; see `berth service ps`"
 }
 
-// followRollout waits for the rollout svc started, with no deadline.
-func followRollout(cmd *cobra.Command, g *globalOpts, svc *pb.Service) error {
-	return g.stream(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+// followRollout waits for the rollout svc started, for at most timeout
+// when it is set.
+func followRollout(cmd *cobra.Command, g *globalOpts, svc *pb.Service, timeout time.Duration) error {
+	ctx, cancel := waitContext(cmd.Context(), timeout)
+	defer cancel()
+	return g.stream(ctx, func(ctx context.Context, c pb.ControlClient) error {
 		return waitRollout(ctx, c, svc, cmd.OutOrStdout())
 	})
 }
@@ -233,6 +236,7 @@ func newServiceRollbackCmd(g *globalOpts) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return at once instead of following the rollback")
+	timeout := addTimeoutFlag(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var svc *pb.Service
 		err := g.edit(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
@@ -252,7 +256,7 @@ func newServiceRollbackCmd(g *globalOpts) *cobra.Command {
 		if err != nil || detach {
 			return err
 		}
-		return followRollout(cmd, g, svc)
+		return followRollout(cmd, g, svc, *timeout)
 	}
 	return cmd
 }

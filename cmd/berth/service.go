@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
@@ -37,6 +38,7 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 	var f serviceFlags
 	var l serviceLists
 	var ra registryAuthFlags
+	var timeout *time.Duration
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create a service",
@@ -68,7 +70,9 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 			if l.detach {
 				return nil
 			}
-			return g.stream(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			ctx, cancel := waitContext(cmd.Context(), *timeout)
+			defer cancel()
+			return g.stream(ctx, func(ctx context.Context, c pb.ControlClient) error {
 				return waitConverged(ctx, c, svc, cmd.OutOrStdout())
 			})
 		},
@@ -91,6 +95,7 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVar(&l.configs, "config", nil, configFlagHelp)
 	fs.StringVar(&l.entrypoint, "entrypoint", "", "replace the image's entrypoint (split on spaces)")
 	fs.BoolVarP(&l.detach, "detach", "d", false, waitFlagHelp)
+	timeout = addTimeoutFlag(fs)
 	return cmd
 }
 
@@ -198,6 +203,7 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	fs.BoolVar(&force, "force", false, "redeploy every task even if nothing changed")
 	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec (as `berth service rollback`)")
 	fs.BoolVarP(&detach, "detach", "d", false, "return at once instead of following the rolling update")
+	timeout := addTimeoutFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, a []string) error {
 		if rollback && (fs.Changed("registry-auth") || fs.Changed("registry-user")) {
 			return errors.New("--rollback restores the previous spec with its credentials: drop --registry-auth and --registry-user")
@@ -260,7 +266,7 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 		if err != nil || detach {
 			return err
 		}
-		return followRollout(cmd, g, updated)
+		return followRollout(cmd, g, updated, *timeout)
 	}
 	return cmd
 }
@@ -296,6 +302,7 @@ func editPorts(spec *pb.ServiceSpec, add, rm []string) error {
 
 func newServiceScaleCmd(g *globalOpts) *cobra.Command {
 	var detach bool
+	var timeout *time.Duration
 	cmd := &cobra.Command{
 		Use:   "scale SERVICE=REPLICAS [SERVICE=REPLICAS...]",
 		Short: "Change the replica count of services",
@@ -337,9 +344,11 @@ func newServiceScaleCmd(g *globalOpts) *cobra.Command {
 			if err != nil || detach {
 				return err
 			}
+			ctx, cancel := waitContext(cmd.Context(), *timeout)
+			defer cancel()
 			for _, svc := range scaled {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s:\n", svc.GetSpec().GetAnnotations().GetName())
-				if err := g.stream(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+				if err := g.stream(ctx, func(ctx context.Context, c pb.ControlClient) error {
 					return waitConverged(ctx, c, svc, cmd.OutOrStdout())
 				}); err != nil {
 					return err
@@ -349,6 +358,7 @@ func newServiceScaleCmd(g *globalOpts) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, waitFlagHelp)
+	timeout = addTimeoutFlag(cmd.Flags())
 	return cmd
 }
 

@@ -112,15 +112,12 @@ func (w *fakeWorker) assigned() []*pb.Task {
 }
 
 // report tells the managers task id is in state, with errMsg.
-func (w *fakeWorker) report(t *testing.T, id string, state pb.TaskState, errMsg string) {
-	t.Helper()
+func (w *fakeWorker) report(id string, state pb.TaskState, errMsg string) error {
 	w.mu.Lock()
 	sess := w.sess
 	w.mu.Unlock()
 	_, err := w.disp.UpdateTaskStatus(context.Background(), &pb.UpdateTaskStatusRequest{SessionId: sess, Updates: []*pb.TaskStatusUpdate{{
 		TaskId: id, Status: &pb.TaskStatus{State: state, Timestamp: timestamppb.Now(), Err: errMsg, Message: strings.ToLower(strings.TrimPrefix(state.String(), "TASK_STATE_"))},
 	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return err
 }
