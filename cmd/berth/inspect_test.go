@@ -84,3 +84,62 @@ func TestInspectAndPs(t *testing.T) {
 		t.Errorf("node inspect by ID: %v %q", err, out)
 	}
 }
+
+// TestCreateRefusesWhatNoNodeHolds: a CPU limit above every node's CPUs,
+// or a reservation above every node's capacity, is refused at create
+// with the largest node's figure; what the largest node holds is taken.
+// A service created without --name is named after its image, and gets a
+// unique name when that one is taken.
+func TestCreateRefusesWhatNoNodeHolds(t *testing.T) {
+	bundle := startManager(t)
+	run := func(args ...string) (string, error) {
+		return berth(t, append([]string{"--tls-dir", bundle}, args...)...)
+	}
+	startFakeWorker(t, bundle, "small", &pb.ResourceSet{NanoCpus: 1e9, MemoryBytes: 512 << 20})
+	startFakeWorker(t, bundle, "big", &pb.ResourceSet{NanoCpus: 4e9, MemoryBytes: 2 << 30})
+	for _, tc := range []struct{ flag, value, want string }{
+		{"--limit-cpu", "8", "8 CPUs is more than any node has (the largest, big, has 4); lower --limit-cpu"},
+		{"--reserve-cpu", "4.5", "4.5 CPUs is more than any node has (the largest, big, has 4); lower --reserve-cpu"},
+		{"--reserve-memory", "3G", "3072 MiB is more memory than any node has (the largest, big, has 2048 MiB); lower --reserve-memory"},
+	} {
+		if _, err := run("service", "create", "-d", tc.flag, tc.value, "busybox"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("create %s %s: %v, want %q", tc.flag, tc.value, err, tc.want)
+		}
+		if _, err := run("service", "create", "-d", "--name", "x", "busybox"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := run("service", "update", "-d", tc.flag, tc.value, "x"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("update %s %s: %v, want %q", tc.flag, tc.value, err, tc.want)
+		}
+		if _, err := run("service", "rm", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := run("service", "create", "-d", "--name", "fits", "--limit-cpu", "4", "--reserve-memory", "2G", "busybox"); err != nil {
+		t.Errorf("create with what the largest node has: %v", err)
+	}
+
+	// No --name: the image's name, then unique ones.
+	var names []string
+	for range 3 {
+		out, err := run("service", "create", "-d", "registry.local:5000/team/app:v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := strings.Fields(out)[len(strings.Fields(out))-1]
+		name, err := run("service", "inspect", "--format", "{{.Spec.Name}}", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, strings.TrimSpace(name))
+		if len(names) > 1 && !strings.Contains(out, "a service is named app already: this one is "+names[len(names)-1]) {
+			t.Errorf("create without --name printed %q, want it to say the name it took", out)
+		}
+	}
+	if names[0] != "app" || !strings.HasPrefix(names[1], "app-") || !strings.HasPrefix(names[2], "app-") || names[1] == names[2] || len(names[1]) != len("app-")+6 {
+		t.Errorf("services created without --name are named %q, want app, then app-XXXXXX twice, all different", names)
+	}
+	if _, err := run("service", "create", "-d", "--name", "app", "busybox"); err == nil || !strings.Contains(err.Error(), "app") {
+		t.Errorf("create --name app when app exists: %v, want a refusal", err)
+	}
+}

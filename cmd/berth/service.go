@@ -58,9 +58,8 @@ func newServiceCreateCmd(g *globalOpts) *cobra.Command {
 				return err
 			}
 			var svc *pb.Service
-			err = g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-				resp, err := c.CreateService(ctx, &pb.CreateServiceRequest{Spec: spec})
-				svc = resp.GetService()
+			err = g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) (err error) {
+				svc, err = createService(ctx, c, spec, l.name != "", cmd.ErrOrStderr())
 				return err
 			})
 			if err != nil {

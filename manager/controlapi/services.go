@@ -47,6 +47,9 @@ func (s *Server) checkServiceRefs(tx store.ReadTx, serviceID string, spec *pb.Se
 	if err := checkConfigRefs(tx, spec.GetTask().GetContainer()); err != nil {
 		return err
 	}
+	if err := checkCapacity(tx, spec.GetTask().GetResources()); err != nil {
+		return err
+	}
 	all, err := tx.FindServices(store.All)
 	if err != nil {
 		return err
