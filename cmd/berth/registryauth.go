@@ -27,7 +27,7 @@ type registryAuthFlags struct {
 }
 
 func (f *registryAuthFlags) register(fs *pflag.FlagSet, update bool) {
-	help := "send the credentials for the image's registry, from $DOCKER_CONFIG/config.json or ~/.docker/config.json (after `docker login`), to the nodes that pull it"
+	help := "send the credentials for the image's registry, from $DOCKER_CONFIG/config.json or ~/.docker/config.json (after 'docker login'), to the nodes that pull it"
 	if update {
 		help += "; without it the stored credentials stay, --registry-auth=false removes them"
 	}

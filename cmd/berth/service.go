@@ -200,7 +200,7 @@ func newServiceUpdateCmd(g *globalOpts) *cobra.Command {
 	fs.StringArrayVar(&cfgAdd, "config-add", nil, configFlagHelp)
 	fs.StringArrayVar(&cfgRm, "config-rm", nil, "stop exposing a config, by name or target (repeatable)")
 	fs.BoolVar(&force, "force", false, "redeploy every task even if nothing changed")
-	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec (as `berth service rollback`)")
+	fs.BoolVar(&rollback, "rollback", false, "go back to the previous spec (as 'berth service rollback')")
 	fs.BoolVarP(&detach, "detach", "d", false, "return at once instead of following the rolling update")
 	timeout := addTimeoutFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, a []string) error {

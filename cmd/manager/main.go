@@ -89,7 +89,7 @@ an embedded agent.`,
 	f.StringVar(&o.listenAddr, "listen-addr", "0.0.0.0:4242", "address the manager listens on (HOST:PORT)")
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "address other nodes reach this manager on (default: the listen address)")
 	f.StringSliceVar(&o.join, "join", nil, "address of a manager of the cluster to join (repeatable)")
-	f.StringVar(&o.token, "token", "", "manager join token, from `berth cluster join-token manager`")
+	f.StringVar(&o.token, "token", "", "manager join `TOKEN`, from 'berth cluster join-token manager'")
 	f.BoolVar(&o.dev, "dev", false, "run a one-node cluster with an embedded agent")
 	f.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "recover a one-manager cluster from this manager's data, keeping the state")
 	f.StringSliceVar(&o.insecureRegs, "insecure-registry", nil, "plain-HTTP registry HOST:PORT, handed to every agent (repeatable)")
