@@ -31,11 +31,19 @@ func newServiceInspectCmd(g *globalOpts) *cobra.Command {
 				out = append(out, r.GetService())
 			}
 			if *pretty {
+				req := &pb.ListTasksRequest{}
+				for _, svc := range out {
+					req.ServiceIds = append(req.ServiceIds, svc.GetId())
+				}
+				tasks, err := c.ListTasks(ctx, req)
+				if err != nil {
+					return err
+				}
 				for i, svc := range out {
 					if i > 0 {
 						fmt.Fprintln(cmd.OutOrStdout())
 					}
-					printPretty(cmd.OutOrStdout(), svc)
+					printPretty(cmd.OutOrStdout(), svc, tasks.GetTasks())
 				}
 				return nil
 			}
@@ -56,7 +64,7 @@ func updateState(st *pb.UpdateStatus) string {
 
 // printPretty writes a service the way `docker service inspect --pretty`
 // does: one field a line, update status and policies included.
-func printPretty(w io.Writer, s *pb.Service) {
+func printPretty(w io.Writer, s *pb.Service, tasks []*pb.Task) {
 	spec := s.GetSpec()
 	fmt.Fprintf(w, "ID:\t\t%s\n", s.GetId())
 	fmt.Fprintf(w, "Name:\t\t%s\n", spec.GetAnnotations().GetName())
@@ -81,6 +89,9 @@ func printPretty(w io.Writer, s *pb.Service) {
 	fmt.Fprintf(w, " Image:\t\t%s\n", c.GetImage())
 	if len(c.GetArgs()) > 0 {
 		fmt.Fprintf(w, " Args:\t\t%s\n", strings.Join(c.GetArgs(), " "))
+	}
+	if ports := portsColumn(s, tasks); ports != "" {
+		fmt.Fprintf(w, "Ports:\t\t%s\n", ports)
 	}
 	printUpdateConfig(w, "UpdateConfig", spec.GetUpdate())
 	printUpdateConfig(w, "RollbackConfig", spec.GetRollback())

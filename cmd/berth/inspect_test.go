@@ -143,3 +143,32 @@ func TestCreateRefusesWhatNoNodeHolds(t *testing.T) {
 		t.Errorf("create --name app when app exists: %v, want a refusal", err)
 	}
 }
+
+// TestPortZeroShowsTheGivenPort: a service published with -p 0:8080
+// shows, in service ls and inspect --pretty, the port its running task
+// was given, not 0.
+func TestPortZeroShowsTheGivenPort(t *testing.T) {
+	bundle := startManager(t)
+	run := func(args ...string) (string, error) {
+		return berth(t, append([]string{"--tls-dir", bundle}, args...)...)
+	}
+	w := startFakeWorker(t, bundle, "w1", &pb.ResourceSet{NanoCpus: 1e9, MemoryBytes: 1 << 30})
+	if _, err := run("service", "create", "-d", "--name", "pub", "-p", "0:8080", "busybox"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run("service", "ls", "--format", "{{.Ports}}"); err != nil || out != "*:?->8080/tcp\n" {
+		t.Errorf("service ls before the task runs: %v %q", err, out)
+	}
+	await.True(t, 20*time.Second, func() bool { return len(w.assigned()) == 1 }, "the task is assigned")
+	given := &pb.PortConfig{TargetPort: 8080, PublishedPort: 31234}
+	if err := w.reportStatus(w.assigned()[0].GetId(), &pb.TaskStatus{State: pb.TaskState_TASK_STATE_RUNNING, Ports: []*pb.PortConfig{given}}); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, 20*time.Second, func() bool {
+		out, err := run("service", "ls")
+		return err == nil && strings.Contains(out, " *:31234->8080/tcp ")
+	}, "service ls shows the port given")
+	if out, err := run("service", "inspect", "--pretty", "pub"); err != nil || !strings.Contains(out, "Ports:\t\t*:31234->8080/tcp\n") {
+		t.Errorf("service inspect --pretty: %v\n%s", err, out)
+	}
+}

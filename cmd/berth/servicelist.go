@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,14 +60,20 @@ func newServiceLsCmd(g *globalOpts) *cobra.Command {
 			case *format == "json":
 				return printJSON(cmd.OutOrStdout(), svcs)
 			}
-			return printServices(cmd, *format, svcs)
+			tasks, err := givenPortTasks(ctx, c, svcs)
+			if err != nil {
+				return err
+			}
+			return printServices(cmd, *format, svcs, tasks)
 		})
 	}
 	return cmd
 }
 
 // printServices prints services with the task counts the manager computed.
-func printServices(cmd *cobra.Command, format string, svcs []*pb.Service) error {
+// tasks are those whose status tells the ports given to ports published
+// as 0 (givenPortTasks).
+func printServices(cmd *cobra.Command, format string, svcs []*pb.Service, tasks []*pb.Task) error {
 	rows := [][]string{{"ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS", "UPDATE"}}
 	for _, s := range svcs {
 		st := s.GetStatus()
@@ -76,18 +81,8 @@ func printServices(cmd *cobra.Command, format string, svcs []*pb.Service) error 
 		if s.GetSpec().GetMode() == pb.ServiceMode_SERVICE_MODE_GLOBAL {
 			mode = "global"
 		}
-		var ports []string
-		// The endpoint's ports, once allocated, carry the node port an
-		// ingress port published as 0 was given.
-		listed := s.GetEndpoint().GetPorts()
-		if len(listed) == 0 {
-			listed = s.GetSpec().GetEndpoint().GetPorts()
-		}
-		for _, p := range listed {
-			ports = append(ports, fmt.Sprintf("*:%d->%d/%s", p.GetPublishedPort(), p.GetTargetPort(), lowerEnum(p.GetProtocol().String(), "PROTOCOL_")))
-		}
 		rows = append(rows, []string{shortID(s.GetId()), s.GetSpec().GetAnnotations().GetName(), mode, replicas,
-			s.GetSpec().GetTask().GetContainer().GetImage(), strings.Join(ports, ","), updateState(s.GetUpdateStatus())})
+			s.GetSpec().GetTask().GetContainer().GetImage(), portsColumn(s, tasks), updateState(s.GetUpdateStatus())})
 	}
 	return printRows(cmd.OutOrStdout(), format, rows)
 }

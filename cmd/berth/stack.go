@@ -149,7 +149,11 @@ func newStackServicesCmd(g *globalOpts) *cobra.Command {
 			case *format == "json":
 				return printJSON(cmd.OutOrStdout(), svcs)
 			}
-			return printServices(cmd, *format, svcs)
+			tasks, err := givenPortTasks(ctx, c, svcs)
+			if err != nil {
+				return err
+			}
+			return printServices(cmd, *format, svcs, tasks)
 		})
 	}
 	return cmd

@@ -113,11 +113,15 @@ func (w *fakeWorker) assigned() []*pb.Task {
 
 // report tells the managers task id is in state, with errMsg.
 func (w *fakeWorker) report(id string, state pb.TaskState, errMsg string) error {
+	return w.reportStatus(id, &pb.TaskStatus{State: state, Err: errMsg, Message: strings.ToLower(strings.TrimPrefix(state.String(), "TASK_STATE_"))})
+}
+
+// reportStatus tells the managers task id has status st, stamped now.
+func (w *fakeWorker) reportStatus(id string, st *pb.TaskStatus) error {
 	w.mu.Lock()
 	sess := w.sess
 	w.mu.Unlock()
-	_, err := w.disp.UpdateTaskStatus(context.Background(), &pb.UpdateTaskStatusRequest{SessionId: sess, Updates: []*pb.TaskStatusUpdate{{
-		TaskId: id, Status: &pb.TaskStatus{State: state, Timestamp: timestamppb.Now(), Err: errMsg, Message: strings.ToLower(strings.TrimPrefix(state.String(), "TASK_STATE_"))},
-	}}})
+	st.Timestamp = timestamppb.Now()
+	_, err := w.disp.UpdateTaskStatus(context.Background(), &pb.UpdateTaskStatusRequest{SessionId: sess, Updates: []*pb.TaskStatusUpdate{{TaskId: id, Status: st}}})
 	return err
 }
