@@ -25,7 +25,7 @@ func (m *Manager) keepClientBundle(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := m.writeClientBundle(); err != nil {
+			if err := m.writeClientBundle(ctx); err != nil {
 				m.log.Warn("renew the client bundle", "err", err)
 			}
 		}
@@ -34,7 +34,7 @@ func (m *Manager) keepClientBundle(ctx context.Context) error {
 
 // writeClientBundle writes DATA_DIR/client: a client certificate the CLI
 // uses on this host, and the address of this manager.
-func (m *Manager) writeClientBundle() error {
+func (m *Manager) writeClientBundle(ctx context.Context) error {
 	root, err := m.ca.Root()
 	if err != nil {
 		return err
@@ -48,7 +48,9 @@ func (m *Manager) writeClientBundle() error {
 		dirs = append(dirs, m.path(clientDir))
 	}
 	if d := m.cfg.InstallClientBundle; d != "" {
-		if _, err := os.Stat(filepath.Join(d, ca.RootFile)); errors.Is(err, os.ErrNotExist) {
+		if install, err := m.installInto(ctx, d, root.CertPEM); err != nil {
+			return err
+		} else if install {
 			dirs = append(dirs, d)
 		}
 	}

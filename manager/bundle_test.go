@@ -13,7 +13,9 @@ import (
 
 // TestClientBundle: a manager writes the CLI's bundle to DATA_DIR/client
 // (and to InstallClientBundle): the key readable by its owner only, a
-// client certificate of this cluster, and this manager's address.
+// client certificate of this cluster, and this manager's address. An
+// installed bundle of another cluster stays while that cluster answers,
+// and is moved aside once it does not.
 func TestClientBundle(t *testing.T) {
 	tm := newTestManager(t, "m0")
 	tm.cfg.InstallClientBundle = filepath.Join(t.TempDir(), "home", ".berth")
@@ -61,5 +63,21 @@ func TestClientBundle(t *testing.T) {
 	after, err := os.ReadFile(filepath.Join(tm.cfg.InstallClientBundle, ca.CertFile))
 	if err != nil || string(after) != string(before) {
 		t.Fatalf("a second manager overwrote the installed bundle (%v)", err)
+	}
+
+	// Once that cluster no longer answers, a manager replaces its bundle
+	// and keeps the old one aside.
+	tm.stop()
+	third := newTestManager(t, "m2")
+	third.cfg.InstallClientBundle = tm.cfg.InstallClientBundle
+	third.mustStart()
+	third.waitBundle()
+	await.True(t, settle, func() bool {
+		creds, err := ca.Dir(tm.cfg.InstallClientBundle).Load()
+		return err == nil && creds.Identity().ClusterID == third.m.clusterID
+	}, "the bundle of the cluster that no longer answers is replaced")
+	aside := tm.cfg.InstallClientBundle + ".old-" + tm.m.clusterID[:12]
+	if kept, err := os.ReadFile(filepath.Join(aside, ca.CertFile)); err != nil || string(kept) != string(before) {
+		t.Fatalf("the old bundle is not kept in %s (%v)", aside, err)
 	}
 }

@@ -52,7 +52,7 @@ func (m *Manager) register(ctx context.Context) bool {
 	for attempt := 0; ; attempt++ {
 		err := m.writeSelf(ctx)
 		if err == nil {
-			err = m.writeClientBundle()
+			err = m.writeClientBundle(ctx)
 		}
 		if err == nil {
 			return true

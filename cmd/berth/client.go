@@ -131,7 +131,7 @@ func (o *globalOpts) explain(err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Errorf("cannot reach a manager at %s: %s (is berth-manager running? use --host or BERTH_HOST)", o.addr(), st.Message())
+		return fmt.Errorf("cannot reach a manager at %s%s: %s (is berth-manager running? use --host or BERTH_HOST, or --tls-dir or BERTH_TLS_DIR for another cluster's bundle)", o.addr(), o.bundleNote(), st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("manager at %s did not answer in time: %s", o.addr(), st.Message())
 	default:

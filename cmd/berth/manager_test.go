@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/ca"
 	"berth/internal/await"
 	"berth/manager"
 )
@@ -97,5 +98,31 @@ func TestCLIWithoutBundle(t *testing.T) {
 	_, err := berth(t, "--tls-dir", dir, "--host", "127.0.0.1:1", "node", "ls")
 	if err == nil || !strings.Contains(err.Error(), "no client certificate in "+dir) || !strings.Contains(err.Error(), "BERTH_TLS_DIR") {
 		t.Fatalf("node ls without a bundle: %v", err)
+	}
+}
+
+// TestUnreachableNamesTheBundle: when the bundle's manager does not
+// answer, the error names the bundle's directory and its cluster, so that
+// a bundle left by an earlier cluster is plain to see.
+func TestUnreachableNamesTheBundle(t *testing.T) {
+	dir := startManager(t)
+	creds, err := ca.Dir(dir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bundle now points at an address nothing listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	if err := os.WriteFile(filepath.Join(dir, bundleAddr), []byte(dead+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = berth(t, "--tls-dir", dir, "node", "ls")
+	want := "cannot reach a manager at " + dead + " (address and certificate from the bundle in " + dir + ", of cluster " + creds.Identity().ClusterID + ")"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("node ls against a dead address: %v\nwant %q", err, want)
 	}
 }
