@@ -95,8 +95,13 @@ proto-check: proto
 	@if [ -n "$$(git status --porcelain -- proto 2>/dev/null)" ]; then \
 	  echo "generated code in proto/ differs from 'make proto'; run it and commit:"; git status --short -- proto; exit 1; fi
 
+# The demo runs as a built binary, not with go run: on Ctrl-C go run
+# exits 1 (and kills its child's process group on a second interrupt, as
+# make's own relaying gives it), so make reported an error after a clean
+# teardown. DEMO_FLAGS sizes it (-managers N -agents N).
 demo: deps build
-	go run ./internal/cmd/demo -bin bin -dir demo-data
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/demo ./internal/cmd/demo
+	$(BIN)/demo -bin $(BIN) -dir demo-data $(DEMO_FLAGS)
 
 # demo-down removes what a demo killed without Ctrl-C left behind.
 demo-down:

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"berth/internal/await"
 	"berth/internal/e2ecluster"
 	"berth/internal/testimage"
@@ -58,8 +60,8 @@ func TestDevRunsContainers(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		stop()
-		// The agent leaves its containers (none after service rm) and its
-		// secrets tmpfs for the next agent to adopt.
+		// The agent leaves its containers (none after service rm) for the
+		// next agent to adopt.
 		if err := e2ecluster.CleanupAgent(filepath.Join(dir, "agent")); err != nil {
 			t.Errorf("clean up the --dev agent: %v", err)
 		}
@@ -123,5 +125,14 @@ func TestDevRunsContainers(t *testing.T) {
 	stop()
 	if code := mgr.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("berth-manager --dev exited %d on SIGTERM, want 0", code)
+	}
+	// A clean stop leaves no mount behind: the agent's secrets tmpfs goes
+	// with it (no container is left to use it).
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mounts {
+		t.Errorf("berth-manager --dev left %s mounted (%s)", m.Mountpoint, m.FSType)
 	}
 }

@@ -30,14 +30,15 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var err error
 	if *down {
-		if err := cleanup(ctx, *dir); err != nil {
-			fmt.Fprintln(os.Stderr, "demo:", err)
-			os.Exit(1)
-		}
-		return
+		err = cleanup(ctx, *dir)
+	} else {
+		giveBack := takeTerminal()
+		err = run(ctx, *bin, *dir, *managers, *agents)
+		giveBack()
 	}
-	if err := run(ctx, *bin, *dir, *managers, *agents); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
