@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,74 +20,28 @@ func newConfigCmd(g *globalOpts) *cobra.Command {
 }
 
 func newConfigCreateCmd(g *globalOpts) *cobra.Command {
-	var labels []string
-	cmd := &cobra.Command{
-		Use:   "create [OPTIONS] NAME FILE|-",
-		Short: "Create a config from a file or from stdin (-)",
-		Long: `Create a config from the content of FILE, or of stdin with "-".
+	long := `Create a config from the content of FILE, or of stdin with "-".
 
 The managers send it only to the nodes running tasks of services that name
 it (service create --config NAME), where it appears read-only at /NAME or
 at the target given. Unlike a secret, its value is not hidden: config
 inspect shows it. A config does not change: to change one, create a new
-config and update the services to it.`,
-		Args: cobra.ExactArgs(2),
-	}
-	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "config label `KEY=VALUE` (repeatable)")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		lbls, err := flagparse.Labels("label", labels)
-		if err != nil {
-			return err
-		}
-		data, err := readData(cmd.InOrStdin(), args[1], "config")
-		if err != nil {
-			return err
-		}
-		spec := &pb.ConfigSpec{Annotations: &pb.Annotations{Name: args[0], Labels: lbls}, Data: data}
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			r, err := c.CreateConfig(ctx, &pb.CreateConfigRequest{Spec: spec})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), r.GetConfig().GetId())
-			return nil
-		})
-	}
-	return cmd
+config and update the services to it.`
+	return newFileCreateCmd(g, "config", long, func(ctx context.Context, c pb.ControlClient, a *pb.Annotations, data []byte) (string, error) {
+		r, err := c.CreateConfig(ctx, &pb.CreateConfigRequest{Spec: &pb.ConfigSpec{Annotations: a, Data: data}})
+		return r.GetConfig().GetId(), err
+	})
 }
 
 func newConfigLsCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List configs", Args: cobra.NoArgs}
-	format := addFormatFlag(cmd, "table")
-	lf := addListFlags(cmd, "id", "name", "label")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkFormat(*format); err != nil {
-			return err
+	return newFileLsCmd(g, "List configs", func(ctx context.Context, c pb.ControlClient, f *pb.ListFilters) ([]fileObject, error) {
+		r, err := c.ListConfigs(ctx, &pb.ListConfigsRequest{Filters: f})
+		var objs []fileObject
+		for _, cfg := range r.GetConfigs() {
+			objs = append(objs, fileObject{cfg.GetId(), cfg.GetMeta(), cfg.GetSpec().GetAnnotations(), cfg})
 		}
-		f, err := lf.parse()
-		if err != nil {
-			return err
-		}
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			r, err := c.ListConfigs(ctx, &pb.ListConfigsRequest{Filters: common(f)})
-			if err != nil {
-				return err
-			}
-			cfgs := r.GetConfigs()
-			sort.Slice(cfgs, func(i, j int) bool {
-				return cfgs[i].GetSpec().GetAnnotations().GetName() < cfgs[j].GetSpec().GetAnnotations().GetName()
-			})
-			if *format == "json" && !lf.quiet {
-				return printJSON(cmd.OutOrStdout(), cfgs)
-			}
-			objs := make([]fileObject, len(cfgs))
-			for i, c := range cfgs {
-				objs[i] = fileObject{c.GetId(), c.GetMeta(), c.GetSpec().GetAnnotations()}
-			}
-			return printFileObjects(cmd.OutOrStdout(), *format, lf.quiet, objs)
-		})
-	}
-	return cmd
+		return objs, err
+	})
 }
 
 func newConfigInspectCmd(g *globalOpts) *cobra.Command {

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"time"
 
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	"berth/internal/flagparse"
 	pb "berth/proto/berth/v1"
 )
 
@@ -29,21 +35,87 @@ func readData(stdin io.Reader, file, noun string) ([]byte, error) {
 	return b, nil
 }
 
+// newFileCreateCmd is `berth secret create` and `berth config create`:
+// create stores the object with the kind's RPC and returns its ID.
+func newFileCreateCmd(g *globalOpts, noun, long string, create func(context.Context, pb.ControlClient, *pb.Annotations, []byte) (string, error)) *cobra.Command {
+	var labels []string
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] NAME FILE|-",
+		Short: fmt.Sprintf("Create a %s from a file or from stdin (-)", noun),
+		Long:  long,
+		Args:  cobra.ExactArgs(2),
+	}
+	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, noun+" label `KEY=VALUE` (repeatable)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		lbls, err := flagparse.Labels("label", labels)
+		if err != nil {
+			return err
+		}
+		data, err := readData(cmd.InOrStdin(), args[1], noun)
+		if err != nil {
+			return err
+		}
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			id, err := create(ctx, c, &pb.Annotations{Name: args[0], Labels: lbls}, data)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+			return nil
+		})
+	}
+	return cmd
+}
+
 // fileObject is what `secret ls` and `config ls` show of one.
 type fileObject struct {
 	id          string
 	meta        *pb.Meta
 	annotations *pb.Annotations
+	msg         proto.Message // the object, for --format json
+}
+
+// newFileLsCmd is `berth secret ls` and `berth config ls`: list reads
+// the objects that match the filters with the kind's RPC.
+func newFileLsCmd(g *globalOpts, short string, list func(context.Context, pb.ControlClient, *pb.ListFilters) ([]fileObject, error)) *cobra.Command {
+	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: short, Args: cobra.NoArgs}
+	format := addFormatFlag(cmd, "table")
+	lf := addListFlags(cmd, "id", "name", "label")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkFormat(*format); err != nil {
+			return err
+		}
+		f, err := lf.parse()
+		if err != nil {
+			return err
+		}
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			objs, err := list(ctx, c, common(f))
+			if err != nil {
+				return err
+			}
+			sort.Slice(objs, func(i, j int) bool { return objs[i].annotations.GetName() < objs[j].annotations.GetName() })
+			return printFileObjects(cmd.OutOrStdout(), *format, lf.quiet, objs)
+		})
+	}
+	return cmd
 }
 
 // printFileObjects lists secrets or configs: their IDs alone with quiet,
-// else a table or a template over its columns.
+// else JSON, a table or a template over the table's columns.
 func printFileObjects(w io.Writer, format string, quiet bool, objs []fileObject) error {
 	if quiet {
 		for _, o := range objs {
 			fmt.Fprintln(w, o.id)
 		}
 		return nil
+	}
+	if format == "json" {
+		msgs := make([]proto.Message, len(objs))
+		for i, o := range objs {
+			msgs[i] = o.msg
+		}
+		return printJSON(w, msgs)
 	}
 	now := time.Now()
 	rows := [][]string{{"ID", "NAME", "CREATED", "UPDATED", "LABELS"}}

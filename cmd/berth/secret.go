@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,77 +18,30 @@ func newSecretCmd(g *globalOpts) *cobra.Command {
 }
 
 func newSecretCreateCmd(g *globalOpts) *cobra.Command {
-	var labels []string
-	cmd := &cobra.Command{
-		Use:   "create [OPTIONS] NAME FILE|-",
-		Short: "Create a secret from a file or from stdin (-)",
-		Long: `Create a secret from the content of FILE, or of stdin with "-".
+	long := `Create a secret from the content of FILE, or of stdin with "-".
 
 The managers keep it encrypted with the cluster key and send it only to the
 nodes running tasks of services that name it (service create --secret NAME),
 where it appears on a tmpfs at /run/secrets/NAME. No command shows the value
-again: to rotate it, create a new secret and update the services to it.`,
-		Args: cobra.ExactArgs(2),
-	}
-	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "secret label key=value (repeatable)")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		lbls, err := flagparse.Labels("label", labels)
-		if err != nil {
-			return err
-		}
-		data, err := readData(cmd.InOrStdin(), args[1], "secret")
-		if err != nil {
-			return err
-		}
-		spec := &pb.SecretSpec{Annotations: &pb.Annotations{Name: args[0], Labels: lbls}, Data: data}
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			r, err := c.CreateSecret(ctx, &pb.CreateSecretRequest{Spec: spec})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), r.GetSecret().GetId())
-			return nil
-		})
-	}
-	return cmd
+again: to rotate it, create a new secret and update the services to it.`
+	return newFileCreateCmd(g, "secret", long, func(ctx context.Context, c pb.ControlClient, a *pb.Annotations, data []byte) (string, error) {
+		r, err := c.CreateSecret(ctx, &pb.CreateSecretRequest{Spec: &pb.SecretSpec{Annotations: a, Data: data}})
+		return r.GetSecret().GetId(), err
+	})
 }
 
 func newSecretLsCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List secrets (never their values)", Args: cobra.NoArgs}
-	format := addFormatFlag(cmd, "table")
-	lf := addListFlags(cmd, "id", "name", "label")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkFormat(*format); err != nil {
-			return err
-		}
-		f, err := lf.parse()
-		if err != nil {
-			return err
-		}
-		req := &pb.ListSecretsRequest{Filters: common(f)}
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			secs, err := listAll(ctx, func(ctx context.Context, token string) ([]*pb.Secret, string, error) {
-				req.PageToken = token
-				r, err := c.ListSecrets(ctx, req)
-				return r.GetSecrets(), r.GetNextPageToken(), err
-			})
-			if err != nil {
-				return err
-			}
-			sort.Slice(secs, func(i, j int) bool {
-				return secs[i].GetSpec().GetAnnotations().GetName() < secs[j].GetSpec().GetAnnotations().GetName()
-			})
-			if *format == "json" && !lf.quiet {
-				return printJSON(cmd.OutOrStdout(), secs)
-			}
-			objs := make([]fileObject, len(secs))
-			for i, s := range secs {
-				objs[i] = fileObject{s.GetId(), s.GetMeta(), s.GetSpec().GetAnnotations()}
-			}
-			return printFileObjects(cmd.OutOrStdout(), *format, lf.quiet, objs)
+	return newFileLsCmd(g, "List secrets (never their values)", func(ctx context.Context, c pb.ControlClient, f *pb.ListFilters) ([]fileObject, error) {
+		secs, err := listAll(ctx, func(ctx context.Context, token string) ([]*pb.Secret, string, error) {
+			r, err := c.ListSecrets(ctx, &pb.ListSecretsRequest{Filters: f, PageToken: token})
+			return r.GetSecrets(), r.GetNextPageToken(), err
 		})
-	}
-	return cmd
+		var objs []fileObject
+		for _, s := range secs {
+			objs = append(objs, fileObject{s.GetId(), s.GetMeta(), s.GetSpec().GetAnnotations(), s})
+		}
+		return objs, err
+	})
 }
 
 func newSecretInspectCmd(g *globalOpts) *cobra.Command {
