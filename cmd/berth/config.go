@@ -93,19 +93,10 @@ func printConfigPretty(w io.Writer, c *pb.Config) {
 }
 
 func newConfigRmCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "rm CONFIG [CONFIG...]", Aliases: []string{"remove"}, Short: "Remove configs no service uses", Args: cobra.MinimumNArgs(1)}
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			for _, id := range args {
-				if _, err := c.RemoveConfig(ctx, &pb.RemoveConfigRequest{ConfigId: id}); err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), id)
-			}
-			return nil
-		})
-	}
-	return cmd
+	return newFileRmCmd(g, "config", func(ctx context.Context, c pb.ControlClient, id string) error {
+		_, err := c.RemoveConfig(ctx, &pb.RemoveConfigRequest{ConfigId: id})
+		return err
+	})
 }
 
 // configFlagHelp describes --config and --config-add.
@@ -113,15 +104,7 @@ const configFlagHelp = "expose a config read-only: `NAME` (at /NAME, mode 0444) 
 
 // configRefs reads --config flags into references.
 func configRefs(flag string, vals []string) ([]*pb.ConfigReference, error) {
-	var refs []*pb.ConfigReference
-	for _, v := range vals {
-		ref, err := flagparse.Config(flag, v)
-		if err != nil {
-			return nil, err
-		}
-		refs = append(refs, ref)
-	}
-	return refs, nil
+	return parseRefs(flag, vals, flagparse.Config)
 }
 
 // editConfigs applies update's --config-rm (by config name or ID, or by

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,6 +126,38 @@ func printFileObjects(w io.Writer, format string, quiet bool, objs []fileObject)
 			labelString(o.annotations.GetLabels())})
 	}
 	return printRows(w, format, rows)
+}
+
+// newFileRmCmd is `berth secret rm` and `berth config rm`: remove
+// deletes one with the kind's RPC (the managers refuse one in use).
+func newFileRmCmd(g *globalOpts, noun string, remove func(context.Context, pb.ControlClient, string) error) *cobra.Command {
+	upper := strings.ToUpper(noun)
+	cmd := &cobra.Command{Use: fmt.Sprintf("rm %s [%s...]", upper, upper), Aliases: []string{"remove"}, Short: fmt.Sprintf("Remove %ss no service uses", noun), Args: cobra.MinimumNArgs(1)}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
+			for _, id := range args {
+				if err := remove(ctx, c, id); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+			}
+			return nil
+		})
+	}
+	return cmd
+}
+
+// parseRefs reads --secret or --config flags into references.
+func parseRefs[R any](flag string, vals []string, parse func(flag, s string) (R, error)) ([]R, error) {
+	var refs []R
+	for _, v := range vals {
+		ref, err := parse(flag, v)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, ref)
+	}
+	return refs, nil
 }
 
 // refKeys are what update's --secret-rm and --config-rm match a

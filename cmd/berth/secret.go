@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -64,19 +63,10 @@ func newSecretInspectCmd(g *globalOpts) *cobra.Command {
 }
 
 func newSecretRmCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "rm SECRET [SECRET...]", Aliases: []string{"remove"}, Short: "Remove secrets no service uses", Args: cobra.MinimumNArgs(1)}
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			for _, id := range args {
-				if _, err := c.RemoveSecret(ctx, &pb.RemoveSecretRequest{SecretId: id}); err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), id)
-			}
-			return nil
-		})
-	}
-	return cmd
+	return newFileRmCmd(g, "secret", func(ctx context.Context, c pb.ControlClient, id string) error {
+		_, err := c.RemoveSecret(ctx, &pb.RemoveSecretRequest{SecretId: id})
+		return err
+	})
 }
 
 // secretFlagHelp describes --secret and --secret-add.
@@ -84,15 +74,7 @@ const secretFlagHelp = "expose a secret: NAME (at /run/secrets/NAME, mode 0444) 
 
 // secretRefs reads --secret flags into references.
 func secretRefs(flag string, vals []string) ([]*pb.SecretReference, error) {
-	var refs []*pb.SecretReference
-	for _, v := range vals {
-		ref, err := flagparse.Secret(flag, v)
-		if err != nil {
-			return nil, err
-		}
-		refs = append(refs, ref)
-	}
-	return refs, nil
+	return parseRefs(flag, vals, flagparse.Secret)
 }
 
 // editSecrets applies update's --secret-rm (by secret name or ID, or by
