@@ -33,7 +33,9 @@ set when the cluster was created).`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&subnet, "subnet", "", "subnet in CIDR form, e.g. 10.20.0.0/24 (default: one from the cluster pool)")
-	fs.BoolVar(&attachable, "attachable", false, "let standalone containers attach to the network")
+	// Docker users give --attachable: the managers refuse it, saying why.
+	fs.BoolVar(&attachable, "attachable", false, "(not built yet: standalone containers cannot join networks)")
+	fs.MarkHidden("attachable")
 	fs.StringArrayVarP(&labels, "label", "l", nil, "network label key=value (repeatable)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		lbls, err := flagparse.Labels("label", labels)

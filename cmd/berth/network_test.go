@@ -18,7 +18,7 @@ func TestNetworkCommands(t *testing.T) {
 		_, err := run("network", "create", "--label", "tier=back", "back")
 		return err
 	}, "berth network create back")
-	if _, err := run("network", "create", "--subnet", "192.168.50.0/24", "--attachable", "front"); err != nil {
+	if _, err := run("network", "create", "--subnet", "192.168.50.0/24", "front"); err != nil {
 		t.Fatal(err)
 	}
 	_, err := run("network", "create", "--subnet", "192.168.50.128/25", "clash")
@@ -43,11 +43,8 @@ func TestNetworkCommands(t *testing.T) {
 	var got []struct {
 		Subnet string `json:"subnet"`
 		Vni    uint32 `json:"vni"`
-		Spec   struct {
-			Attachable bool `json:"attachable"`
-		} `json:"spec"`
 	}
-	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 || got[0].Subnet != "192.168.50.0/24" || got[0].Vni == 0 || !got[0].Spec.Attachable {
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 || got[0].Subnet != "192.168.50.0/24" || got[0].Vni == 0 {
 		t.Fatalf("network inspect front: %v\n%s", err, out)
 	}
 
@@ -75,5 +72,22 @@ func TestNetworkCommands(t *testing.T) {
 	out, _ = run("network", "ls")
 	if strings.Contains(out, "back") || strings.Contains(out, "front") {
 		t.Fatalf("removed networks still listed:\n%s", out)
+	}
+}
+
+// TestNetworkCreateRefusesAttachable: --attachable, which standalone
+// containers would need and cannot use yet, is refused, not stored.
+func TestNetworkCreateRefusesAttachable(t *testing.T) {
+	bundle := startManager(t)
+	var err error
+	await.True(t, 20*time.Second, func() bool {
+		_, err = berth(t, "--tls-dir", bundle, "network", "create", "--attachable", "front")
+		return err == nil || strings.Contains(err.Error(), "invalid")
+	}, "network create answers")
+	if err == nil || !strings.Contains(err.Error(), "invalid attachable: standalone containers cannot join networks yet") {
+		t.Fatalf("network create --attachable: %v", err)
+	}
+	if out, _ := berth(t, "--tls-dir", bundle, "network", "ls", "--format", "{{.Name}}"); strings.Contains(out, "front") {
+		t.Fatalf("a refused network was stored:\n%s", out)
 	}
 }

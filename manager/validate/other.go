@@ -24,6 +24,13 @@ func NetworkSpec(s *pb.NetworkSpec) error {
 	if err := labels("labels", s.GetAnnotations().GetLabels()); err != nil {
 		return err
 	}
+	// Not built yet: refused rather than stored with no effect.
+	if s.GetAttachable() {
+		return fieldErr("attachable", "standalone containers cannot join networks yet", "services join with --network; create it without --attachable")
+	}
+	if s.GetInternal() {
+		return fieldErr("internal", "networks without outside access are not built yet", "create it without internal")
+	}
 	if d := s.GetDriver(); d != "" && d != "overlay" {
 		return fieldErr("driver", fmt.Sprintf("unknown driver %s", quote(d)), "use overlay")
 	}
