@@ -42,7 +42,7 @@ func newEventsCmd(g *globalOpts) *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&o.since, "since", "", "show held events since a time (2026-01-02T15:04:05Z, a Unix time, or a duration ago such as 10m)")
 	fs.StringVar(&o.until, "until", "", "stop at a time (same forms as --since)")
-	fs.StringArrayVarP(&o.filters, "filter", "f", nil, "type=service|task|node|network|secret, name=NAME or ID, event=ACTION (repeat: any of a key)")
+	fs.StringArrayVarP(&o.filters, "filter", "f", nil, "type=service|task|node|network|secret|config, name=NAME or ID, event=ACTION (repeat: any of a key)")
 	fs.StringVar(&o.format, "format", "text", "output format: text or json (one object a line)")
 	return cmd
 }
