@@ -72,6 +72,9 @@ func TestConfigCommands(t *testing.T) {
 		out != "app@/app:0:0:292 log@/etc/log.conf:1000:1001:288 \napp@/etc/app.conf:0:0:292 \n" {
 		t.Fatalf("the services' configs: %v %q", err, out)
 	}
+	if out, err := run("service", "inspect", "--pretty", "web"); err != nil || !strings.Contains(out, " Config:\tapp at /app\n Config:\tlog at /etc/log.conf\n") {
+		t.Errorf("service inspect --pretty web: %v\n%s", err, out)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string

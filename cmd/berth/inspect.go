@@ -90,6 +90,12 @@ func printPretty(w io.Writer, s *pb.Service, tasks []*pb.Task) {
 	if len(c.GetArgs()) > 0 {
 		fmt.Fprintf(w, " Args:\t\t%s\n", strings.Join(c.GetArgs(), " "))
 	}
+	for _, r := range c.GetSecrets() {
+		fmt.Fprintf(w, " Secret:\t%s at /run/secrets/%s\n", r.GetSecretName(), r.GetFileName())
+	}
+	for _, r := range c.GetConfigs() {
+		fmt.Fprintf(w, " Config:\t%s at %s\n", r.GetConfigName(), r.GetFileName())
+	}
 	if ports := portsColumn(s, tasks); ports != "" {
 		fmt.Fprintf(w, "Ports:\t\t%s\n", ports)
 	}
