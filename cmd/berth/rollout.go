@@ -116,7 +116,7 @@ func (v *rolloutView) print(w io.Writer, last *string) {
 var errRolledBack = errors.New("update rolled back")
 
 // waitRollout follows an update (or rollback) of svc until it completes,
-// pauses or ctx ends. svc is the service as the update left it. A change
+// pauses, its new tasks fail for good (failures.givenUp) or ctx ends. svc is the service as the update left it. A change
 // that started no update (replicas, labels) waits for convergence instead.
 func waitRollout(ctx context.Context, c pb.ControlClient, svc *pb.Service, w io.Writer) error {
 	if svc.GetUpdateStatus() == nil {
@@ -145,6 +145,7 @@ func waitRollout(ctx context.Context, c pb.ControlClient, svc *pb.Service, w io.
 		}
 	}()
 	v := &rolloutView{svc: svc, tasks: map[string]*pb.Task{}, lines: map[string]string{}}
+	fails := newFailures()
 	name := svc.GetSpec().GetAnnotations().GetName()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -154,6 +155,9 @@ func waitRollout(ctx context.Context, c pb.ControlClient, svc *pb.Service, w io.
 		case r := <-msgs:
 			for _, t := range r.GetTasks() {
 				v.tasks[t.GetId()] = t
+				if v.current(t) {
+					fails.note(t)
+				}
 			}
 			for _, id := range r.GetRemoved() {
 				delete(v.tasks, id)
@@ -175,6 +179,12 @@ func waitRollout(ctx context.Context, c pb.ControlClient, svc *pb.Service, w io.
 		v.print(w, &last)
 		if end, err := v.finished(svc, w, &lastStatus); end {
 			return err
+		}
+		// An update that goes on through failures (--update-failure-action
+		// continue) may never pause; its new tasks failing for good end the
+		// wait as they end a create's.
+		if why, ok := fails.givenUp(v.svc); ok {
+			return fmt.Errorf("%s did not converge: %s", name, why)
 		}
 	}
 }

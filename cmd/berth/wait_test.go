@@ -106,3 +106,45 @@ func TestFailuresGiveUp(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateEndsOnPermanentFailure: an update that goes on through
+// failures (--update-failure-action continue) stops waiting, with exit 1,
+// once its new tasks fail for good.
+func TestUpdateEndsOnPermanentFailure(t *testing.T) {
+	bundle := startManager(t)
+	w := startFakeWorker(t, bundle, "w1", &pb.ResourceSet{NanoCpus: 2e9, MemoryBytes: 1 << 30})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const pullErr = "pull busybox:nope: image not found in the registry"
+	go w.failImage(ctx, "busybox:nope", pullErr)
+	if out, err := berth(t, "--tls-dir", bundle, "service", "create", "--name", "web", "--restart-delay", "0", "--timeout", "60s", "busybox"); err != nil {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	out, err := berth(t, "--tls-dir", bundle, "service", "update", "--image", "busybox:nope", "--update-failure-action", "continue", "--timeout", "60s", "web")
+	if err == nil || !strings.Contains(err.Error(), "web did not converge: task web.1 failed 3 times in a row with: "+pullErr) {
+		t.Errorf("update to a missing image: %v\n%s", err, out)
+	}
+}
+
+// failImage runs w's tasks (reports them running), except those of image,
+// which it fails with msg, until ctx ends.
+func (w *fakeWorker) failImage(ctx context.Context, image, msg string) {
+	reported := map[string]bool{}
+	for ctx.Err() == nil {
+		for _, tk := range w.assigned() {
+			if reported[tk.GetId()] || tk.GetDesiredState() != pb.TaskState_TASK_STATE_RUNNING {
+				continue
+			}
+			st := &pb.TaskStatus{State: pb.TaskState_TASK_STATE_RUNNING}
+			if tk.GetSpec().GetContainer().GetImage() == image {
+				st = &pb.TaskStatus{State: pb.TaskState_TASK_STATE_FAILED, Err: msg}
+			}
+			// An error is the test ending: nothing to report to.
+			reported[tk.GetId()] = w.reportStatus(tk.GetId(), st) == nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
