@@ -2139,9 +2139,11 @@ func (x *GetConfigResponse) GetConfig() *Config {
 	return nil
 }
 
+// ListConfigsRequest pages as the other lists do: configs carry their data.
 type ListConfigsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Filters       *ListFilters           `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2183,9 +2185,17 @@ func (x *ListConfigsRequest) GetFilters() *ListFilters {
 	return nil
 }
 
+func (x *ListConfigsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListConfigsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Configs       []*Config              `protobuf:"bytes,1,rep,name=configs,proto3" json:"configs,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2225,6 +2235,13 @@ func (x *ListConfigsResponse) GetConfigs() []*Config {
 		return x.Configs
 	}
 	return nil
+}
+
+func (x *ListConfigsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RemoveConfigRequest struct {
@@ -3783,11 +3800,14 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\x10GetConfigRequest\x12\x1b\n" +
 	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\"=\n" +
 	"\x11GetConfigResponse\x12(\n" +
-	"\x06config\x18\x01 \x01(\v2\x10.berth.v1.ConfigR\x06config\"E\n" +
+	"\x06config\x18\x01 \x01(\v2\x10.berth.v1.ConfigR\x06config\"d\n" +
 	"\x12ListConfigsRequest\x12/\n" +
-	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\"A\n" +
+	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"i\n" +
 	"\x13ListConfigsResponse\x12*\n" +
-	"\aconfigs\x18\x01 \x03(\v2\x10.berth.v1.ConfigR\aconfigs\"2\n" +
+	"\aconfigs\x18\x01 \x03(\v2\x10.berth.v1.ConfigR\aconfigs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"2\n" +
 	"\x13RemoveConfigRequest\x12\x1b\n" +
 	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\"\x16\n" +
 	"\x14RemoveConfigResponse\"\x13\n" +
