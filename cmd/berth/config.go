@@ -35,9 +35,12 @@ config and update the services to it.`
 
 func newConfigLsCmd(g *globalOpts) *cobra.Command {
 	return newFileLsCmd(g, "List configs", func(ctx context.Context, c pb.ControlClient, f *pb.ListFilters) ([]fileObject, error) {
-		r, err := c.ListConfigs(ctx, &pb.ListConfigsRequest{Filters: f})
+		cfgs, err := listAll(ctx, func(ctx context.Context, token string) ([]*pb.Config, string, error) {
+			r, err := c.ListConfigs(ctx, &pb.ListConfigsRequest{Filters: f, PageToken: token})
+			return r.GetConfigs(), r.GetNextPageToken(), err
+		})
 		var objs []fileObject
-		for _, cfg := range r.GetConfigs() {
+		for _, cfg := range cfgs {
 			objs = append(objs, fileObject{cfg.GetId(), cfg.GetMeta(), cfg.GetSpec().GetAnnotations(), cfg})
 		}
 		return objs, err

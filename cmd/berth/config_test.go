@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,5 +112,29 @@ func TestConfigCommands(t *testing.T) {
 	}
 	if out, _ := run("config", "ls", "-q"); len(strings.Fields(out)) != 1 {
 		t.Fatalf("config ls -q after rm:\n%s", out)
+	}
+}
+
+// TestConfigLsPages: configs near the size limit, more of them than one
+// page of a list holds, are all listed (the CLI reads every page), and
+// each one's value reads back whole.
+func TestConfigLsPages(t *testing.T) {
+	bundle := startManager(t)
+	big := strings.Repeat("x", 1000*1024-1)
+	for _, name := range []string{"a", "b", "c"} {
+		var err error
+		await.True(t, 20*time.Second, func() bool {
+			_, err = berthStdin(t, name+big, "--tls-dir", bundle, "config", "create", name, "-")
+			return err == nil || !strings.Contains(err.Error(), "cannot reach")
+		}, "config create")
+		if err != nil {
+			t.Fatalf("config create %s of 1000 KiB: %v", name, err)
+		}
+	}
+	if out, err := berth(t, "--tls-dir", bundle, "config", "ls", "--format", "{{.Name}}"); err != nil || out != "a\nb\nc\n" {
+		t.Fatalf("config ls over pages: %v %q", err, out)
+	}
+	if out, err := berth(t, "--tls-dir", bundle, "config", "inspect", "--format", "{{len .Spec.Data}}", "c"); err != nil || out != fmt.Sprint(len("c"+big))+"\n" {
+		t.Fatalf("config inspect of 1000 KiB: %v %q", err, out)
 	}
 }

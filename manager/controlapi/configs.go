@@ -3,6 +3,7 @@ package controlapi
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -40,25 +41,28 @@ func (s *Server) GetConfig(ctx context.Context, req *pb.GetConfigRequest) (*pb.G
 	return &pb.GetConfigResponse{Config: cfg}, nil
 }
 
-// ListConfigs lists configs, data included.
+// ListConfigs lists configs by ID, name and label, data included, a page
+// at a time (a config may be 1000 KiB: a page holds what fits its budget).
 func (s *Server) ListConfigs(ctx context.Context, req *pb.ListConfigsRequest) (*pb.ListConfigsResponse, error) {
-	if err := validate.Filters(req.GetFilters()); err != nil {
+	if err := firstErr(validate.Filters(req.GetFilters()), validate.PageToken(req.GetPageToken())); err != nil {
 		return nil, toStatus(err)
 	}
-	var out []*pb.Config
+	resp := &pb.ListConfigsResponse{}
 	err := s.view(ctx, func(tx store.ReadTx) error {
 		all, err := tx.FindConfigs(store.All)
-		for _, c := range all {
-			if matches(req.GetFilters(), c.GetId(), c.GetSpec().GetAnnotations()) {
-				out = append(out, c)
-			}
+		if err != nil {
+			return err
 		}
-		return err
+		all = slices.DeleteFunc(all, func(c *pb.Config) bool {
+			return !matches(req.GetFilters(), c.GetId(), c.GetSpec().GetAnnotations())
+		})
+		resp.Configs, resp.NextPageToken = page(all, (*pb.Config).GetId, req.GetPageToken(), pageBudget, same[*pb.Config])
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pb.ListConfigsResponse{Configs: out}, nil
+	return resp, nil
 }
 
 // RemoveConfig removes a config no service uses.
