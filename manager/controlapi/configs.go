@@ -3,7 +3,6 @@ package controlapi
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -44,25 +43,12 @@ func (s *Server) GetConfig(ctx context.Context, req *pb.GetConfigRequest) (*pb.G
 // ListConfigs lists configs by ID, name and label, data included, a page
 // at a time (a config may be 1000 KiB: a page holds what fits its budget).
 func (s *Server) ListConfigs(ctx context.Context, req *pb.ListConfigsRequest) (*pb.ListConfigsResponse, error) {
-	if err := firstErr(validate.Filters(req.GetFilters()), validate.PageToken(req.GetPageToken())); err != nil {
-		return nil, toStatus(err)
-	}
-	resp := &pb.ListConfigsResponse{}
-	err := s.view(ctx, func(tx store.ReadTx) error {
-		all, err := tx.FindConfigs(store.All)
-		if err != nil {
-			return err
-		}
-		all = slices.DeleteFunc(all, func(c *pb.Config) bool {
-			return !matches(req.GetFilters(), c.GetId(), c.GetSpec().GetAnnotations())
-		})
-		resp.Configs, resp.NextPageToken = page(all, (*pb.Config).GetId, req.GetPageToken(), pageBudget, same[*pb.Config])
-		return nil
-	})
+	cfgs, next, err := listFiles(ctx, s, req.GetFilters(), req.GetPageToken(),
+		func(tx store.ReadTx) ([]*pb.Config, error) { return tx.FindConfigs(store.All) }, configAnnotations, same[*pb.Config])
 	if err != nil {
 		return nil, err
 	}
-	return resp, nil
+	return &pb.ListConfigsResponse{Configs: cfgs, NextPageToken: next}, nil
 }
 
 // RemoveConfig removes a config no service uses.
@@ -72,13 +58,15 @@ func (s *Server) RemoveConfig(ctx context.Context, req *pb.RemoveConfigRequest) 
 		if err != nil {
 			return err
 		}
-		return removeUnused(tx, "config", cfg, cfg.GetSpec().GetAnnotations().GetName(), configIDs, tx.DeleteConfig)
+		return removeUnused(tx, "config", cfg, configAnnotations(cfg).GetName(), configIDs, tx.DeleteConfig)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &pb.RemoveConfigResponse{}, nil
 }
+
+func configAnnotations(c *pb.Config) *pb.Annotations { return c.GetSpec().GetAnnotations() }
 
 // checkConfigRefs resolves the configs a container names, filling in
 // their IDs and names, and keeps each target in its absolute form.

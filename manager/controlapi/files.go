@@ -1,9 +1,13 @@
 package controlapi
 
 import (
+	"context"
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
+	"berth/manager/validate"
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -66,4 +70,29 @@ func removeUnused(tx store.Tx, noun string, o named, name string, ids func(*pb.C
 			noun, name, what, strings.Join(users, ", "), noun, name)
 	}
 	return del(o.GetId())
+}
+
+// fileObject is a secret or a config as the code shared by both needs it.
+type fileObject interface {
+	proto.Message
+	GetId() string
+}
+
+// listFiles reads one page of the secrets or configs find returns that
+// match filters, each as show makes it (a secret without its data).
+func listFiles[T fileObject](ctx context.Context, s *Server, filters *pb.ListFilters, token string,
+	find func(store.ReadTx) ([]T, error), annotations func(T) *pb.Annotations, show func(T) T) (items []T, next string, err error) {
+	if err := firstErr(validate.Filters(filters), validate.PageToken(token)); err != nil {
+		return nil, "", toStatus(err)
+	}
+	err = s.view(ctx, func(tx store.ReadTx) error {
+		all, err := find(tx)
+		if err != nil {
+			return err
+		}
+		all = slices.DeleteFunc(all, func(o T) bool { return !matches(filters, o.GetId(), annotations(o)) })
+		items, next = page(all, T.GetId, token, pageBudget, show)
+		return nil
+	})
+	return items, next, err
 }

@@ -2,7 +2,6 @@ package controlapi
 
 import (
 	"context"
-	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -66,25 +65,12 @@ func (s *Server) GetSecret(ctx context.Context, req *pb.GetSecretRequest) (*pb.G
 // ListSecrets lists secrets by ID, name and label, without their data, a
 // page at a time.
 func (s *Server) ListSecrets(ctx context.Context, req *pb.ListSecretsRequest) (*pb.ListSecretsResponse, error) {
-	if err := firstErr(validate.Filters(req.GetFilters()), validate.PageToken(req.GetPageToken())); err != nil {
-		return nil, toStatus(err)
-	}
-	resp := &pb.ListSecretsResponse{}
-	err := s.view(ctx, func(tx store.ReadTx) error {
-		all, err := tx.FindSecrets(store.All)
-		if err != nil {
-			return err
-		}
-		all = slices.DeleteFunc(all, func(sec *pb.Secret) bool {
-			return !matches(req.GetFilters(), sec.GetId(), sec.GetSpec().GetAnnotations())
-		})
-		resp.Secrets, resp.NextPageToken = page(all, (*pb.Secret).GetId, req.GetPageToken(), pageBudget, withoutData)
-		return nil
-	})
+	secs, next, err := listFiles(ctx, s, req.GetFilters(), req.GetPageToken(),
+		func(tx store.ReadTx) ([]*pb.Secret, error) { return tx.FindSecrets(store.All) }, secretAnnotations, withoutData)
 	if err != nil {
 		return nil, err
 	}
-	return resp, nil
+	return &pb.ListSecretsResponse{Secrets: secs, NextPageToken: next}, nil
 }
 
 // RemoveSecret removes a secret no service uses.
@@ -94,10 +80,12 @@ func (s *Server) RemoveSecret(ctx context.Context, req *pb.RemoveSecretRequest) 
 		if err != nil {
 			return err
 		}
-		return removeUnused(tx, "secret", sec, sec.GetSpec().GetAnnotations().GetName(), secretIDs, tx.DeleteSecret)
+		return removeUnused(tx, "secret", sec, secretAnnotations(sec).GetName(), secretIDs, tx.DeleteSecret)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &pb.RemoveSecretResponse{}, nil
 }
+
+func secretAnnotations(s *pb.Secret) *pb.Annotations { return s.GetSpec().GetAnnotations() }
