@@ -41,7 +41,8 @@
 // A task's registry credentials (sent in clear, only to this node) go to
 // its image pull and nowhere else: not to logs, statuses or disk.
 //
-// A task's container ID and snapshot key are the task ID. Its secrets are
-// files on a tmpfs at DATA_DIR/secrets/<task>/, bind-mounted read-only at
-// /run/secrets/<file_name>.
+// A task's container ID and snapshot key are the task ID. Its secrets and
+// configs are files on a tmpfs at DATA_DIR/secrets/<task>/, bind-mounted
+// read-only at /run/secrets/<file_name> (a secret) or at their absolute
+// target (a config); a clean stop unmounts the tmpfs.
 package agent

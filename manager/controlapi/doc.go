@@ -1,5 +1,5 @@
 // Package controlapi serves the Control API the CLI uses: services, tasks,
-// nodes, networks, secrets and the cluster. Every spec passes through
+// nodes, networks, secrets, configs and the cluster. Every spec passes through
 // manager/validate; every write is one store transaction; store errors
 // become gRPC status codes a client can branch on. Secret data and registry
 // passwords are sealed with the cluster key before they are stored and are

@@ -1,16 +1,16 @@
 // Package dispatcher is the manager's side of agent sessions: it serves
 // pb.DispatcherServer on the leader. Each agent keeps one Session stream:
 // the first message is the full set of tasks assigned to its node (and the
-// data of the secrets those tasks need, always before the tasks), later
-// messages carry the changes the store's watch shows, coalesced over a
-// short window. Heartbeats keep a node READY; a node whose heartbeats lapse
+// data of the secrets and configs those tasks need, always before the
+// tasks), later messages carry the changes the store's watch shows,
+// coalesced over a short window. Heartbeats keep a node READY; a node whose heartbeats lapse
 // or whose stream ends without a new one within the grace goes DOWN.
 // UpdateTaskStatus applies the agents' task states, many agents' reports in
 // one store write, and never moves a state backwards.
 //
 // The caller's node comes from its verified certificate (Config.Identify),
 // never from a request. An agent sees only its own tasks and only the
-// secrets they reference. A task's registry password, sealed in the store,
+// secrets and configs they reference. A task's registry password, sealed in the store,
 // is opened into the copy of the task sent to its own node's agent and
 // nowhere else.
 //
