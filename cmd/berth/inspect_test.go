@@ -144,23 +144,24 @@ func TestCreateRefusesWhatNoNodeHolds(t *testing.T) {
 	}
 }
 
-// TestPortZeroShowsTheGivenPort: a service published with -p 0:8080
-// shows, in service ls and inspect --pretty, the port its running task
-// was given, not 0.
+// TestPortZeroShowsTheGivenPort: a service publishing a host-mode port
+// as 0 shows, in service ls and inspect --pretty, the port its running
+// task's node gave it, not 0. (An ingress port published as 0 gets a node
+// port from the managers, on the service's endpoint, which is shown.)
 func TestPortZeroShowsTheGivenPort(t *testing.T) {
 	bundle := startManager(t)
 	run := func(args ...string) (string, error) {
 		return berth(t, append([]string{"--tls-dir", bundle}, args...)...)
 	}
 	w := startFakeWorker(t, bundle, "w1", &pb.ResourceSet{NanoCpus: 1e9, MemoryBytes: 1 << 30})
-	if _, err := run("service", "create", "-d", "--name", "pub", "-p", "0:8080", "busybox"); err != nil {
+	if _, err := run("service", "create", "-d", "--name", "pub", "-p", "mode=host,published=0,target=8080", "busybox"); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := run("service", "ls", "--format", "{{.Ports}}"); err != nil || out != "*:?->8080/tcp\n" {
 		t.Errorf("service ls before the task runs: %v %q", err, out)
 	}
 	await.True(t, 20*time.Second, func() bool { return len(w.assigned()) == 1 }, "the task is assigned")
-	given := &pb.PortConfig{TargetPort: 8080, PublishedPort: 31234}
+	given := &pb.PortConfig{TargetPort: 8080, PublishedPort: 31234, PublishMode: pb.PortConfig_PUBLISH_MODE_HOST}
 	if err := w.reportStatus(w.assigned()[0].GetId(), &pb.TaskStatus{State: pb.TaskState_TASK_STATE_RUNNING, Ports: []*pb.PortConfig{given}}); err != nil {
 		t.Fatal(err)
 	}
