@@ -111,9 +111,9 @@ func newStackLsCmd(g *globalOpts) *cobra.Command {
 				_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
 				return err
 			}
-			rows := [][]string{{"NAME", "SERVICES", "NETWORKS", "SECRETS"}}
+			rows := [][]string{{"NAME", "SERVICES", "NETWORKS", "SECRETS", "CONFIGS"}}
 			for _, s := range list {
-				rows = append(rows, []string{s.Name, strconv.Itoa(s.Services), strconv.Itoa(s.Networks), strconv.Itoa(s.Secrets)})
+				rows = append(rows, []string{s.Name, strconv.Itoa(s.Services), strconv.Itoa(s.Networks), strconv.Itoa(s.Secrets), strconv.Itoa(s.Configs)})
 			}
 			return table(cmd.OutOrStdout(), rows)
 		})
@@ -192,7 +192,7 @@ func newStackRmCmd(g *globalOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:     "rm STACK [STACK...]",
 		Aliases: []string{"remove", "down"},
-		Short:   "Remove stacks: their services, then their networks and secrets (external ones stay)",
+		Short:   "Remove stacks: their services, then their networks, secrets and configs (external ones stay)",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.stream(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {

@@ -25,6 +25,9 @@ services:
     command: httpd -f -p 80
     ports: ["%[1]d:80"]
     networks: [front]
+    configs:
+      - source: site
+        target: /etc/httpd.conf
     healthcheck:
       test: ["CMD", "true"]
       interval: 2s
@@ -57,6 +60,9 @@ volumes:
 secrets:
   db_password:
     file: ./db_password.txt
+configs:
+  site:
+    file: ./httpd.conf
 `
 
 func writeFile(t *testing.T, dir, name, content string) string {
@@ -107,6 +113,7 @@ func TestStackCommands(t *testing.T) {
 	await.NoError(t, 20*time.Second, func() error { _, err := run("stack", "ls"); return err }, "berth stack ls")
 	dir := t.TempDir()
 	writeFile(t, dir, "db_password.txt", "s3cret")
+	writeFile(t, dir, "httpd.conf", "H:/www\n")
 	port := 20000 + os.Getpid()%20000
 	file := writeFile(t, dir, "compose.yaml", fmt.Sprintf(stackFile, port))
 
@@ -115,7 +122,7 @@ func TestStackCommands(t *testing.T) {
 		t.Fatalf("deploy: %v\n%s", err, out)
 	}
 	for _, want := range []string{"Created network shop_front", "Created network shop_back", "Created secret shop_db_password",
-		"Created service shop_api", "Created service shop_db", "Created service shop_web"} {
+		"Created config shop_site", "Created service shop_api", "Created service shop_db", "Created service shop_web"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("deploy output lacks %q:\n%s", want, out)
 		}
@@ -128,6 +135,12 @@ func TestStackCommands(t *testing.T) {
 	if db.GetAnnotations().GetLabels()["com.docker.stack.namespace"] != "shop" || db.GetTask().GetContainer().GetMounts()[0].GetSource() != "shop_dbdata" ||
 		db.GetTask().GetContainer().GetSecrets()[0].GetFileName() != "password" || len(db.GetNetworks()) != 1 {
 		t.Errorf("shop_db: %v", db)
+	}
+	if refs := svcs["shop_web"].GetSpec().GetTask().GetContainer().GetConfigs(); len(refs) != 1 || refs[0].GetConfigName() != "shop_site" || refs[0].GetFileName() != "/etc/httpd.conf" {
+		t.Errorf("shop_web configs: %v", refs)
+	}
+	if out, err := run("config", "inspect", "shop_site"); err != nil || !strings.Contains(out, "com.docker.stack.namespace") {
+		t.Errorf("config inspect shop_site: %v\n%s", err, out)
 	}
 	if got := svcs["shop_web"].GetSpec().GetEndpoint().GetPorts()[0].GetPublishedPort(); got != uint32(port) {
 		t.Errorf("web publishes %d, want %d", got, port)
@@ -227,6 +240,13 @@ func TestStackCommands(t *testing.T) {
 	out, err = run("stack", "config", "-c", file, "shop")
 	if err != nil || !strings.Contains(out, "image: busybox:1.37") || !strings.Contains(out, "name: shop_front") {
 		t.Errorf("stack config: %v\n%s", err, out)
+	}
+	out, err = run("stack", "rm", "shop")
+	if err != nil || !strings.Contains(out, "Removed config shop_site") {
+		t.Fatalf("stack rm: %v\n%s", err, out)
+	}
+	if out, err := run("config", "ls", "-q"); err != nil || out != "" {
+		t.Errorf("configs after stack rm: %v %q", err, out)
 	}
 }
 

@@ -58,6 +58,18 @@ func (a stackAPI) RemoveSecret(ctx context.Context, r *pb.RemoveSecretRequest) (
 	return plain(a.c.RemoveSecret(ctx, r))
 }
 
+func (a stackAPI) ListConfigs(ctx context.Context, r *pb.ListConfigsRequest) (*pb.ListConfigsResponse, error) {
+	return plain(a.c.ListConfigs(ctx, r))
+}
+
+func (a stackAPI) CreateConfig(ctx context.Context, r *pb.CreateConfigRequest) (*pb.CreateConfigResponse, error) {
+	return plain(a.c.CreateConfig(ctx, r))
+}
+
+func (a stackAPI) RemoveConfig(ctx context.Context, r *pb.RemoveConfigRequest) (*pb.RemoveConfigResponse, error) {
+	return plain(a.c.RemoveConfig(ctx, r))
+}
+
 func (a stackAPI) ListTasks(ctx context.Context, r *pb.ListTasksRequest) (*pb.ListTasksResponse, error) {
 	return plain(a.c.ListTasks(ctx, r))
 }
@@ -99,6 +111,11 @@ func checkStack(s *stack.Stack) error {
 	for _, sec := range s.Secrets {
 		if err := validate.SecretSpec(sec); err != nil {
 			return fmt.Errorf("secret %s: %w", sec.GetAnnotations().GetName(), err)
+		}
+	}
+	for _, cfg := range s.Configs {
+		if err := validate.ConfigSpec(cfg); err != nil {
+			return fmt.Errorf("config %s: %w", cfg.GetAnnotations().GetName(), err)
 		}
 	}
 	return nil

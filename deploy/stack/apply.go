@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -21,6 +22,9 @@ type API interface {
 	ListSecrets(context.Context, *pb.ListSecretsRequest) (*pb.ListSecretsResponse, error)
 	CreateSecret(context.Context, *pb.CreateSecretRequest) (*pb.CreateSecretResponse, error)
 	RemoveSecret(context.Context, *pb.RemoveSecretRequest) (*pb.RemoveSecretResponse, error)
+	ListConfigs(context.Context, *pb.ListConfigsRequest) (*pb.ListConfigsResponse, error)
+	CreateConfig(context.Context, *pb.CreateConfigRequest) (*pb.CreateConfigResponse, error)
+	RemoveConfig(context.Context, *pb.RemoveConfigRequest) (*pb.RemoveConfigResponse, error)
 	ListTasks(context.Context, *pb.ListTasksRequest) (*pb.ListTasksResponse, error)
 }
 
@@ -106,6 +110,7 @@ type objects struct {
 	services map[string]*pb.Service
 	networks map[string]*pb.Network
 	secrets  map[string]*pb.Secret
+	configs  map[string]*pb.Config
 }
 
 func byNamespace(name string) *pb.ListFilters {
@@ -114,7 +119,7 @@ func byNamespace(name string) *pb.ListFilters {
 
 // current lists the objects labelled with the stack's name.
 func current(ctx context.Context, api API, name string) (*objects, error) {
-	o := &objects{services: map[string]*pb.Service{}, networks: map[string]*pb.Network{}, secrets: map[string]*pb.Secret{}}
+	o := &objects{services: map[string]*pb.Service{}, networks: map[string]*pb.Network{}, secrets: map[string]*pb.Secret{}, configs: map[string]*pb.Config{}}
 	svcs, err := listServices(ctx, api, byNamespace(name))
 	if err != nil {
 		return nil, fmt.Errorf("list the stack's services: %w", err)
@@ -135,6 +140,13 @@ func current(ctx context.Context, api API, name string) (*objects, error) {
 	}
 	for _, s := range secs {
 		o.secrets[s.GetSpec().GetAnnotations().GetName()] = s
+	}
+	cfgs, err := listConfigs(ctx, api, byNamespace(name))
+	if err != nil {
+		return nil, fmt.Errorf("list the stack's configs: %w", err)
+	}
+	for _, c := range cfgs {
+		o.configs[c.GetSpec().GetAnnotations().GetName()] = c
 	}
 	return o, nil
 }
@@ -157,6 +169,15 @@ func checkExternal(ctx context.Context, api API, s *Stack) error {
 		}
 		if len(got) == 0 {
 			return fmt.Errorf("secret %q is external but does not exist; create it with `berth secret create %s FILE`", n, n)
+		}
+	}
+	for _, n := range s.ExternalConfigs {
+		got, err := listConfigs(ctx, api, &pb.ListFilters{Names: []string{n}})
+		if err != nil {
+			return err
+		}
+		if len(got) == 0 {
+			return fmt.Errorf("config %q is external but does not exist; create it with `berth config create %s FILE`", n, n)
 		}
 	}
 	return nil
@@ -204,12 +225,35 @@ func checkClashes(ctx context.Context, api API, s *Stack, cur *objects) error {
 			return fmt.Errorf("secret %s exists and is not part of stack %s; remove it, or declare it external: true", n, s.Name)
 		}
 	}
+	return checkConfigs(ctx, api, s, cur)
+}
+
+// checkConfigs fails on a config name outside the stack, and on a config
+// of the stack whose content the files change: managers cannot change a
+// config in place (nor Swarm's), and its tasks would keep the old one.
+func checkConfigs(ctx context.Context, api API, s *Stack, cur *objects) error {
+	for _, cfg := range s.Configs {
+		n := cfg.GetAnnotations().GetName()
+		if old := cur.configs[n]; old != nil {
+			if !bytes.Equal(old.GetSpec().GetData(), cfg.GetData()) {
+				return fmt.Errorf("config %s: the files change its content, and a config cannot change; give it a new name (name: %s_v2 under its key)", n, n)
+			}
+			continue
+		}
+		got, err := listConfigs(ctx, api, &pb.ListFilters{Names: []string{n}})
+		if err != nil {
+			return err
+		}
+		if len(got) > 0 {
+			return fmt.Errorf("config %s exists and is not part of stack %s; remove it, or declare it external: true", n, s.Name)
+		}
+	}
 	return nil
 }
 
-// planObjects creates the networks and secrets the stack lacks. One that
-// exists is kept as it is: managers cannot change a network or a secret
-// in place (as in Swarm, a changed secret needs a new name).
+// planObjects creates the networks, secrets and configs the stack lacks.
+// One that exists is kept as it is: managers cannot change them in place
+// (as in Swarm, a changed secret or config needs a new name).
 func planObjects(api API, s *Stack, cur *objects, report func(string)) []step {
 	var steps []step
 	for _, n := range s.Networks {
@@ -237,6 +281,19 @@ func planObjects(api API, s *Stack, cur *objects, report func(string)) []step {
 				return err
 			}
 			report("Created secret " + name)
+			return nil
+		}})
+	}
+	for _, cfg := range s.Configs {
+		name := cfg.GetAnnotations().GetName()
+		if cur.configs[name] != nil {
+			continue
+		}
+		steps = append(steps, step{"create config " + name, func(ctx context.Context) error {
+			if _, err := api.CreateConfig(ctx, &pb.CreateConfigRequest{Spec: cfg}); err != nil {
+				return err
+			}
+			report("Created config " + name)
 			return nil
 		}})
 	}

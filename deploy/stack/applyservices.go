@@ -12,11 +12,11 @@ import (
 // ids maps the names of the cluster's networks and secrets to their IDs,
 // as managers store references.
 type ids struct {
-	networks, secrets map[string]string
+	networks, secrets, configs map[string]string
 }
 
 func resolver(ctx context.Context, api API) (*ids, error) {
-	r := &ids{networks: map[string]string{}, secrets: map[string]string{}}
+	r := &ids{networks: map[string]string{}, secrets: map[string]string{}, configs: map[string]string{}}
 	nets, err := listNetworks(ctx, api, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list networks: %w", err)
@@ -30,6 +30,13 @@ func resolver(ctx context.Context, api API) (*ids, error) {
 	}
 	for _, s := range secs {
 		r.secrets[s.GetSpec().GetAnnotations().GetName()] = s.GetId()
+	}
+	cfgs, err := listConfigs(ctx, api, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list configs: %w", err)
+	}
+	for _, c := range cfgs {
+		r.configs[c.GetSpec().GetAnnotations().GetName()] = c.GetId()
 	}
 	return r, nil
 }
@@ -48,6 +55,9 @@ func desired(spec *pb.ServiceSpec, cur *pb.Service, r *ids) *pb.ServiceSpec {
 	}
 	for _, ref := range out.GetTask().GetContainer().GetSecrets() {
 		ref.SecretId = r.secrets[ref.GetSecretName()]
+	}
+	for _, ref := range out.GetTask().GetContainer().GetConfigs() {
+		ref.ConfigId = r.configs[ref.GetConfigName()]
 	}
 	if cur == nil {
 		return out

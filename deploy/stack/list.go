@@ -12,10 +12,11 @@ type Summary struct {
 	Services int    `json:"services"`
 	Networks int    `json:"networks"`
 	Secrets  int    `json:"secrets"`
+	Configs  int    `json:"configs"`
 }
 
 // List returns the stacks of the cluster, by name: every name found in a
-// namespace label of a service, network or secret.
+// namespace label of a service, network, secret or config.
 func List(ctx context.Context, api API) ([]Summary, error) {
 	inAny := &pb.ListFilters{Labels: map[string]string{Namespace: ""}}
 	by := map[string]*Summary{}
@@ -46,6 +47,13 @@ func List(ctx context.Context, api API) ([]Summary, error) {
 	}
 	for _, s := range secs {
 		get(s.GetSpec().GetAnnotations()).Secrets++
+	}
+	cfgs, err := listConfigs(ctx, api, inAny)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cfgs {
+		get(c.GetSpec().GetAnnotations()).Configs++
 	}
 	out := make([]Summary, 0, len(by))
 	for _, n := range sortedKeys(by) {

@@ -51,3 +51,10 @@ func listTasks(ctx context.Context, api API, services []string) ([]*pb.Task, err
 		return r.GetTasks(), r.GetNextPageToken(), err
 	})
 }
+
+func listConfigs(ctx context.Context, api API, f *pb.ListFilters) ([]*pb.Config, error) {
+	return pages(ctx, func(ctx context.Context, token string) ([]*pb.Config, string, error) {
+		r, err := api.ListConfigs(ctx, &pb.ListConfigsRequest{Filters: f, PageToken: token})
+		return r.GetConfigs(), r.GetNextPageToken(), err
+	})
+}

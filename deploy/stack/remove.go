@@ -12,7 +12,7 @@ import (
 )
 
 // Remove deletes what stack name created: its services, then, once their
-// tasks are gone, its networks and secrets. External objects carry no
+// tasks are gone, its networks, secrets and configs. External objects carry no
 // stack label and are never touched. It returns false when the cluster
 // has nothing of the stack. Waiting for tasks polls every poll until ctx
 // ends; then the networks and secrets are kept and the error names the
@@ -22,7 +22,7 @@ func Remove(ctx context.Context, api API, name string, poll time.Duration, repor
 	if err != nil {
 		return false, err
 	}
-	if len(cur.services)+len(cur.networks)+len(cur.secrets) == 0 {
+	if len(cur.services)+len(cur.networks)+len(cur.secrets)+len(cur.configs) == 0 {
 		return false, nil
 	}
 	var errs []error
@@ -53,6 +53,13 @@ func Remove(ctx context.Context, api API, name string, poll time.Duration, repor
 		}
 		report("Removed secret " + n)
 	}
+	for _, n := range sortedKeys(cur.configs) {
+		if _, err := api.RemoveConfig(ctx, &pb.RemoveConfigRequest{ConfigId: cur.configs[n].GetId()}); err != nil {
+			errs = append(errs, fmt.Errorf("remove config %s: %w", n, err))
+			continue
+		}
+		report("Removed config " + n)
+	}
 	return true, errors.Join(errs...)
 }
 
@@ -70,7 +77,7 @@ func waitTasksGone(ctx context.Context, api API, services []string, poll time.Du
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s; networks and secrets kept: run `berth stack rm` again once the tasks are gone", stillThere(tasks, err))
+			return fmt.Errorf("%s; networks, secrets and configs kept: run `berth stack rm` again once the tasks are gone", stillThere(tasks, err))
 		case <-tick.C:
 		}
 	}

@@ -90,6 +90,9 @@ func (c *svcCtx) container() (*pb.ContainerSpec, error) {
 	if ct.Secrets, err = c.secretRefs(); err != nil {
 		return nil, err
 	}
+	if ct.Configs, err = c.configRefs(); err != nil {
+		return nil, err
+	}
 	return ct, nil
 }
 
@@ -252,6 +255,50 @@ func (c *svcCtx) secretRefs() ([]*pb.SecretReference, error) {
 		out = append(out, ref)
 	}
 	return out, nil
+}
+
+func (c *svcCtx) configRefs() ([]*pb.ConfigReference, error) {
+	var out []*pb.ConfigReference
+	for i, r := range c.svc.Configs {
+		key := fmt.Sprintf("configs.%d", i)
+		cfg, ok := c.p.compose.Configs[r.Source]
+		if !ok {
+			return nil, c.errorf(key+".source", "config %q is not declared; declare it under the top-level configs:", r.Source)
+		}
+		c.used.configs[r.Source] = true
+		ref := &pb.ConfigReference{ConfigName: cfg.Name}
+		var err error
+		if ref.FileName, err = configTarget(r.Source, r.Target); err != nil {
+			return nil, c.errorf(key+".target", "%v", err)
+		}
+		if ref.Uid, err = parseID(r.UID); err != nil {
+			return nil, c.errorf(key+".uid", "%v", err)
+		}
+		if ref.Gid, err = parseID(r.GID); err != nil {
+			return nil, c.errorf(key+".gid", "%v", err)
+		}
+		if r.Mode != nil {
+			if *r.Mode > 0o777 || *r.Mode < 0 {
+				return nil, c.errorf(key+".mode", "%#o is not a file mode; use one such as 0444", int64(*r.Mode))
+			}
+			ref.Mode = uint32(*r.Mode)
+		}
+		out = append(out, ref)
+	}
+	return out, nil
+}
+
+// configTarget is where a config appears, absolute and cleaned as
+// managers store it: a relative target is taken from /, none is
+// /SOURCE (Docker's default).
+func configTarget(source, target string) (string, error) {
+	if target == "" {
+		target = source
+	}
+	if slices.Contains(strings.Split(target, "/"), "..") || strings.ContainsRune(target, 0) || path.Clean("/"+target) == "/" {
+		return "", fmt.Errorf("%q names no file; give an absolute path such as /etc/app.conf", target)
+	}
+	return path.Clean("/" + target), nil
 }
 
 // secretTarget is the file a secret appears as, relative to /run/secrets

@@ -111,6 +111,21 @@ var supportedKeys = []string{
 	"secrets.*.external",
 	"secrets.*.labels",
 	"secrets.*.labels.*",
+	"services.*.configs",
+	"services.*.configs.[].source",
+	"services.*.configs.[].target",
+	"services.*.configs.[].uid",
+	"services.*.configs.[].gid",
+	"services.*.configs.[].mode",
+	"configs",
+	"configs.*",
+	"configs.*.name",
+	"configs.*.file",
+	"configs.*.environment",
+	"configs.*.content",
+	"configs.*.external",
+	"configs.*.labels",
+	"configs.*.labels.*",
 }
 
 // updateKeys are the keys of update_config and rollback_config.

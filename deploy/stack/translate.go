@@ -24,13 +24,16 @@ const Namespace = "com.docker.stack.namespace"
 type Stack struct {
 	Name     string
 	Services []*pb.ServiceSpec
-	// Networks and Secrets are created by the stack, named STACK_NAME.
+	// Networks, Secrets and Configs are created by the stack, named
+	// STACK_NAME.
 	Networks []*pb.NetworkSpec
 	Secrets  []*pb.SecretSpec
-	// ExternalNetworks and ExternalSecrets must exist already; the stack
-	// uses them and never changes or removes them.
+	Configs  []*pb.ConfigSpec
+	// ExternalNetworks, ExternalSecrets and ExternalConfigs must exist
+	// already; the stack uses them and never changes or removes them.
 	ExternalNetworks []string
 	ExternalSecrets  []string
+	ExternalConfigs  []string
 	Warnings         []Warning
 }
 
@@ -38,11 +41,8 @@ type Stack struct {
 // are in p.Warnings already; values berth cannot honour fail here, with
 // the file, line and key.
 func Translate(p *Project) (*Stack, error) {
-	if err := p.refuseConfigs(); err != nil {
-		return nil, err
-	}
 	s := &Stack{Name: p.Name, Warnings: append([]Warning(nil), p.Warnings...)}
-	used := usage{networks: map[string]bool{}, secrets: map[string]bool{}, volumes: map[string]bool{}}
+	used := usage{networks: map[string]bool{}, secrets: map[string]bool{}, configs: map[string]bool{}, volumes: map[string]bool{}}
 	for _, name := range sortedKeys(p.compose.Services) {
 		spec, err := p.service(p.compose.Services[name], used)
 		if err != nil {
@@ -54,6 +54,9 @@ func Translate(p *Project) (*Stack, error) {
 		return nil, err
 	}
 	if err := p.secrets(s, used.secrets); err != nil {
+		return nil, err
+	}
+	if err := p.configs(s, used.configs); err != nil {
 		return nil, err
 	}
 	p.unusedVolumes(s, used.volumes)
@@ -81,23 +84,9 @@ func Read(ctx context.Context, name string, o Options, strict bool) (*Stack, err
 	return s, nil
 }
 
-// refuseConfigs fails on configs: berth has no config objects yet, and a
-// service deployed without the files it expects would not work.
-func (p *Project) refuseConfigs() error {
-	if len(p.compose.Configs) > 0 {
-		return p.loc.errorf("configs", "configs are not supported by berth yet; use a secret (secrets: with file:) for now")
-	}
-	for _, name := range sortedKeys(p.compose.Services) {
-		if len(p.compose.Services[name].Configs) > 0 {
-			return p.loc.errorf("services."+name+".configs", "configs are not supported by berth yet; use a secret (secrets: with file:) for now")
-		}
-	}
-	return nil
-}
-
 // usage records the top-level objects the services refer to, by key.
 type usage struct {
-	networks, secrets, volumes map[string]bool
+	networks, secrets, configs, volumes map[string]bool
 }
 
 // labels is a copy of l with the stack's namespace label.
@@ -167,35 +156,48 @@ func (p *Project) secrets(s *Stack, used map[string]bool) error {
 
 // secretData reads a secret's content from its file or variable.
 func (p *Project) secretData(key string, sec types.SecretConfig) ([]byte, error) {
-	at := "secrets." + key
+	f := types.FileObjectConfig(sec)
+	f.Content = "" // a config's key only: warned about on a secret
+	return p.fileData("secrets."+key, f, maxSecretSize, "500 KiB", "`berth secret create`")
+}
+
+// fileData reads a secret's or config's content from its file, variable
+// or inline content, bounded by limit.
+func (p *Project) fileData(at string, f types.FileObjectConfig, limit int64, size, create string) ([]byte, error) {
 	var data []byte
 	switch {
-	case sec.File != "":
-		b, err := readBounded(sec.File, maxSecretSize)
+	case f.File != "":
+		b, err := readBounded(f.File, limit)
 		if err != nil {
-			return nil, p.loc.errorf(at+".file", "cannot read the secret: %v", err)
+			return nil, p.loc.errorf(at+".file", "cannot read it: %v", err)
 		}
 		data = b
-	case sec.Environment != "":
-		v, ok := p.compose.Environment[sec.Environment]
+	case f.Environment != "":
+		v, ok := p.compose.Environment[f.Environment]
 		if !ok {
-			return nil, p.loc.errorf(at+".environment", "variable %s is not set; set it in the environment or in .env", sec.Environment)
+			return nil, p.loc.errorf(at+".environment", "variable %s is not set; set it in the environment or in .env", f.Environment)
 		}
 		data = []byte(v)
+	case f.Content != "":
+		data = []byte(f.Content)
 	default:
-		return nil, p.loc.errorf(at, "no content: give file: or environment:, or external: true for a secret created with `berth secret create`")
+		return nil, p.loc.errorf(at, "no content: give file: or environment:, or external: true for one created with %s", create)
 	}
 	if len(data) == 0 {
-		return nil, p.loc.errorf(at, "the secret is empty; berth keeps no empty secrets")
+		return nil, p.loc.errorf(at, "it is empty; berth keeps no empty secrets or configs")
 	}
-	if len(data) > maxSecretSize {
-		return nil, p.loc.errorf(at, "the secret is larger than 500 KiB; keep secrets under 500 KiB")
+	if int64(len(data)) > limit {
+		return nil, p.loc.errorf(at, "it is larger than %s; keep it under %s", size, size)
 	}
 	return data, nil
 }
 
-// maxSecretSize is the largest secret managers accept (Docker's 500 KiB).
-const maxSecretSize = 500 << 10
+// maxSecretSize and maxConfigSize are the largest secret and config
+// managers accept (Docker's 500 KiB and 1000 KiB).
+const (
+	maxSecretSize = 500 << 10
+	maxConfigSize = 1000 << 10
+)
 
 // readBounded reads at most limit+1 bytes of a file: enough to tell it is
 // too large without reading all of it (a secret file: /dev/zero ends).
@@ -206,6 +208,29 @@ func readBounded(name string, limit int64) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, limit+1))
+}
+
+func (p *Project) configs(s *Stack, used map[string]bool) error {
+	for _, key := range sortedKeys(p.compose.Configs) {
+		cfg := p.compose.Configs[key]
+		if !used[key] {
+			s.Warnings = append(s.Warnings, p.unused("configs", key, "config"))
+			continue
+		}
+		if cfg.External {
+			s.ExternalConfigs = append(s.ExternalConfigs, cfg.Name)
+			continue
+		}
+		data, err := p.fileData("configs."+key, types.FileObjectConfig(cfg), maxConfigSize, "1000 KiB", "`berth config create`")
+		if err != nil {
+			return err
+		}
+		s.Configs = append(s.Configs, &pb.ConfigSpec{
+			Annotations: &pb.Annotations{Name: cfg.Name, Labels: p.labels(cfg.Labels)},
+			Data:        data,
+		})
+	}
+	return nil
 }
 
 func (p *Project) unusedVolumes(s *Stack, used map[string]bool) {

@@ -235,6 +235,24 @@ func TestExternalObjects(t *testing.T) {
 	}
 }
 
+// TestConfigs: a config from a file becomes STACK_NAME with the stack's
+// label, mounted at its target in the services that name it.
+func TestConfigs(t *testing.T) {
+	s := read(t, files("configs/compose.yaml"))
+	if len(s.Configs) != 1 {
+		t.Fatalf("configs: %v", s.Configs)
+	}
+	c := s.Configs[0]
+	if c.GetAnnotations().GetName() != "shop_site" || string(c.GetData()) != "server { listen 80; }\n" ||
+		c.GetAnnotations().GetLabels()[Namespace] != "shop" {
+		t.Errorf("config: %v", c)
+	}
+	refs := s.Services[0].GetTask().GetContainer().GetConfigs()
+	if len(refs) != 1 || refs[0].GetConfigName() != "shop_site" || refs[0].GetFileName() != "/etc/nginx/conf.d/site.conf" {
+		t.Errorf("refs: %v", refs)
+	}
+}
+
 // TestUnsupportedOptionsWarn: every key berth does not map is named with
 // its service (or object) and line; --strict makes them an error.
 func TestUnsupportedOptionsWarn(t *testing.T) {
@@ -281,11 +299,11 @@ func TestMalformedFilesFailWithPositions(t *testing.T) {
 		"bad/duration.yaml":    `testdata/bad/duration.yaml:4:5: services.web.stop_grace_period: time: invalid duration "soon"`,
 		"bad/undefnet.yaml":    `testdata/bad/undefnet.yaml:4:5: services.web.networks: network "nowhere" is not declared`,
 		"bad/undefsecret.yaml": `testdata/bad/undefsecret.yaml:4:5: services.web.secrets: secret "nope" is not declared`,
-		"bad/secretfile.yaml":  "testdata/bad/secretfile.yaml:7:5: secrets.key.file: cannot read the secret",
+		"bad/secretfile.yaml":  "testdata/bad/secretfile.yaml:7:5: secrets.key.file: cannot read it",
 		"bad/negative.yaml":    "testdata/bad/negative.yaml:5:7: services.web.deploy.replicas: must be greater than or equal to 0",
 		"bad/flowseq.yaml":     "testdata/bad/flowseq.yaml:6:1: did not find expected ',' or ']'",
 		"bad/tab.yaml":         "testdata/bad/tab.yaml:4:1: found a tab character",
-		"configs/compose.yaml": "testdata/configs/compose.yaml:7:1: configs: configs are not supported by berth yet",
+		"bad/configempty.yaml": "testdata/bad/configempty.yaml:7:3: configs.site: no content",
 	} {
 		t.Run(file, func(t *testing.T) {
 			_, err := Read(context.Background(), "shop", files(file), false)
