@@ -229,30 +229,14 @@ const secretsDir = "/run/secrets"
 func (c *svcCtx) secretRefs() ([]*pb.SecretReference, error) {
 	var out []*pb.SecretReference
 	for i, r := range c.svc.Secrets {
-		key := fmt.Sprintf("secrets.%d", i)
-		sec, ok := c.p.compose.Secrets[r.Source]
-		if !ok {
-			return nil, c.errorf(key+".source", "secret %q is not declared; declare it under the top-level secrets:", r.Source)
+		f, err := c.fileRef("secret", i, types.FileReferenceConfig(r), func(src string) (string, bool) {
+			sec, ok := c.p.compose.Secrets[src]
+			return sec.Name, ok
+		}, c.used.secrets, secretTarget, "0400")
+		if err != nil {
+			return nil, err
 		}
-		c.used.secrets[r.Source] = true
-		ref := &pb.SecretReference{SecretName: sec.Name}
-		var err error
-		if ref.FileName, err = secretTarget(r.Source, r.Target); err != nil {
-			return nil, c.errorf(key+".target", "%v", err)
-		}
-		if ref.Uid, err = parseID(r.UID); err != nil {
-			return nil, c.errorf(key+".uid", "%v", err)
-		}
-		if ref.Gid, err = parseID(r.GID); err != nil {
-			return nil, c.errorf(key+".gid", "%v", err)
-		}
-		if r.Mode != nil {
-			if *r.Mode > 0o777 || *r.Mode < 0 {
-				return nil, c.errorf(key+".mode", "%#o is not a file mode; use one such as 0400", int64(*r.Mode))
-			}
-			ref.Mode = uint32(*r.Mode)
-		}
-		out = append(out, ref)
+		out = append(out, &pb.SecretReference{SecretName: f.name, FileName: f.file, Uid: f.uid, Gid: f.gid, Mode: f.mode})
 	}
 	return out, nil
 }
@@ -260,32 +244,54 @@ func (c *svcCtx) secretRefs() ([]*pb.SecretReference, error) {
 func (c *svcCtx) configRefs() ([]*pb.ConfigReference, error) {
 	var out []*pb.ConfigReference
 	for i, r := range c.svc.Configs {
-		key := fmt.Sprintf("configs.%d", i)
-		cfg, ok := c.p.compose.Configs[r.Source]
-		if !ok {
-			return nil, c.errorf(key+".source", "config %q is not declared; declare it under the top-level configs:", r.Source)
+		f, err := c.fileRef("config", i, types.FileReferenceConfig(r), func(src string) (string, bool) {
+			cfg, ok := c.p.compose.Configs[src]
+			return cfg.Name, ok
+		}, c.used.configs, configTarget, "0444")
+		if err != nil {
+			return nil, err
 		}
-		c.used.configs[r.Source] = true
-		ref := &pb.ConfigReference{ConfigName: cfg.Name}
-		var err error
-		if ref.FileName, err = configTarget(r.Source, r.Target); err != nil {
-			return nil, c.errorf(key+".target", "%v", err)
-		}
-		if ref.Uid, err = parseID(r.UID); err != nil {
-			return nil, c.errorf(key+".uid", "%v", err)
-		}
-		if ref.Gid, err = parseID(r.GID); err != nil {
-			return nil, c.errorf(key+".gid", "%v", err)
-		}
-		if r.Mode != nil {
-			if *r.Mode > 0o777 || *r.Mode < 0 {
-				return nil, c.errorf(key+".mode", "%#o is not a file mode; use one such as 0444", int64(*r.Mode))
-			}
-			ref.Mode = uint32(*r.Mode)
-		}
-		out = append(out, ref)
+		out = append(out, &pb.ConfigReference{ConfigName: f.name, FileName: f.file, Uid: f.uid, Gid: f.gid, Mode: f.mode})
 	}
 	return out, nil
+}
+
+// fileReference is a service's reference i to a secret or config, checked.
+type fileReference struct {
+	name, file     string
+	uid, gid, mode uint32
+}
+
+// fileRef checks reference i of kind ("secret" or "config"): its source
+// declared at the top level (lookup gives the object's name), its target
+// (placed by target), uid, gid and mode; it marks the source used.
+func (c *svcCtx) fileRef(kind string, i int, r types.FileReferenceConfig, lookup func(string) (string, bool),
+	used map[string]bool, target func(source, target string) (string, error), modeHint string) (fileReference, error) {
+	key := fmt.Sprintf("%ss.%d", kind, i)
+	var f fileReference
+	name, ok := lookup(r.Source)
+	if !ok {
+		return f, c.errorf(key+".source", "%s %q is not declared; declare it under the top-level %ss:", kind, r.Source, kind)
+	}
+	used[r.Source] = true
+	f.name = name
+	var err error
+	if f.file, err = target(r.Source, r.Target); err != nil {
+		return f, c.errorf(key+".target", "%v", err)
+	}
+	if f.uid, err = parseID(r.UID); err != nil {
+		return f, c.errorf(key+".uid", "%v", err)
+	}
+	if f.gid, err = parseID(r.GID); err != nil {
+		return f, c.errorf(key+".gid", "%v", err)
+	}
+	if r.Mode != nil {
+		if *r.Mode > 0o777 || *r.Mode < 0 {
+			return f, c.errorf(key+".mode", "%#o is not a file mode; use one such as %s", int64(*r.Mode), modeHint)
+		}
+		f.mode = uint32(*r.Mode)
+	}
+	return f, nil
 }
 
 // configTarget is where a config appears, absolute and cleaned as
