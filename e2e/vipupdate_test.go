@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"berth/internal/await"
 	"berth/internal/e2ecluster"
@@ -60,19 +61,26 @@ func TestVIPZeroDowntimeUpdate(t *testing.T) {
 		"the client's VIP map %v has all 10 replicas %v", &backends, v1)
 	before := awaitRequests(t, c, 20)
 
+	started := time.Now()
 	out, err := r.cli(ctx, "service", "update", "--image", c.Images.AppV2.Tag, "web")
 	if err != nil || !strings.Contains(out, "verify: Service converged") {
 		t.Fatalf("start-first update to v2: %v\n%s", err, out)
 	}
+	took := time.Since(started)
 	r.awaitAll("v2")
 	if svc, err := r.service(ctx); err != nil || svc.GetUpdateStatus().GetState() != pb.UpdateStatus_STATE_COMPLETED {
 		t.Fatalf("update status %v, %v; want completed", svc.GetUpdateStatus(), err)
 	}
-	// Requests go on a little after the last old task was told to stop,
-	// across its shutdown.
+	// Requests go on until every old task has stopped, and a little after.
 	v2 := addrsOfTasks(liveTasks(t, c, "web"))
 	await.True(t, wait, func() bool { backends = webBackends(); return slices.Equal(backends, v2) },
 		"the client's VIP map %v holds only the v2 tasks %v", &backends, v2)
+	await.True(t, wait, func() bool {
+		tasks, err := r.tasks(ctx)
+		return err == nil && !slices.ContainsFunc(tasks, func(tk *pb.Task) bool {
+			return version(tk) == "v1" && tk.GetStatus().GetState() <= pb.TaskState_TASK_STATE_RUNNING
+		})
+	}, "every v1 task has stopped")
 	awaitRequests(t, c, loopCounts(t, c)["total"]+20)
 	if _, err := c.CLI(ctx, "exec", "loop", "--", "touch", "/tmp/stop"); err != nil {
 		t.Fatal(err)
@@ -80,7 +88,7 @@ func TestVIPZeroDowntimeUpdate(t *testing.T) {
 	await.NoError(t, wait, func() error { _, err := c.CLI(ctx, "exec", "loop", "--", "test", "-e", "/tmp/stopped"); return err },
 		"the client loop stops")
 	n := loopCounts(t, c)
-	t.Logf("requests through the VIP: %d before the update, %d in all: %v", before, n["total"], n)
+	t.Logf("update took %s; requests through the VIP: %d before the update, %d in all: %v", took.Round(time.Millisecond), before, n["total"], n)
 	if n["fail"] > 0 {
 		failed, _ := c.CLI(ctx, "exec", "loop", "--", "grep", "^fail", "/tmp/log")
 		t.Errorf("%d of %d requests through the VIP failed during a start-first update:\n%s", n["fail"], n["total"], failed)
