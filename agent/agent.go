@@ -20,6 +20,12 @@ import (
 	pb "berth/proto/berth/v1"
 )
 
+// endpointDrain is how long a stopping task with endpoints keeps serving
+// after the managers withdrew it, while other nodes drop it from their VIP
+// maps and DNS answers (see controller.drain). Those updates take
+// milliseconds; a second leaves room for a loaded node.
+const endpointDrain = time.Second
+
 // Config configures an Agent.
 type Config struct {
 	// DataDir holds everything the node keeps: certs/ (its identity),
@@ -141,6 +147,7 @@ func New(cfg Config) (*Agent, error) {
 		secrets: a.secrets,
 		report:  a.report.Put,
 		forget:  a.report.forget,
+		drain:   endpointDrain,
 		now:     cfg.Now,
 		log:     a.log,
 	}

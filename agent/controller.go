@@ -31,8 +31,14 @@ type taskEnv struct {
 	// dns gives containers on overlay networks the node's DNS server as
 	// their resolver; nil leaves them their image's.
 	dns resolvers
-	now func() time.Time
-	log *slog.Logger
+	// drain is how long a stopping task that takes traffic through
+	// endpoints (overlay networks, published ports) keeps serving before
+	// its container is signalled; see controller.drain.
+	drain time.Duration
+	// pause, if set, stands in for the drain's timer (tests).
+	pause func(ctx context.Context, d time.Duration)
+	now   func() time.Time
+	log   *slog.Logger
 }
 
 // secretFiles puts the secrets and configs a task references where its
@@ -447,6 +453,7 @@ func (c *controller) shutdown(ctx context.Context) (*pb.TaskStatus, error) {
 			c.detachNetworks(c.current())
 			return c.exited(ex), nil // it ended on its own before we stopped it
 		}
+		c.drain(ctx)
 		if err := c.stop(ctx); err != nil {
 			return nil, err
 		}
@@ -468,6 +475,30 @@ func (c *controller) stop(ctx context.Context) error {
 		return fmt.Errorf("stop container: %w", err)
 	}
 	return nil
+}
+
+// drain waits env.drain before a task with endpoints is signalled. The
+// dispatcher withdraws a task from every VIP map, DNS answer and routing
+// mesh the moment its desired state passes running, in the same batch that
+// tells this agent to stop it; other nodes apply that a few milliseconds
+// later. Signalled at once, the app would close its listener while clients
+// elsewhere still send it new connections, and those fail. Docker Swarm
+// waits 2s here for the same reason (Kubernetes users add a preStop sleep).
+func (c *controller) drain(ctx context.Context) {
+	t := c.current()
+	if c.env.drain <= 0 || c.status.GetState() != pb.TaskState_TASK_STATE_RUNNING || (len(t.GetNetworks()) == 0 && len(c.ports) == 0) {
+		return // not running, or no endpoints: nobody is sent to it
+	}
+	if c.env.pause != nil {
+		c.env.pause(ctx, c.env.drain)
+		return
+	}
+	timer := time.NewTimer(c.env.drain)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
 }
 
 // cleanup deletes the task's container, rootfs, secrets and resolv.conf.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -225,4 +226,47 @@ func TestWorkerFullSetRemovesAbsentTasksAndOrphans(t *testing.T) {
 	if r.exec.wasRemoved("t2") || r.exec.runCount() != 2 {
 		t.Fatalf("t2 must keep running untouched (runs %d)", r.exec.runCount())
 	}
+}
+
+// TestControllerDrainsTasksWithEndpoints: a running task on a network is
+// signalled only after the drain (other nodes are dropping it from their
+// VIP maps meanwhile); a task without endpoints is stopped at once.
+func TestControllerDrainsTasksWithEndpoints(t *testing.T) {
+	paused := make(chan time.Duration, 1)
+	release := make(chan struct{})
+	var r *rig
+	r = newRigWith(t, func(env *taskEnv) {
+		env.drain = 5 * time.Second
+		env.pause = func(_ context.Context, d time.Duration) {
+			if r.exec.get("t1").stopGrace() != 0 {
+				t.Errorf("the container was stopped before the drain")
+			}
+			paused <- d
+			<-release
+		}
+	})
+	onNet := task("t1", pb.TaskState_TASK_STATE_RUNNING)
+	onNet.Networks = []*pb.NetworkAttachmentStatus{{NetworkId: "n1", Addresses: []string{"10.0.0.5/24"}}}
+	plain := task("t2", pb.TaskState_TASK_STATE_RUNNING)
+	r.assign(t, true, onNet, plain)
+	r.waitState(t, "t1", pb.TaskState_TASK_STATE_RUNNING)
+	r.waitState(t, "t2", pb.TaskState_TASK_STATE_RUNNING)
+
+	plain = task("t2", pb.TaskState_TASK_STATE_SHUTDOWN)
+	r.assign(t, false, plain)
+	r.waitState(t, "t2", pb.TaskState_TASK_STATE_SHUTDOWN) // no drain: pause would block it
+
+	onNet = task("t1", pb.TaskState_TASK_STATE_SHUTDOWN)
+	onNet.Networks = []*pb.NetworkAttachmentStatus{{NetworkId: "n1", Addresses: []string{"10.0.0.5/24"}}}
+	r.assign(t, false, onNet)
+	select {
+	case d := <-paused:
+		if d != 5*time.Second {
+			t.Errorf("drained %s, want the env's 5s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a task on a network was stopped without a drain")
+	}
+	close(release)
+	r.waitState(t, "t1", pb.TaskState_TASK_STATE_SHUTDOWN)
 }

@@ -244,6 +244,13 @@ type rig struct {
 // newRig starts a worker over fakes; net, if given, is its overlay.
 func newRig(t *testing.T, net ...networking) *rig {
 	t.Helper()
+	return newRigWith(t, func(*taskEnv) {}, net...)
+}
+
+// newRigWith is newRig with the task env adjusted by set before the worker
+// starts.
+func newRigWith(t *testing.T, set func(*taskEnv), net ...networking) *rig {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &rig{exec: newFakeExec(), rec: &recorder{by: map[string][]*pb.TaskStatus{}}, ctx: ctx}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -251,6 +258,7 @@ func newRig(t *testing.T, net ...networking) *rig {
 	if len(net) > 0 {
 		env.net = net[0]
 	}
+	set(env)
 	r.w = newWorker(env, newFileStore())
 	done := make(chan struct{})
 	go func() { defer close(done); r.w.Run(ctx) }()
