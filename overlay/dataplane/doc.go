@@ -10,9 +10,11 @@
 // and a MAC derived from it. Every remote task is a static FDB entry (its
 // MAC → its node's underlay address) and a permanent neighbour entry (its
 // IP → its MAC) on the VXLAN device, so the VXLAN device answers ARP
-// itself and nothing floods between nodes. Bridges carry no address, so
-// there is no layer-3 path between two networks on a node: containers on
-// different networks cannot reach each other.
+// itself and nothing floods between nodes. Each bridge carries its
+// network's gateway address (the containers' way out, masqueraded, and
+// where the agent's DNS server answers them); the isolation rules in the
+// node's nftables table drop forwarding between two networks, so
+// containers on different networks cannot reach each other.
 //
 // It also balances services' virtual IPs, in an nftables table in each
 // client container (vip.go), and publishes ports, ingress (the routing
