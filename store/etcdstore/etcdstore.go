@@ -55,6 +55,9 @@ type Backend struct {
 	renewed atomic.Int64
 	// writing holds the one write of this manager under way.
 	writing chan struct{}
+	// lost counts commits another write beat to etcd (each is checked
+	// again), for tests to wait on.
+	lost atomic.Int64
 }
 
 // keys are the backend's keys under its prefix.

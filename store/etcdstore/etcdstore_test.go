@@ -107,7 +107,8 @@ func TestStaleWriteFailsAndIsNeverAppliedTwice(t *testing.T) {
 	go func() { errs <- create(ctx, b, service("s3", "db")) }()
 	go func() { errs <- create(ctx, b, service("s4", "cache")) }()
 	await.True(t, settle, func() bool { return len(errs) == 0 }, "b's writes are under way")
-	time.Sleep(100 * time.Millisecond) // let them reach etcd and lose
+	// The first reaches etcd and loses (the others queue behind it).
+	await.True(t, settle, func() bool { return b.lost.Load() > 0 }, "b's first write lost its race in etcd")
 	run(t, b)
 	var got []string
 	for range 3 {

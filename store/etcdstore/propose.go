@@ -57,6 +57,7 @@ func (b *Backend) Propose(ctx context.Context, batch *berthv1.StoreBatch) (uint6
 			}
 			return uint64(rev), nil
 		}
+		b.lost.Add(1)
 		if err := b.store.WaitIndex(ctx, uint64(latest)); err != nil {
 			return 0, err
 		}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"berth/internal/await"
 )
 
 // The tests in this file need a host whose /sys/fs/cgroup is cgroup v2
@@ -67,18 +69,6 @@ func readFile(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(data))
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestV2LimitsAreWritten(t *testing.T) {
@@ -163,7 +153,7 @@ func TestV2CPUQuotaThrottles(t *testing.T) {
 	startIn(t, g.Payload, "while :; do :; done")
 	// Throttling happens only when a quota is enforced: a busy loop under
 	// 5% of a CPU is throttled in nearly every period.
-	waitFor(t, 30*time.Second, func() bool {
+	await.True(t, 30*time.Second, func() bool {
 		s, err := readKeyed(g.Paths[""], "cpu.stat")
 		return err == nil && s["nr_throttled"] >= 3
 	}, "a busy loop under cpu.max 5000 100000 is throttled (cpu.stat nr_throttled)")
@@ -180,7 +170,7 @@ func forkBomb(t *testing.T, g *Group) {
 		t.Fatal(err)
 	}
 	startIn(t, g.Payload, `bomb() { while :; do sleep 1000 & bomb & done; }; bomb`)
-	waitFor(t, 20*time.Second, func() bool {
+	await.True(t, 20*time.Second, func() bool {
 		p, _ := g.Pids()
 		return len(p) >= 50
 	}, "the fork bomb filled the group")
