@@ -33,7 +33,7 @@ type runOptions struct {
 	pull                                                     string
 	cpus                                                     float64
 	pids                                                     int64
-	env, mounts, insecure, securityOpts, publish             []string
+	env, mounts, insecure, securityOpts, publish, labels     []string
 	rm, readOnly, hostNet, quiet, detach, interactive, tty   bool
 	stopGrace                                                time.Duration
 	layers                                                   layerLimits
@@ -85,6 +85,7 @@ see it with berth-agent ps and logs, end it with stop and rm.`,
 	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit, e.g. 0.5")
 	f.Int64Var(&o.pids, "pids-limit", 0, "maximum number of processes")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringArrayVarP(&o.labels, "label", "l", nil, "container label KEY=VALUE, shown by ps and inspect (repeatable)")
 	f.StringArrayVar(&o.mounts, "mount", nil, "type=bind|volume|tmpfs,source=S,target=T[,readonly] (repeatable)")
 	f.StringSliceVar(&o.insecure, "insecure-registry", nil, "plain-HTTP registry HOST:PORT (repeatable)")
 	f.StringVarP(&o.user, "user", "u", "", "user[:group] to run as")
@@ -281,6 +282,9 @@ func (o *runOptions) containerSpec(ref string, args []string) (*pb.ContainerSpec
 		return nil, err
 	}
 	c.SecurityOpts = opts
+	if c.Labels, err = flagparse.Labels("label", o.labels); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
