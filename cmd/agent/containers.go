@@ -31,7 +31,7 @@ func containerCmd(use, short string, args cobra.PositionalArgs, flags func(*cobr
 		SilenceUsage: true, SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			images, rt, err := openStores(dataDir, image.Config{}, log)
+			images, rt, err := openStores(dataDir, image.Config{}, "", log)
 			if err != nil {
 				return err
 			}

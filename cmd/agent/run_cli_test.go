@@ -22,6 +22,7 @@ import (
 	"github.com/creack/pty"
 
 	"berth/internal/await"
+	"berth/internal/e2ecluster"
 	"berth/internal/testimage"
 )
 
@@ -29,6 +30,7 @@ import (
 type agentCLI struct {
 	t         *testing.T
 	bin, data string
+	cgroups   string // run's --cgroup-parent
 }
 
 func newAgentCLI(t *testing.T) (*agentCLI, *testimage.Fixture) {
@@ -37,12 +39,16 @@ func newAgentCLI(t *testing.T) (*agentCLI, *testimage.Fixture) {
 		t.Skip("berth-agent run needs root (namespaces, cgroups, mounts)")
 	}
 	fx := testimage.Serve(t)
-	return &agentCLI{t: t, bin: buildAgent(t), data: t.TempDir()}, fx
+	return &agentCLI{t: t, bin: buildAgent(t), data: t.TempDir(), cgroups: e2ecluster.TestCgroupParent(t)}, fx
 }
 
 // cmd is berth-agent SUB --data-dir DATA ARGS...
 func (a *agentCLI) cmd(sub string, args ...string) *exec.Cmd {
-	return exec.Command(a.bin, append([]string{sub, "--data-dir", a.data}, args...)...)
+	flags := []string{sub, "--data-dir", a.data}
+	if sub == "run" {
+		flags = append(flags, "--cgroup-parent", a.cgroups)
+	}
+	return exec.Command(a.bin, append(flags, args...)...)
 }
 
 // do runs a command to its end with stdin and returns what it printed.

@@ -71,7 +71,8 @@ func TestDevRunsContainers(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 
-	mgr := exec.Command(bins.Manager, "--dev", "--data-dir", dir, "--listen-addr", addr)
+	cgroups := e2ecluster.TestCgroupParent(t)
+	mgr := exec.Command(bins.Manager, "--dev", "--data-dir", dir, "--listen-addr", addr, "--cgroup-parent", cgroups)
 	mgr.Env = append(os.Environ(), "HOME="+dir)
 	var logs bytes.Buffer
 	mgr.Stdout, mgr.Stderr = &logs, &logs
@@ -143,6 +144,9 @@ func TestDevRunsContainers(t *testing.T) {
 		t.Fatalf("%d tasks running after create converged, want 3", n)
 	}
 	checkContainerLabels(t, bins.Agent, filepath.Join(dir, "agent"))
+	if n := len(e2ecluster.CgroupDirs(cgroups)); n == 0 {
+		t.Fatalf("no cgroup under --cgroup-parent %s with 3 tasks running", cgroups)
+	}
 	if out, err := cli("service", "rm", "dev"); err != nil {
 		t.Fatalf("service rm: %v\n%s", err, out)
 	}
@@ -154,6 +158,10 @@ func TestDevRunsContainers(t *testing.T) {
 	stop()
 	if code := mgr.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("berth-manager --dev exited %d on SIGTERM, want 0", code)
+	}
+	// Nor an empty cgroup: its agent removes its parent's directories.
+	if left := e2ecluster.CgroupDirs(cgroups); len(left) != 0 {
+		t.Errorf("berth-manager --dev left %d cgroups after a clean stop with no task: %q", len(left), left)
 	}
 	// A clean stop leaves no mount behind: the agent's secrets tmpfs goes
 	// with it (no container is left to use it).
