@@ -40,6 +40,8 @@ func containerCmd(use, short string, args cobra.PositionalArgs, flags func(*cobr
 			if _, err := rt.Adopt(cmd.Context()); err != nil {
 				log.Warn("finding containers", "err", err)
 			}
+			// Only read (Peek), and not closed: Close would tidy the cgroup
+			// parent, which is the node agent's business.
 			node, err := openNode(dataDir)
 			if err != nil {
 				return err
