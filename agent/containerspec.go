@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -38,6 +39,7 @@ func RuntimeSpec(id, rootfs string, img image.RunConfig, c *pb.ContainerSpec, li
 		Cwd:            first(c.GetWorkdir(), img.WorkingDir),
 		User:           first(c.GetUser(), img.User),
 		Hostname:       first(c.GetHostname(), shortHostname(id)),
+		Labels:         mergeLabels(img.Labels, c.GetLabels()),
 		TTY:            c.GetTty(),
 		LogMaxBytes:    c.GetLog().GetMaxSizeBytes(),
 		LogMaxFiles:    int(c.GetLog().GetMaxFiles()),
@@ -78,6 +80,39 @@ func RuntimeSpec(id, rootfs string, img image.RunConfig, c *pb.ContainerSpec, li
 		s.Mounts = append(s.Mounts, rm)
 	}
 	return s, s.Validate()
+}
+
+// Labels berth puts on every task's container, as Swarm puts its
+// com.docker.swarm.* ones: `berth-agent ps --filter label=...` finds a
+// service's containers on a node.
+const (
+	LabelServiceID = "berth.service.id"
+	LabelTaskID    = "berth.task.id"
+	LabelTaskSlot  = "berth.task.slot" // 0 for a global service's task
+	LabelNodeID    = "berth.node.id"
+)
+
+// withTaskLabels adds the task's own labels to a container's, over any
+// the user or image gave the same keys, as Swarm does.
+func withTaskLabels(labels map[string]string, t *pb.Task) map[string]string {
+	return mergeLabels(labels, map[string]string{
+		LabelServiceID: t.GetServiceId(),
+		LabelTaskID:    t.GetId(),
+		LabelTaskSlot:  fmt.Sprint(t.GetSlot()),
+		LabelNodeID:    t.GetNodeId(),
+	})
+}
+
+// mergeLabels returns base's labels with over's on top, nil when both
+// are empty (the image's labels are a container's too, as in Docker).
+func mergeLabels(base, over map[string]string) map[string]string {
+	if len(base)+len(over) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(base)+len(over))
+	maps.Copy(out, base)
+	maps.Copy(out, over)
+	return out
 }
 
 // ParseSignal reads a signal name ("SIGTERM", "term") or number ("15").

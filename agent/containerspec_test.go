@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,27 @@ func TestRuntimeSpecSeccomp(t *testing.T) {
 	_, err := RuntimeSpec("c1", "/rootfs", img, &pb.ContainerSpec{SecurityOpts: []string{"apparmor=unconfined"}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "not supported") {
 		t.Errorf("apparmor option: %v, want refused", err)
+	}
+}
+
+// TestContainerLabels: a container carries its image's labels under the
+// spec's (`--container-label`), and a task's container berth's own on
+// top, as Swarm's com.docker.swarm.* ones.
+func TestContainerLabels(t *testing.T) {
+	img := image.RunConfig{Cmd: []string{"/app"}, Labels: map[string]string{"from": "image", "keep": "img"}}
+	s, err := RuntimeSpec("c1", "/rootfs", img, &pb.ContainerSpec{Labels: map[string]string{"from": "spec", LabelTaskID: "forged"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Labels["from"] != "spec" || s.Labels["keep"] != "img" {
+		t.Errorf("labels %v: want the spec's over the image's", s.Labels)
+	}
+	got := withTaskLabels(s.Labels, &pb.Task{Id: "t1", ServiceId: "s1", Slot: 2, NodeId: "n1"})
+	want := map[string]string{"from": "spec", "keep": "img", LabelTaskID: "t1", LabelServiceID: "s1", LabelTaskSlot: "2", LabelNodeID: "n1"}
+	if !maps.Equal(got, want) {
+		t.Errorf("task container labels %v, want %v", got, want)
+	}
+	if _, err := RuntimeSpec("c1", "/rootfs", img, &pb.ContainerSpec{Labels: map[string]string{"": "v"}}, nil); err == nil {
+		t.Error("a label without a key was accepted")
 	}
 }

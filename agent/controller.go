@@ -310,6 +310,7 @@ func (c *controller) build(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("invalid spec: %w", err)
 	}
+	spec.Labels = withTaskLabels(spec.Labels, t)
 	mounts, err := c.env.secrets.Mounts(c.id, cs)
 	if err != nil {
 		return err

@@ -208,10 +208,9 @@ func askFrom(tk *pb.Task, server netip.Addr, name string) (*mdns.Msg, error) {
 
 // inNetns runs fn on a thread inside the network namespace at nsPath: a
 // socket it opens stays there. The thread goes back to its own namespace
-// and to the pool afterwards; it must not die (a locked goroutine's end
-// kills its thread), since the cluster's processes were started with
-// Pdeathsig from threads of this process and die with the thread that
-// forked them. Only when it cannot go back is it left to die.
+// and to the pool afterwards (threads are cheaper kept than made); only
+// when it cannot go back is it left to die. (The cluster's processes no
+// longer die with such a thread: testhost forks them from one of its own.)
 func inNetns[T any](nsPath string, fn func() (T, error)) (T, error) {
 	type result struct {
 		v   T

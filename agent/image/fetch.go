@@ -176,8 +176,16 @@ func (s *Store) unpackLayer(ctx context.Context, r name.Reference, l v1.Layer, d
 		return false, nil
 	}
 	what := fmt.Sprintf("unpack layer %s of %s", dig, r.Name())
-	tmp, err := os.MkdirTemp(s.path("tmp"), diffID.Hex[:12]+"-")
+	// Locked before it exists, so another process's start-up sweep never
+	// sees it unlocked (worklock.go).
+	name := diffID.Hex[:12] + "-" + linkID()
+	release, _, err := s.workLock(tmpLock(name), true)
 	if err != nil {
+		return false, diskErr(err, s.root, what)
+	}
+	defer release()
+	tmp := s.path("tmp", name)
+	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return false, diskErr(err, s.root, what)
 	}
 	done := false

@@ -99,6 +99,11 @@ func (s *Store) Prepare(ctx context.Context, key string, img Image, opts ...Prep
 	s.snapMu.RLock()
 	defer s.snapMu.RUnlock()
 	defer s.snapKeys.lock(key)()
+	release, _, err := s.workLock(snapLock(key), true) // against other processes
+	if err != nil {
+		return "", diskErr(err, s.root, "prepare snapshot "+key)
+	}
+	defer release()
 	dir := s.snapDir(key)
 	var cur Snapshot
 	if err := readJSON(filepath.Join(dir, "snapshot.json"), &cur); err == nil {
@@ -260,6 +265,11 @@ func (s *Store) Remove(ctx context.Context, key string) error {
 	s.snapMu.RLock()
 	defer s.snapMu.RUnlock()
 	defer s.snapKeys.lock(key)()
+	release, _, err := s.workLock(snapLock(key), true)
+	if err != nil {
+		return diskErr(err, s.root, "remove snapshot "+key)
+	}
+	defer release()
 	dir := s.snapDir(key)
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -363,21 +373,37 @@ func (s *Store) readSnapshots() ([]Snapshot, error) {
 	return out, nil
 }
 
-// sweepSnapshots removes snapshots a crash left half-made (no snapshot.json).
+// sweepSnapshots removes snapshots a crash left half-made (no
+// snapshot.json), but not those another process is making (worklock.go).
 func (s *Store) sweepSnapshots() error {
 	ents, err := os.ReadDir(s.path("containers"))
 	if err != nil {
 		return diskErr(err, s.root, "sweep snapshots")
 	}
 	for _, e := range ents {
-		dir := s.snapDir(e.Name())
-		if _, err := os.Stat(filepath.Join(dir, "snapshot.json")); err == nil {
-			continue
-		}
-		s.log.Info("removing half-made snapshot", "key", e.Name())
-		if err := s.destroy(dir); err != nil {
+		if err := s.sweepSnapshot(e.Name()); err != nil {
 			return diskErr(err, s.root, "sweep snapshot "+e.Name())
 		}
 	}
 	return nil
+}
+
+// sweepSnapshot removes snapshot key if it is half-made and nobody is
+// working on it.
+func (s *Store) sweepSnapshot(key string) error {
+	dir := s.snapDir(key)
+	if _, err := os.Stat(filepath.Join(dir, "snapshot.json")); err == nil {
+		return nil
+	}
+	release, ok, err := s.workLock(snapLock(key), false)
+	if err != nil || !ok {
+		return err // !ok: another process is preparing or removing it
+	}
+	defer release()
+	// Looked at again under the lock: its maker may have finished since.
+	if _, err := os.Lstat(filepath.Join(dir, "snapshot.json")); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	s.log.Info("removing half-made snapshot", "key", key)
+	return s.destroy(dir)
 }

@@ -106,7 +106,7 @@ func New(cfg Config) (*Store, error) {
 	if s.transport == nil {
 		s.transport = defaultTransport()
 	}
-	for _, d := range []string{s.root, s.path("layers"), s.path("l"), s.path("tmp"), s.path("containers")} {
+	for _, d := range []string{s.root, s.path("layers"), s.path("l"), s.path("tmp"), s.path("containers"), s.path(lockDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, diskErr(err, s.root, "open image store")
 		}
@@ -161,14 +161,24 @@ func (s *Store) path(elem ...string) string {
 	return filepath.Join(append([]string{s.root}, elem...)...)
 }
 
-// sweepTmp removes layers a crash left half-unpacked.
+// sweepTmp removes layers a crash left half-unpacked, and those a GC
+// gave up removing; not those another process is unpacking (worklock.go).
 func (s *Store) sweepTmp() error {
 	ents, err := os.ReadDir(s.path("tmp"))
 	if err != nil {
 		return diskErr(err, s.root, "sweep temporary layers")
 	}
 	for _, e := range ents {
-		if err := os.RemoveAll(s.path("tmp", e.Name())); err != nil {
+		release, ok, err := s.workLock(tmpLock(e.Name()), false)
+		if err != nil {
+			return diskErr(err, s.root, "sweep temporary layers")
+		}
+		if !ok {
+			continue // another process's pull
+		}
+		err = os.RemoveAll(s.path("tmp", e.Name()))
+		release()
+		if err != nil {
 			return diskErr(err, s.root, "sweep temporary layers")
 		}
 	}

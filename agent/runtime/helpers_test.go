@@ -188,12 +188,22 @@ func sweep(match func(pid int) bool) {
 			os.RemoveAll(d)
 		}
 	}
-	// "" is a v2-only host's hierarchy, "unified" a hybrid host's.
-	for _, c := range []string{"memory", "cpu", "cpuacct", "pids", "devices", "blkio", "unified", ""} {
+	// Every hierarchy, not only ours: runc (the benchmarks' peer) also
+	// makes groups in cpuset, freezer and systemd. "" is a v2-only host's
+	// hierarchy, "unified" a hybrid host's.
+	hierarchies := []string{""}
+	if ents, err := os.ReadDir("/sys/fs/cgroup"); err == nil {
+		for _, e := range ents {
+			if e.IsDir() {
+				hierarchies = append(hierarchies, e.Name())
+			}
+		}
+	}
+	for _, c := range hierarchies {
 		own := "/"
 		data, _ := os.ReadFile("/proc/self/cgroup")
 		for _, l := range strings.Split(string(data), "\n") {
-			if p := strings.SplitN(l, ":", 3); len(p) == 3 && (p[1] == c || (c == "unified" && p[1] == "")) {
+			if p := strings.SplitN(l, ":", 3); len(p) == 3 && (p[1] == c || p[1] == "name="+c || (c == "unified" && p[1] == "")) {
 				own = p[2]
 			}
 		}

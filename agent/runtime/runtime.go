@@ -151,11 +151,15 @@ func (r *Runtime) List() []*Container {
 
 // Close detaches the runtime from its containers without stopping them,
 // as an agent exiting for an upgrade does; another Runtime on the same
-// DataDir adopts them.
+// DataDir adopts them. When no container is left in the cgroup parent,
+// its directories go too: a clean stop leaves no empty cgroup behind.
 func (r *Runtime) Close() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.closed = true
+	r.mu.Unlock()
+	if err := r.cg.RemoveParent(r.cfg.CgroupParent); err != nil {
+		r.log.Warn("remove the empty cgroup parent", "parent", r.cfg.CgroupParent, "err", err)
+	}
 }
 
 func (r *Runtime) isClosed() bool {

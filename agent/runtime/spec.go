@@ -78,6 +78,9 @@ type Spec struct {
 	// Docker's default profile when empty, none with "unconfined", else a
 	// profile in Docker's JSON format.
 	Seccomp string `json:"seccomp,omitempty"`
+	// Labels are the container's metadata, as Docker's: kept in its
+	// record for berth-agent ps and inspect, never seen inside it.
+	Labels map[string]string `json:"labels,omitempty"`
 	// PreStart, if set, runs once the container's namespaces exist and
 	// before its user process starts, with the pid of its init: the agent
 	// gives the container its network interfaces there, so the process
@@ -138,6 +141,9 @@ func (s *Spec) Validate() error {
 		return bad("resources: limits must not be negative")
 	case s.Resources.MemoryBytes > 0 && s.Resources.MemoryBytes < 4<<20:
 		return bad("resources.memoryBytes %d: the minimum is 4 MiB", s.Resources.MemoryBytes)
+	}
+	if _, ok := s.Labels[""]; ok {
+		return bad("labels: a label needs a key (key=value)")
 	}
 	for i, m := range s.Mounts {
 		if err := m.validate(); err != nil {

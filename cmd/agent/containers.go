@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +19,7 @@ import (
 
 // runCommands are run and the commands that handle its containers.
 func runCommands() []*cobra.Command {
-	return []*cobra.Command{newRunCmd(), newPsCmd(), newLogsCmd(), newStopCmd(), newRmCmd()}
+	return []*cobra.Command{newRunCmd(), newPsCmd(), newInspectCmd(), newLogsCmd(), newStopCmd(), newRmCmd()}
 }
 
 // containerCmd is a command on berth-agent run's containers: it opens
@@ -33,7 +31,7 @@ func containerCmd(use, short string, args cobra.PositionalArgs, flags func(*cobr
 		SilenceUsage: true, SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			images, rt, err := openStores(dataDir, image.Config{}, log)
+			images, rt, err := openStores(dataDir, image.Config{}, "", log)
 			if err != nil {
 				return err
 			}
@@ -42,7 +40,13 @@ func containerCmd(use, short string, args cobra.PositionalArgs, flags func(*cobr
 			if _, err := rt.Adopt(cmd.Context()); err != nil {
 				log.Warn("finding containers", "err", err)
 			}
-			return do(cmd.Context(), &containerSet{rt: rt, images: images, out: cmd.OutOrStdout()}, args)
+			// Only read (Peek), and not closed: Close would tidy the cgroup
+			// parent, which is the node agent's business.
+			node, err := openNode(dataDir)
+			if err != nil {
+				return err
+			}
+			return do(cmd.Context(), &containerSet{rt: rt, node: node, images: images, out: cmd.OutOrStdout()}, args)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/berth/agent", "directory for images, containers and volumes")
@@ -55,37 +59,20 @@ func containerCmd(use, short string, args cobra.PositionalArgs, flags func(*cobr
 // containerSet is berth-agent run's containers on this node.
 type containerSet struct {
 	rt     *runtime.Runtime
+	node   *runtime.Runtime // the node agent's, read only; nil when none
 	images *image.Store
 	out    io.Writer
 }
 
 func (cs *containerSet) get(id string) (*runtime.Container, error) {
 	c, err := cs.rt.Get(id)
+	if errors.Is(err, runtime.ErrNotFound) && cs.node != nil && cs.node.Taken(id) {
+		return nil, fmt.Errorf("container %s is a task of this node's agent, which stops and removes it: use berth service scale or rm", id)
+	}
 	if errors.Is(err, runtime.ErrNotFound) {
 		return nil, fmt.Errorf("no container %s here (berth-agent ps lists them)", id)
 	}
 	return c, err
-}
-
-func newPsCmd() *cobra.Command {
-	return containerCmd("ps", "List the containers of berth-agent run", cobra.NoArgs, nil,
-		func(_ context.Context, cs *containerSet, _ []string) error {
-			tw := tabwriter.NewWriter(cs.out, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "CONTAINER ID\tSTATUS\tCOMMAND")
-			for _, c := range cs.rt.List() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID(), status(c), strings.Join(c.Spec().Args, " "))
-			}
-			return tw.Flush()
-		})
-}
-
-// status is how ps shows a container: running, or its exit and when.
-func status(c *runtime.Container) string {
-	st, done := c.Exited()
-	if !done {
-		return "running"
-	}
-	return fmt.Sprintf("exited (%d) %s ago", st.Code, time.Since(st.FinishedAt).Round(time.Second))
 }
 
 func newLogsCmd() *cobra.Command {

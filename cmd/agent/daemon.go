@@ -55,7 +55,7 @@ func runDaemon(ctx context.Context, o *options, log *slog.Logger) error {
 	defer g.Shutdown()
 	a, err = agent.New(agent.Config{
 		DataDir: dataDir, Join: o.join, Token: o.token, AdvertiseAddr: o.advertiseAddr, Overlay: o.overlay, ResolvConf: o.resolvConf,
-		Hostname: o.hostname, Labels: labels, InsecureRegistries: o.insecureRegs, Logger: log,
+		Hostname: o.hostname, Labels: labels, InsecureRegistries: o.insecureRegs, CgroupParent: o.cgroupParent, Logger: log,
 		MaxLayerSize: maxSize, MaxLayerEntries: maxEntries,
 		OnGossip:      func(key []byte, accept [][]byte, peers []string) { g.Update(ctx, key, accept, peers) },
 		OnDesiredRole: func(role pb.NodeSpec_Role) { part.Want(role) }, Metrics: ep.Registerer(),

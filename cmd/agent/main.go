@@ -17,6 +17,7 @@ import (
 	"berth/agent"
 	"berth/agent/promote"
 	"berth/agent/runtime/initproc"
+	"berth/internal/flagparse"
 	"berth/internal/logging"
 	"berth/internal/version"
 )
@@ -36,6 +37,7 @@ type options struct {
 	managerListen string
 	layers        layerLimits
 	metricsAddr   string
+	cgroupParent  string
 	log           logging.Flags
 }
 
@@ -92,6 +94,7 @@ that joins the Raft cluster; demoted, it stops that manager and runs on.`,
 	f.IntVar(&o.gossipPort, "gossip-port", agent.DefaultGossipPort, "port for gossip failure detection (TCP and UDP)")
 	f.StringVar(&o.managerListen, "manager-listen-addr", "", "`HOST:PORT` the node's manager listens on once 'berth node promote' makes it one (default: ADVERTISE_ADDR:"+promote.DefaultManagerPort+")")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on `HOST:PORT` (default: off)")
+	f.StringVar(&o.cgroupParent, "cgroup-parent", "/berth", flagparse.CgroupParentHelp)
 	o.layers.register(f)
 	o.log.Register(f)
 	cmd.AddCommand(runCommands()...)
@@ -126,6 +129,9 @@ func (o *options) validate() error {
 		if k, _, ok := strings.Cut(l, "="); !ok || k == "" {
 			return fmt.Errorf("--label %q: want key=value", l)
 		}
+	}
+	if err := flagparse.CgroupParent(o.cgroupParent); err != nil {
+		return err
 	}
 	_, _, err := o.layers.config()
 	return err

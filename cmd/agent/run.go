@@ -30,10 +30,10 @@ const runUsage = "berth-agent run [OPTIONS] IMAGE [COMMAND [ARG...]]"
 // runOptions are the flags of `berth-agent run`.
 type runOptions struct {
 	dataDir, imageRef, name, memory, user, workdir, hostname string
-	pull                                                     string
+	pull, cgroupParent                                       string
 	cpus                                                     float64
 	pids                                                     int64
-	env, mounts, insecure, securityOpts, publish             []string
+	env, mounts, insecure, securityOpts, publish, labels     []string
 	rm, readOnly, hostNet, quiet, detach, interactive, tty   bool
 	stopGrace                                                time.Duration
 	layers                                                   layerLimits
@@ -85,6 +85,7 @@ see it with berth-agent ps and logs, end it with stop and rm.`,
 	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit, e.g. 0.5")
 	f.Int64Var(&o.pids, "pids-limit", 0, "maximum number of processes")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringArrayVarP(&o.labels, "label", "l", nil, "container label KEY=VALUE, shown by ps and inspect (repeatable)")
 	f.StringArrayVar(&o.mounts, "mount", nil, "type=bind|volume|tmpfs,source=S,target=T[,readonly] (repeatable)")
 	f.StringSliceVar(&o.insecure, "insecure-registry", nil, "plain-HTTP registry HOST:PORT (repeatable)")
 	f.StringVarP(&o.user, "user", "u", "", "user[:group] to run as")
@@ -93,6 +94,7 @@ see it with berth-agent ps and logs, end it with stop and rm.`,
 	f.BoolVar(&o.rm, "rm", false, "remove the container and its rootfs when it exits")
 	f.BoolVar(&o.readOnly, "read-only", false, "mount the root filesystem read-only")
 	f.BoolVar(&o.hostNet, "network-host", false, "share the host's network namespace")
+	f.StringVar(&o.cgroupParent, "cgroup-parent", "/berth", flagparse.CgroupParentHelp)
 	f.StringArrayVar(&o.securityOpts, "security-opt", nil, "seccomp=unconfined|builtin|FILE: the syscall filter (default: Docker's profile)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no pull progress")
 	f.DurationVar(&o.stopGrace, "stop-timeout", 10*time.Second, "grace period between SIGTERM and SIGKILL")
@@ -121,6 +123,9 @@ func (o *runOptions) runArgs(args []string) (ref string, command []string, err e
 // checkModes refuses the flag combinations that cannot work, before
 // anything is pulled or started.
 func (o *runOptions) checkModes() error {
+	if err := flagparse.CgroupParent(o.cgroupParent); err != nil {
+		return err
+	}
 	switch {
 	case o.name != "" && !runtime.ValidID(o.name):
 		return fmt.Errorf("--name %q: use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", o.name)
@@ -236,7 +241,7 @@ func (o *runOptions) open(log *slog.Logger) (*image.Store, *runtime.Runtime, err
 	if err != nil {
 		return nil, nil, err
 	}
-	return openStores(o.dataDir, image.Config{Insecure: o.insecure, MaxLayerSize: maxSize, MaxLayerEntries: maxEntries}, log)
+	return openStores(o.dataDir, image.Config{Insecure: o.insecure, MaxLayerSize: maxSize, MaxLayerEntries: maxEntries}, o.cgroupParent, log)
 }
 
 // runDir holds the containers of berth-agent run under the data dir,
@@ -245,8 +250,9 @@ func (o *runOptions) open(log *slog.Logger) (*image.Store, *runtime.Runtime, err
 const runDir = "run"
 
 // openStores opens the image store (cfg completed with its root and
-// logger) and the runtime of berth-agent run's containers under dataDir.
-func openStores(dataDir string, cfg image.Config, log *slog.Logger) (*image.Store, *runtime.Runtime, error) {
+// logger) and the runtime of berth-agent run's containers under dataDir,
+// which puts new ones under cgroupParent ("" for the default).
+func openStores(dataDir string, cfg image.Config, cgroupParent string, log *slog.Logger) (*image.Store, *runtime.Runtime, error) {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return nil, nil, err
@@ -256,7 +262,7 @@ func openStores(dataDir string, cfg image.Config, log *slog.Logger) (*image.Stor
 	if err != nil {
 		return nil, nil, err
 	}
-	rt, err := runtime.New(runtime.Config{DataDir: filepath.Join(dataDir, runDir), Logger: log})
+	rt, err := runtime.New(runtime.Config{DataDir: filepath.Join(dataDir, runDir), CgroupParent: cgroupParent, Logger: log})
 	if err != nil {
 		images.Close()
 		return nil, nil, err
@@ -281,6 +287,9 @@ func (o *runOptions) containerSpec(ref string, args []string) (*pb.ContainerSpec
 		return nil, err
 	}
 	c.SecurityOpts = opts
+	if c.Labels, err = flagparse.Labels("label", o.labels); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

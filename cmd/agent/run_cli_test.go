@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"github.com/creack/pty"
 
 	"berth/internal/await"
+	"berth/internal/e2ecluster"
 	"berth/internal/testimage"
 )
 
@@ -27,6 +30,7 @@ import (
 type agentCLI struct {
 	t         *testing.T
 	bin, data string
+	cgroups   string // run's --cgroup-parent
 }
 
 func newAgentCLI(t *testing.T) (*agentCLI, *testimage.Fixture) {
@@ -35,12 +39,16 @@ func newAgentCLI(t *testing.T) (*agentCLI, *testimage.Fixture) {
 		t.Skip("berth-agent run needs root (namespaces, cgroups, mounts)")
 	}
 	fx := testimage.Serve(t)
-	return &agentCLI{t: t, bin: buildAgent(t), data: t.TempDir()}, fx
+	return &agentCLI{t: t, bin: buildAgent(t), data: t.TempDir(), cgroups: e2ecluster.TestCgroupParent(t)}, fx
 }
 
 // cmd is berth-agent SUB --data-dir DATA ARGS...
 func (a *agentCLI) cmd(sub string, args ...string) *exec.Cmd {
-	return exec.Command(a.bin, append([]string{sub, "--data-dir", a.data}, args...)...)
+	flags := []string{sub, "--data-dir", a.data}
+	if sub == "run" {
+		flags = append(flags, "--cgroup-parent", a.cgroups)
+	}
+	return exec.Command(a.bin, append(flags, args...)...)
 }
 
 // do runs a command to its end with stdin and returns what it printed.
@@ -99,7 +107,7 @@ func TestRunTakesTheImageFirst(t *testing.T) {
 func TestRunDetached(t *testing.T) {
 	a, fx := newAgentCLI(t)
 	t.Cleanup(func() { a.do("", "rm", "-f", "web", "gone") }) // a failed test leaves none running
-	out, errOut, code := a.do("", "run", "-d", "-q", "--name", "web", fx.Busybox.Tag, "sh", "-c", "echo up; exec sleep 1000")
+	out, errOut, code := a.do("", "run", "-d", "-q", "--name", "web", "-l", "app=web", "--label", "tier=", fx.Busybox.Tag, "sh", "-c", "echo up; exec sleep 1000")
 	if code != 0 || out != "web\n" {
 		t.Fatalf("run -d: exit %d, stdout %q, stderr %q; want the ID", code, out, errOut)
 	}
@@ -108,6 +116,7 @@ func TestRunDetached(t *testing.T) {
 		t.Errorf("ps = %q, want web running", got)
 	}
 	await.True(t, 10*time.Second, func() bool { out, _, _ := a.do("", "logs", "web"); return out == "up\n" }, "logs web says up")
+	checkLabels(t, a)
 	if _, errOut, code := a.do("", "run", "-d", "-q", "--name", "web", fx.Busybox.Tag, "true"); code != 125 || !strings.Contains(errOut, "the name web is taken; remove that container with `berth-agent rm web`") {
 		t.Errorf("second web: exit %d, stderr %q", code, errOut)
 	}
@@ -140,6 +149,35 @@ func TestRunDetached(t *testing.T) {
 	}
 	if out, errOut, code := a.do("", "rm", "-f", "gone"); code != 0 || out != "gone\n" {
 		t.Errorf("rm -f: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// checkLabels: the labels of run -l are on the container, where ps
+// filters on them and inspect shows them, as docker's.
+func checkLabels(t *testing.T, a *agentCLI) {
+	t.Helper()
+	for filter, want := range map[string]string{"label=app": "web\n", "label=app=web": "web\n", "label=tier=": "web\n", "label=app=db": "", "label=other": "", "status=exited": ""} {
+		if out, errOut, code := a.do("", "ps", "-q", "--filter", filter); code != 0 || out != want {
+			t.Errorf("ps -q --filter %s: exit %d, stdout %q, stderr %q; want %q", filter, code, out, errOut, want)
+		}
+	}
+	if _, errOut, code := a.do("", "ps", "--filter", "name=web"); code != 1 || !strings.Contains(errOut, `unknown key "name"; the keys are label and status`) {
+		t.Errorf("ps --filter name=web: exit %d, stderr %q", code, errOut)
+	}
+	out, errOut, code := a.do("", "inspect", "web")
+	var got []struct {
+		ID     string                  `json:"id"`
+		Labels map[string]string       `json:"labels"`
+		State  struct{ Status string } `json:"state"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 1 {
+		t.Fatalf("inspect web: exit %d, %v, stdout %q, stderr %q", code, err, out, errOut)
+	}
+	if want := map[string]string{"app": "web", "tier": ""}; got[0].ID != "web" || !maps.Equal(got[0].Labels, want) || got[0].State.Status != "running" {
+		t.Errorf("inspect web = %+v, want labels %v, running", got[0], want)
+	}
+	if _, errOut, code := a.do("", "inspect", "web", "nope"); code != 1 || !strings.Contains(errOut, "no container nope here") {
+		t.Errorf("inspect of a missing container: exit %d, stderr %q", code, errOut)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"berth/internal/e2ecluster"
 	"berth/internal/escapetest"
 	"berth/internal/testimage"
 )
@@ -34,8 +35,9 @@ func TestRunLikeDockerRun(t *testing.T) {
 	fx := testimage.Serve(t)
 	bin := buildAgent(t)
 	data := t.TempDir()
+	cgroups := e2ecluster.TestCgroupParent(t)
 	run := func(args ...string) (string, string, int) {
-		cmd := exec.Command(bin, append([]string{"run", "--data-dir", data, "--rm"}, args...)...)
+		cmd := exec.Command(bin, append([]string{"run", "--data-dir", data, "--rm", "--cgroup-parent", cgroups}, args...)...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
@@ -119,6 +121,9 @@ func TestRunLikeDockerRun(t *testing.T) {
 		if len(entries) != 0 {
 			t.Errorf("--rm left %d entries in %s", len(entries), dir)
 		}
+	}
+	if left := e2ecluster.CgroupDirs(cgroups); len(left) != 0 {
+		t.Errorf("--rm left %d cgroups under --cgroup-parent: %q", len(left), left)
 	}
 }
 

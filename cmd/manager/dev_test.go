@@ -20,6 +20,34 @@ import (
 	"berth/internal/testimage"
 )
 
+// checkContainerLabels: the service's --container-label reaches its
+// containers, where the node's `berth-agent ps --filter label=` finds
+// them and `berth-agent inspect` shows them beside berth's own labels.
+func checkContainerLabels(t *testing.T, agentBin, data string) {
+	t.Helper()
+	agentCLI := func(args ...string) (string, error) {
+		out, err := exec.CommandContext(t.Context(), agentBin, append(args, "--data-dir", data)...).Output()
+		return string(out), err
+	}
+	out, err := agentCLI("ps", "-q", "--filter", "label=team=blue", "--filter", "status=running")
+	ids := strings.Fields(out)
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("berth-agent ps -q --filter label=team=blue: %v, %q; want the service's 3 containers", err, out)
+	}
+	out, err = agentCLI("inspect", ids[0])
+	var got []struct {
+		Owner  string            `json:"owner"`
+		Labels map[string]string `json:"labels"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil || len(got) != 1 {
+		t.Fatalf("berth-agent inspect %s: %v, %q", ids[0], err, out)
+	}
+	l := got[0].Labels
+	if got[0].Owner != "agent" || l["team"] != "blue" || l["berth.task.id"] != ids[0] || l["berth.service.id"] == "" || l["berth.node.id"] == "" {
+		t.Errorf("berth-agent inspect %s = %+v, want owner agent, team=blue and berth's task, service and node labels", ids[0], got[0])
+	}
+}
+
 // TestDevRunsContainers: `berth-manager --dev` is a whole cluster on one
 // machine; `berth service create` runs real containers on it with no more
 // set-up, and `service rm` stops them.
@@ -43,7 +71,8 @@ func TestDevRunsContainers(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 
-	mgr := exec.Command(bins.Manager, "--dev", "--data-dir", dir, "--listen-addr", addr)
+	cgroups := e2ecluster.TestCgroupParent(t)
+	mgr := exec.Command(bins.Manager, "--dev", "--data-dir", dir, "--listen-addr", addr, "--cgroup-parent", cgroups)
 	mgr.Env = append(os.Environ(), "HOME="+dir)
 	var logs bytes.Buffer
 	mgr.Stdout, mgr.Stderr = &logs, &logs
@@ -107,12 +136,16 @@ func TestDevRunsContainers(t *testing.T) {
 		out, err := cli("node", "ls")
 		return err == nil && strings.Count(out, "ready") == 2
 	}, "the --dev manager and its agent are ready (berth node ls with no flags)")
-	out, err := cli("service", "create", "--name", "dev", "--replicas", "3", images.Busybox.Tag, "sleep", "3600")
+	out, err := cli("service", "create", "--name", "dev", "--replicas", "3", "--container-label", "team=blue", images.Busybox.Tag, "sleep", "3600")
 	if err != nil || !strings.Contains(out, "3 out of 3 tasks running") {
 		t.Fatalf("service create: %v\n%s", err, out)
 	}
 	if n := running("dev"); n != 3 {
 		t.Fatalf("%d tasks running after create converged, want 3", n)
+	}
+	checkContainerLabels(t, bins.Agent, filepath.Join(dir, "agent"))
+	if n := len(e2ecluster.CgroupDirs(cgroups)); n == 0 {
+		t.Fatalf("no cgroup under --cgroup-parent %s with 3 tasks running", cgroups)
 	}
 	if out, err := cli("service", "rm", "dev"); err != nil {
 		t.Fatalf("service rm: %v\n%s", err, out)
@@ -125,6 +158,10 @@ func TestDevRunsContainers(t *testing.T) {
 	stop()
 	if code := mgr.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("berth-manager --dev exited %d on SIGTERM, want 0", code)
+	}
+	// Nor an empty cgroup: its agent removes its parent's directories.
+	if left := e2ecluster.CgroupDirs(cgroups); len(left) != 0 {
+		t.Errorf("berth-manager --dev left %d cgroups after a clean stop with no task: %q", len(left), left)
 	}
 	// A clean stop leaves no mount behind: the agent's secrets tmpfs goes
 	// with it (no container is left to use it).

@@ -22,6 +22,7 @@ import (
 	"berth/manager"
 	"berth/manager/telemetry"
 
+	"berth/internal/flagparse"
 	"berth/internal/logging"
 	"berth/internal/metrics"
 	"berth/internal/version"
@@ -40,6 +41,7 @@ type options struct {
 	addrPool        string
 	addrPoolMaskLen int
 	metricsAddr     string
+	cgroupParent    string
 	log             logging.Flags
 }
 
@@ -96,6 +98,7 @@ an embedded agent.`,
 	f.StringVar(&o.addrPool, "default-addr-pool", "", "address pool network subnets are carved from, when this manager creates the cluster (default 10.0.0.0/8)")
 	f.IntVar(&o.addrPoolMaskLen, "default-addr-pool-mask-len", 0, "prefix length of the subnets carved from the pool (default 24)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on `HOST:PORT` (default: off)")
+	f.StringVar(&o.cgroupParent, "cgroup-parent", "", "with --dev: the embedded agent's "+flagparse.CgroupParentHelp+" (default /berth)")
 	o.log.Register(f)
 	return cmd
 }
@@ -112,6 +115,12 @@ func (o *options) validate() error {
 		if _, _, err := net.SplitHostPort(o.advertiseAddr); err != nil {
 			return fmt.Errorf("--advertise-addr %q: want HOST:PORT, e.g. 10.0.0.5:4242", o.advertiseAddr)
 		}
+	}
+	if o.cgroupParent != "" && !o.dev {
+		return errors.New("--cgroup-parent is for the agent --dev embeds; give it to berth-agent on other nodes")
+	}
+	if err := flagparse.CgroupParent(o.cgroupParent); err != nil {
+		return err
 	}
 	if o.dev && len(o.join) > 0 {
 		return errors.New("--dev and --join exclude each other: --dev makes a one-node cluster of its own")
@@ -198,7 +207,7 @@ func runDevAgent(ctx context.Context, m *manager.Manager, o *options, ep *metric
 	}
 	a, err := agent.New(agent.Config{
 		DataDir: dir, Join: []string{m.AdvertiseAddr()}, Token: token,
-		InsecureRegistries: o.insecureRegs, Logger: log.With("part", "agent"), Metrics: ep.Registerer(),
+		InsecureRegistries: o.insecureRegs, CgroupParent: o.cgroupParent, Logger: log.With("part", "agent"), Metrics: ep.Registerer(),
 	})
 	if err != nil {
 		return fmt.Errorf("--dev agent: %w", err)

@@ -124,6 +124,8 @@ type Cluster struct {
 	opts     Options
 	log      *slog.Logger
 	token    string
+	// cgroups is the parent of the agents' cgroup parents (cgroups.go).
+	cgroups string
 }
 
 // Up creates the hosts and the registry, bootstraps the first manager,
@@ -143,10 +145,12 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 			c = nil
 		}
 	}()
+	SweepCgroups()
 	c.Hosts, err = testhost.Create(ctx, testhost.Options{N: opts.Managers + opts.Agents + opts.SpareHosts})
 	if err != nil {
 		return c, err
 	}
+	c.cgroups = fmt.Sprintf("/%s%d-e2e-%s", cgroupPrefix, os.Getpid(), c.Hosts.ID)
 	c.Images, err = testimage.StartAt(ctx, net.JoinHostPort(c.Hosts.Gateway.String(), "0"), nil)
 	if err != nil {
 		return c, fmt.Errorf("start registry: %w", err)
@@ -215,7 +219,8 @@ func (c *Cluster) startAgent(ctx context.Context) (*Node, error) {
 	n.Args = []string{"--data-dir", n.DataDir, "--join", c.managerAddrs(), "--token", c.token,
 		"--advertise-addr", h.Addr.String(), "--hostname", n.Name, "--insecure-registry", c.Images.Registry.Addr(),
 		// Where its manager listens once `berth node promote` makes it one.
-		"--manager-listen-addr", n.Addr()}
+		"--manager-listen-addr", n.Addr(),
+		"--cgroup-parent", c.cgroups + "/" + n.Name}
 	n.Args = append(n.Args, c.metricsArgs(n)...)
 	if c.opts.AgentLabels != nil {
 		for _, l := range c.opts.AgentLabels(i) {
@@ -372,6 +377,9 @@ func (c *Cluster) Close() error {
 	}
 	for _, a := range c.Agents {
 		errs = append(errs, CleanupAgent(a.DataDir))
+	}
+	if c.cgroups != "" {
+		errs = append(errs, RemoveCgroups(c.cgroups))
 	}
 	if c.Hosts != nil {
 		errs = append(errs, c.Hosts.Close())

@@ -77,3 +77,16 @@ func TestParseNetwork(t *testing.T) {
 		}
 	}
 }
+
+func TestCgroupParent(t *testing.T) {
+	for _, ok := range []string{"", "/berth", "berth", "/berth-test-1/TestX", "a/b/"} {
+		if err := CgroupParent(ok); err != nil {
+			t.Errorf("CgroupParent(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"/", "..", "/a/../b", "a//b", "./a"} {
+		if err := CgroupParent(bad); err == nil || !strings.Contains(err.Error(), "--cgroup-parent") {
+			t.Errorf("CgroupParent(%q) = %v, want an error naming the flag", bad, err)
+		}
+	}
+}

@@ -46,6 +46,7 @@ type Cluster struct {
 	log     *slog.Logger
 	table   string // bridge-family nft table for faults
 	nsenter string
+	fork    *forker // starts the hosts' processes
 
 	mu    sync.Mutex
 	drops map[[2]netip.Addr]bool // pairs dropped, each stored with a < b
@@ -155,6 +156,7 @@ func claim(log *slog.Logger) (*Cluster, error) {
 		log:     log.With("run", id),
 		table:   tag,
 		drops:   map[[2]netip.Addr]bool{},
+		fork:    newForker(),
 	}, nil
 }
 
@@ -210,6 +212,7 @@ func (c *Cluster) Close() error {
 	for _, h := range c.Hosts {
 		errs = append(errs, h.close())
 	}
+	c.fork.close() // the hosts' processes are gone: their Pdeathsig is moot
 	errs = append(errs, removeAllowed(ctx, func(comment string) bool { return comment == c.tag() }))
 	errs = append(errs, deleteTables(ctx, func(name string) bool { return name == c.table }))
 	errs = append(errs, deleteLinks(func(name string) bool { return runOf(name) == c.ID }))

@@ -104,14 +104,15 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.C
 
 // Start starts cmd (made by Command) in a process group of its own, tracks it
 // so Close kills it, and reaps it when it exits. The child gets SIGKILL if
-// the calling process dies. Use the returned Proc, not cmd, to wait.
+// the calling process dies (it is forked from the cluster's own thread, see
+// forker). Use the returned Proc, not cmd, to wait.
 func (h *Host) Start(cmd *exec.Cmd) (*Proc, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	if err := cmd.Start(); err != nil {
+	if err := h.cluster.fork.start(cmd); err != nil {
 		return nil, fmt.Errorf("start %s on %s: %w", cmd.Path, h.Name, err)
 	}
 	p := &Proc{Cmd: cmd, host: h, done: make(chan struct{})}

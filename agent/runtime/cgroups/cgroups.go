@@ -117,7 +117,13 @@ func (h *Hierarchy) Create(parent, name string) (*Group, error) {
 		}
 	}
 	for _, d := range g.sortedPaths() {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		err := os.MkdirAll(d, 0o755)
+		// Another runtime's RemoveParent may take an empty parent away
+		// between MkdirAll's steps: make it again.
+		for i := 0; errors.Is(err, os.ErrNotExist) && i < 3; i++ {
+			err = os.MkdirAll(d, 0o755)
+		}
+		if err != nil {
 			_ = g.Remove()
 			return nil, fmt.Errorf("create cgroup %s: %w", d, err)
 		}
@@ -135,6 +141,45 @@ func (h *Hierarchy) Create(parent, name string) (*Group, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// RemoveParent removes parent's directories (see Create) in every
+// hierarchy, deepest first, while they are empty: what a runtime leaves
+// when it stops with no container left. A directory still holding a
+// group is kept, with those above it; the hierarchy's root and, for a
+// relative parent, the caller's own cgroup are never touched.
+func (h *Hierarchy) RemoveParent(parent string) error {
+	depth := 0
+	if p := strings.Trim(filepath.Clean(parent), "/"); p != "" && p != "." {
+		depth = len(strings.Split(p, "/"))
+	}
+	var own map[string]string
+	if depth > 0 && !filepath.IsAbs(parent) {
+		var err error
+		if own, err = ownCgroups(); err != nil {
+			return err
+		}
+	}
+	ctrls := v1Controllers
+	if h.Version == V2 {
+		ctrls = []string{""}
+	}
+	var errs []error
+	for _, c := range ctrls {
+		d := h.dir(c, own, parent, "")
+		for range depth {
+			err := unix.Rmdir(d)
+			if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY) {
+				break // in use: by this runtime's containers or another's
+			}
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("remove cgroup parent %s: %w", d, err))
+				break
+			}
+			d = filepath.Dir(d)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // dir is the directory of parent/name for controller c ("" on v2): under
