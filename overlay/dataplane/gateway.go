@@ -47,6 +47,7 @@ func (p *Plane) ruleSet(fresh bool) error {
 	}
 	if !empty {
 		addNetworkRules(c, t, nets)
+		addNotrack(c, t, nets, p.underlay)
 		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh)); err != nil {
 			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 		}
