@@ -97,7 +97,7 @@ func newRunning(b *testing.B, c *e2ecluster.Cluster, svc string, seen map[string
 // shows apart from the path's.
 //
 // Made fair: every server (all its threads) runs on CPU 1 and the client
-// on CPU 0, the host's redis-server in a cgroup as deep as a container's,
+// on CPU 0, the host's redis-server in a cgroup beside the containers',
 // and the three are measured in redisRounds rounds in a rotating order;
 // each figure is a median, each ratio the median of its rounds' ratios.
 func BenchmarkRedisPublished(b *testing.B) {
@@ -135,7 +135,7 @@ func BenchmarkRedisPublished(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { a1.Host.Kill9(proc) })
-	sameCPUShare(b, proc.PID())
+	sameCPUShare(b, proc.PID(), containerPid(b, c, "redis"))
 	host := a1.Host.Addr.String()
 	for _, port := range []string{"6379", "6380", "6381"} {
 		await.NoError(b, wait, func() error {
@@ -264,27 +264,44 @@ func redisBench(b *testing.B, host, port, keep, n string) redisResult {
 	return redisResult{rps, p50}
 }
 
-// sameCPUShare moves pid into a CPU cgroup as deep as a container's
-// (/berth/ID): on a busy machine a group at the root competes as one
-// entity against every process of the root, so a process left in the
-// root would get more CPU than the container it is measured against.
-func sameCPUShare(b *testing.B, pid int) {
+// sameCPUShare moves pid into a new CPU cgroup beside the container
+// whose process is ctr (/berth/bench-host-PID next to /berth/TASK): both
+// then compete under the same parent, whose share every container of the
+// machine's other berth clusters splits too. A process left in the root,
+// or in a group of its own at the top, would get more CPU than the
+// container it is measured against on a busy machine.
+func sameCPUShare(b *testing.B, pid, ctr int) {
 	root := "/sys/fs/cgroup/cpu" // v1
 	if _, err := os.Stat(root); err != nil {
 		root = "/sys/fs/cgroup" // v2
 	}
-	top := filepath.Join(root, fmt.Sprintf("berth-bench-%d", os.Getpid()))
-	dir := filepath.Join(top, "host")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir := filepath.Join(root, filepath.Dir(cpuCgroup(b, ctr)), fmt.Sprintf("bench-host-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		// The process is killed by then (cleanups run last first).
-		for _, d := range []string{dir, top} {
-			await.NoError(b, 5*time.Second, func() error { return os.Remove(d) }, "remove cgroup %s", d)
-		}
+		// Out of the group first, if it still runs (its kill is a cleanup
+		// registered earlier, so it runs later).
+		os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+		await.NoError(b, 5*time.Second, func() error { return os.Remove(dir) }, "remove cgroup %s", dir)
 	})
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// cpuCgroup is pid's cgroup of the cpu controller (v1), or its cgroup (v2).
+func cpuCgroup(b *testing.B, pid int) string {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 && (parts[1] == "" || slices.Contains(strings.Split(parts[1], ","), "cpu")) {
+			return parts[2]
+		}
+	}
+	b.Fatalf("no cpu cgroup in /proc/%d/cgroup:\n%s", pid, raw)
+	return ""
 }
