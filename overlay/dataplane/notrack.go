@@ -29,7 +29,7 @@ import (
 // filled for nets.
 func addNotrack(c *nftables.Conn, t *nftables.Table, nets []Network, underlay netip.Addr) {
 	accept := nftables.ChainPolicyAccept
-	pre := c.AddChain(&nftables.Chain{Name: "notrack", Table: t, Type: nftables.ChainTypeFilter,
+	pre := c.AddChain(&nftables.Chain{Name: "notrack-in", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept})
 	out := c.AddChain(&nftables.Chain{Name: "notrack-out", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
