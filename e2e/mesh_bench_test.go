@@ -154,7 +154,7 @@ func BenchmarkRedisPublished(b *testing.B) {
 	for b.Loop() {
 		for _, k := range []struct {
 			name, keep, n string
-		}{{"keepalive", "1", "20000"}, {"conn-per-req", "0", "3000"}} {
+		}{{"keepalive", "1", "10000"}, {"conn-per-req", "0", "2000"}} {
 			rps := make([][]float64, len(servers))
 			var p50 [2][]float64
 			var withSec, noSec []float64
@@ -184,7 +184,7 @@ func BenchmarkRedisPublished(b *testing.B) {
 
 // redisRounds is how many times each redis-server is measured per kind
 // of connection.
-const redisRounds = 5
+const redisRounds = 7
 
 // The CPUs the redis benchmark pins its servers and its client to.
 const (
