@@ -150,6 +150,13 @@ func dnsService(ep *pb.ServiceEndpoint, log *slog.Logger) dns.Service {
 			log.Warn("dns: service VIP does not parse", "service", s.Name, "vip", ep.GetVip())
 		}
 	}
+	for _, p := range ep.GetPorts() {
+		proto := "tcp"
+		if p.GetProtocol() == pb.PortConfig_PROTOCOL_UDP {
+			proto = "udp"
+		}
+		s.Ports = append(s.Ports, dns.Port{Name: p.GetName(), Proto: proto, Target: uint16(p.GetTargetPort())})
+	}
 	for _, t := range ep.GetTasks() {
 		p, err := netip.ParsePrefix(t.GetAddress())
 		if err != nil {

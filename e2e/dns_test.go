@@ -44,7 +44,7 @@ func TestDNSOnRealHosts(t *testing.T) {
 	}
 	a3 := c.Agents[2].Name
 	for _, args := range [][]string{
-		{"--name", "web", "--replicas", "3", "--replicas-max-per-node", "1", "--network", "name=back,alias=site", c.Images.AppV1.Tag},
+		{"--name", "web", "--replicas", "3", "--replicas-max-per-node", "1", "--network", "name=back,alias=site", "--publish", "8080:8080", c.Images.AppV1.Tag},
 		{"--name", "rr", "--endpoint-mode", "dnsrr", "--replicas", "2", "--network", "back", "--constraint", "node.hostname!=" + a3, c.Images.AppV1.Tag},
 		{"--name", "probe", "--network", "back", "--constraint", "node.hostname==" + a3, c.Images.Busybox.Tag, "sleep", "3600"},
 		{"--name", "outsider", "--network", "other", "--constraint", "node.hostname==" + a3, c.Images.Busybox.Tag, "sleep", "3600"},
@@ -81,6 +81,18 @@ func TestDNSOnRealHosts(t *testing.T) {
 	}
 	if out, _, err := cliOut(ctx, c, "exec", "probe", "--", "nslookup", "-type=a", "nosuch"); err == nil || !strings.Contains(out, "NXDOMAIN") {
 		t.Errorf("nslookup nosuch: %v %q, want NXDOMAIN", err, out)
+	}
+	// SRV records for the published port, as Kubernetes names them.
+	for _, name := range []string{"_8080._tcp.web.", "_8080._tcp.site."} {
+		r, err := askTypeFrom(probe, gw, name, mdns.TypeSRV)
+		want := strings.TrimPrefix(name, "_8080._tcp.")
+		var srv *mdns.SRV
+		if err == nil && len(r.Answer) == 1 {
+			srv, _ = r.Answer[0].(*mdns.SRV)
+		}
+		if srv == nil || srv.Port != 8080 || srv.Target != want {
+			t.Errorf("SRV %s from probe: %v %v, want port 8080 at %s", name, r, err, want)
+		}
 	}
 	// Connecting by name, to tasks on other hosts (dnsrr service, tasks.*,
 	// a task's name), with busybox's own resolver.
@@ -194,6 +206,11 @@ func nslookup(t *testing.T, c *e2ecluster.Cluster, svc, name string) []string {
 // askFrom sends a query for name from inside tk's container's network
 // namespace, as the container would, to server port 53.
 func askFrom(tk *pb.Task, server netip.Addr, name string) (*mdns.Msg, error) {
+	return askTypeFrom(tk, server, name, mdns.TypeA)
+}
+
+// askTypeFrom is askFrom for records of type qtype.
+func askTypeFrom(tk *pb.Task, server netip.Addr, name string, qtype uint16) (*mdns.Msg, error) {
 	conn, err := inNetns(fmt.Sprintf("/proc/%d/ns/net", tk.GetStatus().GetContainer().GetPid()), func() (net.Conn, error) {
 		return net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(server, 53)))
 	})
@@ -202,7 +219,7 @@ func askFrom(tk *pb.Task, server netip.Addr, name string) (*mdns.Msg, error) {
 	}
 	defer conn.Close()
 	c := &mdns.Client{Timeout: 2 * time.Second}
-	r, _, err := c.ExchangeWithConn(new(mdns.Msg).SetQuestion(name, mdns.TypeA), &mdns.Conn{Conn: conn})
+	r, _, err := c.ExchangeWithConn(new(mdns.Msg).SetQuestion(name, qtype), &mdns.Conn{Conn: conn})
 	return r, err
 }
 

@@ -122,6 +122,21 @@ func TestVIPAndRoutingMesh(t *testing.T) {
 		}
 	}
 
+	// A second task of hm could only go where a1's port is taken: it
+	// waits, saying why (as Swarm's scheduler does).
+	cli("service", "scale", "--detach", "hm=2")
+	const taken = "host port 8081/tcp already in use on every eligible node"
+	await.True(t, wait, func() bool {
+		tasks, err := c.Tasks(ctx, "hm")
+		for _, tk := range tasks {
+			if err == nil && tk.GetStatus().GetState() == pb.TaskState_TASK_STATE_PENDING && strings.Contains(tk.GetStatus().GetErr(), taken) {
+				return true
+			}
+		}
+		return false
+	}, "hm's second task pending with %q", taken)
+	cli("service", "scale", "--detach", "hm=1")
+
 	// A clash is refused, naming the service that has the port.
 	for _, args := range [][]string{
 		{"service", "create", "--detach", "--name", "clash", "--publish", "8080:80", c.Images.AppV1.Tag},

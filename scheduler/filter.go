@@ -53,7 +53,7 @@ func (f portFilter) ok(n *nodeInfo) bool {
 	_, used := n.ports[f.port]
 	return !used
 }
-func (f portFilter) reason() string { return "host port " + f.port.String() + " in use" }
+func (f portFilter) reason() string { return "host port " + f.port.String() + " already in use" }
 
 type cpuFilter struct{ want int64 }
 
@@ -150,11 +150,19 @@ func (p *pipeline) checkDynamic(n *nodeInfo) bool {
 
 // explain renders why no node could take the task, e.g.
 // "no suitable node (insufficient memory on 3 nodes; node drained on 1 node)",
-// its parts in filter order so the same refusals read the same way.
+// its parts in filter order so the same refusals read the same way. When
+// host ports alone refused every node the other filters let through, they
+// say so in one part, as Swarm does: "host port 8080/tcp already in use
+// on every eligible node" (scaling past the eligible nodes is the fix).
 func (p *pipeline) explain() string {
-	var parts []string
+	var parts, ports []string
+	portsOnly := p.portsOnly()
 	for i, n := range p.refused {
 		if n == 0 {
+			continue
+		}
+		if f, ok := p.filters[i].(portFilter); ok && portsOnly {
+			ports = append(ports, f.port.String())
 			continue
 		}
 		unit := "nodes"
@@ -163,10 +171,27 @@ func (p *pipeline) explain() string {
 		}
 		parts = append(parts, fmt.Sprintf("%s on %d %s", p.filters[i].reason(), n, unit))
 	}
+	if len(ports) > 0 {
+		parts = append(parts, "host port "+strings.Join(ports, " or ")+" already in use on every eligible node")
+	}
 	if len(parts) == 0 {
 		return noSuitableNode + " (no nodes in the cluster)"
 	}
 	return noSuitableNode + " (" + strings.Join(parts, "; ") + ")"
+}
+
+// portsOnly reports whether every node refused past the static filters
+// was refused for a host port.
+func (p *pipeline) portsOnly() bool {
+	ports := 0
+	for i := p.static; i < len(p.filters); i++ {
+		if _, ok := p.filters[i].(portFilter); ok {
+			ports += p.refused[i]
+		} else if p.refused[i] > 0 {
+			return false
+		}
+	}
+	return ports > 0
 }
 
 // noSuitableNode starts every reason a task could not be placed.

@@ -69,7 +69,10 @@ func TestFilters(t *testing.T) {
 		{name: "node reports no resources", node: node("n1", withResources(0, 0)), task: task("web", 1, reserve(1, 0)),
 			want: "no suitable node (insufficient cpu on 1 node)"},
 		{name: "host port in use", node: node("n1"), assigned: []*pb.Task{task("api", 1, on("n1"), hostPort80)},
-			task: task("web", 1, hostPort80), want: "no suitable node (host port 80/tcp in use on 1 node)"},
+			task: task("web", 1, hostPort80), want: "no suitable node (host port 80/tcp already in use on every eligible node)"},
+		{name: "host port in use where the constraint allows", node: node("n1", withLabel("zone", "a")),
+			assigned: []*pb.Task{task("api", 1, on("n1"), hostPort80)}, task: task("web", 1, hostPort80, constraints("node.labels.zone==a")),
+			want: "no suitable node (host port 80/tcp already in use on every eligible node)"},
 		{name: "host port other protocol", node: node("n1"), assigned: []*pb.Task{task("api", 1, on("n1"), hostPort80)},
 			task: task("web", 1, hostPort80, func(t *pb.Task) { t.Endpoint.Spec.Ports[0].Protocol = pb.PortConfig_PROTOCOL_UDP })},
 		{name: "ingress port never conflicts", node: node("n1"), assigned: []*pb.Task{task("api", 1, on("n1"), publish(80, pb.PortConfig_PUBLISH_MODE_INGRESS))},
@@ -135,6 +138,51 @@ func TestReasonAggregatesOverNodes(t *testing.T) {
 		if got := reasons(res); len(got) != 1 || got[0] != want {
 			t.Fatalf("reasons = %q\nwant %q", got, want)
 		}
+	}
+}
+
+// TestHostPortOnEveryEligibleNode: tasks publishing one host-mode port
+// take one node each, as Swarm's do; the rest stay pending, saying the
+// port is taken wherever they may go, or counting nodes when something
+// else refused some of them too.
+func TestHostPortOnEveryEligibleNode(t *testing.T) {
+	t.Parallel()
+	nodes := []*pb.Node{
+		node("a1", withLabel("zone", "a")), node("a2", withLabel("zone", "a")),
+		node("b1", withLabel("zone", "b")), node("full", withLabel("zone", "a"), withResources(4*cpu, gib)),
+	}
+	for _, tc := range []struct {
+		name    string
+		pending []*pb.Task
+		placed  int
+		want    string
+	}{
+		{name: "one task per node", pending: tasks("web", 5, hostPort80), placed: 4,
+			want: "no suitable node (host port 80/tcp already in use on every eligible node)"},
+		{name: "behind a constraint", pending: tasks("web", 4, hostPort80, constraints("node.labels.zone==a")), placed: 3,
+			want: "no suitable node (constraint node.labels.zone==a not met on 1 node; host port 80/tcp already in use on every eligible node)"},
+		{name: "several ports", pending: tasks("web", 5, hostPort80, func(t *pb.Task) {
+			t.Endpoint.Spec.Ports = append(t.Endpoint.Spec.Ports, &pb.PortConfig{TargetPort: 443, PublishedPort: 443, PublishMode: pb.PortConfig_PUBLISH_MODE_HOST})
+		}), placed: 4, want: "no suitable node (host port 80/tcp already in use on every eligible node)"},
+		{name: "memory refused one", pending: tasks("web", 4, hostPort80, reserve(0, 2*gib)), placed: 3,
+			want: "no suitable node (host port 80/tcp already in use on 3 nodes; insufficient memory on 1 node)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := Schedule(nodes, nil, tc.pending)
+			if len(res.Assignments) != tc.placed {
+				t.Fatalf("placed %d, want %d: %+v", len(res.Assignments), tc.placed, res)
+			}
+			on := map[string]bool{}
+			for _, a := range res.Assignments {
+				if on[a.NodeID] {
+					t.Errorf("two tasks publishing host port 80 on %s", a.NodeID)
+				}
+				on[a.NodeID] = true
+			}
+			if got := reasons(res); len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("reasons = %q\nwant %q", got, tc.want)
+			}
+		})
 	}
 }
 

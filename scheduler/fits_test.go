@@ -48,7 +48,7 @@ func TestFitsReasons(t *testing.T) {
 		{"label changed", node("n1", withLabel("zone", "b")), nil, task("web", 1, constraints("node.labels.zone==a")),
 			"constraint node.labels.zone==a not met"},
 		{"port taken", node("n1"), []*pb.Task{task("api", 1, on("n1"), hostPort80)}, task("web", 1, hostPort80),
-			"host port 80/tcp in use"},
+			"host port 80/tcp already in use"},
 		{"replicas", node("n1"), []*pb.Task{task("web", 2, on("n1"))}, task("web", 1, maxPerNode(1)),
 			"max replicas per node (1) reached"},
 		{"memory", node("n1"), []*pb.Task{task("db", 1, on("n1"), reserve(0, 8*gib))}, task("web", 1, reserve(0, 1)),

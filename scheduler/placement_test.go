@@ -79,7 +79,7 @@ func TestPlacement(t *testing.T) {
 		{name: "host port once per node", nodes: []*pb.Node{node("n1"), node("n2"), node("n3")},
 			assigned: []*pb.Task{task("api", 1, on("n3"), hostPort80)},
 			pending:  tasks("web", 3, hostPort80), want: map[string]int{"n1": 1, "n2": 1}, unplaced: 1,
-			wantWhy: "no suitable node (host port 80/tcp in use on 3 nodes)"},
+			wantWhy: "no suitable node (host port 80/tcp already in use on every eligible node)"},
 		{name: "resources accounted across the batch", nodes: []*pb.Node{node("n1"), node("n2")},
 			pending: tasks("web", 10, reserve(cpu, 0)), want: map[string]int{"n1": 4, "n2": 4}, unplaced: 2,
 			wantWhy: "no suitable node (insufficient cpu on 2 nodes)"},

@@ -79,8 +79,16 @@ var (
 	arpa4       = []byte(".in-addr.arpa.")
 )
 
-// ours says whether a name that no zone has is in our scope.
+// ours says whether a name that no zone has is in our scope: SRV names
+// (_PORT._PROTO.) are, when what follows is.
 func ours(t *table, name []byte) bool {
+	for range 2 {
+		if len(name) > 0 && name[0] == '_' {
+			if i := bytes.IndexByte(name, '.'); i >= 0 && i+1 < len(name) {
+				name = name[i+1:]
+			}
+		}
+	}
 	if bytes.Count(name, []byte{'.'}) == 1 && len(name) > 1 {
 		return true
 	}
@@ -122,6 +130,9 @@ func reverse4(name []byte) (netip.Addr, bool) {
 
 // has says whether the set answers qtype.
 func (rs *rrset) has(qtype uint16) bool {
+	if rs.srv != nil {
+		return len(rs.srv) > 0 && (qtype == mdns.TypeSRV || qtype == mdns.TypeANY)
+	}
 	if rs.ptr != "" {
 		return qtype == mdns.TypePTR || qtype == mdns.TypeANY
 	}
@@ -185,6 +196,9 @@ func encode(buf []byte, q *query, rcode int, aa bool, rs *rrset, limit int) []by
 
 // count is how many records rs answers for qtype.
 func (rs *rrset) count(qtype uint16) int {
+	if rs.srv != nil {
+		return len(rs.srv)
+	}
 	if rs.ptr != "" {
 		return 1
 	}
@@ -200,6 +214,9 @@ func (rs *rrset) count(qtype uint16) int {
 // appendRecords appends rs's records for qtype, each named by a pointer to
 // the question's name (offset 12), as many as fit under limit.
 func appendRecords(buf []byte, start int, qtype uint16, rs *rrset, limit int) ([]byte, int) {
+	if rs.srv != nil {
+		return appendSRV(buf, start, rs, limit)
+	}
 	if rs.ptr != "" {
 		out, err := appendPTR(buf, rs)
 		if err != nil || len(out)-start > limit {
@@ -248,6 +265,29 @@ func appendPTR(buf []byte, rs *rrset) ([]byte, error) {
 	buf = binary.BigEndian.AppendUint32(buf, rs.ttl)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(n))
 	return append(buf, name[:n]...), nil
+}
+
+// appendSRV appends rs's SRV records, as many as fit under limit; their
+// targets are written whole (no compression), as RFC 2782 asks.
+func appendSRV(buf []byte, start int, rs *rrset, limit int) ([]byte, int) {
+	var name [maxNameLen + 1]byte
+	an := 0
+	for _, r := range rs.srv {
+		n, err := mdns.PackDomainName(r.target, name[:], 0, nil, false)
+		if err != nil || len(buf)-start+18+n > limit {
+			break
+		}
+		buf = append(buf, 0xc0, hdrLen)
+		buf = binary.BigEndian.AppendUint16(buf, mdns.TypeSRV)
+		buf = binary.BigEndian.AppendUint16(buf, mdns.ClassINET)
+		buf = binary.BigEndian.AppendUint32(buf, rs.ttl)
+		buf = binary.BigEndian.AppendUint16(buf, uint16(6+n))
+		buf = append(buf, 0, 0, 0, 0) // priority, weight
+		buf = binary.BigEndian.AppendUint16(buf, r.port)
+		buf = append(buf, name[:n]...)
+		an++
+	}
+	return buf, an
 }
 
 // appendOPT appends our EDNS OPT record; a client speaking an EDNS

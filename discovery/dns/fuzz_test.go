@@ -25,7 +25,10 @@ func FuzzDNSQuery(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1}, false) // a pointer loop
 	f.Add([]byte{0, 1}, false)
 	n1 := testNet("n1", 1)
-	t0 := emptyTable().withZones(map[string]*zone{"n1": buildZone(n1, backend())})
+	svcs := backend()
+	svcs[0].Ports = []Port{{Name: "http", Proto: "tcp", Target: 8080}}
+	svcs[1].Ports = []Port{{Proto: "udp", Target: 53}}
+	t0 := emptyTable().withZones(map[string]*zone{"n1": buildZone(n1, svcs)})
 	known := map[netip.Addr]bool{}
 	for _, s := range backend() {
 		known[s.VIP] = true
@@ -64,6 +67,11 @@ func FuzzDNSQuery(f *testing.F) {
 			case *mdns.AAAA:
 				a, _ = netip.AddrFromSlice(v.AAAA)
 			case *mdns.PTR:
+				continue
+			case *mdns.SRV:
+				if v.Port != 8080 && v.Port != 53 {
+					t.Fatalf("SRV port %d, not in the table", v.Port)
+				}
 				continue
 			default:
 				t.Fatalf("answer of type %s", mdns.TypeToString[rr.Header().Rrtype])
@@ -106,6 +114,7 @@ func fuzzSeeds() []*mdns.Msg {
 	return []*mdns.Msg{
 		q("web.", mdns.TypeA), q("WWW.", mdns.TypeANY), q("rr.", mdns.TypeA), q("web.1.t1.", mdns.TypeAAAA),
 		q("11.1.77.127.in-addr.arpa.", mdns.TypePTR), q("nosuch.", mdns.TypeA), q("example.com.", mdns.TypeA),
+		q("_8080._tcp.web.", mdns.TypeSRV), q("_http._tcp.www.", mdns.TypeANY), q("_53._udp.rr.", mdns.TypeSRV),
 		q(`we\.b.`, mdns.TypeA), q(".", mdns.TypeNS), edns, v1, two, notify, resp, chaos,
 	}
 }

@@ -71,6 +71,8 @@ func addrsOf(r *mdns.Msg) []string {
 			out = append(out, v.AAAA.String())
 		case *mdns.PTR:
 			out = append(out, "ptr "+v.Ptr)
+		case *mdns.SRV:
+			out = append(out, fmt.Sprintf("srv %d %d %d %s", v.Priority, v.Weight, v.Port, v.Target))
 		}
 	}
 	return out

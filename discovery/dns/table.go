@@ -3,6 +3,7 @@ package dns
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	mdns "github.com/miekg/dns"
@@ -45,7 +46,22 @@ type Service struct {
 	// Aliases are the service's other names on this network
 	// (--network name=N,alias=A); each answers as SERVICE does.
 	Aliases []string
-	Tasks   []Task
+	// Ports are the service's ports, answered as SRV records.
+	Ports []Port
+	Tasks []Task
+}
+
+// Port is a port of a service, named as Kubernetes names its SRV
+// records: _TARGET._PROTO.SERVICE (and _NAME._PROTO.SERVICE for a named
+// port) answers with the port tasks listen on, at SERVICE (its VIP) or,
+// with endpoint mode dnsrr, at each ready task's name. Swarm has no SRV
+// records.
+type Port struct {
+	// Name is the port's name (--publish name=...), or empty.
+	Name string
+	// Proto is "tcp" or "udp".
+	Proto  string
+	Target uint16
 }
 
 // Task is one task of a service, on the service's network.
@@ -65,14 +81,23 @@ type Key struct{ ServiceID, NetworkID string }
 
 func (s Service) key() Key { return Key{s.ID, s.NetworkID} }
 
-// rrset is the answer for one name: addresses (A) or a pointer (PTR).
+// rrset is the answer for one name: addresses (A), a pointer (PTR) or
+// services (SRV).
 type rrset struct {
 	addrs []netip.Addr
 	ptr   string // PTR target, FQDN
+	srv   []srv
 	ttl   uint32
 	// rotate spreads clients over task addresses (as Swarm does for
 	// dnsrr): each answer starts at another address.
 	rotate bool
+}
+
+// srv is one SRV record's data: priority and weight are always 0 (one
+// target, or equal tasks), so clients pick among them at random.
+type srv struct {
+	port   uint16
+	target string // FQDN
 }
 
 // zone is one network's names: immutable once built.
@@ -140,12 +165,49 @@ func buildZone(n Network, svcs []Service) *zone {
 			add(fqdn("tasks."+name), TaskTTL, true, ready...)
 		}
 		ptr(s.VIP, fqdn(s.Name))
+		addSRV(z, s)
 	}
 	for _, rs := range z.names {
 		slices.SortFunc(rs.addrs, func(a, b netip.Addr) int { return a.Compare(b) })
 		rs.addrs = slices.Compact(rs.addrs)
 	}
 	return z
+}
+
+// addSRV adds s's SRV records to z, under every name of s.
+func addSRV(z *zone, s Service) {
+	for _, name := range append([]string{s.Name}, s.Aliases...) {
+		var targets []string
+		ttl := uint32(VIPTTL)
+		if s.VIP.IsValid() {
+			targets = []string{fqdn(name)}
+		} else {
+			ttl = TaskTTL
+			for _, t := range s.Tasks {
+				if t.Ready && t.Addr.IsValid() && t.Name != "" {
+					targets = append(targets, fqdn(t.Name))
+				}
+			}
+		}
+		for _, p := range s.Ports {
+			for _, label := range []string{strconv.Itoa(int(p.Target)), p.Name} {
+				if label == "" || p.Proto == "" {
+					continue
+				}
+				owner := fqdn("_" + label + "._" + p.Proto + "." + name)
+				rs := z.names[owner]
+				if rs == nil {
+					rs = &rrset{ttl: ttl}
+					z.names[owner] = rs
+				}
+				for _, t := range targets {
+					if !slices.Contains(rs.srv, srv{p.Target, t}) {
+						rs.srv = append(rs.srv, srv{p.Target, t})
+					}
+				}
+			}
+		}
+	}
 }
 
 // withZones returns a copy of t with the zones of the given networks

@@ -19,7 +19,9 @@
 // It also balances services' virtual IPs, in an nftables table in each
 // client container (vip.go), and publishes ports, ingress (the routing
 // mesh) and host mode, in the node's one nftables table beside the
-// masquerade and isolation rules (publish.go, gateway.go).
+// masquerade and isolation rules (publish.go, gateway.go). Traffic
+// within a network and the VXLAN packets carrying it are exempt from
+// connection tracking there (notrack.go): no rule of ours rewrites them.
 //
 // Every link and the table the package makes are named with
 // Config.Prefix; Sweep removes what no running container uses, and makes

@@ -47,6 +47,7 @@ func (p *Plane) ruleSet(fresh bool) error {
 	}
 	if !empty {
 		addNetworkRules(c, t, nets)
+		addNotrack(c, t, nets, p.underlay)
 		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh)); err != nil {
 			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 		}
@@ -87,6 +88,18 @@ func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network) {
 	c.FlushChain(fwd)
 	c.FlushChain(nat)
 	masq := []expr.Any{&expr.Masq{}}
+	if len(nets) > 1 {
+		// Frames bridged within a network meet this chain too (under
+		// br_netfilter); they are untracked (notrack.go), and skip the
+		// rules below, one pair of networks each.
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitUNTRACKED), Xor: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}})
+	}
 	for _, n := range nets {
 		for _, m := range nets {
 			if m.ID != n.ID {
