@@ -1,0 +1,75 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"berth/internal/etcdtest"
+	"berth/store/etcdstore"
+)
+
+// testEtcd is the one etcd of an etcd test run (BERTH_TEST_STORE=etcd),
+// started by the first manager that needs it; each test cluster keeps
+// its state under a prefix of its own.
+var testEtcd struct {
+	once     sync.Once
+	srv      *etcdtest.Server
+	err      error
+	prefixes atomic.Int64
+}
+
+func TestMain(m *testing.M) {
+	if _, err := etcdtest.Store(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	code := m.Run()
+	if testEtcd.srv != nil {
+		testEtcd.srv.Stop()
+		os.RemoveAll(testEtcd.srv.Dir)
+	}
+	os.Exit(code)
+}
+
+// testLeaseTTL is the etcd leader's lease in tests: a killed leader is
+// replaced within it.
+const testLeaseTTL = 3 * time.Second
+
+// etcdConfig is a fresh prefix on the run's etcd, nil in a Raft run.
+func etcdConfig(t testing.TB) *EtcdConfig {
+	t.Helper()
+	if !etcdtest.OnEtcd() {
+		return nil
+	}
+	testEtcd.once.Do(func() {
+		if testEtcd.err = etcdtest.Installed(); testEtcd.err != nil {
+			return
+		}
+		dir, err := os.MkdirTemp("", fmt.Sprintf("berth-etcd-%d-", os.Getpid()))
+		if err != nil {
+			testEtcd.err = err
+			return
+		}
+		testEtcd.srv, testEtcd.err = etcdtest.Start(context.Background(), dir, "127.0.0.1")
+	})
+	if testEtcd.err != nil {
+		t.Fatalf("etcd for %s=etcd: %v", etcdtest.StoreEnv, testEtcd.err)
+	}
+	return &EtcdConfig{
+		Dial:     etcdstore.DialConfig{Endpoints: []string{testEtcd.srv.Endpoint()}},
+		Prefix:   fmt.Sprintf("/t%d", testEtcd.prefixes.Add(1)),
+		LeaseTTL: testLeaseTTL,
+	}
+}
+
+// joins makes tm join first's cluster with tok: through first's address,
+// and on etcd under first's prefix.
+func (tm *testManager) joins(first *testManager, tok string) {
+	tm.cfg.Join, tm.cfg.Token = []string{first.m.Addr()}, tok
+	tm.cfg.Etcd = first.cfg.Etcd
+}
