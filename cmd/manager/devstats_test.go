@@ -50,8 +50,8 @@ func TestDevStatsAndMetrics(t *testing.T) {
 	images := testimage.Serve(t)
 	dir := t.TempDir()
 	metricsURL := "http://" + freeAddr(t)
-	mgr := exec.Command(bins.Manager, "--dev", "--data-dir", dir, "--listen-addr", freeAddr(t), "--metrics-addr", strings.TrimPrefix(metricsURL, "http://"),
-		"--cgroup-parent", e2ecluster.TestCgroupParent(t))
+	mgr := exec.Command(bins.Manager, append([]string{"--dev", "--data-dir", dir, "--listen-addr", freeAddr(t), "--metrics-addr", strings.TrimPrefix(metricsURL, "http://"),
+		"--cgroup-parent", e2ecluster.TestCgroupParent(t)}, storeArgs(t)...)...)
 	mgr.Env = append(os.Environ(), "HOME="+dir)
 	var logs bytes.Buffer
 	mgr.Stdout, mgr.Stderr = &logs, &logs
