@@ -33,8 +33,10 @@ type etcdBackend struct {
 	log   *slog.Logger
 	// campaign is this manager's election value: its node ID and address.
 	campaign string
-	leading  atomic.Bool
-	mu       sync.Mutex
+	// self is this manager's address.
+	self    string
+	leading atomic.Bool
+	mu      sync.Mutex
 	// leaderID and leaderAddr are the elected leader's, as observed.
 	leaderID, leaderAddr string
 }
@@ -48,14 +50,15 @@ func (m *Manager) openEtcd(ctx context.Context) (*etcdBackend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := etcdstore.Open(ctx, etcdstore.Config{
+	e := &etcdBackend{cli: cli, peers: m.peers, log: m.log, campaign: m.nodeID + " " + m.advertise, self: m.advertise}
+	e.b, err = etcdstore.Open(ctx, etcdstore.Config{
 		Client: cli, Prefix: ec.Prefix, LeaseTTL: ec.LeaseTTL, Logger: m.log.With("part", "etcd"),
+		Forward: e.forward,
 	})
 	if err != nil {
 		cli.Close()
 		return nil, err
 	}
-	e := &etcdBackend{b: b, cli: cli, peers: m.peers, log: m.log, campaign: m.nodeID + " " + m.advertise}
 	if err := e.checkCluster(m.clusterID, ec.Prefix); err != nil {
 		cli.Close()
 		return nil, err
@@ -96,30 +99,44 @@ func (e *etcdBackend) IsLeader() bool            { return e.leading.Load() }
 func (e *etcdBackend) AppliedIndex() uint64      { return e.b.Store().Index() }
 func (e *etcdBackend) Close()                    { e.cli.Close() }
 
-// Register serves RaftMembership refusing every call: managers on etcd
-// do not talk Raft, and a caller is told so (after the role checks every
-// call passes) rather than that the service is unknown.
+// Register serves RaftMembership on etcd: the leader commits the writes
+// followers forward (Propose) and hands out read indexes; joins through
+// Raft are refused, saying how managers join here.
 func (e *etcdBackend) Register(srv *grpc.Server) {
-	pb.RegisterRaftMembershipServer(srv, noRaft{})
+	pb.RegisterRaftMembershipServer(srv, raftapi.New(e, e.peers, e.log))
 }
 
-// noRaft answers RaftMembership on a manager whose state is in etcd.
-type noRaft struct {
-	pb.UnimplementedRaftMembershipServer
-}
-
-var errNoRaft = status.Error(codes.FailedPrecondition, "this manager keeps the cluster state in etcd and runs no Raft: "+
+// errNoRaft refuses Raft joins on etcd.
+var errNoRaft = errors.New("this manager keeps the cluster state in etcd and runs no Raft: " +
 	"managers join with `berth-manager --store etcd --join` and a manager token")
 
-func (noRaft) Join(context.Context, *pb.JoinRequest) (*pb.JoinResponse, error) { return nil, errNoRaft }
-func (noRaft) Leave(context.Context, *pb.LeaveRequest) (*pb.LeaveResponse, error) {
-	return nil, errNoRaft
+// AddVoter refuses: on etcd, a manager token's join registers the manager.
+func (e *etcdBackend) AddVoter(context.Context, string, string) error { return errNoRaft }
+
+// ApplyBatch writes a batch a follower forwarded, while this manager leads.
+func (e *etcdBackend) ApplyBatch(ctx context.Context, b *pb.StoreBatch) (uint64, error) {
+	if !e.IsLeader() {
+		return 0, store.ErrNotLeader
+	}
+	return e.b.ProposeHere(ctx, b)
 }
-func (noRaft) Propose(context.Context, *pb.ProposeRequest) (*pb.ProposeResponse, error) {
-	return nil, errNoRaft
-}
-func (noRaft) Barrier(context.Context, *pb.BarrierRequest) (*pb.BarrierResponse, error) {
-	return nil, errNoRaft
+
+// ReadIndex is etcd's last write under the prefix (raftapi's Barrier).
+func (e *etcdBackend) ReadIndex(ctx context.Context) (uint64, error) { return e.b.ReadIndex(ctx) }
+
+// forward passes a write to the leader: one manager writes to etcd, so
+// writers on several managers do not race each other for the guard
+// (etcdstore.Config.Forward).
+func (e *etcdBackend) forward(ctx context.Context, b *pb.StoreBatch) (uint64, bool, error) {
+	if e.IsLeader() {
+		return 0, false, nil
+	}
+	_, addr := e.Leader()
+	if addr == "" || addr == e.self {
+		return 0, false, nil
+	}
+	index, err := e.peers.Forward(ctx, addr, b)
+	return index, true, err
 }
 
 // CanPromote refuses: a promoted agent's manager would need etcd's
