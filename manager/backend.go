@@ -2,10 +2,16 @@ package manager
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"berth/ca"
 	"berth/manager/mux"
 	pb "berth/proto/berth/v1"
 	"berth/store"
@@ -62,10 +68,48 @@ type EtcdConfig struct {
 // openBackend is Run's second step: the Raft node on the shared port's
 // Raft side, or the etcd backend when Config.Etcd is set.
 func (m *Manager) openBackend(ctx context.Context, mx *mux.Mux) (backend, error) {
+	if err := m.checkStoreKind(); err != nil {
+		return nil, err
+	}
 	if m.cfg.Etcd != nil {
 		return m.openEtcd(ctx)
 	}
 	return m.openRaft(ctx, mx)
+}
+
+// storeKindFile records in a manager's data dir which backend its
+// cluster keeps the state in.
+const storeKindFile = "store"
+
+// checkStoreKind refuses to start a manager on another backend than its
+// cluster's: a Raft manager started with --store etcd (or the reverse)
+// would serve an empty state, or none. A data dir from before the file
+// existed is Raft's when it holds Raft's directory.
+func (m *Manager) checkStoreKind() error {
+	want := "raft"
+	if m.cfg.Etcd != nil {
+		want = "etcd"
+	}
+	b, err := os.ReadFile(m.path(storeKindFile))
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist):
+		if _, err := os.Stat(m.path(raftDir)); err == nil {
+			b = []byte("raft")
+			break
+		}
+		return ca.WriteFileAtomic(m.path(storeKindFile), []byte(want+"\n"), 0o600)
+	default:
+		return fmt.Errorf("read %s: %w", m.path(storeKindFile), err)
+	}
+	have := strings.TrimSpace(string(b))
+	if have == want {
+		return nil
+	}
+	if have == "etcd" {
+		return fmt.Errorf("the data dir %s is of a manager whose cluster keeps its state in etcd: start it with --store etcd and the cluster's --etcd-* flags, or use a fresh --data-dir", m.cfg.DataDir)
+	}
+	return fmt.Errorf("the data dir %s is of a manager whose cluster keeps its state in the embedded Raft: start it without --store etcd, or use a fresh --data-dir to join an etcd cluster", m.cfg.DataDir)
 }
 
 // Store is this manager's view of the cluster state (valid after Ready).

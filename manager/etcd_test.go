@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,4 +73,34 @@ func etcdConfig(t testing.TB) *EtcdConfig {
 func (tm *testManager) joins(first *testManager, tok string) {
 	tm.cfg.Join, tm.cfg.Token = []string{first.m.Addr()}, tok
 	tm.cfg.Etcd = first.cfg.Etcd
+}
+
+// TestDataDirKeepsItsBackend: a manager's data dir is of one backend: a
+// Raft manager restarted with etcd flags (or the reverse) stops at start
+// saying which flags its cluster needs.
+func TestDataDirKeepsItsBackend(t *testing.T) {
+	tm := newTestManager(t, "m0")
+	tm.mustStart()
+	tm.waitBundle()
+	tm.stop()
+	was := tm.cfg.Etcd
+	if was == nil {
+		if err := etcdtest.Installed(); err != nil {
+			t.Skip(err)
+		}
+		srv := etcdtest.New(t)
+		tm.cfg.Etcd = &EtcdConfig{Dial: etcdstore.DialConfig{Endpoints: []string{srv.Endpoint()}}}
+	} else {
+		tm.cfg.Etcd = nil
+	}
+	err := tm.start()
+	want := "keeps its state in the embedded Raft: start it without --store etcd"
+	if was != nil {
+		want = "keeps its state in etcd: start it with --store etcd"
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("restarted on the other backend: %v; want %q", err, want)
+	}
+	tm.cfg.Etcd = was
+	tm.mustStart()
 }

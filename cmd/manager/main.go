@@ -69,7 +69,9 @@ func newCmd() *cobra.Command {
 With an empty --data-dir it bootstraps a new one-manager cluster; with --join
 and a manager join token it joins an existing one; restarted with the same
 --data-dir it rejoins with no other flags. --dev runs a one-node cluster with
-an embedded agent.`,
+an embedded agent. The cluster state is replicated with the embedded Raft, or
+kept in etcd with --store etcd --etcd-endpoints URL,... (every manager of the
+cluster gets the same --etcd-* flags).`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
