@@ -136,7 +136,20 @@ func (e *etcdBackend) forward(ctx context.Context, b *pb.StoreBatch) (uint64, bo
 		return 0, false, nil
 	}
 	index, err := e.peers.Forward(ctx, addr, b)
+	if err != nil && neverSent(err) {
+		// The leader is unreachable (killed, say) and its lease has not
+		// run out yet: the write, which surely did not reach it, is made
+		// here, guarded as every write is.
+		e.log.Debug("the leader is unreachable; writing to etcd from here", "leader", addr, "err", err)
+		return 0, false, nil
+	}
 	return index, true, err
+}
+
+// neverSent says whether a forward failed before its request left this
+// manager: gRPC could not connect to the leader at all.
+func neverSent(err error) bool {
+	return strings.Contains(err.Error(), "Error while dialing")
 }
 
 // CanPromote refuses: a promoted agent's manager would need etcd's
