@@ -39,6 +39,8 @@ type etcdBackend struct {
 	mu      sync.Mutex
 	// leaderID and leaderAddr are the elected leader's, as observed.
 	leaderID, leaderAddr string
+	// onLeaderChange, if set, counts elections (metrics; Config.Raft's).
+	onLeaderChange func(leaderID string)
 }
 
 // openEtcd dials etcd, claims or checks the prefix and loads the state:
@@ -50,10 +52,11 @@ func (m *Manager) openEtcd(ctx context.Context) (*etcdBackend, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &etcdBackend{cli: cli, peers: m.peers, log: m.log, campaign: m.nodeID + " " + m.advertise, self: m.advertise}
+	e := &etcdBackend{cli: cli, peers: m.peers, log: m.log, campaign: m.nodeID + " " + m.advertise, self: m.advertise,
+		onLeaderChange: m.cfg.Raft.OnLeaderChange}
 	e.b, err = etcdstore.Open(ctx, etcdstore.Config{
 		Client: cli, Prefix: ec.Prefix, LeaseTTL: ec.LeaseTTL, Logger: m.log.With("part", "etcd"),
-		Forward: e.forward,
+		Forward: e.forward, OnCommit: m.cfg.Raft.OnCommit,
 	})
 	if err != nil {
 		cli.Close()
@@ -177,6 +180,9 @@ func (e *etcdBackend) Run(ctx context.Context) error {
 			e.leaderID, e.leaderAddr = id, addr
 			e.mu.Unlock()
 			e.log.Info("etcd election: leader", "node", id, "addr", addr)
+			if e.onLeaderChange != nil {
+				e.onLeaderChange(id)
+			}
 		})
 	})
 	return g.Wait()

@@ -46,7 +46,10 @@ type Config struct {
 	// leader refused as ErrNotLeader (and surely did not apply) is made
 	// here too. Writes made anywhere are safe: each is guarded.
 	Forward func(ctx context.Context, batch *berthv1.StoreBatch) (index uint64, forwarded bool, err error)
-	Logger  *slog.Logger
+	// OnCommit, if set, receives how long each etcd transaction this
+	// manager committed took (metrics).
+	OnCommit func(time.Duration)
+	Logger   *slog.Logger
 }
 
 // Backend is the etcd backend of one manager's store.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
@@ -66,11 +67,15 @@ func (b *Backend) ProposeHere(ctx context.Context, batch *berthv1.StoreBatch) (u
 		if err != nil {
 			return 0, err
 		}
+		start := time.Now()
 		rev, latest, err := b.commit(ctx, index, ops)
 		if err != nil {
 			return 0, err
 		}
 		if rev > 0 {
+			if b.cfg.OnCommit != nil {
+				b.cfg.OnCommit(time.Since(start))
+			}
 			if err := b.store.WaitIndex(ctx, uint64(rev)); err != nil {
 				return 0, fmt.Errorf("written to etcd at revision %d, not yet seen here: %w", rev, err)
 			}
