@@ -226,6 +226,8 @@ func failover(b *testing.B, mgrs []*mgrProc, ccs []pb.ControlClient) (write, lea
 		b.Fatalf("after the leader's kill -9: no write (%v) or no new leader (%v) within %s", wrote.Load() != 0, led.Load() != 0, 2*settle)
 	}
 	l.start()
-	await.NoError(b, settle, func() error { return threeManagers(b, survivor) }, "the killed manager is back")
+	for _, cc := range ccs {
+		await.NoError(b, settle, func() error { return threeManagers(b, cc) }, "the killed manager is back")
+	}
 	return time.Duration(wrote.Load()), time.Duration(led.Load())
 }
