@@ -2,7 +2,9 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"sync"
@@ -10,7 +12,12 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"berth/ca"
 	"berth/internal/etcdtest"
+	pb "berth/proto/berth/v1"
+	"berth/store"
 	"berth/store/etcdstore"
 )
 
@@ -103,4 +110,46 @@ func TestDataDirKeepsItsBackend(t *testing.T) {
 	}
 	tm.cfg.Etcd = was
 	tm.mustStart()
+}
+
+// TestCAKeySealedInEtcd: on etcd, as on Raft, the cluster's CA key is in
+// the state only sealed under the cluster key: no key in clear anywhere
+// under the prefix, and the bootstrap file that held it until the Cluster
+// object was written is gone.
+func TestCAKeySealedInEtcd(t *testing.T) {
+	srv := etcdtest.New(t)
+	tm := newTestManager(t, "m0")
+	tm.cfg.Etcd = &EtcdConfig{Dial: etcdstore.DialConfig{Endpoints: []string{srv.Endpoint()}}, Prefix: "/sealed", LeaseTTL: testLeaseTTL}
+	tm.mustStart()
+	tm.waitBundle()
+	cli, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(t.Context(), "/sealed/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cluster bool
+	for _, kv := range resp.Kvs {
+		if strings.Contains(string(kv.Value), "PRIVATE KEY") {
+			t.Errorf("etcd key %s holds a private key in clear", kv.Key)
+		}
+		cluster = cluster || strings.HasPrefix(string(kv.Key), "/sealed/objects/cluster/")
+	}
+	if !cluster {
+		t.Fatal("no Cluster object in etcd")
+	}
+	var c *pb.Cluster
+	tm.m.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(tm.m.clusterID) })
+	if len(c.GetRootCa().GetCaKey()) == 0 {
+		t.Fatal("the Cluster object carries no sealed CA key")
+	}
+	if _, err := ca.Open(tm.m.id.clusterKey, c.GetRootCa().GetCaKey()); err != nil {
+		t.Fatalf("the CA key in etcd does not open with the cluster key: %v", err)
+	}
+	if _, err := os.Stat(tm.m.path(sealedCAKeyFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the bootstrap CA key file is still there: %v", err)
+	}
 }
