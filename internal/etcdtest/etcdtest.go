@@ -119,6 +119,8 @@ func (s *Server) Restart(ctx context.Context) error {
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "t="+peer)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// A test binary that crashes takes its etcd with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start etcd: %w", err)
 	}
