@@ -41,6 +41,10 @@ type etcdBackend struct {
 	leaderID, leaderAddr string
 	// onLeaderChange, if set, counts elections (metrics; Config.Raft's).
 	onLeaderChange func(leaderID string)
+	// id is this manager's node ID; present the managers whose presence
+	// key is in etcd (nil until first seen).
+	id      string
+	present map[string]bool
 }
 
 // openEtcd dials etcd, claims or checks the prefix and loads the state:
@@ -53,7 +57,7 @@ func (m *Manager) openEtcd(ctx context.Context) (*etcdBackend, error) {
 		return nil, err
 	}
 	e := &etcdBackend{cli: cli, peers: m.peers, log: m.log, campaign: m.nodeID + " " + m.advertise, self: m.advertise,
-		onLeaderChange: m.cfg.Raft.OnLeaderChange}
+		onLeaderChange: m.cfg.Raft.OnLeaderChange, id: m.nodeID}
 	e.b, err = etcdstore.Open(ctx, etcdstore.Config{
 		Client: cli, Prefix: ec.Prefix, LeaseTTL: ec.LeaseTTL, Logger: m.log.With("part", "etcd"),
 		Forward: e.forward, OnCommit: m.cfg.Raft.OnCommit,
@@ -169,10 +173,19 @@ func (e *etcdBackend) Leader() (id, addr string) {
 	return e.leaderID, e.leaderAddr
 }
 
-// Run follows etcd into the store and watches who leads.
+// Run follows etcd into the store, keeps this manager's presence there,
+// and watches who leads and which managers are present.
 func (e *etcdBackend) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.b.Run(gctx) })
+	g.Go(func() error { return e.b.KeepPresent(gctx, e.id) })
+	g.Go(func() error {
+		return e.b.ObservePresent(gctx, func(ids map[string]bool) {
+			e.mu.Lock()
+			e.present = ids
+			e.mu.Unlock()
+		})
+	})
 	g.Go(func() error {
 		return e.b.ObserveLeader(gctx, func(v string) {
 			id, addr, _ := strings.Cut(v, " ")
@@ -198,9 +211,12 @@ func (e *etcdBackend) RunWhileLeader(ctx context.Context, fn func(context.Contex
 	})
 }
 
-// Members are the nodes of role manager, the elected one marked leader.
+// Members are the nodes of role manager, the elected one marked leader,
+// reachable while their presence key is in etcd (kept on a lease).
 func (e *etcdBackend) Members() ([]*pb.RaftMember, error) {
-	leader, _ := e.Leader()
+	e.mu.Lock()
+	leader, present := e.leaderID, e.present
+	e.mu.Unlock()
 	var nodes []*pb.Node
 	var err error
 	e.b.Store().View(func(tx store.ReadTx) { nodes, err = tx.FindNodes(store.ByRole(pb.NodeSpec_ROLE_MANAGER)) })
@@ -209,8 +225,12 @@ func (e *etcdBackend) Members() ([]*pb.RaftMember, error) {
 	}
 	out := make([]*pb.RaftMember, 0, len(nodes))
 	for _, n := range nodes {
-		reach := pb.ManagerStatus_REACHABILITY_REACHABLE
-		if n.GetStatus().GetState() != pb.NodeStatus_STATE_READY {
+		reach := pb.ManagerStatus_REACHABILITY_UNKNOWN
+		switch {
+		case present == nil:
+		case present[n.GetId()]:
+			reach = pb.ManagerStatus_REACHABILITY_REACHABLE
+		default:
 			reach = pb.ManagerStatus_REACHABILITY_UNREACHABLE
 		}
 		out = append(out, &pb.RaftMember{

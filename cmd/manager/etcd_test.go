@@ -111,6 +111,26 @@ func leaderKilled(t *testing.T, mgrs []*mgrProc, ccs []pb.ControlClient) {
 		}
 		return err
 	}, "another manager leads")
+	// Its presence lease runs out: the cluster reports it unreachable,
+	// the others reachable.
+	await.NoError(t, settle, func() error {
+		resp, err := call(t, func(ctx context.Context) (*pb.GetClusterResponse, error) {
+			return survivor.GetCluster(ctx, &pb.GetClusterRequest{})
+		})
+		if err != nil {
+			return err
+		}
+		for _, m := range resp.GetMembers() {
+			want := pb.ManagerStatus_REACHABILITY_REACHABLE
+			if m.GetAddr() == l.addr {
+				want = pb.ManagerStatus_REACHABILITY_UNREACHABLE
+			}
+			if m.GetReachability() != want {
+				return fmt.Errorf("manager %s is %v, want %v", m.GetAddr(), m.GetReachability(), want)
+			}
+		}
+		return nil
+	}, "the killed manager is reported unreachable")
 }
 
 // etcdStopped: with etcd stopped, reads and writes fail saying etcd is

@@ -29,30 +29,43 @@ func (b *Backend) ReadIndex(ctx context.Context) (uint64, error) {
 // with (RunWhileLeader's id), "" while none leads, each time it changes,
 // until ctx ends. While etcd does not answer, the last value stands.
 func (b *Backend) ObserveLeader(ctx context.Context, fn func(value string)) error {
-	last := "\x00" // never a campaign value: the first answer is told
+	return b.observe(ctx, b.electionPrefix(), clientv3.WithFirstCreate(), func(resp *clientv3.GetResponse) string {
+		if len(resp.Kvs) == 0 {
+			return ""
+		}
+		return string(resp.Kvs[0].Value)
+	}, fn)
+}
+
+// observe reads the keys under prefix (with opts) each time one of them
+// changes, and calls tell with what value makes of them when it differs
+// from the last, until ctx ends.
+func (b *Backend) observe(ctx context.Context, prefix string, opts []clientv3.OpOption, value func(*clientv3.GetResponse) string, tell func(string)) error {
+	last, told := "", false
+	read := func() (int64, error) {
+		rctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+		defer cancel()
+		resp, err := b.cfg.Client.Get(rctx, prefix, opts...)
+		if err != nil {
+			return 0, b.unreachable(err)
+		}
+		b.answered()
+		if v := value(resp); !told || v != last {
+			last, told = v, true
+			tell(v)
+		}
+		return resp.Header.Revision, nil
+	}
 	for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(2*wait, 2*time.Second) {
-		rev, err := b.leaderValue(ctx, func(v string) {
-			if v != last {
-				last = v
-				fn(v)
-			}
-		})
+		rev, err := read()
 		if err == nil {
 			wait = 100 * time.Millisecond
-			err = b.watchLeader(ctx, rev, func() error {
-				_, err := b.leaderValue(ctx, func(v string) {
-					if v != last {
-						last = v
-						fn(v)
-					}
-				})
-				return err
-			})
+			err = b.watchPrefix(ctx, prefix, rev, func() error { _, err := read(); return err })
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		b.log.Debug("etcd leader observation: starting over", "err", err)
+		b.log.Debug("etcd observation: starting over", "prefix", prefix, "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
@@ -61,30 +74,12 @@ func (b *Backend) ObserveLeader(ctx context.Context, fn func(value string)) erro
 	return nil
 }
 
-// leaderValue reads the election's leader (the oldest campaign key) and
-// hands its value to tell; it returns the revision read at.
-func (b *Backend) leaderValue(ctx context.Context, tell func(string)) (int64, error) {
-	rctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-	defer cancel()
-	resp, err := b.cfg.Client.Get(rctx, b.electionPrefix(), clientv3.WithFirstCreate()...)
-	if err != nil {
-		return 0, b.unreachable(err)
-	}
-	b.answered()
-	v := ""
-	if len(resp.Kvs) > 0 {
-		v = string(resp.Kvs[0].Value)
-	}
-	tell(v)
-	return resp.Header.Revision, nil
-}
-
-// watchLeader calls changed after each change of the campaign keys from
+// watchPrefix calls changed after each change under prefix from
 // revision rev on, until the watch breaks.
-func (b *Backend) watchLeader(ctx context.Context, rev int64, changed func() error) error {
+func (b *Backend) watchPrefix(ctx context.Context, prefix string, rev int64, changed func() error) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for resp := range b.cfg.Client.Watch(wctx, b.electionPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+	for resp := range b.cfg.Client.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if err := resp.Err(); err != nil {
 			return err
 		}
