@@ -55,6 +55,10 @@ check: proto-check build-init
 test: deps check build
 	@if [ "$$(id -u)" != 0 ]; then echo "note: not root; tests that need namespaces, cgroups or mounts will skip"; fi
 	$(GO) test $(TEST_FLAGS) ./...
+	@# The packages that run manager clusters, again with the state in etcd
+	@# (a real etcd-server the tests start): BERTH_TEST_STORE=etcd.
+	BERTH_TEST_STORE=etcd $(GO) test $(TEST_FLAGS) ./manager ./e2e
+	BERTH_TEST_STORE=etcd $(GO) test $(TEST_FLAGS) -run '^TestDev' ./cmd/manager
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzControl$$' -fuzztime 10000x ./manager/controlapi
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzSpecs$$' -fuzztime 40000x ./manager/validate
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzDNSQuery$$' -fuzztime 100000x ./discovery/dns

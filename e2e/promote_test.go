@@ -102,6 +102,14 @@ func TestPromoteAgentInPlace(t *testing.T) {
 	}
 
 	out, err := c.CLI(ctx, "node", "promote", n1.ID)
+	if c.Etcd != nil {
+		// Agents are not given etcd's endpoints and certificates: on etcd
+		// a promotion is refused, saying how to add a manager instead.
+		if err == nil || !strings.Contains(err.Error(), "state in etcd") || !strings.Contains(err.Error(), "berth-manager --store etcd") {
+			t.Fatalf("promote %s on etcd: %v, %q; want a refusal saying how to add a manager", a1.Name, err, out)
+		}
+		return
+	}
 	if err != nil {
 		t.Fatalf("promote %s: %v", a1.Name, err)
 	}

@@ -76,7 +76,7 @@ func (m *Manager) authorize(ctx context.Context, method string) error {
 // longer votes (a demotion in progress still votes: it must finish).
 func (m *Manager) admit(id ca.Identity, manager bool) error {
 	var removed, demoted error
-	m.node.Store().View(func(tx store.ReadTx) {
+	m.be.Store().View(func(tx store.ReadTx) {
 		removed = admit.Removal(tx, id)
 		if manager {
 			demoted = admit.Demotion(tx, id)
@@ -98,7 +98,7 @@ func (m *Manager) admitRaft(id ca.Identity) error { return m.admit(id, true) }
 // votes says whether node id is a voter in this manager's latest Raft
 // configuration.
 func (m *Manager) votes(id string) bool {
-	members, err := m.node.Members()
+	members, err := m.be.Members()
 	if err != nil {
 		return false
 	}

@@ -25,7 +25,7 @@ import (
 // data dir. Every leader also records the insecure registries it was given.
 func (m *Manager) ensureCluster(ctx context.Context) error {
 	var cur *pb.Cluster
-	m.node.Store().View(func(tx store.ReadTx) { cur = tx.GetCluster(m.clusterID) })
+	m.be.Store().View(func(tx store.ReadTx) { cur = tx.GetCluster(m.clusterID) })
 	if cur != nil {
 		return m.updateRegistries(ctx, cur)
 	}
@@ -64,7 +64,7 @@ func (m *Manager) ensureCluster(ctx context.Context) error {
 		// The key's age, from which the next rotation falls due.
 		GossipRotation: &pb.GossipKeyRotation{CreatedAt: timestamppb.New(m.cfg.Now())},
 	}
-	err = m.node.Store().Update(ctx, func(tx store.Tx) error { return tx.CreateCluster(c) })
+	err = m.be.Store().Update(ctx, func(tx store.Tx) error { return tx.CreateCluster(c) })
 	if err != nil && !errors.Is(err, store.ErrExist) {
 		return fmt.Errorf("create cluster object: %w", err)
 	}
@@ -102,7 +102,7 @@ func (m *Manager) updateRegistries(ctx context.Context, cur *pb.Cluster) error {
 	if len(add) == 0 {
 		return nil
 	}
-	return m.node.Store().Update(ctx, func(tx store.Tx) error {
+	return m.be.Store().Update(ctx, func(tx store.Tx) error {
 		c := proto.Clone(tx.GetCluster(m.clusterID)).(*pb.Cluster)
 		c.Spec.InsecureRegistries = append(c.Spec.InsecureRegistries, add...)
 		return tx.UpdateCluster(c)

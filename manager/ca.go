@@ -13,7 +13,7 @@ import (
 // Cluster object keeps sealed under the cluster key.
 func (m *Manager) newCA() *nodeca.Server {
 	return nodeca.New(nodeca.Config{
-		Store: m.node.Store(), ClusterID: m.clusterID, ClusterKey: m.id.clusterKey,
+		Store: m.be.Store(), ClusterID: m.clusterID, ClusterKey: m.id.clusterKey,
 		CertLifetime: m.cfg.CertLifetime, Now: m.cfg.Now, Log: m.log,
 	})
 }

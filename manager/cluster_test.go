@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"berth/internal/await"
+	"berth/internal/etcdtest"
 	pb "berth/proto/berth/v1"
 )
 
@@ -251,6 +252,7 @@ func TestRestartAll(t *testing.T) {
 // TestQuorumLoss: with two of three managers gone, a write and a read on
 // the survivor fail promptly with Unavailable saying quorum is lost.
 func TestQuorumLoss(t *testing.T) {
+	etcdtest.SkipOnEtcd(t, "the managers' quorum is Raft's; on etcd they need none among themselves (TestEtcdLost covers losing etcd)")
 	c := newTestCluster(t, 3)
 	survivor := c.mgrs[2]
 	cc := survivor.control()

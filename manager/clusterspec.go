@@ -14,7 +14,7 @@ import (
 // until the first leader has written it.
 func (m *Manager) cluster() *pb.Cluster {
 	var c *pb.Cluster
-	m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
+	m.be.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
 	return c
 }
 
@@ -48,7 +48,7 @@ func (m *Manager) gossipKeys() (primary []byte, accept [][]byte) {
 func (m *Manager) JoinToken(ctx context.Context, role string) (string, error) {
 	for {
 		var c *pb.Cluster
-		m.node.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
+		m.be.Store().View(func(tx store.ReadTx) { c = tx.GetCluster(m.clusterID) })
 		if c != nil {
 			if role == ca.RoleManager {
 				return c.GetJoinTokens().GetManager(), nil

@@ -57,7 +57,7 @@ type verdicts interface {
 func (m *Manager) newGossip() *gossip {
 	cfg := gossipConfig{
 		nodeID: m.nodeID, advertise: m.advertise, addr: m.gossipAddr(),
-		st: m.node.Store(), clusterID: m.clusterID, members: m.node.Members,
+		st: m.be.Store(), clusterID: m.clusterID, members: m.be.Members,
 		log: m.log,
 	}
 	if m.cfg.SharedNode {
@@ -287,7 +287,7 @@ func (m *Manager) keyRotator() *keyRotator {
 		every = DefaultGossipKeyRotation
 	}
 	return &keyRotator{
-		st: m.node.Store(), clusterID: m.clusterID, every: every,
+		st: m.be.Store(), clusterID: m.clusterID, every: every,
 		now: m.cfg.Now, log: m.log.With("loop", "gossip-keys"),
 	}
 }

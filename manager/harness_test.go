@@ -61,6 +61,7 @@ func newTestManager(t testing.TB, name string) *testManager {
 		DataDir:    filepath.Join(t.TempDir(), name),
 		ListenAddr: freeAddr(t),
 		Raft:       raftstore.Config{LeaderWait: time.Second, WriteTimeout: 5 * time.Second},
+		Etcd:       etcdConfig(t),
 		Logger:     testLogger(name),
 	}}
 }
@@ -184,7 +185,7 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 	tok := joinToken(t, first.control(), pb.NodeSpec_ROLE_MANAGER)
 	for i := 1; i < n; i++ {
 		tm := newTestManager(t, fmt.Sprintf("m%d", i))
-		tm.cfg.Join, tm.cfg.Token = []string{first.m.Addr()}, tok
+		tm.joins(first, tok)
 		tm.mustStart()
 		c.mgrs = append(c.mgrs, tm)
 	}
@@ -206,7 +207,7 @@ func joinToken(t testing.TB, cc pb.ControlClient, role pb.NodeSpec_Role) string 
 // leader returns the running manager that leads, or nil.
 func (c *testCluster) leader() *testManager {
 	for _, tm := range c.mgrs {
-		if tm.running() && tm.m.Raft().IsLeader() {
+		if tm.running() && tm.m.IsLeader() {
 			return tm
 		}
 	}
@@ -245,19 +246,19 @@ func (c *testCluster) waitMembers(n int) {
 		if l == nil {
 			return errors.New("no leader")
 		}
-		members, err := l.m.Raft().Members()
+		members, err := l.m.Members()
 		if err != nil {
 			return err
 		}
 		if len(members) != n {
-			return fmt.Errorf("%d raft members, want %d", len(members), n)
+			return fmt.Errorf("%d managers, want %d", len(members), n)
 		}
 		for _, tm := range c.mgrs {
 			if !tm.running() {
 				continue
 			}
 			var node *pb.Node
-			l.m.Raft().Store().View(func(tx store.ReadTx) { node = tx.GetNode(tm.m.NodeID()) })
+			l.m.Store().View(func(tx store.ReadTx) { node = tx.GetNode(tm.m.NodeID()) })
 			if node == nil {
 				return fmt.Errorf("manager %s has no Node yet", tm.name)
 			}

@@ -20,22 +20,22 @@ func (m *Manager) leaderLoops(ctx context.Context) error {
 	g.Go(func() error { return m.ensureCluster(gctx) })
 	g.Go(func() error { return m.keyRotator().run(gctx) })
 	g.Go(func() error { return m.dispatcher.Run(gctx) })
-	assigner, err := assign.New(assign.Config{Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "assign")})
+	assigner, err := assign.New(assign.Config{Store: m.be.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "assign")})
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { return assigner.Run(gctx) })
-	alloc, err := allocator.New(allocator.Config{Store: m.node.Store(), ClusterID: m.clusterID, Now: m.cfg.Now, Log: m.log.With("loop", "allocator")})
+	alloc, err := allocator.New(allocator.Config{Store: m.be.Store(), ClusterID: m.clusterID, Now: m.cfg.Now, Log: m.log.With("loop", "allocator")})
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { return alloc.Run(gctx) })
-	orch, err := deploy.New(deploy.Config{Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "orchestrator")})
+	orch, err := deploy.New(deploy.Config{Store: m.be.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "orchestrator")})
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { return orch.Run(gctx) })
-	upd, err := deploy.NewUpdater(deploy.Config{Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "updater")})
+	upd, err := deploy.NewUpdater(deploy.Config{Store: m.be.Store(), Now: m.cfg.Now, Log: m.log.With("loop", "updater")})
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,9 @@ type Config struct {
 	// Raft tunes the Raft node (timeouts, snapshots); identity fields are
 	// filled in by the manager.
 	Raft raftstore.Config
+	// Etcd, when set, keeps the cluster state in etcd and elects the
+	// leader there; no Raft runs (berth-manager --store etcd).
+	Etcd *EtcdConfig
 	// OnHeartbeat, if set, is called for each agent heartbeat the
 	// dispatcher takes (metrics count them); it must not block.
 	OnHeartbeat func()
@@ -75,7 +78,7 @@ type Manager struct {
 	clusterID  string
 	nodeID     string
 	advertise  string
-	node       *raftstore.Node
+	be         backend
 	peers      *raftapi.Peers
 	ca         *nodeca.Server
 	ready      chan struct{}
@@ -105,6 +108,9 @@ func New(cfg Config) (*Manager, error) {
 	if err := checkAddressPool(cfg.AddressPool, cfg.AddressPoolMaskLen); err != nil {
 		return nil, err
 	}
+	if cfg.Etcd != nil && cfg.ForceNewCluster {
+		return nil, errors.New("--force-new-cluster recovers a Raft cluster; with --store etcd the state is etcd's: there is no Raft to recover")
+	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, advertise: adv, ready: make(chan struct{})}
 	return m, nil
 }
@@ -121,8 +127,14 @@ func (m *Manager) Addr() string { return m.listener.Addr().String() }
 // AdvertiseAddr is the address other nodes reach this manager on.
 func (m *Manager) AdvertiseAddr() string { return m.advertise }
 
-// Raft is this manager's Raft node (valid after Ready).
-func (m *Manager) Raft() *raftstore.Node { return m.node }
+// Raft is this manager's Raft node (valid after Ready), nil when the
+// state is in etcd.
+func (m *Manager) Raft() *raftstore.Node {
+	if r, ok := m.be.(*raftBackend); ok {
+		return r.Node
+	}
+	return nil
+}
 
 // Run runs the manager until ctx ends or a part fails. It takes its
 // steps in order, each in its own file:
@@ -130,15 +142,17 @@ func (m *Manager) Raft() *raftstore.Node { return m.node }
 //  1. identity (identity.go): load this manager's certificate and the
 //     cluster key, or make a new cluster (bootstrap.go), or join one with
 //     a token;
-//  2. Raft (raft.go): listen on the one port Raft and gRPC share, open the
-//     replicated store and, for a joining manager, know to ask to be added;
+//  2. the backend (backend.go): listen on the one port Raft and gRPC
+//     share, open the replicated store — Raft (raft.go) and, for a joining
+//     manager, know to ask to be added, or etcd (etcd.go);
 //  3. CA (ca.go): the authority that signs node certificates; its key is
 //     sealed in the Cluster object, so it comes with the store;
 //  4. servers (servers.go): NodeCA, Raft membership, Control and
 //     Dispatcher on that port, behind the role checks of auth.go;
 //  5. loops (servers.go): serving, this manager's Node (membership.go),
-//     certificate renewal, gossip, the Raft join, and while this manager
-//     leads, the leader loops (leader.go).
+//     certificate renewal, gossip, the backend's own work (the Raft join,
+//     following etcd), and while this manager leads, the leader loops
+//     (leader.go).
 func (m *Manager) Run(ctx context.Context) error {
 	if err := m.loadIdentity(ctx); err != nil {
 		return err
@@ -147,11 +161,15 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.openRaft(ctx, mx); err != nil {
+	m.peers = raftapi.NewPeers(m.id.creds)
+	defer m.peers.Close()
+	be, err := m.openBackend(ctx, mx)
+	if err != nil {
 		m.listener.Close()
 		return err
 	}
-	defer m.closeRaft()
+	m.be = be
+	defer be.Close()
 	m.ca = m.newCA()
 	srv := m.grpcServer()
 	return m.serve(ctx, mx, srv)

@@ -74,7 +74,7 @@ func (m *Manager) writeSelf(ctx context.Context) error {
 		Platform:  &pb.Platform{Os: runtime.GOOS, Architecture: runtime.GOARCH},
 		Resources: &pb.ResourceSet{NanoCpus: int64(runtime.NumCPU()) * 1e9},
 	}
-	return m.node.Store().Update(ctx, func(tx store.Tx) error {
+	return m.be.Store().Update(ctx, func(tx store.Tx) error {
 		if tx.GetCluster(m.clusterID) == nil {
 			return errors.New("no cluster object yet")
 		}
@@ -128,7 +128,7 @@ func (m *Manager) watchMembership(ctx context.Context, registered <-chan struct{
 			case <-ctx.Done():
 			case <-time.After(removedGrace):
 			}
-			return fmt.Errorf("manager %s: %w: it left the Raft cluster and holds no current state; "+
+			return fmt.Errorf("manager %s: %w: it is no longer one of the cluster's managers and must not serve its state; "+
 				"to make this host a manager again, start berth-manager with an empty --data-dir, --join and a token from `berth cluster join-token manager`", m.nodeID, ErrRemoved)
 		}
 		select {
@@ -151,7 +151,7 @@ func isClosed(ch <-chan struct{}) bool {
 // isVoter reports whether this manager votes in its latest known Raft
 // configuration; known is false while that configuration is empty.
 func (m *Manager) isVoter() (voter, known bool) {
-	members, err := m.node.Members()
+	members, err := m.be.Members()
 	if err != nil || len(members) == 0 {
 		return false, false
 	}

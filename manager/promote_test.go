@@ -12,6 +12,7 @@ import (
 
 	"berth/ca"
 	"berth/internal/await"
+	"berth/internal/etcdtest"
 	pb "berth/proto/berth/v1"
 )
 
@@ -125,6 +126,13 @@ func TestPromoteWorkerInPlace(t *testing.T) {
 	// Not promoted yet: no manager certificate.
 	_, _, err := managerCert(ctx, t, m0.m.Addr(), w)
 	wantStatus(t, "manager certificate before promotion", err, codes.PermissionDenied, "not promoted", "berth node promote")
+	if etcdtest.OnEtcd() {
+		// Agents are not given etcd's endpoints and certificates: the
+		// promotion is refused, saying how to add a manager instead.
+		wantStatus(t, "promote on etcd", setRole(ctx, cc, id, pb.NodeSpec_ROLE_MANAGER),
+			codes.FailedPrecondition, "cannot promote", "state in etcd", "--join")
+		return
+	}
 
 	if err := setRole(ctx, cc, id, pb.NodeSpec_ROLE_MANAGER); err != nil {
 		t.Fatalf("promote the ready worker: %v", err)

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"berth/manager/mux"
 	"berth/manager/raftapi"
@@ -16,11 +19,20 @@ import (
 	"berth/store/raftstore"
 )
 
-// openRaft is Run's second step: it opens this manager's Raft node on the
-// shared port's Raft side, and works out whether this run must ask the
-// cluster to add it (m.id.joined).
-func (m *Manager) openRaft(ctx context.Context, mx *mux.Mux) error {
-	m.peers = raftapi.NewPeers(m.id.creds)
+// raftBackend is the embedded Raft: the default backend.
+type raftBackend struct {
+	*raftstore.Node
+	peers *raftapi.Peers
+	log   *slog.Logger
+	// join asks the cluster to add this manager; nil unless this run
+	// must (mustJoinRaft).
+	join func(context.Context) error
+}
+
+// openRaft opens this manager's Raft node on the shared port's Raft
+// side, and works out whether this run must ask the cluster to add it
+// (m.id.joined).
+func (m *Manager) openRaft(ctx context.Context, mx *mux.Mux) (*raftBackend, error) {
 	rc := m.cfg.Raft
 	rc.DataDir, rc.NodeID, rc.Addr = m.path(raftDir), m.nodeID, m.advertise
 	rc.StreamLayer = mx.RaftLayer()
@@ -30,64 +42,67 @@ func (m *Manager) openRaft(ctx context.Context, mx *mux.Mux) error {
 	rc.Logger, rc.Clock = m.log, m.cfg.Now
 	node, err := raftstore.Open(ctx, rc)
 	if err != nil {
-		m.peers.Close()
-		return fmt.Errorf("open raft in %s: %w", rc.DataDir, err)
+		return nil, fmt.Errorf("open raft in %s: %w", rc.DataDir, err)
 	}
-	m.node = node
-	if err := m.mustJoinRaft(); err != nil {
-		m.closeRaft()
-		return err
+	r := &raftBackend{Node: node, peers: m.peers, log: m.log}
+	if err := m.mustJoinRaft(node); err != nil {
+		node.Shutdown()
+		return nil, err
 	}
-	return nil
+	if m.id.joined {
+		r.join = m.joinRaft
+	}
+	return r, nil
 }
 
-// closeRaft shuts the Raft node down and closes the connections to peers.
-func (m *Manager) closeRaft() {
-	m.node.Shutdown()
-	m.peers.Close()
+// Close shuts the Raft node down.
+func (r *raftBackend) Close() { r.Node.Shutdown() }
+
+// Register serves Raft membership: joins, leaves, forwarded writes and
+// read indexes.
+func (r *raftBackend) Register(srv *grpc.Server) {
+	pb.RegisterRaftMembershipServer(srv, raftapi.New(r.Node, r.peers, r.log))
 }
 
-// leaderControl is the leader's Control API when another manager leads,
-// nil when this one does.
-func (m *Manager) leaderControl(context.Context) (pb.ControlClient, error) {
-	if m.node.IsLeader() {
-		return nil, nil
-	}
-	_, addr := m.node.Leader()
-	return m.peers.Control(addr)
-}
-
-// managerPeers lists the managers agents may fail over to.
-func (m *Manager) managerPeers() []*pb.WeightedPeer {
-	members, err := m.node.Members()
-	if err != nil {
+// Run joins Raft when this run must.
+func (r *raftBackend) Run(ctx context.Context) error {
+	if r.join == nil {
 		return nil
 	}
-	out := make([]*pb.WeightedPeer, 0, len(members))
-	for _, rm := range members {
-		out = append(out, &pb.WeightedPeer{Addr: rm.Addr, NodeId: rm.NodeId, Weight: 1})
-	}
-	return out
+	return r.join(ctx)
 }
 
-// consistentRead makes a Control API read linearizable: the leader
+// CanPromote: a promoted node's manager joins Raft.
+func (r *raftBackend) CanPromote() error { return nil }
+
+// LeaderControl is the leader's Control API when another manager leads,
+// nil when this one does.
+func (r *raftBackend) LeaderControl(context.Context) (pb.ControlClient, error) {
+	if r.Node.IsLeader() {
+		return nil, nil
+	}
+	_, addr := r.Node.Leader()
+	return r.peers.Control(addr)
+}
+
+// ConsistentRead makes a Control API read linearizable: the leader
 // confirms its leadership; a follower waits for the leader's read index.
-func (m *Manager) consistentRead(ctx context.Context) error {
-	if m.node.IsLeader() {
-		if _, err := m.node.ReadIndex(ctx); err == nil {
+func (r *raftBackend) ConsistentRead(ctx context.Context) error {
+	if r.Node.IsLeader() {
+		if _, err := r.Node.ReadIndex(ctx); err == nil {
 			return nil
 		}
 	}
-	_, addr := m.node.Leader()
+	_, addr := r.Node.Leader()
 	if addr == "" {
-		_, err := m.node.ReadIndex(ctx) // explains: no leader, quorum counts
+		_, err := r.Node.ReadIndex(ctx) // explains: no leader, quorum counts
 		return err
 	}
-	index, err := m.peers.ReadIndex(ctx, addr)
+	index, err := r.peers.ReadIndex(ctx, addr)
 	if err != nil {
 		return err
 	}
-	return m.node.Store().WaitIndex(ctx, index)
+	return r.Node.Store().WaitIndex(ctx, index)
 }
 
 // joinRaft asks the cluster to add this manager as a voter, retrying until
@@ -113,27 +128,21 @@ func (m *Manager) joinRaft(ctx context.Context) error {
 	}
 }
 
-// membership is the Raft membership the Control API changes (demote): a
-// removal asked of a follower is made by the leader, which alone knows
-// which managers are reachable and so whether quorum would survive.
-type membership struct {
-	*raftstore.Node
-	peers *raftapi.Peers
-}
-
-// RemoveServer removes manager id through the leader, wherever it is asked.
-func (ms membership) RemoveServer(ctx context.Context, id string) error {
-	if ms.IsLeader() {
-		err := ms.Node.RemoveServer(ctx, id)
+// RemoveServer removes manager id (the Control API's demotion) through
+// the leader, wherever it is asked: the leader alone knows which managers
+// are reachable and so whether quorum would survive.
+func (r *raftBackend) RemoveServer(ctx context.Context, id string) error {
+	if r.Node.IsLeader() {
+		err := r.Node.RemoveServer(ctx, id)
 		if !errors.Is(err, store.ErrNotLeader) {
 			return err
 		}
 	}
-	_, addr := ms.Leader()
+	_, addr := r.Node.Leader()
 	if addr == "" {
-		return ms.Node.RemoveServer(ctx, id) // says why there is no leader
+		return r.Node.RemoveServer(ctx, id) // says why there is no leader
 	}
-	return ms.peers.Leave(ctx, addr, id)
+	return r.peers.Leave(ctx, addr, id)
 }
 
 // mustJoinRaft works out, once Raft is open, whether this run must ask
@@ -144,7 +153,7 @@ func (ms membership) RemoveServer(ctx context.Context, id string) error {
 // without --join, those of that run. A manager whose Raft holds state was
 // added (and may since have been removed: it must not add itself back),
 // so its pending join is recorded as done.
-func (m *Manager) mustJoinRaft() error {
+func (m *Manager) mustJoinRaft(node *raftstore.Node) error {
 	if m.id.joined {
 		return nil
 	}
@@ -152,7 +161,7 @@ func (m *Manager) mustJoinRaft() error {
 	if err != nil || !ok {
 		return err
 	}
-	members, err := m.node.Members()
+	members, err := node.Members()
 	if err != nil {
 		return err
 	}

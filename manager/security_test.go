@@ -59,7 +59,7 @@ func TestJoinRefused(t *testing.T) {
 		// subtest.
 		tm := newTestManager(t, fmt.Sprintf("joiner-%d", len(refused)))
 		t.Run(tc.name, func(t *testing.T) {
-			tm.cfg.Join, tm.cfg.Token = []string{a.m.Addr()}, tc.token
+			tm.joins(a, tc.token)
 			err := tm.start()
 			if err == nil {
 				t.Fatal("joined")

@@ -12,7 +12,6 @@ import (
 	"berth/manager/controlapi"
 	"berth/manager/dispatcher"
 	"berth/manager/mux"
-	"berth/manager/raftapi"
 	pb "berth/proto/berth/v1"
 )
 
@@ -35,7 +34,7 @@ func (m *Manager) grpcServer() *grpc.Server {
 	m.gossip = m.newGossip()
 	m.dispatcher = m.newDispatcher()
 	pb.RegisterNodeCAServer(srv, m.ca)
-	pb.RegisterRaftMembershipServer(srv, raftapi.New(m.node, m.peers, m.log))
+	m.be.Register(srv)
 	pb.RegisterControlServer(srv, m.newControl())
 	pb.RegisterDispatcherServer(srv, m.dispatcher)
 	return srv
@@ -45,11 +44,11 @@ func (m *Manager) grpcServer() *grpc.Server {
 // liveness) while this manager leads.
 func (m *Manager) newDispatcher() *dispatcher.Dispatcher {
 	return dispatcher.New(dispatcher.Config{
-		Store: m.node.Store(), Now: m.cfg.Now, Log: m.log.With("part", "dispatcher"),
+		Store: m.be.Store(), Now: m.cfg.Now, Log: m.log.With("part", "dispatcher"),
 		HeartbeatPeriod:    m.heartbeatPeriod,
 		Managers:           m.managerPeers,
-		IsLeader:           m.node.IsLeader,
-		LeaderAddr:         m.node.Leader,
+		IsLeader:           m.be.IsLeader,
+		LeaderAddr:         m.be.Leader,
 		InsecureRegistries: m.insecureRegistries,
 		GossipKeys:         m.gossipKeys,
 		GossipPeers:        m.gossip.peers,
@@ -61,9 +60,9 @@ func (m *Manager) newDispatcher() *dispatcher.Dispatcher {
 // newControl serves the Control API users and the CLI call.
 func (m *Manager) newControl() *controlapi.Server {
 	return controlapi.New(controlapi.Config{
-		Store: m.node.Store(), Reads: m.consistentRead, Membership: membership{Node: m.node, peers: m.peers}, ClusterID: m.clusterID,
+		Store: m.be.Store(), Reads: m.be.ConsistentRead, Membership: m.be, CanPromote: m.be.CanPromote, ClusterID: m.clusterID,
 		NewToken: m.newToken, SealSecret: func(b []byte) ([]byte, error) { return ca.Seal(m.id.clusterKey, b) },
-		Agents: m.dispatcher, Leader: m.leaderControl,
+		Agents: m.dispatcher, Leader: m.be.LeaderControl,
 		Now: m.cfg.Now, Log: m.log,
 	})
 }
@@ -82,13 +81,11 @@ func (m *Manager) serve(ctx context.Context, mx *mux.Mux, srv *grpc.Server) erro
 		return nil
 	})
 	g.Go(func() error { <-gctx.Done(); srv.Stop(); return nil })
-	g.Go(func() error { return m.node.RunWhileLeader(gctx, m.leaderLoops) })
+	g.Go(func() error { return m.be.RunWhileLeader(gctx, m.leaderLoops) })
 	g.Go(func() error { return m.registerSelf(gctx) })
 	g.Go(func() error { return m.renewer().Run(gctx) })
 	g.Go(func() error { return m.gossip.run(gctx, m.dispatcher) })
-	if m.id.joined {
-		g.Go(func() error { return m.joinRaft(gctx) })
-	}
+	g.Go(func() error { return m.be.Run(gctx) })
 	close(m.ready)
 	m.log.Info("manager serving", "addr", m.listener.Addr().String(), "advertise", m.advertise, "cluster", m.clusterID)
 	return g.Wait()

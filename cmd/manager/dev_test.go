@@ -72,7 +72,7 @@ func TestDevRunsContainers(t *testing.T) {
 	ln.Close()
 
 	cgroups := e2ecluster.TestCgroupParent(t)
-	mgr := exec.Command(bins.Manager, "--dev", "--data-dir", dir, "--listen-addr", addr, "--cgroup-parent", cgroups)
+	mgr := exec.Command(bins.Manager, append([]string{"--dev", "--data-dir", dir, "--listen-addr", addr, "--cgroup-parent", cgroups}, storeArgs(t)...)...)
 	mgr.Env = append(os.Environ(), "HOME="+dir)
 	var logs bytes.Buffer
 	mgr.Stdout, mgr.Stderr = &logs, &logs

@@ -21,7 +21,7 @@ import (
 )
 
 // freeAddr is a free 127.0.0.1 port.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,8 +50,8 @@ func TestDevStatsAndMetrics(t *testing.T) {
 	images := testimage.Serve(t)
 	dir := t.TempDir()
 	metricsURL := "http://" + freeAddr(t)
-	mgr := exec.Command(bins.Manager, "--dev", "--data-dir", dir, "--listen-addr", freeAddr(t), "--metrics-addr", strings.TrimPrefix(metricsURL, "http://"),
-		"--cgroup-parent", e2ecluster.TestCgroupParent(t))
+	mgr := exec.Command(bins.Manager, append([]string{"--dev", "--data-dir", dir, "--listen-addr", freeAddr(t), "--metrics-addr", strings.TrimPrefix(metricsURL, "http://"),
+		"--cgroup-parent", e2ecluster.TestCgroupParent(t)}, storeArgs(t)...)...)
 	mgr.Env = append(os.Environ(), "HOME="+dir)
 	var logs bytes.Buffer
 	mgr.Stdout, mgr.Stderr = &logs, &logs

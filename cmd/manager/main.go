@@ -42,6 +42,8 @@ type options struct {
 	addrPoolMaskLen int
 	metricsAddr     string
 	cgroupParent    string
+	store           string
+	etcd            etcdFlags
 	log             logging.Flags
 }
 
@@ -67,7 +69,9 @@ func newCmd() *cobra.Command {
 With an empty --data-dir it bootstraps a new one-manager cluster; with --join
 and a manager join token it joins an existing one; restarted with the same
 --data-dir it rejoins with no other flags. --dev runs a one-node cluster with
-an embedded agent.`,
+an embedded agent. The cluster state is replicated with the embedded Raft, or
+kept in etcd with --store etcd --etcd-endpoints URL,... (every manager of the
+cluster gets the same --etcd-* flags).`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -99,6 +103,8 @@ an embedded agent.`,
 	f.IntVar(&o.addrPoolMaskLen, "default-addr-pool-mask-len", 0, "prefix length of the subnets carved from the pool (default 24)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on `HOST:PORT` (default: off)")
 	f.StringVar(&o.cgroupParent, "cgroup-parent", "", "with --dev: the embedded agent's "+flagparse.CgroupParentHelp+" (default /berth)")
+	f.StringVar(&o.store, "store", "raft", "where the cluster state lives: `raft` (embedded, replicated among the managers) or etcd (--etcd-endpoints)")
+	o.etcd.register(f)
 	o.log.Register(f)
 	return cmd
 }
@@ -134,6 +140,9 @@ func (o *options) validate() error {
 	if o.forceNewCluster && len(o.join) > 0 {
 		return errors.New("--force-new-cluster and --join exclude each other: recover first, then let others join")
 	}
+	if err := o.etcd.validate(o.store, o.forceNewCluster); err != nil {
+		return err
+	}
 	for _, r := range o.insecureRegs {
 		if _, _, err := net.SplitHostPort(r); err != nil {
 			return fmt.Errorf("--insecure-registry %q: want HOST:PORT", r)
@@ -155,6 +164,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		Join: o.join, Token: o.token, ForceNewCluster: o.forceNewCluster,
 		InsecureRegistries: o.insecureRegs, Logger: log,
 		AddressPool: o.addrPool, AddressPoolMaskLen: o.addrPoolMaskLen,
+		Etcd: o.etcd.config(o.store),
 	}
 	if home != "" && len(o.join) == 0 {
 		// A manager that makes a cluster sets up the CLI on its host.

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/internal/etcdtest"
 	"berth/internal/testhost"
 	"berth/internal/testimage"
 )
@@ -96,7 +97,15 @@ type Options struct {
 	// MetricsPort, if set, has every node serve /metrics on its host's
 	// address at this port (--metrics-addr); see Node.MetricsURL.
 	MetricsPort int
+	// Store is where the managers keep the cluster state: "raft", or
+	// "etcd" for a real etcd the cluster starts on the hosts' gateway
+	// (Cluster.Etcd); empty means BERTH_TEST_STORE's choice (raft unset).
+	Store string
 }
+
+// EtcdLeaseTTL is the etcd leader's lease on test clusters: a killed
+// leader is replaced within it.
+const EtcdLeaseTTL = 3 * time.Second
 
 // Node is one berth process on one host.
 type Node struct {
@@ -121,9 +130,12 @@ type Cluster struct {
 	Images   *testimage.Fixture
 	Managers []*Node
 	Agents   []*Node
-	opts     Options
-	log      *slog.Logger
-	token    string
+	// Etcd is the etcd the managers keep the state in (Options.Store
+	// "etcd"), nil on Raft.
+	Etcd  *etcdtest.Server
+	opts  Options
+	log   *slog.Logger
+	token string
 	// cgroups is the parent of the agents' cgroup parents (cgroups.go).
 	cgroups string
 }
@@ -156,11 +168,16 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return c, fmt.Errorf("start registry: %w", err)
 	}
 	c.log.Info("registry ready", "addr", c.Images.Registry.Addr())
+	storeArgs, err := c.startStore(ctx)
+	if err != nil {
+		return c, err
+	}
 	for i := range opts.Managers {
 		n := &Node{Name: fmt.Sprintf("m%d", i+1), Host: c.Hosts.Hosts[i], DataDir: filepath.Join(opts.Dir, fmt.Sprintf("m%d", i+1))}
 		n.Log = n.DataDir + ".log"
 		n.Args = []string{"--data-dir", n.DataDir, "--listen-addr", n.Addr(), "--insecure-registry", c.Images.Registry.Addr()}
 		n.Args = append(n.Args, c.metricsArgs(n)...)
+		n.Args = append(n.Args, storeArgs...)
 		if i > 0 {
 			tok, err := c.CLI(ctx, "cluster", "join-token", "-q", "manager")
 			if err != nil {
@@ -246,6 +263,32 @@ func (c *Cluster) metricsArgs(n *Node) []string {
 // MetricsURL is n's /metrics address (with Options.MetricsPort set).
 func (c *Cluster) MetricsURL(n *Node) string {
 	return "http://" + net.JoinHostPort(n.Host.Addr.String(), fmt.Sprint(c.opts.MetricsPort)) + "/metrics"
+}
+
+// startStore starts etcd when the managers keep their state there, and
+// returns the managers' flags for the store.
+func (c *Cluster) startStore(ctx context.Context) ([]string, error) {
+	store := c.opts.Store
+	if store == "" {
+		var err error
+		if store, err = etcdtest.Store(); err != nil {
+			return nil, err
+		}
+	}
+	switch store {
+	case "raft":
+		return nil, nil
+	case "etcd":
+	default:
+		return nil, fmt.Errorf("e2ecluster: Options.Store %q: want raft or etcd", store)
+	}
+	e, err := etcdtest.Start(ctx, filepath.Join(c.opts.Dir, "etcd"), c.Hosts.Gateway.String())
+	if err != nil {
+		return nil, err
+	}
+	c.Etcd = e
+	c.log.Info("etcd ready", "endpoint", e.Endpoint())
+	return []string{"--store", "etcd", "--etcd-endpoints", e.Endpoint(), "--etcd-lease-ttl", EtcdLeaseTTL.String()}, nil
 }
 
 func (c *Cluster) managerAddrs() string {
@@ -386,6 +429,9 @@ func (c *Cluster) Close() error {
 	}
 	if c.Images != nil {
 		errs = append(errs, c.Images.Close())
+	}
+	if c.Etcd != nil {
+		errs = append(errs, c.Etcd.Stop())
 	}
 	return errors.Join(errs...)
 }

@@ -143,6 +143,11 @@ func (s *Server) checkRole(n *pb.Node, want pb.NodeSpec_Role) (demote bool, role
 		if st := n.GetStatus().GetState(); st != pb.NodeStatus_STATE_READY {
 			return false, 0, precondition("cannot promote %s: it is %s, and only a ready node's agent can start a manager; start its berth-agent, wait until `berth node ls` shows it ready, then promote it", hostnameOr(n), lower(st.String(), "STATE_"))
 		}
+		if s.cfg.CanPromote != nil {
+			if err := s.cfg.CanPromote(); err != nil {
+				return false, 0, precondition("cannot promote %s: %v", hostnameOr(n), err)
+			}
+		}
 		return false, n.GetRole(), nil
 	}
 	return false, want, nil

@@ -39,8 +39,11 @@ type Config struct {
 	// manager does not lead, nil when it does; calls that reach agents are
 	// passed on to it. Nil means this manager always serves them itself.
 	Leader func(ctx context.Context) (pb.ControlClient, error)
-	Now    func() time.Time
-	Log    *slog.Logger
+	// CanPromote, if set, says why a worker may not be promoted (the
+	// cluster's state backend cannot add a manager that way); nil: it may.
+	CanPromote func() error
+	Now        func() time.Time
+	Log        *slog.Logger
 }
 
 // Server implements pb.ControlServer.

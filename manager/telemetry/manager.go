@@ -29,5 +29,5 @@ func (m *Metrics) Follow(ctx context.Context, mgr *manager.Manager) error {
 	case <-ctx.Done():
 		return nil
 	}
-	return m.Watch(ctx, mgr.Raft().Store())
+	return m.Watch(ctx, mgr.Store())
 }

@@ -11,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	berthv1 "berth/proto/berth/v1"
 	"berth/store"
 )
 
@@ -38,7 +39,17 @@ type Config struct {
 	LeaseTTL time.Duration
 	// StoreOptions are passed to store.New.
 	StoreOptions []store.Option
-	Logger       *slog.Logger
+	// Forward, if set, passes a write to the leading manager, so that one
+	// manager writes to etcd and writers do not race each other for the
+	// guard across managers. It returns forwarded false to have the write
+	// made here (this manager leads, or none is known); a write the
+	// leader refused as ErrNotLeader (and surely did not apply) is made
+	// here too. Writes made anywhere are safe: each is guarded.
+	Forward func(ctx context.Context, batch *berthv1.StoreBatch) (index uint64, forwarded bool, err error)
+	// OnCommit, if set, receives how long each etcd transaction this
+	// manager committed took (metrics).
+	OnCommit func(time.Duration)
+	Logger   *slog.Logger
 }
 
 // Backend is the etcd backend of one manager's store.

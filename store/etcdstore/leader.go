@@ -20,7 +20,8 @@ const DefaultLeaseTTL = 10 * time.Second
 var errLeaseAging = errors.New("lease not renewed in time")
 
 // RunWhileLeader runs fn while this manager (id) leads the managers that
-// share the prefix, as raftstore.Node.RunWhileLeader does for Raft. The
+// share the prefix, as raftstore.Node.RunWhileLeader does for Raft; id is
+// the election's value while it leads (ObserveLeader reads it). The
 // leader is elected with etcd's concurrency.Election on a lease of
 // LeaseTTL, renewed every third of it. This manager stops leading — fn's
 // context ends — once two thirds of the TTL have passed since the last

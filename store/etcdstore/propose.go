@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
@@ -16,7 +17,26 @@ import (
 // landed first.
 const maxRaces = 50
 
-// Propose writes a batch as one etcd transaction (store.Proposer). It
+// Propose writes a batch (store.Proposer): through the leader when
+// Config.Forward passes it there, else here (ProposeHere).
+func (b *Backend) Propose(ctx context.Context, batch *berthv1.StoreBatch) (uint64, error) {
+	if b.cfg.Forward != nil {
+		index, forwarded, err := b.cfg.Forward(ctx, batch)
+		switch {
+		case !forwarded:
+		case err == nil:
+			if err := b.store.WaitIndex(ctx, index); err != nil {
+				return 0, fmt.Errorf("written through the leader at revision %d, not yet seen here: %w", index, err)
+			}
+			return index, nil
+		case !errors.Is(err, store.ErrNotLeader) || errors.Is(err, store.ErrOutcomeUnknown):
+			return 0, err
+		}
+	}
+	return b.ProposeHere(ctx, batch)
+}
+
+// ProposeHere writes a batch as one etcd transaction from this manager. It
 // checks the batch against the state this manager has applied, and
 // commits it only if etcd's last write is still that state's; otherwise
 // it waits to apply the writes that came first and checks again: a batch
@@ -24,7 +44,7 @@ const maxRaces = 50
 // store.ErrSequenceConflict), and one that still fits is retried. It
 // returns once this manager's store has applied the batch, so Run must
 // be running.
-func (b *Backend) Propose(ctx context.Context, batch *berthv1.StoreBatch) (uint64, error) {
+func (b *Backend) ProposeHere(ctx context.Context, batch *berthv1.StoreBatch) (uint64, error) {
 	value, err := proto.Marshal(batch)
 	if err != nil {
 		return 0, fmt.Errorf("encode store batch: %w", err)
@@ -47,11 +67,15 @@ func (b *Backend) Propose(ctx context.Context, batch *berthv1.StoreBatch) (uint6
 		if err != nil {
 			return 0, err
 		}
+		start := time.Now()
 		rev, latest, err := b.commit(ctx, index, ops)
 		if err != nil {
 			return 0, err
 		}
 		if rev > 0 {
+			if b.cfg.OnCommit != nil {
+				b.cfg.OnCommit(time.Since(start))
+			}
 			if err := b.store.WaitIndex(ctx, uint64(rev)); err != nil {
 				return 0, fmt.Errorf("written to etcd at revision %d, not yet seen here: %w", rev, err)
 			}
