@@ -80,23 +80,23 @@ type entry struct {
 // outcome may take effect or not.
 func Model() porcupine.Model {
 	nm := porcupine.NondeterministicModel{
-	Partition: partitionByName,
-	Init:      func() []interface{} { return []interface{}{entry{}} },
-	Step: func(state, input, output interface{}) []interface{} {
-		return step(state.(entry), input.(Input), output.(Output))
-	},
-	Equal: func(a, b interface{}) bool { return a.(entry) == b.(entry) },
-	DescribeOperation: func(input, output interface{}) string {
-		in, out := input.(Input), output.(Output)
-		return fmt.Sprintf("%s(%s, %d) -> %s %d", in.Kind, in.Name, in.Value, out.Outcome, out.Value)
-	},
-	DescribeState: func(state interface{}) string {
-		e := state.(entry)
-		if !e.present {
-			return "absent"
-		}
-		return fmt.Sprintf("value %d", e.value)
-	},
+		Partition: partitionByName,
+		Init:      func() []interface{} { return []interface{}{entry{}} },
+		Step: func(state, input, output interface{}) []interface{} {
+			return step(state.(entry), input.(Input), output.(Output))
+		},
+		Equal: func(a, b interface{}) bool { return a.(entry) == b.(entry) },
+		DescribeOperation: func(input, output interface{}) string {
+			in, out := input.(Input), output.(Output)
+			return fmt.Sprintf("%s(%s, %d) -> %s %d", in.Kind, in.Name, in.Value, out.Outcome, out.Value)
+		},
+		DescribeState: func(state interface{}) string {
+			e := state.(entry)
+			if !e.present {
+				return "absent"
+			}
+			return fmt.Sprintf("value %d", e.value)
+		},
 	}
 	return nm.ToModel()
 }

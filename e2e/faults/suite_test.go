@@ -1,0 +1,220 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"berth/internal/e2ecluster"
+	"berth/internal/faults"
+)
+
+// scenario is one fault pattern.
+type scenario struct {
+	name string
+	// short puts the scenario in the short form (go test, make test).
+	short bool
+	// agents is how many agents the cluster has (default 2).
+	agents int
+	// before runs before the cluster starts, with its data directory.
+	before func(r *run) error
+	// inject injects the faults for about d, healing each as it goes;
+	// it returns when the run's faults are over. The suite heals the
+	// network again after it, whatever it did.
+	inject func(ctx context.Context, r *run, d time.Duration) error
+}
+
+// run is one scenario on one backend.
+type run struct {
+	t       *testing.T
+	backend string
+	seed    uint64
+	rng     *rand.Rand // the fault schedule's choices
+	dir     string
+	c       *e2ecluster.Cluster
+	w       *workload
+	net     *netFaults
+
+	mu     sync.Mutex
+	faults []string
+}
+
+// fault records a fault injected, for the report.
+func (r *run) fault(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	r.t.Logf("fault: %s", s)
+	r.mu.Lock()
+	r.faults = append(r.faults, s)
+	r.mu.Unlock()
+}
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// backends are the store backends the suite runs on.
+func backends() []string { return []string{"raft"} }
+
+// names are the services the workload writes: hyphenated, so that no name
+// is also a prefix of a (base-36) service ID.
+var names = []string{"svc-a", "svc-b", "svc-c", "svc-d"}
+
+func TestFaults(t *testing.T) {
+	seed := baseSeed()
+	t.Logf("seed %d (replay with -seed %d or BERTH_FAULTS_SEED=%d)", seed, seed, seed)
+	fmt.Printf("faults: seed %d\n", seed)
+	for _, backend := range backends() {
+		for _, sc := range scenarios() {
+			if !full() && !*allFlag && !sc.short {
+				continue
+			}
+			t.Run(backend+"/"+sc.name, func(t *testing.T) { runScenario(t, backend, sc, seed) })
+		}
+	}
+}
+
+// durations are how long a scenario's faults last, and how long the
+// cluster has to recover after they heal.
+func durations() (faultFor, recoverIn time.Duration) {
+	if full() {
+		return 60 * time.Second, 2 * time.Minute
+	}
+	return 12 * time.Second, 90 * time.Second
+}
+
+func runScenario(t *testing.T, backend string, sc scenario, seed uint64) {
+	h := fnv.New64a()
+	h.Write([]byte(sc.name))
+	r := &run{t: t, backend: backend, seed: seed, rng: rand.New(rand.NewPCG(seed, h.Sum64())), dir: t.TempDir()}
+	if sc.before != nil {
+		if err := sc.before(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agents := sc.agents
+	if agents == 0 {
+		agents = 2
+	}
+	r.c = up(t, r.dir, agents)
+	r.net = &netFaults{hosts: r.c.Hosts}
+	w, err := newWorkload(r.c, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.close)
+	r.w = w
+
+	faultFor, recoverIn := durations()
+	ctx := t.Context()
+	stop := w.run(ctx, 3, seed^h.Sum64())
+	injectErr := sc.inject(ctx, r, faultFor)
+	healErr := r.net.heal(ctx)
+	healed := time.Now()
+	// The load goes on a little past the heal, then stops so that the
+	// cluster can settle to a state the checks can hold it to.
+	pause(ctx, 2*time.Second)
+	stop()
+	if injectErr != nil || healErr != nil {
+		t.Fatalf("inject faults: %v; heal: %v", injectErr, healErr)
+	}
+
+	row := faults.Row{Scenario: sc.name, Backend: backend, Seed: seed, Faults: summary(r.faults), Recovery: -1}
+	inv := r.awaitInvariants(ctx, recoverIn)
+	if inv == nil {
+		row.Recovery = time.Since(healed)
+		row.Invariants = "ok"
+	} else {
+		row.Invariants = "VIOLATED: " + inv.Error()
+		t.Errorf("invariants %s after the faults healed: %v", recoverIn, inv)
+	}
+	row.Ops = w.hist.Count()
+	row.Ops.Failed += int(w.notSent.Load())
+	row.Ops.Total += int(w.notSent.Load())
+	row.Linearizable = r.checkHistory()
+	addRow(row)
+	t.Logf("%d operations (%d acked), recovered in %s, invariants %s, linearizable %s",
+		row.Ops.Total, row.Ops.Acked, row.Recovery.Round(time.Millisecond), row.Invariants, row.Linearizable)
+}
+
+// checkHistory runs porcupine on the run's history; on a violation it
+// writes porcupine's visualization next to the test's logs and fails.
+func (r *run) checkHistory() string {
+	v := r.w.hist.Check(2 * time.Minute)
+	switch v.Result {
+	case porcupine.Ok:
+		return "ok"
+	case porcupine.Unknown:
+		r.t.Errorf("linearizability check timed out on %d operations", len(r.w.hist.Ops()))
+		return "timeout"
+	}
+	out := fmt.Sprintf("%s/porcupine-%s-%s-%d.html", os.TempDir(), r.backend, strings.ReplaceAll(r.t.Name(), "/", "_"), r.seed)
+	if err := porcupine.VisualizePath(faults.Model(), v.Info, out); err == nil {
+		r.t.Logf("porcupine visualization: %s", out)
+	}
+	r.t.Errorf("history not linearizable (seed %d); see the visualization", r.seed)
+	return "VIOLATED"
+}
+
+// summary joins the faults, collapsing repeats: "kill -9 leader ×5".
+func summary(fs []string) string {
+	var out []string
+	count := map[string]int{}
+	for _, f := range fs {
+		if count[f] == 0 {
+			out = append(out, f)
+		}
+		count[f]++
+	}
+	for i, f := range out {
+		if count[f] > 1 {
+			out[i] = fmt.Sprintf("%s ×%d", f, count[f])
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// up brings up 3 managers and the agents for t, and tears them down when
+// t ends; on failure it prints the tail of every node's log.
+func up(t *testing.T, dir string, agents int) *e2ecluster.Cluster {
+	t.Helper()
+	c, err := e2ecluster.Up(t.Context(), e2ecluster.Options{Managers: 3, Agents: agents, Bins: bins, Dir: dir})
+	if err != nil {
+		dumpLogs(t, dir)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, dir)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("tear down: %v", err)
+		}
+	})
+	return c
+}
+
+func dumpLogs(t *testing.T, dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".log") {
+			continue
+		}
+		b, _ := os.ReadFile(dir + "/" + e.Name())
+		if len(b) > 4000 {
+			b = b[len(b)-4000:]
+		}
+		t.Logf("---- %s (tail) ----\n%s", e.Name(), b)
+	}
+}
