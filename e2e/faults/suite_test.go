@@ -14,6 +14,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"berth/internal/e2ecluster"
+	"berth/internal/etcdtest"
 	"berth/internal/faults"
 )
 
@@ -64,8 +65,19 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-// backends are the store backends the suite runs on.
-func backends() []string { return []string{"raft"} }
+// backends are the store backends the suite runs on: both in the long
+// form, else the one BERTH_TEST_STORE picks (make test runs the short form
+// once on each).
+func backends(t *testing.T) []string {
+	if full() {
+		return []string{"raft", "etcd"}
+	}
+	b, err := etcdtest.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{b}
+}
 
 // names are the services the workload writes: hyphenated, so that no name
 // is also a prefix of a (base-36) service ID.
@@ -75,7 +87,7 @@ func TestFaults(t *testing.T) {
 	seed := baseSeed()
 	t.Logf("seed %d (replay with -seed %d or BERTH_FAULTS_SEED=%d)", seed, seed, seed)
 	fmt.Printf("faults: seed %d\n", seed)
-	for _, backend := range backends() {
+	for _, backend := range backends(t) {
 		for _, sc := range scenarios() {
 			if !full() && !*allFlag && !sc.short {
 				continue
@@ -91,7 +103,7 @@ func durations() (faultFor, recoverIn time.Duration) {
 	if full() {
 		return 60 * time.Second, 2 * time.Minute
 	}
-	return 12 * time.Second, 90 * time.Second
+	return 8 * time.Second, 90 * time.Second
 }
 
 func runScenario(t *testing.T, backend string, sc scenario, seed uint64) {
@@ -107,7 +119,7 @@ func runScenario(t *testing.T, backend string, sc scenario, seed uint64) {
 	if agents == 0 {
 		agents = 2
 	}
-	r.c = up(t, r.dir, agents)
+	r.c = up(t, r.dir, backend, agents)
 	r.net = &netFaults{hosts: r.c.Hosts}
 	w, err := newWorkload(r.c, names)
 	if err != nil {
@@ -163,6 +175,12 @@ func (r *run) checkHistory() string {
 	if err := porcupine.VisualizePath(faults.Model(), v.Info, out); err == nil {
 		r.t.Logf("porcupine visualization: %s", out)
 	}
+	for name, ops := range r.w.hist.Failing(time.Minute) {
+		path := fmt.Sprintf("%s/faults-%s-%s-%d-%s.txt", os.TempDir(), r.backend, strings.ReplaceAll(r.t.Name(), "/", "_"), r.seed, name)
+		if err := os.WriteFile(path, []byte(ops), 0o644); err == nil {
+			r.t.Logf("operations on %s, not linearizable: %s", name, path)
+		}
+	}
 	r.t.Errorf("history not linearizable (seed %d); see the visualization", r.seed)
 	return "VIOLATED"
 }
@@ -187,9 +205,9 @@ func summary(fs []string) string {
 
 // up brings up 3 managers and the agents for t, and tears them down when
 // t ends; on failure it prints the tail of every node's log.
-func up(t *testing.T, dir string, agents int) *e2ecluster.Cluster {
+func up(t *testing.T, dir, backend string, agents int) *e2ecluster.Cluster {
 	t.Helper()
-	c, err := e2ecluster.Up(t.Context(), e2ecluster.Options{Managers: 3, Agents: agents, Bins: bins, Dir: dir})
+	c, err := e2ecluster.Up(t.Context(), e2ecluster.Options{Managers: 3, Agents: agents, Bins: bins, Dir: dir, Store: backend})
 	if err != nil {
 		dumpLogs(t, dir)
 		t.Fatal(err)
