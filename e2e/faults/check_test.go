@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -76,16 +75,9 @@ func oneOf(out faults.Output, want []faults.Output) bool {
 	return false
 }
 
-// state is the cluster as the store holds it.
-type state struct {
-	services []*pb.Service
-	tasks    []*pb.Task
-	nodes    []*pb.Node
-}
-
 // storeState lists services, tasks and nodes from the first manager that
 // answers.
-func (r *run) storeState(ctx context.Context) (*state, error) {
+func (r *run) storeState(ctx context.Context) (*faults.State, error) {
 	var last error
 	for i := range r.c.Managers {
 		cctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -99,15 +91,15 @@ func (r *run) storeState(ctx context.Context) (*state, error) {
 	return nil, fmt.Errorf("read the store: %w", last)
 }
 
-func (r *run) listAll(ctx context.Context, i int) (*state, error) {
+func (r *run) listAll(ctx context.Context, i int) (*faults.State, error) {
 	c := r.w.control(i)
-	st := &state{}
+	st := &faults.State{}
 	for tok := ""; ; {
 		resp, err := c.ListServices(ctx, &pb.ListServicesRequest{PageToken: tok})
 		if err != nil {
 			return nil, err
 		}
-		st.services = append(st.services, resp.GetServices()...)
+		st.Services = append(st.Services, resp.GetServices()...)
 		if tok = resp.GetNextPageToken(); tok == "" {
 			break
 		}
@@ -117,7 +109,7 @@ func (r *run) listAll(ctx context.Context, i int) (*state, error) {
 		if err != nil {
 			return nil, err
 		}
-		st.tasks = append(st.tasks, resp.GetTasks()...)
+		st.Tasks = append(st.Tasks, resp.GetTasks()...)
 		if tok = resp.GetNextPageToken(); tok == "" {
 			break
 		}
@@ -126,7 +118,7 @@ func (r *run) listAll(ctx context.Context, i int) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.nodes = resp.GetNodes()
+	st.Nodes = resp.GetNodes()
 	return st, nil
 }
 
@@ -140,76 +132,14 @@ func (r *run) checkOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(nodesReady(st), noTaskOnDownNode(st), replicasInStore(st), r.replicasOnHosts(st, onHosts))
-}
-
-func nodesReady(st *state) error {
-	for _, n := range st.nodes {
-		if n.GetStatus().GetState() != pb.NodeStatus_STATE_READY {
-			return fmt.Errorf("node %s is %s", n.GetDescription().GetHostname(), n.GetStatus().GetState())
-		}
-	}
-	return nil
-}
-
-// live is a task the managers want running.
-func live(t *pb.Task) bool { return t.GetDesiredState() == pb.TaskState_TASK_STATE_RUNNING }
-
-func noTaskOnDownNode(st *state) error {
-	down := map[string]string{}
-	for _, n := range st.nodes {
-		if n.GetStatus().GetState() == pb.NodeStatus_STATE_DOWN {
-			down[n.GetId()] = n.GetDescription().GetHostname()
-		}
-	}
-	for _, t := range st.tasks {
-		if live(t) && down[t.GetNodeId()] != "" {
-			return fmt.Errorf("task %s is to run on %s, which is down", t.GetId(), down[t.GetNodeId()])
-		}
-	}
-	return nil
-}
-
-// replicasInStore: every service has exactly its replicas desired and
-// observed running, and no slot twice.
-func replicasInStore(st *state) error {
-	for _, s := range st.services {
-		want := int(s.GetSpec().GetReplicas())
-		name := s.GetSpec().GetAnnotations().GetName()
-		desired, running, slots := 0, 0, map[uint64]int{}
-		for _, t := range st.tasks {
-			if t.GetServiceId() != s.GetId() || !live(t) {
-				continue
-			}
-			desired++
-			slots[t.GetSlot()]++
-			if t.GetStatus().GetState() == pb.TaskState_TASK_STATE_RUNNING {
-				running++
-			}
-		}
-		if desired != want || running != want {
-			return fmt.Errorf("service %s: %d tasks desired and %d running in the store, want %d", name, desired, running, want)
-		}
-		for slot, k := range slots {
-			if k > 1 {
-				return fmt.Errorf("service %s: slot %d has %d live tasks", name, slot, k)
-			}
-		}
-	}
-	return nil
-}
-
-// container is a container running on an agent's host, from the agent's
-// runtime state.
-type container struct {
-	id, agent string
+	return faults.CheckState(st, onHosts)
 }
 
 // hostContainers lists the containers whose init process is alive on each
 // agent's host, read from the runtime's state files and /proc, not from
 // the agent or the store.
-func (r *run) hostContainers() ([]container, error) {
-	var out []container
+func (r *run) hostContainers() ([]faults.Container, error) {
+	var out []faults.Container
 	for _, a := range r.c.Agents {
 		dir := filepath.Join(a.DataDir, "runtime", "containers")
 		entries, err := os.ReadDir(dir)
@@ -218,7 +148,7 @@ func (r *run) hostContainers() ([]container, error) {
 		}
 		for _, e := range entries {
 			if alive(filepath.Join(dir, e.Name(), "state.json")) {
-				out = append(out, container{id: e.Name(), agent: a.Name})
+				out = append(out, faults.Container{ID: e.Name(), Host: a.Name})
 			}
 		}
 	}
@@ -255,53 +185,4 @@ func alive(path string) bool {
 	}
 	start, _ := strconv.ParseUint(f[19], 10, 64)
 	return start == rec.StartTime
-}
-
-// replicasOnHosts: the containers running on the hosts are exactly the
-// live tasks, each on the node it is assigned to; so every service runs
-// its replicas, no slot twice, and nothing runs that the store does not
-// want (no orphan).
-func (r *run) replicasOnHosts(st *state, onHosts []container) error {
-	tasks := map[string]*pb.Task{}
-	for _, t := range st.tasks {
-		tasks[t.GetId()] = t
-	}
-	nodeOf := map[string]string{} // node ID -> agent name
-	for _, n := range st.nodes {
-		nodeOf[n.GetId()] = n.GetDescription().GetHostname()
-	}
-	svcName := map[string]string{}
-	for _, s := range st.services {
-		svcName[s.GetId()] = s.GetSpec().GetAnnotations().GetName()
-	}
-	perSlot, perService := map[string]int{}, map[string]int{}
-	for _, c := range onHosts {
-		t := tasks[c.id]
-		switch {
-		case t == nil:
-			return fmt.Errorf("orphaned container %s on %s: no such task in the store", c.id, c.agent)
-		case !live(t):
-			return fmt.Errorf("orphaned container %s on %s: its task of %s is %s", c.id, c.agent, svcName[t.GetServiceId()], t.GetDesiredState())
-		case nodeOf[t.GetNodeId()] != c.agent:
-			return fmt.Errorf("container %s runs on %s, its task is on %s", c.id, c.agent, nodeOf[t.GetNodeId()])
-		}
-		perSlot[fmt.Sprintf("%s.%d", svcName[t.GetServiceId()], t.GetSlot())]++
-		perService[t.GetServiceId()]++
-	}
-	for slot, k := range perSlot {
-		if k > 1 {
-			return fmt.Errorf("slot %s runs %d containers on the hosts", slot, k)
-		}
-	}
-	var errs []string
-	for _, s := range st.services {
-		if got, want := perService[s.GetId()], int(s.GetSpec().GetReplicas()); got != want {
-			errs = append(errs, fmt.Sprintf("service %s runs %d containers on the hosts, want %d", svcName[s.GetId()], got, want))
-		}
-	}
-	sort.Strings(errs)
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
-	}
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -174,7 +175,7 @@ func (n *netFaults) heal(ctx context.Context) error {
 func (r *run) leader(ctx context.Context) (*e2ecluster.Node, error) {
 	var last error
 	for i := range r.c.Managers {
-		cctx, cancel := context.WithTimeout(ctx, 2*opTimeout)
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		resp, err := r.w.control(i).ListNodes(cctx, &pb.ListNodesRequest{})
 		cancel()
 		if err != nil {

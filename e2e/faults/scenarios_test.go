@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"berth/internal/e2ecluster"
+	pb "berth/proto/berth/v1"
 )
 
 // scenarios are every fault pattern of the suite; short ones also run in
@@ -42,7 +43,8 @@ func leaderKill(ctx context.Context, r *run, d time.Duration) error {
 			return err
 		}
 		r.fault("kill -9 leader")
-		pause(ctx, r.jitter(500*time.Millisecond, 2*time.Second))
+		r.newLeader(ctx, m)
+		pause(ctx, r.jitter(0, time.Second))
 		if err := r.c.Restart(ctx, m); err != nil {
 			return err
 		}
@@ -72,7 +74,8 @@ func minorityPartition(ctx context.Context, r *run, d time.Duration) error {
 		if err != nil {
 			return err
 		}
-		pause(ctx, r.jitter(d/4, d/3))
+		r.newLeader(ctx, m)
+		pause(ctx, r.jitter(d/8, d/4))
 		if err := r.net.heal(ctx); err != nil {
 			return err
 		}
@@ -121,7 +124,8 @@ func agentFromManagers(ctx context.Context, r *run, d time.Duration) error {
 		return err
 	}
 	r.fault("%s cut off from the managers", a.Name)
-	pause(ctx, d)
+	r.nodeIs(ctx, a.Name, pb.NodeStatus_STATE_DOWN)
+	pause(ctx, d/2)
 	return nil
 }
 
@@ -203,7 +207,12 @@ func sigstop(ctx context.Context, r *run, d time.Duration) error {
 			return err
 		}
 		r.fault("SIGSTOP %s", role(r, n))
-		pause(ctx, d*2/5)
+		if n == m {
+			r.newLeader(ctx, m)
+		} else {
+			r.nodeIs(ctx, n.Name, pb.NodeStatus_STATE_DOWN)
+		}
+		pause(ctx, d/5)
 		if err := r.c.Signal(n, syscall.SIGCONT); err != nil {
 			return err
 		}

@@ -44,8 +44,9 @@ type run struct {
 	w       *workload
 	net     *netFaults
 
-	mu     sync.Mutex
-	faults []string
+	mu      sync.Mutex
+	faults  []string
+	effects map[string][]time.Duration // what each fault did, how soon
 }
 
 // fault records a fault injected, for the report.
@@ -109,7 +110,7 @@ func durations() (faultFor, recoverIn time.Duration) {
 func runScenario(t *testing.T, backend string, sc scenario, seed uint64) {
 	h := fnv.New64a()
 	h.Write([]byte(sc.name))
-	r := &run{t: t, backend: backend, seed: seed, rng: rand.New(rand.NewPCG(seed, h.Sum64())), dir: t.TempDir()}
+	r := &run{t: t, backend: backend, seed: seed, rng: rand.New(rand.NewPCG(seed, h.Sum64())), dir: t.TempDir(), effects: map[string][]time.Duration{}}
 	if sc.before != nil {
 		if err := sc.before(r); err != nil {
 			t.Fatal(err)
@@ -134,15 +135,17 @@ func runScenario(t *testing.T, backend string, sc scenario, seed uint64) {
 	injectErr := sc.inject(ctx, r, faultFor)
 	healErr := r.net.heal(ctx)
 	healed := time.Now()
-	// The load goes on a little past the heal, then stops so that the
-	// cluster can settle to a state the checks can hold it to.
-	pause(ctx, 2*time.Second)
+	// The load stops with the faults, so that the cluster can settle to
+	// a state the checks can hold it to.
 	stop()
 	if injectErr != nil || healErr != nil {
 		t.Fatalf("inject faults: %v; heal: %v", injectErr, healErr)
 	}
 
 	row := faults.Row{Scenario: sc.name, Backend: backend, Seed: seed, Faults: summary(r.faults), Recovery: -1}
+	if e := r.effectSummary(); e != "" {
+		row.Faults += " (" + e + ")"
+	}
 	inv := r.awaitInvariants(ctx, recoverIn)
 	if inv == nil {
 		row.Recovery = time.Since(healed)

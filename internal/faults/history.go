@@ -1,7 +1,10 @@
 package faults
 
 import (
+	"fmt"
 	"math"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,4 +143,31 @@ func finalsOf(ops []porcupine.Operation) []Output {
 		outs = append(outs, o)
 	}
 	return outs
+}
+
+// Failing returns the names whose own history is not linearizable, each
+// with its operations in call order as text, for a report a person reads.
+func (h *History) Failing(timeout time.Duration) map[string]string {
+	out := map[string]string{}
+	for _, part := range partitionByName(h.Ops()) {
+		if porcupine.CheckOperationsTimeout(Model(), part, timeout) != porcupine.Illegal {
+			continue
+		}
+		sort.Slice(part, func(i, j int) bool { return part[i].Call < part[j].Call })
+		var b strings.Builder
+		for _, op := range part {
+			ret := "never"
+			if op.Return != math.MaxInt64 {
+				ret = fmt.Sprintf("%.3fs", float64(op.Return)/1e9)
+			}
+			in, o := op.Input.(Input), op.Output.(Output)
+			fmt.Fprintf(&b, "client %d  %.3fs .. %s  %s -> %s", op.ClientId, float64(op.Call)/1e9, ret, in, o.Outcome)
+			if in.Kind == Read && o.Outcome == OK {
+				fmt.Fprintf(&b, " %d", o.Value)
+			}
+			b.WriteByte('\n')
+		}
+		out[part[0].Input.(Input).Name] = b.String()
+	}
+	return out
 }
