@@ -36,7 +36,7 @@ func (r *run) awaitInvariants(ctx context.Context, within time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return last
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
