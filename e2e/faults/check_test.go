@@ -132,7 +132,7 @@ func (r *run) checkOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return faults.CheckState(st, onHosts)
+	return errors.Join(faults.CheckState(st, onHosts), r.managersServe(ctx))
 }
 
 // hostContainers lists the containers whose init process is alive on each
@@ -185,4 +185,18 @@ func alive(path string) bool {
 	}
 	start, _ := strconv.ParseUint(f[19], 10, 64)
 	return start == rec.StartTime
+}
+
+// managersServe checks that every manager answers a consistent read: each
+// has caught up with the cluster after the faults.
+func (r *run) managersServe(ctx context.Context) error {
+	for i, m := range r.c.Managers {
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		_, err := r.w.control(i).ListServices(cctx, &pb.ListServicesRequest{})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("manager %s does not serve reads: %w", m.Name, err)
+		}
+	}
+	return nil
 }

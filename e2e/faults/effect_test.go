@@ -19,19 +19,27 @@ const effectTimeout = 30 * time.Second
 // (e.g. "new leader"), for the report; the scenario fails if it never does.
 func (r *run) effect(ctx context.Context, what string, cond func(context.Context) bool) {
 	start := time.Now()
+	if !until(ctx, cond) {
+		r.t.Errorf("fault had no effect: %s not seen within %s", what, effectTimeout)
+		return
+	}
+	r.mu.Lock()
+	r.effects[what] = append(r.effects[what], time.Since(start))
+	r.mu.Unlock()
+}
+
+// until polls cond until it holds (true) or effectTimeout passes (false).
+func until(ctx context.Context, cond func(context.Context) bool) bool {
 	ctx, cancel := context.WithTimeout(ctx, effectTimeout)
 	defer cancel()
 	for !cond(ctx) {
 		select {
 		case <-ctx.Done():
-			r.t.Errorf("fault had no effect: %s not seen within %s", what, effectTimeout)
-			return
+			return false
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	r.mu.Lock()
-	r.effects[what] = append(r.effects[what], time.Since(start))
-	r.mu.Unlock()
+	return true
 }
 
 // effectSummary is "new leader ≤ 2.1s; a1 down ≤ 3.4s".
@@ -58,7 +66,13 @@ func (r *run) newLeader(ctx context.Context, old *e2ecluster.Node) {
 // nodeIs waits until some manager reports the node named host in state.
 func (r *run) nodeIs(ctx context.Context, host string, state pb.NodeStatus_State) {
 	what := fmt.Sprintf("%s %s", host, strings.ToLower(strings.TrimPrefix(state.String(), "STATE_")))
-	r.effect(ctx, what, func(ctx context.Context) bool {
+	r.effect(ctx, what, r.nodeState(host, state))
+}
+
+// nodeState is a condition: some manager reports the node named host in
+// state.
+func (r *run) nodeState(host string, state pb.NodeStatus_State) func(context.Context) bool {
+	return func(ctx context.Context) bool {
 		for i := range r.c.Managers {
 			cctx, cancel := context.WithTimeout(ctx, opTimeout)
 			resp, err := r.w.control(i).ListNodes(cctx, &pb.ListNodesRequest{})
@@ -73,5 +87,5 @@ func (r *run) nodeIs(ctx context.Context, host string, state pb.NodeStatus_State
 			}
 		}
 		return false
-	})
+	}
 }

@@ -31,6 +31,7 @@ var (
 	seedFlag = flag.Uint64("seed", 0, "seed to replay (printed by a run); 0 picks one ($BERTH_FAULTS_SEED)")
 	fullFlag = flag.Bool("full", false, "run every scenario at full length on every backend ($BERTH_FAULTS=full)")
 	allFlag  = flag.Bool("all", false, "run every scenario, at the short form's length")
+	keepFlag = flag.String("keep", "", "keep each run's data dirs and node logs under this directory")
 )
 
 // bins are the binaries every scenario runs.

@@ -176,11 +176,19 @@ func diskOnTmpfs(r *run) error {
 // would.
 func diskFull(ctx context.Context, r *run, d time.Duration) error {
 	m := r.c.Managers[0]
+	led, err := r.leader(ctx)
+	if err != nil {
+		return err
+	}
 	n, err := fillDisk(m.DataDir)
 	if err != nil {
 		return err
 	}
 	r.fault("%s's data disk full (%d MiB written)", m.Name, n>>20)
+	if led == m && r.backend == "raft" {
+		// A Raft leader that cannot append to its log steps down.
+		r.newLeader(ctx, m)
+	}
 	pause(ctx, d/2)
 	if err := freeDisk(m.DataDir); err != nil {
 		return err
@@ -203,6 +211,11 @@ func sigstop(ctx context.Context, r *run, d time.Duration) error {
 		return err
 	}
 	for _, n := range []*e2ecluster.Node{m, r.c.Agents[0]} {
+		// The pause of the leader may have cost the agents their
+		// sessions: start from a node that is ready again.
+		if !until(ctx, r.nodeState(r.c.Agents[0].Name, pb.NodeStatus_STATE_READY)) {
+			return fmt.Errorf("%s not ready before its pause", r.c.Agents[0].Name)
+		}
 		if err := r.c.Signal(n, syscall.SIGSTOP); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -110,7 +111,7 @@ func durations() (faultFor, recoverIn time.Duration) {
 func runScenario(t *testing.T, backend string, sc scenario, seed uint64) {
 	h := fnv.New64a()
 	h.Write([]byte(sc.name))
-	r := &run{t: t, backend: backend, seed: seed, rng: rand.New(rand.NewPCG(seed, h.Sum64())), dir: t.TempDir(), effects: map[string][]time.Duration{}}
+	r := &run{t: t, backend: backend, seed: seed, rng: rand.New(rand.NewPCG(seed, h.Sum64())), dir: runDir(t), effects: map[string][]time.Duration{}}
 	if sc.before != nil {
 		if err := sc.before(r); err != nil {
 			t.Fatal(err)
@@ -161,6 +162,20 @@ func runScenario(t *testing.T, backend string, sc scenario, seed uint64) {
 	addRow(row)
 	t.Logf("%d operations (%d acked), recovered in %s, invariants %s, linearizable %s",
 		row.Ops.Total, row.Ops.Acked, row.Recovery.Round(time.Millisecond), row.Invariants, row.Linearizable)
+}
+
+// runDir is where a run keeps its nodes' data and logs: a temporary
+// directory, or one under -keep named for the test.
+func runDir(t *testing.T) string {
+	if *keepFlag == "" {
+		return t.TempDir()
+	}
+	dir := filepath.Join(*keepFlag, strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("data dirs and logs in %s", dir)
+	return dir
 }
 
 // checkHistory runs porcupine on the run's history; on a violation it

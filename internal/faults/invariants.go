@@ -24,7 +24,8 @@ type Container struct {
 }
 
 // CheckState checks the invariants of a settled cluster, from the store and
-// from the containers running on the hosts: every node ready, no live task
+// from the containers running on the hosts: every node ready, every
+// manager reachable and one of them leading, no live task
 // on a node that is down, every service with exactly its replicas desired
 // and running in the store and no slot twice, and on the hosts exactly the
 // live tasks running, each on its own node (no orphan, no duplicate).
@@ -33,10 +34,24 @@ func CheckState(st *State, running []Container) error {
 }
 
 func nodesReady(st *State) error {
+	leaders := 0
 	for _, n := range st.Nodes {
 		if n.GetStatus().GetState() != pb.NodeStatus_STATE_READY {
 			return fmt.Errorf("node %s is %s", n.GetDescription().GetHostname(), n.GetStatus().GetState())
 		}
+		ms := n.GetManagerStatus()
+		if ms == nil {
+			continue
+		}
+		if ms.GetReachability() != pb.ManagerStatus_REACHABILITY_REACHABLE {
+			return fmt.Errorf("manager %s is %s", ms.GetAddr(), ms.GetReachability())
+		}
+		if ms.GetLeader() {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		return fmt.Errorf("%d managers lead, want 1", leaders)
 	}
 	return nil
 }

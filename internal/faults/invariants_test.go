@@ -21,8 +21,10 @@ func cluster() (*State, []Container) {
 			DesiredState: pb.TaskState_TASK_STATE_RUNNING,
 			Status:       &pb.TaskStatus{State: pb.TaskState_TASK_STATE_RUNNING}}
 	}
+	m := node("m1", "m1")
+	m.ManagerStatus = &pb.ManagerStatus{Addr: "m1:4242", Leader: true, Reachability: pb.ManagerStatus_REACHABILITY_REACHABLE}
 	st := &State{
-		Nodes: []*pb.Node{node("n1", "a1"), node("n2", "a2")},
+		Nodes: []*pb.Node{m, node("n1", "a1"), node("n2", "a2")},
 		Services: []*pb.Service{{Id: "s1", Spec: &pb.ServiceSpec{
 			Annotations: &pb.Annotations{Name: "web"}, Replicas: proto.Int64(2)}}},
 		Tasks: []*pb.Task{task("t1", "n1", 1), task("t2", "n2", 2)},
@@ -38,9 +40,17 @@ func TestCheckStateFindsEachViolation(t *testing.T) {
 	}{
 		{"settled", func(st *State, r []Container) []Container { return r }, ""},
 		{"node down", func(st *State, r []Container) []Container {
-			st.Nodes[1].Status.State = pb.NodeStatus_STATE_DOWN
+			st.Nodes[2].Status.State = pb.NodeStatus_STATE_DOWN
 			return r
 		}, "task t2 is to run on a2, which is down"},
+		{"manager unreachable", func(st *State, r []Container) []Container {
+			st.Nodes[0].ManagerStatus.Reachability = pb.ManagerStatus_REACHABILITY_UNREACHABLE
+			return r
+		}, "manager m1:4242 is REACHABILITY_UNREACHABLE"},
+		{"no leader", func(st *State, r []Container) []Container {
+			st.Nodes[0].ManagerStatus.Leader = false
+			return r
+		}, "0 managers lead"},
 		{"replica missing in the store", func(st *State, r []Container) []Container {
 			st.Tasks[1].Status.State = pb.TaskState_TASK_STATE_STARTING
 			return r
