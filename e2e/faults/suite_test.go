@@ -39,6 +39,7 @@ type run struct {
 	t       *testing.T
 	backend string
 	seed    uint64
+	salt    uint64     // from the backend and scenario: each has its own choices
 	rng     *rand.Rand // the fault schedule's choices
 	dir     string
 	c       *e2ecluster.Cluster
@@ -109,9 +110,32 @@ func durations() (faultFor, recoverIn time.Duration) {
 }
 
 func runScenario(t *testing.T, backend string, sc scenario, seed uint64) {
+	r := start(t, backend, sc, seed)
+	faultFor, recoverIn := durations()
+	ctx := t.Context()
+	stop := r.w.run(ctx, 3, seed^r.salt)
+	injectErr := sc.inject(ctx, r, faultFor)
+	healErr := r.net.heal(ctx)
+	healed := time.Now()
+	// The load stops with the faults, so that the cluster can settle to
+	// a state the checks can hold it to.
+	stop()
+	if injectErr != nil || healErr != nil {
+		t.Fatalf("inject faults: %v; heal: %v", injectErr, healErr)
+	}
+	row := r.verdict(ctx, sc.name, healed, recoverIn)
+	addRow(row)
+	t.Logf("%d operations (%d acked), recovered in %s, invariants %s, linearizable %s",
+		row.Ops.Total, row.Ops.Acked, row.Recovery.Round(time.Millisecond), row.Invariants, row.Linearizable)
+}
+
+// start prepares a run of sc: its schedule from the seed, the cluster and
+// the workload's clients.
+func start(t *testing.T, backend string, sc scenario, seed uint64) *run {
 	h := fnv.New64a()
-	h.Write([]byte(sc.name))
-	r := &run{t: t, backend: backend, seed: seed, rng: rand.New(rand.NewPCG(seed, h.Sum64())), dir: runDir(t), effects: map[string][]time.Duration{}}
+	h.Write([]byte(backend + "/" + sc.name))
+	r := &run{t: t, backend: backend, seed: seed, salt: h.Sum64(), dir: runDir(t), effects: map[string][]time.Duration{}}
+	r.rng = rand.New(rand.NewPCG(seed, r.salt))
 	if sc.before != nil {
 		if err := sc.before(r); err != nil {
 			t.Fatal(err)
@@ -129,39 +153,28 @@ func runScenario(t *testing.T, backend string, sc scenario, seed uint64) {
 	}
 	t.Cleanup(w.close)
 	r.w = w
+	return r
+}
 
-	faultFor, recoverIn := durations()
-	ctx := t.Context()
-	stop := w.run(ctx, 3, seed^h.Sum64())
-	injectErr := sc.inject(ctx, r, faultFor)
-	healErr := r.net.heal(ctx)
-	healed := time.Now()
-	// The load stops with the faults, so that the cluster can settle to
-	// a state the checks can hold it to.
-	stop()
-	if injectErr != nil || healErr != nil {
-		t.Fatalf("inject faults: %v; heal: %v", injectErr, healErr)
-	}
-
-	row := faults.Row{Scenario: sc.name, Backend: backend, Seed: seed, Faults: summary(r.faults), Recovery: -1}
+// verdict checks the invariants (waiting up to recoverIn after healed for
+// them to hold) and the history, and makes the run's report row.
+func (r *run) verdict(ctx context.Context, scenario string, healed time.Time, recoverIn time.Duration) faults.Row {
+	row := faults.Row{Scenario: scenario, Backend: r.backend, Seed: r.seed, Faults: summary(r.faults), Recovery: -1}
 	if e := r.effectSummary(); e != "" {
 		row.Faults += " (" + e + ")"
 	}
-	inv := r.awaitInvariants(ctx, recoverIn)
-	if inv == nil {
+	if err := r.awaitInvariants(ctx, recoverIn); err != nil {
+		row.Invariants = "VIOLATED: " + err.Error()
+		r.t.Errorf("invariants %s after the faults healed: %v", recoverIn, err)
+	} else {
 		row.Recovery = time.Since(healed)
 		row.Invariants = "ok"
-	} else {
-		row.Invariants = "VIOLATED: " + inv.Error()
-		t.Errorf("invariants %s after the faults healed: %v", recoverIn, inv)
 	}
-	row.Ops = w.hist.Count()
-	row.Ops.Failed += int(w.notSent.Load())
-	row.Ops.Total += int(w.notSent.Load())
+	row.Ops = r.w.hist.Count()
+	row.Ops.Failed += int(r.w.notSent.Load())
+	row.Ops.Total += int(r.w.notSent.Load())
 	row.Linearizable = r.checkHistory()
-	addRow(row)
-	t.Logf("%d operations (%d acked), recovered in %s, invariants %s, linearizable %s",
-		row.Ops.Total, row.Ops.Acked, row.Recovery.Round(time.Millisecond), row.Invariants, row.Linearizable)
+	return row
 }
 
 // runDir is where a run keeps its nodes' data and logs: a temporary
