@@ -14,9 +14,12 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"google.golang.org/protobuf/proto"
+
 	"berth/internal/e2ecluster"
 	"berth/internal/etcdtest"
 	"berth/internal/faults"
+	pb "berth/proto/berth/v1"
 )
 
 // scenario is one fault pattern.
@@ -153,7 +156,27 @@ func start(t *testing.T, backend string, sc scenario, seed uint64) *run {
 	}
 	t.Cleanup(w.close)
 	r.w = w
+	r.canary()
 	return r
+}
+
+// canaryReplicas is the size of the service the workload leaves alone:
+// whatever the workload's services end at, the hosts hold containers the
+// checks must account for, and which the faults must not lose.
+const canaryReplicas = 3
+
+// canary creates the service "canary" and waits for its tasks to run.
+func (r *run) canary() {
+	ctx, cancel := context.WithTimeout(r.t.Context(), 60*time.Second)
+	defer cancel()
+	spec := r.w.spec("canary", 0)
+	spec.Replicas = proto.Int64(canaryReplicas)
+	if _, err := r.w.control(0).CreateService(ctx, &pb.CreateServiceRequest{Spec: spec}); err != nil {
+		r.t.Fatalf("create the canary service: %v", err)
+	}
+	if !until(ctx, func(ctx context.Context) bool { return r.checkOnce(ctx) == nil }) {
+		r.t.Fatalf("the canary service does not settle: %v", r.checkOnce(ctx))
+	}
 }
 
 // verdict checks the invariants (waiting up to recoverIn after healed for

@@ -43,7 +43,9 @@ func nodesReady(st *State) error {
 		if ms == nil {
 			continue
 		}
-		if ms.GetReachability() != pb.ManagerStatus_REACHABILITY_REACHABLE {
+		// A follower knows only its own and the leader's reachability
+		// (UNKNOWN for the others); only the leader says UNREACHABLE.
+		if ms.GetReachability() == pb.ManagerStatus_REACHABILITY_UNREACHABLE {
 			return fmt.Errorf("manager %s is %s", ms.GetAddr(), ms.GetReachability())
 		}
 		if ms.GetLeader() {
