@@ -20,7 +20,7 @@ FUZZ_FLAGS := -run '^$$' -timeout 3m
 # System packages tests and the demo need; installed with apt-get when absent.
 DEPS := busybox:busybox-static ip:iproute2 nft:nftables jq:jq nsenter:util-linux etcd:etcd-server
 
-.PHONY: all build build-init test test-cgroup2 unit check proto proto-check deps bench demo demo-down clean sweep
+.PHONY: all build build-init test test-cgroup2 unit check proto proto-check deps bench demo demo-down clean sweep faults
 
 all: build
 
@@ -57,12 +57,19 @@ test: deps check build
 	$(GO) test $(TEST_FLAGS) ./...
 	@# The packages that run manager clusters, again with the state in etcd
 	@# (a real etcd-server the tests start): BERTH_TEST_STORE=etcd.
-	BERTH_TEST_STORE=etcd $(GO) test $(TEST_FLAGS) ./manager ./e2e
+	BERTH_TEST_STORE=etcd $(GO) test $(TEST_FLAGS) ./manager ./e2e ./e2e/faults
 	BERTH_TEST_STORE=etcd $(GO) test $(TEST_FLAGS) -run '^TestDev' ./cmd/manager
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzControl$$' -fuzztime 10000x ./manager/controlapi
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzSpecs$$' -fuzztime 40000x ./manager/validate
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzDNSQuery$$' -fuzztime 100000x ./discovery/dns
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzStack$$' -fuzztime 5000x ./deploy/stack
+
+# faults runs the fault suite (e2e/faults) in full: every scenario, a
+# minute of faults each, on Raft and on etcd, and prints the report table.
+# make test runs its short form (three scenarios, 8 s of faults each).
+# Replay a run with FAULTS_FLAGS='-seed N' (the seed is printed at the start).
+faults: deps build
+	$(GO) test -count=1 -v -timeout 60m ./e2e/faults -run TestFaults -args -full $(FAULTS_FLAGS)
 
 # test-cgroup2 runs the cgroups, runtime, image and agent tests and a
 # `berth-manager --dev` cluster in a qemu VM whose cgroup filesystem is v2

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"berth/internal/etcdtest"
@@ -333,6 +334,34 @@ func (c *Cluster) Kill9(n *Node) error {
 		return nil
 	}
 	return n.Host.Kill9(p)
+}
+
+// Signal sends sig to n's process alone, not its group (an agent's
+// containers stay untouched): SIGSTOP pauses the node, SIGCONT resumes it.
+func (c *Cluster) Signal(n *Node, sig syscall.Signal) error {
+	n.mu.Lock()
+	p := n.proc
+	n.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("signal %s: %s was never started", sig, n.Name)
+	}
+	if err := syscall.Kill(p.PID(), sig); err != nil {
+		return fmt.Errorf("signal %s to %s (pid %d): %w", sig, n.Name, p.PID(), err)
+	}
+	return nil
+}
+
+// Exited reports whether n's process has exited (a node that stopped on
+// its own, or was killed and not restarted).
+func (c *Cluster) Exited(n *Node) bool {
+	n.mu.Lock()
+	p := n.proc
+	n.mu.Unlock()
+	if p == nil {
+		return true
+	}
+	_, done := p.Exited()
+	return done
 }
 
 // Restart starts n again with only its data dir (and, for agents, the

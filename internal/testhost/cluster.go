@@ -49,7 +49,8 @@ type Cluster struct {
 	fork    *forker // starts the hosts' processes
 
 	mu    sync.Mutex
-	drops map[[2]netip.Addr]bool // pairs dropped, each stored with a < b
+	drops map[[2]netip.Addr]bool // directions dropped, from . to
+	lossy map[[2]netip.Addr]bool // directions losing LossPercent of packets
 }
 
 // TB is the part of testing.TB that NewT uses.
@@ -156,6 +157,7 @@ func claim(log *slog.Logger) (*Cluster, error) {
 		log:     log.With("run", id),
 		table:   tag,
 		drops:   map[[2]netip.Addr]bool{},
+		lossy:   map[[2]netip.Addr]bool{},
 		fork:    newForker(),
 	}, nil
 }
@@ -226,41 +228,6 @@ func (c *Cluster) Close() error {
 	return nil
 }
 
-// DropBetween makes the bridge drop all IPv4 traffic between hosts a and b,
-// both ways, until AllowBetween.
-func (c *Cluster) DropBetween(ctx context.Context, a, b *Host) error {
-	if err := c.owns(a, b); err != nil {
-		return fmt.Errorf("drop between: %w", err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := pair(a, b)
-	if c.drops[k] {
-		return nil
-	}
-	if _, err := nft(ctx, "", "add", "element", "bridge", c.table, "drops", dropElements(a, b)); err != nil {
-		return fmt.Errorf("drop between %s and %s: %w", a.Name, b.Name, err)
-	}
-	c.drops[k] = true
-	return nil
-}
-
-// AllowBetween undoes DropBetween(a, b). It is a no-op if the pair is not
-// dropped.
-func (c *Cluster) AllowBetween(ctx context.Context, a, b *Host) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := pair(a, b)
-	if !c.drops[k] {
-		return nil
-	}
-	if _, err := nft(ctx, "", "delete", "element", "bridge", c.table, "drops", dropElements(a, b)); err != nil {
-		return fmt.Errorf("allow between %s and %s: %w", a.Name, b.Name, err)
-	}
-	delete(c.drops, k)
-	return nil
-}
-
 // owns checks that a and b are two distinct hosts of c.
 func (c *Cluster) owns(a, b *Host) error {
 	if a.cluster != c || b.cluster != c {
@@ -270,11 +237,4 @@ func (c *Cluster) owns(a, b *Host) error {
 		return fmt.Errorf("host %s with itself", a.Name)
 	}
 	return nil
-}
-
-func pair(a, b *Host) [2]netip.Addr {
-	if b.Addr.Less(a.Addr) {
-		a, b = b, a
-	}
-	return [2]netip.Addr{a.Addr, b.Addr}
 }

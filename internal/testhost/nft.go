@@ -25,7 +25,9 @@ func nft(ctx context.Context, stdin string, args ...string) ([]byte, error) {
 }
 
 // faultRules is the bridge-family table of one cluster: forwarded frames
-// between an address pair in the drops set are dropped. The bridge family
+// from . to an address pair in the drops set are dropped, and LossPercent of
+// those of a pair in the lossy set (numgen draws per packet, so a lossy link
+// flaps rather than stays cut). The bridge family
 // sees bridged traffic whether br_netfilter is loaded or not. Matching the
 // input port by the cluster's veth prefix keeps the rule to this cluster's
 // bridge (meta ibrname would say it directly but needs nft_meta_bridge,
@@ -33,17 +35,19 @@ func nft(ctx context.Context, stdin string, args ...string) ([]byte, error) {
 func faultRules(table, ports string) string {
 	return fmt.Sprintf(`table bridge %[1]s {
 	set drops { type ipv4_addr . ipv4_addr; }
+	set lossy { type ipv4_addr . ipv4_addr; }
 	chain forward {
 		type filter hook forward priority 0; policy accept;
 		iifname "%[2]s*" ip saddr . ip daddr @drops drop
+		iifname "%[2]s*" ip saddr . ip daddr @lossy numgen random mod 100 < %[3]d drop
 	}
 }
-`, table, ports)
+`, table, ports, LossPercent)
 }
 
-// dropElements is the nft element list for both directions between a and b.
-func dropElements(a, b *Host) string {
-	return fmt.Sprintf("{ %s . %s, %s . %s }", a.Addr, b.Addr, b.Addr, a.Addr)
+// element is the nft element for the direction from . to.
+func element(from, to *Host) string {
+	return fmt.Sprintf("{ %s . %s }", from.Addr, to.Addr)
 }
 
 // nftObject is one entry of `nft -j list ...` output; only the kinds the

@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -77,6 +80,34 @@ func (s *Server) view(ctx context.Context, cb func(store.ReadTx) error) error {
 }
 
 // update runs cb in a write transaction.
+//
+// A manager runs cb on its own copy of the store, which may lag writes
+// acknowledged through another manager (a follower an entry behind, a new
+// leader still applying its predecessor's log). A write cb lets through is
+// safe: the leader checks it again when it applies it. A write cb refuses
+// (a name still taken, a service not created yet, a version not seen yet)
+// may rest on a state older than the call, which no linearizable API may
+// answer from. So a refused write is tried once more after a
+// consistent-read barrier; a refusal then rests on a state at least as new
+// as the call, as reads do.
 func (s *Server) update(ctx context.Context, cb func(store.Tx) error) error {
+	err := s.st.Update(ctx, cb)
+	if err == nil || s.cfg.Reads == nil || !refused(err) {
+		return toStatus(err)
+	}
+	if err := s.cfg.Reads(ctx); err != nil {
+		return toStatus(err)
+	}
 	return toStatus(s.st.Update(ctx, cb))
+}
+
+// refused reports whether err refuses a write for what the store holds,
+// as opposed to failing to commit it (whose outcome may be unknown, and
+// which must not be tried again).
+func refused(err error) bool {
+	switch status.Code(toStatus(err)) {
+	case codes.NotFound, codes.AlreadyExists, codes.Aborted, codes.FailedPrecondition, codes.InvalidArgument:
+		return true
+	}
+	return false
 }

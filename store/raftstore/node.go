@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,6 +32,10 @@ type Node struct {
 	wg       sync.WaitGroup
 	once     sync.Once
 	downErr  error
+
+	// readyTerm is the last term in which this node, leading, made sure it
+	// had applied everything committed before the term (caughtUp).
+	readyTerm atomic.Uint64
 
 	mu          sync.Mutex
 	changed     chan struct{}   // closed and replaced when leadership changes

@@ -144,12 +144,16 @@ func (n *Node) Barrier(ctx context.Context) (uint64, error) {
 // ReadIndex makes a read on the leader linearizable without writing to the
 // log: it confirms with a quorum that this node still leads and returns
 // the store index, which includes every acknowledged write (a write is
-// acknowledged only once the leader applied it). A follower serves a
+// acknowledged only once the leader applied it, and a new leader first
+// applies what its predecessors committed: caughtUp). A follower serves a
 // consistent read by getting this index from the leader and waiting for
 // it (store.WaitIndex) before reading.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if !n.IsLeader() {
 		return 0, n.notLeader()
+	}
+	if err := n.caughtUp(ctx); err != nil {
+		return 0, err
 	}
 	index := n.store.Index()
 	if err := wait(ctx, n.raft.VerifyLeader()); err != nil {
@@ -159,6 +163,24 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("verify leadership: %w", err)
 	}
 	return index, nil
+}
+
+// caughtUp makes sure this leader has applied every entry committed before
+// its term. A new leader learns what its predecessors committed only when
+// an entry of its own term commits; until then its store may lack writes
+// they acknowledged (after every manager restarted, a leader holds little
+// more than its last snapshot). A Barrier commits such an entry and waits
+// until everything before it is applied; it is needed once per term.
+func (n *Node) caughtUp(ctx context.Context) error {
+	term := n.raft.CurrentTerm()
+	if n.readyTerm.Load() == term {
+		return nil
+	}
+	if _, err := n.Barrier(ctx); err != nil {
+		return err
+	}
+	n.readyTerm.Store(term)
+	return nil
 }
 
 // awaitLeader returns nil when this node leads. While an election runs it
