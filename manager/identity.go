@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
@@ -100,6 +101,37 @@ func (m *Manager) join(ctx context.Context) (*identity, error) {
 		return nil, fmt.Errorf("--token: %w", err)
 	}
 	var lastErr error
+	for attempt := 0; ; attempt++ {
+		id, err := m.joinOnce(ctx, tok)
+		if err == nil {
+			return id, nil
+		}
+		lastErr = err
+		// A cluster electing a leader answers Unavailable: wait for it a
+		// while (as a Raft election takes seconds at most); anything
+		// else (a rejected token, an unreachable address) is final.
+		if !errors.Is(err, errJoinUnavailable) || attempt >= joinAttempts-1 {
+			return nil, lastErr
+		}
+		select {
+		case <-ctx.Done():
+			return nil, lastErr
+		case <-time.After(time.Duration(attempt+1) * 500 * time.Millisecond):
+		}
+	}
+}
+
+// joinAttempts bounds the join's retries while the cluster has no leader
+// (about 20 s in all with the growing pause between them).
+const joinAttempts = 8
+
+// errJoinUnavailable marks a join refused for now: the cluster could not
+// record the node (no leader, or leadership lost while committing).
+var errJoinUnavailable = errors.New("the cluster cannot take the join right now")
+
+// joinOnce asks each --join address in turn for a manager certificate.
+func (m *Manager) joinOnce(ctx context.Context, tok ca.Token) (*identity, error) {
+	var lastErr error
 	for _, addr := range m.cfg.Join {
 		resp, rootPEM, err := requestCertificate(ctx, addr, tok, m.cfg.Token, pb.NodeSpec_ROLE_MANAGER)
 		if err != nil {
@@ -169,7 +201,11 @@ func requestCertificate(ctx context.Context, addr string, tok ca.Token, token st
 	}
 	resp, err := pb.NewNodeCAClient(conn).IssueNodeCertificate(ctx, &pb.IssueNodeCertificateRequest{Csr: csrPEM, Token: token, DesiredRole: role.Enum()})
 	if err != nil {
-		return nil, nil, errors.New(status.Convert(err).Message())
+		st := status.Convert(err)
+		if st.Code() == codes.Unavailable {
+			return nil, nil, fmt.Errorf("%w: %s", errJoinUnavailable, st.Message())
+		}
+		return nil, nil, errors.New(st.Message())
 	}
 	return &issued{IssueNodeCertificateResponse: resp, keyPEM: keyPEM}, rootPEM, nil
 }

@@ -244,9 +244,21 @@ func (s *Server) createNode(ctx context.Context, id string, role pb.NodeSpec_Rol
 		Spec:   &pb.NodeSpec{Annotations: &pb.Annotations{}, DesiredRole: role, Availability: ManagerAvailability(role)},
 		Status: &pb.NodeStatus{State: pb.NodeStatus_STATE_UNKNOWN, Message: "joined; no session yet", ChangedAt: now},
 	}
-	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error { return tx.CreateNode(n) })
-	if errors.Is(err, store.ErrNotLeader) {
-		return status.Error(codes.Unavailable, err.Error())
+	// A write whose outcome is unknown (leadership lost while committing)
+	// is made again: the ID is fresh, so "exists" on a retry means the
+	// first one landed. The joiner keeps its certificate either way.
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		err = s.cfg.Store.Update(ctx, func(tx store.Tx) error { return tx.CreateNode(n) })
+		if attempt > 0 && errors.Is(err, store.ErrExist) {
+			return nil
+		}
+		if !errors.Is(err, store.ErrOutcomeUnknown) {
+			break
+		}
+	}
+	if errors.Is(err, store.ErrNotLeader) || errors.Is(err, store.ErrOutcomeUnknown) {
+		return status.Errorf(codes.Unavailable, "record node %s: %v", id, err)
 	}
 	if err != nil {
 		return status.Errorf(codes.Internal, "record node %s: %v", id, err)

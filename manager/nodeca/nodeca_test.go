@@ -136,3 +136,55 @@ func TestJoinRoles(t *testing.T) {
 		})
 	}
 }
+
+// lossyProposer applies every batch to its store, but says the outcome of
+// the first `lose` of them is unknown, as Raft does when leadership is
+// lost after the entry was committed.
+type lossyProposer struct {
+	st    *store.MemoryStore
+	index uint64
+	lose  int
+}
+
+func (p *lossyProposer) Propose(_ context.Context, b *pb.StoreBatch) (uint64, error) {
+	p.index++
+	if err := p.st.Apply(p.index, b); err != nil {
+		return p.index, err
+	}
+	if p.lose > 0 {
+		p.lose--
+		return p.index, store.ErrOutcomeUnknown
+	}
+	return p.index, nil
+}
+
+// TestJoinSurvivesAnUnknownOutcome: a join whose node record was committed
+// while leadership was lost still succeeds, and records the node once.
+// Before, the joining manager failed to start ("record node: write outcome
+// unknown"), as TestRestartAll did under load.
+func TestJoinSurvivesAnUnknownOutcome(t *testing.T) {
+	f := newFixture(t)
+	p := &lossyProposer{}
+	st := store.New(p)
+	p.st = st
+	var cluster *pb.Cluster
+	f.st.View(func(tx store.ReadTx) { cluster = tx.GetCluster("c1") })
+	if err := st.Update(context.Background(), func(tx store.Tx) error { return tx.CreateCluster(cluster) }); err != nil {
+		t.Fatal(err)
+	}
+	p.lose = 1
+	srv := New(Config{Store: st, ClusterID: "c1", ClusterKey: f.srv.cfg.ClusterKey, Log: slog.New(slog.DiscardHandler)})
+	_, csr, err := ca.NewKeyAndCSR()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.IssueNodeCertificate(context.Background(), &pb.IssueNodeCertificateRequest{Token: f.manager, Csr: csr})
+	if err != nil {
+		t.Fatalf("join with an unknown outcome: %v", err)
+	}
+	var nodes []*pb.Node
+	st.View(func(tx store.ReadTx) { nodes, err = tx.FindNodes(store.All) })
+	if err != nil || len(nodes) != 1 || nodes[0].GetId() != resp.GetNodeId() {
+		t.Fatalf("nodes after the join = %v (err %v), want just %s", nodes, err, resp.GetNodeId())
+	}
+}
