@@ -178,7 +178,7 @@ func TestLogRotationAndFollow(t *testing.T) {
 	if !strings.HasSuffix(followed.String(), "end\n") {
 		t.Fatalf("follow ended without the last line: %q", tail(followed.String()))
 	}
-	files, _ := filepath.Glob(filepath.Join(e.rt.containerDir("chatty"), logName+"*"))
+	files, _ := filepath.Glob(filepath.Join(e.rt.logDir("chatty"), logName+"*"))
 	if len(files) != 3 {
 		t.Fatalf("log files = %v, want current + 2 rotated", files)
 	}

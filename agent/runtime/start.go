@@ -76,6 +76,11 @@ func (c *Container) start(ctx context.Context) error {
 		return fmt.Errorf("create state dir: %w", err)
 	}
 	c.madeDir = true
+	// A log dir already there is from a container of this ID lost in a
+	// reboot: its logs go on.
+	if err := os.Mkdir(c.logs, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create log dir: %w", err)
+	}
 	mounts, err := c.rt.resolveMounts(s.Mounts)
 	if err != nil {
 		return err
@@ -85,7 +90,12 @@ func (c *Container) start(ctx context.Context) error {
 		return fmt.Errorf("open state dir: %w", err)
 	}
 	defer dirf.Close()
-	conn, err := c.spawnInit(dirf)
+	logf, err := os.Open(c.logs)
+	if err != nil {
+		return fmt.Errorf("open log dir: %w", err)
+	}
+	defer logf.Close()
+	conn, err := c.spawnInit(dirf, logf)
 	if err != nil {
 		return err
 	}
@@ -150,9 +160,9 @@ func (c *Container) makeCgroup(dirf *os.File) (sent []*os.File, err error) {
 }
 
 // spawnInit starts the init binary (Config.InitPath) in new
-// namespaces with the state directory dirf and returns the agent's end of
-// the sync socket.
-func (c *Container) spawnInit(dirf *os.File) (*net.UnixConn, error) {
+// namespaces with the state directory dirf and the log directory logf,
+// and returns the agent's end of the sync socket.
+func (c *Container) spawnInit(dirf, logf *os.File) (*net.UnixConn, error) {
 	s := &c.rec.Spec
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -180,8 +190,10 @@ func (c *Container) spawnInit(dirf *os.File) (*net.UnixConn, error) {
 		// Become root of the new namespace (host uid base), not an
 		// unmapped host root.
 		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-		if err := os.Chown(c.dir, base, base); err != nil {
-			return nil, fmt.Errorf("hand state dir to the user namespace: %w", err)
+		for _, d := range []string{c.dir, c.logs} {
+			if err := os.Chown(d, base, base); err != nil {
+				return nil, fmt.Errorf("hand %s to the user namespace: %w", d, err)
+			}
 		}
 		_ = os.Chown(initLog.Name(), base, base)
 	}
@@ -190,7 +202,7 @@ func (c *Container) spawnInit(dirf *os.File) (*net.UnixConn, error) {
 	proc, err := os.StartProcess(c.rt.cfg.InitPath, []string{initconf.Arg0, c.id}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   []string{},
-		Files: []*os.File{null, initLog, initLog, theirs, dirf},
+		Files: []*os.File{null, initLog, initLog, theirs, dirf, logf},
 		Sys:   attr,
 	})
 	if err != nil {
@@ -319,7 +331,7 @@ func (c *Container) abort() {
 	if !c.madeDir {
 		return // a container of that ID is there, not ours to remove
 	}
-	if err := os.RemoveAll(c.dir); err != nil {
+	if err := errors.Join(os.RemoveAll(c.logs), os.RemoveAll(c.dir)); err != nil {
 		c.rt.log.Warn("clean up state of failed container", "container", c.id, "err", err)
 	}
 }

@@ -18,7 +18,8 @@ const Arg0 = "berth-init"
 // File descriptors the agent passes to the init when it starts it.
 const (
 	FdSync     = 3 // socketpair: the config frame in, Reply out
-	FdStateDir = 4 // the container's state directory (logs, exit file)
+	FdStateDir = 4 // the container's state directory, on a tmpfs (exit file)
+	FdLogDir   = 5 // the container's log directory, on disk (LogName)
 )
 
 // Descriptors travel with the config frame (SCM_RIGHTS), in this order:
@@ -33,13 +34,13 @@ const (
 // init builds the container's filesystem but starts no process.
 const Go = 'G'
 
-// Files the init writes in the container's state directory.
+// Files the init writes.
 const (
-	// ExitFile is written just before the init exits: the user process's
-	// ExitStatus, readable by any agent.
+	// ExitFile is written in the state directory just before the init
+	// exits: the user process's ExitStatus, readable by any agent.
 	ExitFile = "exit.json"
-	// LogName is the current log file; rotated files are LogName.1
-	// (newest) to LogName.N.
+	// LogName is the current log file in the log directory; rotated files
+	// are LogName.1 (newest) to LogName.N.
 	LogName = "container.log"
 )
 

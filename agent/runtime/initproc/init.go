@@ -101,6 +101,7 @@ func prepare(cfg *initconf.Config, sent sentFiles, sigs chan os.Signal) (*initSt
 	}
 	in := &initState{
 		dir:     os.NewFile(initconf.FdStateDir, "state"),
+		logDir:  os.NewFile(initconf.FdLogDir, "logs"),
 		cfg:     s,
 		sigs:    sigs,
 		execs:   map[int]*execConn{},

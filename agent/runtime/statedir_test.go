@@ -1,0 +1,62 @@
+package runtime
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestStateOnTmpfsLogsOnDisk: a container's runtime state is on the tmpfs
+// the runtime mounts, its logs on the data dir's file system; a second
+// runtime on the data dir shares the mount, the last one out with no
+// container left unmounts it, and logs of containers whose state a reboot
+// took are removed by Adopt.
+func TestStateOnTmpfsLogsOnDisk(t *testing.T) {
+	e := newEnv(t)
+	dataOnTmpfs, err := onTmpfs(e.rt.cfg.DataDir)
+	must(t, err)
+	c := e.run(t, e.spec("stateful", "echo", "hi"))
+	e.wait(t, c)
+	if tmpfs, err := onTmpfs(e.rt.containerDir("stateful")); err != nil || !tmpfs {
+		t.Fatalf("state dir on a tmpfs: %v, %v", tmpfs, err)
+	}
+	for _, f := range []string{stateFile, "exit.json", "init.log"} {
+		if _, err := os.Stat(filepath.Join(e.rt.containerDir("stateful"), f)); err != nil {
+			t.Errorf("state file: %v", err)
+		}
+	}
+	if tmpfs, err := onTmpfs(c.LogPath()); err != nil || tmpfs != dataOnTmpfs {
+		t.Fatalf("log %s on a tmpfs: %v, %v; the data dir's is %v", c.LogPath(), tmpfs, err, dataOnTmpfs)
+	}
+	if got := e.logs(t, "stateful"); got != "hi\n" {
+		t.Fatalf("logs = %q", got)
+	}
+
+	state := e.rt.cfg.StateDir
+	rt2 := e.newRuntime(t)
+	if n := len(mountsUnder(state)); !dataOnTmpfs && n != 1 {
+		t.Fatalf("%d mounts on %s with two runtimes open, want 1", n, state)
+	}
+	ghost := e.rt.logDir("ghost") // a container's logs whose state a reboot took
+	must(t, os.MkdirAll(ghost, 0o700))
+	must(t, os.WriteFile(filepath.Join(ghost, logName), []byte("old\n"), 0o600))
+	adopted, err := rt2.Adopt(context.Background())
+	must(t, err)
+	if len(adopted) != 1 || adopted[0].ID() != "stateful" {
+		t.Fatalf("adopted %v, want stateful only", adopted)
+	}
+	if _, err := os.Stat(ghost); !os.IsNotExist(err) {
+		t.Fatalf("logs of a container without state left: %v", err)
+	}
+
+	must(t, c.Delete(context.Background()))
+	rt2.Close()
+	if !dataOnTmpfs && len(mountsUnder(state)) != 1 {
+		t.Fatal("the state tmpfs went while another runtime had it open")
+	}
+	e.rt.Close()
+	if n := len(mountsUnder(state)); n != 0 {
+		t.Fatalf("%d mounts left on %s after the last runtime closed with no container", n, state)
+	}
+}
