@@ -108,7 +108,8 @@ func newEnv(t testing.TB) *env {
 func (e *env) newRuntime(t testing.TB) *Runtime {
 	t.Helper()
 	// BERTH_INIT_PATH measures with another init binary, e.g. bin/berth-agent.
-	rt, err := New(Config{DataDir: filepath.Join(e.dir, "data"), CgroupParent: e.parent, InitPath: os.Getenv("BERTH_INIT_PATH")})
+	// A spare init, as the agent keeps one.
+	rt, err := New(Config{DataDir: filepath.Join(e.dir, "data"), CgroupParent: e.parent, InitPath: os.Getenv("BERTH_INIT_PATH"), SpareInit: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func TestInitIsPID1AndReapsZombies(t *testing.T) {
 	// init, sh and sleep 1000 remain once the orphan is gone.
 	c := e.run(t, e.spec("reaper", "sh", "-c", `(sleep 0.1 &); echo pid1=$(cat /proc/1/cmdline | tr '\0' ' '); sleep 1000; true`))
 	await.True(t, 5*time.Second, func() bool { return strings.Contains(e.logs(t, "reaper"), "pid1=") }, "no output")
-	if got := e.logs(t, "reaper"); !strings.Contains(got, "pid1="+initconf.Arg0+" reaper") {
+	if got := e.logs(t, "reaper"); !strings.Contains(got, "pid1="+initconf.Arg0+"\n") {
 		t.Fatalf("PID 1 in the container should be our init, log: %q", got)
 	}
 	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.Pid()))

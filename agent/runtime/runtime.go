@@ -36,6 +36,9 @@ type Config struct {
 	// initbin/README.md) re-executes the running binary instead, whose
 	// main must then call initproc.IsInit and initproc.Main first thing.
 	InitPath string
+	// SpareInit keeps an init started ahead for the next container
+	// (spare.go), for a long-lived runtime: the agent's.
+	SpareInit bool
 	// UserNSBase is the host uid/gid that root maps to in containers with
 	// Spec.UserNS (65536 ids are mapped); 100000 when zero.
 	UserNSBase uint32
@@ -50,6 +53,7 @@ type Runtime struct {
 	filters  seccomp.Cache // compiled seccomp programs by profile
 	programs *programCache // and on disk, for the next process
 	state    *stateDir
+	spares   *spares // nil without Config.SpareInit
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -95,8 +99,13 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
-	return &Runtime{cfg: cfg, cg: h, log: cfg.Logger, state: state, containers: map[string]*Container{},
-		programs: &programCache{dir: filepath.Join(cfg.DataDir, "seccomp")}}, nil
+	r := &Runtime{cfg: cfg, cg: h, log: cfg.Logger, state: state, containers: map[string]*Container{},
+		programs: &programCache{dir: filepath.Join(cfg.DataDir, "seccomp")}}
+	if cfg.SpareInit {
+		r.spares = &spares{make: func() (*initProc, error) { return r.spawnInit(r.initAttr(&Spec{})) }, log: cfg.Logger}
+		r.spares.refill()
+	}
+	return r, nil
 }
 
 // defaultInit installs the embedded init in dataDir, or falls back to the
@@ -182,6 +191,9 @@ func (r *Runtime) Close() {
 	}
 	r.closed = true
 	r.mu.Unlock()
+	if r.spares != nil {
+		r.spares.close()
+	}
 	if err := r.state.close(); err != nil {
 		r.log.Warn("release the state dir", "dir", r.cfg.StateDir, "err", err)
 	}
