@@ -234,8 +234,8 @@ func (r *Runtime) Adopt(ctx context.Context) ([]*Container, error) {
 		}
 		out = append(out, c)
 	}
-	errs = append(errs, r.removeOrphanLogs())
-	return out, errors.Join(errs...)
+	old, err := r.adoptLogDirs()
+	return append(out, old...), errors.Join(append(errs, err)...)
 }
 
 func (r *Runtime) adopt(id string) (*Container, error) {
@@ -246,22 +246,28 @@ func (r *Runtime) adopt(id string) (*Container, error) {
 		r.log.Warn("removing container without state", "container", id, "err", err)
 		return nil, errors.Join(err, os.RemoveAll(r.logDir(id)), os.RemoveAll(dir))
 	}
-	c := newContainer(r, rec)
+	return r.adoptRecord(newContainer(r, rec)), nil
+}
+
+// adoptRecord registers a container loaded from its record and watches it
+// when it still runs.
+func (r *Runtime) adoptRecord(c *Container) *Container {
+	id, rec := c.id, c.rec
 	r.mu.Lock()
 	r.containers[id] = c
 	r.mu.Unlock()
 	if rec.Exit != nil {
 		close(c.done)
-		return c, nil
+		return c
 	}
 	if err := c.attach(); err != nil {
 		r.log.Info("container ended while no agent watched", "container", id, "reason", err)
 		go c.finalize(nil)
-		return c, nil
+		return c
 	}
 	r.log.Info("adopted running container", "container", id, "pid", rec.Pid)
 	go c.watch()
-	return c, nil
+	return c
 }
 
 func (r *Runtime) forget(id string) {

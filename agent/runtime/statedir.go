@@ -143,22 +143,37 @@ func onTmpfs(dir string) (bool, error) {
 	return st.Type == unix.TMPFS_MAGIC, nil
 }
 
-// removeOrphanLogs deletes the log directories of containers that have no
-// state: they ended with a reboot, which emptied the tmpfs. A container
-// is created state first and deleted logs first, so no live container's
-// logs are ever without its state.
-func (r *Runtime) removeOrphanLogs() error {
+// adoptLogDirs looks at the log directories of containers that have no
+// state on the tmpfs. One with a record of its own is a container an
+// agent from before this layout started, with its state beside its logs
+// (and its init writing there): it is adopted with that directory as its
+// state directory, so that an upgrade leaves no container unmanaged. The
+// others ended with a reboot, which emptied the tmpfs, and are removed.
+// A container is created state first and deleted logs first, so no live
+// container's logs are ever without its state.
+func (r *Runtime) adoptLogDirs() ([]*Container, error) {
 	entries, err := os.ReadDir(filepath.Join(r.cfg.DataDir, "containers"))
 	if err != nil {
-		return fmt.Errorf("list container logs: %w", err)
+		return nil, fmt.Errorf("list container logs: %w", err)
 	}
+	var out []*Container
 	var errs []error
 	for _, e := range entries {
-		if _, err := os.Lstat(r.containerDir(e.Name())); !errors.Is(err, os.ErrNotExist) {
+		id, logs := e.Name(), r.logDir(e.Name())
+		if _, err := r.Get(id); err == nil {
 			continue
 		}
-		r.log.Info("removing logs of a container lost in a reboot", "container", e.Name())
-		errs = append(errs, os.RemoveAll(r.logDir(e.Name())))
+		if _, err := os.Lstat(r.containerDir(id)); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if rec, err := loadRecord(logs); err == nil {
+			c := newContainer(r, rec)
+			c.dir = logs
+			out = append(out, r.adoptRecord(c))
+			continue
+		}
+		r.log.Info("removing logs of a container lost in a reboot", "container", id)
+		errs = append(errs, os.RemoveAll(logs))
 	}
-	return errors.Join(errs...)
+	return out, errors.Join(errs...)
 }

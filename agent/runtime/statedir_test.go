@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestStateOnTmpfsLogsOnDisk: a container's runtime state is on the tmpfs
@@ -58,5 +60,40 @@ func TestStateOnTmpfsLogsOnDisk(t *testing.T) {
 	e.rt.Close()
 	if n := len(mountsUnder(state)); n != 0 {
 		t.Fatalf("%d mounts left on %s after the last runtime closed with no container", n, state)
+	}
+}
+
+// TestAdoptsContainersOfTheOldLayout: an agent from before the state
+// tmpfs kept a container's record beside its logs; after an upgrade the
+// new agent adopts such a container (it still runs) rather than taking
+// its directory for logs a reboot orphaned.
+func TestAdoptsContainersOfTheOldLayout(t *testing.T) {
+	e := newEnv(t)
+	c := e.run(t, e.spec("old", "sleep", "1000"))
+	pid := c.Pid()
+	e.rt.Close()
+	// The old layout: state.json in DataDir/containers/<id>, no state dir.
+	data, err := os.ReadFile(filepath.Join(e.rt.containerDir("old"), stateFile))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(e.rt.logDir("old"), stateFile), data, 0o600))
+	must(t, os.RemoveAll(e.rt.containerDir("old")))
+
+	rt2 := e.newRuntime(t)
+	e.rt = rt2
+	adopted, err := rt2.Adopt(context.Background())
+	must(t, err)
+	if len(adopted) != 1 || adopted[0].ID() != "old" || !adopted[0].Running() || adopted[0].Pid() != pid {
+		t.Fatalf("adopted %v, want the running container old with pid %d", adopted, pid)
+	}
+	if _, err := os.Stat(rt2.logDir("old")); err != nil {
+		t.Fatalf("the old layout's directory: %v", err)
+	}
+	must(t, adopted[0].Kill(unix.SIGKILL))
+	if st := e.wait(t, adopted[0]); st.Code != 137 {
+		t.Fatalf("exit of the adopted container: %+v", st)
+	}
+	must(t, adopted[0].Delete(context.Background()))
+	if _, err := os.Stat(rt2.logDir("old")); !os.IsNotExist(err) {
+		t.Fatalf("delete left the old layout's directory: %v", err)
 	}
 }
