@@ -25,6 +25,19 @@ import (
 // stateDirName is Config.StateDir's default, under DataDir.
 const stateDirName = "state"
 
+// HasState reports whether a runtime on dataDir with the default StateDir
+// may have containers recorded: its state tmpfs is mounted (or the data
+// dir is on a tmpfs), or containers an agent from before it started are
+// recorded beside their logs. A reader that only peeks (Runtime.Peek)
+// opens no runtime otherwise, since New would mount the tmpfs.
+func HasState(dataDir string) bool {
+	if _, err := os.Stat(filepath.Join(dataDir, stateDirName, "containers")); err == nil {
+		return true
+	}
+	old, _ := filepath.Glob(filepath.Join(dataDir, "containers", "*", stateFile))
+	return len(old) > 0
+}
+
 // stateMountOptions bound the tmpfs: records, exit files and init logs
 // are a few kilobytes a container.
 const stateMountOptions = "mode=0711,size=64m"
