@@ -125,7 +125,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
-	rt, err := runtime.New(runtime.Config{DataDir: filepath.Join(cfg.DataDir, "runtime"), CgroupParent: cfg.CgroupParent, Logger: cfg.Logger})
+	rt, err := runtime.New(runtime.Config{DataDir: filepath.Join(cfg.DataDir, "runtime"), CgroupParent: cfg.CgroupParent, Logger: cfg.Logger, SpareInit: true})
 	if err != nil {
 		images.Close()
 		return nil, fmt.Errorf("open container runtime: %w", err)

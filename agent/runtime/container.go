@@ -23,7 +23,8 @@ type Stats = cgroups.Stats
 type Container struct {
 	rt   *Runtime
 	id   string
-	dir  string
+	dir  string // state, on the tmpfs
+	logs string // logs, on disk
 	done chan struct{}
 
 	mu    sync.Mutex
@@ -36,7 +37,7 @@ type Container struct {
 }
 
 func newContainer(r *Runtime, rec *record) *Container {
-	return &Container{rt: r, id: rec.ID, dir: r.containerDir(rec.ID), done: make(chan struct{}), rec: rec, pidfd: -1}
+	return &Container{rt: r, id: rec.ID, dir: r.containerDir(rec.ID), logs: r.logDir(rec.ID), done: make(chan struct{}), rec: rec, pidfd: -1}
 }
 
 // ID is the container's ID.
@@ -49,7 +50,7 @@ func (c *Container) Spec() Spec { return c.rec.Spec }
 func (c *Container) Pid() int { return c.rec.Pid }
 
 // LogPath is the current log file; rotated ones carry .1, .2, … suffixes.
-func (c *Container) LogPath() string { return filepath.Join(c.dir, logName) }
+func (c *Container) LogPath() string { return filepath.Join(c.logs, logName) }
 
 // NetnsPath is the network namespace for overlay/ to wire, or "" for a
 // container on the host network or one that has exited.
@@ -166,7 +167,8 @@ func (c *Container) Delete(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := os.RemoveAll(c.dir); err != nil {
+	// Logs first: the state dir holds the ID until the end.
+	if err := errors.Join(os.RemoveAll(c.logs), os.RemoveAll(c.dir)); err != nil {
 		return fmt.Errorf("delete %s: %w", c.id, err)
 	}
 	c.rt.forget(c.id)

@@ -3,7 +3,9 @@
 // (through package cgroups), capabilities, seccomp filters (compiled by
 // package seccomp, loaded by the init), a tiny init of ours as PID 1,
 // rotated log files, exec into running containers, stats, and adoption of
-// running containers after an agent restart.
+// running containers after an agent restart. Per-container state lives
+// on a tmpfs, logs on disk (statedir.go); a long-lived runtime keeps an
+// init started ahead for the next container (spare.go).
 //
 // The container init is a small binary of its own (internal/cmd/berth-init
 // over package initproc, speaking the contract in package initconf), which

@@ -108,7 +108,8 @@ func newEnv(t testing.TB) *env {
 func (e *env) newRuntime(t testing.TB) *Runtime {
 	t.Helper()
 	// BERTH_INIT_PATH measures with another init binary, e.g. bin/berth-agent.
-	rt, err := New(Config{DataDir: filepath.Join(e.dir, "data"), CgroupParent: e.parent, InitPath: os.Getenv("BERTH_INIT_PATH")})
+	// A spare init, as the agent keeps one.
+	rt, err := New(Config{DataDir: filepath.Join(e.dir, "data"), CgroupParent: e.parent, InitPath: os.Getenv("BERTH_INIT_PATH"), SpareInit: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +124,8 @@ func (e *env) cleanup(t testing.TB) {
 			t.Errorf("cleanup: delete %s: %v", c.ID(), err)
 		}
 	}
+	e.rt.Close()
+	unmountUnder(e.dir) // the state tmpfs, when a test left containers or runtimes
 	if err := os.RemoveAll(e.dir); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
@@ -253,6 +256,18 @@ func mountsUnder(dir string) []string {
 	for _, l := range strings.Split(string(data), "\n") {
 		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir) {
 			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// leakedMounts lists the mounts under e's dir but the runtime's own state
+// tmpfs.
+func (e *env) leakedMounts() []string {
+	var out []string
+	for _, m := range mountsUnder(e.dir) {
+		if m != e.rt.cfg.StateDir {
+			out = append(out, m)
 		}
 	}
 	return out

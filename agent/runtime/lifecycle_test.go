@@ -53,7 +53,7 @@ func TestInitIsPID1AndReapsZombies(t *testing.T) {
 	// init, sh and sleep 1000 remain once the orphan is gone.
 	c := e.run(t, e.spec("reaper", "sh", "-c", `(sleep 0.1 &); echo pid1=$(cat /proc/1/cmdline | tr '\0' ' '); sleep 1000; true`))
 	await.True(t, 5*time.Second, func() bool { return strings.Contains(e.logs(t, "reaper"), "pid1=") }, "no output")
-	if got := e.logs(t, "reaper"); !strings.Contains(got, "pid1="+initconf.Arg0+" reaper") {
+	if got := e.logs(t, "reaper"); !strings.Contains(got, "pid1="+initconf.Arg0+"\n") {
 		t.Fatalf("PID 1 in the container should be our init, log: %q", got)
 	}
 	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.Pid()))
@@ -178,7 +178,7 @@ func TestLogRotationAndFollow(t *testing.T) {
 	if !strings.HasSuffix(followed.String(), "end\n") {
 		t.Fatalf("follow ended without the last line: %q", tail(followed.String()))
 	}
-	files, _ := filepath.Glob(filepath.Join(e.rt.containerDir("chatty"), logName+"*"))
+	files, _ := filepath.Glob(filepath.Join(e.rt.logDir("chatty"), logName+"*"))
 	if len(files) != 3 {
 		t.Fatalf("log files = %v, want current + 2 rotated", files)
 	}

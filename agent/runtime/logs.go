@@ -62,11 +62,11 @@ func (r *Runtime) LogEntries(ctx context.Context, id string, opts LogOptions, fn
 		lr.ring = make([]LogEntry, 0, min(opts.Tail, 4096))
 	}
 	for i := c.rec.Spec.logMaxFiles() - 1; i >= 1; i-- {
-		if err := lr.readFile(filepath.Join(c.dir, logName+"."+strconv.Itoa(i))); err != nil {
+		if err := lr.readFile(filepath.Join(c.logs, logName+"."+strconv.Itoa(i))); err != nil {
 			return fmt.Errorf("logs of %s: %w", id, err)
 		}
 	}
-	path := filepath.Join(c.dir, logName)
+	path := filepath.Join(c.logs, logName)
 	f, err := os.Open(path)
 	if err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("logs of %s: %w", id, err)

@@ -41,7 +41,7 @@ func TestBindVolumeTmpfsMounts(t *testing.T) {
 	if out := e.output(t, s2); out != "first\n" {
 		t.Fatalf("volume content in second container: %q", out)
 	}
-	if m := mountsUnder(e.dir); len(m) > 0 {
+	if m := e.leakedMounts(); len(m) > 0 {
 		t.Fatalf("mounts leaked into the host namespace: %v", m)
 	}
 }
@@ -133,8 +133,10 @@ func TestOutOfDiskIsClearAndClean(t *testing.T) {
 	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "out of disk space") {
 		t.Fatalf("run on a full disk: %v, want ErrNoSpace", err)
 	}
-	if _, err := os.Stat(filepath.Join(small, "containers", "full")); !os.IsNotExist(err) {
-		t.Fatalf("half-made container left: %v", err)
+	for _, d := range []string{rt.containerDir("full"), rt.logDir("full")} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Fatalf("half-made container left %s: %v", d, err)
+		}
 	}
 	if len(rt.List()) != 0 {
 		t.Fatal("failed container still listed")

@@ -20,19 +20,24 @@ type Info struct {
 	Exit *ExitStatus
 }
 
-// Peek reads every container recorded under DataDir, sorted by ID,
-// without adopting any: another process (the node's agent) may own them,
-// and Peek neither watches, finalizes nor removes. A container still
-// being created has no record yet and is left out.
+// Peek reads every container recorded under StateDir (and, from an agent
+// before it, beside its logs), sorted by ID, without adopting any: another
+// process (the node's agent) may own them, and Peek neither watches,
+// finalizes nor removes. A container still being created has no record
+// yet and is left out.
 func (r *Runtime) Peek() ([]Info, error) {
-	base := filepath.Join(r.cfg.DataDir, "containers")
-	entries, err := os.ReadDir(base)
+	entries, err := os.ReadDir(filepath.Join(r.cfg.DataDir, "containers"))
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	out := make([]Info, 0, len(entries)) // ReadDir sorts by name
 	for _, e := range entries {
+		// Every container has a log dir; its record is on the tmpfs, or
+		// beside its logs when an agent before the tmpfs started it.
 		dir := r.containerDir(e.Name())
+		if _, err := os.Lstat(dir); err != nil {
+			dir = r.logDir(e.Name())
+		}
 		rec, err := loadRecord(dir)
 		if err != nil {
 			continue // half-made, or removed meanwhile

@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"maps"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -34,5 +36,28 @@ func TestPeekShowsWithoutAdopting(t *testing.T) {
 	bad.Labels = map[string]string{"": "v"}
 	if err := bad.Validate(); err == nil {
 		t.Error("a label without a key was accepted")
+	}
+}
+
+// TestPeekAndHasStateFindTheOldLayout: a container an agent before the
+// state tmpfs started, recorded beside its logs, is peeked too, and
+// HasState says a data dir with nothing recorded has nothing to peek.
+func TestPeekAndHasStateFindTheOldLayout(t *testing.T) {
+	e := newEnv(t)
+	if HasState(e.dir) {
+		t.Error("HasState of a dir no runtime ever used")
+	}
+	if !HasState(e.rt.cfg.DataDir) {
+		t.Error("HasState of a runtime's data dir")
+	}
+	c := e.run(t, e.spec("old", "sleep", "1000"))
+	data, err := os.ReadFile(filepath.Join(e.rt.containerDir("old"), stateFile))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(e.rt.logDir("old"), stateFile), data, 0o600))
+	must(t, os.RemoveAll(e.rt.containerDir("old")))
+	infos, err := e.newRuntime(t).Peek()
+	must(t, err)
+	if len(infos) != 1 || infos[0].ID != "old" || !infos[0].Running || infos[0].Pid != c.Pid() {
+		t.Fatalf("Peek = %+v, want old running", infos)
 	}
 }

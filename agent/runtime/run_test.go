@@ -51,8 +51,10 @@ func TestCommandNotFoundLeavesNothing(t *testing.T) {
 
 func assertNothingLeft(t *testing.T, e *env, id string) {
 	t.Helper()
-	if _, err := os.Stat(e.rt.containerDir(id)); !os.IsNotExist(err) {
-		t.Fatalf("state dir of %s left behind: %v", id, err)
+	for _, d := range []string{e.rt.containerDir(id), e.rt.logDir(id)} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Fatalf("%s of %s left behind: %v", d, id, err)
+		}
 	}
 	if _, err := e.rt.Get(id); err == nil {
 		t.Fatalf("%s still listed", id)
@@ -65,7 +67,7 @@ func assertNothingLeft(t *testing.T, e *env, id string) {
 			t.Fatalf("cgroup of %s left behind: %v %v %v", id, g, g2, g3)
 		}
 	}
-	if m := mountsUnder(e.dir); len(m) > 0 {
+	if m := e.leakedMounts(); len(m) > 0 {
 		t.Fatalf("mounts left behind: %v", m)
 	}
 }

@@ -16,9 +16,14 @@ import (
 
 // Config configures a Runtime.
 type Config struct {
-	// DataDir holds containers/<id>/ (state, logs, exec socket) and
-	// volumes/<name>/.
+	// DataDir holds containers/<id>/ (logs), volumes/<name>/ and, by
+	// default, the state dir.
 	DataDir string
+	// StateDir holds containers/<id>/ with each container's runtime state
+	// (record, exit file, exec socket, init log). New mounts a tmpfs on it
+	// unless it is on one already (statedir.go says why).
+	// DataDir/state when empty.
+	StateDir string
 	// CgroupParent is the parent group of all containers: absolute from
 	// the hierarchy root, or relative to the agent's own cgroup. "/berth"
 	// when empty.
@@ -31,6 +36,9 @@ type Config struct {
 	// initbin/README.md) re-executes the running binary instead, whose
 	// main must then call initproc.IsInit and initproc.Main first thing.
 	InitPath string
+	// SpareInit keeps an init started ahead for the next container
+	// (spare.go), for a long-lived runtime: the agent's.
+	SpareInit bool
 	// UserNSBase is the host uid/gid that root maps to in containers with
 	// Spec.UserNS (65536 ids are mapped); 100000 when zero.
 	UserNSBase uint32
@@ -44,6 +52,8 @@ type Runtime struct {
 	log      *slog.Logger
 	filters  seccomp.Cache // compiled seccomp programs by profile
 	programs *programCache // and on disk, for the next process
+	state    *stateDir
+	spares   *spares // nil without Config.SpareInit
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -68,6 +78,9 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(cfg.DataDir, stateDirName)
+	}
 	h, err := cgroups.Detect(cfg.CgroupRoot)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
@@ -82,8 +95,17 @@ func New(cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("runtime: %w", err)
 		}
 	}
-	return &Runtime{cfg: cfg, cg: h, log: cfg.Logger, containers: map[string]*Container{},
-		programs: &programCache{dir: filepath.Join(cfg.DataDir, "seccomp")}}, nil
+	state, err := openStateDir(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	r := &Runtime{cfg: cfg, cg: h, log: cfg.Logger, state: state, containers: map[string]*Container{},
+		programs: &programCache{dir: filepath.Join(cfg.DataDir, "seccomp")}}
+	if cfg.SpareInit {
+		r.spares = &spares{make: func() (*initProc, error) { return r.spawnInit(r.initAttr(&Spec{})) }, log: cfg.Logger}
+		r.spares.refill()
+	}
+	return r, nil
 }
 
 // defaultInit installs the embedded init in dataDir, or falls back to the
@@ -107,7 +129,13 @@ func (r *Runtime) InitPath() string { return r.cfg.InitPath }
 // CgroupVersion reports the cgroup layout the runtime uses (1 or 2).
 func (r *Runtime) CgroupVersion() int { return int(r.cg.Version) }
 
+// containerDir is the container's state directory, on the tmpfs.
 func (r *Runtime) containerDir(id string) string {
+	return filepath.Join(r.cfg.StateDir, "containers", id)
+}
+
+// logDir is the container's log directory, on disk.
+func (r *Runtime) logDir(id string) string {
 	return filepath.Join(r.cfg.DataDir, "containers", id)
 }
 
@@ -152,11 +180,23 @@ func (r *Runtime) List() []*Container {
 // Close detaches the runtime from its containers without stopping them,
 // as an agent exiting for an upgrade does; another Runtime on the same
 // DataDir adopts them. When no container is left in the cgroup parent,
-// its directories go too: a clean stop leaves no empty cgroup behind.
+// its directories go too: a clean stop leaves no empty cgroup behind. The
+// last runtime out of a state dir with no container left unmounts its
+// tmpfs.
 func (r *Runtime) Close() {
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
 	r.closed = true
 	r.mu.Unlock()
+	if r.spares != nil {
+		r.spares.close()
+	}
+	if err := r.state.close(); err != nil {
+		r.log.Warn("release the state dir", "dir", r.cfg.StateDir, "err", err)
+	}
 	if err := r.cg.RemoveParent(r.cfg.CgroupParent); err != nil {
 		r.log.Warn("remove the empty cgroup parent", "parent", r.cfg.CgroupParent, "err", err)
 	}
@@ -168,11 +208,12 @@ func (r *Runtime) isClosed() bool {
 	return r.closed
 }
 
-// Adopt loads every container recorded under DataDir that this runtime
+// Adopt loads every container recorded under StateDir that this runtime
 // does not know yet: running ones are reattached (not restarted), those
-// that ended while no agent watched get their exit status recorded.
+// that ended while no agent watched get their exit status recorded. Logs
+// of containers without state (lost in a reboot) are removed.
 func (r *Runtime) Adopt(ctx context.Context) ([]*Container, error) {
-	base := filepath.Join(r.cfg.DataDir, "containers")
+	base := filepath.Join(r.cfg.StateDir, "containers")
 	entries, err := os.ReadDir(base)
 	if err != nil {
 		return nil, fmt.Errorf("adopt: %w", err)
@@ -193,7 +234,8 @@ func (r *Runtime) Adopt(ctx context.Context) ([]*Container, error) {
 		}
 		out = append(out, c)
 	}
-	return out, errors.Join(errs...)
+	old, err := r.adoptLogDirs()
+	return append(out, old...), errors.Join(append(errs, err)...)
 }
 
 func (r *Runtime) adopt(id string) (*Container, error) {
@@ -202,24 +244,30 @@ func (r *Runtime) adopt(id string) (*Container, error) {
 	if err != nil {
 		// A container half-made when the agent died: nothing runs there.
 		r.log.Warn("removing container without state", "container", id, "err", err)
-		return nil, errors.Join(err, os.RemoveAll(dir))
+		return nil, errors.Join(err, os.RemoveAll(r.logDir(id)), os.RemoveAll(dir))
 	}
-	c := newContainer(r, rec)
+	return r.adoptRecord(newContainer(r, rec)), nil
+}
+
+// adoptRecord registers a container loaded from its record and watches it
+// when it still runs.
+func (r *Runtime) adoptRecord(c *Container) *Container {
+	id, rec := c.id, c.rec
 	r.mu.Lock()
 	r.containers[id] = c
 	r.mu.Unlock()
 	if rec.Exit != nil {
 		close(c.done)
-		return c, nil
+		return c
 	}
 	if err := c.attach(); err != nil {
 		r.log.Info("container ended while no agent watched", "container", id, "reason", err)
 		go c.finalize(nil)
-		return c, nil
+		return c
 	}
 	r.log.Info("adopted running container", "container", id, "pid", rec.Pid)
 	go c.watch()
-	return c, nil
+	return c
 }
 
 func (r *Runtime) forget(id string) {

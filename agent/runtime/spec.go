@@ -145,6 +145,9 @@ func (s *Spec) Validate() error {
 	if _, ok := s.Labels[""]; ok {
 		return bad("labels: a label needs a key (key=value)")
 	}
+	if len(s.Mounts) > maxMounts {
+		return bad("mounts: %d mounts; at most %d are allowed", len(s.Mounts), maxMounts)
+	}
 	for i, m := range s.Mounts {
 		if err := m.validate(); err != nil {
 			return bad("mounts[%d]: %v", i, err)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -44,7 +43,11 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (*Container, error) {
 	r.containers[spec.ID] = c // reserve the ID
 	r.mu.Unlock()
 
-	if err := c.start(ctx); err != nil {
+	err := c.start(ctx)
+	if r.spares != nil {
+		r.spares.refill() // for the next start, now that this one is done
+	}
+	if err != nil {
 		c.abort()
 		r.forget(spec.ID)
 		return nil, fmt.Errorf("run %s: %w", spec.ID, diskError(err))
@@ -55,9 +58,10 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (*Container, error) {
 
 // start does the work of Run; abort undoes whatever it got done.
 //
-// The init is started first: while its runtime comes up (most of a
-// millisecond), the agent makes the cgroup and the exec socket and sends
-// their descriptors with the config. While the init builds the
+// The init is the spare one (spare.go) or, when there is none, started
+// first: while its runtime comes up (most of a millisecond), the agent
+// makes the directories, the cgroup and the exec socket and sends their
+// descriptors with the config. While the init builds the
 // container's filesystem, the agent moves it into the cgroup (on cgroup
 // v1 the first move after a pause waits out an RCU grace period, often
 // 5-15 ms) and runs PreStart (the task's network); then it tells the init
@@ -69,40 +73,44 @@ func (c *Container) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Mkdir(c.dir, 0o700); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return ErrExists
-		}
-		return fmt.Errorf("create state dir: %w", err)
+	p, err := c.rt.startInit(s)
+	if err != nil {
+		return err
 	}
-	c.madeDir = true
+	c.proc, c.pidfd, c.rec.Pid, c.rec.StartTime = p.proc, p.pidfd, p.proc.Pid, p.startTime
+	conn := p.conn
+	defer conn.Close()
+	dirs, err := c.makeDirs()
+	if err != nil {
+		return err
+	}
+	defer closeAll(dirs)
 	mounts, err := c.rt.resolveMounts(s.Mounts)
 	if err != nil {
 		return err
 	}
-	dirf, err := os.Open(c.dir)
-	if err != nil {
-		return fmt.Errorf("open state dir: %w", err)
-	}
-	defer dirf.Close()
-	conn, err := c.spawnInit(dirf)
+	trees, err := openTrees(s.Rootfs, mounts)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	sent, err := c.makeCgroup(dirf)
+	defer closeAll(trees)
+	sent, err := c.makeCgroup(dirs[0])
 	if err != nil {
 		return err
 	}
 	defer closeAll(sent)
 	payload := len(sent) > 1
+	// In initconf's order: directories and init log, exec socket, mount
+	// trees, payload cgroup, stdin.
+	files := append(dirs[:len(dirs):len(dirs)], sent[0])
+	files = append(append(files, trees...), sent[1:]...)
 	if s.Stdin != nil {
-		sent = append(sent[:len(sent):len(sent)], s.Stdin) // the caller's to close
+		files = append(files, s.Stdin) // the caller's to close
 	}
 	stop := c.bound(ctx, conn)
 	defer stop()
 	cfg := initConfig(s, mounts, filter, payload)
-	if err := c.sendConfig(conn, &cfg, sent); err != nil {
+	if err := c.sendConfig(conn, &cfg, files); err != nil {
 		return err
 	}
 	if err := c.rec.Cgroup.Join(c.rec.Pid); err != nil {
@@ -117,6 +125,59 @@ func (c *Container) start(ctx context.Context) error {
 		return err
 	}
 	return c.rec.save(c.dir)
+}
+
+// startInit takes the spare init when s can, else starts one.
+func (r *Runtime) startInit(s *Spec) (*initProc, error) {
+	if r.spares != nil && spareable(s) {
+		if p := r.spares.take(); p != nil {
+			return p, nil
+		}
+	}
+	return r.spawnInit(r.initAttr(s))
+}
+
+// makeDirs creates the container's state and log directories and the
+// init's log, and opens them for the init, in initconf's order.
+func (c *Container) makeDirs() ([]*os.File, error) {
+	if err := os.Mkdir(c.dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, ErrExists
+		}
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	c.madeDir = true
+	// A log dir already there is from a container of this ID lost in a
+	// reboot: its logs go on.
+	if err := os.Mkdir(c.logs, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	var files []*os.File
+	for _, d := range []string{c.dir, c.logs} {
+		f, err := os.Open(d)
+		if err != nil {
+			closeAll(files)
+			return nil, fmt.Errorf("open %s: %w", d, err)
+		}
+		files = append(files, f)
+	}
+	initLog, err := os.OpenFile(filepath.Join(c.dir, "init.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		closeAll(files)
+		return nil, fmt.Errorf("create init log: %w", err)
+	}
+	files = append(files, initLog)
+	if c.rec.Spec.UserNS {
+		// The init, root of its user namespace, creates files in them.
+		base := int(c.rt.cfg.UserNSBase)
+		for _, f := range files {
+			if err := f.Chown(base, base); err != nil {
+				closeAll(files)
+				return nil, fmt.Errorf("hand %s to the user namespace: %w", f.Name(), err)
+			}
+		}
+	}
+	return files, nil
 }
 
 // makeCgroup makes the container's cgroup and opens what the init gets
@@ -147,79 +208,6 @@ func (c *Container) makeCgroup(dirf *os.File) (sent []*os.File, err error) {
 		sent = append(sent, f)
 	}
 	return sent, nil
-}
-
-// spawnInit starts the init binary (Config.InitPath) in new
-// namespaces with the state directory dirf and returns the agent's end of
-// the sync socket.
-func (c *Container) spawnInit(dirf *os.File) (*net.UnixConn, error) {
-	s := &c.rec.Spec
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("sync socket: %w", err)
-	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-init")
-	defer ours.Close()
-	defer theirs.Close()
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, err
-	}
-	defer null.Close()
-	initLog, err := os.OpenFile(filepath.Join(c.dir, "init.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create init log: %w", err)
-	}
-	defer initLog.Close()
-	attr := &syscall.SysProcAttr{Cloneflags: cloneFlags(s), Setsid: true}
-	if s.UserNS {
-		base := int(c.rt.cfg.UserNSBase)
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: base, Size: 65536}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: base, Size: 65536}}
-		attr.GidMappingsEnableSetgroups = true
-		// Become root of the new namespace (host uid base), not an
-		// unmapped host root.
-		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-		if err := os.Chown(c.dir, base, base); err != nil {
-			return nil, fmt.Errorf("hand state dir to the user namespace: %w", err)
-		}
-		_ = os.Chown(initLog.Name(), base, base)
-	}
-	// The init starts in the host's root, not in the agent's working
-	// directory, and moves into the container's root when it pivots.
-	proc, err := os.StartProcess(c.rt.cfg.InitPath, []string{initconf.Arg0, c.id}, &os.ProcAttr{
-		Dir:   "/",
-		Env:   []string{},
-		Files: []*os.File{null, initLog, initLog, theirs, dirf},
-		Sys:   attr,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start container init %s: %w", c.rt.cfg.InitPath, err)
-	}
-	c.proc = proc
-	c.rec.Pid = proc.Pid
-	if c.pidfd, err = unix.PidfdOpen(proc.Pid, unix.PIDFD_NONBLOCK); err != nil {
-		return nil, fmt.Errorf("pidfd of init: %w", err)
-	}
-	if c.rec.StartTime, err = procStartTime(proc.Pid); err != nil {
-		return nil, fmt.Errorf("start time of init: %w", err)
-	}
-	fc, err := net.FileConn(ours)
-	if err != nil {
-		return nil, fmt.Errorf("sync socket: %w", err)
-	}
-	return fc.(*net.UnixConn), nil
-}
-
-func cloneFlags(s *Spec) uintptr {
-	f := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if !s.HostNetwork {
-		f |= unix.CLONE_NEWNET
-	}
-	if s.UserNS {
-		f |= unix.CLONE_NEWUSER
-	}
-	return f
 }
 
 // listenExec creates the exec socket in the state directory; the path goes
@@ -319,7 +307,7 @@ func (c *Container) abort() {
 	if !c.madeDir {
 		return // a container of that ID is there, not ours to remove
 	}
-	if err := os.RemoveAll(c.dir); err != nil {
+	if err := errors.Join(os.RemoveAll(c.logs), os.RemoveAll(c.dir)); err != nil {
 		c.rt.log.Warn("clean up state of failed container", "container", c.id, "err", err)
 	}
 }

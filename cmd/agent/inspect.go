@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -83,10 +82,10 @@ func (cs *containerSet) views() ([]view, error) {
 }
 
 // openNode opens the node agent's runtime under dataDir for reading, or
-// returns nil when no agent ever ran there.
+// returns nil when it has no container recorded there.
 func openNode(dataDir string) (*runtime.Runtime, error) {
 	dir := filepath.Join(dataDir, nodeDir)
-	if _, err := os.Stat(filepath.Join(dir, "containers")); err != nil {
+	if !runtime.HasState(dir) {
 		return nil, nil
 	}
 	return runtime.New(runtime.Config{DataDir: dir})

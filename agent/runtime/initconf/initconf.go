@@ -15,14 +15,24 @@ import (
 // Arg0 is os.Args[0] of a container init, whichever binary runs it.
 const Arg0 = "berth-init"
 
-// File descriptors the agent passes to the init when it starts it.
+// FdSync is the one descriptor but stdio (/dev/null) that the agent
+// passes to the init when it starts it: a socketpair, the config frame
+// in, Reply out. The rest comes with the config, so that an init can be
+// started before its container is known (a spare).
+const FdSync = 3
+
+// Where the init puts the directories that come with its config.
 const (
-	FdSync     = 3 // socketpair: the config frame in, Reply out
-	FdStateDir = 4 // the container's state directory (logs, exit file)
+	FdStateDir = 4 // the container's state directory, on a tmpfs (exit file)
+	FdLogDir   = 5 // the container's log directory, on disk (LogName)
 )
 
 // Descriptors travel with the config frame (SCM_RIGHTS), in this order:
-// the listening unix socket for exec requests; the payload cgroup's
+// the container's state directory, its log directory, the init's own log
+// (its stdout and stderr from then on), the listening unix socket for
+// exec requests, a mount tree (open_tree) of the rootfs and one of the
+// source of each bind mount in Config.Mounts (not Tmpfs), in order; the
+// payload cgroup's
 // threads file, when Config.Payload; the user process's stdin, when
 // Config.Stdin. The agent makes them while the init's runtime starts,
 // rather than before it starts the init: they are off the start's
@@ -33,13 +43,13 @@ const (
 // init builds the container's filesystem but starts no process.
 const Go = 'G'
 
-// Files the init writes in the container's state directory.
+// Files the init writes.
 const (
-	// ExitFile is written just before the init exits: the user process's
-	// ExitStatus, readable by any agent.
+	// ExitFile is written in the state directory just before the init
+	// exits: the user process's ExitStatus, readable by any agent.
 	ExitFile = "exit.json"
-	// LogName is the current log file; rotated files are LogName.1
-	// (newest) to LogName.N.
+	// LogName is the current log file in the log directory; rotated files
+	// are LogName.1 (newest) to LogName.N.
 	LogName = "container.log"
 )
 

@@ -32,6 +32,8 @@ func awaitGo() error {
 // sentFiles are the descriptors that came with the config; -1 when not sent.
 type sentFiles struct {
 	exec, payload, stdin int
+	rootfs               int   // the rootfs's mount tree
+	binds                []int // the bind sources' trees, in Config.Mounts order
 }
 
 // readConfig receives the agent's config frame on FdSync and the
@@ -39,9 +41,9 @@ type sentFiles struct {
 // calls: FdSync is blocking, and the init has nothing else to do until
 // its config arrives.
 func readConfig() (*initconf.Config, sentFiles, error) {
-	none := sentFiles{-1, -1, -1}
+	none := sentFiles{exec: -1, payload: -1, stdin: -1, rootfs: -1}
 	buf := make([]byte, 32<<10)
-	oob := make([]byte, unix.CmsgSpace(3*4))
+	oob := make([]byte, unix.CmsgSpace(scmMaxFD*4))
 	n, oobn, err := recvmsg(initconf.FdSync, buf, oob)
 	if err != nil {
 		return nil, none, fmt.Errorf("read config: %w", err)
@@ -60,8 +62,15 @@ func readConfig() (*initconf.Config, sentFiles, error) {
 		}
 		return nil, none, err
 	}
-	sent := sentFiles{exec: fds[0], payload: -1, stdin: -1}
-	fds = fds[1:]
+	if err := placeFiles(fds[0], fds[1], fds[2]); err != nil {
+		for _, fd := range fds[3:] {
+			unix.Close(fd)
+		}
+		return nil, none, err
+	}
+	sent := sentFiles{exec: fds[3], payload: -1, stdin: -1, rootfs: fds[4]}
+	fds = fds[5:]
+	sent.binds, fds = fds[:bindMounts(cfg)], fds[bindMounts(cfg):]
 	if cfg.Payload {
 		sent.payload, fds = fds[0], fds[1:]
 	}
@@ -108,10 +117,25 @@ func readAtLeast(buf []byte, n, need int) (int, error) {
 	return n, nil
 }
 
-// wantSent is how many descriptors come with cfg: the exec socket, and
-// the payload file and stdin when cfg says so.
+// scmMaxFD is the most descriptors one message carries (SCM_MAX_FD).
+const scmMaxFD = 253
+
+// bindMounts counts the mounts of cfg that come with a mount tree.
+func bindMounts(cfg *initconf.Config) int {
+	n := 0
+	for _, m := range cfg.Mounts {
+		if !m.Tmpfs {
+			n++
+		}
+	}
+	return n
+}
+
+// wantSent is how many descriptors come with cfg: the state and log
+// directories, the init's log, the exec socket, the mount trees, and the
+// payload file and stdin when cfg says so.
 func wantSent(cfg *initconf.Config) int {
-	n := 1
+	n := 5 + bindMounts(cfg)
 	if cfg.Payload {
 		n++
 	}
@@ -119,6 +143,30 @@ func wantSent(cfg *initconf.Config) int {
 		n++
 	}
 	return n
+}
+
+// placeFiles puts the container's state and log directories on
+// initconf.FdStateDir and FdLogDir (close-on-exec) and its init log on
+// stdout and stderr, which were /dev/null until the config came: the init
+// may have started before its container was known. Descriptors received
+// take the lowest free numbers in order, so neither directory is on the
+// other's place.
+func placeFiles(state, logs, initLog int) error {
+	for _, m := range []struct{ from, to int }{{state, initconf.FdStateDir}, {logs, initconf.FdLogDir}} {
+		if m.from == m.to {
+			continue // received close-on-exec, where it belongs
+		}
+		if err := unix.Dup3(m.from, m.to, unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("place descriptor %d: %w", m.to, err)
+		}
+		unix.Close(m.from)
+	}
+	for _, to := range []int{1, 2} {
+		if err := unix.Dup3(initLog, to, 0); err != nil {
+			return fmt.Errorf("place init log: %w", err)
+		}
+	}
+	return unix.Close(initLog)
 }
 
 func recvmsg(fd int, buf, oob []byte) (n, oobn int, err error) {

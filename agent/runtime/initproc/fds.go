@@ -14,8 +14,8 @@ import (
 // directory descriptor): a container process must start with its stdio
 // and nothing else, whatever the agent's own caller left open.
 
-// closeInherited closes every descriptor above the ones the agent passes
-// (initconf.FdSync, initconf.FdStateDir) that is not close-on-exec: those
+// closeInherited closes every descriptor above the one the agent passes
+// (initconf.FdSync) that is not close-on-exec: those
 // were inherited from the agent's own parent, not opened by this process
 // (Go opens everything close-on-exec). Then it marks the agent's
 // close-on-exec too: the init keeps them for itself only. It runs first
@@ -28,7 +28,7 @@ func closeInherited() error {
 		return fmt.Errorf("list own descriptors: %w", err)
 	}
 	for _, fd := range fds {
-		if fd <= initconf.FdStateDir {
+		if fd <= initconf.FdSync {
 			continue
 		}
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)

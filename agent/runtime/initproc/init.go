@@ -86,7 +86,7 @@ func prepare(cfg *initconf.Config, sent sentFiles, sigs chan os.Signal) (*initSt
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl dumpable: %w", err)
 	}
-	if err := setupRootfs(cfg); err != nil {
+	if err := setupRootfs(cfg, sent.rootfs, sent.binds); err != nil {
 		return nil, err
 	}
 	if s.Hostname != "" {
@@ -101,6 +101,7 @@ func prepare(cfg *initconf.Config, sent sentFiles, sigs chan os.Signal) (*initSt
 	}
 	in := &initState{
 		dir:     os.NewFile(initconf.FdStateDir, "state"),
+		logDir:  os.NewFile(initconf.FdLogDir, "logs"),
 		cfg:     s,
 		sigs:    sigs,
 		execs:   map[int]*execConn{},

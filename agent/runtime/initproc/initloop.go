@@ -17,7 +17,8 @@ import (
 // initState is the init's view of its container while it runs.
 type initState struct {
 	cfg     *initconf.Config
-	dir     *os.File   // state directory on the host
+	dir     *os.File   // state directory on the host (a tmpfs)
+	logDir  *os.File   // log directory on the host (on disk)
 	stdio   []*os.File // the user process's ends of the log pipe or pty
 	logDone chan struct{}
 	sigs    chan os.Signal
@@ -47,7 +48,7 @@ type execSignal struct {
 // agent sent one, is the process's input (copied into the terminal with
 // a TTY); else it reads /dev/null.
 func (in *initState) startLogging(stdin *os.File) error {
-	rot, err := newRotator(int(in.dir.Fd()), in.cfg.LogMaxBytes, in.cfg.LogMaxFiles)
+	rot, err := newRotator(int(in.logDir.Fd()), in.cfg.LogMaxBytes, in.cfg.LogMaxFiles)
 	if err != nil {
 		return initconf.DiskError(err)
 	}

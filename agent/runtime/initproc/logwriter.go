@@ -14,7 +14,7 @@ import (
 	"berth/agent/runtime/initconf"
 )
 
-// logName is the current log file in a container's state directory;
+// logName is the current log file in a container's log directory;
 // rotated files are logName.1 (newest) to logName.N.
 const logName = initconf.LogName
 

@@ -33,16 +33,23 @@ func mountInRoot(root int, target, fstype string, flags uintptr, data string) er
 	return nil
 }
 
-// bindInRoot binds the host path source (recursively) on target, resolved
-// and created inside root as a directory or a file to match the source.
-// A read-only bind is made read-only, submounts included, before it is
-// attached, so there is no moment at which it is writable.
-func bindInRoot(root int, source, target string, readonly bool) error {
+// bindPathInRoot binds the path source of the init's own mount namespace
+// (recursively) on target, as bindInRoot.
+func bindPathInRoot(root int, source, target string, readonly bool) error {
 	tree, err := unix.OpenTree(unix.AT_FDCWD, source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		return fmt.Errorf("bind source %s: %w", source, err)
 	}
 	defer unix.Close(tree)
+	return bindInRoot(root, tree, source, target, readonly)
+}
+
+// bindInRoot attaches tree, a recursive clone of the host path source, on
+// target, resolved and created inside root as a directory or a file to
+// match the source. A read-only bind is made read-only, submounts
+// included, before it is attached, so there is no moment at which it is
+// writable.
+func bindInRoot(root, tree int, source, target string, readonly bool) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(tree, &st); err != nil {
 		return fmt.Errorf("bind source %s: %w", source, err)

@@ -37,13 +37,18 @@ var defaultDeviceNodes = []device{
 // Every mount target is resolved inside the rootfs and mounted on by
 // descriptor (mountfd.go): neither an image's symlinks nor a volume that
 // another container changes meanwhile can send a mount to the host.
-func setupRootfs(cfg *initconf.Config) error {
+//
+// The rootfs and the bind sources come as mount trees the agent cloned at
+// the start (tree and binds, closed here): this namespace may be older
+// than their mounts. The rootfs's is attached over its own path.
+func setupRootfs(cfg *initconf.Config, tree int, binds []int) error {
+	defer closeFds(append(binds, tree))
 	root := cfg.Rootfs
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind rootfs %s: %w", root, err)
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, root, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach rootfs %s: %w", root, err)
 	}
 	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -57,7 +62,11 @@ func setupRootfs(cfg *initconf.Config) error {
 		return err
 	}
 	for _, m := range cfg.Mounts {
-		if err := mountUser(rootfd, m); err != nil {
+		tree := -1
+		if !m.Tmpfs {
+			tree, binds = binds[0], binds[1:]
+		}
+		if err := mountUser(rootfd, m, tree); err != nil {
 			return err
 		}
 	}
@@ -89,7 +98,7 @@ func mountSpecial(root int, cfg *initconf.Config) error {
 	for _, m := range mounts {
 		if m.fstype == "sysfs" && cfg.UserNS && cfg.HostNetwork {
 			// sysfs needs a network namespace owned by our user namespace.
-			if err := bindInRoot(root, "/sys", m.target, true); err != nil {
+			if err := bindPathInRoot(root, "/sys", m.target, true); err != nil {
 				return err
 			}
 			continue
@@ -148,17 +157,23 @@ func bindDevice(dev int, name string) error {
 	return nil
 }
 
-// mountUser places one bind, volume or tmpfs mount; volume sources have
-// already been resolved to host directories.
-func mountUser(root int, m initconf.Mount) error {
+// mountUser places one bind, volume or tmpfs mount; a bind or volume
+// comes as its source's mount tree.
+func mountUser(root int, m initconf.Mount, tree int) error {
 	if !m.Tmpfs {
-		return bindInRoot(root, m.Source, m.Target, m.ReadOnly)
+		return bindInRoot(root, tree, m.Source, m.Target, m.ReadOnly)
 	}
 	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
 	if m.ReadOnly {
 		flags |= unix.MS_RDONLY
 	}
 	return mountInRoot(root, m.Target, "tmpfs", flags, strings.Join(m.Options, ","))
+}
+
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 }
 
 // pivotRoot makes root the new / and detaches the old root, as runc does
