@@ -120,7 +120,7 @@ func (s *MemoryStore) View(cb func(ReadTx)) {
 // proposer's or Apply's error. cb may run while other writers wait: keep it
 // short and do not call Update from inside it.
 func (s *MemoryStore) Update(ctx context.Context, cb func(Tx) error) error {
-	tx := newWriteTx(s.db.Load(), s.now)
+	tx := newWriteTx(memReader{s.db.Load().Txn(false)}, s.now)
 	if err := cb(tx); err != nil {
 		return err
 	}
@@ -157,63 +157,4 @@ func (s *MemoryStore) commit(ctx context.Context, b *berthv1.StoreBatch) (uint64
 	defer s.applyMu.Unlock()
 	index := s.Index() + 1
 	return index, s.applyLocked(index, b)
-}
-
-// Batch runs cb, which calls b.Update many times; the writes go out in
-// entries of bounded size (see WithMaxBatchBytes). Each b.Update is atomic, but
-// consecutive calls may land in different entries. When cb or a flush
-// fails, entries already flushed stay written and the rest is dropped.
-func (s *MemoryStore) Batch(ctx context.Context, cb func(*Batch) error) error {
-	b := &Batch{s: s, ctx: ctx, tx: newWriteTx(s.db.Load(), s.now)}
-	err := cb(b)
-	if err == nil && b.err == nil {
-		return b.flush()
-	}
-	if err != nil {
-		return err
-	}
-	return b.err
-}
-
-// Batch collects many small writes; see MemoryStore.Batch.
-type Batch struct {
-	s   *MemoryStore
-	ctx context.Context // the Batch call's context, used only during it
-	tx  *writeTx
-	err error
-}
-
-// Update runs cb atomically within the batch: when cb fails its writes are
-// dropped and its error returned; the batch goes on. After a failed flush
-// every Update returns that error.
-func (b *Batch) Update(cb func(Tx) error) error {
-	if b.err != nil {
-		return b.err
-	}
-	mark := len(b.tx.ops)
-	if err := cb(b.tx); err != nil {
-		b.tx.rollback(mark)
-		return err
-	}
-	if b.tx.bytes >= b.s.maxBytes {
-		if err := b.flush(); err != nil {
-			b.err = err
-			return err
-		}
-		b.tx = newWriteTx(b.s.db.Load(), b.s.now)
-	}
-	return nil
-}
-
-// flush commits the pending writes as one entry.
-func (b *Batch) flush() error {
-	if len(b.tx.ops) == 0 {
-		return nil
-	}
-	_, err := b.s.commit(b.ctx, b.tx.batch())
-	b.tx.ops = nil
-	if err != nil {
-		return fmt.Errorf("batch: %w", err)
-	}
-	return nil
 }

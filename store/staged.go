@@ -11,7 +11,7 @@ import (
 // writes stay in plain maps; only Apply inserts into memdb, so each change
 // is inserted once, and a writer holds no lock while it works.
 type staged struct {
-	base memReader
+	base reader
 	// objs holds the objects written, per table and ID; a nil object is
 	// one deleted.
 	objs map[*table]map[string]object
@@ -19,7 +19,7 @@ type staged struct {
 	names map[*table]map[string]string
 }
 
-func newStaged(base memReader) *staged {
+func newStaged(base reader) *staged {
 	return &staged{base: base, objs: map[*table]map[string]object{}, names: map[*table]map[string]string{}}
 }
 

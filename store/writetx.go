@@ -3,7 +3,6 @@ package store
 import (
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -29,8 +28,8 @@ type writeTx struct {
 	bytes int
 }
 
-func newWriteTx(db *memdb.MemDB, now func() time.Time) *writeTx {
-	st := newStaged(memReader{db.Txn(false)})
+func newWriteTx(base reader, now func() time.Time) *writeTx {
+	st := newStaged(base)
 	return &writeTx{readTx: readTx{r: st}, st: st, now: now}
 }
 
@@ -97,12 +96,11 @@ func (w *writeTx) rollback(n int) {
 // create+update is a create, create+remove nothing, update+update one
 // update against the first version read, remove+create an update.
 func (w *writeTx) batch() *berthv1.StoreBatch {
-	type key struct{ table, id string }
 	merged := make([]*berthv1.StoreAction, 0, len(w.ops))
-	pos := make(map[key]int, len(w.ops))
+	pos := make(map[objKey]int, len(w.ops))
 	kinds := make([]berthv1.StoreAction_Kind, 0, len(w.ops))
 	for _, o := range w.ops {
-		k := key{o.t.name, o.obj.GetId()}
+		k := objKey{o.t.name, o.obj.GetId()}
 		i, seen := pos[k]
 		if !seen {
 			pos[k] = len(merged)
