@@ -33,9 +33,12 @@ type Node struct {
 	once     sync.Once
 	downErr  error
 
-	mu          sync.Mutex
-	changed     chan struct{}   // closed and replaced when leadership changes
-	unreachable map[string]bool // peers whose heartbeats fail (leader only)
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when leadership changes
+	// caughtUpTerm says this leader applied all its predecessors
+	// committed (ReadIndex); reset at each leadership change.
+	caughtUpTerm bool
+	unreachable  map[string]bool // peers whose heartbeats fail (leader only)
 }
 
 // Open opens (or creates) the node's data in cfg.DataDir and starts Raft.
@@ -149,6 +152,7 @@ func (n *Node) observe() {
 					n.cfg.OnLeaderChange(string(lo.LeaderID))
 				}
 				clear(n.unreachable)
+				n.caughtUpTerm = false
 				close(n.changed)
 				n.changed = make(chan struct{})
 			case raft.FailedHeartbeatObservation:

@@ -147,9 +147,16 @@ func (n *Node) Barrier(ctx context.Context) (uint64, error) {
 // acknowledged only once the leader applied it). A follower serves a
 // consistent read by getting this index from the leader and waiting for
 // it (store.WaitIndex) before reading.
+//
+// A new leader may not have applied every entry its predecessors
+// committed (after a restart, the log after the snapshot): its first
+// ReadIndex of a term waits on a barrier until it has.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if !n.IsLeader() {
 		return 0, n.notLeader()
+	}
+	if err := n.caughtUp(ctx); err != nil {
+		return 0, err
 	}
 	index := n.store.Index()
 	if err := wait(ctx, n.raft.VerifyLeader()); err != nil {
@@ -159,6 +166,24 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("verify leadership: %w", err)
 	}
 	return index, nil
+}
+
+// caughtUp returns once this leader has applied every entry committed
+// before its term: at once after the first time in a term.
+func (n *Node) caughtUp(ctx context.Context) error {
+	n.mu.Lock()
+	done, changed := n.caughtUpTerm, n.changed
+	n.mu.Unlock()
+	if done {
+		return nil
+	}
+	if _, err := n.Barrier(ctx); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.caughtUpTerm = n.changed == changed // no leadership change meanwhile
+	n.mu.Unlock()
+	return nil
 }
 
 // awaitLeader returns nil when this node leads. While an election runs it
