@@ -17,10 +17,55 @@ type staged struct {
 	objs map[*table]map[string]object
 	// names maps a lowered unique name to the ID last staged with it.
 	names map[*table]map[string]string
+	// keys indexes the staged objects by an index's key, built on the
+	// first exact Find by that index, so that a Find costs what it finds,
+	// not every staged object: index key -> IDs staged with it (some may
+	// have moved to another key since; readers check).
+	keys map[indexRef]map[string]map[string]struct{}
+}
+
+// indexRef names one index of one table.
+type indexRef struct {
+	t     *table
+	index string
 }
 
 func newStaged(base reader) *staged {
 	return &staged{base: base, objs: map[*table]map[string]object{}, names: map[*table]map[string]string{}}
+}
+
+// byKey returns the IDs staged in t with key under index, building that
+// index of the staged objects on first use.
+func (s *staged) byKey(t *table, index string, key func(object) (string, bool), k string) map[string]struct{} {
+	ref := indexRef{t, index}
+	m, ok := s.keys[ref]
+	if !ok {
+		m = map[string]map[string]struct{}{}
+		for id, o := range s.objs[t] {
+			addKey(m, key, id, o)
+		}
+		if s.keys == nil {
+			s.keys = map[indexRef]map[string]map[string]struct{}{}
+		}
+		s.keys[ref] = m
+	}
+	return m[k]
+}
+
+func addKey(m map[string]map[string]struct{}, key func(object) (string, bool), id string, o object) {
+	if o == nil {
+		return
+	}
+	k, ok := key(o)
+	if !ok {
+		return
+	}
+	ids := m[k]
+	if ids == nil {
+		ids = map[string]struct{}{}
+		m[k] = ids
+	}
+	ids[id] = struct{}{}
 }
 
 // put stages o as the object with its ID, or a deletion when o is nil.
@@ -31,6 +76,11 @@ func (s *staged) put(t *table, id string, o object) {
 		s.objs[t] = m
 	}
 	m[id] = o
+	for ref, keys := range s.keys {
+		if ref.t == t {
+			addKey(keys, t.keyFunc(ref.index), id, o)
+		}
+	}
 	if o == nil || t.uniqueName == nil {
 		return
 	}
@@ -91,12 +141,21 @@ func (s *staged) each(t *table, by By, fn func(object)) error {
 	}
 	key := t.keyFunc(index)
 	var extra []keyed
-	for _, o := range mine {
+	match := func(o object) {
 		if o == nil || key == nil {
-			continue
+			return
 		}
 		if k, ok := key(o); ok && (k == arg || prefix && strings.HasPrefix(k, arg)) {
 			extra = append(extra, keyed{key: k, o: o})
+		}
+	}
+	if prefix {
+		for _, o := range mine {
+			match(o)
+		}
+	} else if key != nil {
+		for id := range s.byKey(t, index, key, arg) {
+			match(mine[id])
 		}
 	}
 	skipMine := func(o object) bool { _, ok := mine[o.GetId()]; return ok }
