@@ -101,14 +101,14 @@ func applyAction(txn *memdb.Txn, index uint64, a *berthv1.StoreAction) (Event, e
 	switch a.GetKind() {
 	case berthv1.StoreAction_KIND_CREATE:
 		ev.Kind = EventCreate
-		err = checkCreate(txn, t, o)
+		err = checkCreate(memReader{txn}, t, o)
 	case berthv1.StoreAction_KIND_UPDATE:
 		ev.Kind = EventUpdate
-		cur, err = checkUpdate(txn, t, o)
+		cur, err = checkUpdate(memReader{txn}, t, o)
 		ev.Old = cur
 	case berthv1.StoreAction_KIND_REMOVE:
 		ev.Kind = EventDelete
-		cur, err = checkDelete(txn, t, o.GetId())
+		cur, err = checkDelete(memReader{txn}, t, o.GetId())
 		ev.Object = cur
 	default:
 		err = fmt.Errorf("%s %s: unknown action kind %v: %w", t.name, o.GetId(), a.GetKind(), ErrInvalidObject)

@@ -1,47 +1,43 @@
 package store
 
-import (
-	"fmt"
+import "fmt"
 
-	"github.com/hashicorp/go-memdb"
-)
-
-// The checks below run twice for every write: once in the writer's scratch
-// transaction (to fail early, before anything is proposed) and once when the
-// batch is applied in log order (the authority: every replica reaches the
-// same verdict, so state never diverges).
+// The checks below run twice for every write: once against the writer's
+// staged changes (to fail early, before anything is proposed) and once when
+// the batch is applied in log order (the authority: every replica reaches
+// the same verdict, so state never diverges).
 
 // checkCreate fails when the ID is taken or the name is used, and for a
 // node whose ID was removed.
-func checkCreate(txn *memdb.Txn, t *table, o object) error {
+func checkCreate(r reader, t *table, o object) error {
 	if o.GetId() == "" {
 		return fmt.Errorf("create %s: empty ID: %w", t.name, ErrInvalidObject)
 	}
-	if lookup(txn, t, o.GetId()) != nil {
+	if r.lookup(t, o.GetId()) != nil {
 		return fmt.Errorf("create %s %s: %w", t.name, o.GetId(), ErrExist)
 	}
-	if t == nodes && lookup(txn, removedNodes, o.GetId()) != nil {
+	if t == nodes && r.lookup(removedNodes, o.GetId()) != nil {
 		return fmt.Errorf("create %s %s: %w", t.name, o.GetId(), ErrNodeRemoved)
 	}
-	return checkName(txn, t, o)
+	return checkName(r, t, o)
 }
 
 // checkUpdate fails when the object is missing, was changed since the
 // caller read it, or takes a name in use. It returns the stored object.
-func checkUpdate(txn *memdb.Txn, t *table, o object) (object, error) {
-	cur := lookup(txn, t, o.GetId())
+func checkUpdate(r reader, t *table, o object) (object, error) {
+	cur := r.lookup(t, o.GetId())
 	if cur == nil {
 		return nil, fmt.Errorf("update %s %s: %w", t.name, o.GetId(), ErrNotFound)
 	}
 	if have, want := o.GetMeta().GetVersion(), cur.GetMeta().GetVersion(); have != want {
 		return nil, fmt.Errorf("update %s %s: version %d, stored %d: %w", t.name, o.GetId(), have, want, ErrSequenceConflict)
 	}
-	return cur, checkName(txn, t, o)
+	return cur, checkName(r, t, o)
 }
 
 // checkDelete fails when the object is missing; it returns the stored one.
-func checkDelete(txn *memdb.Txn, t *table, id string) (object, error) {
-	cur := lookup(txn, t, id)
+func checkDelete(r reader, t *table, id string) (object, error) {
+	cur := r.lookup(t, id)
 	if cur == nil {
 		return nil, fmt.Errorf("delete %s %s: %w", t.name, id, ErrNotFound)
 	}
@@ -49,7 +45,7 @@ func checkDelete(txn *memdb.Txn, t *table, id string) (object, error) {
 }
 
 // checkName fails when another object of the table has o's name.
-func checkName(txn *memdb.Txn, t *table, o object) error {
+func checkName(r reader, t *table, o object) error {
 	if t.uniqueName == nil {
 		return nil
 	}
@@ -57,12 +53,12 @@ func checkName(txn *memdb.Txn, t *table, o object) error {
 	if !ok {
 		return nil
 	}
-	raw, err := txn.First(t.name, indexName, name)
+	other, err := r.named(t, name)
 	if err != nil {
-		return fmt.Errorf("look up %s name %q: %w", t.name, name, err)
+		return err
 	}
-	if raw != nil && raw.(object).GetId() != o.GetId() {
-		return fmt.Errorf("%s name %q is used by %s: %w", t.name, t.uniqueName(o), raw.(object).GetId(), ErrNameConflict)
+	if other != nil && other.GetId() != o.GetId() {
+		return fmt.Errorf("%s name %q is used by %s: %w", t.name, t.uniqueName(o), other.GetId(), ErrNameConflict)
 	}
 	return nil
 }

@@ -3,9 +3,11 @@
 // transactions over them, and watches that replay changes from a store index
 // and then follow live changes without a gap.
 //
-// Writes are built against a private scratch copy (so a transaction reads its
-// own writes and fails early), turned into one berthv1.StoreBatch, and handed
-// to a Proposer. The Raft backend (package raftstore) replicates the batch and
+// Writes are staged in the writer's own maps laid over a read-only view (so
+// a transaction reads its own writes and fails early, and holds no lock),
+// turned into one berthv1.StoreBatch, and handed to a Proposer; only Apply
+// inserts into memdb, once per change. Batch sizes its entries by bytes and
+// stages the next entry while the previous one commits. The Raft backend (package raftstore) replicates the batch and
 // calls Apply on every member, in log order; Apply re-checks every
 // precondition (versions, names, existence) deterministically, so replicas
 // never diverge and optimistic concurrency holds across concurrent writers.

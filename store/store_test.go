@@ -248,7 +248,13 @@ func TestTxReadsOwnWritesAndFolds(t *testing.T) {
 }
 
 func TestBatchSplitsAndRollsBackOneCallback(t *testing.T) {
-	s := New(nil, WithMaxBatch(100, 1<<20))
+	probe := New(nil)
+	if err := probe.Update(context.Background(), func(tx Tx) error { return tx.CreateTask(task("t0000", "s", 0, "", 0)) }); err != nil {
+		t.Fatal(err)
+	}
+	var one int // bytes of one task as the batch counts them: with its meta
+	probe.View(func(tx ReadTx) { one = proto.Size(tx.GetTask("t0000")) })
+	s := New(nil, WithMaxBatchBytes(100*one))
 	start := s.Index()
 	err := s.Batch(context.Background(), func(b *Batch) error {
 		for i := range 1000 {
@@ -276,8 +282,8 @@ func TestBatchSplitsAndRollsBackOneCallback(t *testing.T) {
 			t.Fatalf("%d tasks, rolled-back present %v", len(all), tx.GetTask("rolled-back") != nil)
 		}
 	})
-	if entries := s.Index() - start; entries != 11 {
-		t.Fatalf("batch of 1001 creates took %d entries, want 11 (100 per entry)", entries)
+	if entries := s.Index() - start; entries < 9 || entries > 12 {
+		t.Fatalf("batch of 1001 creates took %d entries, want about 11 (about 100 per entry)", entries)
 	}
 }
 

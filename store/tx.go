@@ -1,10 +1,6 @@
 package store
 
 import (
-	"fmt"
-
-	"github.com/hashicorp/go-memdb"
-
 	berthv1 "berth/proto/berth/v1"
 )
 
@@ -66,130 +62,104 @@ type Tx interface {
 	DeleteCluster(id string) error
 }
 
-// readTx is a ReadTx over a memdb transaction.
+// readTx is a ReadTx over a reader: the memdb state, or a writer's staged
+// changes over it.
 type readTx struct {
-	txn *memdb.Txn
+	r reader
 }
 
-func (r *readTx) Index() uint64 { return readIndex(r.txn) }
+func (r *readTx) Index() uint64 { return r.r.index() }
 
-func readIndex(txn *memdb.Txn) uint64 {
-	raw, err := txn.First(tableIndex, indexID, indexKey)
-	if err != nil || raw == nil {
-		return 0
-	}
-	return raw.(*indexRow).Value
-}
-
-// lookup returns the stored object with that ID, or nil.
-func lookup(txn *memdb.Txn, t *table, id string) object {
-	raw, err := txn.First(t.name, indexID, id)
-	if err != nil || raw == nil {
-		return nil
-	}
-	return raw.(object)
-}
-
-func get[T object](txn *memdb.Txn, t *table, id string) T {
+func get[T object](r reader, t *table, id string) T {
 	var zero T
-	o := lookup(txn, t, id)
+	o := r.lookup(t, id)
 	if o == nil {
 		return zero
 	}
 	return o.(T)
 }
 
-func find[T object](txn *memdb.Txn, t *table, by By) ([]T, error) {
-	index, arg, prefix, err := by.query(t)
+func find[T object](r reader, t *table, by By) ([]T, error) {
+	var out []T
+	err := r.each(t, by, func(o object) { out = append(out, o.(T)) })
 	if err != nil {
 		return nil, err
-	}
-	if prefix {
-		index += "_prefix"
-	}
-	it, err := txn.Get(t.name, index, arg)
-	if err != nil {
-		return nil, fmt.Errorf("find %s by %v: %w", t.name, by, err)
-	}
-	var out []T
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(T))
 	}
 	return out, nil
 }
 
 // GetNode returns the node with that ID, or nil.
-func (r *readTx) GetNode(id string) *berthv1.Node { return get[*berthv1.Node](r.txn, nodes, id) }
+func (r *readTx) GetNode(id string) *berthv1.Node { return get[*berthv1.Node](r.r, nodes, id) }
 
 // FindNodes returns the nodes by selects.
 func (r *readTx) FindNodes(by By) ([]*berthv1.Node, error) {
-	return find[*berthv1.Node](r.txn, nodes, by)
+	return find[*berthv1.Node](r.r, nodes, by)
 }
 
 // GetService returns the service with that ID, or nil.
 func (r *readTx) GetService(id string) *berthv1.Service {
-	return get[*berthv1.Service](r.txn, services, id)
+	return get[*berthv1.Service](r.r, services, id)
 }
 
 // FindServices returns the services by selects.
 func (r *readTx) FindServices(by By) ([]*berthv1.Service, error) {
-	return find[*berthv1.Service](r.txn, services, by)
+	return find[*berthv1.Service](r.r, services, by)
 }
 
 // GetTask returns the task with that ID, or nil.
-func (r *readTx) GetTask(id string) *berthv1.Task { return get[*berthv1.Task](r.txn, tasks, id) }
+func (r *readTx) GetTask(id string) *berthv1.Task { return get[*berthv1.Task](r.r, tasks, id) }
 
 // FindTasks returns the tasks by selects.
 func (r *readTx) FindTasks(by By) ([]*berthv1.Task, error) {
-	return find[*berthv1.Task](r.txn, tasks, by)
+	return find[*berthv1.Task](r.r, tasks, by)
 }
 
 // GetNetwork returns the network with that ID, or nil.
 func (r *readTx) GetNetwork(id string) *berthv1.Network {
-	return get[*berthv1.Network](r.txn, networks, id)
+	return get[*berthv1.Network](r.r, networks, id)
 }
 
 // FindNetworks returns the networks by selects.
 func (r *readTx) FindNetworks(by By) ([]*berthv1.Network, error) {
-	return find[*berthv1.Network](r.txn, networks, by)
+	return find[*berthv1.Network](r.r, networks, by)
 }
 
 // GetSecret returns the secret with that ID, or nil.
 func (r *readTx) GetSecret(id string) *berthv1.Secret {
-	return get[*berthv1.Secret](r.txn, secrets, id)
+	return get[*berthv1.Secret](r.r, secrets, id)
 }
 
 // FindSecrets returns the secrets by selects.
 func (r *readTx) FindSecrets(by By) ([]*berthv1.Secret, error) {
-	return find[*berthv1.Secret](r.txn, secrets, by)
+	return find[*berthv1.Secret](r.r, secrets, by)
 }
 
 // GetConfig returns the config with that ID, or nil.
 func (r *readTx) GetConfig(id string) *berthv1.Config {
-	return get[*berthv1.Config](r.txn, configs, id)
+	return get[*berthv1.Config](r.r, configs, id)
 }
 
 // FindConfigs returns the configs by selects.
 func (r *readTx) FindConfigs(by By) ([]*berthv1.Config, error) {
-	return find[*berthv1.Config](r.txn, configs, by)
+	return find[*berthv1.Config](r.r, configs, by)
 }
 
 // GetCluster returns the cluster object with that ID, or nil.
 func (r *readTx) GetCluster(id string) *berthv1.Cluster {
-	return get[*berthv1.Cluster](r.txn, clusters, id)
+	return get[*berthv1.Cluster](r.r, clusters, id)
 }
 
 // FindClusters returns the cluster objects by selects.
 func (r *readTx) FindClusters(by By) ([]*berthv1.Cluster, error) {
-	return find[*berthv1.Cluster](r.txn, clusters, by)
+	return find[*berthv1.Cluster](r.r, clusters, by)
 }
 
 // GetRemovedNode returns the record of node id's removal, or nil.
 func (r *readTx) GetRemovedNode(id string) *berthv1.RemovedNode {
-	return get[*berthv1.RemovedNode](r.txn, removedNodes, id)
+	return get[*berthv1.RemovedNode](r.r, removedNodes, id)
 }
 
 // FindRemovedNodes returns the records of removed nodes by selects.
 func (r *readTx) FindRemovedNodes(by By) ([]*berthv1.RemovedNode, error) {
-	return find[*berthv1.RemovedNode](r.txn, removedNodes, by)
+	return find[*berthv1.RemovedNode](r.r, removedNodes, by)
 }

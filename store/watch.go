@@ -151,7 +151,7 @@ func (s *MemoryStore) WatchHeld(ctx context.Context, filters ...Filter) (w *Watc
 // ViewAndWatch runs cb over a view and returns a watcher of every change
 // after that view, atomically: nothing is missed or seen twice.
 func (s *MemoryStore) ViewAndWatch(ctx context.Context, cb func(ReadTx), filters ...Filter) (*Watcher, error) {
-	tx := &readTx{txn: s.db.Load().Txn(false)}
+	tx := &readTx{r: memReader{s.db.Load().Txn(false)}}
 	cb(tx)
 	return s.Watch(ctx, tx.Index(), filters...)
 }

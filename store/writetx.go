@@ -1,10 +1,8 @@
 package store
 
 import (
-	"fmt"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -18,46 +16,46 @@ type op struct {
 	obj  object // the new object; for remove, the stored one
 }
 
-// writeTx is a Tx over a scratch memdb write transaction that is never
-// committed: it gives the writer read-your-writes and early errors, and
-// records the ops that become the StoreBatch.
+// writeTx is a Tx over the writer's staged changes (see staged): it gives
+// the writer read-your-writes and early errors, and records the ops that
+// become the StoreBatch. It holds no lock: another writer's change that
+// lands first is caught by Apply's checks.
 type writeTx struct {
 	readTx
-	db    *memdb.MemDB
+	st    *staged
 	now   func() time.Time
 	ops   []op
 	bytes int
 }
 
-func newWriteTx(db *memdb.MemDB, now func() time.Time) *writeTx {
-	return &writeTx{readTx: readTx{txn: db.Txn(true)}, db: db, now: now}
+func newWriteTx(base reader, now func() time.Time) *writeTx {
+	st := newStaged(base)
+	return &writeTx{readTx: readTx{r: st}, st: st, now: now}
 }
 
-func (w *writeTx) abort() { w.txn.Abort() }
-
-func (w *writeTx) record(kind berthv1.StoreAction_Kind, t *table, o object) error {
-	if kind != berthv1.StoreAction_KIND_REMOVE {
-		if err := w.txn.Insert(t.name, o); err != nil {
-			return fmt.Errorf("stage %s %s: %w", t.name, o.GetId(), err)
-		}
+func (w *writeTx) record(kind berthv1.StoreAction_Kind, t *table, o object) {
+	if kind == berthv1.StoreAction_KIND_REMOVE {
+		w.st.put(t, o.GetId(), nil)
+	} else {
+		w.st.put(t, o.GetId(), o)
 	}
 	w.ops = append(w.ops, op{kind: kind, t: t, obj: o})
 	w.bytes += proto.Size(o)
-	return nil
 }
 
 func (w *writeTx) create(t *table, o object) error {
-	if err := checkCreate(w.txn, t, o); err != nil {
+	if err := checkCreate(w.st, t, o); err != nil {
 		return err
 	}
 	c := proto.Clone(o).(object)
 	ts := timestamppb.New(w.now())
 	t.setMeta(c, &berthv1.Meta{CreatedAt: ts, UpdatedAt: ts})
-	return w.record(berthv1.StoreAction_KIND_CREATE, t, c)
+	w.record(berthv1.StoreAction_KIND_CREATE, t, c)
+	return nil
 }
 
 func (w *writeTx) update(t *table, o object) error {
-	cur, err := checkUpdate(w.txn, t, o)
+	cur, err := checkUpdate(w.st, t, o)
 	if err != nil {
 		return err
 	}
@@ -67,34 +65,30 @@ func (w *writeTx) update(t *table, o object) error {
 		CreatedAt: cur.GetMeta().GetCreatedAt(),
 		UpdatedAt: timestamppb.New(w.now()),
 	})
-	return w.record(berthv1.StoreAction_KIND_UPDATE, t, c)
+	w.record(berthv1.StoreAction_KIND_UPDATE, t, c)
+	return nil
 }
 
 func (w *writeTx) remove(t *table, id string) error {
-	cur, err := checkDelete(w.txn, t, id)
+	cur, err := checkDelete(w.st, t, id)
 	if err != nil {
 		return err
 	}
-	if err := w.txn.Delete(t.name, cur); err != nil {
-		return fmt.Errorf("stage delete %s %s: %w", t.name, id, err)
-	}
-	return w.record(berthv1.StoreAction_KIND_REMOVE, t, cur)
+	w.record(berthv1.StoreAction_KIND_REMOVE, t, cur)
+	return nil
 }
 
-// rollback drops the ops after the first n and rebuilds the scratch
-// transaction from the ops kept. It runs only when a Batch callback fails.
+// rollback drops the ops after the first n and stages the kept ones again.
+// It runs only when a Batch callback fails.
 func (w *writeTx) rollback(n int) {
-	w.txn.Abort()
-	w.txn = w.db.Txn(true)
+	w.st = newStaged(w.st.base)
+	w.readTx.r = w.st
 	w.ops = w.ops[:n]
 	w.bytes = 0
-	for _, o := range w.ops {
-		w.bytes += proto.Size(o.obj)
-		if o.kind == berthv1.StoreAction_KIND_REMOVE {
-			_ = w.txn.Delete(o.t.name, o.obj) // it existed when recorded
-		} else {
-			_ = w.txn.Insert(o.t.name, o.obj) // it was insertable when recorded
-		}
+	kept := w.ops
+	w.ops = make([]op, 0, cap(kept))
+	for _, o := range kept {
+		w.record(o.kind, o.t, o.obj)
 	}
 }
 
@@ -102,12 +96,11 @@ func (w *writeTx) rollback(n int) {
 // create+update is a create, create+remove nothing, update+update one
 // update against the first version read, remove+create an update.
 func (w *writeTx) batch() *berthv1.StoreBatch {
-	type key struct{ table, id string }
 	merged := make([]*berthv1.StoreAction, 0, len(w.ops))
-	pos := make(map[key]int, len(w.ops))
+	pos := make(map[objKey]int, len(w.ops))
 	kinds := make([]berthv1.StoreAction_Kind, 0, len(w.ops))
 	for _, o := range w.ops {
-		k := key{o.t.name, o.obj.GetId()}
+		k := objKey{o.t.name, o.obj.GetId()}
 		i, seen := pos[k]
 		if !seen {
 			pos[k] = len(merged)

@@ -57,7 +57,7 @@ var forbiddenDirect = map[string][]string{
 
 // testOnly packages are for tests (and the demo tooling under internal/cmd).
 // "testing" is checked among direct imports only: hashicorp/raft imports it.
-var testOnly = []string{"berth/internal/await", "berth/internal/metrics/metricstest", "berth/internal/escapetest", "berth/internal/testimage", "berth/internal/testhost", "berth/internal/e2ecluster", "berth/internal/clitest", "berth/internal/etcdtest", "berth/internal/faults", "testing"}
+var testOnly = []string{"berth/internal/await", "berth/internal/cputime", "berth/internal/metrics/metricstest", "berth/internal/escapetest", "berth/internal/testimage", "berth/internal/testhost", "berth/internal/e2ecluster", "berth/internal/clitest", "berth/internal/etcdtest", "berth/internal/faults", "testing"}
 
 func TestDependencyDirections(t *testing.T) {
 	deps := listDeps(t)

@@ -45,9 +45,14 @@ type Config struct {
 	// StoreOptions are passed to store.New.
 	StoreOptions []store.Option
 
+	// SnapshotMinBytes is the least log, in bytes, written since the last
+	// snapshot that triggers a new one; past it a snapshot is taken when
+	// that log reaches half the last snapshot's size (see snappolicy.go).
+	SnapshotMinBytes int64
 	// SnapshotThreshold is how many entries since the last snapshot trigger
-	// a new one (checked every SnapshotInterval); TrailingLogs how many
-	// entries a compaction keeps for slow followers.
+	// a new one (checked every SnapshotInterval), a backstop to the bytes
+	// rule; TrailingLogs how many entries a compaction keeps for slow
+	// followers.
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
@@ -85,7 +90,8 @@ const (
 	DefaultHeartbeatTimeout   = 500 * time.Millisecond
 	DefaultElectionTimeout    = 500 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
-	DefaultSnapshotThreshold  = 8192
+	DefaultSnapshotMinBytes   = 4 << 20
+	DefaultSnapshotThreshold  = 1 << 16
 	DefaultSnapshotInterval   = 30 * time.Second
 	DefaultTrailingLogs       = 10240
 	DefaultSnapshotRetain     = 2
@@ -107,6 +113,9 @@ func (c Config) withDefaults() Config {
 	def(&c.WriteTimeout, DefaultWriteTimeout)
 	def(&c.LeaderWait, DefaultLeaderWait)
 	def(&c.ProbeTimeout, DefaultProbeTimeout)
+	if c.SnapshotMinBytes == 0 {
+		c.SnapshotMinBytes = DefaultSnapshotMinBytes
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
 	}

@@ -1,6 +1,7 @@
 // Package raftstore replicates a store.MemoryStore with hashicorp/raft: a
-// durable log and stable store in BoltDB (raft-boltdb/v2), file snapshots,
-// log compaction by snapshot thresholds, and LAN-tuned timeouts.
+// durable log and stable store in BoltDB (raft-boltdb/v2), file snapshots
+// taken by the bytes of log since the last one (snappolicy.go), log
+// compaction after each, and LAN-tuned timeouts.
 //
 // A log entry is one type byte and a payload. Type 0 is a berthv1.StoreBatch
 // applied atomically to the store. A type with the high bit set (an

@@ -32,8 +32,9 @@ func encodeBatch(b *berthv1.StoreBatch) ([]byte, error) {
 
 // fsm applies the log to the store.
 type fsm struct {
-	store *store.MemoryStore
-	log   *slog.Logger
+	store  *store.MemoryStore
+	log    *slog.Logger
+	policy *snapPolicy // nil: snapshots only by raft's entry count
 }
 
 // Apply applies one committed entry. Its return value is the proposer's
@@ -41,6 +42,9 @@ type fsm struct {
 func (f *fsm) Apply(l *raft.Log) any {
 	if len(l.Data) == 0 {
 		panic(fmt.Sprintf("raftstore: log entry %d is empty; the log is corrupt", l.Index))
+	}
+	if f.policy != nil {
+		f.policy.applied(len(l.Data))
 	}
 	switch t := l.Data[0]; {
 	case t == entryStoreBatch:
@@ -63,7 +67,10 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 // Snapshot captures the state; Persist writes it outside the apply path.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.store.Snapshot()}, nil
+	if f.policy != nil {
+		f.policy.captured()
+	}
+	return &fsmSnapshot{snap: f.store.Snapshot(), policy: f.policy}, nil
 }
 
 // Restore replaces the state with a persisted snapshot.
@@ -76,17 +83,22 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 }
 
 type fsmSnapshot struct {
-	snap *store.Snapshot
+	snap   *store.Snapshot
+	policy *snapPolicy
 }
 
 // Persist streams the captured state into the sink.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.snap.WriteTo(sink); err != nil {
+	n, err := s.snap.WriteTo(sink)
+	if err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot at store index %d: %w", s.snap.Index(), err)
 	}
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("close snapshot at store index %d: %w", s.snap.Index(), err)
+	}
+	if s.policy != nil {
+		s.policy.persisted(n)
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ type Node struct {
 	store *store.MemoryStore
 	trans *raft.NetworkTransport
 	bolt  *raftboltdb.BoltStore
+	snaps *snapPolicy
 
 	obsCh    chan raft.Observation
 	observer *raft.Observer
@@ -92,13 +93,16 @@ func (n *Node) start() error {
 	}
 	n.obsCh = make(chan raft.Observation, 64)
 	n.observer = raft.NewObserver(n.obsCh, false, nil)
-	n.raft, err = raft.NewRaft(rc, &fsm{store: n.store, log: n.log}, n.bolt, n.bolt, snaps, n.trans)
+	n.snaps = newSnapPolicy(n.cfg.SnapshotMinBytes)
+	n.snaps.persisted(lastSnapshotBytes(snaps))
+	n.raft, err = raft.NewRaft(rc, &fsm{store: n.store, log: n.log, policy: n.snaps}, n.bolt, n.bolt, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft.RegisterObserver(n.observer)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.observe()
+	go n.snapshotter()
 	n.log.Info("raft node started", "addr", n.cfg.Addr, "existing_state", has, "bootstrap", n.cfg.Bootstrap && !has, "force_new_cluster", n.cfg.ForceNewCluster)
 	return nil
 }

@@ -28,7 +28,7 @@ func TestSnapshotCompactionRestore100k(t *testing.T) {
 		cfg.SnapshotThreshold = 8
 		cfg.SnapshotInterval = 200 * time.Millisecond
 		cfg.TrailingLogs = 5
-		cfg.StoreOptions = []store.Option{store.WithMaxBatch(1000, 4<<20)}
+		cfg.StoreOptions = []store.Option{store.WithMaxBatchBytes(4 << 20)}
 	})
 	ctx := context.Background()
 	// Chunks through whoever leads: under a loaded CI box (-race, heavy
