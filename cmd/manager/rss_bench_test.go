@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +26,8 @@ import (
 // manager). It reads VmRSS from /proc after a forced GC (GET
 // /debug/pprof/heap?gc=1), once the tasks are created and again after a
 // restart (the state read back from the Raft snapshot and log), and
-// reports both per task, with the live heap the GC left.
+// reports both per task, with the live heap the GC left; each once the
+// live heap has settled (see settle).
 func BenchmarkManagerRSS(b *testing.B) {
 	bins, err := e2ecluster.Build(b.Context(), b.TempDir())
 	if err != nil {
@@ -34,13 +37,14 @@ func BenchmarkManagerRSS(b *testing.B) {
 		b.Run(fmt.Sprintf("tasks=%dk", tasks/1000), func(b *testing.B) {
 			for b.Loop() {
 				m := startRSSManager(b, bins)
-				empty := m.rss(b)
+				name := fmt.Sprintf("manager-%dk", tasks/1000)
+				empty := m.rss(b, name+"-empty")
 				m.createTasks(b, bins.CLI, tasks)
-				created, createdHeap := m.rss(b), m.heap(b)
+				created, createdHeap := m.settle(b, name+"-created")
 				peak := m.status(b, "VmHWM")
 				m.restart(b)
 				m.awaitTasks(b, tasks)
-				restarted, restartedHeap := m.rss(b), m.heap(b)
+				restarted, restartedHeap := m.settle(b, name+"-restarted")
 				m.stop()
 				perTask := func(v float64) float64 { return v / float64(tasks) }
 				b.ReportMetric(empty/1e6, "empty-rss-MB")
@@ -115,11 +119,15 @@ func (m *rssManager) cli(ctx context.Context, bin string, args ...string) (strin
 }
 
 // createTasks creates services of 1,000 replicas (a realistic spec:
-// image, command, a few settings) and waits until the store holds every
-// task.
+// image, command, a few settings) on a network with room for them all
+// (the default network's /16 holds 65k), and waits until the store holds
+// every task and the manager's loops are done with them.
 func (m *rssManager) createTasks(b *testing.B, cli string, tasks int) {
+	if _, err := m.cli(b.Context(), cli, "network", "create", "--subnet", "10.128.0.0/14", "big"); err != nil {
+		b.Fatal(err)
+	}
 	for i := range tasks / 1000 {
-		args := []string{"service", "create", "-d", "--name", fmt.Sprintf("svc-%03d", i), "--replicas", "1000"}
+		args := []string{"service", "create", "-d", "--name", fmt.Sprintf("svc-%03d", i), "--replicas", "1000", "--network", "big"}
 		for k := range 4 {
 			args = append(args, "-e", fmt.Sprintf("SETTING_%d=%s", k, strings.Repeat("x", 40)))
 		}
@@ -145,10 +153,52 @@ func (m *rssManager) awaitTasks(b *testing.B, tasks int) {
 	}, "%d tasks pending\n%s", tasks, m.logs)
 }
 
-// rss forces a GC in the manager and returns its VmRSS in bytes.
-func (m *rssManager) rss(b *testing.B) float64 {
-	if _, err := e2ecluster.Get(b.Context(), m.metricsURL+"/debug/pprof/heap?gc=1"); err != nil {
+// settle forces GCs 5 s apart until the live heap moves less than 2%
+// between two of them (the manager's loops, or its replay of the Raft log
+// after a restart, are done), and returns the VmRSS after the last one.
+func (m *rssManager) settle(b *testing.B, name string) (rss, heap float64) {
+	rss, heap = m.rss(b, name), m.heap(b)
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-b.Context().Done():
+			b.Fatal(b.Context().Err())
+		}
+		r, h := m.rss(b, name), m.heap(b)
+		steady := h > heap*0.98 && h < heap*1.02
+		rss, heap = r, h
+		if steady {
+			return rss, heap
+		}
+	}
+	b.Fatalf("%s: the manager's heap did not settle in 5 min (at %.0f MB)", name, heap/1e6)
+	return 0, 0
+}
+
+// rss forces a GC in the manager (the heap profile's gc=1) and returns its
+// VmRSS in bytes. With $BERTH_PROFILE_DIR set it keeps the heap profile
+// there as NAME.pb.gz (go tool pprof reads it).
+func (m *rssManager) rss(b *testing.B, name string) float64 {
+	ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.metricsURL+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
 		b.Fatalf("force a GC: %v", err)
+	}
+	defer resp.Body.Close()
+	prof, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("force a GC: %s %v", resp.Status, err)
+	}
+	if dir := os.Getenv("BERTH_PROFILE_DIR"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, name+".pb.gz"), prof, 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return m.status(b, "VmRSS")
 }
