@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"berth/internal/e2ecluster"
+	"berth/internal/metrics/metricstest"
 )
 
 // BenchmarkAgentRSS100 measures a real berth-agent process running 100
@@ -46,6 +47,7 @@ func BenchmarkAgentRSS100(b *testing.B) {
 		s := createService(b, c, fmt.Sprintf("sleepers-%d", seq), tasks)
 		s.waitRunning(b, tasks)
 		busy, anon := agentRSS(b, c, agent, "agent-100")
+		logMemStats(b, c, agent)
 		priv, rss := initMemory(b, agent)
 		if len(priv) < tasks {
 			b.Fatalf("%d container inits running, want %d", len(priv), tasks)
@@ -132,4 +134,30 @@ func procStatus(pid int, file string) (map[string]float64, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// logMemStats logs where the agent's memory goes, from its Go runtime's
+// metrics: the live heap, what the heap holds beyond it, stacks.
+func logMemStats(b *testing.B, c *e2ecluster.Cluster, n *e2ecluster.Node) {
+	f, err := metricstest.Scrape(b.Context(), c.MetricsURL(n))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var parts []string
+	for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes",
+		"go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes"} {
+		v, _ := f.Value(name)
+		if name == "go_goroutines" {
+			parts = append(parts, fmt.Sprintf("goroutines=%.0f", v))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s=%.1fM", strings.TrimPrefix(name, "go_memstats_"), v/1e6))
+	}
+	if dir := os.Getenv("BERTH_PROFILE_DIR"); dir != "" {
+		url := strings.TrimSuffix(c.MetricsURL(n), "/metrics") + "/debug/pprof/goroutine?debug=1"
+		if g, err := e2ecluster.Get(b.Context(), url); err == nil {
+			os.WriteFile(filepath.Join(dir, "agent-100-goroutines.txt"), []byte(g), 0o644)
+		}
+	}
+	b.Logf("agent with its tasks: %s", strings.Join(parts, " "))
 }
