@@ -21,6 +21,7 @@ func (s *MemoryStore) Apply(index uint64, b *berthv1.StoreBatch) error {
 }
 
 func (s *MemoryStore) applyLocked(index uint64, b *berthv1.StoreBatch) error {
+	s.intern.batch(b)
 	txn := s.db.Load().Txn(true)
 	events := make([]Event, 0, len(b.GetActions()))
 	for _, a := range b.GetActions() {

@@ -72,6 +72,10 @@ type MemoryStore struct {
 	applied   chan struct{} // closed when the index moves; nil when nobody waits
 	changes   changelog
 
+	// intern shares equal parts of stored objects (see interner); every
+	// path that stores objects (Apply, Restore, Reset) passes them to it.
+	intern *interner
+
 	maxBytes int
 }
 
@@ -84,6 +88,7 @@ func New(p Proposer, opts ...Option) *MemoryStore {
 		log:      slog.New(slog.DiscardHandler),
 		changes:  changelog{max: DefaultChangelogSize, watchers: map[*Watcher]struct{}{}},
 		maxBytes: DefaultMaxBatchBytes,
+		intern:   newInterner(),
 	}
 	for _, o := range opts {
 		o(s)

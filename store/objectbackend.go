@@ -65,6 +65,7 @@ func (s *MemoryStore) Reset(index uint64, objs []Versioned) error {
 			t.setMeta(o, m)
 		}
 		m.Version = v.Version
+		s.intern.object(o)
 		if err := txn.Insert(t.name, o); err != nil {
 			txn.Abort()
 			return fmt.Errorf("reset: insert %s %s: %w", t.name, o.GetId(), err)

@@ -42,15 +42,12 @@ const (
 
 // Index names beyond "id".
 const (
-	indexID          = "id"
-	indexName        = "name"
-	indexHostname    = "hostname"
-	indexRole        = "role"
-	indexService     = "service"
-	indexNode        = "node"
-	indexDesired     = "desired"
-	indexSlot        = "slot"
-	indexServiceNode = "service_node"
+	indexID       = "id"
+	indexName     = "name"
+	indexHostname = "hostname"
+	indexRole     = "role"
+	indexNode     = "node"
+	indexUnit     = "unit"
 )
 
 func lowerName(s string) (string, bool) { return strings.ToLower(s), s != "" }
@@ -94,18 +91,13 @@ var (
 		wrap: func(k berthv1.StoreAction_Kind, o object) *berthv1.StoreAction {
 			return &berthv1.StoreAction{Kind: k, Target: &berthv1.StoreAction_Task{Task: o.(*berthv1.Task)}}
 		},
+		// Two indexes beyond the ID: each one is a radix tree over every
+		// task, some 400 bytes a task, so tasks have no more than their
+		// readers need. The unit index serves by service, by slot and by
+		// global task on a node, as prefixes of one key.
 		indexes: map[string]func(object) (string, bool){
-			indexService: func(o object) (string, bool) { return o.(*berthv1.Task).GetServiceId(), true },
-			indexNode:    func(o object) (string, bool) { return o.(*berthv1.Task).GetNodeId(), true },
-			indexDesired: func(o object) (string, bool) { return desiredKey(o.(*berthv1.Task).GetDesiredState()), true },
-			indexSlot: func(o object) (string, bool) {
-				t := o.(*berthv1.Task)
-				return slotKey(t.GetServiceId(), t.GetSlot()), true
-			},
-			indexServiceNode: func(o object) (string, bool) {
-				t := o.(*berthv1.Task)
-				return pairKey(t.GetServiceId(), t.GetNodeId()), true
-			},
+			indexNode: func(o object) (string, bool) { return o.(*berthv1.Task).GetNodeId(), true },
+			indexUnit: func(o object) (string, bool) { return unitKey(o.(*berthv1.Task)), true },
 		},
 	}
 	networks = &table{
@@ -151,13 +143,23 @@ var (
 	allTables = []*table{nodes, services, tasks, networks, secrets, configs, clusters, removedNodes}
 )
 
-func desiredKey(s berthv1.TaskState) string { return strconv.Itoa(int(s)) }
-
-func slotKey(serviceID string, slot uint64) string {
-	return serviceID + "\x00" + strconv.FormatUint(slot, 10)
+// unitKey is the key of a task's unit: its service, then its slot, then
+// for a global task (slot 0) its node: "SERVICE\x00SLOT\x00[NODE]". A
+// service's tasks share the prefix "SERVICE\x00", a slot's
+// "SERVICE\x00SLOT\x00"; the key of a global task on a node is the whole.
+func unitKey(t *berthv1.Task) string {
+	k := slotPrefix(t.GetServiceId(), t.GetSlot())
+	if t.GetSlot() == 0 {
+		k += t.GetNodeId()
+	}
+	return k
 }
 
-func pairKey(a, b string) string { return a + "\x00" + b }
+func servicePrefix(serviceID string) string { return serviceID + "\x00" }
+
+func slotPrefix(serviceID string, slot uint64) string {
+	return servicePrefix(serviceID) + strconv.FormatUint(slot, 10) + "\x00"
+}
 
 // unwrap returns the table and object an action targets.
 func unwrap(a *berthv1.StoreAction) (*table, object, error) {

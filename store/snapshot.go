@@ -91,7 +91,7 @@ func (s *MemoryStore) Restore(r io.Reader) error {
 	index := binary.BigEndian.Uint64(hdr[len(snapshotMagic):])
 	db := newDB()
 	txn := db.Txn(true)
-	if err := insertAll(txn, br); err != nil {
+	if err := insertAll(txn, br, s.intern); err != nil {
 		txn.Abort()
 		return err
 	}
@@ -115,13 +115,13 @@ const restoreChunk = 512
 // insertAll inserts every object of a snapshot stream into txn. One
 // goroutine decodes while this one inserts: on two cores a restart's
 // restore takes about the insert time alone.
-func insertAll(txn *memdb.Txn, r io.Reader) error {
+func insertAll(txn *memdb.Txn, r io.Reader, in *interner) error {
 	chunks := make(chan []*berthv1.StoreAction, 8)
 	stop := make(chan struct{})
 	decodeErr := make(chan error, 1)
 	go func() {
 		defer close(chunks)
-		decodeErr <- decodeAll(r, chunks, stop)
+		decodeErr <- decodeAll(r, chunks, stop, in)
 	}()
 	n, err := 0, error(nil)
 	for chunk := range chunks {
@@ -145,8 +145,8 @@ func insertAll(txn *memdb.Txn, r io.Reader) error {
 }
 
 // decodeAll reads length-delimited actions from r into chunks until EOF
-// or stop.
-func decodeAll(r io.Reader, chunks chan<- []*berthv1.StoreAction, stop <-chan struct{}) error {
+// or stop; their objects share equal parts through in.
+func decodeAll(r io.Reader, chunks chan<- []*berthv1.StoreAction, stop <-chan struct{}, in *interner) error {
 	br := bufio.NewReaderSize(r, 256<<10)
 	opts := protodelim.UnmarshalOptions{MaxSize: maxObjectBytes}
 	chunk := make([]*berthv1.StoreAction, 0, restoreChunk)
@@ -167,6 +167,9 @@ func decodeAll(r io.Reader, chunks chan<- []*berthv1.StoreAction, stop <-chan st
 		}
 		if err != nil {
 			return fmt.Errorf("read snapshot object %d: %w", n, err)
+		}
+		if _, o, err := unwrap(a); err == nil {
+			in.object(o)
 		}
 		if chunk = append(chunk, a); len(chunk) == restoreChunk && !send() {
 			return nil

@@ -79,7 +79,7 @@ func TestFindByIndexes(t *testing.T) {
 		{"service by name prefix", func(tx ReadTx) ([]string, error) { r, err := tx.FindServices(ByNamePrefix("D")); return ids(r), err }, "[svc2]"},
 		{"all services", func(tx ReadTx) ([]string, error) { r, err := tx.FindServices(All); return ids(r), err }, "[svc1 svc2]"},
 		{"service by ID prefix", func(tx ReadTx) ([]string, error) { r, err := tx.FindServices(ByIDPrefix("svc")); return ids(r), err }, "[svc1 svc2]"},
-		{"tasks by service", func(tx ReadTx) ([]string, error) { r, err := tx.FindTasks(ByServiceID("svc1")); return ids(r), err }, "[t1 t2 t3]"},
+		{"tasks by service, in slot order", func(tx ReadTx) ([]string, error) { r, err := tx.FindTasks(ByServiceID("svc1")); return ids(r), err }, "[t1 t3 t2]"},
 		{"tasks by node", func(tx ReadTx) ([]string, error) { r, err := tx.FindTasks(ByNodeID("n1")); return ids(r), err }, "[t1 t3 t4]"},
 		{"unassigned tasks", func(tx ReadTx) ([]string, error) { r, err := tx.FindTasks(ByNodeID("")); return ids(r), err }, "[t5]"},
 		{"tasks by desired state", func(tx ReadTx) ([]string, error) {
@@ -91,6 +91,15 @@ func TestFindByIndexes(t *testing.T) {
 			r, err := tx.FindTasks(ByServiceNode("svc2", "n1"))
 			return ids(r), err
 		}, "[t4]"},
+		{"global tasks by slot 0", func(tx ReadTx) ([]string, error) { r, err := tx.FindTasks(BySlot("svc2", 0)); return ids(r), err }, "[t5 t4]"},
+		{"no global task of a replicated service on a node", func(tx ReadTx) ([]string, error) {
+			r, err := tx.FindTasks(ByServiceNode("svc1", "n1"))
+			return ids(r), err
+		}, "[]"},
+		{"a service ID that prefixes another selects only its own", func(tx ReadTx) ([]string, error) {
+			r, err := tx.FindTasks(ByServiceID("svc"))
+			return ids(r), err
+		}, "[]"},
 		{"nodes by role", func(tx ReadTx) ([]string, error) {
 			r, err := tx.FindNodes(ByRole(berthv1.NodeSpec_ROLE_MANAGER))
 			return ids(r), err
@@ -117,6 +126,9 @@ func TestFindByIndexes(t *testing.T) {
 	s.View(func(tx ReadTx) {
 		if _, err := tx.FindServices(ByNodeID("n1")); !errors.Is(err, ErrInvalidFindBy) {
 			t.Errorf("services by node: err %v, want ErrInvalidFindBy", err)
+		}
+		if _, err := tx.FindNodes(ByDesiredState(running)); !errors.Is(err, ErrInvalidFindBy) {
+			t.Errorf("nodes by desired state: err %v, want ErrInvalidFindBy", err)
 		}
 	})
 }

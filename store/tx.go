@@ -80,8 +80,13 @@ func get[T object](r reader, t *table, id string) T {
 }
 
 func find[T object](r reader, t *table, by By) ([]T, error) {
+	keep, _ := by.(interface{ keep(object) bool }) // a selector no index serves
 	var out []T
-	err := r.each(t, by, func(o object) { out = append(out, o.(T)) })
+	err := r.each(t, by, func(o object) {
+		if keep == nil || keep.keep(o) {
+			out = append(out, o.(T))
+		}
+	})
 	if err != nil {
 		return nil, err
 	}

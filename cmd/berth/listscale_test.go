@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"berth/ca"
+	"berth/deploy/stack"
 	"berth/manager/controlapi"
 	pb "berth/proto/berth/v1"
 	"berth/store"
@@ -123,8 +124,12 @@ func fillStore(tb testing.TB, st *store.MemoryStore, shape scaleShape) {
 		env = append(env, fmt.Sprintf("SETTING_%d=%s", k, strings.Repeat("x", 56)))
 	}
 	for i := range shape.services {
+		labels := map[string]string{"tier": fmt.Sprint(i % 3)}
+		if i < scaleStackSize {
+			labels[stack.Namespace] = "app"
+		}
 		svc := &pb.Service{Id: serviceID(i), SpecVersion: 1, Spec: &pb.ServiceSpec{
-			Annotations: &pb.Annotations{Name: fmt.Sprintf("svc-%03d", i), Labels: map[string]string{"tier": fmt.Sprint(i % 3)}},
+			Annotations: &pb.Annotations{Name: fmt.Sprintf("svc-%03d", i), Labels: labels},
 			Replicas:    proto.Int64(int64(shape.replicas)),
 			Task:        &pb.TaskSpec{Container: &pb.ContainerSpec{Image: "registry.local/app:v1", Env: env}},
 		}}
@@ -148,6 +153,9 @@ func fillStore(tb testing.TB, st *store.MemoryStore, shape scaleShape) {
 		}))
 	}
 }
+
+// scaleStackSize of the shape's first services belong to stack "app".
+const scaleStackSize = 2
 
 func nodeID(n int) string    { return fmt.Sprintf("node%04d", n) }
 func serviceID(i int) string { return fmt.Sprintf("svc%05d", i) }
@@ -220,8 +228,16 @@ func checkLists(t testing.TB, dir string, shape scaleShape) {
 		{[]string{"node", "ls", "-q", "--filter", "role=worker", "--filter", "label=rack=1"}, shape.nodes / 2},
 		{[]string{"node", "ls", "-q", "--filter", "membership=pending"}, 0},
 		{[]string{"node", "ls", "-q", "--filter", "name=host-00"}, 10},
+		{[]string{"node", "ps", "-q", "host-005"}, shape.tasks() / shape.nodes},
+		{[]string{"node", "ps", "-q", "--filter", "desired-state=shutdown", "host-005", "host-006"}, 0},
+		{[]string{"node", "ps", "-q", "--filter", "name=svc-001.5", "host-005"}, 2}, // slots 5 and 505: a prefix
+		{[]string{"stack", "ls", "-q"}, 1},
+		{[]string{"stack", "services", "-q", "app"}, scaleStackSize},
+		{[]string{"stack", "ps", "-q", "app"}, scaleStackSize * shape.replicas},
+		{[]string{"stack", "ps", "-q", "--filter", "desired-state=running", "app"}, scaleStackSize * shape.replicas},
 		{[]string{"network", "ls", "-q"}, 0},
 		{[]string{"secret", "ls", "-q"}, 0},
+		{[]string{"config", "ls", "-q"}, 0},
 	} {
 		if got := lines(c.args...); got != c.want {
 			t.Errorf("berth %s: %d lines, want %d", strings.Join(c.args, " "), got, c.want)

@@ -464,3 +464,13 @@ func (c *Cluster) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// PID is the host PID of n's process (0 when it is not running).
+func (n *Node) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc == nil {
+		return 0
+	}
+	return n.proc.PID()
+}

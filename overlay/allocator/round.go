@@ -138,9 +138,9 @@ func (s *state) planService(p *plan, svc *pb.Service) (inSync bool, err error) {
 			ep.VirtualIps = append(ep.VirtualIps, &pb.VirtualIP{NetworkId: id, Addr: vip.String()})
 		}
 	}
-	for id := range s.held[svc.GetId()] {
-		if !want[id] {
-			p.dropped[svc.GetId()] = append(p.dropped[svc.GetId()], id)
+	for _, h := range s.held[svc.GetId()] {
+		if !want[h.net] {
+			p.dropped[svc.GetId()] = append(p.dropped[svc.GetId()], h.net)
 		}
 	}
 	if proto.Equal(ep, svc.GetEndpoint()) {
@@ -154,7 +154,7 @@ func (s *state) planService(p *plan, svc *pb.Service) (inSync bool, err error) {
 
 // vip returns the VIP owner holds on netID, allocating one if needed.
 func (s *state) vip(owner, netID string) (netip.Prefix, error) {
-	if p, ok := s.held[owner][netID]; ok {
+	if p, ok := s.held[owner].get(netID); ok {
 		return p, nil
 	}
 	return s.allocate(owner, netID)
@@ -274,9 +274,9 @@ func (st *state) settle(p *plan, stale []string, written map[string]bool) {
 			for _, v := range svc.GetEndpoint().GetVirtualIps() {
 				keep[v.GetNetworkId()] = true
 			}
-			for id := range st.held[owner] {
-				if !keep[id] {
-					st.release(owner, id)
+			for _, h := range slices.Clone(st.held[owner]) {
+				if !keep[h.net] {
+					st.release(owner, h.net)
 				}
 			}
 			continue

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 
 	"berth/overlay/ipam"
 	pb "berth/proto/berth/v1"
@@ -34,18 +35,18 @@ func released(t *pb.Task) bool {
 // per network.
 type state struct {
 	log       *slog.Logger
-	nets      map[string]*ipam.Subnet            // by network ID
-	networks  map[string]*pb.Network             // by network ID
-	defaultID string                             // the default network's ID, "" while it is missing
-	services  map[string]*pb.Service             // by service ID
-	held      map[string]map[string]netip.Prefix // owner → network ID → address/bits
-	waiting   map[string]*pb.Task                // tasks that need addresses, by ID
-	cluster   bool                               // the Cluster object exists
+	nets      map[string]*ipam.Subnet // by network ID
+	networks  map[string]*pb.Network  // by network ID
+	defaultID string                  // the default network's ID, "" while it is missing
+	services  map[string]*pb.Service  // by service ID
+	held      map[string]holdings     // by owner
+	waiting   map[string]*pb.Task     // tasks that need addresses, by ID
+	cluster   bool                    // the Cluster object exists
 }
 
 func newState(log *slog.Logger) *state {
 	return &state{log: log, nets: map[string]*ipam.Subnet{}, networks: map[string]*pb.Network{},
-		services: map[string]*pb.Service{}, held: map[string]map[string]netip.Prefix{}, waiting: map[string]*pb.Task{}}
+		services: map[string]*pb.Service{}, held: map[string]holdings{}, waiting: map[string]*pb.Task{}}
 }
 
 // load rebuilds s from a store view: every address a live task or a
@@ -110,22 +111,19 @@ func (s *state) reserve(owner, netID, addr string) {
 }
 
 func (s *state) hold(owner, netID string, p netip.Prefix) {
-	if s.held[owner] == nil {
-		s.held[owner] = map[string]netip.Prefix{}
-	}
-	s.held[owner][netID] = p
+	s.held[owner] = s.held[owner].set(netID, p)
 }
 
 // release frees what owner holds on netID.
 func (s *state) release(owner, netID string) {
-	p, ok := s.held[owner][netID]
+	p, ok := s.held[owner].get(netID)
 	if !ok {
 		return
 	}
 	if sub := s.nets[netID]; sub != nil {
 		sub.Release(p.Addr(), owner)
 	}
-	delete(s.held[owner], netID)
+	s.held[owner] = s.held[owner].without(netID)
 	if len(s.held[owner]) == 0 {
 		delete(s.held, owner)
 	}
@@ -133,8 +131,8 @@ func (s *state) release(owner, netID string) {
 
 // releaseAll frees everything owner holds.
 func (s *state) releaseAll(owner string) {
-	for netID := range s.held[owner] {
-		s.release(owner, netID)
+	for _, h := range slices.Clone(s.held[owner]) {
+		s.release(owner, h.net)
 	}
 }
 

@@ -44,7 +44,10 @@ func (s *Subnet) Owner(a netip.Addr) string { return s.owners[a] }
 // ErrExhausted naming the subnet.
 func (s *Subnet) Allocate(owner string) (netip.Addr, error) {
 	hosts := s.size - 3 // offsets 2 .. size-2
-	for i := uint64(0); i < hosts; i++ {
+	// A full subnet fails at once: scanning every address of a /16 for
+	// each of thousands of tasks that cannot fit kept the allocator busy
+	// for minutes (100k tasks on the default network).
+	for i := uint64(0); i < hosts && s.Free() > 0; i++ {
 		off := 2 + (s.next-2+i)%hosts
 		a := s.at(off)
 		if _, taken := s.owners[a]; !taken {
