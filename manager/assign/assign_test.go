@@ -143,6 +143,33 @@ func TestTaskLeavingNodeFreesItsReservation(t *testing.T) {
 	}
 }
 
+// TestStoppingTaskHoldsItsNodeUntilItStops: a task managers want stopped
+// still holds its reservation (and its host ports) while it runs — the
+// agent drains and stops it first — so nothing takes its place until it has
+// stopped, as swarmkit frees a task's resources only once it is past
+// running. Before, the room was given away at the desired-state change and
+// two tasks could publish the same host port on one node.
+func TestStoppingTaskHoldsItsNodeUntilItStops(t *testing.T) {
+	t.Parallel()
+	s := newStore()
+	create(t, s, []*pb.Node{node("a")}, []*pb.Task{
+		task("db", 1, runningOn("a"), reserveMemory(6*gib)),
+		task("web", 1, reserveMemory(4*gib)),
+	})
+	start(t, s, Config{})
+	waitReason(t, s, "web.1", "no suitable node (insufficient memory on 1 node)")
+
+	updateTask(t, s, "db.1", func(tk *pb.Task) { tk.DesiredState = pb.TaskState_TASK_STATE_SHUTDOWN })
+	// A node too small for web makes a round that sees db.1 stopping.
+	create(t, s, []*pb.Node{node("b", withMemory(2*gib))}, nil)
+	waitReason(t, s, "web.1", "no suitable node (insufficient memory on 2 nodes)")
+
+	updateTask(t, s, "db.1", func(tk *pb.Task) { tk.Status.State = pb.TaskState_TASK_STATE_SHUTDOWN })
+	if got := waitAssigned(t, s, "web.1"); got["web.1"].NodeId != "a" {
+		t.Errorf("web.1 went to %q, want a", got["web.1"].NodeId)
+	}
+}
+
 func TestPinnedTaskGoesOnlyToItsNode(t *testing.T) {
 	t.Parallel()
 	s := newStore()

@@ -21,14 +21,17 @@ func isPending(t *pb.Task) bool {
 		len(t.GetNetworks()) > 0
 }
 
-// holds reports whether t occupies its node: it was assigned there, has not
-// finished, and managers still want it to run. The round and the write-time
-// check must agree on this, or a task could bounce between them forever.
+// holds reports whether t occupies its node: it was assigned there and has
+// not finished. A task managers want stopped holds its node until its agent
+// says it stopped (after draining its endpoints and the stop grace period),
+// as swarmkit frees resources only past running: else a replacement could
+// run beside it, publishing the same host port. The round and the
+// write-time check must agree on this, or a task could bounce between them
+// forever.
 func holds(t *pb.Task) bool {
 	s := t.GetStatus().GetState()
 	return t.GetNodeId() != "" &&
-		s >= pb.TaskState_TASK_STATE_ASSIGNED && s <= pb.TaskState_TASK_STATE_RUNNING &&
-		t.GetDesiredState() <= pb.TaskState_TASK_STATE_RUNNING
+		s >= pb.TaskState_TASK_STATE_ASSIGNED && s <= pb.TaskState_TASK_STATE_RUNNING
 }
 
 // state is the loop's copy of what placement reads: every node, the tasks

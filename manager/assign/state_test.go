@@ -57,6 +57,10 @@ func TestStateCallsRoundsOnlyForChangesThatMatter(t *testing.T) {
 		})}, false},
 		{"running task told to shut down", store.Event{Kind: store.EventUpdate, Object: taskChange(running, func(tk *pb.Task) {
 			tk.DesiredState = pb.TaskState_TASK_STATE_SHUTDOWN
+		})}, false}, // it holds its node until it has stopped
+		{"task told to shut down stopped", store.Event{Kind: store.EventUpdate, Object: taskChange(running, func(tk *pb.Task) {
+			tk.DesiredState = pb.TaskState_TASK_STATE_SHUTDOWN
+			tk.Status.State = pb.TaskState_TASK_STATE_SHUTDOWN
 		})}, true},
 		{"running task failed", store.Event{Kind: store.EventUpdate, Object: taskChange(running, func(tk *pb.Task) {
 			tk.Status.State = pb.TaskState_TASK_STATE_FAILED
@@ -123,6 +127,7 @@ func TestStateIgnoresEventsOlderThanItsOwnWrite(t *testing.T) {
 
 	shutdown := proto.Clone(assigned).(*pb.Task)
 	shutdown.DesiredState = pb.TaskState_TASK_STATE_SHUTDOWN
+	shutdown.Status.State = pb.TaskState_TASK_STATE_SHUTDOWN
 	if !st.apply(store.Event{Kind: store.EventUpdate, Object: shutdown}) || len(st.live) != 0 {
 		t.Error("a later event did not free the task's node")
 	}
