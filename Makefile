@@ -59,6 +59,9 @@ test: deps check build
 	@# (a real etcd-server the tests start): BERTH_TEST_STORE=etcd.
 	BERTH_TEST_STORE=etcd $(GO) test $(TEST_FLAGS) ./manager ./e2e ./e2e/faults
 	BERTH_TEST_STORE=etcd $(GO) test $(TEST_FLAGS) -run '^TestDev' ./cmd/manager
+	@# Every list command against 100k tasks (issue #17), without -race:
+	@# ~10 s here, minutes under the race detector.
+	BERTH_LISTS_100K=1 $(GO) test -count=1 -run '^TestListsAt100k$$' ./cmd/berth
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzControl$$' -fuzztime 10000x ./manager/controlapi
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzSpecs$$' -fuzztime 40000x ./manager/validate
 	$(GO) test $(FUZZ_FLAGS) -fuzz '^FuzzDNSQuery$$' -fuzztime 100000x ./discovery/dns

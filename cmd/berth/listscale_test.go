@@ -317,3 +317,15 @@ func checkTaskPages(t testing.TB, dir string, total int) {
 	}
 	t.Logf("%d tasks, %d bytes, in %d pages", total, bytes, pages)
 }
+
+// TestListsAt100k is TestListsAtScale at issue #17's size: 100 services of
+// 1,000 replicas. It is slow under the race detector, so make test runs
+// it on its own without -race (BERTH_LISTS_100K=1); plain `go test ./...`
+// skips it.
+func TestListsAt100k(t *testing.T) {
+	if os.Getenv("BERTH_LISTS_100K") == "" {
+		t.Skip("set BERTH_LISTS_100K=1 (make test does, without -race)")
+	}
+	shape := scaleShape{services: 100, replicas: 1000, nodes: 100}
+	checkLists(t, startListCluster(t, shape), shape)
+}
