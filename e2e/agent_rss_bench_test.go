@@ -87,7 +87,7 @@ func agentRSS(b *testing.B, c *e2ecluster.Cluster, n *e2ecluster.Node, name stri
 // holds (their PIDs from the runtime's state files), in kB.
 func initMemory(b *testing.B, n *e2ecluster.Node) (private, rss []float64) {
 	b.Helper()
-	states, err := filepath.Glob(filepath.Join(n.DataDir, "runtime", "containers", "*", "state.json"))
+	states, err := filepath.Glob(filepath.Join(n.ContainerStateDir(), "*", "state.json"))
 	if err != nil {
 		b.Fatal(err)
 	}

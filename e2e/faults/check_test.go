@@ -141,7 +141,7 @@ func (r *run) checkOnce(ctx context.Context) error {
 func (r *run) hostContainers() ([]faults.Container, error) {
 	var out []faults.Container
 	for _, a := range r.c.Agents {
-		dir := filepath.Join(a.DataDir, "runtime", "containers")
+		dir := a.ContainerStateDir()
 		entries, err := os.ReadDir(dir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err

@@ -15,7 +15,7 @@ import (
 func (c *Cluster) Containers() (map[string]int, error) {
 	out := map[string]int{}
 	for _, a := range c.Agents {
-		entries, err := os.ReadDir(filepath.Join(a.DataDir, "runtime", "containers"))
+		entries, err := os.ReadDir(a.ContainerStateDir())
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("containers of %s: %w", a.Name, err)
 		}
@@ -26,4 +26,11 @@ func (c *Cluster) Containers() (map[string]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// ContainerStateDir is where an agent node's runtime records its containers,
+// one directory each holding state.json: on the runtime's state tmpfs
+// (agent/runtime statedir.go), under the agent's runtime data dir.
+func (a *Node) ContainerStateDir() string {
+	return filepath.Join(a.DataDir, "runtime", "state", "containers")
 }
