@@ -45,37 +45,9 @@ func up(t *testing.T, managers, agents int, labels func(int) []string) *e2eclust
 	return upWith(t, e2ecluster.Options{Managers: managers, Agents: agents, AgentLabels: labels, SpareHosts: 1})
 }
 
-// upWith is up with more options; Bins and Dir are filled in.
+// upWith is up with more options; Bins is filled in.
 func upWith(t *testing.T, opts e2ecluster.Options) *e2ecluster.Cluster {
 	t.Helper()
-	dir := t.TempDir()
-	opts.Bins, opts.Dir = bins, dir
-	c, err := e2ecluster.Up(t.Context(), opts)
-	if err != nil {
-		dumpLogs(t, dir)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, dir)
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("tear down: %v", err)
-		}
-	})
-	return c
-}
-
-func dumpLogs(t *testing.T, dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.IsDir() || len(e.Name()) < 4 || e.Name()[len(e.Name())-4:] != ".log" {
-			continue
-		}
-		b, _ := os.ReadFile(dir + "/" + e.Name())
-		if len(b) > 6000 {
-			b = b[len(b)-6000:]
-		}
-		t.Logf("---- %s (tail) ----\n%s", e.Name(), b)
-	}
+	opts.Bins = bins
+	return e2ecluster.UpForTest(t, opts)
 }

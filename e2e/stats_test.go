@@ -24,20 +24,7 @@ const metricsPort = 9323
 // one image pull per agent; a promoted agent's endpoint adds its
 // manager's figures.
 func TestStatsAndMetricsAcrossNodes(t *testing.T) {
-	dir := t.TempDir()
-	c, err := e2ecluster.Up(t.Context(), e2ecluster.Options{Managers: 1, Agents: 2, Bins: bins, Dir: dir, MetricsPort: metricsPort})
-	if err != nil {
-		dumpLogs(t, dir)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, dir)
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("tear down: %v", err)
-		}
-	})
+	c := upWith(t, e2ecluster.Options{Managers: 1, Agents: 2, MetricsPort: metricsPort})
 	ctx := t.Context()
 	if _, err := c.CLI(ctx, "service", "create", "--detach", "--name", "spin", "--replicas", "2", "--replicas-max-per-node", "1",
 		c.Images.Busybox.Tag, "sh", "-c", "while :; do :; done"); err != nil {

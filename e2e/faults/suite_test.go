@@ -257,36 +257,9 @@ func summary(fs []string) string {
 	return strings.Join(out, "; ")
 }
 
-// up brings up 3 managers and the agents for t, and tears them down when
-// t ends; on failure it prints the tail of every node's log.
+// up brings up 3 managers and the agents for t in dir, and tears them
+// down when t ends; on failure it logs the tail of every node's log.
 func up(t *testing.T, dir, backend string, agents int) *e2ecluster.Cluster {
 	t.Helper()
-	c, err := e2ecluster.Up(t.Context(), e2ecluster.Options{Managers: 3, Agents: agents, Bins: bins, Dir: dir, Store: backend})
-	if err != nil {
-		dumpLogs(t, dir)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, dir)
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("tear down: %v", err)
-		}
-	})
-	return c
-}
-
-func dumpLogs(t *testing.T, dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".log") {
-			continue
-		}
-		b, _ := os.ReadFile(dir + "/" + e.Name())
-		if len(b) > 4000 {
-			b = b[len(b)-4000:]
-		}
-		t.Logf("---- %s (tail) ----\n%s", e.Name(), b)
-	}
+	return e2ecluster.UpForTest(t, e2ecluster.Options{Managers: 3, Agents: agents, Bins: bins, Dir: dir, Store: backend})
 }
