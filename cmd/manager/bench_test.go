@@ -182,18 +182,7 @@ func mean(ds []time.Duration) time.Duration {
 // waits until all three are back.
 func failover(b *testing.B, mgrs []*mgrProc, ccs []pb.ControlClient) (write, lead time.Duration) {
 	b.Helper()
-	l, err := leaderOf(b, ccs[0], mgrs)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var survivor pb.ControlClient
-	for i, m := range mgrs {
-		if m != l {
-			survivor = ccs[i]
-		}
-	}
-	l.kill()
-	killed := time.Now()
+	l, survivor, killed := killLeader(b, mgrs, ccs)
 	var wrote, led atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), 2*settle)
 	defer cancel()

@@ -84,18 +84,7 @@ func TestManagersOnEtcd(t *testing.T) {
 // leaderKilled: kill -9 the leader; another manager leads within the
 // lease and a write through a survivor succeeds.
 func leaderKilled(t *testing.T, mgrs []*mgrProc, ccs []pb.ControlClient) {
-	l, err := leaderOf(t, ccs[0], mgrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var survivor pb.ControlClient
-	for i, m := range mgrs {
-		if m != l {
-			survivor = ccs[i]
-		}
-	}
-	l.kill()
-	killed := time.Now()
+	l, survivor, killed := killLeader(t, mgrs, ccs)
 	await.NoError(t, settle, func() error {
 		_, err := call(t, createService(survivor, "after-kill"))
 		if status.Code(err) == codes.AlreadyExists {
@@ -228,4 +217,22 @@ func badStart(t *testing.T, bin string, e *etcdtest.Server, m1 *mgrProc) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// killLeader kills the leading manager with SIGKILL and returns it, a
+// client of another manager, and when it was killed.
+func killLeader(tb testing.TB, mgrs []*mgrProc, ccs []pb.ControlClient) (*mgrProc, pb.ControlClient, time.Time) {
+	tb.Helper()
+	l, err := leaderOf(tb, ccs[0], mgrs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var survivor pb.ControlClient
+	for i, m := range mgrs {
+		if m != l {
+			survivor = ccs[i]
+		}
+	}
+	l.kill()
+	return l, survivor, time.Now()
 }
