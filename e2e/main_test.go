@@ -4,11 +4,9 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"berth/internal/e2ecluster"
 )
@@ -20,21 +18,10 @@ func TestMain(m *testing.M) {
 		fmt.Println("e2e: skipped, needs root (namespaces, containers)")
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "berth-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	bins, err = e2ecluster.Build(ctx, dir)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	var removeBins func()
+	bins, removeBins = e2ecluster.BuildForMain("berth-e2e-bin-")
 	code := m.Run()
-	os.RemoveAll(dir)
+	removeBins()
 	os.Exit(code)
 }
 

@@ -13,7 +13,6 @@
 package faults
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -64,25 +63,14 @@ func TestMain(m *testing.M) {
 	if err := sweepMounts(); err != nil {
 		fmt.Fprintln(os.Stderr, "faults: sweep:", err)
 	}
-	dir, err := os.MkdirTemp("", "berth-faults-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	bins, err = e2ecluster.Build(ctx, dir)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	var removeBins func()
+	bins, removeBins = e2ecluster.BuildForMain("berth-faults-bin-")
 	code := m.Run()
 	if len(report.rows) > 0 {
 		fmt.Println()
 		faults.PrintTable(os.Stdout, report.rows)
 	}
-	os.RemoveAll(dir)
+	removeBins()
 	os.Exit(code)
 }
 

@@ -1,10 +1,13 @@
 package e2ecluster
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // UpForTest brings up a cluster (in a temporary directory of t unless
@@ -45,4 +48,24 @@ func LogTails(t testing.TB, dir string) {
 		}
 		t.Logf("---- %s (tail) ----\n%s", e.Name(), b)
 	}
+}
+
+// BuildForMain builds the three binaries for a package's TestMain into a
+// new temporary directory (named with prefix), or prints why it could not
+// and exits 1. The returned function removes the directory.
+func BuildForMain(prefix string) (Bins, func()) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	bins, err := Build(ctx, dir)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	return bins, func() { os.RemoveAll(dir) }
 }
