@@ -65,7 +65,187 @@ func (x AssignmentChange_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AssignmentChange_Action.Descriptor instead.
 func (AssignmentChange_Action) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{5, 0}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{9, 0}
+}
+
+type AttachNetworkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// container_id is the container's name on the node.
+	ContainerId string `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// networks: targets are network names or IDs, with the container's aliases.
+	Networks      []*NetworkAttachment `protobuf:"bytes,2,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachNetworkRequest) Reset() {
+	*x = AttachNetworkRequest{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachNetworkRequest) ProtoMessage() {}
+
+func (x *AttachNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachNetworkRequest.ProtoReflect.Descriptor instead.
+func (*AttachNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AttachNetworkRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *AttachNetworkRequest) GetNetworks() []*NetworkAttachment {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+type AttachNetworkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task is the attachment task, its addresses in Task.networks.
+	Task          *Task `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachNetworkResponse) Reset() {
+	*x = AttachNetworkResponse{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachNetworkResponse) ProtoMessage() {}
+
+func (x *AttachNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachNetworkResponse.ProtoReflect.Descriptor instead.
+func (*AttachNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AttachNetworkResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+type DetachNetworkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// attachment_id is the attachment task's ID.
+	AttachmentId  string `protobuf:"bytes,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachNetworkRequest) Reset() {
+	*x = DetachNetworkRequest{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachNetworkRequest) ProtoMessage() {}
+
+func (x *DetachNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachNetworkRequest.ProtoReflect.Descriptor instead.
+func (*DetachNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DetachNetworkRequest) GetAttachmentId() string {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return ""
+}
+
+type DetachNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachNetworkResponse) Reset() {
+	*x = DetachNetworkResponse{}
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachNetworkResponse) ProtoMessage() {}
+
+func (x *DetachNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachNetworkResponse.ProtoReflect.Descriptor instead.
+func (*DetachNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{3}
 }
 
 type SessionRequest struct {
@@ -79,7 +259,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[0]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +271,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[0]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +284,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{0}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SessionRequest) GetDescription() *NodeDescription {
@@ -151,7 +331,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[1]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -163,7 +343,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[1]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -176,7 +356,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{1}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionMessage) GetSessionId() string {
@@ -282,7 +462,7 @@ type AgentRequest struct {
 
 func (x *AgentRequest) Reset() {
 	*x = AgentRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +474,7 @@ func (x *AgentRequest) String() string {
 func (*AgentRequest) ProtoMessage() {}
 
 func (x *AgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +487,7 @@ func (x *AgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRequest.ProtoReflect.Descriptor instead.
 func (*AgentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AgentRequest) GetId() string {
@@ -396,7 +576,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +588,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +601,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskLogsRequest) GetTaskId() string {
@@ -464,7 +644,7 @@ type WeightedPeer struct {
 
 func (x *WeightedPeer) Reset() {
 	*x = WeightedPeer{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +656,7 @@ func (x *WeightedPeer) String() string {
 func (*WeightedPeer) ProtoMessage() {}
 
 func (x *WeightedPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +669,7 @@ func (x *WeightedPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedPeer.ProtoReflect.Descriptor instead.
 func (*WeightedPeer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WeightedPeer) GetAddr() string {
@@ -534,7 +714,7 @@ type AssignmentChange struct {
 
 func (x *AssignmentChange) Reset() {
 	*x = AssignmentChange{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +726,7 @@ func (x *AssignmentChange) String() string {
 func (*AssignmentChange) ProtoMessage() {}
 
 func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +739,7 @@ func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentChange.ProtoReflect.Descriptor instead.
 func (*AssignmentChange) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AssignmentChange) GetAction() AssignmentChange_Action {
@@ -727,7 +907,7 @@ type NetworkPeer struct {
 
 func (x *NetworkPeer) Reset() {
 	*x = NetworkPeer{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +919,7 @@ func (x *NetworkPeer) String() string {
 func (*NetworkPeer) ProtoMessage() {}
 
 func (x *NetworkPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +932,7 @@ func (x *NetworkPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkPeer.ProtoReflect.Descriptor instead.
 func (*NetworkPeer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NetworkPeer) GetNetworkId() string {
@@ -807,7 +987,7 @@ type ServiceEndpoint struct {
 
 func (x *ServiceEndpoint) Reset() {
 	*x = ServiceEndpoint{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +999,7 @@ func (x *ServiceEndpoint) String() string {
 func (*ServiceEndpoint) ProtoMessage() {}
 
 func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1012,7 @@ func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceEndpoint.ProtoReflect.Descriptor instead.
 func (*ServiceEndpoint) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ServiceEndpoint) GetServiceId() string {
@@ -914,7 +1094,7 @@ type EndpointTask struct {
 
 func (x *EndpointTask) Reset() {
 	*x = EndpointTask{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1106,7 @@ func (x *EndpointTask) String() string {
 func (*EndpointTask) ProtoMessage() {}
 
 func (x *EndpointTask) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1119,7 @@ func (x *EndpointTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointTask.ProtoReflect.Descriptor instead.
 func (*EndpointTask) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EndpointTask) GetTaskId() string {
@@ -995,7 +1175,7 @@ type SecretData struct {
 
 func (x *SecretData) Reset() {
 	*x = SecretData{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1187,7 @@ func (x *SecretData) String() string {
 func (*SecretData) ProtoMessage() {}
 
 func (x *SecretData) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1200,7 @@ func (x *SecretData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretData.ProtoReflect.Descriptor instead.
 func (*SecretData) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SecretData) GetSecretId() string {
@@ -1048,7 +1228,7 @@ type ConfigData struct {
 
 func (x *ConfigData) Reset() {
 	*x = ConfigData{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1240,7 @@ func (x *ConfigData) String() string {
 func (*ConfigData) ProtoMessage() {}
 
 func (x *ConfigData) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1253,7 @@ func (x *ConfigData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigData.ProtoReflect.Descriptor instead.
 func (*ConfigData) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ConfigData) GetConfigId() string {
@@ -1099,7 +1279,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1291,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1304,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HeartbeatRequest) GetSessionId() string {
@@ -1143,7 +1323,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1335,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1348,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
@@ -1188,7 +1368,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1380,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1393,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateTaskStatusRequest) GetSessionId() string {
@@ -1241,7 +1421,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1433,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1446,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -1291,7 +1471,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1483,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1496,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{19}
 }
 
 type PublishLogsRequest struct {
@@ -1333,7 +1513,7 @@ type PublishLogsRequest struct {
 
 func (x *PublishLogsRequest) Reset() {
 	*x = PublishLogsRequest{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1525,7 @@ func (x *PublishLogsRequest) String() string {
 func (*PublishLogsRequest) ProtoMessage() {}
 
 func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1538,7 @@ func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsRequest.ProtoReflect.Descriptor instead.
 func (*PublishLogsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PublishLogsRequest) GetSessionId() string {
@@ -1397,7 +1577,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[17]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1589,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_dispatcher_proto_msgTypes[17]
+	mi := &file_berth_v1_dispatcher_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,14 +1602,22 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_dispatcher_proto_rawDescGZIP(), []int{21}
 }
 
 var File_berth_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19berth/v1/dispatcher.proto\x12\bberth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16berth/v1/objects.proto\x1a\x16berth/v1/control.proto\x1a\x14berth/v1/specs.proto\x1a\x14berth/v1/stats.proto\"l\n" +
+	"\x19berth/v1/dispatcher.proto\x12\bberth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16berth/v1/objects.proto\x1a\x16berth/v1/control.proto\x1a\x14berth/v1/specs.proto\x1a\x14berth/v1/stats.proto\"r\n" +
+	"\x14AttachNetworkRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x127\n" +
+	"\bnetworks\x18\x02 \x03(\v2\x1b.berth.v1.NetworkAttachmentR\bnetworks\";\n" +
+	"\x15AttachNetworkResponse\x12\"\n" +
+	"\x04task\x18\x01 \x01(\v2\x0e.berth.v1.TaskR\x04task\";\n" +
+	"\x14DetachNetworkRequest\x12#\n" +
+	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\"\x17\n" +
+	"\x15DetachNetworkResponse\"l\n" +
 	"\x0eSessionRequest\x12;\n" +
 	"\vdescription\x18\x01 \x01(\v2\x19.berth.v1.NodeDescriptionR\vdescription\x12\x1d\n" +
 	"\n" +
@@ -1536,7 +1724,7 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\xa0\x01 \x01(\tR\trequestId\x12\x15\n" +
 	"\x05error\x18\xa1\x01 \x01(\tR\x05error\"\x15\n" +
-	"\x13PublishLogsResponse2\xc4\x03\n" +
+	"\x13PublishLogsResponse2\xe8\x04\n" +
 	"\n" +
 	"Dispatcher\x12?\n" +
 	"\aSession\x12\x18.berth.v1.SessionRequest\x1a\x18.berth.v1.SessionMessage0\x01\x12D\n" +
@@ -1544,7 +1732,9 @@ const file_berth_v1_dispatcher_proto_rawDesc = "" +
 	"\x10UpdateTaskStatus\x12!.berth.v1.UpdateTaskStatusRequest\x1a\".berth.v1.UpdateTaskStatusResponse\x12L\n" +
 	"\vPublishLogs\x12\x1c.berth.v1.PublishLogsRequest\x1a\x1d.berth.v1.PublishLogsResponse(\x01\x12O\n" +
 	"\fPublishStats\x12\x1d.berth.v1.PublishStatsRequest\x1a\x1e.berth.v1.PublishStatsResponse(\x01\x125\n" +
-	"\x04Exec\x12\x14.berth.v1.ExecOutput\x1a\x13.berth.v1.ExecInput(\x010\x01B\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
+	"\x04Exec\x12\x14.berth.v1.ExecOutput\x1a\x13.berth.v1.ExecInput(\x010\x01\x12P\n" +
+	"\rAttachNetwork\x12\x1e.berth.v1.AttachNetworkRequest\x1a\x1f.berth.v1.AttachNetworkResponse\x12P\n" +
+	"\rDetachNetwork\x12\x1e.berth.v1.DetachNetworkRequest\x1a\x1f.berth.v1.DetachNetworkResponseB\x1eZ\x1cberth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_dispatcher_proto_rawDescOnce sync.Once
@@ -1559,88 +1749,99 @@ func file_berth_v1_dispatcher_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_berth_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_berth_v1_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),     // 0: berth.v1.AssignmentChange.Action
-	(*SessionRequest)(nil),           // 1: berth.v1.SessionRequest
-	(*SessionMessage)(nil),           // 2: berth.v1.SessionMessage
-	(*AgentRequest)(nil),             // 3: berth.v1.AgentRequest
-	(*TaskLogsRequest)(nil),          // 4: berth.v1.TaskLogsRequest
-	(*WeightedPeer)(nil),             // 5: berth.v1.WeightedPeer
-	(*AssignmentChange)(nil),         // 6: berth.v1.AssignmentChange
-	(*NetworkPeer)(nil),              // 7: berth.v1.NetworkPeer
-	(*ServiceEndpoint)(nil),          // 8: berth.v1.ServiceEndpoint
-	(*EndpointTask)(nil),             // 9: berth.v1.EndpointTask
-	(*SecretData)(nil),               // 10: berth.v1.SecretData
-	(*ConfigData)(nil),               // 11: berth.v1.ConfigData
-	(*HeartbeatRequest)(nil),         // 12: berth.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 13: berth.v1.HeartbeatResponse
-	(*UpdateTaskStatusRequest)(nil),  // 14: berth.v1.UpdateTaskStatusRequest
-	(*TaskStatusUpdate)(nil),         // 15: berth.v1.TaskStatusUpdate
-	(*UpdateTaskStatusResponse)(nil), // 16: berth.v1.UpdateTaskStatusResponse
-	(*PublishLogsRequest)(nil),       // 17: berth.v1.PublishLogsRequest
-	(*PublishLogsResponse)(nil),      // 18: berth.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 19: berth.v1.NodeDescription
-	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
-	(NodeSpec_Role)(0),               // 21: berth.v1.NodeSpec.Role
-	(*ExecStart)(nil),                // 22: berth.v1.ExecStart
-	(*TaskStatsRequest)(nil),         // 23: berth.v1.TaskStatsRequest
+	(*AttachNetworkRequest)(nil),     // 1: berth.v1.AttachNetworkRequest
+	(*AttachNetworkResponse)(nil),    // 2: berth.v1.AttachNetworkResponse
+	(*DetachNetworkRequest)(nil),     // 3: berth.v1.DetachNetworkRequest
+	(*DetachNetworkResponse)(nil),    // 4: berth.v1.DetachNetworkResponse
+	(*SessionRequest)(nil),           // 5: berth.v1.SessionRequest
+	(*SessionMessage)(nil),           // 6: berth.v1.SessionMessage
+	(*AgentRequest)(nil),             // 7: berth.v1.AgentRequest
+	(*TaskLogsRequest)(nil),          // 8: berth.v1.TaskLogsRequest
+	(*WeightedPeer)(nil),             // 9: berth.v1.WeightedPeer
+	(*AssignmentChange)(nil),         // 10: berth.v1.AssignmentChange
+	(*NetworkPeer)(nil),              // 11: berth.v1.NetworkPeer
+	(*ServiceEndpoint)(nil),          // 12: berth.v1.ServiceEndpoint
+	(*EndpointTask)(nil),             // 13: berth.v1.EndpointTask
+	(*SecretData)(nil),               // 14: berth.v1.SecretData
+	(*ConfigData)(nil),               // 15: berth.v1.ConfigData
+	(*HeartbeatRequest)(nil),         // 16: berth.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 17: berth.v1.HeartbeatResponse
+	(*UpdateTaskStatusRequest)(nil),  // 18: berth.v1.UpdateTaskStatusRequest
+	(*TaskStatusUpdate)(nil),         // 19: berth.v1.TaskStatusUpdate
+	(*UpdateTaskStatusResponse)(nil), // 20: berth.v1.UpdateTaskStatusResponse
+	(*PublishLogsRequest)(nil),       // 21: berth.v1.PublishLogsRequest
+	(*PublishLogsResponse)(nil),      // 22: berth.v1.PublishLogsResponse
+	(*NetworkAttachment)(nil),        // 23: berth.v1.NetworkAttachment
 	(*Task)(nil),                     // 24: berth.v1.Task
-	(*Secret)(nil),                   // 25: berth.v1.Secret
-	(*Network)(nil),                  // 26: berth.v1.Network
-	(*Config)(nil),                   // 27: berth.v1.Config
-	(EndpointSpec_Mode)(0),           // 28: berth.v1.EndpointSpec.Mode
-	(*PortConfig)(nil),               // 29: berth.v1.PortConfig
-	(*TaskStatus)(nil),               // 30: berth.v1.TaskStatus
-	(*LogMessage)(nil),               // 31: berth.v1.LogMessage
-	(*PublishStatsRequest)(nil),      // 32: berth.v1.PublishStatsRequest
-	(*ExecOutput)(nil),               // 33: berth.v1.ExecOutput
-	(*PublishStatsResponse)(nil),     // 34: berth.v1.PublishStatsResponse
-	(*ExecInput)(nil),                // 35: berth.v1.ExecInput
+	(*NodeDescription)(nil),          // 25: berth.v1.NodeDescription
+	(*durationpb.Duration)(nil),      // 26: google.protobuf.Duration
+	(NodeSpec_Role)(0),               // 27: berth.v1.NodeSpec.Role
+	(*ExecStart)(nil),                // 28: berth.v1.ExecStart
+	(*TaskStatsRequest)(nil),         // 29: berth.v1.TaskStatsRequest
+	(*Secret)(nil),                   // 30: berth.v1.Secret
+	(*Network)(nil),                  // 31: berth.v1.Network
+	(*Config)(nil),                   // 32: berth.v1.Config
+	(EndpointSpec_Mode)(0),           // 33: berth.v1.EndpointSpec.Mode
+	(*PortConfig)(nil),               // 34: berth.v1.PortConfig
+	(*TaskStatus)(nil),               // 35: berth.v1.TaskStatus
+	(*LogMessage)(nil),               // 36: berth.v1.LogMessage
+	(*PublishStatsRequest)(nil),      // 37: berth.v1.PublishStatsRequest
+	(*ExecOutput)(nil),               // 38: berth.v1.ExecOutput
+	(*PublishStatsResponse)(nil),     // 39: berth.v1.PublishStatsResponse
+	(*ExecInput)(nil),                // 40: berth.v1.ExecInput
 }
 var file_berth_v1_dispatcher_proto_depIdxs = []int32{
-	19, // 0: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
-	5,  // 1: berth.v1.SessionMessage.managers:type_name -> berth.v1.WeightedPeer
-	20, // 2: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
-	6,  // 3: berth.v1.SessionMessage.changes:type_name -> berth.v1.AssignmentChange
-	21, // 4: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
-	3,  // 5: berth.v1.SessionMessage.requests:type_name -> berth.v1.AgentRequest
-	4,  // 6: berth.v1.AgentRequest.logs:type_name -> berth.v1.TaskLogsRequest
-	22, // 7: berth.v1.AgentRequest.exec:type_name -> berth.v1.ExecStart
-	23, // 8: berth.v1.AgentRequest.stats:type_name -> berth.v1.TaskStatsRequest
-	0,  // 9: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
-	24, // 10: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
-	25, // 11: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
-	10, // 12: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
-	26, // 13: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
-	7,  // 14: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
-	8,  // 15: berth.v1.AssignmentChange.endpoint:type_name -> berth.v1.ServiceEndpoint
-	27, // 16: berth.v1.AssignmentChange.config:type_name -> berth.v1.Config
-	11, // 17: berth.v1.AssignmentChange.config_data:type_name -> berth.v1.ConfigData
-	28, // 18: berth.v1.ServiceEndpoint.mode:type_name -> berth.v1.EndpointSpec.Mode
-	29, // 19: berth.v1.ServiceEndpoint.ports:type_name -> berth.v1.PortConfig
-	9,  // 20: berth.v1.ServiceEndpoint.tasks:type_name -> berth.v1.EndpointTask
-	20, // 21: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	15, // 22: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
-	30, // 23: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
-	31, // 24: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
-	1,  // 25: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
-	12, // 26: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	14, // 27: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
-	17, // 28: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
-	32, // 29: berth.v1.Dispatcher.PublishStats:input_type -> berth.v1.PublishStatsRequest
-	33, // 30: berth.v1.Dispatcher.Exec:input_type -> berth.v1.ExecOutput
-	2,  // 31: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
-	13, // 32: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	16, // 33: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
-	18, // 34: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
-	34, // 35: berth.v1.Dispatcher.PublishStats:output_type -> berth.v1.PublishStatsResponse
-	35, // 36: berth.v1.Dispatcher.Exec:output_type -> berth.v1.ExecInput
-	31, // [31:37] is the sub-list for method output_type
-	25, // [25:31] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	23, // 0: berth.v1.AttachNetworkRequest.networks:type_name -> berth.v1.NetworkAttachment
+	24, // 1: berth.v1.AttachNetworkResponse.task:type_name -> berth.v1.Task
+	25, // 2: berth.v1.SessionRequest.description:type_name -> berth.v1.NodeDescription
+	9,  // 3: berth.v1.SessionMessage.managers:type_name -> berth.v1.WeightedPeer
+	26, // 4: berth.v1.SessionMessage.heartbeat_period:type_name -> google.protobuf.Duration
+	10, // 5: berth.v1.SessionMessage.changes:type_name -> berth.v1.AssignmentChange
+	27, // 6: berth.v1.SessionMessage.desired_role:type_name -> berth.v1.NodeSpec.Role
+	7,  // 7: berth.v1.SessionMessage.requests:type_name -> berth.v1.AgentRequest
+	8,  // 8: berth.v1.AgentRequest.logs:type_name -> berth.v1.TaskLogsRequest
+	28, // 9: berth.v1.AgentRequest.exec:type_name -> berth.v1.ExecStart
+	29, // 10: berth.v1.AgentRequest.stats:type_name -> berth.v1.TaskStatsRequest
+	0,  // 11: berth.v1.AssignmentChange.action:type_name -> berth.v1.AssignmentChange.Action
+	24, // 12: berth.v1.AssignmentChange.task:type_name -> berth.v1.Task
+	30, // 13: berth.v1.AssignmentChange.secret:type_name -> berth.v1.Secret
+	14, // 14: berth.v1.AssignmentChange.secret_data:type_name -> berth.v1.SecretData
+	31, // 15: berth.v1.AssignmentChange.network:type_name -> berth.v1.Network
+	11, // 16: berth.v1.AssignmentChange.peer:type_name -> berth.v1.NetworkPeer
+	12, // 17: berth.v1.AssignmentChange.endpoint:type_name -> berth.v1.ServiceEndpoint
+	32, // 18: berth.v1.AssignmentChange.config:type_name -> berth.v1.Config
+	15, // 19: berth.v1.AssignmentChange.config_data:type_name -> berth.v1.ConfigData
+	33, // 20: berth.v1.ServiceEndpoint.mode:type_name -> berth.v1.EndpointSpec.Mode
+	34, // 21: berth.v1.ServiceEndpoint.ports:type_name -> berth.v1.PortConfig
+	13, // 22: berth.v1.ServiceEndpoint.tasks:type_name -> berth.v1.EndpointTask
+	26, // 23: berth.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	19, // 24: berth.v1.UpdateTaskStatusRequest.updates:type_name -> berth.v1.TaskStatusUpdate
+	35, // 25: berth.v1.TaskStatusUpdate.status:type_name -> berth.v1.TaskStatus
+	36, // 26: berth.v1.PublishLogsRequest.messages:type_name -> berth.v1.LogMessage
+	5,  // 27: berth.v1.Dispatcher.Session:input_type -> berth.v1.SessionRequest
+	16, // 28: berth.v1.Dispatcher.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	18, // 29: berth.v1.Dispatcher.UpdateTaskStatus:input_type -> berth.v1.UpdateTaskStatusRequest
+	21, // 30: berth.v1.Dispatcher.PublishLogs:input_type -> berth.v1.PublishLogsRequest
+	37, // 31: berth.v1.Dispatcher.PublishStats:input_type -> berth.v1.PublishStatsRequest
+	38, // 32: berth.v1.Dispatcher.Exec:input_type -> berth.v1.ExecOutput
+	1,  // 33: berth.v1.Dispatcher.AttachNetwork:input_type -> berth.v1.AttachNetworkRequest
+	3,  // 34: berth.v1.Dispatcher.DetachNetwork:input_type -> berth.v1.DetachNetworkRequest
+	6,  // 35: berth.v1.Dispatcher.Session:output_type -> berth.v1.SessionMessage
+	17, // 36: berth.v1.Dispatcher.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	20, // 37: berth.v1.Dispatcher.UpdateTaskStatus:output_type -> berth.v1.UpdateTaskStatusResponse
+	22, // 38: berth.v1.Dispatcher.PublishLogs:output_type -> berth.v1.PublishLogsResponse
+	39, // 39: berth.v1.Dispatcher.PublishStats:output_type -> berth.v1.PublishStatsResponse
+	40, // 40: berth.v1.Dispatcher.Exec:output_type -> berth.v1.ExecInput
+	2,  // 41: berth.v1.Dispatcher.AttachNetwork:output_type -> berth.v1.AttachNetworkResponse
+	4,  // 42: berth.v1.Dispatcher.DetachNetwork:output_type -> berth.v1.DetachNetworkResponse
+	35, // [35:43] is the sub-list for method output_type
+	27, // [27:35] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_dispatcher_proto_init() }
@@ -1652,14 +1853,14 @@ func file_berth_v1_dispatcher_proto_init() {
 	file_berth_v1_control_proto_init()
 	file_berth_v1_specs_proto_init()
 	file_berth_v1_stats_proto_init()
-	file_berth_v1_dispatcher_proto_msgTypes[1].OneofWrappers = []any{}
-	file_berth_v1_dispatcher_proto_msgTypes[2].OneofWrappers = []any{
+	file_berth_v1_dispatcher_proto_msgTypes[5].OneofWrappers = []any{}
+	file_berth_v1_dispatcher_proto_msgTypes[6].OneofWrappers = []any{
 		(*AgentRequest_Logs)(nil),
 		(*AgentRequest_Exec)(nil),
 		(*AgentRequest_Stats)(nil),
 	}
-	file_berth_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{}
-	file_berth_v1_dispatcher_proto_msgTypes[5].OneofWrappers = []any{
+	file_berth_v1_dispatcher_proto_msgTypes[7].OneofWrappers = []any{}
+	file_berth_v1_dispatcher_proto_msgTypes[9].OneofWrappers = []any{
 		(*AssignmentChange_Task)(nil),
 		(*AssignmentChange_Secret)(nil),
 		(*AssignmentChange_SecretData)(nil),
@@ -1675,7 +1876,7 @@ func file_berth_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_dispatcher_proto_rawDesc), len(file_berth_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,8 @@ const (
 	Dispatcher_PublishLogs_FullMethodName      = "/berth.v1.Dispatcher/PublishLogs"
 	Dispatcher_PublishStats_FullMethodName     = "/berth.v1.Dispatcher/PublishStats"
 	Dispatcher_Exec_FullMethodName             = "/berth.v1.Dispatcher/Exec"
+	Dispatcher_AttachNetwork_FullMethodName    = "/berth.v1.Dispatcher/AttachNetwork"
+	Dispatcher_DetachNetwork_FullMethodName    = "/berth.v1.Dispatcher/DetachNetwork"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -52,6 +54,15 @@ type DispatcherClient interface {
 	// request_id; the manager then sends input, the agent output and, last,
 	// the exit code.
 	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecOutput, ExecInput], error)
+	// AttachNetwork gives a standalone container on the calling node
+	// (berth-agent run --network) addresses on attachable networks: it makes
+	// an attachment task (TaskSpec.attachment) on that node and answers once
+	// the task has its addresses. A network made without --attachable is
+	// refused with FailedPrecondition, an unknown one with NotFound.
+	AttachNetwork(ctx context.Context, in *AttachNetworkRequest, opts ...grpc.CallOption) (*AttachNetworkResponse, error)
+	// DetachNetwork ends an attachment of the calling node: its addresses are
+	// freed and its names leave DNS. Ending one already gone is no error.
+	DetachNetwork(ctx context.Context, in *DetachNetworkRequest, opts ...grpc.CallOption) (*DetachNetworkResponse, error)
 }
 
 type dispatcherClient struct {
@@ -140,6 +151,26 @@ func (c *dispatcherClient) Exec(ctx context.Context, opts ...grpc.CallOption) (g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_ExecClient = grpc.BidiStreamingClient[ExecOutput, ExecInput]
 
+func (c *dispatcherClient) AttachNetwork(ctx context.Context, in *AttachNetworkRequest, opts ...grpc.CallOption) (*AttachNetworkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachNetworkResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_AttachNetwork_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dispatcherClient) DetachNetwork(ctx context.Context, in *DetachNetworkRequest, opts ...grpc.CallOption) (*DetachNetworkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DetachNetworkResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_DetachNetwork_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -165,6 +196,15 @@ type DispatcherServer interface {
 	// request_id; the manager then sends input, the agent output and, last,
 	// the exit code.
 	Exec(grpc.BidiStreamingServer[ExecOutput, ExecInput]) error
+	// AttachNetwork gives a standalone container on the calling node
+	// (berth-agent run --network) addresses on attachable networks: it makes
+	// an attachment task (TaskSpec.attachment) on that node and answers once
+	// the task has its addresses. A network made without --attachable is
+	// refused with FailedPrecondition, an unknown one with NotFound.
+	AttachNetwork(context.Context, *AttachNetworkRequest) (*AttachNetworkResponse, error)
+	// DetachNetwork ends an attachment of the calling node: its addresses are
+	// freed and its names leave DNS. Ending one already gone is no error.
+	DetachNetwork(context.Context, *DetachNetworkRequest) (*DetachNetworkResponse, error)
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -192,6 +232,12 @@ func (UnimplementedDispatcherServer) PublishStats(grpc.ClientStreamingServer[Pub
 }
 func (UnimplementedDispatcherServer) Exec(grpc.BidiStreamingServer[ExecOutput, ExecInput]) error {
 	return status.Error(codes.Unimplemented, "method Exec not implemented")
+}
+func (UnimplementedDispatcherServer) AttachNetwork(context.Context, *AttachNetworkRequest) (*AttachNetworkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AttachNetwork not implemented")
+}
+func (UnimplementedDispatcherServer) DetachNetwork(context.Context, *DetachNetworkRequest) (*DetachNetworkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DetachNetwork not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -282,6 +328,42 @@ func _Dispatcher_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_ExecServer = grpc.BidiStreamingServer[ExecOutput, ExecInput]
 
+func _Dispatcher_AttachNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).AttachNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_AttachNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).AttachNetwork(ctx, req.(*AttachNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Dispatcher_DetachNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DetachNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).DetachNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_DetachNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).DetachNetwork(ctx, req.(*DetachNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -296,6 +378,14 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateTaskStatus",
 			Handler:    _Dispatcher_UpdateTaskStatus_Handler,
+		},
+		{
+			MethodName: "AttachNetwork",
+			Handler:    _Dispatcher_AttachNetwork_Handler,
+		},
+		{
+			MethodName: "DetachNetwork",
+			Handler:    _Dispatcher_DetachNetwork_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -117,7 +117,7 @@ func (x Mount_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mount_Type.Descriptor instead.
 func (Mount_Type) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{7, 0}
 }
 
 type RestartPolicy_Condition int32
@@ -166,7 +166,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type Placement_Strategy int32
@@ -212,7 +212,7 @@ func (x Placement_Strategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Placement_Strategy.Descriptor instead.
 func (Placement_Strategy) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type UpdateConfig_FailureAction int32
@@ -261,7 +261,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type UpdateConfig_Order int32
@@ -307,7 +307,7 @@ func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_Order.Descriptor instead.
 func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14, 1}
 }
 
 type EndpointSpec_Mode int32
@@ -353,7 +353,7 @@ func (x EndpointSpec_Mode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointSpec_Mode.Descriptor instead.
 func (EndpointSpec_Mode) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type PortConfig_Protocol int32
@@ -399,7 +399,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -445,7 +445,7 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16, 1}
 }
 
 type NodeSpec_Role int32
@@ -491,7 +491,7 @@ func (x NodeSpec_Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Role.Descriptor instead.
 func (NodeSpec_Role) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{22, 0}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{23, 0}
 }
 
 type NodeSpec_Availability int32
@@ -540,7 +540,7 @@ func (x NodeSpec_Availability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Availability.Descriptor instead.
 func (NodeSpec_Availability) EnumDescriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{22, 1}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{23, 1}
 }
 
 // Annotations name an object and carry free-form labels.
@@ -707,7 +707,14 @@ type TaskSpec struct {
 	Restart   *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
 	Placement *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
 	// force_update changes when a user asks to redeploy an unchanged spec.
-	ForceUpdate   uint64 `protobuf:"varint,5,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
+	ForceUpdate uint64 `protobuf:"varint,5,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
+	// attachment, when set, makes the task a standalone container's place on
+	// attachable networks (berth-agent run --network), as swarmkit's
+	// NetworkAttachmentSpec: it belongs to no service and runs no container
+	// (container is unset); the node that asked for it gets its addresses and
+	// builds its networks, and the container's name and aliases resolve on
+	// them. It ends when the container does.
+	Attachment    *NetworkAttachmentSpec `protobuf:"bytes,500,opt,name=attachment,proto3" json:"attachment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -777,6 +784,69 @@ func (x *TaskSpec) GetForceUpdate() uint64 {
 	return 0
 }
 
+func (x *TaskSpec) GetAttachment() *NetworkAttachmentSpec {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+// NetworkAttachmentSpec is a standalone container on attachable networks.
+type NetworkAttachmentSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// container_id is the container's name on its node (berth-agent run --name).
+	ContainerId string `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// networks are the networks it joins (targets stored as network IDs),
+	// each with the container's aliases on it.
+	Networks      []*NetworkAttachment `protobuf:"bytes,2,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachmentSpec) Reset() {
+	*x = NetworkAttachmentSpec{}
+	mi := &file_berth_v1_specs_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachmentSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachmentSpec) ProtoMessage() {}
+
+func (x *NetworkAttachmentSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_specs_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachmentSpec.ProtoReflect.Descriptor instead.
+func (*NetworkAttachmentSpec) Descriptor() ([]byte, []int) {
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *NetworkAttachmentSpec) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *NetworkAttachmentSpec) GetNetworks() []*NetworkAttachment {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
 // ContainerSpec describes one container.
 type ContainerSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -818,7 +888,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[3]
+	mi := &file_berth_v1_specs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +900,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[3]
+	mi := &file_berth_v1_specs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +913,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -992,7 +1062,7 @@ type LogConfig struct {
 
 func (x *LogConfig) Reset() {
 	*x = LogConfig{}
-	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	mi := &file_berth_v1_specs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1074,7 @@ func (x *LogConfig) String() string {
 func (*LogConfig) ProtoMessage() {}
 
 func (x *LogConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[4]
+	mi := &file_berth_v1_specs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1087,7 @@ func (x *LogConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
 func (*LogConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LogConfig) GetMaxSizeBytes() int64 {
@@ -1057,7 +1127,7 @@ type RegistryAuth struct {
 
 func (x *RegistryAuth) Reset() {
 	*x = RegistryAuth{}
-	mi := &file_berth_v1_specs_proto_msgTypes[5]
+	mi := &file_berth_v1_specs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1139,7 @@ func (x *RegistryAuth) String() string {
 func (*RegistryAuth) ProtoMessage() {}
 
 func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[5]
+	mi := &file_berth_v1_specs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1152,7 @@ func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryAuth.ProtoReflect.Descriptor instead.
 func (*RegistryAuth) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegistryAuth) GetServer() string {
@@ -1129,7 +1199,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_berth_v1_specs_proto_msgTypes[6]
+	mi := &file_berth_v1_specs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1211,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[6]
+	mi := &file_berth_v1_specs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1224,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Mount) GetType() Mount_Type {
@@ -1218,7 +1288,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_berth_v1_specs_proto_msgTypes[7]
+	mi := &file_berth_v1_specs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1300,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[7]
+	mi := &file_berth_v1_specs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1313,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HealthCheck) GetTest() []string {
@@ -1320,7 +1390,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_berth_v1_specs_proto_msgTypes[8]
+	mi := &file_berth_v1_specs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1402,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[8]
+	mi := &file_berth_v1_specs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1415,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Resources) GetLimits() *ResourceSet {
@@ -1375,7 +1445,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_berth_v1_specs_proto_msgTypes[9]
+	mi := &file_berth_v1_specs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1457,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[9]
+	mi := &file_berth_v1_specs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1470,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResourceSet) GetNanoCpus() int64 {
@@ -1438,7 +1508,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_berth_v1_specs_proto_msgTypes[10]
+	mi := &file_berth_v1_specs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1520,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[10]
+	mi := &file_berth_v1_specs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1533,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1509,7 +1579,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_berth_v1_specs_proto_msgTypes[11]
+	mi := &file_berth_v1_specs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1591,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[11]
+	mi := &file_berth_v1_specs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1604,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1576,7 +1646,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_berth_v1_specs_proto_msgTypes[12]
+	mi := &file_berth_v1_specs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1658,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[12]
+	mi := &file_berth_v1_specs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1671,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PlacementPreference) GetSpreadDescriptor() string {
@@ -1629,7 +1699,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_berth_v1_specs_proto_msgTypes[13]
+	mi := &file_berth_v1_specs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1711,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[13]
+	mi := &file_berth_v1_specs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1724,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -1710,7 +1780,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[14]
+	mi := &file_berth_v1_specs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1792,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[14]
+	mi := &file_berth_v1_specs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1805,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EndpointSpec) GetMode() EndpointSpec_Mode {
@@ -1766,7 +1836,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_berth_v1_specs_proto_msgTypes[15]
+	mi := &file_berth_v1_specs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +1848,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[15]
+	mi := &file_berth_v1_specs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +1861,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1841,7 +1911,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_berth_v1_specs_proto_msgTypes[16]
+	mi := &file_berth_v1_specs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1923,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[16]
+	mi := &file_berth_v1_specs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1936,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NetworkAttachment) GetTarget() string {
@@ -1902,7 +1972,7 @@ type SecretReference struct {
 
 func (x *SecretReference) Reset() {
 	*x = SecretReference{}
-	mi := &file_berth_v1_specs_proto_msgTypes[17]
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +1984,7 @@ func (x *SecretReference) String() string {
 func (*SecretReference) ProtoMessage() {}
 
 func (x *SecretReference) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[17]
+	mi := &file_berth_v1_specs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +1997,7 @@ func (x *SecretReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretReference.ProtoReflect.Descriptor instead.
 func (*SecretReference) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SecretReference) GetSecretId() string {
@@ -1990,7 +2060,7 @@ type ConfigReference struct {
 
 func (x *ConfigReference) Reset() {
 	*x = ConfigReference{}
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2072,7 @@ func (x *ConfigReference) String() string {
 func (*ConfigReference) ProtoMessage() {}
 
 func (x *ConfigReference) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[18]
+	mi := &file_berth_v1_specs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2085,7 @@ func (x *ConfigReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigReference.ProtoReflect.Descriptor instead.
 func (*ConfigReference) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConfigReference) GetConfigId() string {
@@ -2076,7 +2146,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2158,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[19]
+	mi := &file_berth_v1_specs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2171,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -2151,7 +2221,7 @@ type SecretSpec struct {
 
 func (x *SecretSpec) Reset() {
 	*x = SecretSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[20]
+	mi := &file_berth_v1_specs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2233,7 @@ func (x *SecretSpec) String() string {
 func (*SecretSpec) ProtoMessage() {}
 
 func (x *SecretSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[20]
+	mi := &file_berth_v1_specs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2246,7 @@ func (x *SecretSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSpec.ProtoReflect.Descriptor instead.
 func (*SecretSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SecretSpec) GetAnnotations() *Annotations {
@@ -2205,7 +2275,7 @@ type ConfigSpec struct {
 
 func (x *ConfigSpec) Reset() {
 	*x = ConfigSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[21]
+	mi := &file_berth_v1_specs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2287,7 @@ func (x *ConfigSpec) String() string {
 func (*ConfigSpec) ProtoMessage() {}
 
 func (x *ConfigSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[21]
+	mi := &file_berth_v1_specs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2300,7 @@ func (x *ConfigSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSpec.ProtoReflect.Descriptor instead.
 func (*ConfigSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConfigSpec) GetAnnotations() *Annotations {
@@ -2259,7 +2329,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[22]
+	mi := &file_berth_v1_specs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2341,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[22]
+	mi := &file_berth_v1_specs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2354,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NodeSpec) GetAnnotations() *Annotations {
@@ -2330,7 +2400,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_berth_v1_specs_proto_msgTypes[23]
+	mi := &file_berth_v1_specs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2412,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_specs_proto_msgTypes[23]
+	mi := &file_berth_v1_specs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2425,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_berth_v1_specs_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_specs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ClusterSpec) GetAnnotations() *Annotations {
@@ -2427,13 +2497,19 @@ const file_berth_v1_specs_proto_rawDesc = "" +
 	"\brollback\x18\x06 \x01(\v2\x16.berth.v1.UpdateConfigR\brollback\x122\n" +
 	"\bendpoint\x18\a \x01(\v2\x16.berth.v1.EndpointSpecR\bendpoint\x127\n" +
 	"\bnetworks\x18\b \x03(\v2\x1b.berth.v1.NetworkAttachmentR\bnetworksB\v\n" +
-	"\t_replicas\"\xfd\x01\n" +
+	"\t_replicas\"\xbf\x02\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.berth.v1.ContainerSpecR\tcontainer\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.berth.v1.ResourcesR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.berth.v1.RestartPolicyR\arestart\x121\n" +
 	"\tplacement\x18\x04 \x01(\v2\x13.berth.v1.PlacementR\tplacement\x12!\n" +
-	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\x95\x06\n" +
+	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\x12@\n" +
+	"\n" +
+	"attachment\x18\xf4\x03 \x01(\v2\x1f.berth.v1.NetworkAttachmentSpecR\n" +
+	"attachment\"s\n" +
+	"\x15NetworkAttachmentSpec\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x127\n" +
+	"\bnetworks\x18\x02 \x03(\v2\x1b.berth.v1.NetworkAttachmentR\bnetworks\"\x95\x06\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2621,7 +2697,7 @@ func file_berth_v1_specs_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_specs_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_berth_v1_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_berth_v1_specs_proto_goTypes = []any{
 	(ServiceMode)(0),                // 0: berth.v1.ServiceMode
 	(Mount_Type)(0),                 // 1: berth.v1.Mount.Type
@@ -2637,86 +2713,89 @@ var file_berth_v1_specs_proto_goTypes = []any{
 	(*Annotations)(nil),             // 11: berth.v1.Annotations
 	(*ServiceSpec)(nil),             // 12: berth.v1.ServiceSpec
 	(*TaskSpec)(nil),                // 13: berth.v1.TaskSpec
-	(*ContainerSpec)(nil),           // 14: berth.v1.ContainerSpec
-	(*LogConfig)(nil),               // 15: berth.v1.LogConfig
-	(*RegistryAuth)(nil),            // 16: berth.v1.RegistryAuth
-	(*Mount)(nil),                   // 17: berth.v1.Mount
-	(*HealthCheck)(nil),             // 18: berth.v1.HealthCheck
-	(*Resources)(nil),               // 19: berth.v1.Resources
-	(*ResourceSet)(nil),             // 20: berth.v1.ResourceSet
-	(*RestartPolicy)(nil),           // 21: berth.v1.RestartPolicy
-	(*Placement)(nil),               // 22: berth.v1.Placement
-	(*PlacementPreference)(nil),     // 23: berth.v1.PlacementPreference
-	(*UpdateConfig)(nil),            // 24: berth.v1.UpdateConfig
-	(*EndpointSpec)(nil),            // 25: berth.v1.EndpointSpec
-	(*PortConfig)(nil),              // 26: berth.v1.PortConfig
-	(*NetworkAttachment)(nil),       // 27: berth.v1.NetworkAttachment
-	(*SecretReference)(nil),         // 28: berth.v1.SecretReference
-	(*ConfigReference)(nil),         // 29: berth.v1.ConfigReference
-	(*NetworkSpec)(nil),             // 30: berth.v1.NetworkSpec
-	(*SecretSpec)(nil),              // 31: berth.v1.SecretSpec
-	(*ConfigSpec)(nil),              // 32: berth.v1.ConfigSpec
-	(*NodeSpec)(nil),                // 33: berth.v1.NodeSpec
-	(*ClusterSpec)(nil),             // 34: berth.v1.ClusterSpec
-	nil,                             // 35: berth.v1.Annotations.LabelsEntry
-	nil,                             // 36: berth.v1.ContainerSpec.LabelsEntry
-	(*durationpb.Duration)(nil),     // 37: google.protobuf.Duration
+	(*NetworkAttachmentSpec)(nil),   // 14: berth.v1.NetworkAttachmentSpec
+	(*ContainerSpec)(nil),           // 15: berth.v1.ContainerSpec
+	(*LogConfig)(nil),               // 16: berth.v1.LogConfig
+	(*RegistryAuth)(nil),            // 17: berth.v1.RegistryAuth
+	(*Mount)(nil),                   // 18: berth.v1.Mount
+	(*HealthCheck)(nil),             // 19: berth.v1.HealthCheck
+	(*Resources)(nil),               // 20: berth.v1.Resources
+	(*ResourceSet)(nil),             // 21: berth.v1.ResourceSet
+	(*RestartPolicy)(nil),           // 22: berth.v1.RestartPolicy
+	(*Placement)(nil),               // 23: berth.v1.Placement
+	(*PlacementPreference)(nil),     // 24: berth.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 25: berth.v1.UpdateConfig
+	(*EndpointSpec)(nil),            // 26: berth.v1.EndpointSpec
+	(*PortConfig)(nil),              // 27: berth.v1.PortConfig
+	(*NetworkAttachment)(nil),       // 28: berth.v1.NetworkAttachment
+	(*SecretReference)(nil),         // 29: berth.v1.SecretReference
+	(*ConfigReference)(nil),         // 30: berth.v1.ConfigReference
+	(*NetworkSpec)(nil),             // 31: berth.v1.NetworkSpec
+	(*SecretSpec)(nil),              // 32: berth.v1.SecretSpec
+	(*ConfigSpec)(nil),              // 33: berth.v1.ConfigSpec
+	(*NodeSpec)(nil),                // 34: berth.v1.NodeSpec
+	(*ClusterSpec)(nil),             // 35: berth.v1.ClusterSpec
+	nil,                             // 36: berth.v1.Annotations.LabelsEntry
+	nil,                             // 37: berth.v1.ContainerSpec.LabelsEntry
+	(*durationpb.Duration)(nil),     // 38: google.protobuf.Duration
 }
 var file_berth_v1_specs_proto_depIdxs = []int32{
-	35, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
+	36, // 0: berth.v1.Annotations.labels:type_name -> berth.v1.Annotations.LabelsEntry
 	11, // 1: berth.v1.ServiceSpec.annotations:type_name -> berth.v1.Annotations
 	13, // 2: berth.v1.ServiceSpec.task:type_name -> berth.v1.TaskSpec
 	0,  // 3: berth.v1.ServiceSpec.mode:type_name -> berth.v1.ServiceMode
-	24, // 4: berth.v1.ServiceSpec.update:type_name -> berth.v1.UpdateConfig
-	24, // 5: berth.v1.ServiceSpec.rollback:type_name -> berth.v1.UpdateConfig
-	25, // 6: berth.v1.ServiceSpec.endpoint:type_name -> berth.v1.EndpointSpec
-	27, // 7: berth.v1.ServiceSpec.networks:type_name -> berth.v1.NetworkAttachment
-	14, // 8: berth.v1.TaskSpec.container:type_name -> berth.v1.ContainerSpec
-	19, // 9: berth.v1.TaskSpec.resources:type_name -> berth.v1.Resources
-	21, // 10: berth.v1.TaskSpec.restart:type_name -> berth.v1.RestartPolicy
-	22, // 11: berth.v1.TaskSpec.placement:type_name -> berth.v1.Placement
-	17, // 12: berth.v1.ContainerSpec.mounts:type_name -> berth.v1.Mount
-	37, // 13: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	18, // 14: berth.v1.ContainerSpec.healthcheck:type_name -> berth.v1.HealthCheck
-	28, // 15: berth.v1.ContainerSpec.secrets:type_name -> berth.v1.SecretReference
-	36, // 16: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
-	16, // 17: berth.v1.ContainerSpec.registry_auth:type_name -> berth.v1.RegistryAuth
-	15, // 18: berth.v1.ContainerSpec.log:type_name -> berth.v1.LogConfig
-	29, // 19: berth.v1.ContainerSpec.configs:type_name -> berth.v1.ConfigReference
-	1,  // 20: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
-	37, // 21: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	37, // 22: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	37, // 23: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	37, // 24: berth.v1.HealthCheck.start_interval:type_name -> google.protobuf.Duration
-	20, // 25: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
-	20, // 26: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
-	2,  // 27: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
-	37, // 28: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	37, // 29: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	23, // 30: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
-	3,  // 31: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
-	37, // 32: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	4,  // 33: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
-	37, // 34: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	5,  // 35: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
-	6,  // 36: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
-	26, // 37: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
-	7,  // 38: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
-	8,  // 39: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
-	11, // 40: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 41: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 42: berth.v1.ConfigSpec.annotations:type_name -> berth.v1.Annotations
-	11, // 43: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
-	9,  // 44: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
-	10, // 45: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
-	11, // 46: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
-	37, // 47: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
-	37, // 48: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	25, // 4: berth.v1.ServiceSpec.update:type_name -> berth.v1.UpdateConfig
+	25, // 5: berth.v1.ServiceSpec.rollback:type_name -> berth.v1.UpdateConfig
+	26, // 6: berth.v1.ServiceSpec.endpoint:type_name -> berth.v1.EndpointSpec
+	28, // 7: berth.v1.ServiceSpec.networks:type_name -> berth.v1.NetworkAttachment
+	15, // 8: berth.v1.TaskSpec.container:type_name -> berth.v1.ContainerSpec
+	20, // 9: berth.v1.TaskSpec.resources:type_name -> berth.v1.Resources
+	22, // 10: berth.v1.TaskSpec.restart:type_name -> berth.v1.RestartPolicy
+	23, // 11: berth.v1.TaskSpec.placement:type_name -> berth.v1.Placement
+	14, // 12: berth.v1.TaskSpec.attachment:type_name -> berth.v1.NetworkAttachmentSpec
+	28, // 13: berth.v1.NetworkAttachmentSpec.networks:type_name -> berth.v1.NetworkAttachment
+	18, // 14: berth.v1.ContainerSpec.mounts:type_name -> berth.v1.Mount
+	38, // 15: berth.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	19, // 16: berth.v1.ContainerSpec.healthcheck:type_name -> berth.v1.HealthCheck
+	29, // 17: berth.v1.ContainerSpec.secrets:type_name -> berth.v1.SecretReference
+	37, // 18: berth.v1.ContainerSpec.labels:type_name -> berth.v1.ContainerSpec.LabelsEntry
+	17, // 19: berth.v1.ContainerSpec.registry_auth:type_name -> berth.v1.RegistryAuth
+	16, // 20: berth.v1.ContainerSpec.log:type_name -> berth.v1.LogConfig
+	30, // 21: berth.v1.ContainerSpec.configs:type_name -> berth.v1.ConfigReference
+	1,  // 22: berth.v1.Mount.type:type_name -> berth.v1.Mount.Type
+	38, // 23: berth.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	38, // 24: berth.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	38, // 25: berth.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	38, // 26: berth.v1.HealthCheck.start_interval:type_name -> google.protobuf.Duration
+	21, // 27: berth.v1.Resources.limits:type_name -> berth.v1.ResourceSet
+	21, // 28: berth.v1.Resources.reservations:type_name -> berth.v1.ResourceSet
+	2,  // 29: berth.v1.RestartPolicy.condition:type_name -> berth.v1.RestartPolicy.Condition
+	38, // 30: berth.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	38, // 31: berth.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	24, // 32: berth.v1.Placement.preferences:type_name -> berth.v1.PlacementPreference
+	3,  // 33: berth.v1.Placement.strategy:type_name -> berth.v1.Placement.Strategy
+	38, // 34: berth.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	4,  // 35: berth.v1.UpdateConfig.failure_action:type_name -> berth.v1.UpdateConfig.FailureAction
+	38, // 36: berth.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	5,  // 37: berth.v1.UpdateConfig.order:type_name -> berth.v1.UpdateConfig.Order
+	6,  // 38: berth.v1.EndpointSpec.mode:type_name -> berth.v1.EndpointSpec.Mode
+	27, // 39: berth.v1.EndpointSpec.ports:type_name -> berth.v1.PortConfig
+	7,  // 40: berth.v1.PortConfig.protocol:type_name -> berth.v1.PortConfig.Protocol
+	8,  // 41: berth.v1.PortConfig.publish_mode:type_name -> berth.v1.PortConfig.PublishMode
+	11, // 42: berth.v1.NetworkSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 43: berth.v1.SecretSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 44: berth.v1.ConfigSpec.annotations:type_name -> berth.v1.Annotations
+	11, // 45: berth.v1.NodeSpec.annotations:type_name -> berth.v1.Annotations
+	9,  // 46: berth.v1.NodeSpec.desired_role:type_name -> berth.v1.NodeSpec.Role
+	10, // 47: berth.v1.NodeSpec.availability:type_name -> berth.v1.NodeSpec.Availability
+	11, // 48: berth.v1.ClusterSpec.annotations:type_name -> berth.v1.Annotations
+	38, // 49: berth.v1.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
+	38, // 50: berth.v1.ClusterSpec.cert_expiry:type_name -> google.protobuf.Duration
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_specs_proto_init() }
@@ -2731,7 +2810,7 @@ func file_berth_v1_specs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_specs_proto_rawDesc), len(file_berth_v1_specs_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
