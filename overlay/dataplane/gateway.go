@@ -47,6 +47,7 @@ func (p *Plane) ruleSet(fresh bool) error {
 	}
 	if !empty {
 		addNetworkRules(c, t, nets)
+		addLocalnetGuard(c, t)
 		addNotrack(c, t, nets, p.underlay)
 		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh)); err != nil {
 			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
@@ -88,6 +89,7 @@ func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network) {
 	c.FlushChain(fwd)
 	c.FlushChain(nat)
 	masq := []expr.Any{&expr.Masq{}}
+	c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: masqLoopback()})
 	if len(nets) > 1 {
 		// Frames bridged within a network meet this chain too (under
 		// br_netfilter); they are untracked (notrack.go), and skip the
@@ -151,8 +153,17 @@ func (p *Plane) nft() (*nftables.Conn, error) {
 // enableForwarding turns on IPv4 forwarding in the Plane's namespace: the
 // node routes its networks' traffic out.
 func (p *Plane) enableForwarding() error {
+	if err := p.sysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
+	return nil
+}
+
+// sysctl writes value to the file at path under /proc/sys/net, in the
+// Plane's namespace (the namespace of the thread that opens it).
+func (p *Plane) sysctl(path, value string) error {
 	write := func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
+		return os.WriteFile(path, []byte(value+"\n"), 0o644)
 	}
 	if p.ns == nil {
 		return write()
@@ -168,8 +179,5 @@ func (p *Plane) enableForwarding() error {
 		}
 		errc <- write()
 	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("enable IPv4 forwarding: %w", err)
-	}
-	return nil
+	return <-errc
 }

@@ -139,7 +139,7 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 // portRule is the rule for one published port: to a local task, else
 // (ingress) to another node, else none.
 func portRule(m *maps, pub Published, pt PublishedPort) ([]expr.Any, error) {
-	match := portIs(pt.Protocol, pt.Port)
+	port := portIs(pt.Protocol, pt.Port)
 	// One map per service and port: its rules' maps are named after them.
 	name := fmt.Sprintf("%s-%d-%d", hashName(pub.ServiceID), pt.Protocol, pt.Port)
 	switch {
@@ -148,7 +148,7 @@ func portRule(m *maps, pub Published, pt PublishedPort) ([]expr.Any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return slices.Concat(match, pick, dnat(pt.Target)), nil
+		return slices.Concat(port, pick, dnat(pt.Target)), nil
 	case !pt.Host && len(pub.Remote) > 0:
 		notNode, err := m.notFrom("nodes-"+name, pub.Remote)
 		if err != nil {
@@ -158,7 +158,9 @@ func portRule(m *maps, pub Published, pt PublishedPort) ([]expr.Any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return slices.Concat(match, notNode, setMark(meshMark), pick, dnat(pt.Port)), nil
+		// Not from the node's 127.0.0.0/8: see localnet.go.
+		notLoopback := match(12, loopback, expr.CmpOpNeq)
+		return slices.Concat(port, notLoopback, notNode, setMark(meshMark), pick, dnat(pt.Port)), nil
 	}
 	return nil, nil
 }
