@@ -27,16 +27,10 @@ import (
 //     as a client of its own, and its reply comes back to this node by
 //     plain routing. No overlay, no per-node ingress address, no extra
 //     interface in every task; the hop is the underlay itself, unencapsulated.
-// A connection that came from one of the nodes this node would forward to
-// is never forwarded again (a two-node loop while their views of the
-// service disagree for a moment); with no task anywhere nothing answers
-// (the kernel resets the connection). Host mode publishes only where a
-// task runs, to the tasks of that node.
-
-// meshMark marks a connection this node forwards to another node, for the
-// postrouting chain to masquerade. It is one bit of the packet's mark,
-// clear of the bits Docker (0x8000) and kube-proxy (0x4000) use.
-const meshMark = 0x00100000
+// A connection one node forwarded is never forwarded again, however
+// many nodes disagree about where the service runs (mesh.go); with no
+// task anywhere nothing answers (the kernel resets the connection). Host
+// mode publishes only where a task runs, to the tasks of that node.
 
 // PublishedPort is a port a service publishes.
 type PublishedPort struct {
@@ -120,7 +114,8 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 	masq := c.AddChain(&nftables.Chain{Name: "publish-masq", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 	c.FlushChain(masq)
-	c.AddRule(&nftables.Rule{Table: t, Chain: masq, Exprs: append(hasMark(meshMark), &expr.Masq{})})
+	c.AddRule(&nftables.Rule{Table: t, Chain: masq, Exprs: append(hasConnMark(meshMark), &expr.Masq{})})
+	addMeshDSCP(c, t)
 	for _, pub := range pubs {
 		for _, pt := range pub.Ports {
 			exprs, err := portRule(m, pub, pt)
@@ -150,17 +145,13 @@ func portRule(m *maps, pub Published, pt PublishedPort) ([]expr.Any, error) {
 		}
 		return slices.Concat(port, pick, dnat(pt.Target)), nil
 	case !pt.Host && len(pub.Remote) > 0:
-		notNode, err := m.notFrom("nodes-"+name, pub.Remote)
-		if err != nil {
-			return nil, err
-		}
 		pick, err := m.pick("remote-"+name, 1, pub.Remote)
 		if err != nil {
 			return nil, err
 		}
 		// Not from the node's 127.0.0.0/8: see localnet.go.
 		notLoopback := match(12, loopback, expr.CmpOpNeq)
-		return slices.Concat(port, notLoopback, notNode, setMark(meshMark), pick, dnat(pt.Port)), nil
+		return slices.Concat(port, notLoopback, notForwarded(), setConnMark(meshMark), pick, dnat(pt.Port)), nil
 	}
 	return nil, nil
 }
