@@ -46,10 +46,14 @@ func (p *Plane) ruleSet(fresh bool) error {
 		c.DelTable(t)
 	}
 	if !empty {
-		addNetworkRules(c, t, nets)
+		hop0, hop1 := "", ""
+		if p.hop {
+			hop0, hop1 = p.hopNames()
+		}
+		addNetworkRules(c, t, nets, hop0)
 		addLocalnetGuard(c, t)
 		addNotrack(c, t, nets, p.underlay)
-		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh)); err != nil {
+		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh), hop1); err != nil {
 			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 		}
 	}
@@ -75,11 +79,12 @@ func (p *Plane) hostConn() (*nftables.Conn, error) {
 
 // addNetworkRules adds the table, made if missing, and the networks'
 // chains, emptied and filled: isolation between networks, masquerade of
-// what leaves a network, and of a published port's connection from a
+// what leaves a network, SNAT of what leaves by the loopback hop (hop0,
+// when built), and of a published port's connection from a
 // container to a task of its own network (hairpin): without it the task
 // would answer the container straight over the bridge, from its own
 // address, which the container does not expect.
-func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network) {
+func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network, hop0 string) {
 	c.AddTable(t)
 	accept := nftables.ChainPolicyAccept
 	fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
@@ -89,6 +94,14 @@ func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network) {
 	c.FlushChain(fwd)
 	c.FlushChain(nat)
 	masq := []expr.Any{&expr.Masq{}}
+	if hop0 != "" {
+		// What enters hop0 is a reply for the node itself, never to be
+		// forwarded (a packet to hopSNAT would circle through the pair).
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(ifname(expr.MetaKeyIIFNAME, hop0),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+		// Before masqLoopback, which would take it too.
+		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(ifname(expr.MetaKeyOIFNAME, hop0), snat(hopSNAT))})
+	}
 	c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: masqLoopback()})
 	if len(nets) > 1 {
 		// Frames bridged within a network meet this chain too (under

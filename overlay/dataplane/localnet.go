@@ -18,7 +18,8 @@ import (
 // arriving with a 127.0.0.0/8 destination the same way (the reply, once
 // un-NATed). So:
 //   - route_localnet is on for berth's own bridges only, where the local
-//     tasks are; never on "all" nor the underlay, where the LAN is;
+//     tasks are, and the loopback hop's first end (hop.go); never on
+//     "all" nor the underlay, where the LAN is;
 //   - what leaves a bridge from 127.0.0.0/8 is masqueraded to the
 //     network's gateway, so the task answers the node, not its own lo;
 //   - route_localnet on a bridge lets whatever is on that bridge send to
@@ -33,13 +34,10 @@ import (
 //     outright. Established connections get no pass: a container could
 //     otherwise forge a packet into the node's own loopback connections.
 //
-// A host client on 127.0.0.1 reaches the tasks of its own node. With the
-// task on another node (ingress) it does not: the reply would come back
-// over the underlay, where it may not be un-NATed to 127.0.0.1 without
-// route_localnet there (what CVE-2020-8558 was); Docker routes such
-// connections through a sandbox namespace on docker_gwbridge. Until berth
-// has such a hop, those connections are refused at once (publish.go)
-// rather than left to time out.
+// With the task on another node (ingress) the reply would come back on
+// the underlay, where it may not be un-NATed to 127.0.0.1 without
+// route_localnet there (what CVE-2020-8558 was): such connections take
+// the loopback hop instead (hop.go).
 
 // loopback is 127.0.0.0/8.
 var loopback = netip.MustParsePrefix("127.0.0.0/8")

@@ -71,9 +71,17 @@ func (p *Plane) SetPublished(pubs []Published) error {
 		if err := p.enableForwarding(); err != nil {
 			return fmt.Errorf("dataplane: publish: %w", err)
 		}
+		if err := p.ensureHop(); err != nil {
+			return fmt.Errorf("dataplane: publish: %w", err)
+		}
 	}
 	if err := p.ruleSet(false); err != nil {
 		return fmt.Errorf("dataplane: publish: %w", err)
+	}
+	if len(pubs) == 0 && p.hop {
+		if err := p.removeHop(); err != nil {
+			return fmt.Errorf("dataplane: publish: %w", err)
+		}
 	}
 	return nil
 }
@@ -98,7 +106,7 @@ func (pub Published) check() error {
 // addPublished adds the publishing chains and rules to c's batch: DNAT in
 // prerouting (clients elsewhere) and output (the node itself) for what
 // is addressed to this node, masquerade of what it forwards.
-func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps) error {
+func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps, hop1 string) error {
 	ports := c.AddChain(&nftables.Chain{Name: "ports", Table: t})
 	c.FlushChain(ports)
 	for _, hook := range []struct {
@@ -108,6 +116,10 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 		ch := c.AddChain(&nftables.Chain{Name: hook.name, Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: hook.num, Priority: nftables.ChainPriorityNATDest})
 		c.FlushChain(ch)
+		if hop1 != "" && hook.name == "publish" {
+			// What comes out of the loopback hop is forwarded (hop.go).
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: slices.Concat(ifname(expr.MetaKeyIIFNAME, hop1), setConnMark(meshMark))})
+		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(toLocal(),
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: ports.Name})})
 	}
@@ -116,13 +128,14 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 	c.FlushChain(masq)
 	c.AddRule(&nftables.Rule{Table: t, Chain: masq, Exprs: append(hasConnMark(meshMark), &expr.Masq{})})
 	addMeshDSCP(c, t)
+	addHopMark(c, t)
 	for _, pub := range pubs {
 		for _, pt := range pub.Ports {
-			exprs, err := portRule(m, pub, pt)
+			rules, err := portRules(m, pub, pt, hop1 != "")
 			if err != nil {
 				return fmt.Errorf("service %s port %d: %w", pub.ServiceID, pt.Port, err)
 			}
-			if exprs != nil {
+			for _, exprs := range rules {
 				c.AddRule(&nftables.Rule{Table: t, Chain: ports, Exprs: exprs})
 			}
 		}
@@ -131,9 +144,10 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 	return nil
 }
 
-// portRule is the rule for one published port: to a local task, else
-// (ingress) to another node, else none.
-func portRule(m *maps, pub Published, pt PublishedPort) ([]expr.Any, error) {
+// portRules are the rules for one published port: to a local task, else
+// (ingress) to another node, directly or, for the node's own 127.0.0.0/8
+// clients, by the loopback hop; else none.
+func portRules(m *maps, pub Published, pt PublishedPort, hop bool) ([][]expr.Any, error) {
 	port := portIs(pt.Protocol, pt.Port)
 	// One map per service and port: its rules' maps are named after them.
 	name := fmt.Sprintf("%s-%d-%d", hashName(pub.ServiceID), pt.Protocol, pt.Port)
@@ -143,15 +157,19 @@ func portRule(m *maps, pub Published, pt PublishedPort) ([]expr.Any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return slices.Concat(port, pick, dnat(pt.Target)), nil
+		return [][]expr.Any{slices.Concat(port, pick, dnat(pt.Target))}, nil
 	case !pt.Host && len(pub.Remote) > 0:
 		pick, err := m.pick("remote-"+name, 1, pub.Remote)
 		if err != nil {
 			return nil, err
 		}
-		// Not from the node's 127.0.0.0/8: see localnet.go.
-		notLoopback := match(12, loopback, expr.CmpOpNeq)
-		return slices.Concat(port, notLoopback, notForwarded(), setConnMark(meshMark), pick, dnat(pt.Port)), nil
+		rules := [][]expr.Any{slices.Concat(port, match(12, loopback, expr.CmpOpNeq), notForwarded(),
+			setConnMark(meshMark), pick, dnat(pt.Port))}
+		if hop {
+			rules = append(rules, slices.Concat(port, match(12, loopback, expr.CmpOpEq),
+				setConnMark(hopMark), setPacketMark(hopMark), pick, dnat(pt.Port)))
+		}
+		return rules, nil
 	}
 	return nil, nil
 }
