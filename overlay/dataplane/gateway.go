@@ -95,10 +95,13 @@ func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network, hop0 s
 	c.FlushChain(nat)
 	masq := []expr.Any{&expr.Masq{}}
 	if hop0 != "" {
-		// What enters hop0 is a reply for the node itself, never to be
-		// forwarded (a packet to hopSNAT would circle through the pair).
-		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(ifname(expr.MetaKeyIIFNAME, hop0),
-			[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+		// hop0 carries only the node's own connections and their
+		// replies, none forwarded: anything else sent to the hop's
+		// addresses would circle through the pair.
+		for _, key := range []expr.MetaKey{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME} {
+			c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(ifname(key, hop0),
+				[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+		}
 		// Before masqLoopback, which would take it too.
 		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(ifname(expr.MetaKeyOIFNAME, hop0), snat(hopSNAT))})
 	}

@@ -80,11 +80,12 @@ func masqLoopback() []expr.Any {
 	})
 }
 
-// setRouteLocalnet turns route_localnet on for bridge, in the Plane's
-// namespace. The setting goes with the device.
-func (p *Plane) setRouteLocalnet(bridge string) error {
-	if err := p.sysctl(fmt.Sprintf("/proc/sys/net/ipv4/conf/%s/route_localnet", bridge), "1"); err != nil {
-		return fmt.Errorf("route_localnet on %s: %w", bridge, err)
+// setRouteLocalnet turns route_localnet on for dev (a bridge of ours, or
+// the hop's first end), in the Plane's namespace. The setting goes with
+// the device.
+func (p *Plane) setRouteLocalnet(dev string) error {
+	if err := p.sysctl(fmt.Sprintf("/proc/sys/net/ipv4/conf/%s/route_localnet", dev), "1"); err != nil {
+		return fmt.Errorf("route_localnet on %s: %w", dev, err)
 	}
 	return nil
 }

@@ -67,18 +67,26 @@ func (p *Plane) SetPublished(pubs []Published) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pubs = pubs
+	made := false
 	if len(pubs) > 0 {
 		if err := p.enableForwarding(); err != nil {
 			return fmt.Errorf("dataplane: publish: %w", err)
 		}
-		if err := p.ensureHop(); err != nil {
+		var err error
+		if made, err = p.ensureHop(); err != nil {
 			return fmt.Errorf("dataplane: publish: %w", err)
 		}
 	}
 	if err := p.ruleSet(false); err != nil {
 		return fmt.Errorf("dataplane: publish: %w", err)
 	}
-	if len(pubs) == 0 && p.hop {
+	hop0, _ := p.hopNames()
+	switch {
+	case made: // now that the table guards 127.0.0.0/8
+		if err := p.setRouteLocalnet(hop0); err != nil {
+			return fmt.Errorf("dataplane: publish: %w", err)
+		}
+	case len(pubs) == 0 && p.hop:
 		if err := p.removeHop(); err != nil {
 			return fmt.Errorf("dataplane: publish: %w", err)
 		}
@@ -118,7 +126,8 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 		c.FlushChain(ch)
 		if hop1 != "" && hook.name == "publish" {
 			// What comes out of the loopback hop is forwarded (hop.go).
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: slices.Concat(ifname(expr.MetaKeyIIFNAME, hop1), setConnMark(meshMark))})
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: slices.Concat(ifname(expr.MetaKeyIIFNAME, hop1), addrIs(16, hopDst),
+				[]expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: ports.Name}})})
 		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(toLocal(),
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: ports.Name})})
@@ -128,7 +137,6 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 	c.FlushChain(masq)
 	c.AddRule(&nftables.Rule{Table: t, Chain: masq, Exprs: append(hasConnMark(meshMark), &expr.Masq{})})
 	addMeshDSCP(c, t)
-	addHopMark(c, t)
 	for _, pub := range pubs {
 		for _, pt := range pub.Ports {
 			rules, err := portRules(m, pub, pt, hop1 != "")
@@ -167,7 +175,7 @@ func portRules(m *maps, pub Published, pt PublishedPort, hop bool) ([][]expr.Any
 			setConnMark(meshMark), pick, dnat(pt.Port))}
 		if hop {
 			rules = append(rules, slices.Concat(port, match(12, loopback, expr.CmpOpEq),
-				setConnMark(hopMark), setPacketMark(hopMark), pick, dnat(pt.Port)))
+				[]expr.Any{&expr.Immediate{Register: 1, Data: hopDst.AsSlice()}}, dnat(pt.Port)))
 		}
 		return rules, nil
 	}
