@@ -167,7 +167,8 @@ func New(cfg Config) (*Agent, error) {
 }
 
 // underlay is the address other nodes reach this node's VXLAN devices on:
-// the advertise address, or the local one that routes to a manager.
+// the advertise address, or the local one that routes to a manager, or
+// the host's own when that one is loopback.
 func (a *Agent) underlay() (netip.Addr, error) {
 	addr := a.cfg.AdvertiseAddr
 	if addr == "" {
@@ -176,6 +177,9 @@ func (a *Agent) underlay() (netip.Addr, error) {
 	ip, err := netip.ParseAddr(addr)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("no usable address %q; give --advertise-addr", addr)
+	}
+	if ip.IsLoopback() && a.cfg.AdvertiseAddr == "" {
+		return hostAddr()
 	}
 	return ip, nil
 }

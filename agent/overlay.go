@@ -25,7 +25,7 @@ type networking interface {
 
 // errNoOverlay refuses published ports on an agent without overlay
 // networking: they are kernel rules towards the task's overlay address.
-var errNoOverlay = errors.New("publishing ports needs overlay networking, which this agent does not build (berth-agent --overlay=false, or the agent of berth-manager --dev); publish none, or run berth-agent with overlay networking")
+var errNoOverlay = errors.New("publishing ports needs overlay networking, which this agent does not build (berth-agent --overlay=false, or berth-manager --dev --overlay=false); publish none, or run berth-agent with overlay networking")
 
 // attachNetworks is the container's pre-start hook: it gives the new
 // network namespace the task's interfaces and VIPs, and publishes its

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,7 +26,7 @@ import (
 
 // TestVIPAndRoutingMesh, on three agents, web running on a1 and a2 only:
 // port 8080 answers on every node, a3 (no task) included, reaching both
-// replicas; a node with a task answers from it and the task sees the
+// replicas, and on each node's 127.0.0.1; a node with a task answers from it and the task sees the
 // client's own address; the VIP, from a container on a3, reaches both
 // replicas; a killed task leaves the VIP within seconds; a host-mode port
 // answers only where its task runs; a clashing port is refused naming
@@ -80,6 +81,16 @@ func TestVIPAndRoutingMesh(t *testing.T) {
 	}
 	if !seen[names[a1.Name]] || !seen[names[a2.Name]] {
 		t.Errorf("40 GETs to a3:8080 reached %v; want both replicas %v", seen, names)
+	}
+	// On each node's own 127.0.0.1 too: a1 from its task, a3 (none
+	// there) through the loopback hop to either replica.
+	for _, a := range []*e2ecluster.Node{a1, a3} {
+		for range 5 {
+			ans, err := getLoopbackApp(a.Host.NetnsPath(), 8080)
+			if err != nil || (ans.Hostname != names[a1.Name] && ans.Hostname != names[a2.Name]) || a == a1 && ans.Hostname != names[a1.Name] {
+				t.Fatalf("GET 127.0.0.1:8080 on %s = %+v, %v; want a replica (a1's own on a1)", a.Name, ans, err)
+			}
+		}
 	}
 
 	// The VIP, from a container on a3, reaches both replicas.
@@ -226,6 +237,30 @@ func getApp(ctx context.Context, addr netip.Addr, port uint16) (appAnswer, error
 		return appAnswer{}, fmt.Errorf("GET %s: %w: %q", url, err, b)
 	}
 	return ans, nil
+}
+
+// getLoopbackApp asks the app at 127.0.0.1:port in the namespace at
+// nsPath, on a new connection (by hand: net/http dials on a goroutine of
+// its own, outside the namespace).
+func getLoopbackApp(nsPath string, port uint16) (appAnswer, error) {
+	conn, err := inNetns(nsPath, func() (net.Conn, error) {
+		return net.DialTimeout("tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String(), 3*time.Second)
+	})
+	if err != nil {
+		return appAnswer{}, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+		return appAnswer{}, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return appAnswer{}, err
+	}
+	defer resp.Body.Close()
+	var ans appAnswer
+	return ans, json.NewDecoder(resp.Body).Decode(&ans)
 }
 
 // serviceVIP is svc's virtual IP on its first network.

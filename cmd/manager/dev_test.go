@@ -72,7 +72,9 @@ func TestDevRunsContainers(t *testing.T) {
 	ln.Close()
 
 	cgroups := e2ecluster.TestCgroupParent(t)
-	mgr := exec.Command(bins.Manager, append([]string{"--dev", "--data-dir", dir, "--listen-addr", addr, "--cgroup-parent", cgroups}, storeArgs(t)...)...)
+	// In the host's own network namespace: no overlay, so that the test
+	// leaves no bridge or nftables table there (TestDevPublishes has one).
+	mgr := exec.Command(bins.Manager, append([]string{"--dev", "--overlay=false", "--data-dir", dir, "--listen-addr", addr, "--cgroup-parent", cgroups}, storeArgs(t)...)...)
 	mgr.Env = append(os.Environ(), "HOME="+dir)
 	var logs bytes.Buffer
 	mgr.Stdout, mgr.Stderr = &logs, &logs

@@ -50,7 +50,9 @@ func TestDevStatsAndMetrics(t *testing.T) {
 	images := testimage.Serve(t)
 	dir := t.TempDir()
 	metricsURL := "http://" + freeAddr(t)
-	mgr := exec.Command(bins.Manager, append([]string{"--dev", "--data-dir", dir, "--listen-addr", freeAddr(t), "--metrics-addr", strings.TrimPrefix(metricsURL, "http://"),
+	// In the host's own network namespace: no overlay, so that the test
+	// leaves no bridge or nftables table there (TestDevPublishes has one).
+	mgr := exec.Command(bins.Manager, append([]string{"--dev", "--overlay=false", "--data-dir", dir, "--listen-addr", freeAddr(t), "--metrics-addr", strings.TrimPrefix(metricsURL, "http://"),
 		"--cgroup-parent", e2ecluster.TestCgroupParent(t)}, storeArgs(t)...)...)
 	mgr.Env = append(os.Environ(), "HOME="+dir)
 	var logs bytes.Buffer

@@ -42,6 +42,8 @@ type options struct {
 	addrPoolMaskLen int
 	metricsAddr     string
 	cgroupParent    string
+	overlay         bool
+	overlaySet      bool // --overlay given
 	store           string
 	etcd            etcdFlags
 	log             logging.Flags
@@ -77,6 +79,7 @@ cluster gets the same --etcd-* flags).`,
 		SilenceErrors: true,
 		Version:       version.Version,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.overlaySet = cmd.Flags().Changed("overlay")
 			if err := o.validate(); err != nil {
 				return err
 			}
@@ -103,6 +106,7 @@ cluster gets the same --etcd-* flags).`,
 	f.IntVar(&o.addrPoolMaskLen, "default-addr-pool-mask-len", 0, "prefix length of the subnets carved from the pool (default 24)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and Go's /debug/pprof/ on `HOST:PORT` (default: off)")
 	f.StringVar(&o.cgroupParent, "cgroup-parent", "", "with --dev: the embedded agent's "+flagparse.CgroupParentHelp+" (default /berth)")
+	f.BoolVar(&o.overlay, "overlay", true, "with --dev: the embedded agent builds overlay networks (VXLAN, nftables) in this network namespace, as berth-agent does; false gives containers loopback only and refuses published ports")
 	f.StringVar(&o.store, "store", "raft", "where the cluster state lives: `raft` (embedded, replicated among the managers) or etcd (--etcd-endpoints)")
 	o.etcd.register(f)
 	o.log.Register(f)
@@ -124,6 +128,9 @@ func (o *options) validate() error {
 	}
 	if o.cgroupParent != "" && !o.dev {
 		return errors.New("--cgroup-parent is for the agent --dev embeds; give it to berth-agent on other nodes")
+	}
+	if o.overlaySet && !o.dev {
+		return errors.New("--overlay is for the agent --dev embeds; give it to berth-agent on other nodes")
 	}
 	if err := flagparse.CgroupParent(o.cgroupParent); err != nil {
 		return err
@@ -218,6 +225,9 @@ func runDevAgent(ctx context.Context, m *manager.Manager, o *options, ep *metric
 	a, err := agent.New(agent.Config{
 		DataDir: dir, Join: []string{m.AdvertiseAddr()}, Token: token,
 		InsecureRegistries: o.insecureRegs, CgroupParent: o.cgroupParent, Logger: log.With("part", "agent"), Metrics: ep.Registerer(),
+		// As berth-agent's: the default network, DNS on its gateway and
+		// published ports, on the host's address (agent.hostAddr).
+		Overlay: o.overlay,
 	})
 	if err != nil {
 		return fmt.Errorf("--dev agent: %w", err)

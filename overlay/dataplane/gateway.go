@@ -46,9 +46,14 @@ func (p *Plane) ruleSet(fresh bool) error {
 		c.DelTable(t)
 	}
 	if !empty {
-		addNetworkRules(c, t, nets)
+		hop0, hop1 := "", ""
+		if p.hop {
+			hop0, hop1 = p.hopNames()
+		}
+		addNetworkRules(c, t, nets, hop0)
+		addLocalnetGuard(c, t)
 		addNotrack(c, t, nets, p.underlay)
-		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh)); err != nil {
+		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh), hop1); err != nil {
 			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 		}
 	}
@@ -74,11 +79,12 @@ func (p *Plane) hostConn() (*nftables.Conn, error) {
 
 // addNetworkRules adds the table, made if missing, and the networks'
 // chains, emptied and filled: isolation between networks, masquerade of
-// what leaves a network, and of a published port's connection from a
+// what leaves a network, SNAT of what leaves by the loopback hop (hop0,
+// when built), and of a published port's connection from a
 // container to a task of its own network (hairpin): without it the task
 // would answer the container straight over the bridge, from its own
 // address, which the container does not expect.
-func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network) {
+func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network, hop0 string) {
 	c.AddTable(t)
 	accept := nftables.ChainPolicyAccept
 	fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
@@ -88,6 +94,18 @@ func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network) {
 	c.FlushChain(fwd)
 	c.FlushChain(nat)
 	masq := []expr.Any{&expr.Masq{}}
+	if hop0 != "" {
+		// hop0 carries only the node's own connections and their
+		// replies, none forwarded: anything else sent to the hop's
+		// addresses would circle through the pair.
+		for _, key := range []expr.MetaKey{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME} {
+			c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(ifname(key, hop0),
+				[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+		}
+		// Before masqLoopback, which would take it too.
+		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(ifname(expr.MetaKeyOIFNAME, hop0), snat(hopSNAT))})
+	}
+	c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: masqLoopback()})
 	if len(nets) > 1 {
 		// Frames bridged within a network meet this chain too (under
 		// br_netfilter); they are untracked (notrack.go), and skip the
@@ -151,8 +169,17 @@ func (p *Plane) nft() (*nftables.Conn, error) {
 // enableForwarding turns on IPv4 forwarding in the Plane's namespace: the
 // node routes its networks' traffic out.
 func (p *Plane) enableForwarding() error {
+	if err := p.sysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
+	return nil
+}
+
+// sysctl writes value to the file at path under /proc/sys/net, in the
+// Plane's namespace (the namespace of the thread that opens it).
+func (p *Plane) sysctl(path, value string) error {
 	write := func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
+		return os.WriteFile(path, []byte(value+"\n"), 0o644)
 	}
 	if p.ns == nil {
 		return write()
@@ -168,8 +195,5 @@ func (p *Plane) enableForwarding() error {
 		}
 		errc <- write()
 	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("enable IPv4 forwarding: %w", err)
-	}
-	return nil
+	return <-errc
 }

@@ -52,6 +52,10 @@ func (p *Plane) SetNetwork(n Network) error {
 	if err := p.ruleSet(false); err != nil {
 		return fmt.Errorf("dataplane: network %s: %w", n.ID, err)
 	}
+	// Only now that the table guards 127.0.0.0/8 (localnet.go).
+	if err := p.setRouteLocalnet(br.Attrs().Name); err != nil {
+		return fmt.Errorf("dataplane: network %s: %w", n.ID, err)
+	}
 	p.log.Debug("network built", "network", n.ID, "vni", n.VNI, "bridge", br.Attrs().Name, "vxlan", vx.Attrs().Name)
 	return nil
 }

@@ -84,23 +84,6 @@ func (m *maps) pick(name string, reg uint32, addrs []netip.Addr) ([]expr.Any, er
 	}, nil
 }
 
-// notFrom matches packets whose source address is none of addrs (the set
-// name).
-func (m *maps) notFrom(name string, addrs []netip.Addr) ([]expr.Any, error) {
-	set := &nftables.Set{Table: m.t, Name: name, KeyType: nftables.TypeIPAddr}
-	elems := make([]nftables.SetElement, len(addrs))
-	for i, a := range addrs {
-		elems[i] = nftables.SetElement{Key: a.AsSlice()}
-	}
-	if err := m.fill(set, elems); err != nil {
-		return nil, err
-	}
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, Invert: true},
-	}, nil
-}
-
 // fill makes set if missing and replaces its elements.
 func (m *maps) fill(set *nftables.Set, elems []nftables.SetElement) error {
 	if m.used[set.Name] {
@@ -127,20 +110,21 @@ func (m *maps) dropUnused() {
 	}
 }
 
-// setMark ORs bit into the packet's mark.
-func setMark(bit uint32) []expr.Any {
+// setConnMark ORs bit into the connection's mark (conntrack's, kept for
+// every packet of the connection, unlike the packet's own).
+func setConnMark(bit uint32) []expr.Any {
 	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(^bit), Xor: binaryutil.NativeEndian.PutUint32(bit)},
-		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		&expr.Ct{Key: expr.CtKeyMARK, SourceRegister: true, Register: 1},
 	}
 }
 
-// hasMark matches packets whose mark has bit.
-func hasMark(bit uint32) []expr.Any {
+// hasConnMark matches packets whose connection's mark has bit.
+func hasConnMark(bit uint32) []expr.Any {
 	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(bit), Xor: binaryutil.NativeEndian.PutUint32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},

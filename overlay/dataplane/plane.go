@@ -56,6 +56,7 @@ type Plane struct {
 	mu   sync.Mutex
 	nets map[string]*network // by network ID
 	pubs []Published         // by service ID
+	hop  bool                // the loopback hop is built (hop.go)
 	host *nftables.Conn      // kept open (closing costs ~10 ms); made on first use
 
 	vmu sync.Mutex
@@ -169,6 +170,9 @@ func (p *Plane) Sweep(nets []Network, eps []Endpoint) error {
 		}
 	}
 	p.mu.Lock()
+	if err := p.removeHop(); err != nil {
+		errs = append(errs, err)
+	}
 	for id := range p.nets {
 		if !keepNet[id] {
 			delete(p.nets, id)

@@ -27,16 +27,10 @@ import (
 //     as a client of its own, and its reply comes back to this node by
 //     plain routing. No overlay, no per-node ingress address, no extra
 //     interface in every task; the hop is the underlay itself, unencapsulated.
-// A connection that came from one of the nodes this node would forward to
-// is never forwarded again (a two-node loop while their views of the
-// service disagree for a moment); with no task anywhere nothing answers
-// (the kernel resets the connection). Host mode publishes only where a
-// task runs, to the tasks of that node.
-
-// meshMark marks a connection this node forwards to another node, for the
-// postrouting chain to masquerade. It is one bit of the packet's mark,
-// clear of the bits Docker (0x8000) and kube-proxy (0x4000) use.
-const meshMark = 0x00100000
+// A connection one node forwarded is never forwarded again, however
+// many nodes disagree about where the service runs (mesh.go); with no
+// task anywhere nothing answers (the kernel resets the connection). Host
+// mode publishes only where a task runs, to the tasks of that node.
 
 // PublishedPort is a port a service publishes.
 type PublishedPort struct {
@@ -73,13 +67,29 @@ func (p *Plane) SetPublished(pubs []Published) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pubs = pubs
+	made := false
 	if len(pubs) > 0 {
 		if err := p.enableForwarding(); err != nil {
+			return fmt.Errorf("dataplane: publish: %w", err)
+		}
+		var err error
+		if made, err = p.ensureHop(); err != nil {
 			return fmt.Errorf("dataplane: publish: %w", err)
 		}
 	}
 	if err := p.ruleSet(false); err != nil {
 		return fmt.Errorf("dataplane: publish: %w", err)
+	}
+	hop0, _ := p.hopNames()
+	switch {
+	case made: // now that the table guards 127.0.0.0/8
+		if err := p.setRouteLocalnet(hop0); err != nil {
+			return fmt.Errorf("dataplane: publish: %w", err)
+		}
+	case len(pubs) == 0 && p.hop:
+		if err := p.removeHop(); err != nil {
+			return fmt.Errorf("dataplane: publish: %w", err)
+		}
 	}
 	return nil
 }
@@ -104,7 +114,7 @@ func (pub Published) check() error {
 // addPublished adds the publishing chains and rules to c's batch: DNAT in
 // prerouting (clients elsewhere) and output (the node itself) for what
 // is addressed to this node, masquerade of what it forwards.
-func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps) error {
+func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps, hop1 string) error {
 	ports := c.AddChain(&nftables.Chain{Name: "ports", Table: t})
 	c.FlushChain(ports)
 	for _, hook := range []struct {
@@ -114,20 +124,26 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 		ch := c.AddChain(&nftables.Chain{Name: hook.name, Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: hook.num, Priority: nftables.ChainPriorityNATDest})
 		c.FlushChain(ch)
+		if hop1 != "" && hook.name == "publish" {
+			// What comes out of the loopback hop is forwarded (hop.go).
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: slices.Concat(ifname(expr.MetaKeyIIFNAME, hop1), addrIs(16, hopDst),
+				[]expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: ports.Name}})})
+		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(toLocal(),
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: ports.Name})})
 	}
 	masq := c.AddChain(&nftables.Chain{Name: "publish-masq", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 	c.FlushChain(masq)
-	c.AddRule(&nftables.Rule{Table: t, Chain: masq, Exprs: append(hasMark(meshMark), &expr.Masq{})})
+	c.AddRule(&nftables.Rule{Table: t, Chain: masq, Exprs: append(hasConnMark(meshMark), &expr.Masq{})})
+	addMeshDSCP(c, t)
 	for _, pub := range pubs {
 		for _, pt := range pub.Ports {
-			exprs, err := portRule(m, pub, pt)
+			rules, err := portRules(m, pub, pt, hop1 != "")
 			if err != nil {
 				return fmt.Errorf("service %s port %d: %w", pub.ServiceID, pt.Port, err)
 			}
-			if exprs != nil {
+			for _, exprs := range rules {
 				c.AddRule(&nftables.Rule{Table: t, Chain: ports, Exprs: exprs})
 			}
 		}
@@ -136,10 +152,11 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 	return nil
 }
 
-// portRule is the rule for one published port: to a local task, else
-// (ingress) to another node, else none.
-func portRule(m *maps, pub Published, pt PublishedPort) ([]expr.Any, error) {
-	match := portIs(pt.Protocol, pt.Port)
+// portRules are the rules for one published port: to a local task, else
+// (ingress) to another node, directly or, for the node's own 127.0.0.0/8
+// clients, by the loopback hop; else none.
+func portRules(m *maps, pub Published, pt PublishedPort, hop bool) ([][]expr.Any, error) {
+	port := portIs(pt.Protocol, pt.Port)
 	// One map per service and port: its rules' maps are named after them.
 	name := fmt.Sprintf("%s-%d-%d", hashName(pub.ServiceID), pt.Protocol, pt.Port)
 	switch {
@@ -148,17 +165,19 @@ func portRule(m *maps, pub Published, pt PublishedPort) ([]expr.Any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return slices.Concat(match, pick, dnat(pt.Target)), nil
+		return [][]expr.Any{slices.Concat(port, pick, dnat(pt.Target))}, nil
 	case !pt.Host && len(pub.Remote) > 0:
-		notNode, err := m.notFrom("nodes-"+name, pub.Remote)
-		if err != nil {
-			return nil, err
-		}
 		pick, err := m.pick("remote-"+name, 1, pub.Remote)
 		if err != nil {
 			return nil, err
 		}
-		return slices.Concat(match, notNode, setMark(meshMark), pick, dnat(pt.Port)), nil
+		rules := [][]expr.Any{slices.Concat(port, match(12, loopback, expr.CmpOpNeq), notForwarded(),
+			setConnMark(meshMark), pick, dnat(pt.Port))}
+		if hop {
+			rules = append(rules, slices.Concat(port, match(12, loopback, expr.CmpOpEq),
+				[]expr.Any{&expr.Immediate{Register: 1, Data: hopDst.AsSlice()}}, dnat(pt.Port)))
+		}
+		return rules, nil
 	}
 	return nil, nil
 }

@@ -1,0 +1,40 @@
+package agent
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// hostAddr is the host's own address, the underlay when the way to the
+// managers is loopback (the agent of berth-manager --dev, or one joined
+// through 127.0.0.1 beside its manager): VXLAN needs an address other
+// nodes could reach, and the MTU of a real link. It is the source of the
+// default route (a UDP connect sends nothing), else the first global
+// unicast IPv4 address of an interface that is up, as the manager picks
+// its advertise address.
+func hostAddr() (netip.Addr, error) {
+	if c, err := net.Dial("udp4", "192.0.2.1:9"); err == nil { // TEST-NET-1: only a route is looked up
+		a, ok := netip.AddrFromSlice(c.LocalAddr().(*net.UDPAddr).IP.To4())
+		c.Close()
+		if ok && !a.IsLoopback() {
+			return a, nil
+		}
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return netip.AddrFrom4([4]byte(n.IP.To4())), nil
+			}
+		}
+	}
+	return netip.Addr{}, errors.New("the host has no IPv4 address but loopback; overlay networks need one (give --advertise-addr, or turn overlay networking off)")
+}
