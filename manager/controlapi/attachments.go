@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	pb "berth/proto/berth/v1"
 	"berth/store"
 )
@@ -47,4 +50,15 @@ func containerList(tx store.ReadTx, atts []*pb.Task) string {
 		names[i] = fmt.Sprintf("%s on %s", t.GetSpec().GetAttachment().GetContainerId(), node)
 	}
 	return strings.Join(names, ", ")
+}
+
+// notServiceTask refuses, for exec and logs, an attachment task: no
+// container of berth's runs behind it (the standalone container is its
+// node's own).
+func notServiceTask(t *pb.Task) error {
+	if !isAttachment(t) {
+		return nil
+	}
+	return status.Errorf(codes.FailedPrecondition, "task %s is the network attachment of standalone container %s on node %s, not a service's task: use the container on its node",
+		t.GetId(), t.GetSpec().GetAttachment().GetContainerId(), t.GetNodeId())
 }

@@ -72,6 +72,16 @@ func TestAttachableNetworkAndItsContainers(t *testing.T) {
 		}
 	}
 
+	if _, err := s.execTarget(ctx, "a1"); code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "standalone container web") {
+		t.Errorf("exec into an attachment: %v; want FailedPrecondition naming the container", err)
+	}
+	evs := &eventNames{st: st, services: map[string]string{}}
+	var a1 *pb.Task
+	st.View(func(tx store.ReadTx) { a1 = tx.GetTask("a1") })
+	if ev := evs.taskEvent(store.Event{Kind: store.EventCreate, Object: a1}, a1); ev.GetName() != "web" || ev.GetAttributes()["container"] != "web" || ev.GetAttributes()["service"] != "" {
+		t.Errorf("event of an attachment %v: want it named after the container, of no service", ev)
+	}
+
 	// The containers end: the network goes.
 	err = st.Update(ctx, func(tx store.Tx) error { return firstErr(tx.DeleteTask("a1"), tx.DeleteTask("a2")) })
 	if err != nil {
