@@ -49,6 +49,11 @@ func (d *Dispatcher) AttachNetwork(ctx context.Context, req *pb.AttachNetworkReq
 	}
 	got, err := d.awaitAddresses(ctx, t, task.GetId())
 	if err != nil {
+		if ctx.Err() != nil {
+			// The agent stopped waiting: an attachment nobody was told of
+			// would hold addresses for no container. A retry makes a new one.
+			d.enqueue(t, &write{fn: removeUnallocated(task.GetId())})
+		}
 		return nil, err
 	}
 	d.log.Info("container attached to networks", "node", id.NodeID, "container", req.GetContainerId(), "task", got.GetId())
@@ -168,6 +173,17 @@ func (d *Dispatcher) awaitAddresses(ctx context.Context, t *term, id string) (*p
 func removeTask(id string) func(store.Tx) error {
 	return func(tx store.Tx) error {
 		if tx.GetTask(id) == nil {
+			return nil
+		}
+		return tx.DeleteTask(id)
+	}
+}
+
+// removeUnallocated deletes attachment id while it has no addresses yet.
+// One that got them was answered, or will be to a retry.
+func removeUnallocated(id string) func(store.Tx) error {
+	return func(tx store.Tx) error {
+		if cur := tx.GetTask(id); cur == nil || len(cur.GetNetworks()) > 0 {
 			return nil
 		}
 		return tx.DeleteTask(id)

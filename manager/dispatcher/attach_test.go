@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"berth/internal/await"
 	"berth/overlay/allocator"
@@ -323,4 +324,22 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// An agent that stops waiting before the allocator answers (here: none
+// runs) leaves no attachment behind.
+func TestAttachNetworkGivenUpLeavesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.update(func(tx store.Tx) error {
+		return firstErr(tx.CreateNode(workerNode("n1")), tx.CreateNetwork(&pb.Network{Id: "net-att", Subnet: "10.9.9.0/29",
+			Spec: &pb.NetworkSpec{Annotations: &pb.Annotations{Name: "att"}, Attachable: true}}))
+	})
+	ctx, cancel := context.WithTimeout(as(context.Background(), "n1"), 300*time.Millisecond)
+	defer cancel()
+	_, err := h.client().AttachNetwork(ctx, attachReq("web", "att"))
+	if codeOf(err) != "DeadlineExceeded" {
+		t.Fatalf("attach with no allocator: %v; want DeadlineExceeded", err)
+	}
+	await.True(t, wait, func() bool { return h.taskCount() == 0 }, "the unanswered attachment is still stored")
 }
