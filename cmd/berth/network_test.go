@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"berth/internal/await"
+	pb "berth/proto/berth/v1"
 )
 
 // TestNetworkCommands: create, ls, inspect and rm against a real manager;
@@ -109,5 +110,34 @@ func TestNetworkCreateAttachable(t *testing.T) {
 	}
 	if out, err := run("network", "inspect", "--format", "{{.Spec.Attachable}} {{len .Containers}}", "front"); err != nil || strings.TrimSpace(out) != "true 0" {
 		t.Fatalf("network inspect --format: %q, %v", out, err)
+	}
+
+	// A node's agent attaches a standalone container (berth-agent run
+	// --network front --network-alias www): inspect lists it, rm is refused
+	// naming it and its node, no task list shows it; detached, rm goes.
+	w := startFakeWorker(t, bundle, "box-host", &pb.ResourceSet{NanoCpus: 1e9, MemoryBytes: 1 << 30})
+	att, err := w.disp.AttachNetwork(t.Context(), &pb.AttachNetworkRequest{ContainerId: "web",
+		Networks: []*pb.NetworkAttachment{{Target: "front", Aliases: []string{"www"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := att.GetTask().GetNetworks()[0].GetAddresses()[0]
+	out, err = run("network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{.Node}} {{.Address}}{{end}}", "front")
+	if err != nil || strings.TrimSpace(out) != "web box-host "+addr {
+		t.Fatalf("network inspect lists %q (%v); want web on box-host at %s", out, err, addr)
+	}
+	if _, err := run("network", "rm", "front"); err == nil || !strings.Contains(err.Error(), "has standalone container attached: web on box-host") {
+		t.Fatalf("rm of a network with a container on it: %v", err)
+	}
+	for _, args := range [][]string{{"node", "ps", w.id}, {"service", "ls"}} {
+		if out, err := run(args...); err != nil || strings.Contains(out, "web") {
+			t.Errorf("%v shows the standalone container (%v):\n%s", args, err, out)
+		}
+	}
+	if _, err := w.disp.DetachNetwork(t.Context(), &pb.DetachNetworkRequest{AttachmentId: att.GetTask().GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("network", "rm", "front"); err != nil {
+		t.Fatalf("rm once the container left: %v", err)
 	}
 }
