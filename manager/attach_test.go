@@ -15,10 +15,11 @@ import (
 // TestAttachmentOnARealManager: a worker's agent attaches a standalone
 // container to an attachable network through the leader, over TLS with
 // its node certificate, on the store the suite runs (BERTH_TEST_STORE);
-// the network cannot be removed while the container is on it; a plain
-// network refuses it; removing the node ends the attachment.
+// a follower sends it to the leader; the network cannot be removed while
+// the container is on it; a plain network refuses it; removing the node
+// ends the attachment.
 func TestAttachmentOnARealManager(t *testing.T) {
-	c := newTestCluster(t, 1)
+	c := newTestCluster(t, 2)
 	l := c.waitLeader()
 	ctx := ctxFor(t, 3*settle)
 	cc := l.control()
@@ -36,8 +37,12 @@ func TestAttachmentOnARealManager(t *testing.T) {
 		t.Fatal(err)
 	}
 	dc := pb.NewDispatcherClient(dialTLS(t, l.m.Addr(), credentials.NewTLS(w.ClientConfig())))
+	// A follower sends the agent to the leader, as for its other calls.
+	fc := pb.NewDispatcherClient(dialTLS(t, c.follower().m.Addr(), credentials.NewTLS(w.ClientConfig())))
+	_, err := fc.AttachNetwork(ctx, &pb.AttachNetworkRequest{ContainerId: "web", Networks: []*pb.NetworkAttachment{{Target: "shared"}}})
+	wantStatus(t, "attach on a follower", err, codes.Unavailable, "not the leader")
 
-	_, err := dc.AttachNetwork(ctx, &pb.AttachNetworkRequest{ContainerId: "web", Networks: []*pb.NetworkAttachment{{Target: "plain"}}})
+	_, err = dc.AttachNetwork(ctx, &pb.AttachNetworkRequest{ContainerId: "web", Networks: []*pb.NetworkAttachment{{Target: "plain"}}})
 	wantStatus(t, "attach to a plain network", err, codes.FailedPrecondition, "network plain was created without --attachable")
 	var got *pb.Task
 	await.NoError(t, settle, func() error { // the allocator makes the default network first
