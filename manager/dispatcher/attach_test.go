@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"berth/internal/await"
 	"berth/overlay/allocator"
 	pb "berth/proto/berth/v1"
@@ -106,6 +108,14 @@ func TestAttachNetworkRefusals(t *testing.T) {
 		if codeOf(err) != c.code || !strings.Contains(err.Error(), c.msg) {
 			t.Errorf("%s: %v; want %s saying %q", c.name, err, c.code, c.msg)
 		}
+	}
+	h.update(func(tx store.Tx) error {
+		n := proto.Clone(tx.GetNode("n2")).(*pb.Node)
+		n.Status = &pb.NodeStatus{State: pb.NodeStatus_STATE_DOWN}
+		return tx.UpdateNode(n)
+	})
+	if _, err := h.attach("n2", attachReq("web", "att")); codeOf(err) != "Unavailable" || !strings.Contains(err.Error(), "node n2 is down") {
+		t.Errorf("attach from a down node: %v; want Unavailable saying so", err)
 	}
 	if n := h.taskCount(); n != 0 {
 		t.Errorf("refused attachments left %d tasks", n)
