@@ -123,8 +123,9 @@ func (s *Server) RemoveNetwork(ctx context.Context, req *pb.RemoveNetworkRequest
 			return err
 		}
 		if len(atts) > 0 {
-			return precondition("network %s has standalone %s attached: %s; stop %s first (berth-agent run --network)",
-				name, plural(len(atts), "container", "containers"), containerList(tx, atts), plural(len(atts), "it", "them"))
+			return precondition("network %s has standalone %s attached: %s; stop %s first on %s (berth-agent stop NAME)",
+				name, plural(len(atts), "container", "containers"), containerList(tx, atts),
+				plural(len(atts), "it", "them"), plural(len(atts), "its node", "their nodes"))
 		}
 		return tx.DeleteNetwork(n.GetId())
 	})

@@ -353,3 +353,30 @@ func TestAttachNetworkGivenUpLeavesNothing(t *testing.T) {
 	}
 	await.True(t, wait, func() bool { return h.taskCount() == 0 }, "the unanswered attachment is still stored")
 }
+
+// Two calls for one container at once (an agent's retry racing its first
+// call) get one attachment.
+func TestAttachNetworkConcurrentRetry(t *testing.T) {
+	t.Parallel()
+	h, _, _ := attachHarness(t)
+	ids := make([]string, 4)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := h.attach("n1", attachReq("web", "att"))
+			if err != nil {
+				t.Error(err)
+			}
+			ids[i] = got.GetId()
+		}()
+	}
+	wg.Wait()
+	if ids[0] == "" || slices.ContainsFunc(ids, func(id string) bool { return id != ids[0] }) {
+		t.Fatalf("concurrent attachments of one container: %v; want one ID", ids)
+	}
+	if n := h.taskCount(); n != 1 {
+		t.Errorf("%d tasks; want one attachment", n)
+	}
+}
