@@ -39,13 +39,15 @@ func (d *Dispatcher) AttachNetwork(ctx context.Context, req *pb.AttachNetworkReq
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	var task *pb.Task
-	err = d.submit(ctx, t, func(tx store.Tx) error {
+	d.attachMu.Lock()
+	err = d.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		var err error
 		task, err = attachment(tx, id.NodeID, req, d.cfg.Now)
 		return err
 	})
+	d.attachMu.Unlock()
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	got, err := d.awaitAddresses(ctx, t, task.GetId())
 	if err != nil {
@@ -198,7 +200,7 @@ func removeUnallocated(id string) func(store.Tx) error {
 // its addresses are freed and its names leave DNS. An attachment that is
 // gone already is no error; another node's is refused.
 func (d *Dispatcher) DetachNetwork(ctx context.Context, req *pb.DetachNetworkRequest) (*pb.DetachNetworkResponse, error) {
-	id, t, err := d.caller(ctx)
+	id, _, err := d.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +208,8 @@ func (d *Dispatcher) DetachNetwork(ctx context.Context, req *pb.DetachNetworkReq
 	if aid == "" {
 		return nil, status.Error(codes.InvalidArgument, "invalid attachment_id: empty; give the ID AttachNetwork answered with")
 	}
-	err = d.submit(ctx, t, func(tx store.Tx) error {
+	// Not through the batch window: a container's end waits on it.
+	err = d.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		cur := tx.GetTask(aid)
 		switch {
 		case cur == nil:
@@ -219,7 +222,7 @@ func (d *Dispatcher) DetachNetwork(ctx context.Context, req *pb.DetachNetworkReq
 		return tx.DeleteTask(aid)
 	})
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	d.log.Info("container detached from networks", "node", id.NodeID, "task", aid)
 	return &pb.DetachNetworkResponse{}, nil
