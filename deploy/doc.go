@@ -25,6 +25,12 @@
 // retires); the dispatcher tells agents, and agents report status. Tasks
 // that never reached a node are deleted rather than stopped.
 //
+// Tasks of no service are standalone containers' network attachments
+// (TaskSpec.attachment), made and ended by the dispatcher for their node:
+// the orchestrator never replaces them, and only clears away those that
+// ended or whose node was removed, and stops those of a down node
+// (decideAttachments). The Updater passes them by.
+//
 // The Updater (update.go, updater.go) is a second leader-only loop: when a
 // service's task spec changes it replaces the units still on an older spec
 // under the service's update (or rollback) policy, Swarm's semantics, and

@@ -184,6 +184,10 @@ func (r *round) planTasks(u unit, tasks []*pb.Task) {
 		return
 	}
 	r.covered[u] = true
+	if u.service == "" {
+		r.plans = append(r.plans, decideAttachments(u, tasks, r.tx.GetNode))
+		return
+	}
 	si := r.service(u.service)
 	in := unitState{u: u, svc: si.svc, tasks: tasks, now: r.now, node: r.tx.GetNode, history: r.history}
 	in.keep, in.create, in.gone = r.wanted(u, si)

@@ -106,7 +106,9 @@ func (u *Updater) follow(ctx context.Context) error {
 func (u *Updater) note(ev store.Event, d map[string]bool) bool {
 	switch o := ev.Object.(type) {
 	case *pb.Task:
-		d[o.GetServiceId()] = true
+		if o.GetServiceId() != "" { // attachments have none and roll nothing
+			d[o.GetServiceId()] = true
+		}
 	case *pb.Service:
 		d[o.GetId()] = true
 	case *pb.Node:

@@ -25,6 +25,10 @@ func newNetworkCreateCmd(g *globalOpts) *cobra.Command {
 		Use:   "create [OPTIONS] NAME",
 		Short: "Create an overlay network",
 		Long: `Create an overlay network that services join with --network NAME.
+With --attachable, standalone containers started on a node with
+berth-agent run --network NAME join it as well: they get an address on it,
+reach services by name and VIP, and services' tasks reach them by their
+container name and aliases.
 
 Without --subnet the network gets the next free subnet of the cluster's
 address pool (berth-manager --default-addr-pool, 10.0.0.0/8 in /24s unless
@@ -33,9 +37,7 @@ set when the cluster was created).`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&subnet, "subnet", "", "subnet in CIDR form, e.g. 10.20.0.0/24 (default: one from the cluster pool)")
-	// Docker users give --attachable: the managers refuse it, saying why.
-	fs.BoolVar(&attachable, "attachable", false, "(not built yet: standalone containers cannot join networks)")
-	fs.MarkHidden("attachable")
+	fs.BoolVar(&attachable, "attachable", false, "let standalone containers join the network too (berth-agent run --network NAME on a node)")
 	fs.StringArrayVarP(&labels, "label", "l", nil, "network label key=value (repeatable)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		lbls, err := flagparse.Labels("label", labels)
@@ -99,27 +101,8 @@ func newNetworkLsCmd(g *globalOpts) *cobra.Command {
 	return cmd
 }
 
-func newNetworkInspectCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "inspect NETWORK [NETWORK...]", Short: "Show networks in detail (JSON)", Args: cobra.MinimumNArgs(1)}
-	format := addFormatFlag(cmd, "json")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
-			var out []*pb.Network
-			for _, a := range args {
-				r, err := c.GetNetwork(ctx, &pb.GetNetworkRequest{NetworkId: a})
-				if err != nil {
-					return err
-				}
-				out = append(out, r.GetNetwork())
-			}
-			return printObjects(cmd.OutOrStdout(), *format, out)
-		})
-	}
-	return cmd
-}
-
 func newNetworkRmCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{Use: "rm NETWORK [NETWORK...]", Aliases: []string{"remove"}, Short: "Remove networks no service uses", Args: cobra.MinimumNArgs(1)}
+	cmd := &cobra.Command{Use: "rm NETWORK [NETWORK...]", Aliases: []string{"remove"}, Short: "Remove networks no service or container uses", Args: cobra.MinimumNArgs(1)}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return g.control(cmd.Context(), func(ctx context.Context, c pb.ControlClient) error {
 			for _, id := range args {

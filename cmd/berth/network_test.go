@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"berth/internal/await"
+	pb "berth/proto/berth/v1"
 )
 
 // TestNetworkCommands: create, ls, inspect and rm against a real manager;
@@ -75,19 +76,68 @@ func TestNetworkCommands(t *testing.T) {
 	}
 }
 
-// TestNetworkCreateRefusesAttachable: --attachable, which standalone
-// containers would need and cannot use yet, is refused, not stored.
-func TestNetworkCreateRefusesAttachable(t *testing.T) {
-	bundle := startManager(t)
-	var err error
-	await.True(t, 20*time.Second, func() bool {
-		_, err = berth(t, "--tls-dir", bundle, "network", "create", "--attachable", "front")
-		return err == nil || strings.Contains(err.Error(), "invalid")
-	}, "network create answers")
-	if err == nil || !strings.Contains(err.Error(), "invalid attachable: standalone containers cannot join networks yet") {
-		t.Fatalf("network create --attachable: %v", err)
+// TestNetworkCreateAttachable: --attachable is shown in the help, stored,
+// listed, and inspect lists the network's standalone containers (none).
+func TestNetworkCreateAttachable(t *testing.T) {
+	help, err := berth(t, "network", "create", "--help")
+	if err != nil || !strings.Contains(help, "--attachable") || !strings.Contains(help, "berth-agent run --network") {
+		t.Fatalf("network create --help does not explain --attachable (%v):\n%s", err, help)
 	}
-	if out, _ := berth(t, "--tls-dir", bundle, "network", "ls", "--format", "{{.Name}}"); strings.Contains(out, "front") {
-		t.Fatalf("a refused network was stored:\n%s", out)
+	bundle := startManager(t)
+	run := func(args ...string) (string, error) {
+		return berth(t, append([]string{"--tls-dir", bundle}, args...)...)
+	}
+	await.NoError(t, 20*time.Second, func() error {
+		_, err := run("network", "create", "--attachable", "front")
+		return err
+	}, "berth network create --attachable front")
+	out, err := run("network", "ls", "--format", "{{.Name}} {{.Attachable}}")
+	if err != nil || !strings.Contains(out, "front true") {
+		t.Fatalf("network ls does not show front as attachable (%v):\n%s", err, out)
+	}
+	out, err = run("network", "inspect", "front")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []struct {
+		Spec struct {
+			Attachable bool `json:"attachable"`
+		} `json:"spec"`
+		Containers []any `json:"containers"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 || !got[0].Spec.Attachable || got[0].Containers == nil {
+		t.Fatalf("network inspect front: %v; want attachable and an empty containers list:\n%s", err, out)
+	}
+	if out, err := run("network", "inspect", "--format", "{{.Spec.Attachable}} {{len .Containers}}", "front"); err != nil || strings.TrimSpace(out) != "true 0" {
+		t.Fatalf("network inspect --format: %q, %v", out, err)
+	}
+
+	// A node's agent attaches a standalone container (berth-agent run
+	// --network front --network-alias www): inspect lists it, rm is refused
+	// naming it and its node, no task list shows it; detached, rm goes.
+	w := startFakeWorker(t, bundle, "box-host", &pb.ResourceSet{NanoCpus: 1e9, MemoryBytes: 1 << 30})
+	att, err := w.disp.AttachNetwork(t.Context(), &pb.AttachNetworkRequest{ContainerId: "web",
+		Networks: []*pb.NetworkAttachment{{Target: "front", Aliases: []string{"www"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := att.GetTask().GetNetworks()[0].GetAddresses()[0]
+	out, err = run("network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{.Node}} {{.Address}}{{end}}", "front")
+	if err != nil || strings.TrimSpace(out) != "web box-host "+addr {
+		t.Fatalf("network inspect lists %q (%v); want web on box-host at %s", out, err, addr)
+	}
+	if _, err := run("network", "rm", "front"); err == nil || !strings.Contains(err.Error(), "has standalone container attached: web on box-host") {
+		t.Fatalf("rm of a network with a container on it: %v", err)
+	}
+	for _, args := range [][]string{{"node", "ps", w.id}, {"service", "ls"}} {
+		if out, err := run(args...); err != nil || strings.Contains(out, "web") {
+			t.Errorf("%v shows the standalone container (%v):\n%s", args, err, out)
+		}
+	}
+	if _, err := w.disp.DetachNetwork(t.Context(), &pb.DetachNetworkRequest{AttachmentId: att.GetTask().GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("network", "rm", "front"); err != nil {
+		t.Fatalf("rm once the container left: %v", err)
 	}
 }

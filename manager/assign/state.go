@@ -14,9 +14,11 @@ import (
 // isPending reports whether t waits for the loop to place it. A task
 // without a network attachment waits for the address allocator first
 // (overlay/allocator): every task joins at least the default network, and
-// none may start before it has its addresses.
+// none may start before it has its addresses. A standalone container's
+// network attachment (TaskSpec.attachment) is never placed: its node is
+// the one that asked, and the allocator assigns it there.
 func isPending(t *pb.Task) bool {
-	return t.GetStatus().GetState() == pb.TaskState_TASK_STATE_PENDING &&
+	return t.GetSpec().GetAttachment() == nil && t.GetStatus().GetState() == pb.TaskState_TASK_STATE_PENDING &&
 		t.GetDesiredState() == pb.TaskState_TASK_STATE_RUNNING &&
 		len(t.GetNetworks()) > 0
 }
@@ -27,10 +29,10 @@ func isPending(t *pb.Task) bool {
 // as swarmkit frees resources only past running: else a replacement could
 // run beside it, publishing the same host port. The round and the
 // write-time check must agree on this, or a task could bounce between them
-// forever.
+// forever. Network attachments run no container and hold nothing.
 func holds(t *pb.Task) bool {
 	s := t.GetStatus().GetState()
-	return t.GetNodeId() != "" &&
+	return t.GetNodeId() != "" && t.GetSpec().GetAttachment() == nil &&
 		s >= pb.TaskState_TASK_STATE_ASSIGNED && s <= pb.TaskState_TASK_STATE_RUNNING
 }
 

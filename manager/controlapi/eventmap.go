@@ -105,6 +105,12 @@ func (n *eventNames) taskEvent(e store.Event, t *pb.Task) *pb.Event {
 		"service": svc, "service_id": t.GetServiceId(), "slot": fmt.Sprint(t.GetSlot()),
 		"state": lowerState(t.GetStatus().GetState()), "desired_state": lowerState(t.GetDesiredState()),
 	}}
+	if a := t.GetSpec().GetAttachment(); a != nil {
+		// A standalone container's attachment: named after the container.
+		ev.Name = a.GetContainerId()
+		ev.Attributes = map[string]string{"container": a.GetContainerId(),
+			"state": ev.Attributes["state"], "desired_state": ev.Attributes["desired_state"]}
+	}
 	if node := t.GetNodeId(); node != "" {
 		ev.Attributes["node"] = node
 	}

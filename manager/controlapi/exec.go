@@ -71,7 +71,7 @@ func (s *Server) execTarget(ctx context.Context, ref string) (*pb.Task, error) {
 		t, err := resolve("task", ref, tx.GetTask, tx.FindTasks)
 		if status.Code(err) != codes.NotFound {
 			task = t
-			return err
+			return firstErr(err, notServiceTask(t))
 		}
 		svc, serr := resolve("service", ref, tx.GetService, tx.FindServices)
 		if serr != nil {

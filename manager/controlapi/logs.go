@@ -115,6 +115,9 @@ func (r *logRun) target(tx store.ReadTx) ([]*pb.Task, error) {
 		}
 		return nil, terr
 	}
+	if err := notServiceTask(t); err != nil {
+		return nil, err
+	}
 	r.task = t.GetId()
 	return []*pb.Task{t}, nil
 }

@@ -61,15 +61,19 @@ func networkStatus(err error) error {
 
 // GetNetwork finds a network by ID, name or ID prefix.
 func (s *Server) GetNetwork(ctx context.Context, req *pb.GetNetworkRequest) (*pb.GetNetworkResponse, error) {
-	var n *pb.Network
+	resp := &pb.GetNetworkResponse{}
 	err := s.view(ctx, func(tx store.ReadTx) (err error) {
-		n, err = resolve("network", req.GetNetworkId(), tx.GetNetwork, tx.FindNetworks)
+		resp.Network, err = resolve("network", req.GetNetworkId(), tx.GetNetwork, tx.FindNetworks)
+		if err != nil {
+			return err
+		}
+		resp.Attachments, err = attachmentsOn(tx, resp.Network.GetId())
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GetNetworkResponse{Network: n}, nil
+	return resp, nil
 }
 
 // ListNetworks lists networks by ID, name and label, a page at a time.
@@ -113,6 +117,15 @@ func (s *Server) RemoveNetwork(ctx context.Context, req *pb.RemoveNetworkRequest
 		if len(users) > 0 {
 			return precondition("network %s is used by %s %s: remove %s first (berth service rm)",
 				name, plural(len(users), "service", "services"), strings.Join(users, ", "), plural(len(users), "it", "them"))
+		}
+		atts, err := attachmentsOn(tx, n.GetId())
+		if err != nil {
+			return err
+		}
+		if len(atts) > 0 {
+			return precondition("network %s has standalone %s attached: %s; stop %s first on %s (berth-agent stop NAME)",
+				name, plural(len(atts), "container", "containers"), containerList(tx, atts),
+				plural(len(atts), "it", "them"), plural(len(atts), "its node", "their nodes"))
 		}
 		return tx.DeleteNetwork(n.GetId())
 	})

@@ -80,7 +80,7 @@ func taskMatches(req *pb.ListTasksRequest, t *pb.Task, names func(*pb.Task) stri
 	in := func(list []string, v string) bool {
 		return len(list) == 0 || slices.Contains(list, v)
 	}
-	if !in(req.GetServiceIds(), t.GetServiceId()) || !in(req.GetNodeIds(), t.GetNodeId()) {
+	if isAttachment(t) || !in(req.GetServiceIds(), t.GetServiceId()) || !in(req.GetNodeIds(), t.GetNodeId()) {
 		return false
 	}
 	if ds := req.GetDesiredStates(); len(ds) > 0 && !slices.Contains(ds, t.GetDesiredState()) {
@@ -134,7 +134,7 @@ func (s *Server) WatchTasks(req *pb.WatchTasksRequest, stream pb.Control_WatchTa
 		}
 	}
 	want := func(t *pb.Task) bool {
-		return len(req.GetServiceIds()) == 0 || anyOf(req.GetServiceIds(), func(id string) bool { return id == t.GetServiceId() })
+		return !isAttachment(t) && (len(req.GetServiceIds()) == 0 || anyOf(req.GetServiceIds(), func(id string) bool { return id == t.GetServiceId() }))
 	}
 	var first []*pb.Task
 	w, err := s.st.ViewAndWatch(ctx, func(tx store.ReadTx) {
@@ -150,7 +150,9 @@ func (s *Server) WatchTasks(req *pb.WatchTasksRequest, stream pb.Control_WatchTa
 		for _, by := range sel {
 			ts, _ := tx.FindTasks(by)
 			for _, t := range ts {
-				first = append(first, publicTask(t))
+				if !isAttachment(t) {
+					first = append(first, publicTask(t))
+				}
 			}
 		}
 	}, store.Only[*pb.Task]())

@@ -79,6 +79,11 @@ type Dispatcher struct {
 
 	mu   sync.Mutex
 	term *term // nil unless Run runs
+
+	// attachMu makes AttachNetwork's read-then-create one at a time, so
+	// an agent's retry racing its first call finds that call's attachment.
+	// Its write skips the batch window: a container waits on it to start.
+	attachMu sync.Mutex
 }
 
 // term is one run of Run: the leader's sessions and its write queue.

@@ -8,6 +8,13 @@
 // UpdateTaskStatus applies the agents' task states, many agents' reports in
 // one store write, and never moves a state backwards.
 //
+// AttachNetwork and DetachNetwork put a node's standalone containers
+// (berth-agent run --network) on attachable networks: an attachment task
+// of no service on the caller's node, which the address allocator gives
+// its addresses and moves to ASSIGNED, and which then travels like a task
+// (to its node) and like a one-task dnsrr service named after the
+// container (to every node on its networks, for DNS and peers).
+//
 // The caller's node comes from its verified certificate (Config.Identify),
 // never from a request. An agent sees only its own tasks and only the
 // secrets and configs they reference. A task's registry password, sealed in the store,

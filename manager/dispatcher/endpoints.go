@@ -52,6 +52,10 @@ func publishesIngress(svc *pb.Service) bool {
 // add records t behind its service on each of the node's networks it has
 // an address on.
 func (e *endpoints) add(t *pb.Task) {
+	if t.GetSpec().GetAttachment() != nil && onNode(t) {
+		e.addAttachment(t)
+		return
+	}
 	if t.GetServiceId() == "" || !onNode(t) {
 		return
 	}
@@ -65,6 +69,25 @@ func (e *endpoints) add(t *pb.Task) {
 		}
 		ep.Tasks = append(ep.Tasks, &pb.EndpointTask{TaskId: t.GetId(), Name: dnsName(ep.GetServiceName(), t),
 			Address: a.GetAddresses()[0], NodeId: t.GetNodeId(), Ready: ready(t), NodeAddr: e.nodeAddr(t.GetNodeId())})
+	}
+}
+
+// addAttachment records a standalone container (an attachment task) as
+// an endpoint of its own on each of the node's networks it is on, so the
+// node's DNS answers its name and aliases: keyed by the task's ID, named
+// after the container, in DNSRR mode with that one task. It has no VIP
+// and publishes no ports, so load balancing and the routing mesh pass it
+// by.
+func (e *endpoints) addAttachment(t *pb.Task) {
+	name := t.GetSpec().GetAttachment().GetContainerId()
+	for _, a := range t.GetNetworks() {
+		if len(a.GetAddresses()) == 0 || e.nets[a.GetNetworkId()] == nil {
+			continue
+		}
+		e.out[t.GetId()+"/"+a.GetNetworkId()] = &pb.ServiceEndpoint{ServiceId: t.GetId(), ServiceName: name,
+			NetworkId: a.GetNetworkId(), Mode: pb.EndpointSpec_MODE_DNSRR, Aliases: slices.Clone(a.GetAliases()),
+			Tasks: []*pb.EndpointTask{{TaskId: t.GetId(), Name: name, Address: a.GetAddresses()[0], NodeId: t.GetNodeId(),
+				Ready: ready(t), NodeAddr: e.nodeAddr(t.GetNodeId())}}}
 	}
 }
 

@@ -51,7 +51,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	st.View(func(tx store.ReadTx) {
 		ts, _ := tx.FindTasks(store.All)
 		for _, t := range ts {
-			tasks[t.GetStatus().GetState()]++
+			if t.GetSpec().GetAttachment() == nil { // a standalone container's, not a task to count
+				tasks[t.GetStatus().GetState()]++
+			}
 		}
 		ns, _ := tx.FindNodes(store.All)
 		for _, n := range ns {

@@ -21,15 +21,24 @@ func task(id string, state pb.TaskState) *pb.Task {
 	return &pb.Task{Id: id, ServiceId: "s1", Slot: 1, DesiredState: pb.TaskState_TASK_STATE_RUNNING, Status: &pb.TaskStatus{State: state}}
 }
 
+// attachment is a standalone container's network attachment: no service's
+// task, so no metric of tasks counts it.
+func attachment(id string, state pb.TaskState) *pb.Task {
+	return &pb.Task{Id: id, NodeId: "n1", DesiredState: pb.TaskState_TASK_STATE_RUNNING, Status: &pb.TaskStatus{State: state},
+		Spec: &pb.TaskSpec{Attachment: &pb.NetworkAttachmentSpec{ContainerId: id}}}
+}
+
 // TestManagerMetricsFromTheStore: tasks and nodes by state are the
 // store's; a task assigned 2 s and running 5 s after its creation is
-// timed so; the hooks count.
+// timed so; the hooks count. Standalone containers' attachments are not
+// tasks to count or time.
 func TestManagerMetricsFromTheStore(t *testing.T) {
 	created := time.Unix(1000, 0)
 	st := store.New(nil, store.WithClock(func() time.Time { return created }))
 	ctx := t.Context()
 	err := st.Update(ctx, func(tx store.Tx) error {
-		for _, tk := range []*pb.Task{task("t1", pb.TaskState_TASK_STATE_PENDING), task("t2", pb.TaskState_TASK_STATE_RUNNING)} {
+		for _, tk := range []*pb.Task{task("t1", pb.TaskState_TASK_STATE_PENDING), task("t2", pb.TaskState_TASK_STATE_RUNNING),
+			attachment("a1", pb.TaskState_TASK_STATE_RUNNING), attachment("a2", pb.TaskState_TASK_STATE_PENDING)} {
 			if err := tx.CreateTask(tk); err != nil {
 				return err
 			}
@@ -61,9 +70,14 @@ func TestManagerMetricsFromTheStore(t *testing.T) {
 		after time.Duration
 	}{{pb.TaskState_TASK_STATE_ASSIGNED, 2 * time.Second}, {pb.TaskState_TASK_STATE_RUNNING, 5 * time.Second}} {
 		err := st.Update(ctx, func(tx store.Tx) error {
-			tk := proto.Clone(tx.GetTask("t1")).(*pb.Task) // store objects are immutable
-			tk.Status = &pb.TaskStatus{State: step.state, Timestamp: timestamppb.New(created.Add(step.after))}
-			return tx.UpdateTask(tk)
+			for _, id := range []string{"t1", "a2"} {
+				tk := proto.Clone(tx.GetTask(id)).(*pb.Task) // store objects are immutable
+				tk.Status = &pb.TaskStatus{State: step.state, Timestamp: timestamppb.New(created.Add(step.after))}
+				if err := tx.UpdateTask(tk); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -46,8 +46,8 @@ func watchTasks(ctx context.Context, st *store.MemoryStore) (*store.Watcher, err
 // running, from its creation.
 func (m *Metrics) observe(e store.Event) {
 	t, ok := e.Object.(*pb.Task)
-	if !ok || e.Kind == store.EventDelete {
-		return
+	if !ok || e.Kind == store.EventDelete || t.GetSpec().GetAttachment() != nil {
+		return // attachments are never scheduled nor run a container
 	}
 	var was pb.TaskState
 	if old, ok := e.Old.(*pb.Task); ok {

@@ -25,9 +25,6 @@ func NetworkSpec(s *pb.NetworkSpec) error {
 		return err
 	}
 	// Not built yet: refused rather than stored with no effect.
-	if s.GetAttachable() {
-		return fieldErr("attachable", "standalone containers cannot join networks yet", "services join with --network; create it without --attachable")
-	}
 	if s.GetInternal() {
 		return fieldErr("internal", "networks without outside access are not built yet", "create it without internal")
 	}

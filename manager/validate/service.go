@@ -74,8 +74,14 @@ func ServiceSpec(s *pb.ServiceSpec) error {
 	if err := endpoint(s.GetEndpoint()); err != nil {
 		return err
 	}
+	return networkAttachments(s.GetNetworks())
+}
+
+// networkAttachments checks the networks a service or a standalone
+// container joins: each named once, aliases DNS names.
+func networkAttachments(nets []*pb.NetworkAttachment) error {
 	seen := map[string]bool{}
-	for i, n := range s.GetNetworks() {
+	for i, n := range nets {
 		if n.GetTarget() == "" {
 			return fieldErr(fmt.Sprintf("networks[%d]", i), "network is empty", "name a network created with `berth network create`")
 		}

@@ -1,7 +1,9 @@
 // Package allocator is the leader's address loop: it gives every service
 // a virtual IP on each network it joins and every new task an address on
 // each, before the assign loop may place the task, and it frees them when
-// tasks end or services go. Its state lives in the store (Network.subnet,
+// tasks end or services go. A standalone container's attachment task
+// (TaskSpec.attachment) gets an address on each network it names and is
+// assigned to the node that asked for it. Its state lives in the store (Network.subnet,
 // Service.endpoint.virtual_ips, Task.networks); the in-memory IPAM is
 // rebuilt from it each term, so no address is given twice across leader
 // changes and restarts.

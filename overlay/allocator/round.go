@@ -19,6 +19,10 @@ import (
 	"berth/store"
 )
 
+// NoAddresses starts the status error of a task the allocator cannot give
+// its addresses ("cannot allocate addresses: ...").
+const NoAddresses = "cannot allocate addresses"
+
 // pendingMessage is the status message of a task the allocator gave its
 // addresses, as the orchestrator writes it on a new task.
 const pendingMessage = "pending task scheduling"
@@ -48,7 +52,9 @@ func (a *Allocator) round(ctx context.Context, st *state) error {
 		}
 	}
 	for _, t := range st.oldestFirst() {
-		if err, ok := ready[t.GetServiceId()]; ok {
+		if t.GetSpec().GetAttachment() != nil {
+			st.planAttachment(p, t, a.now())
+		} else if err, ok := ready[t.GetServiceId()]; ok {
 			st.planTask(p, t, err, a.now())
 		}
 	}
@@ -190,12 +196,7 @@ func (s *state) planTask(p *plan, t *pb.Task, svcErr error, now time.Time) {
 	}
 	t = proto.Clone(t).(*pb.Task)
 	if err != nil {
-		s.releaseAll(t.GetId())
-		reason := fmt.Sprintf("cannot allocate addresses: %v", err)
-		if t.GetStatus().GetErr() != reason {
-			t.Status = &pb.TaskStatus{State: pb.TaskState_TASK_STATE_PENDING, Timestamp: timestamppb.New(now), Message: reason, Err: reason}
-			p.failed = append(p.failed, t)
-		}
+		s.fail(p, t, err, now)
 		return
 	}
 	t.Networks = atts
@@ -204,6 +205,17 @@ func (s *state) planTask(p *plan, t *pb.Task, svcErr error, now time.Time) {
 		t.Status = &pb.TaskStatus{State: pb.TaskState_TASK_STATE_PENDING, Timestamp: timestamppb.New(now), Message: pendingMessage}
 	}
 	p.tasks = append(p.tasks, t)
+}
+
+// fail releases what t got this round and plans writing why it has no
+// addresses; the task stays pending.
+func (s *state) fail(p *plan, t *pb.Task, err error, now time.Time) {
+	s.releaseAll(t.GetId())
+	reason := fmt.Sprintf("%s: %v", NoAddresses, err)
+	if t.GetStatus().GetErr() != reason {
+		t.Status = &pb.TaskStatus{State: pb.TaskState_TASK_STATE_PENDING, Timestamp: timestamppb.New(now), Message: reason, Err: reason}
+		p.failed = append(p.failed, t)
+	}
 }
 
 // aliases are the names svc's attachment to netID declares.

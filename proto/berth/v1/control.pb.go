@@ -1376,8 +1376,12 @@ func (x *GetNetworkRequest) GetNetworkId() string {
 }
 
 type GetNetworkResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Network *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	// attachments are the standalone containers on the network (berth-agent
+	// run --network): their live attachment tasks, each with the
+	// container's name (spec.attachment.container_id), node and addresses.
+	Attachments   []*Task `protobuf:"bytes,510,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1415,6 +1419,13 @@ func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
 func (x *GetNetworkResponse) GetNetwork() *Network {
 	if x != nil {
 		return x.Network
+	}
+	return nil
+}
+
+func (x *GetNetworkResponse) GetAttachments() []*Task {
+	if x != nil {
+		return x.Attachments
 	}
 	return nil
 }
@@ -3761,9 +3772,10 @@ const file_berth_v1_control_proto_rawDesc = "" +
 	"\anetwork\x18\x01 \x01(\v2\x11.berth.v1.NetworkR\anetwork\"2\n" +
 	"\x11GetNetworkRequest\x12\x1d\n" +
 	"\n" +
-	"network_id\x18\x01 \x01(\tR\tnetworkId\"A\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\"t\n" +
 	"\x12GetNetworkResponse\x12+\n" +
-	"\anetwork\x18\x01 \x01(\v2\x11.berth.v1.NetworkR\anetwork\"f\n" +
+	"\anetwork\x18\x01 \x01(\v2\x11.berth.v1.NetworkR\anetwork\x121\n" +
+	"\vattachments\x18\xfe\x03 \x03(\v2\x0e.berth.v1.TaskR\vattachments\"f\n" +
 	"\x13ListNetworksRequest\x12/\n" +
 	"\afilters\x18\x01 \x01(\v2\x15.berth.v1.ListFiltersR\afilters\x12\x1e\n" +
 	"\n" +
@@ -4079,99 +4091,100 @@ var file_berth_v1_control_proto_depIdxs = []int32{
 	77, // 19: berth.v1.CreateNetworkRequest.spec:type_name -> berth.v1.NetworkSpec
 	78, // 20: berth.v1.CreateNetworkResponse.network:type_name -> berth.v1.Network
 	78, // 21: berth.v1.GetNetworkResponse.network:type_name -> berth.v1.Network
-	5,  // 22: berth.v1.ListNetworksRequest.filters:type_name -> berth.v1.ListFilters
-	78, // 23: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
-	79, // 24: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
-	80, // 25: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
-	80, // 26: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
-	5,  // 27: berth.v1.ListSecretsRequest.filters:type_name -> berth.v1.ListFilters
-	80, // 28: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
-	81, // 29: berth.v1.CreateConfigRequest.spec:type_name -> berth.v1.ConfigSpec
-	82, // 30: berth.v1.CreateConfigResponse.config:type_name -> berth.v1.Config
-	82, // 31: berth.v1.GetConfigResponse.config:type_name -> berth.v1.Config
-	5,  // 32: berth.v1.ListConfigsRequest.filters:type_name -> berth.v1.ListFilters
-	82, // 33: berth.v1.ListConfigsResponse.configs:type_name -> berth.v1.Config
-	83, // 34: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
-	84, // 35: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
-	85, // 36: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
-	83, // 37: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
-	75, // 38: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
-	72, // 39: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
-	0,  // 40: berth.v1.LogMessage.stream:type_name -> berth.v1.LogMessage.Stream
-	59, // 41: berth.v1.ExecStart.size:type_name -> berth.v1.WindowSize
-	58, // 42: berth.v1.ExecInput.start:type_name -> berth.v1.ExecStart
-	59, // 43: berth.v1.ExecInput.resize:type_name -> berth.v1.WindowSize
-	62, // 44: berth.v1.ExecOutput.started:type_name -> berth.v1.ExecStarted
-	63, // 45: berth.v1.ExecOutput.error:type_name -> berth.v1.ExecError
-	66, // 46: berth.v1.EventsMessage.event:type_name -> berth.v1.Event
-	68, // 47: berth.v1.Event.attributes:type_name -> berth.v1.Event.AttributesEntry
-	1,  // 48: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
-	3,  // 49: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
-	6,  // 50: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
-	8,  // 51: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
-	10, // 52: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
-	12, // 53: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
-	14, // 54: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
-	16, // 55: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
-	18, // 56: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
-	20, // 57: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
-	22, // 58: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
-	24, // 59: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
-	26, // 60: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
-	28, // 61: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
-	30, // 62: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
-	32, // 63: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
-	34, // 64: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
-	36, // 65: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
-	38, // 66: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
-	40, // 67: berth.v1.Control.CreateConfig:input_type -> berth.v1.CreateConfigRequest
-	42, // 68: berth.v1.Control.GetConfig:input_type -> berth.v1.GetConfigRequest
-	44, // 69: berth.v1.Control.ListConfigs:input_type -> berth.v1.ListConfigsRequest
-	46, // 70: berth.v1.Control.RemoveConfig:input_type -> berth.v1.RemoveConfigRequest
-	48, // 71: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
-	50, // 72: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
-	52, // 73: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
-	54, // 74: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
-	56, // 75: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
-	86, // 76: berth.v1.Control.Stats:input_type -> berth.v1.StatsRequest
-	60, // 77: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
-	64, // 78: berth.v1.Control.Events:input_type -> berth.v1.EventsRequest
-	2,  // 79: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
-	4,  // 80: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
-	7,  // 81: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
-	9,  // 82: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
-	11, // 83: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
-	13, // 84: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
-	15, // 85: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
-	17, // 86: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
-	19, // 87: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
-	21, // 88: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
-	23, // 89: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
-	25, // 90: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
-	27, // 91: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
-	29, // 92: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
-	31, // 93: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
-	33, // 94: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
-	35, // 95: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
-	37, // 96: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
-	39, // 97: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
-	41, // 98: berth.v1.Control.CreateConfig:output_type -> berth.v1.CreateConfigResponse
-	43, // 99: berth.v1.Control.GetConfig:output_type -> berth.v1.GetConfigResponse
-	45, // 100: berth.v1.Control.ListConfigs:output_type -> berth.v1.ListConfigsResponse
-	47, // 101: berth.v1.Control.RemoveConfig:output_type -> berth.v1.RemoveConfigResponse
-	49, // 102: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
-	51, // 103: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
-	53, // 104: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
-	55, // 105: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
-	57, // 106: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
-	87, // 107: berth.v1.Control.Stats:output_type -> berth.v1.StatsMessage
-	61, // 108: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
-	65, // 109: berth.v1.Control.Events:output_type -> berth.v1.EventsMessage
-	79, // [79:110] is the sub-list for method output_type
-	48, // [48:79] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	72, // 22: berth.v1.GetNetworkResponse.attachments:type_name -> berth.v1.Task
+	5,  // 23: berth.v1.ListNetworksRequest.filters:type_name -> berth.v1.ListFilters
+	78, // 24: berth.v1.ListNetworksResponse.networks:type_name -> berth.v1.Network
+	79, // 25: berth.v1.CreateSecretRequest.spec:type_name -> berth.v1.SecretSpec
+	80, // 26: berth.v1.CreateSecretResponse.secret:type_name -> berth.v1.Secret
+	80, // 27: berth.v1.GetSecretResponse.secret:type_name -> berth.v1.Secret
+	5,  // 28: berth.v1.ListSecretsRequest.filters:type_name -> berth.v1.ListFilters
+	80, // 29: berth.v1.ListSecretsResponse.secrets:type_name -> berth.v1.Secret
+	81, // 30: berth.v1.CreateConfigRequest.spec:type_name -> berth.v1.ConfigSpec
+	82, // 31: berth.v1.CreateConfigResponse.config:type_name -> berth.v1.Config
+	82, // 32: berth.v1.GetConfigResponse.config:type_name -> berth.v1.Config
+	5,  // 33: berth.v1.ListConfigsRequest.filters:type_name -> berth.v1.ListFilters
+	82, // 34: berth.v1.ListConfigsResponse.configs:type_name -> berth.v1.Config
+	83, // 35: berth.v1.GetClusterResponse.cluster:type_name -> berth.v1.Cluster
+	84, // 36: berth.v1.GetClusterResponse.members:type_name -> berth.v1.RaftMember
+	85, // 37: berth.v1.UpdateClusterRequest.spec:type_name -> berth.v1.ClusterSpec
+	83, // 38: berth.v1.UpdateClusterResponse.cluster:type_name -> berth.v1.Cluster
+	75, // 39: berth.v1.GetJoinTokenRequest.role:type_name -> berth.v1.NodeSpec.Role
+	72, // 40: berth.v1.WatchTasksResponse.tasks:type_name -> berth.v1.Task
+	0,  // 41: berth.v1.LogMessage.stream:type_name -> berth.v1.LogMessage.Stream
+	59, // 42: berth.v1.ExecStart.size:type_name -> berth.v1.WindowSize
+	58, // 43: berth.v1.ExecInput.start:type_name -> berth.v1.ExecStart
+	59, // 44: berth.v1.ExecInput.resize:type_name -> berth.v1.WindowSize
+	62, // 45: berth.v1.ExecOutput.started:type_name -> berth.v1.ExecStarted
+	63, // 46: berth.v1.ExecOutput.error:type_name -> berth.v1.ExecError
+	66, // 47: berth.v1.EventsMessage.event:type_name -> berth.v1.Event
+	68, // 48: berth.v1.Event.attributes:type_name -> berth.v1.Event.AttributesEntry
+	1,  // 49: berth.v1.Control.CreateService:input_type -> berth.v1.CreateServiceRequest
+	3,  // 50: berth.v1.Control.GetService:input_type -> berth.v1.GetServiceRequest
+	6,  // 51: berth.v1.Control.ListServices:input_type -> berth.v1.ListServicesRequest
+	8,  // 52: berth.v1.Control.UpdateService:input_type -> berth.v1.UpdateServiceRequest
+	10, // 53: berth.v1.Control.RemoveService:input_type -> berth.v1.RemoveServiceRequest
+	12, // 54: berth.v1.Control.GetTask:input_type -> berth.v1.GetTaskRequest
+	14, // 55: berth.v1.Control.ListTasks:input_type -> berth.v1.ListTasksRequest
+	16, // 56: berth.v1.Control.GetNode:input_type -> berth.v1.GetNodeRequest
+	18, // 57: berth.v1.Control.ListNodes:input_type -> berth.v1.ListNodesRequest
+	20, // 58: berth.v1.Control.UpdateNode:input_type -> berth.v1.UpdateNodeRequest
+	22, // 59: berth.v1.Control.RemoveNode:input_type -> berth.v1.RemoveNodeRequest
+	24, // 60: berth.v1.Control.CreateNetwork:input_type -> berth.v1.CreateNetworkRequest
+	26, // 61: berth.v1.Control.GetNetwork:input_type -> berth.v1.GetNetworkRequest
+	28, // 62: berth.v1.Control.ListNetworks:input_type -> berth.v1.ListNetworksRequest
+	30, // 63: berth.v1.Control.RemoveNetwork:input_type -> berth.v1.RemoveNetworkRequest
+	32, // 64: berth.v1.Control.CreateSecret:input_type -> berth.v1.CreateSecretRequest
+	34, // 65: berth.v1.Control.GetSecret:input_type -> berth.v1.GetSecretRequest
+	36, // 66: berth.v1.Control.ListSecrets:input_type -> berth.v1.ListSecretsRequest
+	38, // 67: berth.v1.Control.RemoveSecret:input_type -> berth.v1.RemoveSecretRequest
+	40, // 68: berth.v1.Control.CreateConfig:input_type -> berth.v1.CreateConfigRequest
+	42, // 69: berth.v1.Control.GetConfig:input_type -> berth.v1.GetConfigRequest
+	44, // 70: berth.v1.Control.ListConfigs:input_type -> berth.v1.ListConfigsRequest
+	46, // 71: berth.v1.Control.RemoveConfig:input_type -> berth.v1.RemoveConfigRequest
+	48, // 72: berth.v1.Control.GetCluster:input_type -> berth.v1.GetClusterRequest
+	50, // 73: berth.v1.Control.UpdateCluster:input_type -> berth.v1.UpdateClusterRequest
+	52, // 74: berth.v1.Control.GetJoinToken:input_type -> berth.v1.GetJoinTokenRequest
+	54, // 75: berth.v1.Control.WatchTasks:input_type -> berth.v1.WatchTasksRequest
+	56, // 76: berth.v1.Control.ServiceLogs:input_type -> berth.v1.ServiceLogsRequest
+	86, // 77: berth.v1.Control.Stats:input_type -> berth.v1.StatsRequest
+	60, // 78: berth.v1.Control.Exec:input_type -> berth.v1.ExecInput
+	64, // 79: berth.v1.Control.Events:input_type -> berth.v1.EventsRequest
+	2,  // 80: berth.v1.Control.CreateService:output_type -> berth.v1.CreateServiceResponse
+	4,  // 81: berth.v1.Control.GetService:output_type -> berth.v1.GetServiceResponse
+	7,  // 82: berth.v1.Control.ListServices:output_type -> berth.v1.ListServicesResponse
+	9,  // 83: berth.v1.Control.UpdateService:output_type -> berth.v1.UpdateServiceResponse
+	11, // 84: berth.v1.Control.RemoveService:output_type -> berth.v1.RemoveServiceResponse
+	13, // 85: berth.v1.Control.GetTask:output_type -> berth.v1.GetTaskResponse
+	15, // 86: berth.v1.Control.ListTasks:output_type -> berth.v1.ListTasksResponse
+	17, // 87: berth.v1.Control.GetNode:output_type -> berth.v1.GetNodeResponse
+	19, // 88: berth.v1.Control.ListNodes:output_type -> berth.v1.ListNodesResponse
+	21, // 89: berth.v1.Control.UpdateNode:output_type -> berth.v1.UpdateNodeResponse
+	23, // 90: berth.v1.Control.RemoveNode:output_type -> berth.v1.RemoveNodeResponse
+	25, // 91: berth.v1.Control.CreateNetwork:output_type -> berth.v1.CreateNetworkResponse
+	27, // 92: berth.v1.Control.GetNetwork:output_type -> berth.v1.GetNetworkResponse
+	29, // 93: berth.v1.Control.ListNetworks:output_type -> berth.v1.ListNetworksResponse
+	31, // 94: berth.v1.Control.RemoveNetwork:output_type -> berth.v1.RemoveNetworkResponse
+	33, // 95: berth.v1.Control.CreateSecret:output_type -> berth.v1.CreateSecretResponse
+	35, // 96: berth.v1.Control.GetSecret:output_type -> berth.v1.GetSecretResponse
+	37, // 97: berth.v1.Control.ListSecrets:output_type -> berth.v1.ListSecretsResponse
+	39, // 98: berth.v1.Control.RemoveSecret:output_type -> berth.v1.RemoveSecretResponse
+	41, // 99: berth.v1.Control.CreateConfig:output_type -> berth.v1.CreateConfigResponse
+	43, // 100: berth.v1.Control.GetConfig:output_type -> berth.v1.GetConfigResponse
+	45, // 101: berth.v1.Control.ListConfigs:output_type -> berth.v1.ListConfigsResponse
+	47, // 102: berth.v1.Control.RemoveConfig:output_type -> berth.v1.RemoveConfigResponse
+	49, // 103: berth.v1.Control.GetCluster:output_type -> berth.v1.GetClusterResponse
+	51, // 104: berth.v1.Control.UpdateCluster:output_type -> berth.v1.UpdateClusterResponse
+	53, // 105: berth.v1.Control.GetJoinToken:output_type -> berth.v1.GetJoinTokenResponse
+	55, // 106: berth.v1.Control.WatchTasks:output_type -> berth.v1.WatchTasksResponse
+	57, // 107: berth.v1.Control.ServiceLogs:output_type -> berth.v1.LogMessage
+	87, // 108: berth.v1.Control.Stats:output_type -> berth.v1.StatsMessage
+	61, // 109: berth.v1.Control.Exec:output_type -> berth.v1.ExecOutput
+	65, // 110: berth.v1.Control.Events:output_type -> berth.v1.EventsMessage
+	80, // [80:111] is the sub-list for method output_type
+	49, // [49:80] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_control_proto_init() }
