@@ -8,10 +8,13 @@ import pb "berth/proto/berth/v1"
 // so nothing replaces them; the orchestrator only ends what its node can
 // no longer hold, and clears away what ended:
 //
-//   - one whose node is down is stopped (desired shutdown), as a service's
-//     task there is: its agent ends it when the node comes back (the
-//     container can ask for a new one). A drained node keeps them: drain
-//     moves service tasks, and standalone containers stay, as in Docker;
+//   - one whose node is down is kept, as swarmkit keeps them: unlike a
+//     service's task, nothing can replace it elsewhere, and a container
+//     that outlives its agent's restart (or a short partition) keeps its
+//     address and names. The dispatcher takes it out of DNS while its node
+//     is down (endpoints.addAttachment). A drained node keeps them too:
+//     drain moves service tasks, and standalone containers stay, as in
+//     Docker;
 //   - one whose node was removed, or that never got its addresses and is
 //     no longer wanted, or that ended (complete, failed, ...), is deleted:
 //     an attachment keeps no history, and its addresses are freed with it;
@@ -27,8 +30,6 @@ func decideAttachments(u unit, tasks []*pb.Task, node func(string) *pb.Node) pla
 			if neverAssigned(t) {
 				p.remove = append(p.remove, t)
 			}
-		case node(t.GetNodeId()).GetStatus().GetState() == pb.NodeStatus_STATE_DOWN:
-			p.stop = append(p.stop, t)
 		}
 	}
 	return p

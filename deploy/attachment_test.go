@@ -24,8 +24,8 @@ func (e *env) task(id string) (t *pb.Task) {
 }
 
 // The orchestrator leaves live attachments alone (no service wants them,
-// and none replaces them), deletes those that ended, stops those of a down
-// node and deletes those of a removed node; a drained node keeps them.
+// and none replaces them), deletes those that ended and those of a
+// removed node; a down or drained node keeps them.
 func TestOrchestratorAndAttachments(t *testing.T) {
 	e := newEnv(t, 5)
 	for _, n := range []string{"n1", "n2", "n3"} {
@@ -49,9 +49,8 @@ func TestOrchestratorAndAttachments(t *testing.T) {
 
 	await.True(t, wait, func() bool { return e.task("ended") == nil }, "the ended attachment is not deleted")
 	await.True(t, wait, func() bool { return e.task("gone") == nil }, "the removed node's attachment is not deleted")
-	await.True(t, wait, func() bool { return e.task("down").GetDesiredState() == shutdown }, "the down node's attachment is not stopped")
 	e.barrier()
-	for _, id := range []string{"waiting", "wired"} {
+	for _, id := range []string{"waiting", "wired", "down"} {
 		if tk := e.task(id); tk == nil || tk.GetDesiredState() != running {
 			t.Errorf("attachment %s: %v; want it left alone, desired running", id, tk)
 		}
@@ -63,6 +62,6 @@ func TestOrchestratorAndAttachments(t *testing.T) {
 	}
 	// Once the down node's agent reports it ended, it goes.
 	e.setNodeState("n2", pb.NodeStatus_STATE_READY)
-	e.setStatus("down", shutdown, "")
+	e.setStatus("down", pb.TaskState_TASK_STATE_COMPLETE, "")
 	await.True(t, wait, func() bool { return e.task("down") == nil }, "the stopped attachment is not deleted")
 }

@@ -318,6 +318,22 @@ func TestAttachmentPeersAndEndpoints(t *testing.T) {
 	n2.await("the endpoint ready", endpointOf(id, att, true))
 	n1.await("its own endpoint ready", endpointOf(id, att, true))
 
+	// Its node down: the attachment stays (nothing replaces it) but leaves
+	// DNS until the node is back.
+	setNodeState := func(st pb.NodeStatus_State) {
+		h.update(func(tx store.Tx) error {
+			n := proto.Clone(tx.GetNode("n1")).(*pb.Node)
+			n.Status = &pb.NodeStatus{State: st}
+			return tx.UpdateNode(n)
+		})
+	}
+	n2.all = nil // only what comes from now on
+	setNodeState(pb.NodeStatus_STATE_DOWN)
+	n2.await("the endpoint not ready while its node is down", endpointOf(id, att, false))
+	n2.all = nil
+	setNodeState(pb.NodeStatus_STATE_READY)
+	n2.await("the endpoint ready again", endpointOf(id, att, true))
+
 	if err := h.detach("n1", id); err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,9 @@ func (e *endpoints) add(t *pb.Task) {
 // node's DNS answers its name and aliases: keyed by the task's ID, named
 // after the container, in DNSRR mode with that one task. It has no VIP
 // and publishes no ports, so load balancing and the routing mesh pass it
-// by.
+// by. While its node is down it is kept (nothing could replace it, and
+// its container may well outlive an agent's restart) but not ready: its
+// name leaves DNS until the node is back.
 func (e *endpoints) addAttachment(t *pb.Task) {
 	name := t.GetSpec().GetAttachment().GetContainerId()
 	for _, a := range t.GetNetworks() {
@@ -87,8 +89,13 @@ func (e *endpoints) addAttachment(t *pb.Task) {
 		e.out[t.GetId()+"/"+a.GetNetworkId()] = &pb.ServiceEndpoint{ServiceId: t.GetId(), ServiceName: name,
 			NetworkId: a.GetNetworkId(), Mode: pb.EndpointSpec_MODE_DNSRR, Aliases: slices.Clone(a.GetAliases()),
 			Tasks: []*pb.EndpointTask{{TaskId: t.GetId(), Name: name, Address: a.GetAddresses()[0], NodeId: t.GetNodeId(),
-				Ready: ready(t), NodeAddr: e.nodeAddr(t.GetNodeId())}}}
+				Ready: ready(t) && !e.down(t.GetNodeId()), NodeAddr: e.nodeAddr(t.GetNodeId())}}}
 	}
+}
+
+// down says whether node id is down.
+func (e *endpoints) down(id string) bool {
+	return e.tx.GetNode(id).GetStatus().GetState() == pb.NodeStatus_STATE_DOWN
 }
 
 // endpoint returns the entry of service id on a's network, making it on

@@ -164,8 +164,8 @@ func (s *session) run(ctx context.Context) error {
 
 // filter passes the events a session may act on: its node's tasks (also
 // those moved away), tasks on networks, services (for their endpoints),
-// secret updates and changes to its own Node (removal, or a new desired
-// role).
+// secret updates, changes to its own Node (removal, or a new desired
+// role) and other nodes going down or coming back.
 func (s *session) filter(e store.Event) bool {
 	switch o := e.Object.(type) {
 	case *pb.Task:
@@ -177,9 +177,20 @@ func (s *session) filter(e store.Event) bool {
 	case *pb.Service:
 		return true // names, VIPs and ports of endpoints
 	case *pb.Node:
-		return o.GetId() == s.node && (e.Kind == store.EventDelete || e.Kind == store.EventUpdate)
+		if o.GetId() != s.node {
+			// Another node going down or coming back: its standalone
+			// containers leave or rejoin DNS (endpoints.addAttachment).
+			old, _ := e.Old.(*pb.Node)
+			return e.Kind == store.EventUpdate && nodeDown(old) != nodeDown(o)
+		}
+		return e.Kind == store.EventDelete || e.Kind == store.EventUpdate
 	}
 	return false
+}
+
+// nodeDown says whether n is known and down.
+func nodeDown(n *pb.Node) bool {
+	return n.GetStatus().GetState() == pb.NodeStatus_STATE_DOWN
 }
 
 // follow sends the watched changes, coalesced over BatchWindow, and the
@@ -242,6 +253,10 @@ func (s *session) note(e store.Event, dirty map[string]*pb.Task) bool {
 	case *pb.Service:
 		dirty[""] = nil // endpoints are recomputed on every send
 	case *pb.Node:
+		if o.GetId() != s.node {
+			dirty[""] = nil // endpoints are recomputed on every send
+			return true
+		}
 		if e.Kind == store.EventDelete {
 			return false
 		}
