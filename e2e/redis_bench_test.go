@@ -46,10 +46,10 @@ import (
 // rotating order. Each figure is a median; each ratio the median of its
 // rounds' ratios, with the lowest and highest round for berth's. On a
 // busy machine rounds a second apart differ by more than what is
-// measured, so each round also runs berth, the host and DNAT by hand at
-// the same time (together-…): whatever else runs then slows them alike,
-// and the clients split CPU 0 and the servers CPU 1, so the ratios are
-// those of what a request costs on each path.
+// measured, so each round also runs the four at the same time
+// (together-…): whatever else runs then slows them alike, and the
+// clients split CPU 0 and the servers CPU 1, so the ratios are those of
+// what a request costs on each path.
 func BenchmarkRedisPublished(b *testing.B) {
 	for _, tool := range []string{"redis-server", "redis-benchmark", "nft", "ip", "unshare"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -90,10 +90,7 @@ func BenchmarkRedisPublished(b *testing.B) {
 	sameCPUShare(b, byHand, ctr, "dnat")
 	widenPorts(b, client)
 	node := a1.Host.Addr.String()
-	servers := []struct {
-		name string
-		addr [2]string
-	}{
+	servers := []redisServer{
 		{"berth", [2]string{node, "6379"}}, {"host", [2]string{node, "6380"}},
 		{"berth-no-seccomp", [2]string{node, "6381"}}, {"dnat-by-hand", [2]string{yard.Addr.String(), "6382"}},
 	}
@@ -106,54 +103,78 @@ func BenchmarkRedisPublished(b *testing.B) {
 	b.Logf(noise)
 	for b.Loop() {
 		for _, k := range []struct{ name, keep, n string }{{"keepalive", "1", "10000"}, {"conn-per-req", "0", "3000"}} {
-			rps := make([][]float64, len(servers))
-			var p50 [2][]float64
-			ratios := map[string][]float64{}
-			for r := range redisRounds {
-				round := make([]redisResult, len(servers))
-				// The servers one at a time in a rotating order, and berth,
-				// the host and DNAT by hand at the same time.
-				for i := range len(servers) + 1 {
-					j := (i + r) % (len(servers) + 1)
-					if j == len(servers) {
-						got := redisTogether(b, client, [][2]string{servers[0].addr, servers[1].addr, servers[3].addr}, k.keep, k.n)
-						for _, q := range togetherRatios {
-							ratios[q.name] = append(ratios[q.name], got[q.num].rps/got[q.den].rps)
-						}
-						continue
-					}
-					res, err := redisBench(b, client, servers[j].addr, k.keep, k.n)
-					if err != nil {
-						b.Fatal(err)
-					}
-					round[j] = res
-					rps[j] = append(rps[j], res.rps)
-				}
-				for _, q := range redisRatios {
-					ratios[q.name] = append(ratios[q.name], round[q.num].rps/round[q.den].rps)
-				}
-				p50[0], p50[1] = append(p50[0], round[0].p50), append(p50[1], round[1].p50)
-			}
-			for i, s := range servers {
-				b.ReportMetric(median(rps[i]), k.name+"-"+s.name+"-GET/s")
-			}
-			for _, q := range redisRatios {
-				b.ReportMetric(median(ratios[q.name]), k.name+"-"+q.name)
-			}
-			for _, q := range togetherRatios {
-				b.ReportMetric(median(ratios[q.name]), k.name+"-"+q.name)
-			}
-			for _, q := range []string{"berth/host", "together-berth/host"} {
-				b.ReportMetric(slices.Min(ratios[q]), k.name+"-"+q+"-min")
-				b.ReportMetric(slices.Max(ratios[q]), k.name+"-"+q+"-max")
-			}
-			b.ReportMetric(median(p50[0]), k.name+"-berth-p50-ms")
-			b.ReportMetric(median(p50[1]), k.name+"-host-p50-ms")
-			b.Logf("%s GET/s, each server's rounds (berth, host, berth without seccomp, DNAT by hand): %.0f", k.name, rps)
-			b.Logf("%s berth/host by round: %.3f; at the same time: %.3f", k.name, ratios["berth/host"], ratios["together-berth/host"])
+			reportRedis(b, k.name, servers, measureRedis(b, client, servers, k.keep, k.n))
 		}
 	}
 	b.ReportMetric(loadAvg(b), "load-avg")
+}
+
+// redisServer is a redis-server the benchmark measures, at addr (host
+// and port).
+type redisServer struct {
+	name string
+	addr [2]string
+}
+
+// redisRuns are one kind of connection's results: each server's GET/s
+// and p50 by round, and each ratio by round.
+type redisRuns struct {
+	rps, p50 [][]float64
+	ratios   map[string][]float64
+}
+
+// measureRedis runs redisRounds rounds of redis-benchmark: the servers
+// one at a time in a rotating order, and all at the same time.
+func measureRedis(b *testing.B, client *testhost.Host, servers []redisServer, keep, n string) redisRuns {
+	runs := redisRuns{rps: make([][]float64, len(servers)), p50: make([][]float64, len(servers)), ratios: map[string][]float64{}}
+	var addrs [][2]string
+	for _, s := range servers {
+		addrs = append(addrs, s.addr)
+	}
+	for r := range redisRounds {
+		round := make([]redisResult, len(servers))
+		for i := range len(servers) + 1 {
+			j := (i + r) % (len(servers) + 1)
+			if j == len(servers) {
+				got := redisTogether(b, client, addrs, keep, n)
+				for _, q := range redisRatios {
+					runs.ratios["together-"+q.name] = append(runs.ratios["together-"+q.name], got[q.num].rps/got[q.den].rps)
+				}
+				continue
+			}
+			res, err := redisBench(b, client, servers[j].addr, keep, n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			round[j] = res
+			runs.rps[j], runs.p50[j] = append(runs.rps[j], res.rps), append(runs.p50[j], res.p50)
+		}
+		for _, q := range redisRatios {
+			runs.ratios[q.name] = append(runs.ratios[q.name], round[q.num].rps/round[q.den].rps)
+		}
+	}
+	return runs
+}
+
+// reportRedis reports one kind of connection's medians, berth's and the
+// host's p50, and the spread of berth over the host.
+func reportRedis(b *testing.B, kind string, servers []redisServer, runs redisRuns) {
+	for i, s := range servers {
+		b.ReportMetric(median(runs.rps[i]), kind+"-"+s.name+"-GET/s")
+	}
+	for _, q := range redisRatios {
+		b.ReportMetric(median(runs.ratios[q.name]), kind+"-"+q.name)
+		b.ReportMetric(median(runs.ratios["together-"+q.name]), kind+"-together-"+q.name)
+	}
+	for _, q := range []string{"berth/host", "together-berth/host", "together-no-seccomp/host"} {
+		b.ReportMetric(slices.Min(runs.ratios[q]), kind+"-"+q+"-min")
+		b.ReportMetric(slices.Max(runs.ratios[q]), kind+"-"+q+"-max")
+	}
+	b.ReportMetric(median(runs.p50[0]), kind+"-berth-p50-ms")
+	b.ReportMetric(median(runs.p50[1]), kind+"-host-p50-ms")
+	b.Logf("%s GET/s, each server's rounds (berth, host, berth without seccomp, DNAT by hand): %.0f", kind, runs.rps)
+	b.Logf("%s berth/host by round: %.3f; at the same time: %.3f (without seccomp %.3f)", kind,
+		runs.ratios["berth/host"], runs.ratios["together-berth/host"], runs.ratios["together-no-seccomp/host"])
 }
 
 // redisRatios are the ratios BenchmarkRedisPublished reports, as indexes
@@ -165,13 +186,6 @@ var redisRatios = []struct {
 	{"berth/host", 0, 1}, {"no-seccomp/host", 2, 1},
 	{"berth/dnat-by-hand", 0, 3}, {"no-seccomp/dnat-by-hand", 2, 3}, {"dnat-by-hand/host", 3, 1},
 }
-
-// togetherRatios are the ratios of the servers measured at the same
-// time: berth, the host and DNAT by hand.
-var togetherRatios = []struct {
-	name     string
-	num, den int
-}{{"together-berth/host", 0, 1}, {"together-berth/dnat-by-hand", 0, 2}, {"together-dnat-by-hand/host", 2, 1}}
 
 // redisRounds is how many times each redis-server is measured per kind
 // of connection.

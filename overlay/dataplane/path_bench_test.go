@@ -81,10 +81,9 @@ func BenchmarkTCPThroughput(b *testing.B) {
 	d1, d2 := newContainer(b), newContainer(b)
 	handBuilt(b, p1.mtu, [2]*testhost.Host{h3, h4}, [2]container{d1, d2})
 
-	berth := tcpPath{name: "berth-overlay", client: c1.ns(), server: c2.ns(), addr: e2.Addr.Addr().String()}
-	bridged := tcpPath{name: "bridged-by-hand", client: d1.ns(), server: d2.ns(), addr: "192.168.243.2"}
 	paths := []tcpPath{
-		berth, bridged,
+		{name: "berth-overlay", client: c1.ns(), server: c2.ns(), addr: e2.Addr.Addr().String()},
+		{name: "bridged-by-hand", client: d1.ns(), server: d2.ns(), addr: "192.168.243.2"},
 		{name: "vxlan-by-hand", client: h3.NetnsPath(), server: h4.NetnsPath(), addr: "192.168.242.2"},
 		{name: "underlay", client: h3.NetnsPath(), server: h4.NetnsPath(), addr: h4.Addr.String()},
 	}
@@ -93,49 +92,58 @@ func BenchmarkTCPThroughput(b *testing.B) {
 	var paired, vsVXLAN, together []float64
 	for b.Loop() {
 		for r := range throughputRounds {
-			round := make([]float64, len(paths))
-			// Four steps in a rotating order: berth's path and the bridged
-			// one back to back, the bare VXLAN pair, the underlay, and the
-			// two streams at once.
-			for s := range 4 {
-				switch (s + r) % 4 {
-				case 0:
-					pair := []int{0, 1}
-					if r%2 == 1 {
-						pair = []int{1, 0}
-					}
-					for _, k := range pair {
-						round[k] = iperf(b, paths[k])
-					}
-				case 1, 2:
-					k := (s+r)%4 + 1
-					round[k] = iperf(b, paths[k])
-				case 3:
-					g := iperfTogether(b, berth, bridged)
-					together = append(together, g[0]/g[1])
-				}
-			}
+			round, both := throughputRound(b, paths, r)
 			for k := range paths {
 				gbits[k] = append(gbits[k], round[k])
 			}
 			paired = append(paired, round[0]/round[1])
 			vsVXLAN = append(vsVXLAN, round[0]/round[2])
+			together = append(together, both)
 		}
 	}
 	for i, p := range paths {
 		b.ReportMetric(median(gbits[i]), p.name+"-Gbit/s")
 	}
 	b.ReportMetric(median(gbits[0])/median(gbits[1]), "medians-berth/bridged")
-	b.ReportMetric(median(paired), "berth/bridged-by-hand")
-	b.ReportMetric(slices.Min(paired), "berth/bridged-by-hand-min")
-	b.ReportMetric(slices.Max(paired), "berth/bridged-by-hand-max")
-	b.ReportMetric(median(together), "together-berth/bridged")
-	b.ReportMetric(slices.Min(together), "together-berth/bridged-min")
-	b.ReportMetric(slices.Max(together), "together-berth/bridged-max")
+	for _, f := range []struct {
+		name   string
+		ratios []float64
+	}{{"berth/bridged-by-hand", paired}, {"together-berth/bridged", together}} {
+		b.ReportMetric(median(f.ratios), f.name)
+		b.ReportMetric(slices.Min(f.ratios), f.name+"-min")
+		b.ReportMetric(slices.Max(f.ratios), f.name+"-max")
+	}
 	b.ReportMetric(median(vsVXLAN), "berth/vxlan-by-hand")
 	b.ReportMetric((loadBefore+loadAvg(b))/2, "load-avg")
 	b.Logf("Gbit/s by round (berth, bridged, vxlan, underlay): %.1f", gbits)
 	b.Logf("berth/bridged by round, back to back: %.3f; at the same time: %.3f", paired, together)
+}
+
+// throughputRound measures round r: the Gbit/s of each of paths (berth's,
+// the bridged one by hand, the VXLAN pair, the underlay), and berth's over
+// the bridged one's with both streams at once. Four steps in an order
+// rotating with r: berth's path and the bridged one back to back (which
+// first alternates), the VXLAN pair, the underlay, and the two at once.
+func throughputRound(b *testing.B, paths []tcpPath, r int) (gbits []float64, together float64) {
+	gbits = make([]float64, len(paths))
+	for s := range 4 {
+		switch step := (s + r) % 4; step {
+		case 0:
+			pair := []int{0, 1}
+			if r%2 == 1 {
+				pair = []int{1, 0}
+			}
+			for _, k := range pair {
+				gbits[k] = iperf(b, paths[k])
+			}
+		case 1, 2:
+			gbits[step+1] = iperf(b, paths[step+1])
+		case 3:
+			g := iperfTogether(b, paths[0], paths[1])
+			together = g[0] / g[1]
+		}
+	}
+	return gbits, together
 }
 
 // tcpPath is one path iperf3 measures: from the namespace at client to a

@@ -184,15 +184,26 @@ func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP, m *maps) error {
 			[]expr.Any{&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}})})
 		peers = append(append(peers, v.Addr), v.Backends...)
 	}
+	if err := addUntracked(c, in, out, peers, m); err != nil {
+		return err
+	}
+	m.dropUnused()
+	return nil
+}
+
+// addUntracked adds to the raw chains in (prerouting) and out (output)
+// the rules that exempt from connection tracking every flow but ICMP
+// whose other end is none of peers: the source coming in, the
+// destination going out.
+func addUntracked(c *nftables.Conn, in, out *nftables.Chain, peers []netip.Addr, m *maps) error {
 	slices.SortFunc(peers, netip.Addr.Compare)
 	set, err := m.addrSet("peers", slices.Compact(peers))
 	if err != nil {
 		return err
 	}
-	// The other end's address: the source coming in, the destination out.
-	c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: slices.Concat(notICMP(), notIn(set, 12), []expr.Any{&expr.Notrack{}})})
-	c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: slices.Concat(notICMP(), notIn(set, 16), []expr.Any{&expr.Notrack{}})})
-	m.dropUnused()
+	untracked := []expr.Any{&expr.Notrack{}}
+	c.AddRule(&nftables.Rule{Table: in.Table, Chain: in, Exprs: slices.Concat(notICMP(), notIn(set, 12), untracked)})
+	c.AddRule(&nftables.Rule{Table: out.Table, Chain: out, Exprs: slices.Concat(notICMP(), notIn(set, 16), untracked)})
 	return nil
 }
 
