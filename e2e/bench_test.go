@@ -26,21 +26,7 @@ const noise = "machine noise: a shared 2-core VM; the cluster, the CLI polling i
 // failure; on failure it prints the tail of every node's log.
 func benchUp(b *testing.B, managers, agents int) *e2ecluster.Cluster {
 	b.Helper()
-	dir := b.TempDir()
-	c, err := e2ecluster.Up(b.Context(), e2ecluster.Options{Managers: managers, Agents: agents, Bins: bins, Dir: dir})
-	if err != nil {
-		logTails(b, dir)
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if b.Failed() {
-			logTails(b, dir)
-		}
-		if err := c.Close(); err != nil {
-			b.Errorf("tear down: %v", err)
-		}
-	})
-	return c
+	return benchUpWith(b, e2ecluster.Options{Managers: managers, Agents: agents})
 }
 
 func logTails(tb testing.TB, dir string) {

@@ -45,12 +45,15 @@ func (p *Plane) ruleSet(fresh bool) error {
 		c.AddTable(t) // so that the delete below finds one
 		c.DelTable(t)
 	}
+	isolating := false
 	if !empty {
 		hop0, hop1 := "", ""
 		if p.hop {
 			hop0, hop1 = p.hopNames()
 		}
+		isolating = hop0 != "" || len(nets) > 1
 		addNetworkRules(c, t, nets, hop0)
+		addIsolation(c, t, nets, hop0, isolating, p.isolating && !fresh)
 		addLocalnetGuard(c, t)
 		addNotrack(c, t, nets, p.underlay)
 		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh), hop1); err != nil {
@@ -62,6 +65,7 @@ func (p *Plane) ruleSet(fresh bool) error {
 		p.host = nil
 		return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 	}
+	p.isolating = isolating
 	return nil
 }
 
@@ -78,58 +82,80 @@ func (p *Plane) hostConn() (*nftables.Conn, error) {
 }
 
 // addNetworkRules adds the table, made if missing, and the networks'
-// chains, emptied and filled: isolation between networks, masquerade of
-// what leaves a network, SNAT of what leaves by the loopback hop (hop0,
-// when built), and of a published port's connection from a
-// container to a task of its own network (hairpin): without it the task
-// would answer the container straight over the bridge, from its own
-// address, which the container does not expect.
+// masquerade chain, emptied and filled: masquerade of what leaves a
+// network, SNAT of what leaves by the loopback hop (hop0, when built),
+// and of a published port's connection from a container to a task of its
+// own network (hairpin): without it the task would answer the container
+// straight over the bridge, from its own address, which the container
+// does not expect.
 func addNetworkRules(c *nftables.Conn, t *nftables.Table, nets []Network, hop0 string) {
 	c.AddTable(t)
-	accept := nftables.ChainPolicyAccept
-	fwd := c.AddChain(&nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	nat := c.AddChain(&nftables.Chain{Name: "masquerade", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
-	c.FlushChain(fwd)
 	c.FlushChain(nat)
 	masq := []expr.Any{&expr.Masq{}}
+	if hop0 != "" {
+		// Before masqLoopback, which would take it too.
+		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(ifname(expr.MetaKeyOIFNAME, hop0), snat(hopSNAT))})
+	}
+	c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: masqLoopback()})
+	for _, n := range nets {
+		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
+			match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpNeq), masq)})
+		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
+			dnatted(), match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpEq), masq)})
+	}
+}
+
+// addIsolation makes the forward chain (want), emptied and filled, or
+// deletes it (had: the table has it). It drops what the loopback hop's
+// first end (hop0, when built) would forward, and what one network sends
+// another through the node. It exists only while it has a rule to hold:
+// a base chain costs every packet through its hook, rules or none, and
+// under br_netfilter that is every frame a bridge carries. The rules
+// between networks, one per pair, meet only a connection's first packet:
+// packets of connections already let through, and frames bridged within
+// a network (untracked, notrack.go), are accepted before them.
+func addIsolation(c *nftables.Conn, t *nftables.Table, nets []Network, hop0 string, want, had bool) {
+	accept := nftables.ChainPolicyAccept
+	fwd := &nftables.Chain{Name: "isolate", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept}
+	if !want {
+		if had {
+			c.FlushChain(fwd)
+			c.DelChain(fwd)
+		}
+		return
+	}
+	c.AddChain(fwd)
+	c.FlushChain(fwd)
+	drop := []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
 	if hop0 != "" {
 		// hop0 carries only the node's own connections and their
 		// replies, none forwarded: anything else sent to the hop's
 		// addresses would circle through the pair.
 		for _, key := range []expr.MetaKey{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME} {
-			c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(ifname(key, hop0),
-				[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+			c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(ifname(key, hop0), drop)})
 		}
-		// Before masqLoopback, which would take it too.
-		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(ifname(expr.MetaKeyOIFNAME, hop0), snat(hopSNAT))})
 	}
-	c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: masqLoopback()})
-	if len(nets) > 1 {
-		// Frames bridged within a network meet this chain too (under
-		// br_netfilter); they are untracked (notrack.go), and skip the
-		// rules below, one pair of networks each.
-		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
-			&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitUNTRACKED), Xor: binaryutil.NativeEndian.PutUint32(0)},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-			&expr.Verdict{Kind: expr.VerdictAccept},
-		}})
+	if len(nets) < 2 {
+		return
 	}
+	known := expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED | expr.CtStateBitUNTRACKED
+	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(known), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}})
 	for _, n := range nets {
 		for _, m := range nets {
 			if m.ID != n.ID {
 				c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(
-					match(12, n.Subnet, expr.CmpOpEq), match(16, m.Subnet, expr.CmpOpEq),
-					[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})})
+					match(12, n.Subnet, expr.CmpOpEq), match(16, m.Subnet, expr.CmpOpEq), drop)})
 			}
 		}
-		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
-			match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpNeq), masq)})
-		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: slices.Concat(
-			dnatted(), match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpEq), masq)})
 	}
 }
 

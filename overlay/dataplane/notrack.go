@@ -47,7 +47,9 @@ func addNotrack(c *nftables.Conn, t *nftables.Table, nets []Network, underlay ne
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: n.Gateway.AsSlice()},
 		}
+		// The destination first: it rules out at once what comes from
+		// outside the network or leaves it (a published port's packets).
 		c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: slices.Concat(
-			notGateway, match(12, n.Subnet, expr.CmpOpEq), match(16, n.Subnet, expr.CmpOpEq), untracked)})
+			match(16, n.Subnet, expr.CmpOpEq), notGateway, match(12, n.Subnet, expr.CmpOpEq), untracked)})
 	}
 }

@@ -4,9 +4,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
 
 	"berth/internal/testhost"
 )
@@ -92,4 +95,37 @@ func conntrack(t *testing.T, path string) []string {
 	}
 	mustDo(t, err)
 	return strings.Split(strings.TrimSpace(string(raw)), "\n")
+}
+
+// TestIsolationChainOnlyWithTwoNetworks: on a node publishing no port
+// (no loopback hop), the forward chain that isolates networks exists only
+// while it has two networks or more; with one it would only cost every
+// bridged frame a hook (under br_netfilter).
+func TestIsolationChainOnlyWithTwoNetworks(t *testing.T) {
+	cl := testhost.NewT(t, 1)
+	n := newNode(t, cl.Hosts[0])
+	has := func() bool {
+		c, err := n.plane.nft()
+		mustDo(t, err)
+		defer c.CloseLasting()
+		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+		mustDo(t, err)
+		return slices.ContainsFunc(chains, func(ch *nftables.Chain) bool { return ch.Name == "isolate" })
+	}
+	mustDo(t, n.plane.SetNetwork(netA))
+	if has() {
+		t.Error("one network: the table has an isolation chain")
+	}
+	mustDo(t, n.plane.SetNetwork(netB))
+	if !has() {
+		t.Fatal("two networks: the table has no isolation chain")
+	}
+	mustDo(t, n.plane.RemoveNetwork(netB.ID))
+	if has() {
+		t.Error("back to one network: the isolation chain is still there")
+	}
+	mustDo(t, n.plane.SetNetwork(netB))
+	if !has() {
+		t.Error("two networks again: no isolation chain")
+	}
 }

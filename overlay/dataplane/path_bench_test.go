@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,10 +30,12 @@ import (
 //     host, straight to the task and through the service's VIP, with the
 //     SYNs the client had to retransmit (each a stalled second).
 
-// throughputRounds is how many times each path is measured; the order
-// rotates every round, so load from elsewhere on the machine falls on
-// every path alike, and the medians leave out the worst of it.
-const throughputRounds = 5
+// throughputRounds is how many times each path is measured. The order
+// of the paths rotates every round, so load from elsewhere on the machine
+// falls on every path alike; berth's overlay and the hand-built bridged
+// path are measured back to back (their order alternating), so that each
+// round's ratio of the two compares moments a second apart.
+const throughputRounds = 7
 
 // BenchmarkTCPThroughput reports the median Gbit/s of four paths:
 //   - berth-overlay: container to container through berth's veths,
@@ -43,10 +47,22 @@ const throughputRounds = 5
 //     no veth, no container namespace;
 //   - underlay: host 3 to host 4 with no tunnel.
 //
-// and berth's overlay over each hand-built path (aim: 0.95 or more of
-// bridged-by-hand), as the median of each round's ratio. Every iperf3 is
-// pinned alike (client on CPU 0, server on CPU 1), and the load average
-// is reported, since other work on a shared machine moves the figures.
+// and berth's overlay over the bridged path built by hand (aim: 0.95 or
+// more) three ways, from the noisiest to the steadiest on a shared
+// machine:
+//   - medians-berth/bridged: the median of berth's rounds over the median
+//     of the yardstick's;
+//   - berth/bridged-by-hand: the median of each round's ratio, the two
+//     measured back to back, with its -min and -max over the rounds;
+//   - together-berth/bridged: the median (with -min and -max) of the ratio
+//     of two streams run at the same time, one on each path, pinned to
+//     the same CPUs: whatever else the machine does then falls on both
+//     alike, and each gets the same CPU time, so their ratio is that of
+//     the work each path costs a byte.
+//
+// Every iperf3 is pinned alike (client on CPU 0, server on CPU 1), and the
+// load average is reported, since other work on a shared machine moves
+// the figures.
 func BenchmarkTCPThroughput(b *testing.B) {
 	needTool(b, "iperf3")
 	cl := testhost.NewT(b, 4)
@@ -73,26 +89,61 @@ func BenchmarkTCPThroughput(b *testing.B) {
 	}
 	loadBefore := loadAvg(b)
 	gbits := make([][]float64, len(paths))
-	var vsBridged, vsVXLAN []float64
+	var paired, vsVXLAN, together []float64
 	for b.Loop() {
 		for r := range throughputRounds {
-			round := make([]float64, len(paths))
-			for i := range paths {
-				k := (i + r) % len(paths)
-				round[k] = iperf(b, paths[k])
+			round, both := throughputRound(b, paths, r)
+			for k := range paths {
 				gbits[k] = append(gbits[k], round[k])
 			}
-			vsBridged = append(vsBridged, round[0]/round[1])
+			paired = append(paired, round[0]/round[1])
 			vsVXLAN = append(vsVXLAN, round[0]/round[2])
+			together = append(together, both)
 		}
 	}
 	for i, p := range paths {
 		b.ReportMetric(median(gbits[i]), p.name+"-Gbit/s")
 	}
-	b.ReportMetric(median(vsBridged), "berth/bridged-by-hand")
+	b.ReportMetric(median(gbits[0])/median(gbits[1]), "medians-berth/bridged")
+	for _, f := range []struct {
+		name   string
+		ratios []float64
+	}{{"berth/bridged-by-hand", paired}, {"together-berth/bridged", together}} {
+		b.ReportMetric(median(f.ratios), f.name)
+		b.ReportMetric(slices.Min(f.ratios), f.name+"-min")
+		b.ReportMetric(slices.Max(f.ratios), f.name+"-max")
+	}
 	b.ReportMetric(median(vsVXLAN), "berth/vxlan-by-hand")
 	b.ReportMetric((loadBefore+loadAvg(b))/2, "load-avg")
-	b.Logf("Gbit/s by round (berth, bridged, vxlan, underlay): %v", gbits)
+	b.Logf("Gbit/s by round (berth, bridged, vxlan, underlay): %.1f", gbits)
+	b.Logf("berth/bridged by round, back to back: %.3f; at the same time: %.3f", paired, together)
+}
+
+// throughputRound measures round r: the Gbit/s of each of paths (berth's,
+// the bridged one by hand, the VXLAN pair, the underlay), and berth's over
+// the bridged one's with both streams at once. Four steps in an order
+// rotating with r: berth's path and the bridged one back to back (which
+// first alternates), the VXLAN pair, the underlay, and the two at once.
+func throughputRound(b *testing.B, paths []tcpPath, r int) (gbits []float64, together float64) {
+	gbits = make([]float64, len(paths))
+	for s := range 4 {
+		switch step := (s + r) % 4; step {
+		case 0:
+			pair := []int{0, 1}
+			if r%2 == 1 {
+				pair = []int{1, 0}
+			}
+			for _, k := range pair {
+				gbits[k] = iperf(b, paths[k])
+			}
+		case 1, 2:
+			gbits[step+1] = iperf(b, paths[step+1])
+		case 3:
+			g := iperfTogether(b, paths[0], paths[1])
+			together = g[0] / g[1]
+		}
+	}
+	return gbits, together
 }
 
 // tcpPath is one path iperf3 measures: from the namespace at client to a
@@ -173,23 +224,112 @@ func ipIn(b *testing.B, ns string, args []string) {
 }
 
 // iperf runs one 2-second iperf3 stream over path p and returns the
-// received Gbit/s. The client runs on CPU 0 and the server on CPU 1 (on
-// one CPU, both on it) for every path: where the two sit changes the
-// figure more than most of what is measured.
+// received Gbit/s.
 func iperf(b *testing.B, p tcpPath) float64 {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(b.Context(), 30*time.Second)
 	defer cancel()
+	srv, err := iperfServer(ctx, p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := iperfClient(ctx, p)
+	if err != nil {
+		srv.Process.Kill()
+	}
+	srv.Wait()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return g
+}
+
+// iperfTogether runs a 2-second iperf3 stream over each of p and q at
+// the same time, both servers listening before either client starts,
+// and returns the Gbit/s each received.
+func iperfTogether(b *testing.B, p, q tcpPath) [2]float64 {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(b.Context(), 30*time.Second)
+	defer cancel()
+	var srvs []*exec.Cmd
+	defer func() {
+		for _, s := range srvs {
+			s.Process.Kill()
+			s.Wait()
+		}
+	}()
+	for _, path := range []tcpPath{p, q} {
+		srv, err := iperfServer(ctx, path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srvs = append(srvs, srv)
+	}
+	var got [2]float64
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, path := range []tcpPath{p, q} {
+		wg.Go(func() { got[i], errs[i] = iperfClient(ctx, path) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
+	return got
+}
+
+// iperfPort is the port every iperf3 server listens on (one per
+// namespace).
+const iperfPort uint16 = 5299
+
+// iperfServer starts a one-off iperf3 server at p's server end and
+// returns once it listens.
+func iperfServer(ctx context.Context, p tcpPath) (*exec.Cmd, error) {
+	srv := exec.CommandContext(ctx, "nsenter", "--net="+p.server, "iperf3", "-s", "-1", "-p", strconv.Itoa(int(iperfPort)))
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if listens(srv.Process.Pid, iperfPort) {
+			return srv, nil
+		}
+		if time.Now().After(deadline) {
+			srv.Process.Kill()
+			srv.Wait()
+			return nil, fmt.Errorf("iperf3 server for %s does not listen after 10 s", p.name)
+		}
+	}
+}
+
+// listens says whether a socket of pid's network namespace listens on
+// TCP port (IPv4 or IPv6): /proc/PID/net/tcp{,6} list them, local address
+// second, state (0A: listening) fourth. nsenter execs what it runs, so an
+// iperf3 started through it has the PID nsenter had.
+func listens(pid int, port uint16) bool {
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, f := range []string{"tcp", "tcp6"} {
+		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		for _, line := range strings.Split(string(raw), "\n") {
+			if fs := strings.Fields(line); len(fs) > 3 && strings.HasSuffix(fs[1], suffix) && fs[3] == "0A" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// iperfClient runs a 2-second stream to p's server and returns the
+// received Gbit/s. The client runs on CPU 0 and the server on CPU 1 (on
+// one CPU, both on it) for every path: where the two sit changes the
+// figure more than most of what is measured.
+func iperfClient(ctx context.Context, p tcpPath) (float64, error) {
 	cpus := "0,1"
 	if runtime.NumCPU() < 2 {
 		cpus = "0,0"
 	}
-	srv := exec.CommandContext(ctx, "nsenter", "--net="+p.server, "iperf3", "-s", "-1", "-p", "5299")
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Wait()
-	type result struct {
+	out, err := exec.CommandContext(ctx, "nsenter", "--net="+p.client, "iperf3", "-c", p.addr, "-p", strconv.Itoa(int(iperfPort)),
+		"-t", "2", "-A", cpus, "-J").Output()
+	var res struct {
 		Error string `json:"error"`
 		End   struct {
 			SumReceived struct {
@@ -197,29 +337,16 @@ func iperf(b *testing.B, p tcpPath) float64 {
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	var res result
-	var out []byte
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		out, err = exec.CommandContext(ctx, "nsenter", "--net="+p.client, "iperf3", "-c", p.addr, "-p", "5299",
-			"-t", "2", "-A", cpus, "-J").Output()
-		res = result{}
-		if err == nil {
-			err = json.Unmarshal(out, &res)
-		}
-		if err == nil && res.Error != "" {
-			err = errors.New(res.Error)
-		}
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond) // the server is not listening yet
+	if err == nil {
+		err = json.Unmarshal(out, &res)
+	}
+	if err == nil && res.Error != "" {
+		err = errors.New(res.Error)
 	}
 	if err != nil {
-		srv.Process.Kill()
-		b.Fatalf("iperf3 over %s to %s: %v\n%s", p.name, p.addr, err, out)
+		return 0, fmt.Errorf("iperf3 over %s to %s: %w\n%s", p.name, p.addr, err, out)
 	}
-	return res.End.SumReceived.BitsPerSecond / 1e9
+	return res.End.SumReceived.BitsPerSecond / 1e9, nil
 }
 
 func needTool(b *testing.B, name string) {

@@ -58,6 +58,8 @@ type Plane struct {
 	pubs []Published         // by service ID
 	hop  bool                // the loopback hop is built (hop.go)
 	host *nftables.Conn      // kept open (closing costs ~10 ms); made on first use
+	// isolating says the table has the isolation chain (gateway.go).
+	isolating bool
 
 	vmu sync.Mutex
 	vns map[string]*nsConn // sockets in containers' namespaces, by path

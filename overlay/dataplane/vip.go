@@ -24,7 +24,15 @@ import (
 //   - the VIP needs no address or ARP entry anywhere: the container sends
 //     to the backend's MAC from the first packet.
 // The cost is one table per container on the network, rewritten (one
-// netlink batch each) when the service's ready tasks change.
+// netlink batch each) when the service's ready tasks change, and
+// connection tracking in the container, which the NAT chain turns on
+// for every flow there. Only flows with a VIP or a backend at the other
+// end can need it (a VIP connection's packets, and its replies from a
+// backend), so the raw-priority chains exempt all others: a container
+// serving clients through a published port, reaching the node's DNS or
+// the outside, creates no entry in its own table per connection and
+// looks none up per packet (the node tracks them already). ICMP stays
+// tracked, so that an error about a VIP connection is translated back.
 
 // VIP is a service's virtual IP on a network and the addresses, on that
 // network, of its tasks that may take connections now.
@@ -45,35 +53,46 @@ type VIP struct {
 func (p *Plane) SetVIPs(nsPath string, vips []VIP) error {
 	p.vmu.Lock()
 	defer p.vmu.Unlock()
-	c, err := p.vipConn(nsPath)
+	nc, err := p.vipConn(nsPath)
 	if err != nil {
 		return fmt.Errorf("dataplane: VIPs in %s: %w", nsPath, err)
 	}
+	c := nc.c
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
-	if len(vips) == 0 {
+	if len(vips) == 0 || nc.stale {
 		c.AddTable(t) // so that the delete finds one
 		c.DelTable(t)
-	} else if err := addVIPs(c, t, vips, newMaps(c, t, false)); err != nil {
-		return fmt.Errorf("dataplane: VIPs in %s: %w", nsPath, err)
+	}
+	if len(vips) > 0 {
+		if err := addVIPs(c, t, vips, newMaps(c, t, nc.stale)); err != nil {
+			return fmt.Errorf("dataplane: VIPs in %s: %w", nsPath, err)
+		}
 	}
 	if err := c.Flush(); err != nil {
 		p.releaseLocked(nsPath) // start the next write on a new socket
 		return fmt.Errorf("dataplane: VIPs in %s: %w", nsPath, err)
 	}
+	nc.stale = false
 	return nil
 }
+
+// vipChains are the chains addVIPs makes.
+var vipChains = []string{"vip", "vip-in", "vip-out"}
 
 // nsConn is a netlink socket kept open in a container's namespace.
 type nsConn struct {
 	id string // the namespace's device and inode
 	c  *nftables.Conn
+	// stale says the container's table has chains addVIPs does not make
+	// (an earlier agent's): the next write makes the table anew.
+	stale bool
 }
 
 // vipConn returns the socket kept open in the namespace at nsPath, making
 // one if there is none, or if the one there is belongs to a namespace
 // that the path no longer names (the PID was reused). Sockets are kept:
 // closing one costs ~10 ms (the kernel waits for an RCU grace period).
-func (p *Plane) vipConn(nsPath string) (*nftables.Conn, error) {
+func (p *Plane) vipConn(nsPath string) (*nsConn, error) {
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {
 		return nil, err
@@ -81,15 +100,27 @@ func (p *Plane) vipConn(nsPath string) (*nftables.Conn, error) {
 	defer ns.Close()
 	id := ns.UniqueId()
 	if cur := p.vns[nsPath]; cur != nil && cur.id == id {
-		return cur.c, nil
+		return cur, nil
 	}
 	p.releaseLocked(nsPath)
 	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(ns)))
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	p.vns[nsPath] = &nsConn{id: id, c: c}
-	return c, nil
+	nc := &nsConn{id: id, c: c}
+	// A container met for the first time may hold a table an earlier
+	// agent wrote, with chains this one no longer makes (their rules
+	// would go on running): look once per socket.
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		c.CloseLasting()
+		return nil, fmt.Errorf("nftables: list chains: %w", err)
+	}
+	for _, ch := range chains {
+		nc.stale = nc.stale || (ch.Table.Name == p.prefix && !slices.Contains(vipChains, ch.Name))
+	}
+	p.vns[nsPath] = nc
+	return nc, nil
 }
 
 // ReleaseVIPs closes the socket SetVIPs keeps open in the container at
@@ -114,12 +145,15 @@ func (p *Plane) releaseLocked(nsPath string) {
 func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP, m *maps) error {
 	c.AddTable(t)
 	accept := nftables.ChainPolicyAccept
-	dnat := c.AddChain(&nftables.Chain{Name: "vip", Table: t, Type: nftables.ChainTypeNAT,
+	dnat := c.AddChain(&nftables.Chain{Name: vipChains[0], Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
-	refuse := c.AddChain(&nftables.Chain{Name: "vip-refuse", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
-	c.FlushChain(dnat)
-	c.FlushChain(refuse)
+	in := c.AddChain(&nftables.Chain{Name: vipChains[1], Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept})
+	out := c.AddChain(&nftables.Chain{Name: vipChains[2], Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
+	for _, ch := range []*nftables.Chain{dnat, in, out} {
+		c.FlushChain(ch)
+	}
 	// The NAT chain also makes the kernel run NAT at every hook of this
 	// namespace (nf_nat registers them all for the first chain), so a
 	// DNATed connection whose translated tuple another connection still
@@ -128,15 +162,17 @@ func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP, m *maps) error {
 	// postrouting, rather than a SYN dropped at confirmation or met by the
 	// task's TIME_WAIT socket with another timestamp clock (PAWS): either
 	// costs the client a 1 s retransmission. TestVIP checks none happens.
+	// (The direct connection is tracked too: its task is a backend.)
 	vips = slices.Clone(vips)
 	slices.SortFunc(vips, func(a, b VIP) int { return a.Addr.Compare(b.Addr) })
+	var peers []netip.Addr // VIPs with backends, and the backends
 	for _, v := range vips {
 		if !v.Addr.Is4() {
 			return fmt.Errorf("service %s: VIP %s is not IPv4", v.ServiceID, v.Addr)
 		}
 		daddr := addrIs(16, v.Addr)
 		if len(v.Backends) == 0 {
-			c.AddRule(&nftables.Rule{Table: t, Chain: refuse, Exprs: append(daddr,
+			c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: append(daddr,
 				&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3})})
 			continue
 		}
@@ -146,9 +182,37 @@ func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP, m *maps) error {
 		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: dnat, Exprs: slices.Concat(daddr, pick,
 			[]expr.Any{&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}})})
+		peers = append(append(peers, v.Addr), v.Backends...)
+	}
+	if err := addUntracked(c, in, out, peers, m); err != nil {
+		return err
 	}
 	m.dropUnused()
 	return nil
+}
+
+// addUntracked adds to the raw chains in (prerouting) and out (output)
+// the rules that exempt from connection tracking every flow but ICMP
+// whose other end is none of peers: the source coming in, the
+// destination going out.
+func addUntracked(c *nftables.Conn, in, out *nftables.Chain, peers []netip.Addr, m *maps) error {
+	slices.SortFunc(peers, netip.Addr.Compare)
+	set, err := m.addrSet("peers", slices.Compact(peers))
+	if err != nil {
+		return err
+	}
+	untracked := []expr.Any{&expr.Notrack{}}
+	c.AddRule(&nftables.Rule{Table: in.Table, Chain: in, Exprs: slices.Concat(notICMP(), notIn(set, 12), untracked)})
+	c.AddRule(&nftables.Rule{Table: out.Table, Chain: out, Exprs: slices.Concat(notICMP(), notIn(set, 16), untracked)})
+	return nil
+}
+
+// notICMP matches packets other than ICMP.
+func notICMP() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.IPPROTO_ICMP}},
+	}
 }
 
 // hex4 names an IPv4 address in 8 hex digits, for set names.

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -177,4 +179,107 @@ func fetchFrom(t testing.TB, c container, port int, addr string) (string, error)
 		return err
 	})
 	return string(got), err
+}
+
+// TestContainerTracksOnlyVIPFlows: the VIP table switches connection
+// tracking on in the client container, but only flows with a VIP or a
+// backend at the other end are tracked there: a connection to the VIP
+// (its reply translated back) and one from a backend; a connection from
+// anywhere else (here the node, as a published port's client would come)
+// leaves no entry in the container's table. A VIP without backends is
+// still refused.
+func TestContainerTracksOnlyVIPFlows(t *testing.T) {
+	cl := testhost.NewT(t, 1)
+	n := newNode(t, cl.Hosts[0])
+	mustDo(t, n.plane.SetNetwork(netA))
+	x, b1 := newContainer(t), newContainer(t)
+	ex, e1 := ep("x", netA, "10.77.0.20"), ep("b1", netA, "10.77.0.21")
+	mustDo(t, n.plane.Attach(x.ns(), ex))
+	mustDo(t, n.plane.Attach(b1.ns(), e1))
+	serve(t, b1, ":80", "b1")
+	serve(t, x, ":7000", "x")
+	vip, empty := netip.MustParseAddr("10.77.0.200"), netip.MustParseAddr("10.77.0.201")
+	mustDo(t, n.plane.SetVIPs(x.ns(), []VIP{
+		{ServiceID: "web", Addr: vip, Backends: []netip.Addr{e1.Addr.Addr()}},
+		{ServiceID: "none", Addr: empty},
+	}))
+
+	if got, err := fetch(t, x, netip.AddrPortFrom(vip, 80).String(), 2*time.Second); err != nil || got != "b1" {
+		t.Fatalf("x → the VIP: %q, %v", got, err)
+	}
+	if _, err := fetch(t, x, netip.AddrPortFrom(empty, 80).String(), 5*time.Second); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("x → a VIP without backends: %v; want connection refused", err)
+	}
+	if got, err := fetch(t, b1, "10.77.0.20:7000", 2*time.Second); err != nil || got != "x" {
+		t.Fatalf("b1 → x: %q, %v", got, err)
+	}
+	var got []byte
+	mustDo(t, inNS(t, n.host.NetnsPath(), func() error {
+		conn, err := net.DialTimeout("tcp", "10.77.0.20:7000", 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		got, err = io.ReadAll(conn)
+		return err
+	}))
+	if string(got) != "x" {
+		t.Fatalf("the node → x: %q", got)
+	}
+
+	table := strings.Join(conntrack(t, x.ns()), "\n")
+	for _, want := range []string{"src=10.77.0.20 dst=10.77.0.200", "src=10.77.0.21 dst=10.77.0.20"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("x's conntrack has no entry %q (a VIP flow); its table:\n%s", want, table)
+		}
+	}
+	if from := "src=" + netA.Gateway.String() + " dst=10.77.0.20"; strings.Contains(table, from) {
+		t.Errorf("x tracks the node's connection to it (%s), which no VIP rewrites; its table:\n%s", from, table)
+	}
+}
+
+// TestVIPTableOfAnEarlierAgentIsReplaced: a container whose table an
+// earlier agent wrote, with a chain this one does not make (the filter
+// chain that used to refuse VIPs without backends: a hook every packet
+// would still go through), gets its table made anew on the first write:
+// only this agent's chains remain, and the VIP answers.
+func TestVIPTableOfAnEarlierAgentIsReplaced(t *testing.T) {
+	cl := testhost.NewT(t, 1)
+	n := newNode(t, cl.Hosts[0])
+	mustDo(t, n.plane.SetNetwork(netA))
+	x, b1 := newContainer(t), newContainer(t)
+	mustDo(t, n.plane.Attach(x.ns(), ep("x", netA, "10.77.0.30")))
+	mustDo(t, n.plane.Attach(b1.ns(), ep("b1", netA, "10.77.0.31")))
+	serve(t, b1, ":80", "b1")
+	old := fmt.Sprintf(`table ip %s {
+	chain vip-refuse {
+		type filter hook output priority filter; policy accept;
+		ip daddr 10.77.0.200 reject
+	}
+}
+`, DefaultPrefix)
+	cmd := exec.Command("nsenter", "--net="+x.ns(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(old)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("write the earlier agent's table: %v\n%s", err, out)
+	}
+	vip := netip.MustParseAddr("10.77.0.200")
+	mustDo(t, n.plane.SetVIPs(x.ns(), []VIP{{ServiceID: "web", Addr: vip, Backends: []netip.Addr{netip.MustParseAddr("10.77.0.31")}}}))
+	if got, err := fetch(t, x, netip.AddrPortFrom(vip, 80).String(), 2*time.Second); err != nil || got != "b1" {
+		t.Errorf("x → the VIP after the rewrite: %q, %v; want b1", got, err)
+	}
+	ns, err := netns.GetFromPath(x.ns())
+	mustDo(t, err)
+	defer ns.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	mustDo(t, err)
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	mustDo(t, err)
+	var names []string
+	for _, ch := range chains {
+		names = append(names, ch.Name)
+	}
+	if slices.Sort(names); !slices.Equal(names, vipChains) {
+		t.Errorf("chains in x after the rewrite: %v; want %v", names, vipChains)
+	}
 }
