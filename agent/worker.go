@@ -20,8 +20,11 @@ type worker struct {
 	env   *taskEnv
 	net   *overlay // nil without overlay networking
 	names *names   // the DNS server; nil without overlay networking
-	files *fileStore
-	in    chan assignment
+	// attach takes the attachment tasks (standalone containers on
+	// attachable networks): no controller runs a container for them.
+	attach *attachments
+	files  *fileStore
+	in     chan assignment
 
 	mu    sync.Mutex
 	tasks map[string]*controller
@@ -87,17 +90,24 @@ func (w *worker) apply(ctx context.Context, wg *sync.WaitGroup, a assignment) {
 		}
 	}
 	assigned := map[string]bool{}
+	var attachTasks []*pb.Task
+	var removed []string
 	for _, ch := range a.changes {
 		t := ch.GetTask()
-		if t == nil || t.GetId() == "" {
-			continue
-		}
-		if ch.GetAction() == pb.AssignmentChange_ACTION_REMOVE {
+		switch {
+		case t == nil || t.GetId() == "":
+		case ch.GetAction() == pb.AssignmentChange_ACTION_REMOVE:
 			w.removeTask(t.GetId())
-			continue
+			removed = append(removed, t.GetId())
+		case isAttachment(t):
+			attachTasks = append(attachTasks, t)
+		default:
+			assigned[t.GetId()] = true
+			w.updateTask(ctx, wg, t)
 		}
-		assigned[t.GetId()] = true
-		w.updateTask(ctx, wg, t)
+	}
+	if w.attach != nil {
+		w.attach.assign(ctx, a.full, attachTasks, removed)
 	}
 	if a.full {
 		w.retain(assigned, files)
