@@ -153,7 +153,7 @@ func New(cfg Config) (*Agent, error) {
 		log:     a.log,
 	}
 	a.worker = newWorker(env, store)
-	a.attach = newAttachments(filepath.Join(cfg.DataDir, "attachments"), a, a.report.Put, a.report.forget, a.log.With("part", "attach"))
+	a.attach = newAttachments(filepath.Join(cfg.DataDir, "attachments"), a, a.report.PutNow, a.report.forget, a.log.With("part", "attach"))
 	a.attach.now = cfg.Now
 	a.worker.attach = a.attach
 	if cfg.Overlay {

@@ -84,7 +84,10 @@ while [ ! -e /tmp/stop ]; do sleep 0.1; done`, strings.Replace(c.Images.Registry
 	fg := run.start(ctx, "--rm", "--name", "solo", "--network", "shared", "--network-alias", "lone", "-p", "17000:7000", c.Images.Busybox.Tag, "sh", "-c", script)
 	out := fg.await("== ready")
 	addr := run.address(ctx, "solo")
-	t.Logf("solo is at %s on shared", addr)
+	// Its name resolves elsewhere once its node reported it running.
+	ready := time.Now()
+	waitAnswer(t, probe, gw, "solo.", func(a []string) bool { return slices.Equal(a, []string{addr}) })
+	t.Logf("solo is at %s on shared; it resolved on %s %s after its script printed ready", addr, a2.Name, time.Since(ready).Round(time.Millisecond))
 
 	web := liveTasks(t, c, "web")
 	if got, want := answers(section(out, "web")), []string{serviceVIP(t, c, "web")}; !slices.Equal(got, want) {
