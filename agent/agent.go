@@ -153,6 +153,7 @@ func New(cfg Config) (*Agent, error) {
 		log:     a.log,
 	}
 	a.worker = newWorker(env, store)
+	a.worker.others = func() map[string]bool { return runContainers(cfg.DataDir) }
 	a.attach = newAttachments(filepath.Join(cfg.DataDir, "attachments"), a, a.report.PutNow, a.report.forget, a.log.With("part", "attach"))
 	a.attach.now = cfg.Now
 	a.worker.attach = a.attach
@@ -169,6 +170,22 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.nodeID.Store("")
 	return a, nil
+}
+
+// RunDir holds the containers of berth-agent run under the data dir,
+// apart from the daemon's ("runtime"). They share the image store.
+const RunDir = "run"
+
+// runContainers lists the IDs of berth-agent run's containers under
+// dataDir, those being made included: each has its log dir from the
+// start (agent/runtime), before its record.
+func runContainers(dataDir string) map[string]bool {
+	ents, _ := os.ReadDir(filepath.Join(dataDir, RunDir, "containers"))
+	ids := map[string]bool{}
+	for _, e := range ents {
+		ids[e.Name()] = true
+	}
+	return ids
 }
 
 // underlay is the address other nodes reach this node's VXLAN devices on:

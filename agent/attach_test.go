@@ -340,3 +340,19 @@ func TestLocalSocket(t *testing.T) {
 		t.Fatalf("socket left after the daemon stopped: %v", err)
 	}
 }
+
+// TestSweepLeavesRunContainers: a full assignment's sweep removes what no
+// task uses, but not the root filesystem of a container of berth-agent
+// run (they share the node's image store): a daemon's restart or a new
+// session used to delete a running -d container's snapshot.
+func TestSweepLeavesRunContainers(t *testing.T) {
+	r := newRig(t)
+	r.exec.add("left-by-a-task")
+	r.exec.add("solo")
+	r.w.others = func() map[string]bool { return map[string]bool{"solo": true} }
+	r.assign(t, true)
+	await.True(t, 5*time.Second, func() bool { return r.exec.wasRemoved("left-by-a-task") }, "the sweep")
+	if r.exec.wasRemoved("solo") {
+		t.Fatal("the sweep removed berth-agent run's container solo")
+	}
+}

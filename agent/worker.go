@@ -23,6 +23,9 @@ type worker struct {
 	// attach takes the attachment tasks (standalone containers on
 	// attachable networks): no controller runs a container for them.
 	attach *attachments
+	// others lists the containers of berth-agent run on the node: they
+	// share its image store (their snapshots) and are not the worker's.
+	others func() map[string]bool
 	files  *fileStore
 	in     chan assignment
 
@@ -171,7 +174,7 @@ func (w *worker) retain(tasks map[string]bool, files map[fileKey]bool) {
 
 // sweep removes containers, root filesystems, secret, config and resolv.conf files that belong
 // to no task this node runs (left by tasks removed while the agent was
-// down).
+// down), but never the root filesystem of a container of berth-agent run.
 func (w *worker) sweep(ctx context.Context) {
 	ids, err := w.env.exec.IDs(ctx)
 	if err != nil {
@@ -181,11 +184,15 @@ func (w *worker) sweep(ctx context.Context) {
 	if w.env.dns != nil {
 		ids = append(ids, w.env.dns.IDs()...)
 	}
+	others := map[string]bool{}
+	if w.others != nil {
+		others = w.others()
+	}
 	for _, id := range ids {
 		w.mu.Lock()
 		_, busy := w.tasks[id]
 		w.mu.Unlock()
-		if busy || ctx.Err() != nil {
+		if busy || others[id] || ctx.Err() != nil {
 			continue
 		}
 		w.env.log.Info("removing container of a task no longer assigned", "task", id)

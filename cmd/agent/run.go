@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
+	"berth/agent"
 	"berth/agent/image"
 	"berth/agent/runtime"
 	"berth/internal/flagparse"
@@ -284,7 +285,7 @@ func (o *runOptions) open(log *slog.Logger) (*image.Store, *runtime.Runtime, err
 // runDir holds the containers of berth-agent run under the data dir,
 // apart from the node daemon's ("runtime"), which would adopt them and
 // remove them as not assigned to it.
-const runDir = "run"
+const runDir = agent.RunDir
 
 // openStores opens the image store (cfg completed with its root and
 // logger) and the runtime of berth-agent run's containers under dataDir,
