@@ -67,6 +67,7 @@ func TestAttachableNetworkOnRealHosts(t *testing.T) {
 		if code != 125 || strings.Contains(out, "ran") || !strings.Contains(errOut, "--attachable") {
 			t.Fatalf("run --network plain: exit %d, stdout %q, stderr %q; want 125 and the managers' refusal naming --attachable", code, out, errOut)
 		}
+		t.Logf("run --network plain: %s", strings.TrimSpace(errOut))
 		if left := run.containers(ctx); len(left) != 0 {
 			t.Fatalf("the refused run left containers %v", left)
 		}
@@ -136,6 +137,27 @@ while [ ! -e /tmp/stop ]; do sleep 0.1; done`, strings.Replace(c.Images.Registry
 		t.Fatalf("run -d: exit %d %q %q", code, o, errOut)
 	}
 	waitAnswer(t, probe, gw, "solo2.", func(a []string) bool { return len(a) == 1 })
+	// Its node's daemon restarts (kill -9, started again): the new one
+	// adopts it, keeps it on the network and watches it.
+	if err := c.Restart(ctx, a1); err != nil {
+		t.Fatal(err)
+	}
+	if got := nslookup(t, c, "probe", "solo2"); len(got) != 1 {
+		t.Errorf("solo2 after its daemon restarted: %v, want its address", got)
+	}
+	// The new daemon keeps its VIP table current: a third web replica
+	// joins it.
+	if _, err := c.CLI(ctx, "service", "scale", "--detach", "web=3"); err != nil {
+		t.Fatal(err)
+	}
+	runningOn(t, c, "web", 3)
+	webAddrs := addrsOfTasks(liveTasks(t, c, "web"))
+	pid2 := run.pid(ctx, "solo2")
+	await.True(t, wait, func() bool {
+		b := vipBackends(t, pid2)
+		return !slices.ContainsFunc(webAddrs, func(a string) bool { return !slices.Contains(b, a) })
+	}, "solo2's VIP table holds web's 3 replicas %v after its daemon restarted", webAddrs)
+
 	if _, errOut, code := run.do(ctx, "rm", "-f", "solo2"); code != 0 {
 		t.Fatalf("rm -f solo2: exit %d %q", code, errOut)
 	}
@@ -292,18 +314,25 @@ func (f *foreground) output() string {
 // stop ends the container's script: it waits for /tmp/stop.
 func (f *foreground) stop() {
 	f.t.Helper()
-	out, errOut, code := f.r.do(context.Background(), "inspect", f.id)
+	pid := f.r.pid(context.Background(), f.id)
+	if err := os.WriteFile(filepath.Join(fmt.Sprintf("/proc/%d/root", pid), "tmp", "stop"), nil, 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// pid is the host PID of container id's init.
+func (r *agentRun) pid(ctx context.Context, id string) int {
+	r.t.Helper()
+	out, errOut, code := r.do(ctx, "inspect", id)
 	var v []struct {
 		State struct {
 			Pid int `json:"pid"`
 		} `json:"state"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || len(v) != 1 || v[0].State.Pid == 0 {
-		f.t.Fatalf("inspect %s: %d %q %q", f.id, code, out, errOut)
+		r.t.Fatalf("inspect %s: %d %q %q", id, code, out, errOut)
 	}
-	if err := os.WriteFile(filepath.Join(fmt.Sprintf("/proc/%d/root", v[0].State.Pid), "tmp", "stop"), nil, 0o644); err != nil {
-		f.t.Fatal(err)
-	}
+	return v[0].State.Pid
 }
 
 // wait waits for run to exit and returns its exit code.
