@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -247,7 +249,19 @@ func validAttach(req *pb.AttachContainerRequest) (uint64, error) {
 	if err != nil {
 		return 0, status.Errorf(codes.InvalidArgument, "pid %d: no such process on this node", req.GetPid())
 	}
+	if sameNetns(int(req.GetPid())) {
+		return 0, status.Errorf(codes.FailedPrecondition, "pid %d shares the node's own network namespace (a container run with --network-host?): only a container with a network namespace of its own joins networks", req.GetPid())
+	}
 	return start, nil
+}
+
+// sameNetns says whether process pid is in the daemon's network namespace.
+func sameNetns(pid int) bool {
+	var mine, its unix.Stat_t
+	if unix.Stat("/proc/self/ns/net", &mine) != nil || unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &its) != nil {
+		return false
+	}
+	return mine.Dev == its.Dev && mine.Ino == its.Ino
 }
 
 // attach gives the container whose init is pid its places on the

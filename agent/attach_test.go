@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,11 +116,15 @@ func newAttachRig(t *testing.T, dir string) *attachRig {
 	return r
 }
 
-// sleeper starts a process to stand for a container's init; it is killed
-// at the end of the test.
+// sleeper starts a process in a network namespace of its own, to stand
+// for a container's init; it is killed at the end of the test.
 func sleeper(t *testing.T) *exec.Cmd {
 	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a process in a network namespace of its own")
+	}
 	cmd := exec.Command("sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +161,7 @@ func TestAttachContainerRefuses(t *testing.T) {
 		{"no pid", req("c1", 0, "n1"), nil, codes.InvalidArgument, "pid 0"},
 		{"dead pid", req("c1", 1<<22+7, "n1"), nil, codes.InvalidArgument, "no such process"},
 		{"not attachable", req("c1", pid, "n1"), func(r *attachRig) { r.mgr.refuse = refused }, codes.FailedPrecondition, "without --attachable"},
+		{"the node's namespace", req("c1", os.Getpid(), "n1"), nil, codes.FailedPrecondition, "shares the node's own network namespace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newAttachRig(t, t.TempDir())

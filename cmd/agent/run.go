@@ -57,7 +57,8 @@ see it with berth-agent ps and logs, end it with stop and rm.`,
 		Example: `  berth-agent run --rm 127.0.0.1:5000/busybox echo hello
   berth-agent run -it --rm 127.0.0.1:5000/busybox sh
   berth-agent run --rm -p 8080:80 127.0.0.1:5000/nginx
-  berth-agent run -d --name web 127.0.0.1:5000/nginx; berth-agent logs web; berth-agent rm -f web`,
+  berth-agent run -d --name web 127.0.0.1:5000/nginx; berth-agent logs web; berth-agent rm -f web
+  berth-agent run --rm --network shared --network-alias dbg 127.0.0.1:5000/busybox nslookup web  # on a cluster node`,
 		DisableFlagsInUseLine: true,
 		SilenceUsage:          true,
 		SilenceErrors:         true,
