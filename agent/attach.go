@@ -52,8 +52,11 @@ type attachments struct {
 	wait   time.Duration
 	now    func() time.Time
 	log    *slog.Logger
-	jobs   chan func(context.Context)
-	ended  chan struct{} // closed when run returns
+	kick   chan struct{} // wakes run: jobs are queued
+
+	qmu    sync.Mutex
+	queue  []func(context.Context)
+	closed bool // run has returned: jobs are dropped
 
 	mu      sync.Mutex
 	recs    map[string]*attachRecord // by container ID
@@ -68,7 +71,7 @@ type attachments struct {
 func newAttachments(dir string, mgr attachAPI, report func(string, *pb.TaskStatus), forget func(string), log *slog.Logger) *attachments {
 	return &attachments{
 		dir: dir, mgr: mgr, report: report, forget: forget, wait: attachWait, now: time.Now, log: log,
-		jobs: make(chan func(context.Context), 16), ended: make(chan struct{}),
+		kick: make(chan struct{}, 1),
 		recs: map[string]*attachRecord{}, tasks: map[string]*pb.Task{}, changed: make(chan struct{}),
 		pending: map[string]bool{}, ending: map[string]bool{},
 	}
@@ -93,32 +96,50 @@ func (a *attachments) load() error {
 func (a *attachments) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer close(a.ended)
 	a.mu.Lock()
 	for _, r := range a.recs {
 		a.startLocked(r)
 	}
 	a.mu.Unlock()
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case job := <-a.jobs:
+		for _, job := range a.take(ctx.Err() != nil) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				job(ctx)
 			}()
 		}
+		select {
+		case <-ctx.Done():
+			a.take(true)
+			return nil
+		case <-a.kick:
+		}
 	}
 }
 
-// spawn hands run a job; after run has returned, the job is dropped.
+// spawn queues a job for run, which runs each on a goroutine of its own
+// with run's context; once run has returned, jobs are dropped. It never
+// blocks: the reconciler and the local API call it.
 func (a *attachments) spawn(job func(context.Context)) {
-	select {
-	case a.jobs <- job:
-	case <-a.ended:
+	a.qmu.Lock()
+	if !a.closed {
+		a.queue = append(a.queue, job)
 	}
+	a.qmu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the queue; closing, it also refuses jobs from now on.
+func (a *attachments) take(closing bool) []func(context.Context) {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	q := a.queue
+	a.queue, a.closed = nil, closing
+	return q
 }
 
 // startLocked starts r's watch: the container's end, or a detach, takes
@@ -128,10 +149,10 @@ func (a *attachments) startLocked(r *attachRecord) {
 		return
 	}
 	r.watched = true
-	if r.Ended || !sameProc(r.Pid, r.Start) {
+	if r.Ended {
 		r.stop()
 	}
-	go a.spawn(func(ctx context.Context) {
+	a.spawn(func(ctx context.Context) {
 		wctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		go func() {
@@ -141,13 +162,13 @@ func (a *attachments) startLocked(r *attachRecord) {
 			case <-wctx.Done():
 			}
 		}()
-		err := waitProc(wctx, r.Pid, r.Start)
+		_ = waitProc(wctx, r.Pid, r.Start) // nil: it ended; an error: stopped
 		if ctx.Err() != nil {
 			return // the daemon exits: the next one adopts it
 		}
-		why := "container ended"
-		if err != nil {
-			why = "detached"
+		why := "detached"
+		if !sameProc(r.Pid, r.Start) {
+			why = "container ended"
 		}
 		a.end(ctx, r, why)
 	})
