@@ -362,3 +362,20 @@ func TestSweepLeavesRunContainers(t *testing.T) {
 		t.Fatal("the sweep removed berth-agent run's container solo")
 	}
 }
+
+// TestAttachmentEndedByManagers: when the managers stop assigning a
+// container's attachment, or want it shut down, the node takes the
+// container off its networks and forgets it.
+func TestAttachmentEndedByManagers(t *testing.T) {
+	r := newAttachRig(t, t.TempDir())
+	for _, id := range []string{"c1", "c2"} {
+		if _, err := r.a.attach(context.Background(), req(id, sleeper(t).Process.Pid, "n1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := attachTask("att2", "c2")
+	stop.DesiredState = pb.TaskState_TASK_STATE_SHUTDOWN
+	r.a.assign(context.Background(), true, []*pb.Task{stop}, nil) // att1 gone, att2 to stop
+	r.waitEnded(t, "att1", "c1")
+	r.waitEnded(t, "att2", "c2")
+}

@@ -42,7 +42,7 @@ func (a *attachments) assign(ctx context.Context, full bool, tasks []*pb.Task, r
 		a.register(ctx, r)
 	}
 	for _, r := range lost {
-		a.log.Warn("the managers dropped a container's attachment; it is off its networks", "container", r.ContainerID, "attachment", r.TaskID)
+		a.log.Warn("the managers ended a container's attachment; it is off its networks", "container", r.ContainerID, "attachment", r.TaskID)
 		r.stop()
 	}
 	for _, t := range orphans {
@@ -51,27 +51,29 @@ func (a *attachments) assign(ctx context.Context, full bool, tasks []*pb.Task, r
 }
 
 // sortLocked sorts the records and tasks after an assignment: adopted
-// records to register, seen ones whose task is gone, tasks of no record.
+// records to register; watched ones whose task is gone or to stop (the
+// managers ended it: a node down too long, say); tasks of no record.
 func (a *attachments) sortLocked() (register, lost []*attachRecord, orphans []*pb.Task) {
 	byTask := map[string]*attachRecord{}
 	for _, r := range a.recs {
 		byTask[r.TaskID] = r
 		t, ok := a.tasks[r.TaskID]
-		switch {
-		case ok && !r.Ended:
+		if r.watched && !r.lost && ((!ok && r.seen) || (ok && t.GetDesiredState() > pb.TaskState_TASK_STATE_RUNNING)) {
+			r.lost = true
+			lost = append(lost, r)
+			continue
+		}
+		if ok && !r.Ended {
 			r.task, r.seen = t, true
 			if r.adopted && !r.registered && sameProc(r.Pid, r.Start) {
 				r.registered = true
 				register = append(register, r)
 			}
-		case !ok && r.seen && !r.lost && r.watched:
-			r.lost = true
-			lost = append(lost, r)
 		}
 	}
 	for id, t := range a.tasks {
 		cid := t.GetSpec().GetAttachment().GetContainerId()
-		if byTask[id] == nil && !a.pending[cid] && !a.ending[id] && t.GetDesiredState() <= pb.TaskState_TASK_STATE_RUNNING {
+		if byTask[id] == nil && !a.pending[cid] && !a.ending[id] {
 			a.ending[id] = true
 			orphans = append(orphans, t)
 		}
