@@ -117,10 +117,12 @@ while [ ! -e /tmp/stop ]; do sleep 0.1; done`, strings.Replace(c.Images.Registry
 		}
 	}
 
-	// -p works alongside: the host's port reaches the container.
-	if got, err := readFrom(netip.AddrPortFrom(a1.Host.Addr, 17000)); err != nil || !strings.Contains(got, "pong") {
-		t.Errorf("%s:17000 (run -p 17000:7000): %v %q", a1.Host.Addr, err, got)
-	}
+	// -p works alongside: the host's port reaches the container (whose
+	// nc loop listens again a moment after each connection).
+	await.True(t, 10*time.Second, func() bool {
+		got, _ := readFrom(netip.AddrPortFrom(a1.Host.Addr, 17000))
+		return strings.Contains(got, "pong")
+	}, "%s:17000 (run -p 17000:7000) answers pong", a1.Host.Addr)
 
 	// The container ends: the foreground run takes it off its networks.
 	fg.stop()
