@@ -295,8 +295,8 @@ func (a *attachments) attach(ctx context.Context, req *pb.AttachContainerRequest
 	if err != nil {
 		return nil, err
 	}
-	id := req.GetContainerId()
-	if err := a.claim(id, int(req.GetPid()), start); err != nil {
+	id, began := req.GetContainerId(), time.Now()
+	if err := a.claim(id); err != nil {
 		return nil, err
 	}
 	defer a.release(id)
@@ -309,7 +309,9 @@ func (a *attachments) attach(ctx context.Context, req *pb.AttachContainerRequest
 	a.recs[id] = r
 	err = r.save(a.dir)
 	a.mu.Unlock()
-	if err == nil {
+	if err != nil {
+		err = status.Errorf(codes.Internal, "%v", err)
+	} else {
 		t, err = a.wired(ctx, r)
 	}
 	if err != nil {
@@ -321,12 +323,13 @@ func (a *attachments) attach(ctx context.Context, req *pb.AttachContainerRequest
 	a.mu.Lock()
 	a.startLocked(r)
 	a.mu.Unlock()
+	a.log.Info("container attached to networks", "container", id, "attachment", t.GetId(), "took", time.Since(began).Round(time.Millisecond))
 	return a.answer(t), nil
 }
 
-// claim marks container id as being attached; one attached already with
-// the same process is answered again by its record.
-func (a *attachments) claim(id string, pid int, start uint64) error {
+// claim marks container id as being attached: one attached already, or
+// being attached, is refused.
+func (a *attachments) claim(id string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if r := a.recs[id]; r != nil {
