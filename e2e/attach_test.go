@@ -89,6 +89,11 @@ while [ ! -e /tmp/stop ]; do sleep 0.1; done`, strings.Replace(c.Images.Registry
 	ready := time.Now()
 	waitAnswer(t, probe, gw, "solo.", func(a []string) bool { return slices.Equal(a, []string{addr}) })
 	t.Logf("solo is at %s on shared; it resolved on %s %s after its script printed ready", addr, a2.Name, time.Since(ready).Round(time.Millisecond))
+	if log, err := os.ReadFile(a1.Log); err == nil {
+		if m := regexp.MustCompile(`msg="container attached to networks".* container=solo .*took=(\S+)`).FindSubmatch(log); m != nil {
+			t.Logf("the daemon attached solo in %s (managers' attachment, its arrival, the wiring)", m[1])
+		}
+	}
 
 	web := liveTasks(t, c, "web")
 	if got, want := answers(section(out, "web")), []string{serviceVIP(t, c, "web")}; !slices.Equal(got, want) {
