@@ -289,7 +289,7 @@ func sameNetns(pid int) bool {
 // networks; see LocalAgent.AttachContainer.
 func (a *attachments) attach(ctx context.Context, req *pb.AttachContainerRequest) (*pb.AttachContainerResponse, error) {
 	if a.net == nil {
-		return nil, status.Error(codes.FailedPrecondition, "this node's agent builds no overlay networks (berth-agent --overlay=false, or the agent of berth-manager --dev): run berth-agent with overlay networking to put containers on networks")
+		return nil, status.Error(codes.FailedPrecondition, "this node's agent builds no overlay networks (berth-agent --overlay=false, or berth-manager --dev --overlay=false): run it with overlay networking to put containers on networks")
 	}
 	start, err := validAttach(req)
 	if err != nil {
