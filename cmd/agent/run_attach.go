@@ -67,6 +67,7 @@ func (s *session) create(ctx context.Context, images *image.Store, id string, im
 			if s.net.refused != nil {
 				return s.net.refused // as the managers said it, not wrapped in the runtime's words
 			}
+			s.net.detach(ctx) // attached, then the start failed
 		}
 	}
 	return err
