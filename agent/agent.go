@@ -93,6 +93,7 @@ type Agent struct {
 	peers   *peers
 	link    link
 	worker  *worker
+	attach  *attachments
 	report  *reporter
 	ran     atomic.Bool
 
@@ -152,18 +153,39 @@ func New(cfg Config) (*Agent, error) {
 		log:     a.log,
 	}
 	a.worker = newWorker(env, store)
+	a.worker.others = func() map[string]bool { return runContainers(cfg.DataDir) }
+	a.attach = newAttachments(filepath.Join(cfg.DataDir, "attachments"), a, a.report.PutNow, a.report.forget, a.log.With("part", "attach"))
+	a.attach.now = cfg.Now
+	a.worker.attach = a.attach
 	if cfg.Overlay {
 		o := newOverlay(a.underlay, a.log.With("part", "overlay"))
-		env.net, a.worker.net = o, o
+		env.net, a.worker.net, a.attach.net = o, o, o
 		resolv := cfg.ResolvConf
 		if resolv == "" {
 			resolv = "/etc/resolv.conf"
 		}
 		a.names = newNames(filepath.Join(cfg.DataDir, "resolv"), resolv, a.log.With("part", "dns"))
 		env.dns, a.worker.names = a.names, a.names
+		a.attach.dns = a.names.server
 	}
 	a.nodeID.Store("")
 	return a, nil
+}
+
+// RunDir holds the containers of berth-agent run under the data dir,
+// apart from the daemon's ("runtime"). They share the image store.
+const RunDir = "run"
+
+// runContainers lists the IDs of berth-agent run's containers under
+// dataDir, those being made included: each has its log dir from the
+// start (agent/runtime), before its record.
+func runContainers(dataDir string) map[string]bool {
+	ents, _ := os.ReadDir(filepath.Join(dataDir, RunDir, "containers"))
+	ids := map[string]bool{}
+	for _, e := range ents {
+		ids[e.Name()] = true
+	}
+	return ids
 }
 
 // underlay is the address other nodes reach this node's VXLAN devices on:
@@ -213,12 +235,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	if adopted, err := a.rt.Adopt(ctx); err != nil {
 		a.log.Warn("adopting containers", "err", err, "adopted", len(adopted))
 	}
+	if err := a.attach.load(); err != nil {
+		a.log.Warn("adopting standalone containers' attachments", "err", err)
+	}
 	renewer := &ca.Renewer{Creds: creds, Dir: ca.Dir(filepath.Join(a.cfg.DataDir, "certs")), Issue: a.renewCert, Log: a.log}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.worker.Run(gctx) })
 	g.Go(func() error { return a.report.Run(gctx) })
 	g.Go(func() error { return a.sessions(gctx) })
 	g.Go(func() error { return renewer.Run(gctx) })
+	g.Go(func() error { return a.attach.run(gctx) })
+	g.Go(func() error {
+		// berth-agent run --network needs it; the node runs its tasks without.
+		if err := serveLocal(gctx, a.localSocket(), &localAPI{att: a.attach}); err != nil {
+			a.log.Error("cannot serve berth-agent run --network on this node", "socket", a.localSocket(), "err", err)
+		}
+		return nil
+	})
 	return g.Wait()
 }
 

@@ -237,3 +237,15 @@ func (n *names) IDs() []string {
 	}
 	return ids
 }
+
+// server is the address the node's DNS server answers network id's
+// containers on (its gateway), once the network reached the node.
+func (n *names) server(id string) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	dn, ok := n.nets[id]
+	if !ok {
+		return "", false
+	}
+	return dn.Listen.Addr().String(), true
+}

@@ -19,7 +19,8 @@
 //     the --join addresses.
 //   - worker: one controller per assigned task; a full set removes the
 //     tasks it lacks and sweeps containers, root filesystems and secret
-//     files no task owns.
+//     files no task owns (berth-agent run's, under DATA_DIR/run, are not
+//     its own and stay).
 //   - controller: a step function per task (swarmkit's exec.Do): preparing
 //     (pull, rootfs, secrets), starting, running, then complete, failed,
 //     shutdown or rejected; states only move forward. A container already
@@ -31,6 +32,13 @@
 //     VXLAN entries and DNS records (discovery/dns, served on each
 //     network's gateway); a task on a network gets a read-only
 //     /etc/resolv.conf (DATA_DIR/resolv/<task>) naming that server.
+//   - attachments (attach*.go) and the local API (localapi.go): LocalAgent
+//     on DATA_DIR/agent.sock (root only) puts berth-agent run's containers
+//     on attachable networks. Their attachment tasks (TaskSpec.attachment)
+//     reach the node in the assignment stream but never a controller: the
+//     container's namespace is wired with the overlay's Attach, a pidfd
+//     watch ends the attachment with the container, and records in
+//     DATA_DIR/attachments let a restarted daemon adopt them.
 //   - gossip (gossip.go): the node's memberlist member, started on the
 //     first key a session delivers (Config.OnGossip feeds Gossip.Update);
 //     the managers take its verdicts on dead nodes.

@@ -343,3 +343,11 @@ func toPeer(pr *pb.NetworkPeer) (dataplane.Peer, error) {
 	}
 	return dataplane.Peer{NetworkID: pr.GetNetworkId(), Addr: a.Addr(), Node: node}, nil
 }
+
+// built says whether network id is built on this node.
+func (o *overlay) built(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.nets[id]
+	return ok
+}

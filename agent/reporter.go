@@ -64,6 +64,17 @@ func (r *reporter) Put(taskID string, st *pb.TaskStatus) {
 	}
 }
 
+// PutNow is Put, and sends what is pending at once rather than at the
+// next tick: for a status others wait on (an attachment's RUNNING makes
+// its container's name resolve on every node).
+func (r *reporter) PutNow(taskID string, st *pb.TaskStatus) {
+	r.Put(taskID, st)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
 // forget drops what the reporter remembers of a task that left the node.
 func (r *reporter) forget(taskID string) {
 	r.mu.Lock()

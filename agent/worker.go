@@ -20,8 +20,14 @@ type worker struct {
 	env   *taskEnv
 	net   *overlay // nil without overlay networking
 	names *names   // the DNS server; nil without overlay networking
-	files *fileStore
-	in    chan assignment
+	// attach takes the attachment tasks (standalone containers on
+	// attachable networks): no controller runs a container for them.
+	attach *attachments
+	// others lists the containers of berth-agent run on the node: they
+	// share its image store (their snapshots) and are not the worker's.
+	others func() map[string]bool
+	files  *fileStore
+	in     chan assignment
 
 	mu    sync.Mutex
 	tasks map[string]*controller
@@ -87,17 +93,24 @@ func (w *worker) apply(ctx context.Context, wg *sync.WaitGroup, a assignment) {
 		}
 	}
 	assigned := map[string]bool{}
+	var attachTasks []*pb.Task
+	var removed []string
 	for _, ch := range a.changes {
 		t := ch.GetTask()
-		if t == nil || t.GetId() == "" {
-			continue
-		}
-		if ch.GetAction() == pb.AssignmentChange_ACTION_REMOVE {
+		switch {
+		case t == nil || t.GetId() == "":
+		case ch.GetAction() == pb.AssignmentChange_ACTION_REMOVE:
 			w.removeTask(t.GetId())
-			continue
+			removed = append(removed, t.GetId())
+		case isAttachment(t):
+			attachTasks = append(attachTasks, t)
+		default:
+			assigned[t.GetId()] = true
+			w.updateTask(ctx, wg, t)
 		}
-		assigned[t.GetId()] = true
-		w.updateTask(ctx, wg, t)
+	}
+	if w.attach != nil {
+		w.attach.assign(ctx, a.full, attachTasks, removed)
 	}
 	if a.full {
 		w.retain(assigned, files)
@@ -161,7 +174,7 @@ func (w *worker) retain(tasks map[string]bool, files map[fileKey]bool) {
 
 // sweep removes containers, root filesystems, secret, config and resolv.conf files that belong
 // to no task this node runs (left by tasks removed while the agent was
-// down).
+// down), but never the root filesystem of a container of berth-agent run.
 func (w *worker) sweep(ctx context.Context) {
 	ids, err := w.env.exec.IDs(ctx)
 	if err != nil {
@@ -171,11 +184,15 @@ func (w *worker) sweep(ctx context.Context) {
 	if w.env.dns != nil {
 		ids = append(ids, w.env.dns.IDs()...)
 	}
+	others := map[string]bool{}
+	if w.others != nil {
+		others = w.others()
+	}
 	for _, id := range ids {
 		w.mu.Lock()
 		_, busy := w.tasks[id]
 		w.mu.Unlock()
-		if busy || ctx.Err() != nil {
+		if busy || others[id] || ctx.Err() != nil {
 			continue
 		}
 		w.env.log.Info("removing container of a task no longer assigned", "task", id)

@@ -46,7 +46,7 @@ func containerCmd(use, short string, args cobra.PositionalArgs, flags func(*cobr
 			if err != nil {
 				return err
 			}
-			return do(cmd.Context(), &containerSet{rt: rt, node: node, images: images, out: cmd.OutOrStdout()}, args)
+			return do(cmd.Context(), &containerSet{rt: rt, node: node, images: images, out: cmd.OutOrStdout(), dataDir: dataDir}, args)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/berth/agent", "directory for images, containers and volumes")
@@ -62,6 +62,8 @@ type containerSet struct {
 	node   *runtime.Runtime // the node agent's, read only; nil when none
 	images *image.Store
 	out    io.Writer
+	// dataDir holds the --network files of run's containers (run_network.go).
+	dataDir string
 }
 
 func (cs *containerSet) get(id string) (*runtime.Container, error) {
@@ -146,5 +148,7 @@ func (cs *containerSet) remove(ctx context.Context, id string, force bool) error
 	if err := cs.images.Remove(ctx, id); err != nil {
 		return fmt.Errorf("remove rootfs of %s: %w", id, err)
 	}
+	// Its attachment, if it had one, ended with it: the daemon watches it.
+	removeNetFiles(cs.dataDir, id)
 	return nil
 }

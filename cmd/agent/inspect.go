@@ -30,6 +30,8 @@ type view struct {
 	Command []string          `json:"command"`
 	Labels  map[string]string `json:"labels,omitempty"`
 	State   viewState         `json:"state"`
+	// Networks are a run container's attachable networks (--network).
+	Networks *netInfo `json:"networks,omitempty"`
 }
 
 type viewState struct {
@@ -75,7 +77,11 @@ func (cs *containerSet) views() ([]view, error) {
 			return nil, err
 		}
 		for _, in := range infos {
-			out = append(out, newView(in, src.owner))
+			v := newView(in, src.owner)
+			if src.owner == "run" {
+				v.Networks = readNetInfo(cs.dataDir, in.ID)
+			}
+			out = append(out, v)
 		}
 	}
 	return out, nil
@@ -186,7 +192,7 @@ func printPs(w io.Writer, vs []view, quiet bool, format string) error {
 }
 
 func newInspectCmd() *cobra.Command {
-	return containerCmd("inspect CONTAINER...", "Print containers' details as JSON: labels, command, state", cobra.MinimumNArgs(1), nil,
+	return containerCmd("inspect CONTAINER...", "Print containers' details as JSON: labels, command, state, networks", cobra.MinimumNArgs(1), nil,
 		func(_ context.Context, cs *containerSet, args []string) error {
 			all, err := cs.views()
 			if err != nil {

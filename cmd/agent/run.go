@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
+	"berth/agent"
 	"berth/agent/image"
 	"berth/agent/runtime"
 	"berth/internal/flagparse"
@@ -34,6 +35,7 @@ type runOptions struct {
 	cpus                                                     float64
 	pids                                                     int64
 	env, mounts, insecure, securityOpts, publish, labels     []string
+	nets, aliases                                            []string
 	rm, readOnly, hostNet, quiet, detach, interactive, tty   bool
 	stopGrace                                                time.Duration
 	layers                                                   layerLimits
@@ -55,7 +57,8 @@ see it with berth-agent ps and logs, end it with stop and rm.`,
 		Example: `  berth-agent run --rm 127.0.0.1:5000/busybox echo hello
   berth-agent run -it --rm 127.0.0.1:5000/busybox sh
   berth-agent run --rm -p 8080:80 127.0.0.1:5000/nginx
-  berth-agent run -d --name web 127.0.0.1:5000/nginx; berth-agent logs web; berth-agent rm -f web`,
+  berth-agent run -d --name web 127.0.0.1:5000/nginx; berth-agent logs web; berth-agent rm -f web
+  berth-agent run --rm --network shared --network-alias dbg 127.0.0.1:5000/busybox nslookup web  # on a cluster node`,
 		DisableFlagsInUseLine: true,
 		SilenceUsage:          true,
 		SilenceErrors:         true,
@@ -94,6 +97,8 @@ see it with berth-agent ps and logs, end it with stop and rm.`,
 	f.BoolVar(&o.rm, "rm", false, "remove the container and its rootfs when it exits")
 	f.BoolVar(&o.readOnly, "read-only", false, "mount the root filesystem read-only")
 	f.BoolVar(&o.hostNet, "network-host", false, "share the host's network namespace")
+	f.StringArrayVar(&o.nets, "network", nil, "join an attachable overlay network `NAME|ID` through the node's berth-agent daemon (repeatable; see berth network create --attachable)")
+	f.StringArrayVar(&o.aliases, "network-alias", nil, "another name the container has on its --network networks (repeatable)")
 	f.StringVar(&o.cgroupParent, "cgroup-parent", "/berth", flagparse.CgroupParentHelp)
 	f.StringArrayVar(&o.securityOpts, "security-opt", nil, "seccomp=unconfined|builtin|FILE: the syscall filter (default: Docker's profile)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no pull progress")
@@ -137,6 +142,20 @@ func (o *runOptions) checkModes() error {
 		return errors.New("-p with -d: published ports are forwarded by the foreground berth-agent run and would close with it; run in the foreground, or publish from a service (berth service create -p)")
 	case o.hostNet && len(o.publish) > 0:
 		return errors.New("-p with --network-host: the container already listens on the host's own ports")
+	case o.hostNet && len(o.nets) > 0:
+		return errors.New("--network with --network-host: a container sharing the host's network namespace cannot join overlay networks; give one of them")
+	case len(o.aliases) > 0 && len(o.nets) == 0:
+		return errors.New("--network-alias without --network: an alias is a name on the container's networks; add --network NAME")
+	}
+	for _, n := range o.nets {
+		if strings.TrimSpace(n) == "" {
+			return errors.New(`--network "": give a network's name or ID`)
+		}
+	}
+	for _, a := range o.aliases {
+		if strings.TrimSpace(a) == "" || strings.ContainsAny(a, " \t/") {
+			return fmt.Errorf("--network-alias %q: give a DNS name (letters, digits, '-', '.')", a)
+		}
 	}
 	return nil
 }
@@ -201,6 +220,13 @@ func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, st
 	if err != nil {
 		return 0, err
 	}
+	if len(o.nets) > 0 { // refused before anything is pulled
+		conn, err := dialDaemon(o.dataDir)
+		if err != nil {
+			return 0, err
+		}
+		conn.Close()
+	}
 	images, rt, err := o.open(log)
 	if err != nil {
 		return 0, err
@@ -225,6 +251,12 @@ func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, st
 	if s.fwd != nil {
 		defer s.fwd.Close()
 	}
+	if len(o.nets) > 0 {
+		if s.net, err = newNetRun(o.dataDir, id, o.networks(), stderr); err != nil {
+			return 0, err
+		}
+		defer s.net.close()
+	}
 	if err := s.create(ctx, images, id, img, p); err != nil {
 		return exitCodeFor(err), nameHint(err, id)
 	}
@@ -232,7 +264,14 @@ func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, st
 		fmt.Fprintln(stdout, id)
 		return 0, nil
 	}
-	return s.attach(ctx)
+	code, err := s.attach(ctx)
+	if s.net != nil {
+		s.net.detach(ctx)
+		if o.rm {
+			removeNetFiles(o.dataDir, id)
+		}
+	}
+	return code, err
 }
 
 // open opens the image store and the runtime of berth-agent run.
@@ -247,7 +286,7 @@ func (o *runOptions) open(log *slog.Logger) (*image.Store, *runtime.Runtime, err
 // runDir holds the containers of berth-agent run under the data dir,
 // apart from the node daemon's ("runtime"), which would adopt them and
 // remove them as not assigned to it.
-const runDir = "run"
+const runDir = agent.RunDir
 
 // openStores opens the image store (cfg completed with its root and
 // logger) and the runtime of berth-agent run's containers under dataDir,

@@ -28,6 +28,7 @@ type session struct {
 	rt             *runtime.Runtime
 	c              *runtime.Container
 	fwd            *agent.PortForwarder // nil without -p
+	net            *netRun              // nil without --network
 	stdinW         *os.File             // our end of the container's stdin (-i)
 	restoreTerm    func()               // puts our terminal back (-it on a terminal)
 	removeRootfs   func()
@@ -53,10 +54,21 @@ func (s *session) create(ctx context.Context, images *image.Store, id string, im
 	if err == nil {
 		rs.HostNetwork = s.o.hostNet
 		rs.StopGrace = s.o.stopGrace
+		if s.net != nil {
+			rs.Mounts = append(rs.Mounts, s.net.mount())
+			rs.PreStart = s.net.preStart
+		}
 		err = s.start(ctx, rs)
 	}
 	if err != nil {
 		s.removeRootfs()
+		if s.net != nil {
+			removeNetFiles(s.o.dataDir, id)
+			if s.net.refused != nil {
+				return s.net.refused // as the managers said it, not wrapped in the runtime's words
+			}
+			s.net.detach(ctx) // attached, then the start failed
+		}
 	}
 	return err
 }
@@ -89,6 +101,9 @@ func (s *session) start(ctx context.Context, rs runtime.Spec) error {
 		if err := s.fwd.Serve(ctx, c.NetnsPath()); err != nil {
 			_, _ = c.Stop(context.WithoutCancel(ctx), time.Second)
 			_ = c.Delete(context.WithoutCancel(ctx))
+			if s.net != nil {
+				s.net.detach(ctx)
+			}
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -63,6 +64,20 @@ func (p *Plane) SetNetwork(n Network) error {
 func (p *Plane) bridgeName(vni uint32) string { return p.name('b', fmt.Sprintf("%x", vni)) }
 func (p *Plane) vxlanName(vni uint32) string  { return p.name('v', fmt.Sprintf("%x", vni)) }
 
+// bridgeMAC is the bridge's own address, the gateway's MAC in every
+// container's neighbour table, given at creation so that the kernel keeps
+// it: a bridge with none takes the lowest address of its ports, and so
+// changes whenever a container's veth with a lower one comes or goes
+// (00:00:00:00:00:00 once the last goes). Containers keep the old one in
+// their REACHABLE neighbour entry and lose their gateway (DNS, the way
+// out) for up to half a minute. Locally administered (06:, never a
+// container's 02:42:), and distinct per node and network: the node's
+// underlay address and the VNI's low byte.
+func (p *Plane) bridgeMAC(vni uint32) net.HardwareAddr {
+	u := p.underlay.As16()
+	return net.HardwareAddr{0x06, byte(vni), u[12], u[13], u[14], u[15]}
+}
+
 // build makes the bridge and the VXLAN device, or adopts them when an
 // earlier run of the agent left them (its containers stay attached); a
 // leftover that does not match is replaced.
@@ -71,7 +86,7 @@ func (p *Plane) build(n Network) (netlink.Link, netlink.Link, error) {
 		return br, vx, nil
 	}
 	p.deleteLinks(n.VNI)
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: p.bridgeName(n.VNI), MTU: p.mtu}}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: p.bridgeName(n.VNI), MTU: p.mtu, HardwareAddr: p.bridgeMAC(n.VNI)}}
 	if err := p.h.LinkAdd(br); err != nil {
 		return nil, nil, fmt.Errorf("add bridge %s: %w", br.Name, err)
 	}
