@@ -179,13 +179,24 @@ func TestHopCarriesNothingElse(t *testing.T) {
 	syns := countSYNs(t, n2, 8080)
 	for _, a := range []netip.Addr{hopDst, hopSNAT} {
 		mustDo(t, n1.h.RouteAdd(&netlink.Route{Dst: ipNet(netip.PrefixFrom(a, 32)), Gw: n2.host.Addr.AsSlice()}))
-		inNS(t, n1.host.NetnsPath(), func() error {
-			_, err := net.DialTimeout("tcp", netip.AddrPortFrom(a, 8080).String(), 500*time.Millisecond)
-			return err
-		})
-	}
-	// Each SYN enters h2 once (a retransmission may follow the first).
-	if n := syns(); n < 2 || n > 4 {
-		t.Errorf("h2 saw %d SYNs to the hop's two addresses; want each once (2-4)", n)
+		// Dial until a SYN reached h2 (on a loaded box the first try can
+		// end before one left h1), then count what that try caused: each
+		// SYN enters h2 once, a retransmission may follow the first;
+		// through an open hop they circle tens of times.
+		for try := 0; ; try++ {
+			before := syns()
+			inNS(t, n1.host.NetnsPath(), func() error {
+				_, err := net.DialTimeout("tcp", netip.AddrPortFrom(a, 8080).String(), 500*time.Millisecond)
+				return err
+			})
+			n := syns() - before
+			if n == 0 && try < 20 {
+				continue
+			}
+			if n < 1 || n > 2 {
+				t.Errorf("a dial to %s made h2 see %d SYNs; want the SYN once (1-2)", a, n)
+			}
+			break
+		}
 	}
 }
