@@ -80,6 +80,9 @@ func (p *Plane) SetPublished(pubs []Published) error {
 // published, or removes the hop when there are none (p.mu held).
 func (p *Plane) hopFor() error {
 	if len(p.pubs) == 0 {
+		if !p.hop {
+			return nil
+		}
 		return p.removeHop()
 	}
 	if err := p.enableForwarding(); err != nil {
