@@ -24,11 +24,14 @@ import (
 // publish ports (publish.go), rebuilt whole (in one atomic batch) whenever
 // the networks or the published ports change.
 
-// ruleSet rewrites the table for the networks built and the ports
-// published now, in one batch; with neither, it removes the table. The
-// table and its chains are kept and emptied rather than made anew
-// (deleting a base chain waits for an RCU grace period); fresh deletes
-// the table first, dropping whatever else an earlier agent left in it.
+// ruleSet rewrites the table for the networks built, the ports published
+// and the devices with route_localnet now, in one batch; with none, it
+// removes the table. The table and its chains are kept and emptied rather
+// than made anew (deleting a base chain waits for an RCU grace period),
+// but for the base chains that every packet through their hooks would
+// pay for, which exist only while they have work: isolation, the
+// localnet guard, publishing. fresh deletes the table first, dropping
+// whatever else an earlier agent left in it.
 func (p *Plane) ruleSet(fresh bool) error {
 	nets := make([]Network, 0, len(p.nets))
 	for _, n := range p.nets {
@@ -40,7 +43,8 @@ func (p *Plane) ruleSet(fresh bool) error {
 		return err
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: p.prefix}
-	empty := len(nets) == 0 && len(p.pubs) == 0
+	guard, publishing := len(p.localnet) > 0, len(p.pubs) > 0
+	empty := len(nets) == 0 && !publishing && !guard
 	if fresh || empty {
 		c.AddTable(t) // so that the delete below finds one
 		c.DelTable(t)
@@ -54,9 +58,9 @@ func (p *Plane) ruleSet(fresh bool) error {
 		isolating = hop0 != "" || len(nets) > 1
 		addNetworkRules(c, t, nets, hop0)
 		addIsolation(c, t, nets, hop0, isolating, p.isolating && !fresh)
-		addLocalnetGuard(c, t)
+		addLocalnetGuard(c, t, guard, p.guarded && !fresh)
 		addNotrack(c, t, nets, p.underlay)
-		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh), hop1); err != nil {
+		if err := addPublished(c, t, p.pubs, newMaps(c, t, fresh), hop1, p.publishing && !fresh); err != nil {
 			return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 		}
 	}
@@ -65,7 +69,7 @@ func (p *Plane) ruleSet(fresh bool) error {
 		p.host = nil
 		return fmt.Errorf("nftables table %s: %w", p.prefix, err)
 	}
-	p.isolating = isolating
+	p.isolating, p.guarded, p.publishing = isolating, guard, publishing
 	return nil
 }
 

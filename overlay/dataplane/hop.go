@@ -39,24 +39,23 @@ var (
 
 func (p *Plane) hopNames() (string, string) { return p.name('l', "0"), p.name('l', "1") }
 
-// ensureHop builds the pair once (p.mu held); made says it did now. Its
-// route_localnet is the caller's to set, once the table guards
-// 127.0.0.0/8.
-func (p *Plane) ensureHop() (made bool, err error) {
+// ensureHop builds the pair once (p.mu held). Its route_localnet is
+// turned on once the table guards 127.0.0.0/8 (localnet.go).
+func (p *Plane) ensureHop() error {
 	if p.hop {
-		return false, nil
+		return nil
 	}
 	p.removeHop()
 	hop0, hop1 := p.hopNames()
 	if err := p.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hop0, MTU: p.uplink.Attrs().MTU}, PeerName: hop1}); err != nil {
-		return false, fmt.Errorf("loopback hop: add veth %s: %w", hop0, err)
+		return fmt.Errorf("loopback hop: add veth %s: %w", hop0, err)
 	}
 	if err := p.buildHop(hop0, hop1); err != nil {
 		p.removeHop()
-		return false, fmt.Errorf("loopback hop: %w", err)
+		return fmt.Errorf("loopback hop: %w", err)
 	}
 	p.hop = true
-	return true, nil
+	return nil
 }
 
 func (p *Plane) buildHop(hop0, hop1 string) error {
@@ -91,8 +90,8 @@ func (p *Plane) buildHop(hop0, hop1 string) error {
 	return nil
 }
 
-// removeHop deletes the pair, whoever made it; its routes and neighbours
-// go with it (p.mu held).
+// removeHop deletes the pair, whoever made it; its routes, neighbours
+// and route_localnet go with it (p.mu held).
 func (p *Plane) removeHop() error {
 	p.hop = false
 	hop0, _ := p.hopNames()
@@ -101,6 +100,7 @@ func (p *Plane) removeHop() error {
 			return fmt.Errorf("delete %s: %w", hop0, err)
 		}
 	}
+	delete(p.localnet, hop0)
 	return nil
 }
 

@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"slices"
 
@@ -18,8 +20,9 @@ import (
 // arriving with a 127.0.0.0/8 destination the same way (the reply, once
 // un-NATed). So:
 //   - route_localnet is on for berth's own bridges only, where the local
-//     tasks are, and the loopback hop's first end (hop.go); never on
-//     "all" nor the underlay, where the LAN is;
+//     tasks are, and the loopback hop's first end (hop.go), and only while
+//     the node publishes a port; never on "all" nor the underlay, where
+//     the LAN is;
 //   - what leaves a bridge from 127.0.0.0/8 is masqueraded to the
 //     network's gateway, so the task answers the node, not its own lo;
 //   - route_localnet on a bridge lets whatever is on that bridge send to
@@ -46,15 +49,25 @@ var loopback = netip.MustParsePrefix("127.0.0.0/8")
 // namespace (the kernel's LOOPBACK_IFINDEX).
 const loopbackIfindex = 1
 
-// addLocalnetGuard adds the chain, made if missing, emptied and filled,
-// that drops what reaches the node's 127.0.0.0/8 from anywhere but lo
-// and is not a published port's connection.
-func addLocalnetGuard(c *nftables.Conn, t *nftables.Table) {
+// addLocalnetGuard makes the chain (want), emptied and filled, that
+// drops what reaches the node's 127.0.0.0/8 from anywhere but lo and is
+// not a published port's connection; or deletes it (had: the table has
+// it). A base chain costs every packet through its hook, so it exists
+// only while a device of ours may have route_localnet (Plane.localnet).
+func addLocalnetGuard(c *nftables.Conn, t *nftables.Table, want, had bool) {
 	accept := nftables.ChainPolicyAccept
-	ch := c.AddChain(&nftables.Chain{Name: "localnet", Table: t, Type: nftables.ChainTypeFilter,
+	ch := &nftables.Chain{Name: "localnet", Table: t, Type: nftables.ChainTypeFilter,
 		// After the DNAT of published ports (dstnat, -100): their replies
 		// are un-NATed to 127.0.0.1 there.
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter, Policy: &accept}
+	if !want {
+		if had {
+			c.FlushChain(ch)
+			c.DelChain(ch)
+		}
+		return
+	}
+	c.AddChain(ch)
 	c.FlushChain(ch)
 	notLo := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIF, Register: 1},
@@ -80,12 +93,100 @@ func masqLoopback() []expr.Any {
 	})
 }
 
-// setRouteLocalnet turns route_localnet on for dev (a bridge of ours, or
+// route_localnet is needed only while the node publishes a port: it
+// lets the node's own 127.0.0.0/8 clients reach local tasks (over the
+// bridges) and remote ones (over the hop). So it is on for every bridge
+// and the hop while ports are published, and 0 everywhere else, and the
+// guard chain exists exactly while some device of ours may have it:
+// p.localnet names those devices, and the guard is in the table whenever
+// it names any. Order keeps that exact: a device is named before the
+// table gets the guard, the guard is in the table (p.guarded) before 1 is
+// written, and a device leaves p.localnet only once 0 is written or it
+// is gone, the guard leaving the table after the last. A crash at any
+// point leaves no route_localnet=1 without the guard, and Sweep clears
+// what an earlier agent left on the bridges it keeps before it replaces
+// that agent's table.
+
+// ruleSetLocalnet runs ruleSet with route_localnet readied before and
+// turned on after (p.mu held). With ports published, every bridge and the
+// hop are named for it first, so that the table gets the guard, and get
+// it once the table holds the guard; with none, it is cleared everywhere
+// first, and a device it could not be cleared on keeps the guard.
+func (p *Plane) ruleSetLocalnet() error {
+	var before error
+	if len(p.pubs) == 0 {
+		before = p.closeLocalnet()
+	} else {
+		p.nameAllLocalnet()
+	}
+	if err := p.ruleSet(false); err != nil {
+		return errors.Join(before, err)
+	}
+	if len(p.pubs) == 0 {
+		return before
+	}
+	return p.openLocalnet()
+}
+
+// nameAllLocalnet names every bridge and the hop for route_localnet.
+func (p *Plane) nameAllLocalnet() {
+	for _, n := range p.nets {
+		p.nameLocalnet(n.bridge.Attrs().Name)
+	}
+	if p.hop {
+		hop0, _ := p.hopNames()
+		p.nameLocalnet(hop0)
+	}
+}
+
+// nameLocalnet names dev for route_localnet, not yet written.
+func (p *Plane) nameLocalnet(dev string) {
+	if _, ok := p.localnet[dev]; !ok {
+		p.localnet[dev] = false
+	}
+}
+
+// openLocalnet writes route_localnet=1 on the devices named and not yet
+// written, now that the table guards 127.0.0.0/8 (p.mu held).
+func (p *Plane) openLocalnet() error {
+	if !p.guarded {
+		return fmt.Errorf("route_localnet: the table does not guard 127.0.0.0/8")
+	}
+	var errs []error
+	for dev, on := range p.localnet {
+		if on {
+			continue
+		}
+		if err := p.setRouteLocalnet(dev, "1"); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.localnet[dev] = true
+	}
+	return errors.Join(errs...)
+}
+
+// closeLocalnet writes route_localnet=0 on every device named and
+// forgets it (p.mu held); a device it fails on stays, and so keeps the
+// guard. A device gone took its setting with it.
+func (p *Plane) closeLocalnet() error {
+	var errs []error
+	for dev := range p.localnet {
+		if err := p.setRouteLocalnet(dev, "0"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		delete(p.localnet, dev)
+	}
+	return errors.Join(errs...)
+}
+
+// setRouteLocalnet writes route_localnet for dev (a bridge of ours, or
 // the hop's first end), in the Plane's namespace. The setting goes with
 // the device.
-func (p *Plane) setRouteLocalnet(dev string) error {
-	if err := p.sysctl(fmt.Sprintf("/proc/sys/net/ipv4/conf/%s/route_localnet", dev), "1"); err != nil {
-		return fmt.Errorf("route_localnet on %s: %w", dev, err)
+func (p *Plane) setRouteLocalnet(dev, value string) error {
+	if err := p.sysctl(fmt.Sprintf("/proc/sys/net/ipv4/conf/%s/route_localnet", dev), value); err != nil {
+		return fmt.Errorf("route_localnet=%s on %s: %w", value, dev, err)
 	}
 	return nil
 }

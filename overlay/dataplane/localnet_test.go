@@ -5,9 +5,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -103,19 +105,27 @@ func TestPublishOnLoopback(t *testing.T) {
 	}
 }
 
-// TestLoopbackClosedToContainers: route_localnet on a bridge must not let
-// a container reach what the node binds to 127.0.0.1 only (CVE-2020-8558).
-// The container routes 127.0.0.0/8 to its gateway (its local routes for
-// it deleted, as a container with CAP_NET_ADMIN in its namespace may) and
-// sends datagrams to a UDP listener on the node's 127.0.0.1: the localnet
-// chain drops them. Without that chain the listener gets them (a TCP
-// listener there gets the SYN too, and answers).
+// TestLoopbackClosedToContainers: route_localnet on a bridge (on while
+// the node publishes a port) must not let a container reach what the node
+// binds to 127.0.0.1 only (CVE-2020-8558). The container routes
+// 127.0.0.0/8 to its gateway (its local routes for it deleted, as a
+// container with CAP_NET_ADMIN in its namespace may) and sends datagrams
+// to a UDP listener on the node's 127.0.0.1: the localnet chain drops
+// them. Without that chain the listener gets them (a TCP listener there
+// gets the SYN too, and answers).
 func TestLoopbackClosedToContainers(t *testing.T) {
 	cl := testhost.NewT(t, 1)
 	n1 := newNode(t, cl.Hosts[0])
 	mustDo(t, n1.plane.SetNetwork(netA))
 	evil := newContainer(t)
-	mustDo(t, n1.plane.Attach(evil.ns(), ep("t1", netA, "10.77.0.22")))
+	e := ep("t1", netA, "10.77.0.22")
+	mustDo(t, n1.plane.Attach(evil.ns(), e))
+	port := []PublishedPort{{Protocol: unix.IPPROTO_TCP, Port: 8080, Target: 80}}
+	mustDo(t, n1.plane.SetPublished([]Published{{ServiceID: "web", Ports: port, Local: []netip.Addr{e.Addr.Addr()}}}))
+	bridge := n1.plane.bridgeName(netA.VNI)
+	if v := sysctlIn(t, n1.host, "/proc/sys/net/ipv4/conf/"+bridge+"/route_localnet"); v != "1" {
+		t.Fatalf("route_localnet on %s is %q with a port published, want 1: the test would prove nothing", bridge, v)
+	}
 	var pc net.PacketConn
 	mustDo(t, inNS(t, n1.host.NetnsPath(), func() (err error) { pc, err = net.ListenPacket("udp", "127.0.0.1:0"); return err }))
 	defer pc.Close()
@@ -198,5 +208,77 @@ func TestHopCarriesNothingElse(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// TestLocalnetOnlyWhilePublishing: the localnet guard (prerouting) and
+// the mesh's DSCP marking (postrouting), base chains that cost every
+// packet through their hooks, exist only while the node publishes a port,
+// and so does route_localnet on its bridges, which the guard is for. A
+// restarted agent's sweep clears the route_localnet the earlier agent
+// left on a bridge it keeps, and its table has no guard.
+func TestLocalnetOnlyWhilePublishing(t *testing.T) {
+	cl := testhost.NewT(t, 1)
+	n := newNode(t, cl.Hosts[0])
+	mustDo(t, n.plane.SetNetwork(netA))
+	assertPublishing(t, n, "a network and no port published", false)
+
+	task := newContainer(t)
+	e := ep("t1", netA, "10.77.0.21")
+	mustDo(t, n.plane.Attach(task.ns(), e))
+	serveRemote(t, task, ":80")
+	pubs := []Published{{ServiceID: "web", Ports: []PublishedPort{{Protocol: unix.IPPROTO_TCP, Port: 8080, Target: 80}},
+		Local: []netip.Addr{e.Addr.Addr()}}}
+	mustDo(t, n.plane.SetPublished(pubs))
+	assertPublishing(t, n, "a port published", true)
+	if got, err := fetchIn(t, n.host, "127.0.0.1:8080"); err != nil || got != netA.Gateway.String() {
+		t.Errorf("127.0.0.1:8080 with the port published: the task saw %q, %v; want the gateway %s", got, err, netA.Gateway)
+	}
+	mustDo(t, n.plane.SetPublished(nil))
+	assertPublishing(t, n, "the port unpublished", false)
+	if _, err := fetchIn(t, n.host, "127.0.0.1:8080"); err == nil {
+		t.Error("127.0.0.1:8080 still answers with the port unpublished")
+	}
+
+	mustDo(t, n.plane.SetPublished(pubs)) // what the restarted agent finds
+	again, err := New(Config{NetNSPath: n.host.NetnsPath(), Underlay: n.host.Addr})
+	mustDo(t, err)
+	defer again.Close()
+	mustDo(t, again.Sweep([]Network{netA}, []Endpoint{e}))
+	n.plane = again
+	assertPublishing(t, n, "a restarted agent's sweep", false)
+	mustDo(t, n.plane.SetNetwork(netA))
+	mustDo(t, n.plane.SetPublished(pubs))
+	assertPublishing(t, n, "the restarted agent publishing", true)
+	if got, err := fetchIn(t, n.host, "127.0.0.1:8080"); err != nil || got != netA.Gateway.String() {
+		t.Errorf("127.0.0.1:8080 after a restart: the task saw %q, %v; want the gateway %s", got, err, netA.Gateway)
+	}
+}
+
+// assertPublishing checks, on n with netA built, that the prerouting
+// localnet and postrouting mesh-dscp chains exist and netA's bridge has
+// route_localnet exactly when publishing.
+func assertPublishing(t *testing.T, n *node, when string, publishing bool) {
+	t.Helper()
+	c, err := n.plane.nft()
+	mustDo(t, err)
+	defer c.CloseLasting()
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	mustDo(t, err)
+	for _, want := range []struct {
+		name string
+		hook *nftables.ChainHook
+	}{{"localnet", nftables.ChainHookPrerouting}, {meshDSCPChain, nftables.ChainHookPostrouting}} {
+		has := slices.ContainsFunc(chains, func(ch *nftables.Chain) bool {
+			return ch.Table.Name == n.plane.prefix && ch.Name == want.name && ch.Hooknum != nil && *ch.Hooknum == *want.hook
+		})
+		if has != publishing {
+			t.Errorf("%s: the table has the base chain %s: %v, want %v", when, want.name, has, publishing)
+		}
+	}
+	bridge := n.plane.bridgeName(netA.VNI)
+	want := map[bool]string{false: "0", true: "1"}[publishing]
+	if v := sysctlIn(t, n.host, "/proc/sys/net/ipv4/conf/"+bridge+"/route_localnet"); v != want {
+		t.Errorf("%s: route_localnet on %s is %q, want %s", when, bridge, v, want)
 	}
 }

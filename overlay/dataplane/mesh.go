@@ -48,12 +48,20 @@ func notForwarded() []expr.Any {
 	}
 }
 
+// meshDSCPChain sets meshDSCP. It exists with the publishing chains
+// only (publish.go): a node publishing nothing forwards nothing, and the
+// chain would cost every packet leaving the node. The check side, that a
+// new connection carrying meshDSCP is never forwarded, is in the
+// published ports' own rules; a connection's packets lose the mark when
+// the chain goes, which no node heeds past its first packet.
+const meshDSCPChain = "mesh-dscp"
+
 // addMeshDSCP adds the chain, made if missing, emptied and filled, that
 // sets meshDSCP on the packets of forwarded connections, original
 // direction (the replies go back to the client unmarked).
 func addMeshDSCP(c *nftables.Conn, t *nftables.Table) {
 	accept := nftables.ChainPolicyAccept
-	ch := c.AddChain(&nftables.Chain{Name: "mesh-dscp", Table: t, Type: nftables.ChainTypeFilter,
+	ch := c.AddChain(&nftables.Chain{Name: meshDSCPChain, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityMangle, Policy: &accept})
 	c.FlushChain(ch)
 	exprs := append(hasConnMark(meshMark),

@@ -50,11 +50,11 @@ func (p *Plane) SetNetwork(n Network) error {
 		return fmt.Errorf("dataplane: network %s (VNI %d): %w", n.ID, n.VNI, err)
 	}
 	p.nets[n.ID] = &network{Network: n, bridge: br, vxlan: vx, peers: map[netip.Addr]Peer{}}
-	if err := p.ruleSet(false); err != nil {
-		return fmt.Errorf("dataplane: network %s: %w", n.ID, err)
+	if len(p.pubs) == 0 {
+		// Cleared: a bridge adopted from an earlier agent may have it on.
+		p.localnet[br.Attrs().Name] = true
 	}
-	// Only now that the table guards 127.0.0.0/8 (localnet.go).
-	if err := p.setRouteLocalnet(br.Attrs().Name); err != nil {
+	if err := p.ruleSetLocalnet(); err != nil {
 		return fmt.Errorf("dataplane: network %s: %w", n.ID, err)
 	}
 	p.log.Debug("network built", "network", n.ID, "vni", n.VNI, "bridge", br.Attrs().Name, "vxlan", vx.Attrs().Name)
@@ -165,6 +165,7 @@ func (p *Plane) RemoveNetwork(id string) error {
 	if err := p.deleteLinks(n.VNI); err != nil {
 		return fmt.Errorf("dataplane: remove network %s: %w", id, err)
 	}
+	delete(p.localnet, n.bridge.Attrs().Name) // gone with the bridge
 	if err := p.ruleSet(false); err != nil {
 		return fmt.Errorf("dataplane: remove network %s: %w", id, err)
 	}

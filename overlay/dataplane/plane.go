@@ -60,6 +60,13 @@ type Plane struct {
 	host *nftables.Conn      // kept open (closing costs ~10 ms); made on first use
 	// isolating says the table has the isolation chain (gateway.go).
 	isolating bool
+	// localnet names the devices of ours that may have route_localnet,
+	// true once 1 is written; guarded says the table has the chain that
+	// guards them (localnet.go).
+	localnet map[string]bool
+	guarded  bool
+	// publishing says the table has the chains publishing ports.
+	publishing bool
 
 	vmu sync.Mutex
 	vns map[string]*nsConn // sockets in containers' namespaces, by path
@@ -87,7 +94,8 @@ func New(cfg Config) (*Plane, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	p := &Plane{h: &netlink.Handle{}, underlay: cfg.Underlay, prefix: cfg.Prefix, log: cfg.Log, nets: map[string]*network{}, vns: map[string]*nsConn{}}
+	p := &Plane{h: &netlink.Handle{}, underlay: cfg.Underlay, prefix: cfg.Prefix, log: cfg.Log, nets: map[string]*network{}, vns: map[string]*nsConn{},
+		localnet: map[string]bool{}}
 	if cfg.NetNSPath != "" {
 		ns, err := netns.GetFromPath(cfg.NetNSPath)
 		if err != nil {
@@ -148,7 +156,8 @@ func linkWithAddr(h *netlink.Handle, addr netip.Addr) (netlink.Link, error) {
 // networks and endpoints to keep (a restarted agent keeps what its
 // running containers use): what a previous run of the agent, or a crashed
 // test, left behind. Deleting a veth's node end removes its container end.
-// Networks built by this Plane but not kept are forgotten, and the
+// Networks built by this Plane but not kept are forgotten, route_localnet
+// is cleared on those kept (publishing ports turns it on again), and the
 // nftables table is made anew, whatever an earlier agent left in it.
 func (p *Plane) Sweep(nets []Network, eps []Endpoint) error {
 	keep := map[string]bool{}
@@ -173,6 +182,14 @@ func (p *Plane) Sweep(nets []Network, eps []Endpoint) error {
 	}
 	p.mu.Lock()
 	if err := p.removeHop(); err != nil {
+		errs = append(errs, err)
+	}
+	// An earlier agent may have left route_localnet on the bridges kept:
+	// cleared while its table, and so its guard, still stands.
+	for _, n := range nets {
+		p.localnet[p.bridgeName(n.VNI)] = true
+	}
+	if err := p.closeLocalnet(); err != nil {
 		errs = append(errs, err)
 	}
 	for id := range p.nets {

@@ -67,31 +67,28 @@ func (p *Plane) SetPublished(pubs []Published) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pubs = pubs
-	made := false
-	if len(pubs) > 0 {
-		if err := p.enableForwarding(); err != nil {
-			return fmt.Errorf("dataplane: publish: %w", err)
-		}
-		var err error
-		if made, err = p.ensureHop(); err != nil {
-			return fmt.Errorf("dataplane: publish: %w", err)
-		}
-	}
-	if err := p.ruleSet(false); err != nil {
+	if err := p.hopFor(); err != nil {
 		return fmt.Errorf("dataplane: publish: %w", err)
 	}
-	hop0, _ := p.hopNames()
-	switch {
-	case made: // now that the table guards 127.0.0.0/8
-		if err := p.setRouteLocalnet(hop0); err != nil {
-			return fmt.Errorf("dataplane: publish: %w", err)
-		}
-	case len(pubs) == 0 && p.hop:
-		if err := p.removeHop(); err != nil {
-			return fmt.Errorf("dataplane: publish: %w", err)
-		}
+	if err := p.ruleSetLocalnet(); err != nil {
+		return fmt.Errorf("dataplane: publish: %w", err)
 	}
 	return nil
+}
+
+// hopFor makes forwarding and the loopback hop ready for the ports
+// published, or removes the hop when there are none (p.mu held).
+func (p *Plane) hopFor() error {
+	if len(p.pubs) == 0 {
+		if !p.hop {
+			return nil
+		}
+		return p.removeHop()
+	}
+	if err := p.enableForwarding(); err != nil {
+		return err
+	}
+	return p.ensureHop()
 }
 
 func (pub Published) check() error {
@@ -111,10 +108,38 @@ func (pub Published) check() error {
 	return nil
 }
 
-// addPublished adds the publishing chains and rules to c's batch: DNAT in
+// addPublished makes the publishing chains (with ports published),
+// emptied and filled, or deletes them (had: the table has them): DNAT in
 // prerouting (clients elsewhere) and output (the node itself) for what
-// is addressed to this node, masquerade of what it forwards.
-func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps, hop1 string) error {
+// is addressed to this node, masquerade of what it forwards, and the
+// loop guard's marking (mesh.go), a base chain every packet leaving the
+// node would cross.
+func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps, hop1 string, had bool) error {
+	defer m.dropUnused() // after the chains that used them are emptied
+	if len(pubs) == 0 {
+		if had {
+			removePublished(c, t)
+		}
+		return nil
+	}
+	ports := addPublishChains(c, t, hop1)
+	for _, pub := range pubs {
+		for _, pt := range pub.Ports {
+			rules, err := portRules(m, pub, pt, hop1 != "")
+			if err != nil {
+				return fmt.Errorf("service %s port %d: %w", pub.ServiceID, pt.Port, err)
+			}
+			for _, exprs := range rules {
+				c.AddRule(&nftables.Rule{Table: t, Chain: ports, Exprs: exprs})
+			}
+		}
+	}
+	return nil
+}
+
+// addPublishChains makes the publishing chains, emptied, and fills all
+// but ports, which it returns.
+func addPublishChains(c *nftables.Conn, t *nftables.Table, hop1 string) *nftables.Chain {
 	ports := c.AddChain(&nftables.Chain{Name: "ports", Table: t})
 	c.FlushChain(ports)
 	for _, hook := range []struct {
@@ -137,19 +162,17 @@ func addPublished(c *nftables.Conn, t *nftables.Table, pubs []Published, m *maps
 	c.FlushChain(masq)
 	c.AddRule(&nftables.Rule{Table: t, Chain: masq, Exprs: append(hasConnMark(meshMark), &expr.Masq{})})
 	addMeshDSCP(c, t)
-	for _, pub := range pubs {
-		for _, pt := range pub.Ports {
-			rules, err := portRules(m, pub, pt, hop1 != "")
-			if err != nil {
-				return fmt.Errorf("service %s port %d: %w", pub.ServiceID, pt.Port, err)
-			}
-			for _, exprs := range rules {
-				c.AddRule(&nftables.Rule{Table: t, Chain: ports, Exprs: exprs})
-			}
-		}
+	return ports
+}
+
+// removePublished deletes the publishing chains, the base ones first:
+// their rules jump to ports.
+func removePublished(c *nftables.Conn, t *nftables.Table) {
+	for _, name := range []string{"publish", "publish-out", "publish-masq", meshDSCPChain, "ports"} {
+		ch := &nftables.Chain{Name: name, Table: t}
+		c.FlushChain(ch)
+		c.DelChain(ch)
 	}
-	m.dropUnused()
-	return nil
 }
 
 // portRules are the rules for one published port: to a local task, else
