@@ -84,28 +84,6 @@ func (m *maps) pick(name string, reg uint32, addrs []netip.Addr) ([]expr.Any, er
 	}, nil
 }
 
-// addrSet writes the set of IPv4 addresses name, holding addrs.
-func (m *maps) addrSet(name string, addrs []netip.Addr) (*nftables.Set, error) {
-	set := &nftables.Set{Table: m.t, Name: name, KeyType: nftables.TypeIPAddr}
-	elems := make([]nftables.SetElement, len(addrs))
-	for i, a := range addrs {
-		elems[i] = nftables.SetElement{Key: a.AsSlice()}
-	}
-	if err := m.fill(set, elems); err != nil {
-		return nil, err
-	}
-	return set, nil
-}
-
-// notIn matches packets whose IPv4 address at offset (12 source, 16
-// destination) is not in set.
-func notIn(set *nftables.Set, offset uint32) []expr.Any {
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
-		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, Invert: true},
-	}
-}
-
 // fill makes set if missing and replaces its elements.
 func (m *maps) fill(set *nftables.Set, elems []nftables.SetElement) error {
 	if m.used[set.Name] {

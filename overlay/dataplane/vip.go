@@ -26,13 +26,18 @@ import (
 // The cost is one table per container on the network, rewritten (one
 // netlink batch each) when the service's ready tasks change, and
 // connection tracking in the container, which the NAT chain turns on
-// for every flow there. Only flows with a VIP or a backend at the other
-// end can need it (a VIP connection's packets, and its replies from a
-// backend), so the raw-priority chains exempt all others: a container
-// serving clients through a published port, reaching the node's DNS or
-// the outside, creates no entry in its own table per connection and
-// looks none up per packet (the node tracks them already). ICMP stays
-// tracked, so that an error about a VIP connection is translated back.
+// for every flow there. Only flows with the overlay at the other end can
+// need it (a VIP connection's packets, and its replies from a backend),
+// so the raw-priority chains exempt all others, and those with the
+// network's gateway (the node's DNS, the node itself): a container
+// serving clients through a published port, or reaching the outside,
+// creates no entry in its own table per connection and looks none up per
+// packet (the node tracks them already). The test is the whole subnet,
+// not the VIPs and their current backends: a backend leaving the map
+// still answers the connections it has, and an untracked reply would
+// not be translated back from the backend to the VIP (the client's
+// socket would never see it). ICMP stays tracked, so that an error
+// about a VIP connection is translated back.
 
 // VIP is a service's virtual IP on a network and the addresses, on that
 // network, of its tasks that may take connections now.
@@ -64,7 +69,7 @@ func (p *Plane) SetVIPs(nsPath string, vips []VIP) error {
 		c.DelTable(t)
 	}
 	if len(vips) > 0 {
-		if err := addVIPs(c, t, vips, newMaps(c, t, nc.stale)); err != nil {
+		if err := addVIPs(c, t, vips, p.networksOf(vips), newMaps(c, t, nc.stale)); err != nil {
 			return fmt.Errorf("dataplane: VIPs in %s: %w", nsPath, err)
 		}
 	}
@@ -74,6 +79,20 @@ func (p *Plane) SetVIPs(nsPath string, vips []VIP) error {
 	}
 	nc.stale = false
 	return nil
+}
+
+// networksOf lists the networks built here that vips are on.
+func (p *Plane) networksOf(vips []VIP) []Network {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Network
+	for _, n := range p.nets {
+		if slices.ContainsFunc(vips, func(v VIP) bool { return n.Subnet.Contains(v.Addr) }) {
+			out = append(out, n.Network)
+		}
+	}
+	slices.SortFunc(out, func(a, b Network) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) })
+	return out
 }
 
 // vipChains are the chains addVIPs makes.
@@ -142,7 +161,7 @@ func (p *Plane) releaseLocked(nsPath string) {
 // and emptied, and their rules. The chains are kept rather than the table
 // made anew: deleting a base chain unregisters its hook, which waits for
 // an RCU grace period (tens of ms on a busy host) on every update.
-func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP, m *maps) error {
+func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP, nets []Network, m *maps) error {
 	c.AddTable(t)
 	accept := nftables.ChainPolicyAccept
 	dnat := c.AddChain(&nftables.Chain{Name: vipChains[0], Table: t, Type: nftables.ChainTypeNAT,
@@ -165,7 +184,6 @@ func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP, m *maps) error {
 	// (The direct connection is tracked too: its task is a backend.)
 	vips = slices.Clone(vips)
 	slices.SortFunc(vips, func(a, b VIP) int { return a.Addr.Compare(b.Addr) })
-	var peers []netip.Addr // VIPs with backends, and the backends
 	for _, v := range vips {
 		if !v.Addr.Is4() {
 			return fmt.Errorf("service %s: VIP %s is not IPv4", v.ServiceID, v.Addr)
@@ -182,29 +200,29 @@ func addVIPs(c *nftables.Conn, t *nftables.Table, vips []VIP, m *maps) error {
 		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: dnat, Exprs: slices.Concat(daddr, pick,
 			[]expr.Any{&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}})})
-		peers = append(append(peers, v.Addr), v.Backends...)
 	}
-	if err := addUntracked(c, in, out, peers, m); err != nil {
-		return err
-	}
+	addUntracked(c, in, out, nets)
 	m.dropUnused()
 	return nil
 }
 
 // addUntracked adds to the raw chains in (prerouting) and out (output)
 // the rules that exempt from connection tracking every flow but ICMP
-// whose other end is none of peers: the source coming in, the
-// destination going out.
-func addUntracked(c *nftables.Conn, in, out *nftables.Chain, peers []netip.Addr, m *maps) error {
-	slices.SortFunc(peers, netip.Addr.Compare)
-	set, err := m.addrSet("peers", slices.Compact(peers))
-	if err != nil {
-		return err
-	}
+// whose other end is not on nets, or is a gateway of theirs: the source
+// coming in, the destination going out.
+func addUntracked(c *nftables.Conn, in, out *nftables.Chain, nets []Network) {
 	untracked := []expr.Any{&expr.Notrack{}}
-	c.AddRule(&nftables.Rule{Table: in.Table, Chain: in, Exprs: slices.Concat(notICMP(), notIn(set, 12), untracked)})
-	c.AddRule(&nftables.Rule{Table: out.Table, Chain: out, Exprs: slices.Concat(notICMP(), notIn(set, 16), untracked)})
-	return nil
+	tracked := []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
+	for _, r := range []struct {
+		ch     *nftables.Chain
+		offset uint32
+	}{{in, 12}, {out, 16}} {
+		for _, n := range nets {
+			c.AddRule(&nftables.Rule{Table: r.ch.Table, Chain: r.ch, Exprs: slices.Concat(notICMP(), addrIs(r.offset, n.Gateway), untracked)})
+			c.AddRule(&nftables.Rule{Table: r.ch.Table, Chain: r.ch, Exprs: slices.Concat(match(r.offset, n.Subnet, expr.CmpOpEq), tracked)})
+		}
+		c.AddRule(&nftables.Rule{Table: r.ch.Table, Chain: r.ch, Exprs: slices.Concat(notICMP(), untracked)})
+	}
 }
 
 // notICMP matches packets other than ICMP.

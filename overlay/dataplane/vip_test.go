@@ -283,3 +283,60 @@ func TestVIPTableOfAnEarlierAgentIsReplaced(t *testing.T) {
 		t.Errorf("chains in x after the rewrite: %v; want %v", names, vipChains)
 	}
 }
+
+// TestVIPConnectionOutlivesItsBackend: a connection through a VIP gets its
+// answer even when its backend left the VIP's map meanwhile (a rolling
+// update withdraws a task, which then drains what it has): the reply is
+// still tracked in the client, so it is translated back from the backend
+// to the VIP. Tracking only the current backends' flows lost it, and the
+// client waited for ever.
+func TestVIPConnectionOutlivesItsBackend(t *testing.T) {
+	cl := testhost.NewT(t, 1)
+	n := newNode(t, cl.Hosts[0])
+	mustDo(t, n.plane.SetNetwork(netA))
+	x, b1 := newContainer(t), newContainer(t)
+	e1 := ep("b1", netA, "10.77.0.41")
+	mustDo(t, n.plane.Attach(x.ns(), ep("x", netA, "10.77.0.40")))
+	mustDo(t, n.plane.Attach(b1.ns(), e1))
+	var ln net.Listener
+	mustDo(t, inNS(t, b1.ns(), func() (err error) { ln, err = net.Listen("tcp", ":80"); return err }))
+	t.Cleanup(func() { ln.Close() })
+	accepted, release := make(chan net.Conn, 1), make(chan struct{})
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- conn
+		<-release
+		io.WriteString(conn, "b1")
+		conn.Close()
+	}()
+	vip := netip.MustParseAddr("10.77.0.210")
+	mustDo(t, n.plane.SetVIPs(x.ns(), []VIP{{ServiceID: "web", Addr: vip, Backends: []netip.Addr{e1.Addr.Addr()}}}))
+
+	var conn net.Conn
+	mustDo(t, inNS(t, x.ns(), func() (err error) {
+		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(vip, 80).String(), 2*time.Second)
+		return err
+	}))
+	defer conn.Close()
+	select {
+	case c, ok := <-accepted:
+		if !ok {
+			t.Fatal("b1 accepted nothing")
+		}
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("b1 accepted no connection through the VIP")
+	}
+	// b1 leaves the map (no backend left), then answers.
+	mustDo(t, n.plane.SetVIPs(x.ns(), []VIP{{ServiceID: "web", Addr: vip}}))
+	close(release)
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil || string(got) != "b1" {
+		t.Errorf("the answer of a backend withdrawn from the VIP meanwhile: %q, %v; want \"b1\"", got, err)
+	}
+}
