@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -71,7 +72,11 @@ func TestKeyRotationWithoutABlip(t *testing.T) {
 		t.Helper()
 		round++
 		mark := fmt.Sprint(round)
-		if err := ms[i].g.SetMeta(t.Context(), map[string]string{"round": mark}); err != nil {
+		// The broadcast gets the wait's bound: the test timings' own
+		// (short) one ran out on a loaded CI box.
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		if err := ms[i].g.SetMeta(ctx, map[string]string{"round": mark}); err != nil {
 			t.Fatal(err)
 		}
 		await.True(t, 5*time.Second, func() bool {
