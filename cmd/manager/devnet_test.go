@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,7 +107,7 @@ func TestDevPublishes(t *testing.T) {
 	}
 	get := func(addr string) (answer, error) {
 		var a answer
-		err := inNetns(h.NetnsPath(), func() error {
+		err := testhost.InNetns(h.NetnsPath(), func() error {
 			// By hand, not with net/http, whose Transport dials on a
 			// goroutine of its own, outside this thread's namespace.
 			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -189,25 +188,4 @@ func overlayLeft(t *testing.T, h *testhost.Host) []string {
 		}
 	}
 	return out
-}
-
-// inNetns runs fn on a thread in the network namespace at path; the
-// thread ends with it, never back in the pool.
-func inNetns(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
 }

@@ -162,3 +162,25 @@ func nsID(path string) ([2]uint64, error) {
 	st := fi.Sys().(*syscall.Stat_t)
 	return [2]uint64{st.Dev, st.Ino}, nil
 }
+
+// InNetns runs fn on a thread inside the network namespace at path, for
+// tests: a socket fn opens stays in that namespace. The thread stays
+// locked and dies with its goroutine, never back in the pool.
+func InNetns(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer ns.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
