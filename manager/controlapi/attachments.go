@@ -20,8 +20,10 @@ func isAttachment(t *pb.Task) bool { return t.GetSpec().GetAttachment() != nil }
 
 // attachmentsOn lists the live attachments on network id (those whose
 // addresses are held: their container has not ended), by container name.
+// Attachments are tasks of no service: the index reads those alone, not
+// every task of the cluster on each inspect and rm.
 func attachmentsOn(tx store.ReadTx, id string) ([]*pb.Task, error) {
-	all, err := tx.FindTasks(store.All)
+	all, err := tx.FindTasks(store.ByServiceID(""))
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func (d *Dispatcher) AttachNetwork(ctx context.Context, req *pb.AttachNetworkReq
 // attachment returns the container's live attachment on node, or stores a
 // new one. Within tx, so a retry racing the first call finds its task.
 func attachment(tx store.Tx, node string, req *pb.AttachNetworkRequest, now func() time.Time) (*pb.Task, error) {
-	if tx.GetNode(node).GetStatus().GetState() == pb.NodeStatus_STATE_DOWN {
+	if nodeDown(tx.GetNode(node)) {
 		// The orchestrator would stop it at once, as a down node's tasks.
 		return nil, status.Errorf(codes.Unavailable, "node %s is down until its agent opens a session again; retry then", node)
 	}

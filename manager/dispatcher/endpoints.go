@@ -89,13 +89,8 @@ func (e *endpoints) addAttachment(t *pb.Task) {
 		e.out[t.GetId()+"/"+a.GetNetworkId()] = &pb.ServiceEndpoint{ServiceId: t.GetId(), ServiceName: name,
 			NetworkId: a.GetNetworkId(), Mode: pb.EndpointSpec_MODE_DNSRR, Aliases: slices.Clone(a.GetAliases()),
 			Tasks: []*pb.EndpointTask{{TaskId: t.GetId(), Name: name, Address: a.GetAddresses()[0], NodeId: t.GetNodeId(),
-				Ready: ready(t) && !e.down(t.GetNodeId()), NodeAddr: e.nodeAddr(t.GetNodeId())}}}
+				Ready: ready(t) && !nodeDown(e.tx.GetNode(t.GetNodeId())), NodeAddr: e.nodeAddr(t.GetNodeId())}}}
 	}
-}
-
-// down says whether node id is down.
-func (e *endpoints) down(id string) bool {
-	return e.tx.GetNode(id).GetStatus().GetState() == pb.NodeStatus_STATE_DOWN
 }
 
 // endpoint returns the entry of service id on a's network, making it on

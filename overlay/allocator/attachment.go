@@ -2,8 +2,6 @@ package allocator
 
 import (
 	"fmt"
-	"net/netip"
-	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -24,20 +22,12 @@ const AttachedMessage = "network attachment allocated"
 // endpoint. On failure it stays pending with the reason, as a service's
 // task does; the dispatcher that waits for it reads the reason.
 func (s *state) planAttachment(p *plan, t *pb.Task, now time.Time) {
-	var atts []*pb.NetworkAttachmentStatus
-	var err error
-	for _, n := range t.GetSpec().GetAttachment().GetNetworks() {
-		id := n.GetTarget()
-		if s.nets[id] == nil {
-			err = fmt.Errorf("network %q does not exist or has no subnet", id)
-			break
-		}
-		var addr netip.Prefix
-		if addr, err = s.allocate(t.GetId(), id); err != nil {
-			break
-		}
-		atts = append(atts, &pb.NetworkAttachmentStatus{NetworkId: id, Addresses: []string{addr.String()}, Aliases: slices.Clone(n.GetAliases())})
+	spec := t.GetSpec().GetAttachment().GetNetworks()
+	nets := make([]string, len(spec))
+	for i, n := range spec {
+		nets[i] = n.GetTarget()
 	}
+	atts, err := s.addresses(t.GetId(), nets, spec)
 	if err == nil && len(atts) == 0 {
 		err = fmt.Errorf("the attachment names no network")
 	}

@@ -186,13 +186,8 @@ func (s *state) planTask(p *plan, t *pb.Task, svcErr error, now time.Time) {
 		err = svcErr
 	}
 	var atts []*pb.NetworkAttachmentStatus
-	for _, id := range nets {
-		if err != nil {
-			break
-		}
-		var addr netip.Prefix
-		addr, err = s.allocate(t.GetId(), id)
-		atts = append(atts, &pb.NetworkAttachmentStatus{NetworkId: id, Addresses: []string{addr.String()}, Aliases: aliases(svc, id)})
+	if err == nil {
+		atts, err = s.addresses(t.GetId(), nets, svc.GetSpec().GetNetworks())
 	}
 	t = proto.Clone(t).(*pb.Task)
 	if err != nil {
@@ -218,9 +213,27 @@ func (s *state) fail(p *plan, t *pb.Task, err error, now time.Time) {
 	}
 }
 
-// aliases are the names svc's attachment to netID declares.
-func aliases(svc *pb.Service, netID string) []string {
-	for _, att := range svc.GetSpec().GetNetworks() {
+// addresses gives owner (a task) an address on each of nets, with the
+// aliases spec declares for it there: a service's task and a standalone
+// container's attachment alike.
+func (s *state) addresses(owner string, nets []string, spec []*pb.NetworkAttachment) ([]*pb.NetworkAttachmentStatus, error) {
+	atts := make([]*pb.NetworkAttachmentStatus, 0, len(nets))
+	for _, id := range nets {
+		if s.nets[id] == nil {
+			return nil, fmt.Errorf("network %q does not exist or has no subnet", id)
+		}
+		addr, err := s.allocate(owner, id)
+		if err != nil {
+			return nil, err
+		}
+		atts = append(atts, &pb.NetworkAttachmentStatus{NetworkId: id, Addresses: []string{addr.String()}, Aliases: aliases(spec, id)})
+	}
+	return atts, nil
+}
+
+// aliases are the names spec's attachment to netID declares.
+func aliases(spec []*pb.NetworkAttachment, netID string) []string {
+	for _, att := range spec {
 		if att.GetTarget() == netID {
 			return slices.Clone(att.GetAliases())
 		}
