@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"berth/ca"
 	pb "berth/proto/berth/v1"
 )
 
@@ -67,11 +68,7 @@ func (r *attachRecord) save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("record attachment of %s: %w", r.ContainerID, err)
 	}
-	tmp := recordFile(dir, r.ContainerID) + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("record attachment of %s: %w", r.ContainerID, err)
-	}
-	if err := os.Rename(tmp, recordFile(dir, r.ContainerID)); err != nil {
+	if err := ca.WriteFileAtomic(recordFile(dir, r.ContainerID), data, 0o600); err != nil {
 		return fmt.Errorf("record attachment of %s: %w", r.ContainerID, err)
 	}
 	return nil

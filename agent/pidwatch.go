@@ -27,8 +27,11 @@ func procStart(pid int) (uint64, error) {
 	}
 	// The command name (field 2) may hold spaces; fields resume after ')'.
 	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
 	f := strings.Fields(string(data[i+1:]))
-	if i < 0 || len(f) < 20 {
+	if len(f) < 20 {
 		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
 	return strconv.ParseUint(f[19], 10, 64)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"berth/agent"
 	"berth/agent/image"
@@ -220,12 +221,12 @@ func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, st
 	if err != nil {
 		return 0, err
 	}
+	var daemon *grpc.ClientConn
 	if len(o.nets) > 0 { // refused before anything is pulled
-		conn, err := dialDaemon(o.dataDir)
-		if err != nil {
+		if daemon, err = dialDaemon(o.dataDir); err != nil {
 			return 0, err
 		}
-		conn.Close()
+		defer daemon.Close()
 	}
 	images, rt, err := o.open(log)
 	if err != nil {
@@ -251,11 +252,10 @@ func (o *runOptions) run(ctx context.Context, args []string, stdin io.Reader, st
 	if s.fwd != nil {
 		defer s.fwd.Close()
 	}
-	if len(o.nets) > 0 {
-		if s.net, err = newNetRun(o.dataDir, id, o.networks(), stderr); err != nil {
+	if daemon != nil {
+		if s.net, err = newNetRun(daemon, o.dataDir, id, o.networks(), stderr); err != nil {
 			return 0, err
 		}
-		defer s.net.close()
 	}
 	if err := s.create(ctx, images, id, img, p); err != nil {
 		return exitCodeFor(err), nameHint(err, id)

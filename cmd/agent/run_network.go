@@ -38,7 +38,6 @@ const attachTimeout = time.Minute
 // netRun is one container's place on the networks of --network.
 type netRun struct {
 	client   pb.LocalAgentClient
-	conn     *grpc.ClientConn
 	dir      string // DATA/run-net
 	id       string
 	networks []*pb.NetworkAttachment
@@ -76,20 +75,15 @@ func dialDaemon(dataDir string) (*grpc.ClientConn, error) {
 	return grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
-// newNetRun prepares container id's --network: it reaches the daemon
-// and makes the resolv.conf the container mounts (filled once attached).
-func newNetRun(dataDir, id string, networks []*pb.NetworkAttachment, stderr io.Writer) (*netRun, error) {
-	conn, err := dialDaemon(dataDir)
-	if err != nil {
-		return nil, err
-	}
-	n := &netRun{client: pb.NewLocalAgentClient(conn), conn: conn, dir: filepath.Join(dataDir, netDir), id: id, networks: networks, stderr: stderr}
+// newNetRun prepares container id's --network over conn, the daemon's
+// (dialDaemon; the caller closes it), and makes the resolv.conf the
+// container mounts (filled once attached).
+func newNetRun(conn *grpc.ClientConn, dataDir, id string, networks []*pb.NetworkAttachment, stderr io.Writer) (*netRun, error) {
+	n := &netRun{client: pb.NewLocalAgentClient(conn), dir: filepath.Join(dataDir, netDir), id: id, networks: networks, stderr: stderr}
 	if err := os.MkdirAll(n.dir, 0o700); err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("--network: %w", err)
 	}
 	if err := os.WriteFile(n.resolvFile(), []byte("# berth: filled once the container is on its networks\n"), 0o644); err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("--network: %w", err)
 	}
 	return n, nil
@@ -147,9 +141,6 @@ func (n *netRun) detach(ctx context.Context) {
 		fmt.Fprintf(n.stderr, "berth-agent: take %s off its networks: %s (the node's daemon ends it when it sees the container gone)\n", n.id, status.Convert(err).Message())
 	}
 }
-
-// close drops the connection to the daemon.
-func (n *netRun) close() { n.conn.Close() }
 
 // removeNetFiles deletes container id's resolv.conf and attachment record.
 func removeNetFiles(dataDir, id string) {
