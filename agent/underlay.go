@@ -1,9 +1,11 @@
 package agent
 
 import (
-	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+
+	"berth/internal/hostaddr"
 )
 
 // hostAddr is the host's own address, the underlay when the way to the
@@ -21,20 +23,9 @@ func hostAddr() (netip.Addr, error) {
 			return a, nil
 		}
 	}
-	ifs, err := net.Interfaces()
+	a, err := hostaddr.Global4()
 	if err != nil {
-		return netip.Addr{}, err
+		return netip.Addr{}, fmt.Errorf("%w; overlay networks need one (give --advertise-addr, or turn overlay networking off)", err)
 	}
-	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, _ := ifc.Addrs()
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
-				return netip.AddrFrom4([4]byte(n.IP.To4())), nil
-			}
-		}
-	}
-	return netip.Addr{}, errors.New("the host has no IPv4 address but loopback; overlay networks need one (give --advertise-addr, or turn overlay networking off)")
+	return a, nil
 }

@@ -28,7 +28,7 @@
 // Tasks of no service are standalone containers' network attachments
 // (TaskSpec.attachment), made and ended by the dispatcher for their node:
 // the orchestrator never replaces them, and only clears away those that
-// ended or whose node was removed, and stops those of a down node
+// ended or whose node was removed; a down node keeps them
 // (decideAttachments). The Updater passes them by.
 //
 // The Updater (update.go, updater.go) is a second leader-only loop: when a

@@ -418,7 +418,7 @@ func awaitNX(t *testing.T, tk *pb.Task, server netip.Addr, name string) time.Tim
 func awaitNoVeth(t *testing.T, n *e2ecluster.Node) {
 	t.Helper()
 	var left []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	await.True(t, 5*time.Second, func() bool {
 		left = left[:0]
 		withHandle(t, n.Host.NetnsPath(), func(h *netlink.Handle) error {
 			links, err := h.LinkList()
@@ -433,9 +433,6 @@ func awaitNoVeth(t *testing.T, n *e2ecluster.Node) {
 			}
 			return err
 		})
-		if len(left) == 0 {
-			return
-		}
-	}
-	t.Fatalf("container veths left on %s 5s after the container ended: %v", n.Name, left)
+		return len(left) == 0
+	}, "no container veth left on %s after the container ended; left: %v", n.Name, &left)
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"berth/ca"
+	"berth/internal/hostaddr"
 	pb "berth/proto/berth/v1"
 )
 
@@ -223,16 +224,11 @@ func advertiseAddr(listen, advertise string) (string, error) {
 	if ip != nil && !ip.IsUnspecified() {
 		return listen, nil
 	}
-	addrs, err := net.InterfaceAddrs()
+	a, err := hostaddr.Global4()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("--listen-addr %s does not name an address others can reach (%v): give --advertise-addr IP:PORT", listen, err)
 	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
-			return net.JoinHostPort(n.IP.String(), port), nil
-		}
-	}
-	return "", fmt.Errorf("--listen-addr %s does not name an address others can reach: give --advertise-addr IP:PORT", listen)
+	return net.JoinHostPort(a.String(), port), nil
 }
 
 func (m *Manager) rootPEM() []byte {
