@@ -189,3 +189,19 @@ func overlayLeft(t *testing.T, h *testhost.Host) []string {
 	}
 	return out
 }
+
+// TestOverlayNeedsDev: --overlay configures the agent --dev embeds, and
+// is refused without --dev, naming the fix, before anything starts.
+func TestOverlayNeedsDev(t *testing.T) {
+	// Cancelled: a manager that started after all stops at once.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, arg := range []string{"--overlay", "--overlay=false"} {
+		cmd := newCmd()
+		cmd.SetArgs([]string{"--data-dir", t.TempDir(), "--listen-addr", "127.0.0.1:0", arg})
+		err := cmd.ExecuteContext(ctx)
+		if want := "--overlay is for the agent --dev embeds"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("berth-manager %s without --dev: %v; want %q", arg, err, want)
+		}
+	}
+}

@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -192,6 +194,17 @@ var (
 
 func ep(task string, n Network, addr string) Endpoint {
 	return Endpoint{TaskID: task, NetworkID: n.ID, Addr: netip.PrefixFrom(netip.MustParseAddr(addr), n.Subnet.Bits()), IfName: "eth0", DefaultRoute: true}
+}
+
+// nftChains lists the chains of the Plane's table in n's namespace.
+func nftChains(t *testing.T, n *node) []*nftables.Chain {
+	t.Helper()
+	c, err := n.plane.nft()
+	mustDo(t, err)
+	defer c.CloseLasting()
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	mustDo(t, err)
+	return slices.DeleteFunc(chains, func(ch *nftables.Chain) bool { return ch.Table.Name != n.plane.prefix })
 }
 
 // nftTables lists the nftables tables of the Plane's prefix in n's namespace.

@@ -69,10 +69,7 @@ func addLocalnetGuard(c *nftables.Conn, t *nftables.Table, want, had bool) {
 	}
 	c.AddChain(ch)
 	c.FlushChain(ch)
-	notLo := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyIIF, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(loopbackIfindex)},
-	}
+	notLo := notLoopback(expr.MetaKeyIIF)
 	drop := []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
 	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: slices.Concat(notLo, match(12, loopback, expr.CmpOpEq), drop)})
 	// Accept first, drop after: an untracked packet matches no ct status
@@ -86,11 +83,16 @@ func addLocalnetGuard(c *nftables.Conn, t *nftables.Table, want, had bool) {
 // 127.0.0.0/8 (only our bridges let it): a node's own client of a
 // published port, DNATed to a local task.
 func masqLoopback() []expr.Any {
-	return slices.Concat(match(12, loopback, expr.CmpOpEq), []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyOIF, Register: 1},
+	return slices.Concat(match(12, loopback, expr.CmpOpEq), notLoopback(expr.MetaKeyOIF), []expr.Any{&expr.Masq{}})
+}
+
+// notLoopback matches packets whose input (key MetaKeyIIF) or output
+// (MetaKeyOIF) device is not lo.
+func notLoopback(key expr.MetaKey) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(loopbackIfindex)},
-		&expr.Masq{},
-	})
+	}
 }
 
 // route_localnet is needed only while the node publishes a port: it

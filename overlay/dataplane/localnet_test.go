@@ -260,17 +260,13 @@ func TestLocalnetOnlyWhilePublishing(t *testing.T) {
 // route_localnet exactly when publishing.
 func assertPublishing(t *testing.T, n *node, when string, publishing bool) {
 	t.Helper()
-	c, err := n.plane.nft()
-	mustDo(t, err)
-	defer c.CloseLasting()
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
-	mustDo(t, err)
+	chains := nftChains(t, n)
 	for _, want := range []struct {
 		name string
 		hook *nftables.ChainHook
 	}{{"localnet", nftables.ChainHookPrerouting}, {meshDSCPChain, nftables.ChainHookPostrouting}} {
 		has := slices.ContainsFunc(chains, func(ch *nftables.Chain) bool {
-			return ch.Table.Name == n.plane.prefix && ch.Name == want.name && ch.Hooknum != nil && *ch.Hooknum == *want.hook
+			return ch.Name == want.name && ch.Hooknum != nil && *ch.Hooknum == *want.hook
 		})
 		if has != publishing {
 			t.Errorf("%s: the table has the base chain %s: %v, want %v", when, want.name, has, publishing)

@@ -105,12 +105,7 @@ func TestIsolationChainOnlyWithTwoNetworks(t *testing.T) {
 	cl := testhost.NewT(t, 1)
 	n := newNode(t, cl.Hosts[0])
 	has := func() bool {
-		c, err := n.plane.nft()
-		mustDo(t, err)
-		defer c.CloseLasting()
-		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
-		mustDo(t, err)
-		return slices.ContainsFunc(chains, func(ch *nftables.Chain) bool { return ch.Name == "isolate" })
+		return slices.ContainsFunc(nftChains(t, n), func(ch *nftables.Chain) bool { return ch.Name == "isolate" })
 	}
 	mustDo(t, n.plane.SetNetwork(netA))
 	if has() {

@@ -78,12 +78,17 @@ func (p *Plane) SetPublished(pubs []Published) error {
 
 // hopFor makes forwarding and the loopback hop ready for the ports
 // published, or removes the hop when there are none (p.mu held).
+// Forwarding is turned on with the hop, not on every call: SetPublished
+// runs whenever any service's tasks change.
 func (p *Plane) hopFor() error {
 	if len(p.pubs) == 0 {
 		if !p.hop {
 			return nil
 		}
 		return p.removeHop()
+	}
+	if p.hop {
+		return nil
 	}
 	if err := p.enableForwarding(); err != nil {
 		return err
